@@ -1,0 +1,1 @@
+"""Lambda-side package: domain, ports, services and AWS adapters of esdeploy."""

@@ -1,0 +1,1 @@
+"""HTTP/SQS schemas and the mapping from domain errors to HTTP answers."""

@@ -1,0 +1,160 @@
+"""Configuration layer: settings from environment variables, validated once and cached."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from chalicelib.domain.errors import ConfigurationError
+from chalicelib.domain.names import PREFIX_PATTERN
+
+SQS_MAX_DELAY_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the Lambdas read from their environment (set per stage in .chalice/config.json)."""
+
+    stage: str
+    tasks_table: str
+    models_table: str
+    requests_queue: str
+    deploy_queue: str
+    teardown_queue: str
+    artifact_bucket: str
+    artifact_prefix: str
+    allowed_instance_types: tuple[str, ...]
+    default_instance_type: str
+    max_instance_count: int
+    default_image_uri: str
+    default_bake_seconds: int
+    max_bake_seconds: int
+    sagemaker_role_arn: str
+    resource_prefix: str
+    ssm_prefix: str
+    max_deployed_models: int
+    poll_initial_seconds: int
+    poll_max_seconds: int
+    deploy_deadline_seconds: int
+    smoke_min_cosine: float
+    max_body_bytes: int
+    stale_lock_seconds: int
+
+    def conventional_model_data_url(self, embedding_model_id: str) -> str:
+        """Where `esdeploy package --upload` puts a model, and where a deploy looks by default."""
+        return f"s3://{self.artifact_bucket}/{self.artifact_prefix}{embedding_model_id}/model.tar.gz"
+
+    @property
+    def artifact_root_url(self) -> str:
+        return f"s3://{self.artifact_bucket}/{self.artifact_prefix}"
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"setting {name} is missing: set it in .chalice/config.json")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"setting {name}={raw!r} is not an integer") from exc
+    if not low <= value <= high:
+        raise ConfigurationError(f"setting {name}={value} must be between {low} and {high}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"setting {name}={raw!r} is not a number") from exc
+    if not low <= value <= high:
+        raise ConfigurationError(f"setting {name}={value} must be between {low} and {high}")
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Validate every setting at once so that a broken stage fails with all names visible."""
+    prefix = env.get("ESDEPLOY_ARTIFACT_PREFIX", "models/").strip().lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    instance_types = tuple(
+        t.strip()
+        for t in env.get("ESDEPLOY_ALLOWED_INSTANCE_TYPES", "ml.g5.xlarge,ml.g5.2xlarge").split(",")
+        if t.strip()
+    )
+    default_type = env.get("ESDEPLOY_DEFAULT_INSTANCE_TYPE", instance_types[0] if instance_types else "")
+    if not instance_types or default_type not in instance_types:
+        raise ConfigurationError(
+            "setting ESDEPLOY_DEFAULT_INSTANCE_TYPE must be one of ESDEPLOY_ALLOWED_INSTANCE_TYPES"
+        )
+    resource_prefix = env.get("ESDEPLOY_RESOURCE_PREFIX", "esd").strip()
+    if not PREFIX_PATTERN.fullmatch(resource_prefix):
+        raise ConfigurationError(
+            f"setting ESDEPLOY_RESOURCE_PREFIX={resource_prefix!r} must match {PREFIX_PATTERN.pattern}"
+        )
+    ssm_prefix = "/" + env.get("ESDEPLOY_SSM_PREFIX", "esdeploy").strip().strip("/")
+    if not re.fullmatch(r"/[A-Za-z0-9_.\-/]+", ssm_prefix):
+        raise ConfigurationError(f"setting ESDEPLOY_SSM_PREFIX={ssm_prefix!r} is not a valid SSM path")
+    poll_initial = _integer(env, "ESDEPLOY_POLL_INITIAL_SECONDS", 30, 0, SQS_MAX_DELAY_SECONDS)
+    poll_max = _integer(env, "ESDEPLOY_POLL_MAX_SECONDS", 300, 0, SQS_MAX_DELAY_SECONDS)
+    if poll_max < poll_initial:
+        raise ConfigurationError(
+            "setting ESDEPLOY_POLL_MAX_SECONDS must not be below ESDEPLOY_POLL_INITIAL_SECONDS"
+        )
+    max_bake = _integer(env, "ESDEPLOY_MAX_BAKE_SECONDS", 86_400, 0, 14 * 86_400)
+    return Settings(
+        stage=env.get("ESDEPLOY_STAGE", "dev"),
+        tasks_table=_required(env, "ESDEPLOY_TASKS_TABLE"),
+        models_table=_required(env, "ESDEPLOY_MODELS_TABLE"),
+        requests_queue=_required(env, "ESDEPLOY_REQUESTS_QUEUE"),
+        deploy_queue=_required(env, "ESDEPLOY_DEPLOY_QUEUE"),
+        teardown_queue=_required(env, "ESDEPLOY_TEARDOWN_QUEUE"),
+        artifact_bucket=_required(env, "ESDEPLOY_ARTIFACT_BUCKET"),
+        artifact_prefix=prefix,
+        allowed_instance_types=instance_types,
+        default_instance_type=default_type,
+        max_instance_count=_integer(env, "ESDEPLOY_MAX_INSTANCE_COUNT", 4, 1, 100),
+        default_image_uri=_required(env, "ESDEPLOY_DEFAULT_IMAGE_URI"),
+        default_bake_seconds=_integer(env, "ESDEPLOY_DEFAULT_BAKE_SECONDS", 600, 0, max_bake),
+        max_bake_seconds=max_bake,
+        sagemaker_role_arn=_required(env, "ESDEPLOY_SAGEMAKER_ROLE_ARN"),
+        resource_prefix=resource_prefix,
+        ssm_prefix=ssm_prefix,
+        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 10_000),
+        poll_initial_seconds=poll_initial,
+        poll_max_seconds=poll_max,
+        deploy_deadline_seconds=_integer(env, "ESDEPLOY_DEPLOY_DEADLINE_SECONDS", 3600, 60, 86_400),
+        smoke_min_cosine=_number(env, "ESDEPLOY_SMOKE_MIN_COSINE", 0.999, 0.0, 1.0),
+        max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
+        stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read on first use (not at import, so cold start stays cheap)."""
+    return load_settings(os.environ)
+
+
+def handler_queue_name(kind: str) -> str:
+    """Queue names for Chalice's SQS decorators, which are evaluated at import and package time."""
+    names = {
+        "requests": "ESDEPLOY_REQUESTS_QUEUE",
+        "deploy": "ESDEPLOY_DEPLOY_QUEUE",
+        "teardown": "ESDEPLOY_TEARDOWN_QUEUE",
+    }
+    stage = os.environ.get("ESDEPLOY_STAGE", "dev")
+    default = {"requests": "requests", "deploy": "deploy-tasks", "teardown": "teardown-tasks"}[kind]
+    return os.environ.get(names[kind], f"esdeploy-{stage}-{default}")

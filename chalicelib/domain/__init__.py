@@ -1,0 +1,1 @@
+"""Domain layer: pure models, statuses, names and errors (no AWS, no os)."""

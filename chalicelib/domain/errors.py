@@ -1,0 +1,79 @@
+"""Domain layer: the typed errors that services raise and the API layer maps to answers."""
+from __future__ import annotations
+
+
+class EsdeployError(Exception):
+    """Base of every error esdeploy raises on purpose."""
+
+
+class InvalidRequestError(EsdeployError):
+    """The caller sent something we cannot accept; `field` names what is wrong."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class TaskNotFoundError(EsdeployError):
+    """No task (or no task of that model) exists."""
+
+
+class ModelNotFoundError(EsdeployError):
+    """The model has no alias: nothing is deployed under that id."""
+
+
+class IdempotencyConflictError(EsdeployError):
+    """A client task id was reused with a different request body."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"Task ID `{task_id}` was already used with a different request; "
+            "use a new id or replay the original body"
+        )
+        self.task_id = task_id
+
+
+class ModelBusyError(EsdeployError):
+    """Another deploy or delete of the same model is still pending or processing."""
+
+    def __init__(self, embedding_model_id: str, active_task_id: str, active_kind: str) -> None:
+        super().__init__(
+            f"Model `{embedding_model_id}` has an active {active_kind} task `{active_task_id}`; "
+            "wait for it to finish or cancel it"
+        )
+        self.embedding_model_id = embedding_model_id
+        self.active_task_id = active_task_id
+        self.active_kind = active_kind
+
+
+class InvalidStateError(EsdeployError):
+    """The operation does not apply to the task or model in its current state."""
+
+
+class ConcurrentUpdateError(EsdeployError):
+    """Someone else changed the item since we read it (optimistic locking lost)."""
+
+
+class TaskAlreadyExistsError(EsdeployError):
+    """A task with this id is already stored."""
+
+
+class DispatchError(EsdeployError):
+    """A message could not be sent to a queue; the task was not started."""
+
+
+class RetryableError(EsdeployError):
+    """A transient fault (throttling, 5xx, timeout): raise so SQS redelivers the message."""
+
+
+class TerminalHostingError(EsdeployError):
+    """The hosting platform refused for good (quota, bad artifact, validation)."""
+
+
+class InvocationError(EsdeployError):
+    """An endpoint did not answer an embedding request properly."""
+
+
+class ConfigurationError(EsdeployError):
+    """A setting is missing or malformed; the message names it."""

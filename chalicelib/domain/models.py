@@ -1,0 +1,208 @@
+"""Domain layer: tasks, their statuses, stages and history, and the model alias."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+
+class TaskKind(StrEnum):
+    DEPLOY = "deploy"
+    DELETE = "delete"
+
+
+class TaskStatus(StrEnum):
+    """The seed's public status enum."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    REFUSED = "refused"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.REFUSED, TaskStatus.CANCELED}
+)
+
+
+class Stage(StrEnum):
+    """Where a task is; finer than the status. A failed task keeps the stage it failed in."""
+
+    QUEUED = "queued"
+    # deploy
+    PREFLIGHT = "preflight"
+    CREATING = "creating"
+    WAITING = "waiting"
+    VERIFYING = "verifying"
+    SWAPPING = "swapping"
+    # delete
+    UNALIASING = "unaliasing"
+    TEARING_DOWN = "tearing_down"
+    # both
+    FINISHED = "finished"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(at: datetime) -> str:
+    """ISO-8601 UTC with microseconds and a Z, so strings sort in time order."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    at: datetime
+    stage: Stage
+    status: TaskStatus
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """A deploy request's config after validation, with every default filled in."""
+
+    instance_type: str
+    initial_instance_count: int
+    model_data_url: str
+    image_uri: str
+    bake_seconds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "instance_type": self.instance_type,
+            "initial_instance_count": self.initial_instance_count,
+            "model_data_url": self.model_data_url,
+            "image_uri": self.image_uri,
+            "bake_seconds": self.bake_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeployConfig:
+        return cls(
+            instance_type=str(data["instance_type"]),
+            initial_instance_count=int(data["initial_instance_count"]),
+            model_data_url=str(data["model_data_url"]),
+            image_uri=str(data["image_uri"]),
+            bake_seconds=int(data["bake_seconds"]),
+        )
+
+
+@dataclass
+class Task:
+    """One deploy or delete request and everything that happened to it."""
+
+    task_id: str
+    kind: TaskKind
+    embedding_model_id: str
+    status: TaskStatus
+    stage: Stage
+    created_at: datetime
+    updated_at: datetime
+    request_hash: str
+    config: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    detail: str | None = None
+    events: list[TaskEvent] = field(default_factory=list)
+    source: str = "http"
+    # Optimistic locking: the store only writes if the stored version is still this one.
+    version: int = 0
+    # Worker bookkeeping (deploy): the green variant's name, polls so far, the deadline.
+    variant: str | None = None
+    polls: int = 0
+    deadline_at: datetime | None = None
+    cancel_requested: bool = False
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        task_id: str,
+        kind: TaskKind,
+        embedding_model_id: str,
+        request_hash: str,
+        at: datetime,
+        config: dict[str, Any] | None = None,
+        reason: str | None = None,
+        source: str = "http",
+    ) -> Task:
+        task = cls(
+            task_id=task_id,
+            kind=kind,
+            embedding_model_id=embedding_model_id,
+            status=TaskStatus.PENDING,
+            stage=Stage.QUEUED,
+            created_at=at,
+            updated_at=at,
+            request_hash=request_hash,
+            config=dict(config or {}),
+            reason=reason,
+            source=source,
+        )
+        task.events.append(TaskEvent(at=at, stage=Stage.QUEUED, status=TaskStatus.PENDING,
+                                     detail=f"{kind.value} task accepted via {source}"))
+        return task
+
+    @property
+    def is_active(self) -> bool:
+        return not self.status.is_terminal
+
+    @property
+    def deploy_config(self) -> DeployConfig:
+        return DeployConfig.from_dict(self.config)
+
+    def record(
+        self,
+        *,
+        at: datetime,
+        stage: Stage | None = None,
+        status: TaskStatus | None = None,
+        detail: str | None = None,
+    ) -> Task:
+        """Move the task and append the matching event; the caller persists it."""
+        if self.status.is_terminal and status is not None and status != self.status:
+            raise ValueError(f"task {self.task_id} is already {self.status.value}")
+        self.stage = stage or self.stage
+        self.status = status or self.status
+        if detail is not None:
+            self.detail = detail
+        self.updated_at = at
+        self.events.append(TaskEvent(at=at, stage=self.stage, status=self.status, detail=detail))
+        return self
+
+    def copy(self) -> Task:
+        return replace(self, events=list(self.events), config=dict(self.config))
+
+
+@dataclass(frozen=True)
+class ModelLock:
+    """Who holds a model's one-active-operation lease."""
+
+    embedding_model_id: str
+    task_id: str
+    kind: TaskKind
+    acquired_at: datetime
+
+
+@dataclass(frozen=True)
+class Alias:
+    """The record that says which variant of a model is live (and which was before)."""
+
+    embedding_model_id: str
+    live_variant: str | None
+    previous_variant: str | None
+    task_id: str | None
+    swapped_at: datetime | None
+    version: int = 0

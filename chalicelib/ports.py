@@ -1,0 +1,155 @@
+"""Ports: the interfaces the services need; adapters (AWS, in-memory, local) implement them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind
+
+
+class TaskStore(Protocol):
+    """Tasks by id and newest-by-model; every update is conditional on the version read."""
+
+    def create(self, task: Task) -> Task:
+        """Store a new task (version becomes 1). TaskAlreadyExistsError if the id is taken."""
+        ...
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        """The most recently created task of that kind for that model, in one request."""
+        ...
+
+    def update(self, task: Task) -> Task:
+        """Write `task` if the stored version is still `task.version`; returns it with the
+        version bumped. ConcurrentUpdateError if someone else wrote in between."""
+        ...
+
+
+class ModelLocks(Protocol):
+    """The per-model lease that allows one active deploy/delete per model."""
+
+    def acquire(self, lock: ModelLock, replace_task_id: str | None = None) -> ModelLock | None:
+        """Take the lease with a conditional write. Succeeds when nobody holds it, when
+        `lock.task_id` already holds it, or when `replace_task_id` (a stale holder) still does.
+        Returns None on success, or the lock that is held by someone else."""
+        ...
+
+    def get(self, embedding_model_id: str) -> ModelLock | None: ...
+
+    def release(self, embedding_model_id: str, task_id: str) -> None:
+        """Drop the lease if `task_id` holds it; a no-op otherwise."""
+        ...
+
+
+class Aliases(Protocol):
+    """The one record per model that says which variant is live; changed only conditionally."""
+
+    def get(self, embedding_model_id: str) -> Alias | None: ...
+
+    def swap(self, alias: Alias, expected_version: int) -> Alias:
+        """Write `alias` if the stored alias version is `expected_version` (0: none stored).
+        Returns the written alias (version bumped); ConcurrentUpdateError otherwise."""
+        ...
+
+    def list_live(self) -> list[Alias]:
+        """Every model that has a live variant."""
+        ...
+
+
+class Queue(Protocol):
+    """One SQS queue (or a stand-in): send a JSON message, optionally delayed."""
+
+    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+        """Returns the message id; raises DispatchError when the message was not sent."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Artifacts(Protocol):
+    """Model artifacts in object storage."""
+
+    def exists(self, url: str) -> bool: ...
+
+    def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
+        """The `manifest.json` stored next to `model.tar.gz`, or None when there is none."""
+        ...
+
+
+class EndpointState(StrEnum):
+    """What the services need to know of an endpoint; adapters map platform statuses here."""
+
+    CREATING = "creating"  # still coming up (or updating): poll again later
+    IN_SERVICE = "in_service"
+    FAILED = "failed"
+    DELETING = "deleting"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Everything needed to create one green variant (model + endpoint config + endpoint)."""
+
+    name: str
+    embedding_model_id: str
+    task_id: str
+    model_data_url: str
+    image_uri: str
+    instance_type: str
+    initial_instance_count: int
+
+
+@dataclass(frozen=True)
+class VariantStatus:
+    name: str
+    state: EndpointState
+    failure_reason: str | None = None
+    platform_status: str | None = None
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """A variant found on the platform, with the tags that say who owns it."""
+
+    name: str
+    embedding_model_id: str | None
+    task_id: str | None
+    has_endpoint: bool
+    has_endpoint_config: bool
+    has_model: bool
+
+
+class Hosting(Protocol):
+    """Where variants run: SageMaker on AWS, local processes on one machine, a fake in tests."""
+
+    def create_variant(self, spec: VariantSpec) -> None:
+        """Create model, endpoint config and endpoint named `spec.name`; parts that exist
+        already are found, not duplicated. RetryableError / TerminalHostingError on faults."""
+        ...
+
+    def describe(self, name: str) -> VariantStatus: ...
+
+    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one JSON embedding request; InvocationError if the answer is not usable."""
+        ...
+
+    def delete_variant(self, name: str) -> None:
+        """Delete endpoint, then endpoint config, then model; what is gone already is fine."""
+        ...
+
+    def list_variants(self, name_prefix: str) -> list[VariantInfo]:
+        """Every variant (or leftover part of one) whose name starts with `name_prefix`."""
+        ...
+
+
+class AliasMirror(Protocol):
+    """A read-only copy of each alias for other clients and the console (SSM on AWS)."""
+
+    def publish(self, alias: Alias) -> None: ...
+
+    def remove(self, embedding_model_id: str) -> None: ...

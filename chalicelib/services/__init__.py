@@ -1,0 +1,1 @@
+"""Use cases: the application services that the handlers call."""
