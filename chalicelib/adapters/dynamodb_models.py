@@ -1,0 +1,165 @@
+"""Adapters: the models table, one item per model holding its lock lease and its alias."""
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.domain.errors import ConcurrentUpdateError
+from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
+
+# Lock and alias share one item so that the console shows, per model, what is live and
+# what is running; their attributes are disjoint so their conditional writes never clash.
+_LOCK_FIELDS = ("lock_task_id", "lock_kind", "lock_acquired_at")
+
+
+class DynamoModelLocks:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def acquire(self, lock: ModelLock, replace_task_id: str | None = None) -> ModelLock | None:
+        condition = "attribute_not_exists(lock_task_id) OR lock_task_id = :mine"
+        values: dict[str, Any] = {
+            ":mine": lock.task_id,
+            ":kind": lock.kind.value,
+            ":at": iso(lock.acquired_at),
+        }
+        if replace_task_id is not None:
+            condition += " OR lock_task_id = :stale"
+            values[":stale"] = replace_task_id
+        try:
+            self._table.update_item(
+                Key={"embedding_model_id": lock.embedding_model_id},
+                UpdateExpression=(
+                    "SET lock_task_id = :mine, lock_kind = :kind, lock_acquired_at = :at"
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+            return None
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise_retryable_or(exc, "taking the model lock")
+        held = self.get(lock.embedding_model_id)
+        if held is None:
+            # Released between our write and our read: try once more rather than report a
+            # conflict with nobody.
+            return self.acquire(lock, replace_task_id)
+        return held
+
+    def get(self, embedding_model_id: str) -> ModelLock | None:
+        try:
+            answer = self._table.get_item(
+                Key={"embedding_model_id": embedding_model_id},
+                ConsistentRead=True,
+                ProjectionExpression="embedding_model_id, " + ", ".join(_LOCK_FIELDS),
+            )
+        except ClientError as exc:
+            raise_retryable_or(exc, "reading the model lock")
+        item = answer.get("Item") or {}
+        if "lock_task_id" not in item:
+            return None
+        return ModelLock(
+            embedding_model_id=embedding_model_id,
+            task_id=item["lock_task_id"],
+            kind=TaskKind(item["lock_kind"]),
+            acquired_at=parse_iso(item["lock_acquired_at"]),
+        )
+
+    def release(self, embedding_model_id: str, task_id: str) -> None:
+        try:
+            self._table.update_item(
+                Key={"embedding_model_id": embedding_model_id},
+                UpdateExpression="REMOVE " + ", ".join(_LOCK_FIELDS),
+                ConditionExpression="lock_task_id = :mine",
+                ExpressionAttributeValues={":mine": task_id},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise_retryable_or(exc, "releasing the model lock")
+
+
+class DynamoAliases:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, embedding_model_id: str) -> Alias | None:
+        try:
+            answer = self._table.get_item(
+                Key={"embedding_model_id": embedding_model_id}, ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise_retryable_or(exc, "reading the alias")
+        item = answer.get("Item") or {}
+        return _item_to_alias(item) if "alias_version" in item else None
+
+    def swap(self, alias: Alias, expected_version: int) -> Alias:
+        sets = ["alias_version = :new"]
+        removes: list[str] = []
+        values: dict[str, Any] = {":new": expected_version + 1, ":expected": expected_version}
+        for attribute, value in (
+            ("live_variant", alias.live_variant),
+            ("previous_variant", alias.previous_variant),
+            ("alias_task_id", alias.task_id),
+            ("swapped_at", iso(alias.swapped_at) if alias.swapped_at else None),
+        ):
+            if value is None:
+                removes.append(attribute)
+            else:
+                sets.append(f"{attribute} = :{attribute}")
+                values[f":{attribute}"] = value
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        condition = "alias_version = :expected"
+        if expected_version == 0:
+            condition = "attribute_not_exists(alias_version) OR alias_version = :expected"
+        try:
+            self._table.update_item(
+                Key={"embedding_model_id": alias.embedding_model_id},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ConcurrentUpdateError(
+                    f"alias of {alias.embedding_model_id} changed since version "
+                    f"{expected_version} was read"
+                ) from exc
+            raise_retryable_or(exc, "swapping the alias")
+        return Alias(
+            embedding_model_id=alias.embedding_model_id,
+            live_variant=alias.live_variant,
+            previous_variant=alias.previous_variant,
+            task_id=alias.task_id,
+            swapped_at=alias.swapped_at,
+            version=expected_version + 1,
+        )
+
+    def list_live(self) -> list[Alias]:
+        # One item per model: a filtered scan stays small, and saves an index to maintain.
+        aliases: list[Alias] = []
+        kwargs: dict[str, Any] = {"FilterExpression": "attribute_exists(live_variant)"}
+        try:
+            while True:
+                answer = self._table.scan(**kwargs)
+                aliases.extend(_item_to_alias(item) for item in answer.get("Items", []))
+                if "LastEvaluatedKey" not in answer:
+                    break
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise_retryable_or(exc, "listing live models")
+        return sorted(aliases, key=lambda a: a.embedding_model_id)
+
+
+def _item_to_alias(item: dict[str, Any]) -> Alias:
+    return Alias(
+        embedding_model_id=item["embedding_model_id"],
+        live_variant=item.get("live_variant"),
+        previous_variant=item.get("previous_variant"),
+        task_id=item.get("alias_task_id"),
+        swapped_at=parse_iso(item["swapped_at"]) if item.get("swapped_at") else None,
+        version=int(item["alias_version"]),
+    )

@@ -1,0 +1,166 @@
+"""Adapters: the DynamoDB task store (plain, console-readable attributes; optimistic locking)."""
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
+from chalicelib.domain.models import (
+    Stage,
+    Task,
+    TaskEvent,
+    TaskKind,
+    TaskStatus,
+    iso,
+    parse_iso,
+)
+
+BY_MODEL_INDEX = "by-model"
+
+
+def model_kind_key(kind: TaskKind, embedding_model_id: str) -> str:
+    """The GSI partition key: one partition per (kind, model), sorted by created_at."""
+    return f"{kind.value}#{embedding_model_id}"
+
+
+def task_to_item(task: Task) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "task_id": task.task_id,
+        "kind": task.kind.value,
+        "embedding_model_id": task.embedding_model_id,
+        "model_kind": model_kind_key(task.kind, task.embedding_model_id),
+        "status": task.status.value,
+        "stage": task.stage.value,
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+        "request_hash": task.request_hash,
+        "config": task.config,
+        "source": task.source,
+        "version": task.version,
+        "polls": task.polls,
+        "cancel_requested": task.cancel_requested,
+        "events": [_event_to_item(e) for e in task.events],
+    }
+    optional = {
+        "reason": task.reason,
+        "detail": task.detail,
+        "variant": task.variant,
+        "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    return item
+
+
+def _event_to_item(event: TaskEvent) -> dict[str, Any]:
+    item = {"at": iso(event.at), "stage": event.stage.value, "status": event.status.value}
+    if event.detail is not None:
+        item["detail"] = event.detail
+    return item
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB hands numbers back as Decimal; turn them into int/float again."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def item_to_task(item: dict[str, Any]) -> Task:
+    item = _plain(item)
+    return Task(
+        task_id=item["task_id"],
+        kind=TaskKind(item["kind"]),
+        embedding_model_id=item["embedding_model_id"],
+        status=TaskStatus(item["status"]),
+        stage=Stage(item["stage"]),
+        created_at=parse_iso(item["created_at"]),
+        updated_at=parse_iso(item["updated_at"]),
+        request_hash=item["request_hash"],
+        config=dict(item.get("config") or {}),
+        reason=item.get("reason"),
+        detail=item.get("detail"),
+        events=[
+            TaskEvent(
+                at=parse_iso(e["at"]),
+                stage=Stage(e["stage"]),
+                status=TaskStatus(e["status"]),
+                detail=e.get("detail"),
+            )
+            for e in item.get("events", [])
+        ],
+        source=item.get("source", "http"),
+        version=int(item["version"]),
+        variant=item.get("variant"),
+        polls=int(item.get("polls", 0)),
+        deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
+        cancel_requested=bool(item.get("cancel_requested", False)),
+    )
+
+
+class DynamoTaskStore:
+    """Task by id = GetItem; newest by model = one Query on the `by-model` index."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, task: Task) -> Task:
+        stored = task.copy()
+        stored.version = 1
+        try:
+            self._table.put_item(
+                Item=task_to_item(stored),
+                ConditionExpression="attribute_not_exists(task_id)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise TaskAlreadyExistsError(task.task_id) from exc
+            raise_retryable_or(exc, "storing the task")
+        return stored
+
+    def get(self, task_id: str) -> Task | None:
+        try:
+            answer = self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True)
+        except ClientError as exc:
+            raise_retryable_or(exc, "reading the task")
+        item = answer.get("Item")
+        return item_to_task(item) if item else None
+
+    def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        try:
+            answer = self._table.query(
+                IndexName=BY_MODEL_INDEX,
+                KeyConditionExpression=Key("model_kind").eq(model_kind_key(kind, embedding_model_id)),
+                ScanIndexForward=False,
+                Limit=1,
+            )
+        except ClientError as exc:
+            raise_retryable_or(exc, "querying tasks by model")
+        items = answer.get("Items", [])
+        return item_to_task(items[0]) if items else None
+
+    def update(self, task: Task) -> Task:
+        stored = task.copy()
+        stored.version = task.version + 1
+        try:
+            self._table.put_item(
+                Item=task_to_item(stored),
+                ConditionExpression="attribute_exists(task_id) AND #v = :read",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":read": task.version},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ConcurrentUpdateError(
+                    f"task {task.task_id} changed since version {task.version} was read"
+                ) from exc
+            raise_retryable_or(exc, "updating the task")
+        return stored

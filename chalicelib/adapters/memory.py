@@ -1,0 +1,184 @@
+"""Adapters: in-memory implementations of the ports, for unit tests and the same contract suites."""
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.errors import ConcurrentUpdateError, DispatchError, TaskAlreadyExistsError
+from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
+
+
+class InMemoryTaskStore:
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+
+    def create(self, task: Task) -> Task:
+        with self._lock:
+            if task.task_id in self._tasks:
+                raise TaskAlreadyExistsError(task.task_id)
+            stored = task.copy()
+            stored.version = 1
+            self._tasks[task.task_id] = stored
+            return stored.copy()
+
+    def get(self, task_id: str) -> Task | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return task.copy() if task else None
+
+    def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        with self._lock:
+            candidates = [
+                t for t in self._tasks.values()
+                if t.embedding_model_id == embedding_model_id and t.kind == kind
+            ]
+            if not candidates:
+                return None
+            return max(candidates, key=lambda t: (t.created_at, t.task_id)).copy()
+
+    def update(self, task: Task) -> Task:
+        with self._lock:
+            current = self._tasks.get(task.task_id)
+            if current is None or current.version != task.version:
+                raise ConcurrentUpdateError(
+                    f"task {task.task_id} changed since version {task.version} was read"
+                )
+            stored = task.copy()
+            stored.version = task.version + 1
+            self._tasks[task.task_id] = stored
+            return stored.copy()
+
+    def all(self) -> list[Task]:
+        with self._lock:
+            return [t.copy() for t in self._tasks.values()]
+
+
+class InMemoryModelLocks:
+    def __init__(self) -> None:
+        self._locks: dict[str, ModelLock] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, lock: ModelLock, replace_task_id: str | None = None) -> ModelLock | None:
+        with self._lock:
+            held = self._locks.get(lock.embedding_model_id)
+            if held is None or held.task_id in (lock.task_id, replace_task_id):
+                if held is None or held.task_id != lock.task_id:
+                    self._locks[lock.embedding_model_id] = lock
+                return None
+            return held
+
+    def get(self, embedding_model_id: str) -> ModelLock | None:
+        with self._lock:
+            return self._locks.get(embedding_model_id)
+
+    def release(self, embedding_model_id: str, task_id: str) -> None:
+        with self._lock:
+            held = self._locks.get(embedding_model_id)
+            if held is not None and held.task_id == task_id:
+                del self._locks[embedding_model_id]
+
+
+class InMemoryAliases:
+    def __init__(self) -> None:
+        self._aliases: dict[str, Alias] = {}
+        self._lock = threading.Lock()
+
+    def get(self, embedding_model_id: str) -> Alias | None:
+        with self._lock:
+            return self._aliases.get(embedding_model_id)
+
+    def swap(self, alias: Alias, expected_version: int) -> Alias:
+        with self._lock:
+            current = self._aliases.get(alias.embedding_model_id)
+            current_version = current.version if current else 0
+            if current_version != expected_version:
+                raise ConcurrentUpdateError(
+                    f"alias of {alias.embedding_model_id} is at version {current_version}, "
+                    f"not {expected_version}"
+                )
+            written = replace(alias, version=expected_version + 1)
+            self._aliases[alias.embedding_model_id] = written
+            return written
+
+    def list_live(self) -> list[Alias]:
+        with self._lock:
+            return sorted(
+                (a for a in self._aliases.values() if a.live_variant),
+                key=lambda a: a.embedding_model_id,
+            )
+
+
+class InMemoryQueue:
+    """Collects messages; `fail_next` makes the next sends fail like an SQS outage would."""
+
+    def __init__(self, name: str = "queue") -> None:
+        self.name = name
+        self.messages: list[tuple[dict[str, Any], int]] = []
+        self.fail_next = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+        with self._lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                raise DispatchError(f"could not send to {self.name}: simulated outage")
+            self.messages.append((dict(body), delay_seconds))
+            return f"{self.name}-{next(self._ids)}"
+
+    def drain(self) -> list[tuple[dict[str, Any], int]]:
+        with self._lock:
+            taken, self.messages = self.messages, []
+            return taken
+
+
+class InMemoryArtifacts:
+    def __init__(self) -> None:
+        self.objects: set[str] = set()
+        self.manifests: dict[str, dict[str, Any]] = {}
+
+    def exists(self, url: str) -> bool:
+        return url in self.objects
+
+    def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
+        return self.manifests.get(model_data_url)
+
+
+class InMemoryAliasMirror:
+    def __init__(self) -> None:
+        self.parameters: dict[str, str] = {}
+
+    def publish(self, alias: Alias) -> None:
+        if alias.live_variant:
+            self.parameters[alias.embedding_model_id] = alias.live_variant
+        else:
+            self.parameters.pop(alias.embedding_model_id, None)
+
+    def remove(self, embedding_model_id: str) -> None:
+        self.parameters.pop(embedding_model_id, None)
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utc_now()
+
+
+class ManualClock:
+    """A clock tests move by hand; each read also ticks a microsecond so times stay ordered."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or utc_now()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            self._now += timedelta(microseconds=1)
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)

@@ -1,0 +1,28 @@
+"""API layer: running a route body and turning domain errors into JSON answers."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.api.errors import error_answer
+from chalicelib.domain.errors import EsdeployError
+
+logger = logging.getLogger(__name__)
+
+
+def answer(produce: Callable[[], dict[str, Any] | list[Any]], status: int = 200) -> Response:
+    """Call `produce`; a domain error becomes its mapped status, anything else a bare 500."""
+    try:
+        return Response(body=produce(), status_code=status)
+    except EsdeployError as error:
+        code, body = error_answer(error)
+        log = logger.error if code >= 500 else logger.info
+        log("request refused", extra={"status_code": code, "detail": body["detail"]})
+        return Response(body=body, status_code=code)
+    except Exception:
+        # Logged with its trace for us; the caller gets no internals.
+        logger.exception("unexpected error")
+        return Response(body={"detail": "Internal error"}, status_code=500)

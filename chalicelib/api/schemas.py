@@ -1,0 +1,137 @@
+"""API layer: request bodies (HTTP and the requests queue) parsed and checked for shape."""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.names import ID_RULE, is_valid_id
+
+
+class DeployConfigIn(BaseModel):
+    """The optional `config` of a deploy request; omitted keys take the stage's defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    instance_type: StrictStr | None = None
+    initial_instance_count: StrictInt | None = Field(default=None, ge=1)
+    model_data_url: StrictStr | None = Field(default=None, max_length=1024)
+    image_uri: StrictStr | None = Field(default=None, max_length=512)
+    bake_seconds: StrictInt | None = Field(default=None, ge=0)
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    embedding_model_id: StrictStr
+    id: StrictStr | None = None
+    config: DeployConfigIn | None = None
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    embedding_model_id: StrictStr
+    id: StrictStr | None = None
+    reason: StrictStr | None = Field(default=None, max_length=1000)
+
+
+class IntakeEnvelope(BaseModel):
+    """A message on the requests queue: an action plus the same fields as the HTTP body."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    action: Literal["deploy", "delete"]
+
+
+def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
+    """Malformed or non-object JSON is the caller's fault, and we say where it broke."""
+    if raw is None or raw in (b"", ""):
+        raise InvalidRequestError("request body is empty: send a JSON object", field="body")
+    size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise BodyTooLargeError(
+            f"request body is {size} bytes; the limit is {max_bytes} bytes", field="body"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedBodyError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequestError(
+            f"request body must be a JSON object, not {type(data).__name__}", field="body"
+        )
+    return data
+
+
+class MalformedBodyError(InvalidRequestError):
+    """The body is not JSON at all (HTTP 400, where shape errors are 422)."""
+
+
+class BodyTooLargeError(InvalidRequestError):
+    """The body is over the configured size limit (HTTP 413)."""
+
+
+def _model_id_from(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept the seed's `model_id` as a synonym of `embedding_model_id`."""
+    data = dict(data)
+    if "model_id" in data:
+        synonym = data.pop("model_id")
+        if "embedding_model_id" in data and data["embedding_model_id"] != synonym:
+            raise InvalidRequestError(
+                "embedding_model_id and model_id name different models; send one of them",
+                field="embedding_model_id",
+            )
+        data["embedding_model_id"] = synonym
+    return data
+
+
+def _check_ids(embedding_model_id: str, task_id: str | None) -> None:
+    if not is_valid_id(embedding_model_id):
+        raise InvalidRequestError(
+            f"embedding_model_id {embedding_model_id!r} is not allowed: {ID_RULE}",
+            field="embedding_model_id",
+        )
+    if task_id is not None and not is_valid_id(task_id):
+        raise InvalidRequestError(f"id {task_id!r} is not allowed: {ID_RULE}", field="id")
+
+
+def _first_error(exc: ValidationError) -> InvalidRequestError:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"]) or "body"
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field `{location}`"
+    elif error["type"] == "missing":
+        message = f"field `{location}` is required"
+    else:
+        message = f"field `{location}`: {error['msg']}"
+    return InvalidRequestError(message, field=location)
+
+
+def parse_deploy(data: dict[str, Any]) -> DeployRequest:
+    try:
+        request = DeployRequest.model_validate(_model_id_from(data))
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+    _check_ids(request.embedding_model_id, request.id)
+    return request
+
+
+def parse_delete(data: dict[str, Any]) -> DeleteRequest:
+    try:
+        request = DeleteRequest.model_validate(_model_id_from(data))
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+    _check_ids(request.embedding_model_id, request.id)
+    return request
+
+
+def parse_intake(data: dict[str, Any]) -> DeployRequest | DeleteRequest:
+    try:
+        envelope = IntakeEnvelope.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+    fields = {k: v for k, v in data.items() if k != "action"}
+    return parse_deploy(fields) if envelope.action == "deploy" else parse_delete(fields)

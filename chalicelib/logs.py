@@ -1,0 +1,15 @@
+"""Logging: one structured JSON line per request and per step (Powertools Logger)."""
+from __future__ import annotations
+
+import logging
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+logger = Logger(service="esdeploy")
+
+# Every chalicelib.* module logs through the stdlib; its records propagate to this parent,
+# which gets Powertools' JSON handler, so `extra={"task_id": ...}` becomes a field that
+# CloudWatch Logs Insights can filter on.
+logging.getLogger("chalicelib")
+copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})

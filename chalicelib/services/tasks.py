@@ -1,0 +1,198 @@
+"""Services: submitting and reading deploy/delete tasks (validation, idempotency, lock, dispatch)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.api.schemas import DeleteRequest, DeployRequest
+from chalicelib.config import Settings
+from chalicelib.domain.errors import (
+    DispatchError,
+    IdempotencyConflictError,
+    ModelBusyError,
+    TaskAlreadyExistsError,
+    TaskNotFoundError,
+)
+from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
+from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.services.deploy_config import resolve_deploy_config
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND_BY_ID = {
+    TaskKind.DEPLOY: "Deployment task with ID `{}` is not found",
+    TaskKind.DELETE: "Deletion task with ID `{}` is not found",
+}
+NOT_FOUND_BY_MODEL = {
+    TaskKind.DEPLOY: "Deployment task for model with ID `{}` is not found",
+    TaskKind.DELETE: "Deletion task for model with ID `{}` is not found",
+}
+DISPATCH_FAILED = {
+    TaskKind.DEPLOY: "Failed to create and send model deployment task",
+    TaskKind.DELETE: "Failed to create and send model deletion task",
+}
+
+
+def request_hash(kind: TaskKind, payload: dict[str, Any]) -> str:
+    """What makes two requests 'the same' for idempotency: the normalised body, not its bytes."""
+    canonical = json.dumps({"kind": kind.value, **payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def task_message(task: Task) -> dict[str, Any]:
+    """The message that starts (or continues) a task on its worker queue."""
+    return {
+        "action": "advance" if task.kind == TaskKind.DEPLOY else "delete_model",
+        "task_id": task.task_id,
+        "embedding_model_id": task.embedding_model_id,
+    }
+
+
+@dataclass
+class TaskService:
+    settings: Settings
+    store: TaskStore
+    locks: ModelLocks
+    deploy_queue: Queue
+    teardown_queue: Queue
+    clock: Clock
+
+    def submit_deploy(self, request: DeployRequest, source: str = "http") -> Task:
+        config = resolve_deploy_config(self.settings, request.embedding_model_id, request.config)
+        given = request.config.model_dump(exclude_none=True) if request.config else {}
+        fingerprint = request_hash(
+            TaskKind.DEPLOY, {"embedding_model_id": request.embedding_model_id, "config": given}
+        )
+        return self._submit(
+            kind=TaskKind.DEPLOY,
+            embedding_model_id=request.embedding_model_id,
+            client_id=request.id,
+            fingerprint=fingerprint,
+            config=config.as_dict(),
+            reason=None,
+            source=source,
+        )
+
+    def submit_delete(self, request: DeleteRequest, source: str = "http") -> Task:
+        fingerprint = request_hash(
+            TaskKind.DELETE,
+            {"embedding_model_id": request.embedding_model_id, "reason": request.reason},
+        )
+        return self._submit(
+            kind=TaskKind.DELETE,
+            embedding_model_id=request.embedding_model_id,
+            client_id=request.id,
+            fingerprint=fingerprint,
+            config={},
+            reason=request.reason,
+            source=source,
+        )
+
+    def get(self, kind: TaskKind, task_id: str) -> Task:
+        task = self.store.get(task_id)
+        if task is None or task.kind != kind:
+            raise TaskNotFoundError(NOT_FOUND_BY_ID[kind].format(task_id))
+        return task
+
+    def newest(self, kind: TaskKind, embedding_model_id: str) -> Task:
+        task = self.store.newest_for_model(embedding_model_id, kind)
+        if task is None:
+            raise TaskNotFoundError(NOT_FOUND_BY_MODEL[kind].format(embedding_model_id))
+        return task
+
+    def _submit(
+        self,
+        *,
+        kind: TaskKind,
+        embedding_model_id: str,
+        client_id: str | None,
+        fingerprint: str,
+        config: dict[str, Any],
+        reason: str | None,
+        source: str,
+    ) -> Task:
+        task_id = client_id or uuid.uuid4().hex
+        if client_id is not None:
+            existing = self.store.get(task_id)
+            if existing is not None:
+                return self._replay(existing, fingerprint)
+        now = self.clock.now()
+        self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
+        task = Task.new(
+            task_id=task_id,
+            kind=kind,
+            embedding_model_id=embedding_model_id,
+            request_hash=fingerprint,
+            at=now,
+            config=config,
+            reason=reason,
+            source=source,
+        )
+        try:
+            stored = self.store.create(task)
+        except TaskAlreadyExistsError:
+            # The same client id raced us; both of us hold the same lock, so the loser answers
+            # like a replay.
+            existing = self.store.get(task_id)
+            if existing is None:
+                raise
+            return self._replay(existing, fingerprint)
+        return self._dispatch(stored)
+
+    def _replay(self, existing: Task, fingerprint: str) -> Task:
+        if existing.request_hash != fingerprint:
+            raise IdempotencyConflictError(existing.task_id)
+        logger.info("replayed task", extra=_log_keys(existing))
+        return existing
+
+    def _take_lock(self, lock: ModelLock) -> None:
+        held = self.locks.acquire(lock)
+        if held is None:
+            return
+        if self._is_stale(held, lock):
+            logger.warning(
+                "taking over a stale model lock",
+                extra={"embedding_model_id": lock.embedding_model_id, "stale_task_id": held.task_id},
+            )
+            held = self.locks.acquire(lock, replace_task_id=held.task_id)
+            if held is None:
+                return
+        raise ModelBusyError(lock.embedding_model_id, held.task_id, held.kind.value)
+
+    def _is_stale(self, held: ModelLock, wanted: ModelLock) -> bool:
+        """A lock whose task ended, or never got stored, must not block the model forever."""
+        holder = self.store.get(held.task_id)
+        if holder is not None:
+            return holder.status.is_terminal
+        age = (wanted.acquired_at - held.acquired_at).total_seconds()
+        return age > self.settings.stale_lock_seconds
+
+    def _dispatch(self, task: Task) -> Task:
+        queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
+        try:
+            queue.send(task_message(task))
+        except DispatchError as exc:
+            logger.error("dispatch failed", extra={**_log_keys(task), "error": str(exc)})
+            task.record(
+                at=self.clock.now(),
+                status=TaskStatus.FAILED,
+                detail=f"{DISPATCH_FAILED[task.kind]}: {exc}",
+            )
+            self.store.update(task)
+            self.locks.release(task.embedding_model_id, task.task_id)
+            raise DispatchError(DISPATCH_FAILED[task.kind]) from exc
+        logger.info("task submitted", extra={**_log_keys(task), "source": task.source})
+        return task
+
+
+def _log_keys(task: Task) -> dict[str, str]:
+    return {
+        "task_id": task.task_id,
+        "embedding_model_id": task.embedding_model_id,
+        "kind": task.kind.value,
+        "status": task.status.value,
+    }

@@ -1,0 +1,101 @@
+"""Shared fixtures: settings, an in-memory container, and moto-backed AWS with our resources."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib import wiring
+from chalicelib.adapters.memory import (
+    InMemoryAliases,
+    InMemoryAliasMirror,
+    InMemoryArtifacts,
+    InMemoryModelLocks,
+    InMemoryQueue,
+    InMemoryTaskStore,
+    ManualClock,
+)
+from chalicelib.config import Settings, load_settings
+
+TEST_ENV: dict[str, str] = {
+    "ESDEPLOY_STAGE": "test",
+    "ESDEPLOY_TASKS_TABLE": "esdeploy-test-tasks",
+    "ESDEPLOY_MODELS_TABLE": "esdeploy-test-models",
+    "ESDEPLOY_REQUESTS_QUEUE": "esdeploy-test-requests",
+    "ESDEPLOY_DEPLOY_QUEUE": "esdeploy-test-deploy-tasks",
+    "ESDEPLOY_TEARDOWN_QUEUE": "esdeploy-test-teardown-tasks",
+    "ESDEPLOY_ARTIFACT_BUCKET": "esdeploy-test-artifacts",
+    "ESDEPLOY_ARTIFACT_PREFIX": "models/",
+    "ESDEPLOY_ALLOWED_INSTANCE_TYPES": "ml.g5.xlarge,ml.g5.2xlarge,ml.m5.large",
+    "ESDEPLOY_DEFAULT_INSTANCE_TYPE": "ml.g5.xlarge",
+    "ESDEPLOY_DEFAULT_IMAGE_URI": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+    "huggingface-pytorch-inference:2.6.0-transformers4.49.0-gpu-py312-cu124-ubuntu22.04",
+    "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/esdeploy-test-sagemaker",
+    "ESDEPLOY_SSM_PREFIX": "/esdeploy/test",
+    "ESDEPLOY_DEFAULT_BAKE_SECONDS": "600",
+    "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
+}
+
+
+@pytest.fixture
+def test_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return dict(TEST_ENV)
+
+
+@pytest.fixture
+def settings(test_env: dict[str, str]) -> Settings:
+    return load_settings(test_env)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def memory_container(settings: Settings, clock: ManualClock) -> Iterator[wiring.Container]:
+    """Every port in memory; hosting is added by the tests that need it."""
+    container = wiring.Container(
+        settings=settings,
+        store=InMemoryTaskStore(),
+        locks=InMemoryModelLocks(),
+        aliases=InMemoryAliases(),
+        mirror=InMemoryAliasMirror(),
+        deploy_queue=InMemoryQueue("deploy-tasks"),
+        teardown_queue=InMemoryQueue("teardown-tasks"),
+        artifacts=InMemoryArtifacts(),
+        clock=clock,
+    )
+    wiring.use(container)
+    yield container
+    wiring.use(None)
+
+
+@pytest.fixture
+def aws(settings: Settings) -> Iterator[dict[str, Any]]:
+    """moto in-process with the tables, queues (and DLQs) and bucket created as infra does."""
+    from esdeploy.bootstrap import create_all
+
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        urls = create_all(session, settings)
+        yield {"session": session, "queues": urls}
+
+
+@pytest.fixture
+def aws_container(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Container]:
+    container = wiring.aws_container(settings)
+    wiring.use(container)
+    yield container
+    wiring.use(None)

@@ -1,0 +1,185 @@
+"""Contract suite: the in-memory and the DynamoDB task store, locks and aliases behave alike."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
+from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
+from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryTaskStore
+from chalicelib.config import Settings
+from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
+from chalicelib.domain.models import (
+    Alias,
+    ModelLock,
+    Stage,
+    Task,
+    TaskKind,
+    TaskStatus,
+    utc_now,
+)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
+    if request.param == "memory":
+        yield {"store": InMemoryTaskStore(), "locks": InMemoryModelLocks(), "aliases": InMemoryAliases()}
+        return
+    from esdeploy.bootstrap import create_tables
+
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        create_tables(dynamodb.meta.client, settings)
+        models = dynamodb.Table(settings.models_table)
+        yield {
+            "store": DynamoTaskStore(dynamodb.Table(settings.tasks_table)),
+            "locks": DynamoModelLocks(models),
+            "aliases": DynamoAliases(models),
+        }
+
+
+def make_task(task_id: str, model: str = "m1", kind: TaskKind = TaskKind.DEPLOY, offset: float = 0) -> Task:
+    return Task.new(
+        task_id=task_id,
+        kind=kind,
+        embedding_model_id=model,
+        request_hash="h-" + task_id,
+        at=utc_now() + timedelta(seconds=offset),
+        config={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1},
+        reason="because" if kind == TaskKind.DELETE else None,
+    )
+
+
+def test_created_task_reads_back_field_for_field(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = make_task("t1", kind=TaskKind.DELETE)
+    stored = store.create(task)
+    assert stored.version == 1
+    read = store.get("t1")
+    assert read is not None
+    assert read == stored
+    assert read.events[0].status == TaskStatus.PENDING
+    assert read.reason == "because"
+
+
+def test_creating_an_existing_id_is_refused(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    store.create(make_task("t1"))
+    with pytest.raises(TaskAlreadyExistsError):
+        store.create(make_task("t1", model="other"))
+    stored = store.get("t1")
+    assert stored is not None and stored.embedding_model_id == "m1"
+
+
+def test_missing_task_is_none(backend: dict[str, Any]) -> None:
+    assert backend["store"].get("nope") is None
+
+
+def test_newest_for_model_is_the_latest_created_of_that_kind(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    store.create(make_task("old", offset=-60))
+    store.create(make_task("new", offset=0))
+    store.create(make_task("middle", offset=-30))
+    store.create(make_task("delete", kind=TaskKind.DELETE, offset=60))
+    store.create(make_task("other-model", model="m2", offset=120))
+    newest = store.newest_for_model("m1", TaskKind.DEPLOY)
+    assert newest is not None and newest.task_id == "new"
+    newest_delete = store.newest_for_model("m1", TaskKind.DELETE)
+    assert newest_delete is not None and newest_delete.task_id == "delete"
+    assert store.newest_for_model("m3", TaskKind.DEPLOY) is None
+
+
+def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    task.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING, detail="checking")
+    task.variant = "esd-m1-abc-def"
+    task.polls = 3
+    task.deadline_at = utc_now() + timedelta(hours=1)
+    updated = store.update(task)
+    assert updated.version == 2
+    read = store.get("t1")
+    assert read is not None
+    assert [e.stage for e in read.events] == [Stage.QUEUED, Stage.PREFLIGHT]
+    assert read.detail == "checking" and read.variant == "esd-m1-abc-def" and read.polls == 3
+    assert read.deadline_at == task.deadline_at
+
+
+def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    store.create(make_task("t1"))
+    first = store.get("t1")
+    second = store.get("t1")
+    assert first is not None and second is not None
+    first.record(at=utc_now(), status=TaskStatus.PROCESSING)
+    store.update(first)
+    second.record(at=utc_now(), status=TaskStatus.CANCELED)
+    with pytest.raises(ConcurrentUpdateError):
+        store.update(second)
+    read = store.get("t1")
+    assert read is not None and read.status == TaskStatus.PROCESSING
+
+
+def test_lock_allows_one_holder_and_reentry(backend: dict[str, Any]) -> None:
+    locks = backend["locks"]
+    now = utc_now()
+    assert locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, now)) is None
+    assert locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, now)) is None
+    held = locks.acquire(ModelLock("m1", "t2", TaskKind.DELETE, now))
+    assert held is not None and held.task_id == "t1" and held.kind == TaskKind.DEPLOY
+    assert locks.acquire(ModelLock("m2", "t2", TaskKind.DELETE, now)) is None
+
+
+def test_lock_release_only_by_holder_and_stale_takeover(backend: dict[str, Any]) -> None:
+    locks = backend["locks"]
+    now = utc_now()
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, now))
+    locks.release("m1", "t2")
+    held = locks.get("m1")
+    assert held is not None and held.task_id == "t1"
+    assert locks.acquire(ModelLock("m1", "t3", TaskKind.DEPLOY, now), replace_task_id="t9") is not None
+    assert locks.acquire(ModelLock("m1", "t3", TaskKind.DEPLOY, now), replace_task_id="t1") is None
+    held = locks.get("m1")
+    assert held is not None and held.task_id == "t3"
+    locks.release("m1", "t3")
+    assert locks.get("m1") is None
+
+
+def test_alias_swap_is_conditional_on_version(backend: dict[str, Any]) -> None:
+    aliases = backend["aliases"]
+    assert aliases.get("m1") is None
+    first = Alias("m1", "esd-a", None, "t1", utc_now())
+    written = aliases.swap(first, expected_version=0)
+    assert written.version == 1
+    with pytest.raises(ConcurrentUpdateError):
+        aliases.swap(replace(first, live_variant="esd-x"), expected_version=0)
+    second = aliases.swap(Alias("m1", "esd-b", "esd-a", "t2", utc_now()), expected_version=1)
+    read = aliases.get("m1")
+    assert read == second
+    assert read.live_variant == "esd-b" and read.previous_variant == "esd-a"
+
+
+def test_alias_and_lock_live_side_by_side(backend: dict[str, Any]) -> None:
+    aliases, locks = backend["aliases"], backend["locks"]
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
+    locks.release("m1", "t1")
+    alias = aliases.get("m1")
+    assert alias is not None and alias.live_variant == "esd-a"
+    assert locks.get("m1") is None
+
+
+def test_list_live_skips_cleared_aliases(backend: dict[str, Any]) -> None:
+    aliases = backend["aliases"]
+    aliases.swap(Alias("b", "esd-b", None, "t1", utc_now()), expected_version=0)
+    aliases.swap(Alias("a", "esd-a", None, "t2", utc_now()), expected_version=0)
+    aliases.swap(Alias("c", "esd-c", None, "t3", utc_now()), expected_version=0)
+    aliases.swap(Alias("c", None, None, "t4", None), expected_version=1)
+    backend["locks"].acquire(ModelLock("d", "t5", TaskKind.DEPLOY, utc_now()))
+    assert [a.embedding_model_id for a in aliases.list_live()] == ["a", "b"]

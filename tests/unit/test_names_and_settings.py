@@ -1,0 +1,64 @@
+"""Unit tests: id rules, SageMaker-safe names, and settings that fail loudly."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chalicelib.config import load_settings
+from chalicelib.domain.errors import ConfigurationError
+from chalicelib.domain.names import is_valid_id, model_name_prefix, variant_name
+
+SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+@pytest.mark.parametrize("value", ["your_model_id", "abc123", "A.b-c_d", "0" * 128, "6553f1c2e4b0a1"])
+def test_ids_users_send_are_accepted(value: str) -> None:
+    assert is_valid_id(value)
+
+
+@pytest.mark.parametrize("value", ["", "_x", "a/b", "a b", "é", "x" * 129, "a\nb", "../etc"])
+def test_ids_that_cannot_be_names_are_refused(value: str) -> None:
+    assert not is_valid_id(value)
+
+
+@pytest.mark.parametrize("model_id", ["your_model_id", "your-model-id", "Your.Model.Id", "x" * 128, "9"])
+def test_variant_names_are_valid_sagemaker_names(model_id: str) -> None:
+    name = variant_name("esd", model_id, "f" * 128)
+    assert SAGEMAKER_NAME.fullmatch(name), name
+    assert name.startswith(model_name_prefix("esd", model_id))
+
+
+def test_ids_that_sanitise_alike_get_different_names() -> None:
+    names = {variant_name("esd", m, "t1") for m in ["a_b", "a-b", "a.b", "A_B"]}
+    assert len(names) == 4
+
+
+def test_names_are_deterministic_and_differ_per_task() -> None:
+    assert variant_name("esd", "m", "t1") == variant_name("esd", "m", "t1")
+    assert variant_name("esd", "m", "t1") != variant_name("esd", "m", "t2")
+
+
+def test_a_model_prefix_does_not_match_a_longer_id() -> None:
+    assert not variant_name("esd", "ab", "t").startswith(model_name_prefix("esd", "a"))
+
+
+def test_missing_setting_is_named(test_env: dict[str, str]) -> None:
+    env = dict(test_env)
+    del env["ESDEPLOY_TASKS_TABLE"]
+    with pytest.raises(ConfigurationError, match="ESDEPLOY_TASKS_TABLE"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ESDEPLOY_MAX_INSTANCE_COUNT", "lots"),
+        ("ESDEPLOY_POLL_MAX_SECONDS", "5000"),
+        ("ESDEPLOY_DEFAULT_INSTANCE_TYPE", "ml.p5.48xlarge"),
+        ("ESDEPLOY_RESOURCE_PREFIX", "Has-Dash"),
+    ],
+)
+def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings({**test_env, name: value})

@@ -1,0 +1,157 @@
+"""Unit tests of TaskService on in-memory fakes: idempotency, the model lock, dispatch faults."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib import wiring
+from chalicelib.adapters.memory import InMemoryQueue, ManualClock
+from chalicelib.api.schemas import parse_delete, parse_deploy
+from chalicelib.domain.errors import (
+    DispatchError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    ModelBusyError,
+    TaskNotFoundError,
+)
+from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
+
+
+def deploy(container: wiring.Container, **body: Any):
+    return container.tasks.submit_deploy(parse_deploy(body))
+
+
+def test_deploy_is_stored_pending_and_dispatched(memory_container: wiring.Container) -> None:
+    task = deploy(memory_container, model_id="abc123", config={})
+    assert task.status == TaskStatus.PENDING and task.stage == Stage.QUEUED
+    assert task.config["instance_type"] == "ml.g5.xlarge"
+    assert task.config["model_data_url"] == "s3://esdeploy-test-artifacts/models/abc123/model.tar.gz"
+    assert task.config["bake_seconds"] == 600
+    queue = memory_container.deploy_queue
+    assert isinstance(queue, InMemoryQueue)
+    assert queue.messages == [
+        ({"action": "advance", "task_id": task.task_id, "embedding_model_id": "abc123"}, 0)
+    ]
+    assert memory_container.tasks.get(TaskKind.DEPLOY, task.task_id) == task
+
+
+def test_replay_with_same_id_and_body_returns_same_task_and_sends_nothing(
+    memory_container: wiring.Container,
+) -> None:
+    first = deploy(memory_container, embedding_model_id="m", id="client-1", config={"bake_seconds": 5})
+    again = deploy(memory_container, model_id="m", id="client-1", config={"bake_seconds": 5})
+    assert again == first
+    assert len(memory_container.deploy_queue.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_same_id_with_a_different_body_is_a_conflict(memory_container: wiring.Container) -> None:
+    deploy(memory_container, embedding_model_id="m", id="client-1")
+    with pytest.raises(IdempotencyConflictError, match="client-1"):
+        deploy(memory_container, embedding_model_id="m", id="client-1", config={"bake_seconds": 1})
+
+
+def test_second_operation_on_a_busy_model_names_the_active_task(
+    memory_container: wiring.Container,
+) -> None:
+    first = deploy(memory_container, embedding_model_id="m")
+    with pytest.raises(ModelBusyError) as caught:
+        memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+    assert caught.value.active_task_id == first.task_id
+    assert first.task_id in str(caught.value)
+    # Another model is not blocked.
+    deploy(memory_container, embedding_model_id="other")
+
+
+def test_lock_of_a_finished_task_is_taken_over(memory_container: wiring.Container) -> None:
+    first = deploy(memory_container, embedding_model_id="m")
+    first.record(at=memory_container.clock.now(), status=TaskStatus.DONE, stage=Stage.FINISHED)
+    memory_container.store.update(first)
+    second = deploy(memory_container, embedding_model_id="m")
+    held = memory_container.locks.get("m")
+    assert held is not None and held.task_id == second.task_id
+
+
+def test_lock_of_a_task_that_was_never_stored_expires(
+    memory_container: wiring.Container, clock: ManualClock
+) -> None:
+    memory_container.locks.acquire(ModelLock("m", "ghost", TaskKind.DEPLOY, clock.now()))
+    with pytest.raises(ModelBusyError):
+        deploy(memory_container, embedding_model_id="m")
+    clock.advance(memory_container.settings.stale_lock_seconds + 1)
+    task = deploy(memory_container, embedding_model_id="m")
+    assert task.status == TaskStatus.PENDING
+
+
+def test_dispatch_failure_fails_the_task_and_frees_the_model(
+    memory_container: wiring.Container,
+) -> None:
+    memory_container.deploy_queue.fail_next = 1  # type: ignore[attr-defined]
+    with pytest.raises(DispatchError, match="Failed to create and send model deployment task"):
+        deploy(memory_container, embedding_model_id="m", id="t-1")
+    stored = memory_container.tasks.get(TaskKind.DEPLOY, "t-1")
+    assert stored.status == TaskStatus.FAILED
+    assert stored.detail is not None and "simulated outage" in stored.detail
+    assert memory_container.locks.get("m") is None
+    assert deploy(memory_container, embedding_model_id="m").status == TaskStatus.PENDING
+
+
+def test_delete_dispatch_failure_uses_the_deletion_message(
+    memory_container: wiring.Container,
+) -> None:
+    memory_container.teardown_queue.fail_next = 1  # type: ignore[attr-defined]
+    with pytest.raises(DispatchError, match="Failed to create and send model deletion task"):
+        memory_container.tasks.submit_delete(parse_delete({"model_id": "m", "reason": "old"}))
+
+
+def test_delete_keeps_the_reason_and_goes_to_the_teardown_queue(
+    memory_container: wiring.Container,
+) -> None:
+    task = memory_container.tasks.submit_delete(
+        parse_delete({"model_id": "your_model_id", "reason": "No longer needed"})
+    )
+    assert task.reason == "No longer needed"
+    assert memory_container.teardown_queue.messages[0][0]["action"] == "delete_model"  # type: ignore[attr-defined]
+
+
+def test_newest_task_by_model(memory_container: wiring.Container, clock: ManualClock) -> None:
+    first = deploy(memory_container, embedding_model_id="m")
+    first.record(at=clock.now(), status=TaskStatus.FAILED, detail="x")
+    memory_container.store.update(first)
+    clock.advance(5)
+    second = deploy(memory_container, embedding_model_id="m")
+    assert memory_container.tasks.newest(TaskKind.DEPLOY, "m").task_id == second.task_id
+    with pytest.raises(TaskNotFoundError, match="Deletion task for model with ID `m` is not found"):
+        memory_container.tasks.newest(TaskKind.DELETE, "m")
+
+
+def test_a_delete_task_is_not_found_as_a_deployment(memory_container: wiring.Container) -> None:
+    task = memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+    with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{task.task_id}` is not found"):
+        memory_container.tasks.get(TaskKind.DEPLOY, task.task_id)
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"instance_type": "ml.p5.48xlarge"}, "config.instance_type"),
+        ({"initial_instance_count": 99}, "config.initial_instance_count"),
+        ({"model_data_url": "s3://elsewhere/models/m/model.tar.gz"}, "config.model_data_url"),
+        ({"model_data_url": "s3://esdeploy-test-artifacts/models/../x/model.tar.gz"}, "config.model_data_url"),
+        ({"image_uri": "docker.io/evil:latest"}, "config.image_uri"),
+        ({"bake_seconds": 10**9}, "config.bake_seconds"),
+    ],
+)
+def test_config_outside_the_stage_rules_is_refused_naming_the_field(
+    memory_container: wiring.Container, config: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        deploy(memory_container, embedding_model_id="m", config=config)
+    assert caught.value.field == field
+    assert memory_container.locks.get("m") is None
+
+
+def test_task_times_are_utc(memory_container: wiring.Container) -> None:
+    task = deploy(memory_container, embedding_model_id="m")
+    assert task.created_at.utcoffset() == timedelta(0)
