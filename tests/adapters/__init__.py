@@ -1,0 +1,1 @@
+"""Adapter tests: each AWS adapter against moto or botocore stubs."""
