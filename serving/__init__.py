@@ -1,0 +1,1 @@
+"""Serving layer: code that runs inside the SageMaker endpoint container (copied into model.tar.gz/code/)."""
