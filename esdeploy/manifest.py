@@ -1,0 +1,147 @@
+"""Operator tool layer: the artifact manifest (esdeploy-manifest/1), its content hash and S3 naming.
+
+Stdlib only, so that the Lambda side, the fresh-process artifact check and an old-transformers
+compatibility venv can all import it without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "esdeploy-manifest/1"
+MANIFEST_NAME = "manifest.json"
+ARCHIVE_NAME = "model.tar.gz"
+POOLING_MODES = ("mean", "cls", "max")
+# The same rule as chalicelib.domain.names.ID_PATTERN (not imported: this module stays stdlib-only
+# for the container and compat venvs); the id becomes one S3 key segment.
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ManifestError(ValueError):
+    """A manifest that does not follow esdeploy-manifest/1; the message names the field."""
+
+
+def validate_model_id(model_id: str) -> str:
+    """1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        raise ManifestError(
+            f"model id {model_id!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return model_id
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the deploy worker needs to know about an artifact without opening the tarball."""
+
+    model_id: str
+    dimension: int
+    pooling: str
+    normalize: bool
+    max_seq_length: int
+    probe_texts: list[str]
+    reference_embeddings: list[list[float]]
+    torch_version: str
+    transformers_version: str
+    content_sha256: str
+    image_uri: str
+    instance_type: str
+    region: str
+    created_at: str
+    format: str = field(default=FORMAT)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.format != FORMAT:
+            raise ManifestError(f"format is {self.format!r}, expected {FORMAT!r}")
+        validate_model_id(self.model_id)
+        if not isinstance(self.dimension, int) or isinstance(self.dimension, bool) or self.dimension <= 0:
+            raise ManifestError("dimension must be a positive integer")
+        if self.pooling not in POOLING_MODES:
+            raise ManifestError(f"pooling must be one of {POOLING_MODES}, not {self.pooling!r}")
+        if not isinstance(self.normalize, bool):
+            raise ManifestError("normalize must be a boolean")
+        if not isinstance(self.max_seq_length, int) or self.max_seq_length <= 0:
+            raise ManifestError("max_seq_length must be a positive integer")
+        if not self.probe_texts or not all(isinstance(t, str) for t in self.probe_texts):
+            raise ManifestError("probe_texts must be a non-empty list of strings")
+        if len(self.reference_embeddings) != len(self.probe_texts):
+            raise ManifestError("reference_embeddings must have one vector per probe text")
+        if any(len(vector) != self.dimension for vector in self.reference_embeddings):
+            raise ManifestError(f"every reference embedding must have {self.dimension} values")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.content_sha256):
+            raise ManifestError("content_sha256 must be 64 lowercase hex digits")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        # "format" first so that a person reading the file knows what it is.
+        return {"format": data.pop("format"), **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        names = set(cls.__dataclass_fields__)
+        missing = sorted(names - set(data))
+        if missing:
+            raise ManifestError(f"manifest lacks {', '.join(missing)}")
+        # Unknown keys are ignored so that a newer packager's manifest still reads here.
+        return cls(**{name: data[name] for name in names})
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ManifestError("manifest must be a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_files(root: str | Path) -> list[str]:
+    """Relative POSIX paths of every file in an artifact tree except the manifest, sorted."""
+    base = Path(root)
+    return sorted(
+        path.relative_to(base).as_posix()
+        for path in base.rglob("*")
+        if path.is_file() and path.relative_to(base).as_posix() != MANIFEST_NAME and "__pycache__" not in path.parts
+    )
+
+
+def content_sha256(root: str | Path, files: Iterable[str] | None = None) -> str:
+    """One digest over (path, file digest) pairs: the same files give the same hash on any machine."""
+    base = Path(root)
+    digest = hashlib.sha256()
+    for name in sorted(files if files is not None else artifact_files(base)):
+        digest.update(f"{name}\0{_file_sha256(base / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def s3_keys(prefix: str, model_id: str) -> tuple[str, str]:
+    """The conventional keys under a prefix: <prefix>/<model_id>/model.tar.gz and .../manifest.json."""
+    validate_model_id(model_id)
+    stem = "/".join(part for part in (prefix.strip("/"), model_id) if part)
+    return f"{stem}/{ARCHIVE_NAME}", f"{stem}/{MANIFEST_NAME}"

@@ -1,0 +1,337 @@
+"""Operator tool layer: build model.tar.gz (weights, tokenizer, serving code, manifest) and prove it loads.
+
+Steps: pick the model files, copy them and serving/*.py (as code/) into a staging directory, let the
+handler itself compute reference embeddings for the probe texts, write manifest.json, tar it up
+deterministically, then load the archive through its own handler in a fresh process before the
+archive is moved into place. A broken artifact therefore fails here, not on a paid GPU endpoint.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from esdeploy.artifact_check import CHECK_ENV
+from esdeploy.images import ImageLookupError, serving_image_uri
+from esdeploy.manifest import (
+    MANIFEST_NAME,
+    POOLING_MODES,
+    Manifest,
+    artifact_files,
+    content_sha256,
+    validate_model_id,
+)
+
+# Varied on purpose: short, long enough to hit truncation on 128-token models, punctuation,
+# digits, non-Latin scripts. The deploy worker's smoke test replays exactly these.
+PROBE_TEXTS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "How do I reset my password if I no longer have access to my email?",
+    "ok",
+    "Größere Modelle brauchen mehr Speicher; 東京は日本の首都です. السعر: 42,50 €.",
+    " ".join(
+        [
+            "Embedding models map text to vectors so that texts with similar meanings end up close together,",
+            "which makes semantic search, clustering, deduplication and retrieval-augmented generation possible.",
+        ]
+        * 6
+    ),
+)
+MAX_PROBE_TEXTS = 32
+
+# Model files worth shipping; READMEs, training logs and other formats' weights stay behind.
+MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer.model",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    }
+)
+CHECK_TIMEOUT_SECONDS = 900
+# Weights barely compress (level 6 saves <1% over level 1 on fp32 safetensors) but cost more CPU.
+GZIP_LEVEL = 1
+
+Progress = Callable[[str], None]
+
+
+class PackagingError(Exception):
+    """Packaging cannot go on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """Everything `esdeploy package` needs; defaults follow the CLI's."""
+
+    model_dir: Path
+    model_id: str
+    output: Path
+    region: str
+    instance_type: str
+    pooling: str | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = None
+    probe_texts: tuple[str, ...] = PROBE_TEXTS
+    # The interpreter of the fresh-process check; point it at a venv that mimics the container.
+    check_python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """A checked archive and the manifest written inside it and next to it."""
+
+    archive: Path
+    manifest_path: Path
+    manifest: Manifest
+    archive_bytes: int
+    check: dict[str, Any] = field(default_factory=dict)
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def select_model_files(model_dir: Path) -> list[str]:
+    """Relative paths of the files that go into the artifact, or PackagingError saying what is missing."""
+    if not (model_dir / "config.json").is_file():
+        raise PackagingError(f"{model_dir} has no config.json; pass a Hugging Face model directory")
+    names = {
+        path.name
+        for path in model_dir.iterdir()
+        if path.is_file() and (path.name in MODEL_FILES or _is_weight_shard(path.name))
+    }
+    if not any(name.endswith(".safetensors") for name in names):
+        other = sorted(p.name for p in model_dir.glob("*.bin")) + sorted(p.name for p in model_dir.glob("*.pt"))
+        hint = f" (found {', '.join(other)}: convert it with save_pretrained(safe_serialization=True))" if other else ""
+        raise PackagingError(f"{model_dir} has no .safetensors weights{hint}")
+    if not names & {"tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"}:
+        raise PackagingError(f"{model_dir} has no tokenizer files (tokenizer.json, vocab.txt, ...)")
+    files = sorted(names)
+    modules_path = model_dir / "modules.json"
+    if modules_path.is_file():
+        for module in json.loads(modules_path.read_text(encoding="utf-8")):
+            sub = str(module.get("path", ""))
+            config = model_dir / sub / "config.json"
+            if sub and config.is_file():
+                files.append(f"{sub}/config.json")
+    return files
+
+
+def _is_weight_shard(name: str) -> bool:
+    return name.startswith("model-") and name.endswith(".safetensors")
+
+
+def serving_code_files() -> list[Path]:
+    """serving/*.py except the package marker: in the container they are top-level modules."""
+    import serving
+
+    root = Path(serving.__file__).resolve().parent
+    files = sorted(path for path in root.glob("*.py") if path.name != "__init__.py")
+    if not any(path.name == "inference.py" for path in files):
+        raise PackagingError(f"{root} has no inference.py")
+    return files
+
+
+def stage_artifact(request: PackageRequest, stage: Path) -> list[str]:
+    """Copy model files and serving code into ``stage``; returns the model files copied."""
+    files = select_model_files(request.model_dir)
+    for name in files:
+        target = stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.model_dir / name, target)
+    code_dir = stage / "code"
+    code_dir.mkdir()
+    for source in serving_code_files():
+        shutil.copyfile(source, code_dir / source.name)
+    return files
+
+
+def resolve_settings(request: PackageRequest, stage: Path) -> dict[str, Any]:
+    """The model's own pooling/normalisation/length settings with the request's overrides applied."""
+    from serving.inference import ModelConfigError, derive_settings
+
+    try:
+        derived = derive_settings(stage)
+    except ModelConfigError as exc:
+        raise PackagingError(f"unsupported model: {exc}") from None
+    pooling = request.pooling or derived.pooling
+    if pooling not in POOLING_MODES:
+        raise PackagingError(f"pooling {pooling!r} is not one of {', '.join(POOLING_MODES)}")
+    max_seq_length = request.max_seq_length or derived.max_seq_length
+    limit = json.loads((stage / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    if max_seq_length <= 0 or (isinstance(limit, int) and max_seq_length > limit):
+        raise PackagingError(f"max sequence length {max_seq_length} is outside 1..{limit} (max_position_embeddings)")
+    return {
+        "model_id": request.model_id,
+        "pooling": pooling,
+        "normalize": derived.normalize if request.normalize is None else request.normalize,
+        "max_seq_length": max_seq_length,
+    }
+
+
+def compute_references(stage: Path, probe_texts: Sequence[str]) -> tuple[int, list[list[float]]]:
+    """Run the probe texts through the handler's own request path on CPU in float32."""
+    from transformers.utils import logging as hf_logging
+
+    import serving.inference as handler
+
+    hf_logging.disable_progress_bar()  # it would tear through the CLI's status line
+    try:
+        encoder = handler.Encoder(stage, device="cpu", dtype="float32")
+    except Exception as exc:  # a model that does not load must stop packaging, whatever the cause
+        raise PackagingError(f"the handler cannot load the model: {type(exc).__name__}: {exc}") from exc
+    request = handler.input_fn(json.dumps({"inputs": list(probe_texts)}), "application/json")
+    response = json.loads(handler.output_fn(handler.predict_fn(request, encoder), "application/json"))
+    return int(response["dimension"]), response["embeddings"]
+
+
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Owner, time and mode carry no meaning in the endpoint; fixing them makes archives reproducible.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def write_archive(stage: Path, archive: Path) -> None:
+    """manifest.json first (cheap to read from a stream), then every other file in sorted order."""
+    # The same file list as the content hash, so the hash covers exactly what ships.
+    names = [MANIFEST_NAME, *artifact_files(stage)]
+    with (
+        archive.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name in names:
+            tar.add(stage / name, arcname=name, recursive=False, filter=_tar_filter)
+
+
+def run_artifact_check(archive: Path, python: str = sys.executable) -> dict[str, Any]:
+    """``python -m esdeploy.artifact_check`` in a fresh process; returns its report (ok or not)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, **CHECK_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        proc = subprocess.run(
+            [python, "-m", "esdeploy.artifact_check", str(archive)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PackagingError(f"the artifact check could not run with {python}: {exc}") from None
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        report: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise PackagingError(f"the artifact check crashed (exit {proc.returncode}):\n{tail}") from None
+    return report
+
+
+def package(request: PackageRequest, progress: Progress = _noop) -> PackageResult:
+    """Build, check and place the archive; raises PackagingError with an actionable message."""
+    try:
+        validate_model_id(request.model_id)
+    except ValueError as exc:
+        raise PackagingError(str(exc)) from None
+    if not request.model_dir.is_dir():
+        raise PackagingError(f"{request.model_dir} is not a directory")
+    probes = tuple(request.probe_texts)
+    if not probes or len(probes) > MAX_PROBE_TEXTS or not all(isinstance(t, str) and t.strip() for t in probes):
+        raise PackagingError(f"probe texts must be 1-{MAX_PROBE_TEXTS} non-blank strings")
+    try:
+        image_uri = serving_image_uri(request.region, request.instance_type)
+    except ImageLookupError as exc:
+        raise PackagingError(str(exc)) from None
+
+    request.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="esdeploy-package-") as tmp:
+        stage = Path(tmp) / "artifact"
+        stage.mkdir()
+        progress(f"staging model files from {request.model_dir}")
+        stage_artifact(request, stage)
+        settings = resolve_settings(request, stage)
+        # The handler reads its settings from the manifest, so it needs the overrides first.
+        (stage / MANIFEST_NAME).write_text(json.dumps(settings), encoding="utf-8")
+        progress("computing reference embeddings with the handler (CPU, float32)")
+        dimension, references = compute_references(stage, probes)
+        manifest = _build_manifest(request, stage, settings, dimension, probes, references, image_uri)
+        (stage / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+
+        partial = request.output.with_name(request.output.name + ".partial")
+        progress(f"writing {request.output.name}")
+        write_archive(stage, partial)
+        progress("loading the archive through its handler in a fresh process")
+        report = run_artifact_check(partial, request.check_python)
+        if not report.get("ok"):
+            partial.unlink(missing_ok=True)
+            problems = "; ".join(report.get("problems") or ["no details"])
+            raise PackagingError(f"the packaged artifact failed its check: {problems}")
+        os.replace(partial, request.output)
+
+    manifest_path = request.output.parent / MANIFEST_NAME
+    manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    return PackageResult(
+        archive=request.output,
+        manifest_path=manifest_path,
+        manifest=manifest,
+        archive_bytes=request.output.stat().st_size,
+        check=report,
+    )
+
+
+def _build_manifest(
+    request: PackageRequest,
+    stage: Path,
+    settings: dict[str, Any],
+    dimension: int,
+    probes: Sequence[str],
+    references: list[list[float]],
+    image_uri: str,
+) -> Manifest:
+    import torch
+    import transformers
+
+    return Manifest(
+        model_id=request.model_id,
+        dimension=dimension,
+        pooling=settings["pooling"],
+        normalize=settings["normalize"],
+        max_seq_length=settings["max_seq_length"],
+        probe_texts=list(probes),
+        reference_embeddings=references,
+        torch_version=str(torch.__version__),
+        transformers_version=str(transformers.__version__),
+        content_sha256=content_sha256(stage),
+        image_uri=image_uri,
+        instance_type=request.instance_type,
+        region=request.region,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
