@@ -1,0 +1,244 @@
+"""Operator tool layer: a local stand-in for the SageMaker serving container (GET /ping, POST /invocations).
+
+``python -m esdeploy.container --artifact model.tar.gz --port 8080`` extracts the artifact to a
+temporary directory, imports its own ``code/inference.py`` as the container would, and serves the
+SageMaker container contract with the stdlib HTTP server on a loopback address only. Client errors
+(the handler's ClientError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
+HF toolkit answers every handler exception with 400, so a local 500 points at a server-side bug.
+It stops cleanly on SIGTERM/SIGINT and removes its temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+from esdeploy.artifact_check import extract_archive, load_handler
+
+logger = logging.getLogger("esdeploy.container")
+
+
+class ServerState:
+    """What the request handlers share: the handler module, the loaded model, and readiness."""
+
+    def __init__(self) -> None:
+        self.handler: ModuleType | None = None
+        self.model: Any = None
+        self.ready = threading.Event()
+        self.max_body_bytes = 6 * 1024 * 1024  # SageMaker's own invocation limit until the handler says
+
+    def is_client_error(self, exc: BaseException) -> bool:
+        client_error = getattr(self.handler, "ClientError", None)
+        return isinstance(client_error, type) and isinstance(exc, client_error)
+
+
+class InvocationHandler(BaseHTTPRequestHandler):
+    """The two routes of the SageMaker container contract."""
+
+    protocol_version = "HTTP/1.1"
+    server: ContainerServer
+
+    def do_GET(self) -> None:
+        if self.path != "/ping":
+            self._send_json(HTTPStatus.NOT_FOUND, {"detail": f"no route GET {self.path}"})
+        elif self.server.state.ready.is_set():
+            self._send_json(HTTPStatus.OK, {"status": "ok"})
+        else:
+            self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "model is loading"})
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        if self.path != "/invocations":
+            self._discard_body()
+            self._send_json(HTTPStatus.NOT_FOUND, {"detail": f"no route POST {self.path}"})
+            return
+        if not state.ready.is_set() or state.handler is None:
+            self._discard_body()
+            self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "model is loading"})
+            return
+        length = self._content_length()
+        if length is None:
+            return
+        if length > state.max_body_bytes:
+            # Not read: answering before the upload ends is cheaper than buffering it.
+            self.close_connection = True
+            self._send_json(
+                HTTPStatus.BAD_REQUEST,
+                {"detail": f"request body is {length} bytes, over the limit of {state.max_body_bytes}"},
+            )
+            return
+        body = self.rfile.read(length)
+        handler = state.handler
+        try:
+            request = handler.input_fn(body, self.headers.get("Content-Type"))
+            prediction = handler.predict_fn(request, state.model)
+            payload = handler.output_fn(prediction, self.headers.get("Accept"))
+        except Exception as exc:
+            if state.is_client_error(exc):
+                self._send_json(HTTPStatus.BAD_REQUEST, {"detail": str(exc)})
+            else:
+                logger.exception("invocation failed")
+                self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"detail": f"{type(exc).__name__}: {exc}"})
+            return
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        self._send(HTTPStatus.OK, data, "application/json")
+
+    def _content_length(self) -> int | None:
+        raw = self.headers.get("Content-Length")
+        try:
+            length = int(raw) if raw is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"detail": "send a Content-Length header"})
+            return None
+        return length
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= self.server.state.max_body_bytes:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
+    def _send_json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        self._send(status, json.dumps(body).encode("utf-8"), "application/json")
+
+    def _send(self, status: HTTPStatus, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info("%s %s", self.address_string(), format % args)
+
+
+class ContainerServer(ThreadingHTTPServer):
+    """A threading HTTP server that carries the shared state."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
+        self.state = state
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, InvocationHandler)
+
+
+def require_loopback(host: str) -> str:
+    """Only loopback addresses: this server has no authentication and is meant for one machine."""
+    if host == "localhost":
+        return host
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise SystemExit(f"--host {host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)")
+
+
+class _Stop(BaseException):
+    """Raised from the signal handler to abandon a model load (BaseException: no `except Exception` eats it)."""
+
+
+def serve(artifact: Path, host: str, port: int) -> int:
+    """Extract, bind, load, serve until a signal; always removes the temporary directory."""
+    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-container-"))
+    stop = threading.Event()
+    state = ServerState()
+    loading = True
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if loading:
+            raise _Stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server: ContainerServer | None = None
+    thread: threading.Thread | None = None
+    try:
+        model_dir = artifact if artifact.is_dir() else extract_archive(artifact, workdir / "model")
+        # Bind before loading so that the port is ours and /ping can say "loading" meanwhile.
+        server = ContainerServer((host, port), state)
+        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+        thread.start()
+        bound_port = server.server_address[1]
+        _announce(f"esdeploy.container listening on http://{host}:{bound_port} (workdir {workdir})")
+        state.handler = load_handler(model_dir)
+        state.max_body_bytes = int(getattr(state.handler, "MAX_BODY_BYTES", state.max_body_bytes))
+        state.model = state.handler.model_fn(str(model_dir))
+        loading = False
+        state.ready.set()
+        _announce(f"esdeploy.container ready: model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
+        stop.wait()
+        logger.info("signal received, stopping")
+        return 0
+    except _Stop:
+        return 0
+    except Exception as exc:
+        logger.exception("container failed")
+        _announce(f"esdeploy.container failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        loading = False
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        logger.info("stopped; removed %s", workdir)
+
+
+def _announce(line: str) -> None:
+    # stdout, flushed: the local stack and the tests wait for these lines.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m esdeploy.container", description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact directory")
+    parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    host = require_loopback(args.host)
+    if not args.artifact.exists():
+        parser.error(f"{args.artifact} does not exist")
+    return serve(args.artifact, host, args.port)
+
+
+if __name__ == "__main__":
+    status = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is cleaned up by now; skipping interpreter teardown saves ~2 s of torch unloading,
+    # which the local stack pays on every endpoint swap.
+    os._exit(status)
