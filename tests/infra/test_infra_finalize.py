@@ -1,0 +1,76 @@
+"""infra/finalize.py refuses packages that would ship broken (no app.py needed)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+import pytest
+from infra_support import INFRA
+
+
+def _load_finalize() -> Any:
+    spec = importlib.util.spec_from_file_location("esdeploy_infra_finalize", INFRA / "finalize.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+finalize = _load_finalize()
+
+
+def template(stage: str, security: list[Any] | None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"responses": {}}
+    if security is not None:
+        operation["security"] = security
+    return {
+        "Parameters": {name: {"Type": "String"} for name in (
+            "Stage", "ResourcePrefix", "ArtifactPrefix", "SsmPrefix", "ServingImageAccount",
+            "ServingImageRepository")},
+        "Resources": {
+            "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {"Environment": {"Variables": {
+                "ESDEPLOY_STAGE": stage,
+                "ESDEPLOY_RESOURCE_PREFIX": "esd",
+                "ESDEPLOY_ARTIFACT_PREFIX": "models/",
+                "ESDEPLOY_SSM_PREFIX": f"/esdeploy/{stage}",
+                "ESDEPLOY_DEFAULT_IMAGE_URI":
+                    "763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-inference:2.6.0-gpu",
+            }}}},
+            "RestAPI": {"Type": "AWS::Serverless::Api", "Properties": {"DefinitionBody": {
+                "securityDefinitions": {"sigv4": {"x-amazon-apigateway-authtype": "awsSigv4"}},
+                "paths": {"/deploy": {"post": operation}},
+            }}},
+        },
+    }
+
+
+def test_pins_parameters_from_the_function_environment() -> None:
+    done = finalize.finalize(template("dev", None))
+    defaults = {name: p.get("Default") for name, p in done["Parameters"].items()}
+    assert defaults == {
+        "Stage": "dev",
+        "ResourcePrefix": "esd",
+        "ArtifactPrefix": "models",
+        "SsmPrefix": "/esdeploy/dev",
+        "ServingImageAccount": "763104351884",
+        "ServingImageRepository": "huggingface-pytorch-inference",
+    }
+    assert done["Rules"]["PackagedStage"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "Stage"}, "dev"]}
+
+
+def test_prod_with_an_open_route_is_refused() -> None:
+    with pytest.raises(finalize.PackageError, match="POST /deploy"):
+        finalize.finalize(template("prod", None))
+
+
+def test_prod_with_sigv4_everywhere_passes() -> None:
+    finalize.finalize(template("prod", [{"sigv4": []}]))
+
+
+def test_a_patch_for_a_function_chalice_did_not_generate_is_refused() -> None:
+    broken = template("dev", None)
+    broken["Resources"]["DeployWorker"] = {"Properties": {"Timeout": 3}}
+    with pytest.raises(finalize.PackageError, match="DeployWorker"):
+        finalize.finalize(broken)

@@ -1,0 +1,147 @@
+"""The plain-CloudFormation part of the dev package deploys into moto, and the app runs on it.
+
+moto cannot run SAM, so the AWS::Serverless resources (and what refers to them) are cut out;
+moto also skips a few types it does not model (alarms, queue and bucket policies) with a
+warning - those are covered by cfn-lint/checkov and test_infra_template.py instead.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from infra_support import project_dir, stage_environment, without_serverless
+
+moto = pytest.importorskip("moto")
+
+STACK = "esdeploy-dev"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with moto.mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(packaged: Any, aws: None) -> dict[str, str]:
+    """Create the stack in moto and return its outputs."""
+    _, template = packaged("dev")
+    plain = without_serverless(template)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    with warnings.catch_warnings():
+        # moto warns for every type it skips; a project-wide "warnings are errors" must not
+        # turn that into a failed stack.
+        warnings.simplefilter("ignore", UserWarning)
+        cloudformation.create_stack(
+            StackName=STACK, TemplateBody=json.dumps(plain), Capabilities=["CAPABILITY_IAM"]
+        )
+    (created,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+    assert created["StackStatus"] == "CREATE_COMPLETE", created
+    return {o["OutputKey"]: o["OutputValue"] for o in created["Outputs"]}
+
+
+def test_stack_creates_the_resources_with_the_shape_the_app_needs(stack: dict[str, str]) -> None:
+    env = stage_environment("dev")
+    assert stack["TasksTableName"] == env["ESDEPLOY_TASKS_TABLE"]
+    assert stack["DeployTasksQueueName"] == env["ESDEPLOY_DEPLOY_QUEUE"]
+
+    table = boto3.client("dynamodb").describe_table(TableName=stack["TasksTableName"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["by-model"]
+
+    sqs = boto3.client("sqs")
+    for key in ("RequestsQueueUrl", "DeployTasksQueueUrl", "TeardownTasksQueueUrl"):
+        attributes = sqs.get_queue_attributes(QueueUrl=stack[key], AttributeNames=["All"])["Attributes"]
+        assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+        assert attributes["SqsManagedSseEnabled"] == "true"
+
+    events = boto3.client("events")
+    (rule,) = events.list_rules()["Rules"]
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"].endswith(":" + stack["DeployTasksQueueName"])
+
+    ssm = boto3.client("ssm")
+    bucket = ssm.get_parameter(Name=f"{stack['SsmPrefix']}/stack/artifact-bucket")["Parameter"]["Value"]
+    assert bucket == stack["ArtifactBucketName"]
+    boto3.client("s3").head_bucket(Bucket=bucket)  # (moto ignores the bucket's settings in CloudFormation)
+
+
+@pytest.fixture
+def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh import of app.py configured from the stack outputs, as the Lambdas would be."""
+    if not (project_dir() / "app.py").exists():
+        pytest.skip("app.py does not exist yet")
+    env = {
+        **stage_environment("dev"),
+        "ESDEPLOY_TASKS_TABLE": stack["TasksTableName"],
+        "ESDEPLOY_MODELS_TABLE": stack["ModelsTableName"],
+        "ESDEPLOY_REQUESTS_QUEUE": stack["RequestsQueueName"],
+        "ESDEPLOY_DEPLOY_QUEUE": stack["DeployTasksQueueName"],
+        "ESDEPLOY_TEARDOWN_QUEUE": stack["TeardownTasksQueueName"],
+        "ESDEPLOY_ARTIFACT_BUCKET": stack["ArtifactBucketName"],
+        "ESDEPLOY_SAGEMAKER_ROLE_ARN": stack["SageMakerExecutionRoleArn"],
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # Settings and adapters are cached per import: import app and chalicelib afresh, and let
+    # monkeypatch put the other tests' modules back afterwards.
+    for name in [m for m in sys.modules if m == "app" or m.split(".")[0] == "chalicelib"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(project_dir()))
+    return importlib.import_module("app").app
+
+
+def _upload_model(bucket: str, embedding_model_id: str) -> None:
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key=f"models/{embedding_model_id}/model.tar.gz", Body=b"not a real model")
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"models/{embedding_model_id}/manifest.json",
+        Body=json.dumps({"embedding_model_id": embedding_model_id, "dimension": 4}).encode(),
+    )
+
+
+def test_app_submits_a_deploy_task_into_the_stack_resources(app_on_stack: Any, stack: dict[str, str]) -> None:
+    from chalice.test import Client
+
+    model = "infra-smoke-model"
+    _upload_model(stack["ArtifactBucketName"], model)
+    with Client(app_on_stack, stage_name="dev") as client:
+        created = client.http.post(
+            "/deploy",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps({"embedding_model_id": model}),
+        )
+        assert created.status_code == 200, created.body
+        task = json.loads(created.body)
+        assert task["embedding_model_id"] == model
+
+        fetched = client.http.get(f"/deploy/{task['task_id']}")
+        assert fetched.status_code == 200, fetched.body
+        # the newest task per model comes from the by-model index the stack created
+        newest = client.http.get(f"/deploy-status/{model}")
+        assert newest.status_code == 200, newest.body
+        assert json.loads(newest.body)["task_id"] == task["task_id"]
+
+    stored = boto3.client("dynamodb").get_item(
+        TableName=stack["TasksTableName"], Key={"task_id": {"S": task["task_id"]}}
+    )
+    assert "Item" in stored
+    messages = boto3.client("sqs").receive_message(QueueUrl=stack["DeployTasksQueueUrl"], MaxNumberOfMessages=10)
+    assert messages.get("Messages"), "POST /deploy enqueued nothing on the stack's deploy-tasks queue"

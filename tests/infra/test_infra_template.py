@@ -1,0 +1,206 @@
+"""The packaged template (`make package`) has the properties issue #6 asks for."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from infra_support import (
+    STAGES,
+    function_settings,
+    parameter_defaults,
+    stage_environment,
+    substitute,
+)
+
+# Chalice function name -> (logical id in the template, env var naming the queue it consumes)
+SQS_FUNCTIONS = {
+    "requests_worker": ("RequestsWorker", "ESDEPLOY_REQUESTS_QUEUE"),
+    "deploy_worker": ("DeployWorker", "ESDEPLOY_DEPLOY_QUEUE"),
+    "teardown_worker": ("TeardownWorker", "ESDEPLOY_TEARDOWN_QUEUE"),
+    "deploy_dead_letters": ("DeployDeadLetters", None),
+    "teardown_dead_letters": ("TeardownDeadLetters", None),
+}
+WORK_QUEUES = {"RequestsQueue": "requests", "DeployTasksQueue": "deploy-tasks", "TeardownTasksQueue": "teardown-tasks"}
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def sqs_event(function: dict[str, Any]) -> dict[str, Any]:
+    events = [e for e in function["Properties"].get("Events", {}).values() if e["Type"] == "SQS"]
+    assert len(events) == 1, events
+    return events[0]["Properties"]
+
+
+def queue_of(event: dict[str, Any]) -> str:
+    """The logical id of the queue an event source reads; it must be a reference, not a name."""
+    queue = event["Queue"]
+    assert isinstance(queue, dict) and set(queue) == {"Fn::Sub"}, queue
+    assert queue["Fn::Sub"].startswith("${") and queue["Fn::Sub"].endswith(".Arn}"), queue
+    return queue["Fn::Sub"][2:-5]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_parameters_are_pinned_to_the_packaged_stage(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    env = stage_environment(stage)
+    params = parameter_defaults(template)
+    assert params["Stage"] == stage
+    assert params["ResourcePrefix"] == env["ESDEPLOY_RESOURCE_PREFIX"]
+    assert params["SsmPrefix"] == env["ESDEPLOY_SSM_PREFIX"]
+    assert params["ArtifactPrefix"] + "/" == env["ESDEPLOY_ARTIFACT_PREFIX"]
+    assertion = template["Rules"]["PackagedStage"]["Assertions"][0]["Assert"]
+    assert assertion == {"Fn::Equals": [{"Ref": "Stage"}, stage]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_resource_names_match_chalice_config(packaged: Any, stage: str) -> None:
+    """Local runs and tests use the names in .chalice/config.json; the stack must create those."""
+    _, template = packaged(stage)
+    env = stage_environment(stage)
+    params = parameter_defaults(template)
+    res = template["Resources"]
+
+    def name(logical: str, key: str) -> str:
+        return str(substitute(res[logical]["Properties"][key], params))
+
+    assert name("TasksTable", "TableName") == env["ESDEPLOY_TASKS_TABLE"]
+    assert name("ModelsTable", "TableName") == env["ESDEPLOY_MODELS_TABLE"]
+    assert name("RequestsQueue", "QueueName") == env["ESDEPLOY_REQUESTS_QUEUE"]
+    assert name("DeployTasksQueue", "QueueName") == env["ESDEPLOY_DEPLOY_QUEUE"]
+    assert name("TeardownTasksQueue", "QueueName") == env["ESDEPLOY_TEARDOWN_QUEUE"]
+    assert name("DeployTasksDeadLetterQueue", "QueueName") == f"esdeploy-{stage}-deploy-tasks-dlq"
+    assert name("TeardownTasksDeadLetterQueue", "QueueName") == f"esdeploy-{stage}-teardown-tasks-dlq"
+    assert name("RequestsDeadLetterQueue", "QueueName") == f"esdeploy-{stage}-requests-dlq"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_get_stack_resources_through_their_environment(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    for logical, function in resources_of(template, "AWS::Serverless::Function").items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["ESDEPLOY_ARTIFACT_BUCKET"] == {"Ref": "ArtifactBucket"}, logical
+        assert env["ESDEPLOY_SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}, logical
+        assert env["ESDEPLOY_TASKS_TABLE"] == {"Ref": "TasksTable"}, logical
+        log_group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert template["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup", logical
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_sqs_event_sources_report_partial_failures_from_our_queues(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    functions = resources_of(template, "AWS::Serverless::Function")
+    consumed = set()
+    for chalice_name, (logical, _) in SQS_FUNCTIONS.items():
+        props = functions[logical]["Properties"]
+        event = sqs_event(functions[logical])
+        assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical
+        queue = queue_of(event)
+        assert template["Resources"][queue]["Type"] == "AWS::SQS::Queue", logical
+        consumed.add(queue)
+        # Throttled SQS invocations count as receives; capping the mapping's concurrency at the
+        # reserved concurrency keeps a burst from pushing healthy messages into the DLQ.
+        reserved = props.get("ReservedConcurrentExecutions")
+        assert reserved == function_settings(chalice_name).get("reserved_concurrency"), logical
+        assert reserved is not None and event["ScalingConfig"]["MaximumConcurrency"] <= reserved, logical
+    # The requests DLQ is the only queue nobody consumes: it only alarms.
+    queues = set(resources_of(template, "AWS::SQS::Queue"))
+    assert queues - consumed == {"RequestsDeadLetterQueue"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_visibility_timeout_is_six_times_the_consumer_timeout(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    functions = resources_of(template, "AWS::Serverless::Function")
+    for logical, _ in SQS_FUNCTIONS.values():
+        timeout = functions[logical]["Properties"]["Timeout"]
+        queue = template["Resources"][queue_of(sqs_event(functions[logical]))]
+        assert queue["Properties"]["VisibilityTimeout"] >= 6 * timeout, logical
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_queues_are_encrypted_and_work_queues_redrive(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    queues = resources_of(template, "AWS::SQS::Queue")
+    for logical, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, logical
+    for logical in WORK_QUEUES:
+        redrive = queues[logical]["Properties"]["RedrivePolicy"]
+        dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+        assert 3 <= redrive["maxReceiveCount"] <= 10, logical
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_tables_have_recovery_encryption_and_prod_protection(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    for logical in ("TasksTable", "ModelsTable"):
+        props = template["Resources"][logical]["Properties"]
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
+    tasks = template["Resources"]["TasksTable"]["Properties"]
+    assert tasks["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
+    (index,) = tasks["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by-model"
+    assert index["KeySchema"] == [
+        {"AttributeName": "model_kind", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_artifact_bucket_is_private_encrypted_versioned_and_tls_only(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    props = template["Resources"]["ArtifactBucket"]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (statement,) = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_state_changes_reach_the_deploy_queue(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    rule = template["Resources"]["EndpointStateChangeRule"]["Properties"]
+    assert rule["EventPattern"]["detail-type"] == ["SageMaker Endpoint State Change"]
+    assert rule["EventPattern"]["detail"]["EndpointName"] == [{"prefix": {"Fn::Sub": "${ResourcePrefix}-"}}]
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DeployTasksQueue", "Arn"]}
+    statements = template["Resources"]["DeployTasksQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow and allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
+
+
+def test_prod_requires_sigv4_on_every_route(packaged: Any) -> None:
+    _, template = packaged("prod")
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    operations = [(path, op) for path, ops in body["paths"].items() for method, op in ops.items()
+                  if method in ("get", "post", "put", "delete", "patch")]
+    assert operations
+    for path, operation in operations:
+        assert {"sigv4": []} in operation.get("security", []), path
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_is_regional(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    assert template["Resources"]["RestAPI"]["Properties"]["EndpointConfiguration"] == "REGIONAL"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_function_has_its_own_settings(packaged: Any, stage: str) -> None:
+    """A new handler must not slip out with Chalice's defaults (60 s, 128 MB, no log group)."""
+    _, template = packaged(stage)
+    for logical, function in resources_of(template, "AWS::Serverless::Function").items():
+        handler = function["Properties"]["Handler"].split(".", 1)[1]
+        name = "api_handler" if handler == "app" else handler
+        settings = function_settings(name)
+        assert {"lambda_timeout", "lambda_memory_size"} <= set(settings), f"{logical}: add {name} to lambda_functions"
+        assert function["Properties"]["Timeout"] == settings["lambda_timeout"], logical
