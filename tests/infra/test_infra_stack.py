@@ -82,8 +82,12 @@ def test_stack_creates_the_resources_with_the_shape_the_app_needs(stack: dict[st
     boto3.client("s3").head_bucket(Bucket=bucket)  # (moto ignores the bucket's settings in CloudFormation)
 
 
+def _app_modules() -> set[str]:
+    return {m for m in sys.modules if m == "app" or m.split(".")[0] == "chalicelib"}
+
+
 @pytest.fixture
-def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fresh import of app.py configured from the stack outputs, as the Lambdas would be."""
     if not (project_dir() / "app.py").exists():
         pytest.skip("app.py does not exist yet")
@@ -99,12 +103,16 @@ def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    # Settings and adapters are cached per import: import app and chalicelib afresh, and let
-    # monkeypatch put the other tests' modules back afterwards.
-    for name in [m for m in sys.modules if m == "app" or m.split(".")[0] == "chalicelib"]:
+    # Settings and adapters are cached per import: import app and chalicelib afresh. Afterwards
+    # drop every fresh module and let monkeypatch put the other tests' modules back, so no test
+    # mixes classes from two imports.
+    before = _app_modules()
+    for name in before:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(project_dir()))
-    return importlib.import_module("app").app
+    yield importlib.import_module("app").app
+    for name in _app_modules():
+        del sys.modules[name]
 
 
 def _upload_model(bucket: str, embedding_model_id: str) -> None:
