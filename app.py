@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice, Response
-from chalice.app import SQSEvent
+from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.api.http import answer
-from chalicelib.api.responses import task_body
+from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
-from chalicelib.config import handler_queue_name
+from chalicelib.config import dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
 from chalicelib.services.intake import handle_intake_message
@@ -18,6 +18,16 @@ from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
 app.log.setLevel("INFO")
+
+
+@app.middleware("all")
+def fresh_log_keys(event: Any, get_response: Any) -> Any:
+    """A warm Lambda reuses the logger: keys of the previous invocation must not leak into this one."""
+    logger.clear_state()
+    context = getattr(event, "context", None)
+    if context is not None:
+        logger.append_keys(request_id=getattr(context, "aws_request_id", None))
+    return get_response(event)
 
 
 def _body() -> dict[str, Any]:
@@ -80,3 +90,64 @@ def requests_worker(event: SQSEvent) -> dict[str, Any]:
     return process_batch(
         event, lambda body, _record: handle_intake_message(wiring.container().tasks, body)
     )
+
+
+@app.route("/deploy/{task_id}/cancel", methods=["POST"])
+def cancel_deploy(task_id: str) -> Response:
+    return answer(lambda: task_body(wiring.container().models.cancel(task_id)))
+
+
+@app.route("/models", methods=["GET"])
+def list_models() -> Response:
+    return answer(lambda: {"models": [alias_body(a) for a in wiring.container().models.live()]})
+
+
+@app.route("/models/{embedding_model_id}", methods=["GET"])
+def get_model(embedding_model_id: str) -> Response:
+    return answer(lambda: alias_body(wiring.container().models.alias(embedding_model_id)))
+
+
+@app.route("/models/{embedding_model_id}/rollback", methods=["POST"], content_types=["application/json", "text/plain"])
+def rollback_model(embedding_model_id: str) -> Response:
+    return answer(lambda: alias_body(wiring.container().models.rollback(embedding_model_id)))
+
+
+@app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
+def deploy_worker(event: SQSEvent) -> dict[str, Any]:
+    """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
+    return process_batch(event, lambda body, _record: wiring.container().deployer.handle(body))
+
+
+@app.on_sqs_message(queue=handler_queue_name("teardown"), batch_size=1)
+def teardown_worker(event: SQSEvent) -> dict[str, Any]:
+    """Tears down one variant, or runs one delete task."""
+    return process_batch(event, lambda body, _record: wiring.container().remover.handle(body))
+
+
+def _dead_letter(kind: str) -> Any:
+    def handle(body: dict[str, Any], record: dict[str, Any]) -> None:
+        container = wiring.container()
+        source = container.settings.deploy_queue if kind == "deploy" else container.settings.teardown_queue
+        count = record.get("attributes", {}).get("ApproximateReceiveCount")
+        container.dead_letters.handle(body, f"{source}-dlq", count)
+
+    return handle
+
+
+@app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
+def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
+    return process_batch(event, _dead_letter("deploy"))
+
+
+@app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
+def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
+    """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
+    return process_batch(event, _dead_letter("teardown"))
+
+
+@app.schedule("rate(10 minutes)")
+def sweeper(event: CloudWatchEvent) -> dict[str, Any]:
+    """Safety net: re-kick stalled tasks, hand orphaned variants to teardown."""
+    report = wiring.container().sweeper.sweep()
+    return {"rekicked": report.rekicked, "orphans": report.orphans}

@@ -158,3 +158,8 @@ def handler_queue_name(kind: str) -> str:
     stage = os.environ.get("ESDEPLOY_STAGE", "dev")
     default = {"requests": "requests", "deploy": "deploy-tasks", "teardown": "teardown-tasks"}[kind]
     return os.environ.get(names[kind], f"esdeploy-{stage}-{default}")
+
+
+def dead_letter_queue_name(kind: str) -> str:
+    """The DLQ of a worker queue: the same name with `-dlq` (infra/ and the local stack agree)."""
+    return f"{handler_queue_name(kind)}-dlq"

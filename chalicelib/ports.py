@@ -43,6 +43,10 @@ class ModelLocks(Protocol):
         """Drop the lease if `task_id` holds it; a no-op otherwise."""
         ...
 
+    def list_held(self) -> list[ModelLock]:
+        """Every held lease: one per active task (the sweeper's work list)."""
+        ...
+
 
 class Aliases(Protocol):
     """The one record per model that says which variant is live; changed only conditionally."""

@@ -16,6 +16,11 @@ from chalicelib.ports import (
     Queue,
     TaskStore,
 )
+from chalicelib.services.dead_letters import DeadLetterService
+from chalicelib.services.deployer import Deployer
+from chalicelib.services.models import ModelService
+from chalicelib.services.remover import Remover
+from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 
 
@@ -49,6 +54,67 @@ class Container:
             locks=self.locks,
             deploy_queue=self.deploy_queue,
             teardown_queue=self.teardown_queue,
+            clock=self.clock,
+        )
+
+    @property
+    def deployer(self) -> Deployer:
+        return Deployer(
+            settings=self.settings,
+            store=self.store,
+            locks=self.locks,
+            aliases=self.aliases,
+            mirror=self.mirror,
+            deploy_queue=self.deploy_queue,
+            teardown_queue=self.teardown_queue,
+            artifacts=self.artifacts,
+            hosting=self.hosting,
+            clock=self.clock,
+        )
+
+    @property
+    def remover(self) -> Remover:
+        return Remover(
+            resource_prefix=self.settings.resource_prefix,
+            store=self.store,
+            locks=self.locks,
+            aliases=self.aliases,
+            mirror=self.mirror,
+            teardown_queue=self.teardown_queue,
+            hosting=self.hosting,
+            clock=self.clock,
+        )
+
+    @property
+    def models(self) -> ModelService:
+        return ModelService(
+            store=self.store,
+            locks=self.locks,
+            aliases=self.aliases,
+            mirror=self.mirror,
+            teardown_queue=self.teardown_queue,
+            hosting=self.hosting,
+            deployer=self.deployer,
+            clock=self.clock,
+        )
+
+    @property
+    def dead_letters(self) -> DeadLetterService:
+        return DeadLetterService(
+            store=self.store, locks=self.locks, teardown_queue=self.teardown_queue, clock=self.clock
+        )
+
+    @property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(
+            resource_prefix=self.settings.resource_prefix,
+            stall_seconds=2 * self.settings.poll_max_seconds + 120,
+            store=self.store,
+            locks=self.locks,
+            aliases=self.aliases,
+            deploy_queue=self.deploy_queue,
+            teardown_queue=self.teardown_queue,
+            hosting=self.hosting,
             clock=self.clock,
         )
 

@@ -80,6 +80,29 @@ class DynamoModelLocks:
                 raise_retryable_or(exc, "releasing the model lock")
 
 
+    def list_held(self) -> list[ModelLock]:
+        locks: list[ModelLock] = []
+        kwargs: dict[str, Any] = {"FilterExpression": "attribute_exists(lock_task_id)"}
+        try:
+            while True:
+                answer = self._table.scan(**kwargs)
+                locks.extend(
+                    ModelLock(
+                        embedding_model_id=item["embedding_model_id"],
+                        task_id=item["lock_task_id"],
+                        kind=TaskKind(item["lock_kind"]),
+                        acquired_at=parse_iso(item["lock_acquired_at"]),
+                    )
+                    for item in answer.get("Items", [])
+                )
+                if "LastEvaluatedKey" not in answer:
+                    break
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise_retryable_or(exc, "listing model locks")
+        return sorted(locks, key=lambda lock: lock.embedding_model_id)
+
+
 class DynamoAliases:
     def __init__(self, table: Any) -> None:
         self._table = table

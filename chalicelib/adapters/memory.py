@@ -81,6 +81,10 @@ class InMemoryModelLocks:
             if held is not None and held.task_id == task_id:
                 del self._locks[embedding_model_id]
 
+    def list_held(self) -> list[ModelLock]:
+        with self._lock:
+            return sorted(self._locks.values(), key=lambda lock: lock.embedding_model_id)
+
 
 class InMemoryAliases:
     def __init__(self) -> None:

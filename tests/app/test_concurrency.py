@@ -4,11 +4,31 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import pytest
+
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import IdempotencyConflictError, ModelBusyError
 
 RACERS = 8
+
+
+@pytest.fixture(autouse=True)
+def atomic_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real DynamoDB evaluates a condition and writes atomically; moto's backend does not lock,
+    so under threads it can let two conditional writes through. Give moto DynamoDB's guarantee
+    (one lock around each item operation) so that these tests judge our code, not moto's."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    guard = threading.RLock()
+    for name in ("put_item", "update_item", "get_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, __original=original, **kwargs):
+            with guard:
+                return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def race(target) -> list[str]:

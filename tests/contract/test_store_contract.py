@@ -183,3 +183,11 @@ def test_list_live_skips_cleared_aliases(backend: dict[str, Any]) -> None:
     aliases.swap(Alias("c", None, None, "t4", None), expected_version=1)
     backend["locks"].acquire(ModelLock("d", "t5", TaskKind.DEPLOY, utc_now()))
     assert [a.embedding_model_id for a in aliases.list_live()] == ["a", "b"]
+
+
+def test_list_held_locks(backend: dict[str, Any]) -> None:
+    locks = backend["locks"]
+    locks.acquire(ModelLock("b", "t2", TaskKind.DELETE, utc_now()))
+    locks.acquire(ModelLock("a", "t1", TaskKind.DEPLOY, utc_now()))
+    backend["aliases"].swap(Alias("c", "esd-c", None, "t3", utc_now()), expected_version=0)
+    assert [(lock.embedding_model_id, lock.task_id) for lock in locks.list_held()] == [("a", "t1"), ("b", "t2")]

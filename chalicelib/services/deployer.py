@@ -1,0 +1,325 @@
+"""Services: the deploy worker — advances one deploy task by one step per message."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
+from chalicelib.domain.errors import (
+    ConcurrentUpdateError,
+    InvocationError,
+    RetryableError,
+    TerminalHostingError,
+)
+from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
+from chalicelib.domain.names import variant_name
+from chalicelib.ports import (
+    Aliases,
+    AliasMirror,
+    Artifacts,
+    Clock,
+    EndpointState,
+    Hosting,
+    ModelLocks,
+    Queue,
+    TaskStore,
+    VariantSpec,
+)
+from chalicelib.services import messages
+from chalicelib.services.smoke import SmokePlan, check_answer
+
+logger = logging.getLogger(__name__)
+
+# Stages in which a green variant may exist and must be handed to teardown on a fault.
+_STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
+
+
+@dataclass
+class Deployer:
+    settings: Settings
+    store: TaskStore
+    locks: ModelLocks
+    aliases: Aliases
+    mirror: AliasMirror
+    deploy_queue: Queue
+    teardown_queue: Queue
+    artifacts: Artifacts
+    hosting: Hosting
+    clock: Clock
+
+    # ---- entry points -------------------------------------------------------------------
+
+    def handle(self, body: dict[str, Any]) -> None:
+        """One message from the deploy-tasks queue: our own `advance`, or an EventBridge event."""
+        if messages.is_endpoint_event(body):
+            self.on_endpoint_event(body["detail"])
+        elif body.get("action") == messages.ADVANCE and isinstance(body.get("task_id"), str):
+            version = body.get("version")
+            self.advance(body["task_id"], int(version) if version is not None else None)
+        else:
+            raise ValueError(f"not a deploy-tasks message: {sorted(body)}")
+
+    def advance(self, task_id: str, version: int | None = None) -> None:
+        task = self.store.get(task_id)
+        if task is None or task.kind != TaskKind.DEPLOY:
+            logger.warning("advance for an unknown deploy task", extra={"task_id": task_id})
+            return
+        if task.status.is_terminal:
+            return
+        if version is not None and version < task.version:
+            logger.info("stale message: a newer step owns this task", extra=_keys(task))
+            return
+        if version is not None and version > task.version:
+            # Sent just before the step that sent it committed: come back after the visibility timeout.
+            raise RetryableError(f"task {task_id} is at version {task.version}, message expects {version}")
+        self._step(task)
+
+    def on_endpoint_event(self, detail: dict[str, Any]) -> None:
+        """SageMaker said an endpoint changed state: wake its task now instead of at the next poll."""
+        tags = detail.get("Tags") or {}
+        task_id = tags.get("task_id")
+        if not task_id:
+            logger.info("endpoint event without our tags", extra={"endpoint": detail.get("EndpointName")})
+            return
+        task = self.store.get(task_id)
+        if (
+            task is None
+            or task.status.is_terminal
+            or task.stage != Stage.WAITING
+            or task.variant != detail.get("EndpointName")
+        ):
+            return
+        logger.info(
+            "woken by endpoint state change",
+            extra={**_keys(task), "endpoint_status": detail.get("EndpointStatus")},
+        )
+        self._step(task)
+
+    def request_cancel(self, task: Task) -> Task:
+        """Mark a running deploy for cancellation and hand it a fresh message to act on."""
+        task.cancel_requested = True
+        task.record(at=self.clock.now(), detail="cancel requested")
+        self.deploy_queue.send(messages.advance(_next(task)))
+        return self.store.update(task)
+
+    # ---- the state machine ----------------------------------------------------------------
+
+    def _step(self, task: Task) -> None:
+        steps = {
+            Stage.QUEUED: self._preflight,
+            Stage.PREFLIGHT: self._preflight,
+            Stage.CREATING: self._create,
+            Stage.WAITING: self._wait,
+            Stage.VERIFYING: self._verify,
+            Stage.SWAPPING: self._swap,
+        }
+        try:
+            if task.cancel_requested and not self._is_live(task):
+                self._finish_canceled(task)
+            elif task.stage in _STAGES_WITH_GREEN and self._past_deadline(task):
+                self._fail(task, TaskStatus.FAILED, self._deadline_detail(task))
+            else:
+                steps[task.stage](task)
+        except ConcurrentUpdateError:
+            # Someone else (a duplicate delivery, a cancel, the DLQ handler) wrote first and
+            # owns the next step; this message has nothing left to do.
+            logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
+        except TerminalHostingError as error:
+            self._fail(task, TaskStatus.FAILED, str(error))
+
+    def _preflight(self, task: Task) -> None:
+        config = task.deploy_config
+        now = self.clock.now()
+        task.record(at=now, stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+        if not self.artifacts.exists(config.model_data_url):
+            self._fail(
+                task,
+                TaskStatus.FAILED,
+                f"Model artifact not found at {config.model_data_url}: upload it first "
+                f"(esdeploy package MODEL_DIR --model-id {task.embedding_model_id} --upload ...)",
+            )
+            return
+        live = [a for a in self.aliases.list_live() if a.embedding_model_id != task.embedding_model_id]
+        if len(live) >= self.settings.max_deployed_models:
+            self._fail(
+                task,
+                TaskStatus.REFUSED,
+                f"{len(live)} models are deployed, the cap is {self.settings.max_deployed_models} "
+                "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
+            )
+            return
+        task.variant = variant_name(self.settings.resource_prefix, task.embedding_model_id, task.task_id)
+        task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
+        task.record(
+            at=now,
+            stage=Stage.CREATING,
+            detail=f"artifact found; {len(live)} other models live; creating {task.variant}",
+        )
+        self._continue(task, delay=0)
+
+    def _create(self, task: Task) -> None:
+        config = task.deploy_config
+        assert task.variant is not None
+        self.hosting.create_variant(
+            VariantSpec(
+                name=task.variant,
+                embedding_model_id=task.embedding_model_id,
+                task_id=task.task_id,
+                model_data_url=config.model_data_url,
+                image_uri=config.image_uri,
+                instance_type=config.instance_type,
+                initial_instance_count=config.initial_instance_count,
+            )
+        )
+        task.record(at=self.clock.now(), stage=Stage.WAITING, detail=f"endpoint {task.variant} requested")
+        self._continue(task, delay=self.settings.poll_initial_seconds)
+
+    def _wait(self, task: Task) -> None:
+        assert task.variant is not None
+        status = self.hosting.describe(task.variant)
+        if status.state == EndpointState.IN_SERVICE:
+            task.record(at=self.clock.now(), stage=Stage.VERIFYING, detail="endpoint InService")
+            self._continue(task, delay=0)
+        elif status.state == EndpointState.CREATING:
+            task.polls += 1
+            self._continue(task, delay=self.poll_delay(task.polls))
+        elif status.state == EndpointState.FAILED:
+            reason = status.failure_reason or "no reason given"
+            self._fail(task, TaskStatus.FAILED, f"SageMaker endpoint {task.variant} failed: {reason}")
+        else:
+            self._fail(
+                task,
+                TaskStatus.FAILED,
+                f"endpoint {task.variant} is {status.platform_status or status.state.value} while "
+                "we waited for it to come up; was it deleted outside esdeploy?",
+            )
+
+    def _verify(self, task: Task) -> None:
+        assert task.variant is not None
+        plan = SmokePlan.from_manifest(self.artifacts.read_manifest(task.deploy_config.model_data_url))
+        try:
+            answer = self.hosting.invoke(task.variant, {"inputs": list(plan.texts)})
+        except InvocationError as error:
+            self._fail(task, TaskStatus.FAILED, f"smoke test: the endpoint did not answer properly: {error}")
+            return
+        problem = check_answer(plan, answer, self.settings.smoke_min_cosine)
+        if problem:
+            self._fail(task, TaskStatus.FAILED, problem)
+            return
+        checked = "reference embeddings" if plan.references else "shape and norms"
+        task.record(
+            at=self.clock.now(),
+            stage=Stage.SWAPPING,
+            detail=f"smoke test passed on {len(plan.texts)} probe texts ({checked})",
+        )
+        self._continue(task, delay=0)
+
+    def _swap(self, task: Task) -> None:
+        assert task.variant is not None
+        alias = self.aliases.get(task.embedding_model_id)
+        if alias is None or alias.live_variant != task.variant:
+            previous = alias.live_variant if alias else None
+            alias = self.aliases.swap(
+                Alias(
+                    embedding_model_id=task.embedding_model_id,
+                    live_variant=task.variant,
+                    previous_variant=previous,
+                    task_id=task.task_id,
+                    swapped_at=self.clock.now(),
+                ),
+                expected_version=alias.version if alias else 0,
+            )
+        self.mirror.publish(alias)
+        bake = task.deploy_config.bake_seconds
+        if alias.previous_variant and alias.previous_variant != task.variant:
+            self.teardown_queue.send(
+                messages.teardown_variant(
+                    task.embedding_model_id,
+                    alias.previous_variant,
+                    reason=f"replaced by {task.variant}; bake period of {bake} s over",
+                    not_before=self.clock.now() + timedelta(seconds=bake),
+                    task_id=task.task_id,
+                ),
+                # SQS delays stop at 900 s; the teardown worker chains hops until not_before.
+                delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
+            )
+        detail = f"{task.variant} is live"
+        if alias.previous_variant:
+            detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
+        if task.cancel_requested:
+            detail += " (a cancel arrived after the swap; roll back to undo)"
+        task.record(at=self.clock.now(), stage=Stage.FINISHED, status=TaskStatus.DONE, detail=detail)
+        self.store.update(task)
+        self.locks.release(task.embedding_model_id, task.task_id)
+        logger.info("deploy done", extra=_keys(task))
+
+    # ---- endings ----------------------------------------------------------------------------
+
+    def _fail(self, task: Task, status: TaskStatus, detail: str) -> None:
+        """End the task; a green variant that may exist goes to teardown, the alias is untouched."""
+        if task.variant and task.stage in _STAGES_WITH_GREEN and not self._is_live(task):
+            self.teardown_queue.send(
+                messages.teardown_variant(
+                    task.embedding_model_id, task.variant, reason=f"deploy {status.value}", task_id=task.task_id
+                )
+            )
+        task.record(at=self.clock.now(), status=status, detail=detail)
+        self.store.update(task)
+        self.locks.release(task.embedding_model_id, task.task_id)
+        logger.warning("deploy ended", extra={**_keys(task), "detail": detail})
+
+    def _finish_canceled(self, task: Task) -> None:
+        if task.variant and task.stage in _STAGES_WITH_GREEN:
+            self.teardown_queue.send(
+                messages.teardown_variant(
+                    task.embedding_model_id, task.variant, reason="deploy canceled", task_id=task.task_id
+                )
+            )
+        detail = "canceled"
+        if task.variant and task.stage in _STAGES_WITH_GREEN:
+            detail += f"; green variant {task.variant} handed to teardown"
+        task.record(at=self.clock.now(), status=TaskStatus.CANCELED, detail=detail)
+        self.store.update(task)
+        self.locks.release(task.embedding_model_id, task.task_id)
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _continue(self, task: Task, delay: int) -> None:
+        """Send the next step's message, then commit this step: a failed send leaves the task
+        unchanged so that SQS redelivers this message and the step runs again."""
+        self.deploy_queue.send(messages.advance(_next(task)), delay_seconds=delay)
+        self.store.update(task)
+
+    def poll_delay(self, polls: int) -> int:
+        delay = self.settings.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
+        return int(min(delay, self.settings.poll_max_seconds))
+
+    def _is_live(self, task: Task) -> bool:
+        if not task.variant:
+            return False
+        alias = self.aliases.get(task.embedding_model_id)
+        return alias is not None and alias.live_variant == task.variant
+
+    def _past_deadline(self, task: Task) -> bool:
+        return task.deadline_at is not None and self.clock.now() > task.deadline_at
+
+    def _deadline_detail(self, task: Task) -> str:
+        minutes = self.settings.deploy_deadline_seconds / 60
+        return (
+            f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
+            f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
+        )
+
+
+def _next(task: Task) -> Task:
+    """The task as it will be once this step's update commits (for the message's version)."""
+    upcoming = task.copy()
+    upcoming.version = task.version + 1
+    return upcoming
+
+
+def _keys(task: Task) -> dict[str, str]:
+    return {"task_id": task.task_id, "embedding_model_id": task.embedding_model_id, "stage": task.stage.value}
+

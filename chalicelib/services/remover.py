@@ -1,0 +1,138 @@
+"""Services: the deletion worker — tears down variants and runs delete tasks."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chalicelib.config import SQS_MAX_DELAY_SECONDS
+from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
+from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus, parse_iso
+from chalicelib.domain.names import model_name_prefix
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, Queue, TaskStore
+from chalicelib.services import messages
+
+logger = logging.getLogger(__name__)
+
+TEARDOWN_RETRY_SECONDS = 60
+MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than any creation
+
+
+
+@dataclass
+class Remover:
+    resource_prefix: str
+    store: TaskStore
+    locks: ModelLocks
+    aliases: Aliases
+    mirror: AliasMirror
+    teardown_queue: Queue
+    hosting: Hosting
+    clock: Clock
+
+    def handle(self, body: dict[str, Any]) -> None:
+        action = body.get("action")
+        if action == messages.TEARDOWN_VARIANT:
+            self.teardown_variant(body)
+        elif action == messages.DELETE_MODEL and isinstance(body.get("task_id"), str):
+            self.run_delete_task(body["task_id"], int(body.get("attempt", 0)))
+        else:
+            raise ValueError(f"not a teardown-tasks message: {sorted(body)}")
+
+    # ---- one variant --------------------------------------------------------------------
+
+    def teardown_variant(self, body: dict[str, Any]) -> None:
+        variant = str(body["variant"])
+        model_id = str(body["embedding_model_id"])
+        if body.get("not_before"):
+            wait = (parse_iso(body["not_before"]) - self.clock.now()).total_seconds()
+            if wait > 0:
+                # SQS delays stop at 900 s: a longer bake is a chain of hops.
+                self.teardown_queue.send(body, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
+                return
+        alias = self.aliases.get(model_id)
+        if alias is not None and alias.live_variant == variant:
+            logger.warning(
+                "not tearing down the live variant (rolled back to it?)",
+                extra={"embedding_model_id": model_id, "variant": variant},
+            )
+            return
+        if alias is not None and alias.previous_variant == variant:
+            # Rollback to a variant that is about to vanish must stop being offered first.
+            try:
+                self.aliases.swap(replace(alias, previous_variant=None), expected_version=alias.version)
+            except ConcurrentUpdateError:
+                raise  # the alias moved under us: SQS redelivers and we decide again
+        try:
+            self.hosting.delete_variant(variant)
+        except RetryableError as error:
+            # An endpoint still Creating cannot be deleted, and that can last an hour: come back
+            # later on our own schedule rather than burn the queue's receive count into the DLQ.
+            self._retry_later(body, error)
+            return
+        logger.info(
+            "variant torn down",
+            extra={"embedding_model_id": model_id, "variant": variant, "reason": body.get("reason")},
+        )
+
+    def _retry_later(self, body: dict[str, Any], error: RetryableError) -> None:
+        attempt = int(body.get("attempt", 0)) + 1
+        if attempt > MAX_TEARDOWN_ATTEMPTS:
+            raise error
+        delay = min(TEARDOWN_RETRY_SECONDS * attempt, SQS_MAX_DELAY_SECONDS)
+        logger.info("teardown deferred", extra={"variant": body.get("variant"), "task_id": body.get("task_id"),
+                                                "attempt": attempt, "delay": delay, "error": str(error)})
+        self.teardown_queue.send({**body, "attempt": attempt}, delay_seconds=delay)
+
+    # ---- a delete task -----------------------------------------------------------------
+
+    def run_delete_task(self, task_id: str, attempt: int = 0) -> None:
+        task = self.store.get(task_id)
+        if task is None or task.kind != TaskKind.DELETE or task.status.is_terminal:
+            return
+        try:
+            self._delete(task, attempt)
+        except ConcurrentUpdateError:
+            logger.info("lost a race for the delete task; the other writer continues", extra={"task_id": task_id})
+
+    def _delete(self, task: Task, attempt: int) -> None:
+        model_id = task.embedding_model_id
+        alias = self.aliases.get(model_id)
+        variants = self.hosting.list_variants(model_name_prefix(self.resource_prefix, model_id))
+        names = sorted({v.name for v in variants if v.embedding_model_id in (None, model_id)})
+        if task.stage == Stage.QUEUED:
+            if (alias is None or not alias.live_variant) and not names:
+                self._end(task, TaskStatus.REFUSED, f"Model `{model_id}` has nothing deployed; nothing to delete")
+                return
+            task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
+            task = self.store.update(task)
+        if task.stage == Stage.UNALIASING:
+            if alias is not None and (alias.live_variant or alias.previous_variant):
+                # Clients stop resolving the model before anything is deleted.
+                self.aliases.swap(
+                    Alias(model_id, None, None, task.task_id, self.clock.now()), expected_version=alias.version
+                )
+            self.mirror.remove(model_id)
+            task.record(
+                at=self.clock.now(),
+                stage=Stage.TEARING_DOWN,
+                detail=f"alias cleared; tearing down {len(names)} variant(s): {', '.join(names) or 'none'}",
+            )
+            task = self.store.update(task)
+        try:
+            for name in names:
+                self.hosting.delete_variant(name)
+        except RetryableError as error:
+            self._retry_later({"action": messages.DELETE_MODEL, "task_id": task.task_id,
+                               "embedding_model_id": model_id, "attempt": attempt}, error)
+            return
+        self._end(task, TaskStatus.DONE, f"deleted {len(names)} variant(s): {', '.join(names) or 'none'}")
+
+    def _end(self, task: Task, status: TaskStatus, detail: str) -> None:
+        task.record(at=self.clock.now(), stage=Stage.FINISHED if status == TaskStatus.DONE else None,
+                    status=status, detail=detail)
+        self.store.update(task)
+        self.locks.release(task.embedding_model_id, task.task_id)
+        logger.info("delete ended", extra={"task_id": task.task_id, "embedding_model_id": task.embedding_model_id,
+                                           "status": status.value})

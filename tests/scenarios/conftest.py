@@ -1,0 +1,63 @@
+"""Fixtures for scenario tests: moto AWS + the real handlers + a fake SageMaker + a warp clock."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import wiring
+from chalicelib.config import Settings
+from tests.fakes.fake_hosting import FakeHosting, fake_embedding
+from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock, World
+
+PROBES = ["first probe text", "second probe, a little longer than the first", "3"]
+DIMENSION = 16
+
+
+def manifest_for(model_id: str, dimension: int = DIMENSION) -> dict[str, Any]:
+    """A packager-style manifest whose references match what the fake endpoint answers."""
+    return {
+        "format": "esdeploy-manifest/1",
+        "model_id": model_id,
+        "dimension": dimension,
+        "normalize": True,
+        "pooling": "mean",
+        "probe_texts": PROBES,
+        "reference_embeddings": [fake_embedding(text, dimension) for text in PROBES],
+    }
+
+
+@pytest.fixture
+def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
+    session = aws["session"]
+    sqs = session.client("sqs")
+    clock = WarpClock()
+    base = wiring.aws_container(settings)
+    hosting = FakeHosting(dimension=DIMENSION)
+    base.clock = clock
+    base.deploy_queue = TimeWarpQueue(sqs, settings.deploy_queue, clock)
+    base.teardown_queue = TimeWarpQueue(sqs, settings.teardown_queue, clock)
+    base._hosting = hosting
+    wiring.use(base)
+    urls = aws["queues"]
+    handlers = {
+        urls.deploy: "deploy_worker",
+        urls.teardown: "teardown_worker",
+        urls.dead_letters[settings.deploy_queue]: "deploy_dead_letters",
+        urls.dead_letters[settings.teardown_queue]: "teardown_dead_letters",
+    }
+    with Client(app) as client:
+        yield World(
+            client=client,
+            container=base,
+            hosting=hosting,
+            clock=clock,
+            pump=Pump(client=client, sqs=sqs, clock=clock, handlers=handlers),
+            sqs=sqs,
+            urls=urls,
+            s3=session.client("s3"),
+        )
+    wiring.use(None)

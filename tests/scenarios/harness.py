@@ -1,0 +1,197 @@
+"""Scenario harness: drives the real Lambda entry points from moto SQS, with a clock we move.
+
+Delays are not waited out: the queue adapter records when a message is due (on the manual
+clock) and the pump delivers messages in due order, moving the clock forward as it goes.
+Failed messages are made visible again, so moto's redrive moves poison to the DLQs exactly as
+SQS does, and the pump hands those to the dead-letter handlers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice.test import Client
+
+from chalicelib import wiring
+from chalicelib.adapters.memory import ManualClock
+from chalicelib.adapters.sqs_queue import SqsQueue
+from chalicelib.domain.models import iso, parse_iso
+from chalicelib.services.messages import endpoint_event
+from tests.fakes.fake_hosting import FakeHosting
+
+HELD_SECONDS = 3600
+
+
+class TimeWarpQueue(SqsQueue):
+    """SqsQueue that sends at once but stamps the due time instead of asking SQS to delay."""
+
+    def __init__(self, client: Any, queue_name: str, clock: ManualClock) -> None:
+        super().__init__(client, queue_name)
+        self._clock = clock
+        self.sent: list[tuple[dict[str, Any], int]] = []
+
+    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+        # Real SQS refuses longer delays; the services must chain hops themselves.
+        assert 0 <= delay_seconds <= 900, f"SQS would refuse DelaySeconds={delay_seconds}"
+        self.sent.append((dict(body), delay_seconds))
+        due = self._clock.peek_after(delay_seconds)
+        answer = self._client.send_message(
+            QueueUrl=self.url,
+            MessageBody=json.dumps(body),
+            MessageAttributes={"due_at": {"DataType": "String", "StringValue": iso(due)}},
+        )
+        return str(answer["MessageId"])
+
+
+class WarpClock(ManualClock):
+    def peek_after(self, seconds: float) -> Any:
+        from datetime import timedelta
+
+        return self.now() + timedelta(seconds=seconds)
+
+    def move_to(self, when: Any) -> None:
+        delta = (when - self.now()).total_seconds()
+        if delta > 0:
+            self.advance(delta)
+
+
+@dataclass
+class Delivery:
+    handler: str
+    body: dict[str, Any]
+    outcome: str  # "ok" | "failed"
+
+
+@dataclass
+class Pump:
+    client: Client
+    sqs: Any
+    clock: WarpClock
+    handlers: dict[str, str]  # queue url -> Lambda handler name
+    deliveries: list[Delivery] = field(default_factory=list)
+    duplicate_every_message: bool = False
+
+    def run(self, max_deliveries: int = 400, until: Any = None, steps: int | None = None) -> list[Delivery]:
+        """Deliver until every queue is empty, `until()` is true, or `steps` messages were handled."""
+        start = len(self.deliveries)
+        while len(self.deliveries) - start < max_deliveries:
+            if until is not None and until():
+                break
+            if steps is not None and len(self.deliveries) - start >= steps:
+                break
+            held = self._drain()
+            if not held:
+                break
+            due, url, message = min(held, key=lambda item: item[0])
+            for _due, other_url, other in held:
+                if other is not message:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=other_url, ReceiptHandle=other["ReceiptHandle"], VisibilityTimeout=0
+                    )
+            self.clock.move_to(due)
+            times = 2 if self.duplicate_every_message else 1
+            results = [self._deliver(url, message) for _ in range(times)]
+            if all(results):
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                self.sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+        else:
+            raise AssertionError(f"still delivering after {max_deliveries} messages: a loop?")
+        return self.deliveries[start:]
+
+    def _drain(self) -> list[tuple[Any, str, dict[str, Any]]]:
+        held: list[tuple[Any, str, dict[str, Any]]] = []
+        for url in self.handlers:
+            while True:
+                answer = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=HELD_SECONDS,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                )
+                messages = answer.get("Messages", [])
+                if not messages:
+                    break
+                for message in messages:
+                    attribute = message.get("MessageAttributes", {}).get("due_at")
+                    due = parse_iso(attribute["StringValue"]) if attribute else self.clock.now()
+                    held.append((due, url, message))
+        return held
+
+    def _deliver(self, url: str, message: dict[str, Any]) -> bool:
+        handler = self.handlers[url]
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}",
+            "awsRegion": "us-east-1",
+        }
+        payload = self.client.lambda_.invoke(handler, {"Records": [record]}).payload
+        ok = not payload["batchItemFailures"]
+        self.deliveries.append(Delivery(handler, json.loads(message["Body"]), "ok" if ok else "failed"))
+        return ok
+
+
+@dataclass
+class World:
+    """Everything a scenario touches: the HTTP client, the container, the fake SageMaker."""
+
+    client: Client
+    container: wiring.Container
+    hosting: FakeHosting
+    clock: WarpClock
+    pump: Pump
+    sqs: Any
+    urls: Any
+    s3: Any
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.client.http.post(
+            path, headers={"Content-Type": "application/json"}, body=json.dumps(body or {})
+        )
+
+    def get(self, path: str) -> Any:
+        return self.client.http.get(path)
+
+    def upload_artifact(self, model_id: str, manifest: dict[str, Any] | None = None) -> str:
+        bucket = self.container.settings.artifact_bucket
+        key = f"{self.container.settings.artifact_prefix}{model_id}/model.tar.gz"
+        self.s3.put_object(Bucket=bucket, Key=key, Body=b"not really a tarball")
+        if manifest is not None:
+            manifest_key = key.rsplit("/", 1)[0] + "/manifest.json"
+            self.s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+        return f"s3://{bucket}/{key}"
+
+    def deploy(self, model_id: str, **config: Any) -> dict[str, Any]:
+        answer = self.post("/deploy", {"embedding_model_id": model_id, "config": config})
+        assert answer.status_code == 200, answer.json_body
+        return answer.json_body
+
+    def task(self, task_id: str, kind: str = "deploy") -> dict[str, Any]:
+        return self.get(f"/{kind}/{task_id}").json_body
+
+    def emit_endpoint_event(self, name: str, status: str) -> None:
+        spec = self.hosting.spec(name)
+        assert spec is not None
+        tags = {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}
+        self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(endpoint_event(name, status, tags)))
+
+    def assert_no_leaks(self) -> None:
+        """Every SageMaker resource of ours is owned by an alias or by an active task."""
+        owned: set[str] = set()
+        for alias in self.container.aliases.list_live():
+            owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
+        for lock in self.container.locks.list_held():
+            task = self.container.store.get(lock.task_id)
+            if task is not None and task.is_active and task.variant:
+                owned.add(task.variant)
+        leaked = sorted({r.name for r in self.hosting.owned_resources()} - owned)
+        assert not leaked, f"SageMaker resources nobody owns: {leaked}"

@@ -1,0 +1,303 @@
+"""Scenarios through the real entry points: deploy, redeploy, faults, cancel, rollback, delete."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import RetryableError, TerminalHostingError
+from chalicelib.ports import EndpointState
+from tests.fakes.fake_hosting import Answer
+from tests.scenarios.conftest import manifest_for
+from tests.scenarios.harness import World
+
+CREATING = EndpointState.CREATING
+IN_SERVICE = EndpointState.IN_SERVICE
+
+
+def first_deploy(world: World, model: str = "m1", **config) -> dict:
+    world.upload_artifact(model, manifest_for(model))
+    task = world.deploy(model, **config)
+    world.pump.run()
+    done = world.task(task["task_id"])
+    assert done["status"] == "done", done
+    return done
+
+
+def stages(task: dict) -> list[str]:
+    seen: list[str] = []
+    for event in task["events"]:
+        if not seen or seen[-1] != event["stage"]:
+            seen.append(event["stage"])
+    return seen
+
+
+def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
+    world.hosting.script(None, states=[CREATING, CREATING, IN_SERVICE])
+    done = first_deploy(world, "your_model_id")
+    assert stages(done) == ["queued", "preflight", "creating", "waiting", "verifying", "swapping", "finished"]
+    assert "smoke test passed on 3 probe texts (reference embeddings)" in [e.get("detail") for e in done["events"]]
+    model = world.get("/models/your_model_id").json_body
+    assert model["endpoint_name"] == done["endpoint_name"]
+    assert model["previous_endpoint_name"] is None
+    assert world.hosting.endpoint_names() == [done["endpoint_name"]]
+    ssm = world.container.mirror
+    assert ssm.parameter_name("your_model_id") == "/esdeploy/test/models/your_model_id/endpoint"  # type: ignore[attr-defined]
+    parameter = world.sqs  # noqa: F841 - the SSM mirror is read below through boto3
+    import boto3
+
+    value = boto3.client("ssm", region_name="us-east-1").get_parameter(
+        Name="/esdeploy/test/models/your_model_id/endpoint"
+    )["Parameter"]["Value"]
+    assert value == done["endpoint_name"]
+    assert world.get("/models").json_body["models"][0]["embedding_model_id"] == "your_model_id"
+    assert world.hosting.count("create_variant") == 1
+    world.assert_no_leaks()
+
+
+def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -> None:
+    blue = first_deploy(world, bake_seconds=1200)
+    green_task = world.deploy("m1", bake_seconds=1200)
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
+    green = world.task(green_task["task_id"])
+    alias = world.get("/models/m1").json_body
+    assert alias["endpoint_name"] == green["endpoint_name"]
+    assert alias["previous_endpoint_name"] == blue["endpoint_name"]
+    # Blue still serves during the bake (rollback is one alias write away).
+    assert blue["endpoint_name"] in world.hosting.endpoint_names()
+    swapped_at = world.clock.now()
+    world.pump.run()
+    assert world.hosting.endpoint_names() == [green["endpoint_name"]]
+    assert (world.clock.now() - swapped_at).total_seconds() >= 1200
+    # A bake over SQS's 900 s limit is chained: more than one hop.
+    hops = [d for d in world.pump.deliveries if d.body.get("action") == "teardown_variant"]
+    assert len(hops) >= 2
+    assert world.get("/models/m1").json_body["previous_endpoint_name"] is None
+    world.assert_no_leaks()
+
+
+def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(None, states=[CREATING, EndpointState.FAILED], reason="CUDA out of memory")
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed"
+    assert "CUDA out of memory" in failed["detail"]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    world.assert_no_leaks()
+
+
+@pytest.mark.parametrize(
+    ("answer", "needle"),
+    [
+        (Answer.WRONG_DIMENSION, "dimension 17, the manifest says 16"),
+        (Answer.NOT_UNIT_NORM, "norm 2.0"),
+        (Answer.NAN, "NaN"),
+        (Answer.WRONG_VECTORS, "cosine similarity to the reference embedding is -1.0"),
+        (Answer.WRONG_COUNT, "got 2 embeddings back"),
+        (Answer.INVOCATION_ERROR, "did not answer properly"),
+    ],
+)
+def test_smoke_test_mismatch_fails_with_numbers_and_keeps_blue(world: World, answer: Answer, needle: str) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(None, answers=[answer])
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed" and failed["stage"] == "verifying"
+    assert needle in failed["detail"]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    world.assert_no_leaks()
+    assert len(world.hosting.endpoint_names()) == 1
+
+
+def test_missing_artifact_fails_naming_the_url(world: World) -> None:
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed" and failed["stage"] == "preflight"
+    assert "s3://esdeploy-test-artifacts/models/m1/model.tar.gz" in failed["detail"]
+    assert world.hosting.count("create_variant") == 0
+
+
+def test_cap_on_live_models_refuses(world: World) -> None:
+    for model in ("a", "b", "c"):
+        first_deploy(world, model)
+    world.upload_artifact("d", manifest_for("d"))
+    task = world.deploy("d")
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused"
+    assert "the cap is 3" in refused["detail"] and "ESDEPLOY_MAX_DEPLOYED_MODELS" in refused["detail"]
+    # A redeploy of a live model is not a new model and goes through.
+    assert first_deploy(world, "a")["status"] == "done"
+
+
+def test_deadline_ends_a_stuck_deploy(world: World) -> None:
+    world.hosting.script(None, states=[CREATING])
+    world.upload_artifact("m1", manifest_for("m1"))
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed"
+    assert "deadline of 60 min" in failed["detail"]
+    polls = [d for d in world.pump.deliveries if d.handler == "deploy_worker"]
+    assert 5 < len(polls) < 40  # backoff, not a tight loop
+    assert world.hosting.endpoint_names() == []
+    world.assert_no_leaks()
+
+
+def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> None:
+    world.hosting.script(None, states=[CREATING])
+    world.upload_artifact("m1", manifest_for("m1"))
+    task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
+    world.pump.run(steps=1)  # the first poll: still creating
+    name = world.task(task["task_id"])["endpoint_name"]
+    before = world.clock.now()
+    world.hosting.set_state(name, IN_SERVICE)
+    world.emit_endpoint_event(name, "InService")
+    world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "done")
+    assert (world.clock.now() - before).total_seconds() < 1
+    world.pump.run()  # the overtaken poll message arrives later and changes nothing
+    assert world.task(task["task_id"])["status"] == "done"
+    assert world.hosting.count("create_variant") == 1
+
+
+def test_cancel_tears_down_the_green_variant(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(None, states=[CREATING])
+    task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
+    answer = world.post(f"/deploy/{task['task_id']}/cancel")
+    assert answer.status_code == 200, answer.json_body
+    world.pump.run()
+    canceled = world.task(task["task_id"])
+    assert canceled["status"] == "canceled"
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    again = world.post(f"/deploy/{task['task_id']}/cancel")
+    assert again.status_code == 409 and "already canceled" in again.json_body["detail"]
+    world.assert_no_leaks()
+
+
+def test_cancel_before_start_and_of_unknown_task(world: World) -> None:
+    world.upload_artifact("m1", manifest_for("m1"))
+    task = world.deploy("m1")
+    assert world.post(f"/deploy/{task['task_id']}/cancel").json_body["status"] == "canceled"
+    world.pump.run()
+    assert world.hosting.count("create_variant") == 0
+    assert world.post("/deploy/nope/cancel").status_code == 404
+    assert first_deploy(world)["status"] == "done"  # the model is free again
+
+
+def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -> None:
+    blue = first_deploy(world)
+    green = first_deploy(world) if False else None
+    green_task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
+    green = world.task(green_task["task_id"])
+    answer = world.post("/models/m1/rollback")
+    assert answer.status_code == 200, answer.json_body
+    assert answer.json_body["endpoint_name"] == blue["endpoint_name"]
+    world.pump.run()
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert green["endpoint_name"] not in world.hosting.endpoint_names()
+    # The bake-period teardown of blue found it live again and left it alone.
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    again = world.post("/models/m1/rollback")
+    assert again.status_code == 409 and "no previous variant" in again.json_body["detail"]
+    assert world.post("/models/nope/rollback").status_code == 404
+    world.assert_no_leaks()
+
+
+def test_delete_while_live_clears_alias_then_removes_everything(world: World) -> None:
+    first_deploy(world)
+    green_task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
+    assert len(world.hosting.endpoint_names()) == 2  # blue still baking
+    answer = world.post("/delete", {"model_id": "m1", "reason": "retired"})
+    assert answer.status_code == 200
+    world.pump.run()
+    deleted = world.get("/delete-status/m1").json_body
+    assert deleted["status"] == "done", deleted
+    assert stages(deleted) == ["queued", "unaliasing", "tearing_down", "finished"]
+    assert world.hosting.owned_resources() == []
+    assert world.get("/models/m1").status_code == 404
+    assert world.get("/models").json_body == {"models": []}
+    world.assert_no_leaks()
+
+
+def test_delete_of_a_model_with_nothing_deployed_is_refused(world: World) -> None:
+    answer = world.post("/delete", {"model_id": "ghost"})
+    world.pump.run()
+    task = world.task(answer.json_body["task_id"], kind="delete")
+    assert task["status"] == "refused"
+    assert "has nothing deployed" in task["detail"]
+
+
+def test_every_message_delivered_twice_gives_the_same_result(world: World) -> None:
+    world.pump.duplicate_every_message = True
+    world.hosting.script(None, states=[CREATING, IN_SERVICE])
+    blue = first_deploy(world, bake_seconds=60)
+    green_task = world.deploy("m1", bake_seconds=60)
+    world.pump.run()
+    green = world.task(green_task["task_id"])
+    assert green["status"] == "done"
+    assert world.hosting.endpoint_names() == [green["endpoint_name"]]
+    assert world.hosting.part_creations["endpoint"] == 2  # one per deploy, never a duplicate
+    assert blue["endpoint_name"] not in world.hosting.endpoint_names()
+    world.post("/delete", {"model_id": "m1"})
+    world.pump.run()
+    assert world.hosting.owned_resources() == []
+    world.assert_no_leaks()
+
+
+def test_retryable_faults_are_redelivered_and_recover(world: World) -> None:
+    world.hosting.fail("create_variant", RetryableError("ThrottlingException"), times=2)
+    world.hosting.fail("invoke", RetryableError("timed out"), times=1)
+    done = first_deploy(world)
+    assert done["status"] == "done"
+    failed = [d for d in world.pump.deliveries if d.outcome == "failed"]
+    assert len(failed) == 3
+
+
+def test_terminal_hosting_fault_fails_and_cleans_up(world: World) -> None:
+    world.upload_artifact("m1", manifest_for("m1"))
+    world.hosting.fail(
+        "create_variant", TerminalHostingError("ResourceLimitExceeded: ml.g5.xlarge quota is 0"), after="model"
+    )
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed" and "quota" in failed["detail"]
+    assert world.hosting.owned_resources() == []
+
+
+def test_poison_message_lands_in_the_dlq_and_fails_the_task(world: World) -> None:
+    world.hosting.fail("describe", RetryableError("SageMaker is down"), times=None)
+    world.upload_artifact("m1", manifest_for("m1"))
+    task = world.deploy("m1")
+    world.pump.run()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed"
+    assert "esdeploy-test-deploy-tasks-dlq" in failed["detail"] and task["task_id"] in failed["detail"]
+    world.hosting.clear_faults()
+    world.pump.run()
+    assert world.hosting.owned_resources() == []
+    assert any(d.handler == "deploy_dead_letters" for d in world.pump.deliveries)
+
+
+def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(None, states=[CREATING])
+    task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
+    green = world.task(task["task_id"])["endpoint_name"]
+    world.hosting.fail("delete_variant", RetryableError("Cannot update in-progress endpoint"), times=4, name=green)
+    world.post(f"/deploy/{task['task_id']}/cancel")
+    world.pump.run()
+    assert world.task(task["task_id"])["status"] == "canceled"
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
+    world.assert_no_leaks()
