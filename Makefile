@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint typecheck bench clean
+STAGE ?= dev
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+.PHONY: venv infra-venv test test-fast lint typecheck bench clean package deploy destroy infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +19,22 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
+# cfn-lint and checkov pin libraries at versions the app's venv cannot share: their own venv.
+$(INFRA_STAMP): requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/pip install --quiet -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+infra-venv: $(INFRA_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy app.py chalicelib serving esdeploy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(INFRA_STAMP) lint typecheck
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -30,5 +43,21 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/coldstart.py
 
+# ---- AWS (docs/infra.md) ----
+package: $(STAMP)
+	infra/package.sh $(STAGE)
+
+deploy: $(STAMP)
+	ALARM_EMAIL="$(ALARM_EMAIL)" infra/deploy.sh $(STAGE)
+
+destroy:
+	infra/destroy.sh $(STAGE)
+
+infra-check: $(STAMP) $(INFRA_STAMP)
+	infra/package.sh dev
+	infra/package.sh prod
+	$(INFRA_VENV)/bin/cfn-lint out/dev/sam.yaml out/prod/sam.yaml
+	$(INFRA_VENV)/bin/checkov --config-file infra/.checkov.yaml -f out/dev/sam.yaml -f out/prod/sam.yaml
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(INFRA_VENV) out .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,9 +1,10 @@
 """Handlers: HTTP routes and SQS entry points. Parse, call one service, serialise; no boto3 here."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
@@ -17,6 +18,9 @@ from chalicelib.services.intake import handle_intake_message
 from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
+# The prod stage sets ESDEPLOY_API_AUTH=iam: every route then needs a SigV4-signed caller.
+# Chalice reads the stage's environment before importing this module for `chalice package`.
+auth = IAMAuthorizer() if os.environ.get("ESDEPLOY_API_AUTH") == "iam" else None
 app.log.setLevel("INFO")
 
 
@@ -37,12 +41,12 @@ def _body() -> dict[str, Any]:
     return parse_json_body(request.raw_body, wiring.container().settings.max_body_bytes)
 
 
-@app.route("/health", methods=["GET"])
+@app.route("/health", methods=["GET"], authorizer=auth)
 def health() -> dict[str, str]:
     return {"status": "ok", "service": "esdeploy"}
 
 
-@app.route("/deploy", methods=["POST"])
+@app.route("/deploy", methods=["POST"], authorizer=auth)
 def deploy() -> Response:
     def run() -> dict[str, Any]:
         task = wiring.container().tasks.submit_deploy(parse_deploy(_body()))
@@ -51,19 +55,19 @@ def deploy() -> Response:
     return answer(run)
 
 
-@app.route("/deploy/{task_id}", methods=["GET"])
+@app.route("/deploy/{task_id}", methods=["GET"], authorizer=auth)
 def get_deploy_task(task_id: str) -> Response:
     return answer(lambda: task_body(wiring.container().tasks.get(TaskKind.DEPLOY, task_id)))
 
 
-@app.route("/deploy-status/{embedding_model_id}", methods=["GET"])
+@app.route("/deploy-status/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model_deploy_status(embedding_model_id: str) -> Response:
     return answer(
         lambda: task_body(wiring.container().tasks.newest(TaskKind.DEPLOY, embedding_model_id))
     )
 
 
-@app.route("/delete", methods=["POST"])
+@app.route("/delete", methods=["POST"], authorizer=auth)
 def delete() -> Response:
     def run() -> dict[str, Any]:
         task = wiring.container().tasks.submit_delete(parse_delete(_body()))
@@ -72,12 +76,12 @@ def delete() -> Response:
     return answer(run)
 
 
-@app.route("/delete/{task_id}", methods=["GET"])
+@app.route("/delete/{task_id}", methods=["GET"], authorizer=auth)
 def get_delete_task(task_id: str) -> Response:
     return answer(lambda: task_body(wiring.container().tasks.get(TaskKind.DELETE, task_id)))
 
 
-@app.route("/delete-status/{embedding_model_id}", methods=["GET"])
+@app.route("/delete-status/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model_delete_status(embedding_model_id: str) -> Response:
     return answer(
         lambda: task_body(wiring.container().tasks.newest(TaskKind.DELETE, embedding_model_id))
@@ -92,22 +96,27 @@ def requests_worker(event: SQSEvent) -> dict[str, Any]:
     )
 
 
-@app.route("/deploy/{task_id}/cancel", methods=["POST"])
+@app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_deploy(task_id: str) -> Response:
     return answer(lambda: task_body(wiring.container().models.cancel(task_id)))
 
 
-@app.route("/models", methods=["GET"])
+@app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
     return answer(lambda: {"models": [alias_body(a) for a in wiring.container().models.live()]})
 
 
-@app.route("/models/{embedding_model_id}", methods=["GET"])
+@app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model(embedding_model_id: str) -> Response:
     return answer(lambda: alias_body(wiring.container().models.alias(embedding_model_id)))
 
 
-@app.route("/models/{embedding_model_id}/rollback", methods=["POST"], content_types=["application/json", "text/plain"])
+@app.route(
+    "/models/{embedding_model_id}/rollback",
+    methods=["POST"],
+    authorizer=auth,
+    content_types=["application/json", "text/plain"],
+)
 def rollback_model(embedding_model_id: str) -> Response:
     return answer(lambda: alias_body(wiring.container().models.rollback(embedding_model_id)))
 

@@ -130,6 +130,7 @@ def aws_container(config: Settings | None = None) -> Container:
     from chalicelib.adapters.s3_artifacts import S3Artifacts
     from chalicelib.adapters.sqs_queue import SqsQueue
     from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+    from chalicelib.metrics import MeteredTaskStore
 
     config = config or settings()
     retries = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
@@ -145,7 +146,7 @@ def aws_container(config: Settings | None = None) -> Container:
 
     return Container(
         settings=config,
-        store=DynamoTaskStore(dynamodb.Table(config.tasks_table)),
+        store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table))),
         locks=DynamoModelLocks(models_table),
         aliases=DynamoAliases(models_table),
         mirror=SsmAliasMirror(boto3.client("ssm", config=retries), config.ssm_prefix),

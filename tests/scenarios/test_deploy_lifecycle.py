@@ -301,3 +301,18 @@ def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(wo
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     world.assert_no_leaks()
+
+
+def test_task_outcomes_become_cloudwatch_metrics(world: World, capfd) -> None:
+    capfd.readouterr()
+    world.hosting.script(None, states=[EndpointState.FAILED], reason="bad image")
+    world.upload_artifact("m1", manifest_for("m1"))
+    world.deploy("m1")
+    world.pump.run()
+    import json
+
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [line for line in lines if "TasksFailed" in line]
+    assert len(failed) == 1
+    assert failed[0]["service"] == "esdeploy" and failed[0]["TasksFailed"] == [1.0]
+    assert failed[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "esdeploy/dev"  # the stage config

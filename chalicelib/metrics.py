@@ -1,0 +1,52 @@
+"""Adapters: CloudWatch metrics (EMF log lines) for task outcomes, which the alarms in infra/ read."""
+from __future__ import annotations
+
+import os
+
+from chalicelib.domain.models import Task
+from chalicelib.ports import TaskStore
+
+SERVICE = "esdeploy"
+
+
+def emit_count(name: str, kind: str) -> None:
+    """One EMF line; CloudWatch turns it into a metric without an API call from the Lambda."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", SERVICE)
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=1, namespace=namespace, default_dimensions={"service": SERVICE}
+    ) as metric:
+        metric.add_metadata(key="kind", value=kind)
+
+
+def ended_now(task: Task) -> bool:
+    """True for the write that moves a task from active to terminal (not for later touches)."""
+    if not task.status.is_terminal or not task.events:
+        return False
+    return len(task.events) < 2 or not task.events[-2].status.is_terminal
+
+
+class MeteredTaskStore:
+    """Wraps a TaskStore and counts task outcomes (TasksDone, TasksFailed, ...) as they happen."""
+
+    def __init__(self, inner: TaskStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def create(self, task: Task) -> Task:
+        return self._inner.create(task)
+
+    def get(self, task_id: str) -> Task | None:
+        return self._inner.get(task_id)
+
+    def newest_for_model(self, embedding_model_id: str, kind: object) -> Task | None:
+        return self._inner.newest_for_model(embedding_model_id, kind)  # type: ignore[arg-type]
+
+    def update(self, task: Task) -> Task:
+        stored = self._inner.update(task)
+        if ended_now(stored):
+            emit_count(f"Tasks{stored.status.value.capitalize()}", stored.kind.value)
+        return stored
