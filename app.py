@@ -111,6 +111,12 @@ def get_model(embedding_model_id: str) -> Response:
     return answer(lambda: alias_body(wiring.container().models.alias(embedding_model_id)))
 
 
+@app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
+def invoke_model(embedding_model_id: str) -> Response:
+    """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
+    return answer(lambda: wiring.container().models.invoke(embedding_model_id, _body()))
+
+
 @app.route(
     "/models/{embedding_model_id}/rollback",
     methods=["POST"],

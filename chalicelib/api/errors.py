@@ -8,6 +8,7 @@ from chalicelib.domain.errors import (
     ConcurrentUpdateError,
     DispatchError,
     EsdeployError,
+    InvocationError,
     IdempotencyConflictError,
     InvalidRequestError,
     InvalidStateError,
@@ -28,6 +29,7 @@ _STATUS: tuple[tuple[type[EsdeployError], int], ...] = (
     (ModelBusyError, 409),
     (InvalidStateError, 409),
     (ConcurrentUpdateError, 409),
+    (InvocationError, 502),
     (DispatchError, 503),
     (RetryableError, 503),
 )

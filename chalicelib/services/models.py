@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError, TaskNotFoundError
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
@@ -32,6 +33,13 @@ class ModelService:
 
     def live(self) -> list[Alias]:
         return self.aliases.list_live()
+
+    def invoke(self, embedding_model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Embed through the alias: whatever variant is live right now answers."""
+        alias = self.alias(embedding_model_id)
+        assert alias.live_variant is not None
+        answer = self.hosting.invoke(alias.live_variant, payload)
+        return {**answer, "endpoint_name": alias.live_variant}
 
     def rollback(self, embedding_model_id: str) -> Alias:
         """Point the alias back at the previous variant while it still exists; one conditional write."""

@@ -316,3 +316,15 @@ def test_task_outcomes_become_cloudwatch_metrics(world: World, capfd) -> None:
     assert len(failed) == 1
     assert failed[0]["service"] == "esdeploy" and failed[0]["TasksFailed"] == [1.0]
     assert failed[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "esdeploy/dev"  # the stage config
+
+
+def test_invoke_through_the_alias_reaches_the_live_variant(world: World) -> None:
+    done = first_deploy(world)
+    answer = world.post("/models/m1/invoke", {"inputs": ["hello", "world"]})
+    assert answer.status_code == 200, answer.json_body
+    assert answer.json_body["endpoint_name"] == done["endpoint_name"]
+    assert len(answer.json_body["embeddings"]) == 2 and answer.json_body["dimension"] == 16
+    assert world.post("/models/nope/invoke", {"inputs": ["x"]}).status_code == 404
+    world.hosting.script(None, answers=[Answer.INVOCATION_ERROR])
+    failed = world.post("/models/m1/invoke", {"inputs": ["x"]})
+    assert failed.status_code == 502 and failed.json_body["detail"]
