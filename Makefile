@@ -8,7 +8,7 @@ STAGE ?= dev
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: venv infra-venv test test-fast lint typecheck bench clean package deploy destroy infra-check
+.PHONY: demo local venv infra-venv test test-fast lint typecheck bench clean package deploy destroy infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The whole lifecycle on this machine with real embeddings (docs: README, first screen).
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo
+
+local: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.local --port 8000
 
 # cfn-lint and checkov pin libraries at versions the app's venv cannot share: their own venv.
 $(INFRA_STAMP): requirements-infra.txt

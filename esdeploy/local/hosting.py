@@ -1,0 +1,258 @@
+"""Local stack: the Hosting port on this machine — each variant is a loopback serving process."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
+from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+
+logger = logging.getLogger(__name__)
+
+_LISTENING = re.compile(r"esdeploy\.container listening on http://127\.0\.0\.1:(\d+)")
+_READY = "esdeploy.container ready"
+_FAILED = "esdeploy.container failed:"
+# SageMaker's own names for the states, as EventBridge reports them.
+_PLATFORM_STATUS = {
+    EndpointState.CREATING: "Creating",
+    EndpointState.IN_SERVICE: "InService",
+    EndpointState.FAILED: "Failed",
+    EndpointState.DELETING: "Deleting",
+}
+
+StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
+
+
+@dataclass
+class LocalVariant:
+    spec: VariantSpec
+    directory: Path
+    state: EndpointState = EndpointState.CREATING
+    failure_reason: str | None = None
+    port: int | None = None
+    process: subprocess.Popen[str] | None = None
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    changed_at: float = field(default_factory=time.time)
+
+
+class LocalHosting:
+    """Create starts a `python -m esdeploy.container` process on a free loopback port: Creating
+    until the model has loaded (`/ping` would say 200), InService then, Failed if it cannot load.
+    Every state change is reported to `on_state_change`, which the stack turns into the same
+    "Endpoint State Change" message EventBridge would put on the deploy-tasks queue."""
+
+    def __init__(
+        self,
+        s3_client: Any,
+        workdir: Path,
+        on_state_change: StateListener | None = None,
+        python: str = sys.executable,
+        invoke_timeout: float = 60.0,
+    ) -> None:
+        self._s3 = s3_client
+        self._workdir = workdir
+        self._listener = on_state_change
+        self._python = python
+        self._timeout = invoke_timeout
+        self._variants: dict[str, LocalVariant] = {}
+        self._lock = threading.RLock()
+        self._http = requests.Session()
+
+    # ---- the port ---------------------------------------------------------------------------
+
+    def create_variant(self, spec: VariantSpec) -> None:
+        with self._lock:
+            if spec.name in self._variants:
+                return  # redelivered step: found, not duplicated
+            variant = LocalVariant(spec=spec, directory=self._workdir / spec.name)
+            self._variants[spec.name] = variant
+        threading.Thread(target=self._bring_up, args=(variant,), name=f"up-{spec.name}", daemon=True).start()
+
+    def describe(self, name: str) -> VariantStatus:
+        with self._lock:
+            variant = self._variants.get(name)
+            if variant is None:
+                return VariantStatus(name, EndpointState.MISSING)
+            return VariantStatus(
+                name, variant.state, variant.failure_reason, platform_status=_PLATFORM_STATUS.get(variant.state)
+            )
+
+    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            variant = self._variants.get(name)
+            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+        if port is None:
+            raise InvocationError(f"endpoint {name} is not in service")
+        try:
+            answer = self._http.post(
+                f"http://127.0.0.1:{port}/invocations", json=payload, timeout=self._timeout
+            )
+        except requests.Timeout as exc:
+            raise RetryableError(f"endpoint {name} timed out") from exc
+        except requests.ConnectionError as exc:
+            raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc
+        if answer.status_code >= 400:
+            raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise InvocationError(f"endpoint {name} answered something that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise InvocationError(f"endpoint {name} answered a JSON {type(body).__name__}, not an object")
+        return body
+
+    def delete_variant(self, name: str) -> None:
+        with self._lock:
+            variant = self._variants.pop(name, None)
+        if variant is None:
+            return
+        self._stop(variant)
+        shutil.rmtree(variant.directory, ignore_errors=True)
+        logger.info("local endpoint deleted", extra={"variant": name})
+
+    def list_variants(self, name_prefix: str) -> list[VariantInfo]:
+        with self._lock:
+            return [
+                VariantInfo(
+                    name=v.spec.name,
+                    embedding_model_id=v.spec.embedding_model_id,
+                    task_id=v.spec.task_id,
+                    has_endpoint=True,
+                    has_endpoint_config=True,
+                    has_model=True,
+                )
+                for v in sorted(self._variants.values(), key=lambda v: v.spec.name)
+                if v.spec.name.startswith(name_prefix)
+            ]
+
+    # ---- local extras -----------------------------------------------------------------------
+
+    def running(self) -> list[tuple[str, int | None, str]]:
+        with self._lock:
+            return [(v.spec.name, v.port, v.state.value) for v in self._variants.values()]
+
+    def close(self) -> None:
+        """Stop every endpoint process (Ctrl-C of the stack must leave nothing running)."""
+        with self._lock:
+            names = list(self._variants)
+        for name in names:
+            self.delete_variant(name)
+        self._http.close()
+
+    # ---- bringing one variant up -----------------------------------------------------------
+
+    def _bring_up(self, variant: LocalVariant) -> None:
+        try:
+            artifact = self._download(variant)
+        except TerminalHostingError as error:
+            self._set_state(variant, EndpointState.FAILED, str(error))
+            return
+        command = [self._python, "-u", "-m", "esdeploy.container", "--artifact", str(artifact), "--port", "0"]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        with self._lock:
+            if variant.spec.name not in self._variants:
+                return  # deleted while downloading
+            variant.process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                # Own session: a terminal's Ctrl-C reaches the stack, which stops endpoints in order;
+                # the parent-death signal covers a stack that is killed outright.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        assert variant.process.stdout is not None
+        for line in variant.process.stdout:
+            line = line.rstrip()
+            variant.output.append(line)
+            found = _LISTENING.search(line)
+            if found:
+                variant.port = int(found.group(1))
+            elif line.startswith(_READY):
+                self._set_state(variant, EndpointState.IN_SERVICE, None)
+            elif line.startswith(_FAILED):
+                self._set_state(variant, EndpointState.FAILED, line[len(_FAILED):].strip())
+        code = variant.process.wait()
+        with self._lock:
+            still_ours = self._variants.get(variant.spec.name) is variant
+        if still_ours and variant.state != EndpointState.FAILED:
+            tail = " | ".join(list(variant.output)[-5:])
+            self._set_state(variant, EndpointState.FAILED, f"serving process exited with {code}: {tail}")
+
+    def _download(self, variant: LocalVariant) -> Path:
+        parsed = urlparse(variant.spec.model_data_url)
+        target = variant.directory / "model.tar.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._s3.download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+        except Exception as exc:
+            raise TerminalHostingError(
+                f"could not download the model artifact {variant.spec.model_data_url}: {exc}"
+            ) from exc
+        return target
+
+    def _set_state(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:
+        with self._lock:
+            if variant.state == state:
+                return
+            variant.state = state
+            variant.failure_reason = reason
+            variant.changed_at = time.time()
+        logger.info("local endpoint state", extra={"variant": variant.spec.name, "state": state.value,
+                                                   "reason": reason, "port": variant.port})
+        if self._listener is not None:
+            self._listener(variant.spec, state, reason)
+
+    def _stop(self, variant: LocalVariant) -> None:
+        process = variant.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when the stack process dies, however it dies."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def platform_status(state: EndpointState) -> str:
+    return _PLATFORM_STATUS.get(state, state.value)
+
+
+def tags_of(spec: VariantSpec) -> dict[str, str]:
+    return {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

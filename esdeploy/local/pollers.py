@@ -1,0 +1,121 @@
+"""Local stack: feeds SQS queues to the same handlers Lambda calls, keeping SQS semantics."""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """What the handlers read of Lambda's context object."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+class QueuePoller(threading.Thread):
+    """Like Lambda's event source mapping: long-poll, invoke with a one-record batch, delete on
+    success. A reported failure is left for SQS: it reappears after `retry_seconds` (a shorter
+    visibility timeout than the queue's, so a laptop demo does not stall) and moto's redrive
+    moves it to the DLQ after the queue's max receive count — as on AWS."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        function_name: str,
+        handler: Handler,
+        stop: threading.Event,
+        retry_seconds: int = 2,
+        wait_seconds: int = 1,
+    ) -> None:
+        super().__init__(name=f"poll-{function_name}", daemon=True)
+        self._sqs = sqs
+        self._url = queue_url
+        self._function = function_name
+        self._handler = handler
+        self._stop_event = stop
+        self._retry = retry_seconds
+        self._wait = wait_seconds
+        self.delivered = 0
+        self.failed = 0
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self._poll_once()
+            except Exception:
+                if self._stop_event.is_set():
+                    return
+                logger.exception("poller error", extra={"function": self._function})
+                self._stop_event.wait(1)
+
+    def _poll_once(self) -> None:
+        answer = self._sqs.receive_message(
+            QueueUrl=self._url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=self._wait,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        for message in answer.get("Messages", []):
+            record = {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{self._url.rsplit('/', 1)[-1]}",
+                "awsRegion": "us-east-1",
+            }
+            context = LambdaContext(self._function, str(uuid.uuid4()))
+            try:
+                result = self._handler({"Records": [record]}, context)
+                failed = bool((result or {}).get("batchItemFailures"))
+            except Exception:
+                logger.exception("handler raised", extra={"function": self._function})
+                failed = True
+            self.delivered += 1
+            if failed:
+                self.failed += 1
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=self._retry
+                )
+            else:
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class Scheduler(threading.Thread):
+    """Calls a scheduled handler every `every` seconds (EventBridge's rate() rule)."""
+
+    def __init__(self, function_name: str, handler: Handler, every: float, stop: threading.Event) -> None:
+        super().__init__(name=f"schedule-{function_name}", daemon=True)
+        self._function = function_name
+        self._handler = handler
+        self._every = every
+        self._stop_event = stop
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._every):
+            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                     "source": "aws.events", "account": "123456789012", "time": "", "region": "us-east-1",
+                     "resources": [], "detail": {}}
+            try:
+                self._handler(event, LambdaContext(self._function, str(uuid.uuid4())))
+            except Exception:
+                logger.exception("scheduled handler raised", extra={"function": self._function})

@@ -1,0 +1,176 @@
+"""Local stack: starts embedded AWS, the app's HTTP API, the queue pollers and local endpoints."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.ports import EndpointState, VariantSpec
+from esdeploy.local.environment import local_environment
+from esdeploy.local.hosting import LocalHosting, platform_status, tags_of
+from esdeploy.local.pollers import QueuePoller, Scheduler
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where things are; written as JSON to the state file for the CLI, the demo and the tests."""
+
+    api_url: str
+    aws_endpoint: str
+    artifact_upload_url: str
+    region: str
+    state_dir: str
+    pid: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LocalStack:
+    """Everything in one process tree on 127.0.0.1. `start()`, then `stop()` (or use `with`)."""
+
+    def __init__(self, port: int = 8000, state_dir: Path | None = None, sweep_every: float = 60.0) -> None:
+        self.port = port
+        self._own_state_dir = state_dir is None
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="esdeploy-local-"))
+        self._sweep_every = sweep_every
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._http: Any = None
+        self._http_thread: threading.Thread | None = None
+        self.hosting: LocalHosting | None = None
+        self.info: StackInfo | None = None
+        self._events_lock = threading.Lock()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ---- start ------------------------------------------------------------------------------
+
+    def start(self) -> StackInfo:
+        from moto.server import ThreadedMotoServer
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # moto's server logs every request at INFO; the stack's own lines are what a person reads.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto_port = free_port()
+        self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=moto_port, verbose=False)
+        self._moto.start()
+        aws_endpoint = f"http://{LOOPBACK}:{moto_port}"
+        # The app reads its settings (and Chalice its queue names) from the environment at import.
+        os.environ.update(local_environment(aws_endpoint))
+
+        import boto3
+
+        from chalicelib.config import load_settings
+        from esdeploy.bootstrap import create_all
+
+        settings = load_settings(os.environ)
+        session = boto3.Session(region_name="us-east-1")
+        urls = create_all(session, settings, visibility_timeout=30)
+        sqs = session.client("sqs")
+        self._sqs = sqs
+        self._deploy_url = urls.deploy
+
+        self.hosting = LocalHosting(
+            session.client("s3"), self.state_dir / "endpoints", on_state_change=self._endpoint_changed
+        )
+        self._install_container(settings)
+
+        import app as chalice_app
+
+        for url, name in (
+            (urls.requests, "requests_worker"),
+            (urls.deploy, "deploy_worker"),
+            (urls.teardown, "teardown_worker"),
+            (urls.dead_letters[settings.deploy_queue], "deploy_dead_letters"),
+            (urls.dead_letters[settings.teardown_queue], "teardown_dead_letters"),
+        ):
+            handler = getattr(chalice_app, name)
+            self._threads.append(QueuePoller(sqs, url, name, handler, self._stop))
+        self._threads.append(Scheduler("sweeper", chalice_app.sweeper, self._sweep_every, self._stop))
+        for thread in self._threads:
+            thread.start()
+
+        self._serve_http(chalice_app.app)
+        self.info = StackInfo(
+            api_url=f"http://{LOOPBACK}:{self.port}",
+            aws_endpoint=aws_endpoint,
+            artifact_upload_url=f"s3://{settings.artifact_bucket}/{settings.artifact_prefix.rstrip('/')}",
+            region="us-east-1",
+            state_dir=str(self.state_dir),
+            pid=os.getpid(),
+        )
+        (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
+        return self.info
+
+    def _install_container(self, settings: Any) -> None:
+        from chalicelib import wiring
+
+        container = wiring.aws_container(settings)
+        container._hosting = self.hosting
+        wiring.use(container)
+
+    def _serve_http(self, app: Any) -> None:
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        config = Config.create(chalice_stage="local", app_name="esdeploy", chalice_app=app)
+        self._http = create_local_server(app, config, LOOPBACK, self.port)
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
+        self._http_thread.start()
+
+    # ---- EventBridge's part -----------------------------------------------------------------
+
+    def _endpoint_changed(self, spec: VariantSpec, state: EndpointState, reason: str | None) -> None:
+        from chalicelib.services.messages import endpoint_event
+
+        status = platform_status(state)
+        event = endpoint_event(spec.name, status, tags_of(spec), reason)
+        with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
+            log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
+        if state in (EndpointState.IN_SERVICE, EndpointState.FAILED) and not self._stop.is_set():
+            self._sqs.send_message(QueueUrl=self._deploy_url, MessageBody=json.dumps(event))
+
+    # ---- stop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop in dependency order; every endpoint process is terminated and waited for."""
+        self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.hosting is not None:
+            self.hosting.close()
+        if self._moto is not None:
+            self._moto.stop()
+        from chalicelib import wiring
+
+        wiring.use(None)
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
