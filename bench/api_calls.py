@@ -1,0 +1,164 @@
+"""Benchmark: the AWS calls one successful blue/green deployment makes, and the polls of a slow one.
+
+Runs the real services and adapters (DynamoDB, SQS, S3, SSM and SageMaker on moto, in process)
+through submit -> deploy v1 -> deploy v2 -> teardown of v1, counting every AWS API call our
+code makes, per stage. The SQS receive/delete that Lambda's event source mapping does are not
+ours and are not counted. Then it computes, from the worker's own backoff, how many
+DescribeEndpoint polls a 10-minute endpoint creation costs.
+
+Run: .venv/bin/python bench/api_calls.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ENV = {
+    "ESDEPLOY_TASKS_TABLE": "bench-tasks", "ESDEPLOY_MODELS_TABLE": "bench-models",
+    "ESDEPLOY_REQUESTS_QUEUE": "bench-requests", "ESDEPLOY_DEPLOY_QUEUE": "bench-deploy-tasks",
+    "ESDEPLOY_TEARDOWN_QUEUE": "bench-teardown-tasks", "ESDEPLOY_ARTIFACT_BUCKET": "bench-artifacts",
+    # moto knows no ml.g5.*; the instance type changes no call.
+    "ESDEPLOY_ALLOWED_INSTANCE_TYPES": "ml.m5.large", "ESDEPLOY_DEFAULT_INSTANCE_TYPE": "ml.m5.large",
+    "ESDEPLOY_DEFAULT_IMAGE_URI": "763104351884.dkr.ecr.us-east-1.amazonaws.com/hf:latest",
+    "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench",
+    "ESDEPLOY_POLL_INITIAL_SECONDS": "0", "ESDEPLOY_POLL_MAX_SECONDS": "0", "ESDEPLOY_DEFAULT_BAKE_SECONDS": "0",
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+PROBES = ["alpha", "beta", "gamma"]
+VECTORS = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+
+
+class CallCounter:
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str, str]] = Counter()
+        self.phase: str | None = None
+
+    def install(self) -> None:
+        import botocore.client
+
+        original = botocore.client.BaseClient._make_api_call
+        counter = self
+
+        def counted(client: Any, operation: str, params: Any) -> Any:
+            if counter.phase is not None:
+                counter.calls[(counter.phase, client.meta.service_model.service_name, operation)] += 1
+            return original(client, operation, params)
+
+        botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+    @contextmanager
+    def counting(self, phase: str) -> Iterator[None]:
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = None
+
+
+def run_deployments(counter: CallCounter) -> None:
+    import boto3
+    import requests
+    from moto import mock_aws
+
+    from chalicelib import wiring
+    from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
+    from chalicelib.api.schemas import parse_deploy
+    from chalicelib.config import load_settings
+    from esdeploy.bootstrap import create_all
+
+    settings = load_settings(os.environ)
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        urls = create_all(session, settings)
+        s3 = session.client("s3")
+        key = f"{settings.artifact_prefix}m1"
+        s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/model.tar.gz", Body=b"x")
+        manifest = {"probe_texts": PROBES, "reference_embeddings": VECTORS, "dimension": 4, "normalize": True}
+        s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/manifest.json", Body=json.dumps(manifest))
+        container = wiring.aws_container(settings)
+        clients = make_sagemaker_clients("us-east-1")
+        container._hosting = SageMakerHosting(clients.control, clients.runtime, role_arn=settings.sagemaker_role_arn)
+        sqs = session.client("sqs")
+
+        def prime_smoke_answer() -> None:
+            body = json.dumps({"embeddings": VECTORS, "model": "m1", "dimension": 4})
+            requests.post(
+                "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+                json={"region": "us-east-1", "results": [{"Body": body, "ContentType": "application/json"}]},
+                timeout=5,
+            ).raise_for_status()
+
+        def drain() -> None:
+            while True:
+                handled = False
+                for url, run in ((urls.deploy, container.deployer.handle), (urls.teardown, container.remover.handle)):
+                    for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                        body = json.loads(message["Body"])
+                        phase = body.get("action", "?")
+                        if phase == "advance":
+                            task = container.store.get(body["task_id"])
+                            phase = f"stage {task.stage.value}" if task else phase
+                        with counter.counting(phase):
+                            run(body)
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                        handled = True
+                if not handled:
+                    return
+
+        for version in ("v1", "v2"):
+            prime_smoke_answer()
+            with counter.counting("submit (POST /deploy)"):
+                task = container.tasks.submit_deploy(parse_deploy({"embedding_model_id": "m1"}))
+            drain()
+            done = container.store.get(task.task_id)
+            assert done is not None and done.status.value == "done", (version, done and done.detail)
+
+
+def polls_for(creation_seconds: int, initial: int, maximum: int) -> tuple[int, int]:
+    """Polls until an endpoint that takes `creation_seconds` is seen InService, and how late."""
+    from chalicelib.config import load_settings
+    from chalicelib.services.deployer import Deployer
+
+    settings = load_settings({**ENV, "ESDEPLOY_POLL_INITIAL_SECONDS": str(initial),
+                              "ESDEPLOY_POLL_MAX_SECONDS": str(maximum)})
+    deployer = Deployer.__new__(Deployer)
+    deployer.settings = settings
+    elapsed, polls = initial, 1  # the first describe comes poll_initial after CreateEndpoint
+    while elapsed < creation_seconds:
+        elapsed += deployer.poll_delay(polls)
+        polls += 1
+    return polls, elapsed - creation_seconds
+
+
+def main() -> None:
+    os.environ.update(ENV)
+    counter = CallCounter()
+    counter.install()
+    run_deployments(counter)
+    by_phase: dict[str, Counter[str]] = {}
+    for (phase, service, operation), count in counter.calls.items():
+        by_phase.setdefault(phase, Counter())[f"{service}.{operation}"] += count
+    total = sum(counter.calls.values())
+    print("AWS calls made by esdeploy for two deployments of one model (v1, then v2 replacing v1):")
+    for phase, calls in sorted(by_phase.items()):
+        print(f"  {phase:<24} {sum(calls.values()):>3}  " + ", ".join(f"{k} x{v}" for k, v in sorted(calls.items())))
+    print(f"  {'total':<24} {total:>3}  ({total / 2:.1f} per deployment, polls excluded: moto is InService at once)")
+    print()
+    print("DescribeEndpoint polls for an endpoint that takes 10 minutes to create:")
+    for initial, maximum in ((30, 300), (30, 120), (15, 60)):
+        polls, late = polls_for(600, initial, maximum)
+        print(f"  initial {initial:>3} s, cap {maximum:>3} s: {polls:>2} polls; without the EventBridge wake-up "
+              f"InService is noticed up to {late} s late (with it: at once)")
+
+
+if __name__ == "__main__":
+    main()
