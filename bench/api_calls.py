@@ -45,7 +45,7 @@ class CallCounter:
     def install(self) -> None:
         import botocore.client
 
-        original = botocore.client.BaseClient._make_api_call
+        original = getattr(botocore.client.BaseClient, "_make_api_call")  # noqa: B009 - private, untyped
         counter = self
 
         def counted(client: Any, operation: str, params: Any) -> Any:
@@ -53,7 +53,7 @@ class CallCounter:
                 counter.calls[(counter.phase, client.meta.service_model.service_name, operation)] += 1
             return original(client, operation, params)
 
-        botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        setattr(botocore.client.BaseClient, "_make_api_call", counted)  # noqa: B010
 
     @contextmanager
     def counting(self, phase: str) -> Iterator[None]:

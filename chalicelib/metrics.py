@@ -11,6 +11,8 @@ SERVICE = "esdeploy"
 
 def emit_count(name: str, kind: str) -> None:
     """One EMF line; CloudWatch turns it into a metric without an API call from the Lambda."""
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+        return
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", SERVICE)
