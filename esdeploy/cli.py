@@ -111,4 +111,6 @@ def _print_summary(result: packaging.PackageResult) -> None:
         f"loaded in a fresh process in {result.check.get('load_seconds')} s, "
         f"min cosine {result.check.get('min_cosine')} over {len(manifest.probe_texts)} probe texts",
     )
+    if result.st_min_cosine is not None:
+        table.add_row("parity", f"min cosine {result.st_min_cosine:.6f} with sentence-transformers")
     console.print(table)

@@ -72,6 +72,7 @@ MODEL_FILES = frozenset(
     }
 )
 CHECK_TIMEOUT_SECONDS = 900
+MIN_COSINE = 0.9999
 # Weights barely compress (level 6 saves <1% over level 1 on fp32 safetensors) but cost more CPU.
 GZIP_LEVEL = 1
 
@@ -108,6 +109,8 @@ class PackageResult:
     manifest: Manifest
     archive_bytes: int
     check: dict[str, Any] = field(default_factory=dict)
+    # Lowest cosine against SentenceTransformer.encode on the probe texts; None when not compared.
+    st_min_cosine: float | None = None
 
 
 def _noop(_: str) -> None:
@@ -208,6 +211,28 @@ def compute_references(stage: Path, probe_texts: Sequence[str]) -> tuple[int, li
     return int(response["dimension"]), response["embeddings"]
 
 
+def sentence_transformers_parity(
+    stage: Path, probe_texts: Sequence[str], references: list[list[float]]
+) -> float | None:
+    """Lowest cosine between the handler's references and SentenceTransformer.encode on the staged model.
+
+    None when it does not apply: no modules.json (not a sentence-transformers model) or no
+    sentence-transformers installed. This catches a model whose intent the handler misreads.
+    """
+    if not (stage / "modules.json").is_file():
+        return None
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    import torch
+
+    model = SentenceTransformer(str(stage), device="cpu", local_files_only=True)
+    theirs = torch.as_tensor(model.encode(list(probe_texts), convert_to_numpy=True))
+    ours = torch.tensor(references, dtype=theirs.dtype)
+    return float(torch.nn.functional.cosine_similarity(ours, theirs, dim=1).min().item())
+
+
 def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
     # Owner, time and mode carry no meaning in the endpoint; fixing them makes archives reproducible.
     info.uid = info.gid = 0
@@ -282,6 +307,16 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
         (stage / MANIFEST_NAME).write_text(json.dumps(settings), encoding="utf-8")
         progress("computing reference embeddings with the handler (CPU, float32)")
         dimension, references = compute_references(stage, probes)
+        st_min_cosine = None
+        if request.pooling is None and request.normalize is None and request.max_seq_length is None:
+            # With overrides the handler is meant to differ from sentence-transformers.
+            progress("comparing with sentence-transformers")
+            st_min_cosine = sentence_transformers_parity(stage, probes, references)
+            if st_min_cosine is not None and st_min_cosine < MIN_COSINE:
+                raise PackagingError(
+                    f"the handler and sentence-transformers disagree on this model (lowest cosine "
+                    f"{st_min_cosine:.6f} < {MIN_COSINE}); pass --pooling/--normalize/--max-seq-length if intended"
+                )
         manifest = _build_manifest(request, stage, settings, dimension, probes, references, image_uri)
         (stage / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
 
@@ -304,6 +339,7 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
         manifest=manifest,
         archive_bytes=request.output.stat().st_size,
         check=report,
+        st_min_cosine=st_min_cosine,
     )
 
 

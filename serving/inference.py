@@ -278,6 +278,8 @@ class Encoder:
         """Embeddings for ``texts`` in their order, float32 on CPU."""
         if normalize is None:
             normalize = self.settings.normalize
+        if not texts:
+            return torch.empty((0, getattr(self, "dimension", 0)), dtype=torch.float32)
         if self.settings.lowercase:
             texts = [text.lower() for text in texts]
         with self._lock, torch.inference_mode():

@@ -88,11 +88,13 @@ def post(container: Running, body: Any, **headers: str) -> requests.Response:
     return requests.post(f"{container.base_url}/invocations", data=data, headers=headers, timeout=30)
 
 
+@pytest.mark.slow
 def test_ping(container: Running) -> None:
     response = requests.get(f"{container.base_url}/ping", timeout=10)
     assert response.status_code == 200
 
 
+@pytest.mark.slow
 def test_invocation_returns_embeddings(container: Running, tiny_package: PackageResult) -> None:
     manifest = tiny_package.manifest
     response = post(container, {"inputs": manifest.probe_texts[:2]})
@@ -103,6 +105,7 @@ def test_invocation_returns_embeddings(container: Running, tiny_package: Package
     assert body["embeddings"] == manifest.reference_embeddings[:2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("body", "headers", "detail"),
     [
@@ -119,11 +122,13 @@ def test_client_errors_are_400_with_detail(container: Running, body: Any, header
     assert detail in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_unknown_routes_are_404(container: Running) -> None:
     assert requests.get(f"{container.base_url}/nope", timeout=10).status_code == 404
     assert requests.post(f"{container.base_url}/ping", data=b"", timeout=10).status_code == 404
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_removes_the_workdir(container: Running) -> None:
     assert Path(container.workdir).is_dir()
     container.proc.send_signal(signal.SIGTERM)

@@ -109,6 +109,28 @@ def test_reference_embeddings_come_from_the_handler(tiny_package: PackageResult,
     assert tiny_package.check["ok"] and tiny_package.check["min_cosine"] > 0.9999
 
 
+def test_references_agree_with_sentence_transformers(tiny_package: PackageResult) -> None:
+    assert tiny_package.st_min_cosine is not None and tiny_package.st_min_cosine >= 0.9999
+
+
+def test_disagreement_with_sentence_transformers_stops_packaging(
+    tiny_st_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packaging, "sentence_transformers_parity", lambda stage, probes, refs: 0.5)
+    with pytest.raises(PackagingError, match=r"disagree on this model \(lowest cosine 0.500000"):
+        packaging.package(request_for(tiny_st_model_dir, tmp_path))
+    assert not (tmp_path / "out" / "model.tar.gz").exists()
+
+
+def test_plain_models_are_not_compared_with_sentence_transformers(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python: {"ok": True})
+    result = packaging.package(request_for(tiny_model_dir, tmp_path))
+    assert result.st_min_cosine is None
+    assert (result.manifest.pooling, result.manifest.normalize, result.manifest.max_seq_length) == ("mean", True, 64)
+
+
 def test_check_report_of_the_fresh_process(tiny_package: PackageResult) -> None:
     report = tiny_package.check
     assert report["ok"] is True and report["problems"] == []
@@ -206,7 +228,9 @@ def test_overrides_reach_manifest_and_handler(
         instance_type="ml.m5.xlarge",
         region="eu-west-1",
     )
-    manifest = packaging.package(request).manifest
+    result = packaging.package(request)
+    assert result.st_min_cosine is None  # overrides: sentence-transformers is expected to differ
+    manifest = result.manifest
     assert (manifest.pooling, manifest.normalize, manifest.max_seq_length) == ("cls", False, 12)
     assert manifest.probe_texts == ["one probe", "two probes"]
     assert "-cpu-" in manifest.image_uri and ".eu-west-1." in manifest.image_uri
