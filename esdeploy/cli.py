@@ -10,21 +10,192 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from esdeploy import packaging, s3upload
+from esdeploy import packaging, s3upload, views
+from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
+from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, runtime, usage_error
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
+from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
 
 app = typer.Typer(
     name="esdeploy",
     help="Blue/green deployment of embedding models to Amazon SageMaker.",
     no_args_is_help=True,
     add_completion=False,
+    cls=EsdeployGroup,
 )
 console = Console(stderr=True)
 
+Wait = Annotated[bool, typer.Option("--wait", help="Show the task's stages live until it ends; exit code says how.")]
+WaitTimeout = Annotated[
+    float, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 4).")
+]
+TaskIdOption = Annotated[
+    str | None, typer.Option("--id", help="Client task id: sending the same request again returns the same task.")
+]
+
 
 @app.callback()
-def main() -> None:
+def main(
+    ctx: typer.Context,
+    api: Annotated[str, typer.Option("--api", envvar="ESDEPLOY_API", help="Base URL of the esdeploy API.")] = (
+        DEFAULT_API_URL
+    ),
+    iam: Annotated[
+        bool, typer.Option("--iam", envvar="ESDEPLOY_API_IAM", help="Sign requests with SigV4 (the prod stage).")
+    ] = False,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Region to sign for (default: the execute-api URL's, else AWS_REGION)."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer and nothing else.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, help="Seconds to wait for one answer.")
+    ] = DEFAULT_TIMEOUT_SECONDS,
+    poll_interval: Annotated[
+        float,
+        typer.Option("--poll-interval", envvar="ESDEPLOY_POLL_INTERVAL", min=0.1, help="Seconds between polls."),
+    ] = DEFAULT_POLL_SECONDS,
+) -> None:
     """Blue/green deployment of embedding models to Amazon SageMaker."""
+    hooks = ctx.obj if isinstance(ctx.obj, CliHooks) else CliHooks()
+    ctx.obj = Runtime(
+        api=api, iam=iam, region=region, json=json_output, timeout=timeout, poll_interval=poll_interval, hooks=hooks
+    )
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
+    artifact: Annotated[
+        str | None,
+        typer.Option("--artifact", help="s3://.../model.tar.gz (default: <artifact prefix>/<model>/model.tar.gz)."),
+    ] = None,
+    instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
+    instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
+    image_uri: Annotated[str | None, typer.Option("--image-uri", help="Serving container image.")] = None,
+    bake_seconds: Annotated[
+        int | None, typer.Option("--bake-seconds", min=0, help="How long the previous variant stays up.")
+    ] = None,
+    task_id: TaskIdOption = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
+) -> None:
+    """Deploy a model: a new (green) endpoint, smoke-tested, then swapped in behind the alias."""
+    rt = runtime(ctx)
+    given = {
+        "model_data_url": artifact,
+        "instance_type": instance_type,
+        "initial_instance_count": instance_count,
+        "image_uri": image_uri,
+        "bake_seconds": bake_seconds,
+    }
+    config = {key: value for key, value in given.items() if value is not None}
+    with rt.guard():
+        task = rt.client().deploy(model_id, task_id=task_id, config=config)
+        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; kept with the task.")] = None,
+    task_id: TaskIdOption = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
+) -> None:
+    """Delete a model: unalias it and tear down every variant."""
+    rt = runtime(ctx)
+    with rt.guard():
+        task = rt.client().delete(model_id, task_id=task_id, reason=reason)
+        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    task_id: Annotated[str | None, typer.Argument(help="A deploy or delete task id.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The newest task of this model instead.")] = None,
+    deletion: Annotated[bool, typer.Option("--delete", help="With --model: its newest deletion task.")] = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
+) -> None:
+    """Show a task (by id, or the newest of a model) with its events; --wait follows it."""
+    if (task_id is None) == (model is None):
+        raise usage_error("give a TASK_ID or --model MODEL_ID (one of them)")
+    if deletion and model is None:
+        raise usage_error("--delete goes with --model")
+    rt = runtime(ctx)
+    with rt.guard():
+        client = rt.client()
+        if task_id is not None:
+            task = client.find_task(task_id)
+        else:
+            assert model is not None
+            task = client.newest_task(model, "delete" if deletion else "deploy")
+        if wait:
+            rt.task_answer(task, wait=True, wait_timeout=wait_timeout)
+        else:
+            rt.show(task, views.task_details(task))
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="A deploy task id.")],
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
+) -> None:
+    """Cancel a deploy that has not swapped yet; its green variant is torn down."""
+    rt = runtime(ctx)
+    with rt.guard():
+        task = rt.client().cancel(task_id)
+        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+
+
+@app.command()
+def rollback(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+    """Point the model's alias back at its previous variant (while the bake period keeps it up)."""
+    rt = runtime(ctx)
+    with rt.guard():
+        alias = rt.client().rollback(model_id)
+        rt.show(alias, views.rollback_view(alias))
+
+
+@app.command()
+def models(ctx: typer.Context) -> None:
+    """List deployed models and the endpoints behind their aliases."""
+    rt = runtime(ctx)
+    with rt.guard():
+        aliases = rt.client().models()
+        rt.show({"models": aliases}, views.models_table(aliases))
+
+
+@app.command()
+def model(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+    """Show one model's alias: live and previous endpoint, last swap."""
+    rt = runtime(ctx)
+    with rt.guard():
+        alias = rt.client().model(model_id)
+        rt.show(alias, views.alias_view(alias))
+
+
+@app.command()
+def invoke(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to embed.")],
+    normalize: Annotated[
+        bool | None,
+        typer.Option("--normalize/--no-normalize", help="L2-normalise (default: as the model was packaged)."),
+    ] = None,
+) -> None:
+    """Embed texts with whatever variant of the model is live now."""
+    rt = runtime(ctx)
+    with rt.guard():
+        answer = rt.client().invoke(model_id, texts, normalize=normalize)
+        rt.show(answer, views.invoke_view(model_id, texts, answer))
 
 
 @app.command()

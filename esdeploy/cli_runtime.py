@@ -1,0 +1,188 @@
+"""Operator tool layer: what every API command shares (options, client, output, errors, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import typer
+from rich.console import Console, RenderableType
+from rich.text import Text
+from typer.core import TyperGroup
+
+from esdeploy import views
+from esdeploy.api_client import (
+    ApiClient,
+    ApiError,
+    ApiUnreachableError,
+    SigningError,
+    SigV4Signer,
+    Task,
+    signing_region,
+)
+from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view, wait_for_task
+
+# Commands that keep click's own exit codes (usage error = 2), as they had before the API commands.
+_OWN_EXIT_CODES = frozenset({"package"})
+# Piped output is read by scripts and people alike: no folding of ids at 80 columns.
+_PIPE_WIDTH = 200
+
+
+@dataclass
+class CliHooks:
+    """What tests inject through `CliRunner.invoke(app, args, obj=CliHooks(...))`."""
+
+    session: requests.Session | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    live: bool | None = None  # None: a live display exactly when stdout is a terminal
+
+
+@dataclass
+class Runtime:
+    """The global options of one invocation, and the client and consoles built from them."""
+
+    api: str
+    iam: bool
+    region: str | None
+    json: bool
+    timeout: float
+    poll_interval: float
+    hooks: CliHooks = field(default_factory=CliHooks)
+    out: Console = field(default_factory=lambda: _stdout_console())
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    _client: ApiClient | None = None
+
+    def client(self) -> ApiClient:
+        # Built on first use: `package` never needs it, and --iam resolves credentials only here.
+        if self._client is None:
+            signer = SigV4Signer.from_environment(signing_region(self.api, self.region)) if self.iam else None
+            self._client = ApiClient(self.api, timeout=self.timeout, signer=signer, session=self.hooks.session)
+        return self._client
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Every failure to talk to the API ends the command with a message and exit 5."""
+        try:
+            yield
+        except ApiError as error:
+            if self.json and error.body is not None:
+                typer.echo(json.dumps(error.body, indent=2))
+            self.err.print(views.api_error(error, iam=self.iam), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+        except ApiUnreachableError as error:
+            self.err.print(views.unreachable(error), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+        except SigningError as error:
+            self.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+
+    def show(self, answer: Any, human: RenderableType) -> None:
+        """--json prints the API's answer and nothing else; otherwise the human rendering."""
+        if self.json:
+            typer.echo(json.dumps(answer, indent=2))
+        else:
+            self.out.print(human)
+
+    def task_answer(self, task: Task, *, wait: bool, wait_timeout: float) -> None:
+        """After POST /deploy, /delete or /cancel: show the task, or follow it to its end."""
+        if not wait:
+            self.show(task, views.task_summary(task))
+            if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
+                self.out.print(Text(f"follow it: esdeploy status {task['task_id']} --wait", style="dim"))
+            return
+        code = self.follow(task, wait_timeout)
+        if code != Exit.DONE:
+            raise typer.Exit(code)
+
+    def follow(self, task: Task, wait_timeout: float) -> Exit:
+        client = self.client()
+
+        def fetch() -> Task:
+            return client.task(task["task_id"], task["kind"])
+
+        def run(view: View) -> WaitOutcome:
+            return wait_for_task(
+                fetch,
+                task,
+                view,
+                interval=self.poll_interval,
+                timeout=wait_timeout,
+                clock=self.hooks.clock,
+                sleep=self.hooks.sleep,
+            )
+
+        live = self.hooks.live if self.hooks.live is not None else self.out.is_terminal
+        try:
+            if self.json:
+                outcome = run(QuietView())
+            elif live:
+                with live_view(self.out, task, clock=self.hooks.clock) as view:
+                    outcome = run(view)
+            else:
+                outcome = run(LineView(self.out))
+        except KeyboardInterrupt:
+            self.err.print(
+                Text(f"stopped watching; the task goes on: esdeploy status {task['task_id']} --wait", style="yellow")
+            )
+            return Exit.INTERRUPTED
+        if self.json:
+            typer.echo(json.dumps(outcome.task, indent=2))
+            if outcome.timed_out:
+                self.err.print(views.wait_ending(outcome), soft_wrap=True)
+        else:
+            self.out.print(views.wait_ending(outcome), soft_wrap=True)
+        return outcome.exit_code
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    rt = ctx.find_object(Runtime)
+    assert rt is not None, "the esdeploy callback builds the Runtime before any command runs"
+    return rt
+
+
+def _stdout_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
+
+
+# typer 0.29 carries its own copy of click, so the installed click's UsageError never matches;
+# the class is found through typer's public BadParameter (a UsageError in every typer version).
+_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def usage_error(message: str) -> Exception:
+    """A usage error the command found itself (shown like click's own, exit 5)."""
+    return _UsageError(message)
+
+
+class EsdeployGroup(TyperGroup):
+    """Usage errors exit 5 (exit 2 means "refused"), except under commands that kept their own codes."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _UsageError as error:
+            _usage_exit_code(error)
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as error:
+            _usage_exit_code(error)
+            raise
+
+
+def _usage_exit_code(error: Any) -> None:
+    command = error.ctx.command.name if getattr(error, "ctx", None) is not None else None
+    if command not in _OWN_EXIT_CODES:
+        error.exit_code = int(Exit.ERROR)
