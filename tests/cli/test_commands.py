@@ -1,0 +1,300 @@
+"""Each command's request, its --json output, its human output and its exit codes (scripted fake API)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import Cli, task
+
+DEPLOY_TRAIL = [
+    ("queued", "pending"),
+    ("preflight", "processing"),
+    ("creating", "processing"),
+    ("waiting", "processing"),
+    ("verifying", "processing"),
+    ("swapping", "processing"),
+]
+ALIAS = {
+    "embedding_model_id": "m1",
+    "endpoint_name": "esd-m1-aaaa-bbbb",
+    "previous_endpoint_name": "esd-m1-aaaa-cccc",
+    "task_id": "t1",
+    "swapped_at": "2025-01-01T00:05:00.000000Z",
+    "version": 3,
+}
+
+
+def test_deploy_sends_only_the_given_config_keys(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("--json", "deploy", "m1", "--artifact", "s3://b/models/m1/model.tar.gz",
+                 "--instance-count", "2", "--bake-seconds", "0", "--id", "client-1")
+    assert result.exit_code == 0, result.output
+    sent = cli.api.sent[0]
+    assert (sent.method, sent.path) == ("POST", "/deploy")
+    assert sent.body == {
+        "embedding_model_id": "m1",
+        "id": "client-1",
+        "config": {"model_data_url": "s3://b/models/m1/model.tar.gz", "initial_instance_count": 2, "bake_seconds": 0},
+    }
+    assert sent.headers["Content-Type"] == "application/json"
+    assert json.loads(result.stdout) == task()
+
+
+def test_deploy_without_options_sends_no_config(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--instance-type", "ml.g5.2xlarge", "--image-uri", "img:1")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body == {
+        "embedding_model_id": "m1", "config": {"instance_type": "ml.g5.2xlarge", "image_uri": "img:1"}
+    }
+    cli.api.sent.clear()
+    cli("deploy", "m1")
+    assert cli.api.sent[0].body == {"embedding_model_id": "m1"}
+
+
+def test_deploy_human_output_names_the_task_and_how_to_follow_it(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1")
+    assert "deploy task t1 for m1: pending (queued)" in result.stdout
+    assert "esdeploy status t1 --wait" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("status", "stage", "code"),
+    [("done", "finished", 0), ("failed", "waiting", 1), ("refused", "preflight", 2), ("canceled", "creating", 3)],
+)
+def test_deploy_wait_exit_code_says_how_it_ended(cli: Cli, status: str, stage: str, code: int) -> None:
+    trail = DEPLOY_TRAIL[: DEPLOY_TRAIL.index((stage, "processing")) + 1] if stage != "finished" else DEPLOY_TRAIL
+    cli.api.on("POST", "/deploy", (200, task()))
+    cli.api.on(
+        "GET", "/deploy/t1",
+        (200, task("processing", "preflight", trail=DEPLOY_TRAIL[:2])),
+        (200, task(status, stage, trail=trail, detail=f"it ended {status}")),
+    )
+    result = cli("deploy", "m1", "--wait")
+    assert result.exit_code == code, result.output
+    # No terminal here: one plain line per event, then how it ended.
+    assert "+    0.0s  queued" in result.stdout
+    assert f"{stage:<13} {status:<11} it ended {status}" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith(f"deploy task t1 for m1: {status} ({stage})")
+    assert [s.path for s in cli.api.sent] == ["/deploy", "/deploy/t1", "/deploy/t1"]
+    assert cli.clock.slept == [1.5, 1.5]
+
+
+def test_wait_json_prints_only_the_final_task(cli: Cli) -> None:
+    final = task("done", "finished", trail=DEPLOY_TRAIL, endpoint_name="esd-m1-x")
+    cli.api.on("POST", "/deploy", (200, task()))
+    cli.api.on("GET", "/deploy/t1", (200, task("processing", "creating", trail=DEPLOY_TRAIL[:3])), (200, final))
+    result = cli("--json", "--poll-interval", "2", "deploy", "m1", "--wait")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == final
+    assert cli.clock.slept == [2.0, 2.0]
+
+
+def test_wait_timeout_exits_4_and_says_how_to_keep_watching(cli: Cli) -> None:
+    running = task("processing", "waiting", trail=DEPLOY_TRAIL[:4])
+    cli.api.on("POST", "/deploy", (200, task()))
+    cli.api.on("GET", "/deploy/t1", (200, running))
+    result = cli("deploy", "m1", "--wait", "--wait-timeout", "10")
+    assert result.exit_code == 4, result.output
+    assert "still processing (waiting) after 10.0s" in result.stdout
+    assert "esdeploy status t1 --wait" in result.stdout
+    assert sum(cli.clock.slept) == pytest.approx(10.0)
+    json_result = cli("--json", "deploy", "m1", "--wait", "--wait-timeout", "3")
+    assert json_result.exit_code == 4
+    assert json.loads(json_result.stdout)["status"] == "processing"
+    assert "still processing" in json_result.stderr
+
+
+def test_wait_rides_out_a_gateway_blip(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    cli.api.on(
+        "GET", "/deploy/t1",
+        (503, {"message": "Service Unavailable"}),
+        (200, task("done", "finished", trail=DEPLOY_TRAIL)),
+    )
+    result = cli("deploy", "m1", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "poll failed (HTTP 503: Service Unavailable); retrying" in result.stdout
+
+
+def test_wait_live_display_shows_every_stage(cli: Cli) -> None:
+    cli.api.on("POST", "/delete", (200, task(kind="delete", task_id="d1")))
+    cli.api.on("GET", "/delete/d1", (200, task(
+        "done", "finished", kind="delete", task_id="d1",
+        trail=[("queued", "pending"), ("unaliasing", "processing"), ("tearing_down", "processing")],
+    )))
+    result = cli("delete", "m1", "--wait", live=True)
+    assert result.exit_code == 0, result.output
+    for stage in ("queued", "unaliasing", "tearing_down", "finished"):
+        assert stage in result.stdout
+    assert "delete task d1 for m1: done (finished)" in result.stdout
+
+
+def test_delete_sends_reason_and_id(cli: Cli) -> None:
+    cli.api.on("POST", "/delete", (200, task(kind="delete", reason="old")))
+    result = cli("--json", "delete", "m1", "--reason", "old", "--id", "del-1")
+    assert result.exit_code == 0
+    assert cli.api.sent[0].body == {"embedding_model_id": "m1", "id": "del-1", "reason": "old"}
+    assert json.loads(result.stdout)["reason"] == "old"
+
+
+def test_status_by_id_falls_back_to_delete_tasks(cli: Cli) -> None:
+    cli.api.on("GET", "/deploy/d1", (404, {"detail": "Deployment task with ID `d1` is not found"}))
+    cli.api.on("GET", "/delete/d1", (200, task("processing", "unaliasing", kind="delete", task_id="d1")))
+    result = cli("status", "d1")
+    assert result.exit_code == 0, result.output
+    assert [s.path for s in cli.api.sent] == ["/deploy/d1", "/delete/d1"]
+    assert "delete task d1 for m1: processing (unaliasing)" in result.stdout
+    assert "unaliasing" in result.stdout
+
+
+def test_status_of_an_unknown_task_is_404_exit_5(cli: Cli) -> None:
+    result = cli("status", "nope")
+    assert result.exit_code == 5
+    assert "HTTP 404" in result.stderr and "nope" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "path"), [
+    (["--model", "m1"], "/deploy-status/m1"),
+    (["--model", "m1", "--delete"], "/delete-status/m1"),
+])
+def test_status_by_model(cli: Cli, args: list[str], path: str) -> None:
+    cli.api.on("GET", path, (200, task()))
+    result = cli("--json", "status", *args)
+    assert result.exit_code == 0
+    assert cli.api.sent[0].path == path
+    assert json.loads(result.stdout)["task_id"] == "t1"
+
+
+@pytest.mark.parametrize("args", [[], ["t1", "--model", "m1"], ["t1", "--delete"]])
+def test_status_usage_errors_exit_5(cli: Cli, args: list[str]) -> None:
+    result = cli("status", *args)
+    assert result.exit_code == 5
+    assert cli.api.sent == []
+
+
+def test_status_wait_follows_by_kind(cli: Cli) -> None:
+    cli.api.on("GET", "/deploy-status/m1", (200, task("processing", "creating", trail=DEPLOY_TRAIL[:3])))
+    cli.api.on("GET", "/deploy/t1", (200, task("failed", "waiting", trail=DEPLOY_TRAIL[:4], detail="CUDA OOM")))
+    result = cli("status", "--model", "m1", "--wait")
+    assert result.exit_code == 1
+    assert "failed (waiting): CUDA OOM" in result.stdout
+
+
+def test_cancel_posts_and_waits_for_canceled(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy/t1/cancel", (200, task("processing", "waiting", trail=DEPLOY_TRAIL[:4])))
+    cli.api.on("GET", "/deploy/t1", (200, task("canceled", "waiting", trail=DEPLOY_TRAIL[:4], detail="canceled")))
+    result = cli("cancel", "t1", "--wait")
+    assert result.exit_code == 3, result.output
+    assert (cli.api.sent[0].method, cli.api.sent[0].path) == ("POST", "/deploy/t1/cancel")
+
+
+def test_cancel_of_a_finished_task_is_409(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy/t1/cancel", (409, {"detail": "Deployment task `t1` is already done"}))
+    result = cli("cancel", "t1")
+    assert result.exit_code == 5
+    assert "error (HTTP 409): Deployment task `t1` is already done" in result.stderr
+
+
+def test_rollback(cli: Cli) -> None:
+    cli.api.on("POST", "/models/m1/rollback", (200, {**ALIAS, "previous_endpoint_name": None}))
+    result = cli("rollback", "m1")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].method == "POST"
+    assert "rolled back: m1 is served by esd-m1-aaaa-bbbb again" in result.stdout
+    assert "previous endpoint  -" in result.stdout
+
+
+def test_models_table_and_json(cli: Cli) -> None:
+    cli.api.on("GET", "/models", (200, {"models": [ALIAS]}))
+    result = cli("models")
+    assert result.exit_code == 0
+    for value in ("model", "live endpoint", "previous endpoint", "swapped_at", "task",
+                  "esd-m1-aaaa-bbbb", "esd-m1-aaaa-cccc", "2025-01-01T00:05:00.000000Z"):
+        assert value in result.stdout
+    assert json.loads(cli("--json", "models").stdout) == {"models": [ALIAS]}
+
+
+def test_models_when_none_is_deployed(cli: Cli) -> None:
+    cli.api.on("GET", "/models", (200, {"models": []}))
+    assert "no models are deployed" in cli("models").stdout
+
+
+def test_model(cli: Cli) -> None:
+    cli.api.on("GET", "/models/m1", (200, ALIAS))
+    result = cli("model", "m1")
+    assert result.exit_code == 0
+    assert "previous endpoint  esd-m1-aaaa-cccc" in result.stdout
+    cli.api.on("GET", "/models/m2", (404, {"detail": "Model `m2` is not deployed"}))
+    missing = cli("model", "m2")
+    assert missing.exit_code == 5 and "Model `m2` is not deployed" in missing.stderr
+
+
+def test_invoke_sends_inputs_and_previews_vectors(cli: Cli) -> None:
+    answer = {"embeddings": [[0.6, 0.8, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]], "model": "m1",
+              "dimension": 5, "endpoint_name": "esd-m1-aaaa-bbbb"}
+    cli.api.on("POST", "/models/m1/invoke", (200, answer))
+    result = cli("invoke", "m1", "hello world", "second text", "--no-normalize")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body == {"inputs": ["hello world", "second text"], "normalize": False}
+    assert "dimension 5 · endpoint esd-m1-aaaa-bbbb" in result.stdout
+    assert "'hello world'  [ 0.6000,  0.8000,  0.0000,  0.0000, …]  ‖v‖=1.000" in result.stdout
+    cli.api.sent.clear()
+    raw = cli("--json", "invoke", "m1", "x")
+    assert json.loads(raw.stdout) == answer
+    assert cli.api.sent[0].body == {"inputs": ["x"]}
+
+
+def test_error_rendering_names_field_and_active_task(cli: Cli) -> None:
+    busy = {"detail": "Model `m1` is busy with deploy task t0", "active_task_id": "t0", "active_task_kind": "deploy"}
+    cli.api.on("POST", "/deploy", (409, busy))
+    result = cli("deploy", "m1")
+    assert result.exit_code == 5
+    assert result.stdout == ""
+    assert "error (HTTP 409): Model `m1` is busy with deploy task t0" in result.stderr
+    assert "active task: t0 (deploy)" in result.stderr
+    assert "esdeploy status t0 --wait" in result.stderr
+    bad = {"detail": "field `config.bake_seconds`: Input should be greater than or equal to 0",
+           "field": "config.bake_seconds"}
+    cli.api.on("POST", "/deploy", (422, bad))
+    result = cli("--json", "deploy", "m1")
+    assert result.exit_code == 5
+    assert json.loads(result.stdout) == bad  # scripts get the server's own error body
+    assert "field: config.bake_seconds" in result.stderr
+
+
+def test_detail_with_brackets_prints_verbatim(cli: Cli) -> None:
+    cli.api.on("GET", "/models/m1", (500, {"detail": "odd [bold]text[/bold] from [somewhere]"}))
+    result = cli("model", "m1")
+    assert "odd [bold]text[/bold] from [somewhere]" in result.stderr
+
+
+def test_gateway_403_hints_at_iam(cli: Cli) -> None:
+    cli.api.on("GET", "/models", (403, {"message": "Missing Authentication Token"}))
+    result = cli("models")
+    assert result.exit_code == 5
+    assert "HTTP 403): Missing Authentication Token" in result.stderr
+    assert "--iam" in result.stderr
+
+
+def test_usage_errors_exit_5_but_package_keeps_its_codes(cli: Cli) -> None:
+    assert cli("deploy").exit_code == 5
+    assert cli("deploy", "m1", "--instance-count", "0").exit_code == 5
+    assert cli("no-such-command").exit_code == 5
+    assert cli("package", "somewhere").exit_code == 2  # missing --model-id: click's usage code, as before
+
+
+def test_api_url_and_options_from_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from esdeploy.cli import app
+    from esdeploy.cli_runtime import CliHooks
+
+    monkeypatch.setenv("ESDEPLOY_API", "http://elsewhere.test/api/")
+    monkeypatch.setenv("ESDEPLOY_POLL_INTERVAL", "0.5")
+    cli.api.on("GET", "/api/models", (200, {"models": []}))
+    hooks: Any = CliHooks(session=cli.api.session(), sleep=cli.clock.sleep, clock=cli.clock.time)
+    result = cli.runner.invoke(app, ["models"], obj=hooks)
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].path == "/api/models"
