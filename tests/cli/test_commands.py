@@ -298,3 +298,17 @@ def test_api_url_and_options_from_environment(cli: Cli, monkeypatch: pytest.Monk
     result = cli.runner.invoke(app, ["models"], obj=hooks)
     assert result.exit_code == 0, result.output
     assert cli.api.sent[0].path == "/api/models"
+
+
+def test_ctrl_c_while_waiting_leaves_the_task_running(cli: Cli) -> None:
+    from esdeploy.cli import app
+    from esdeploy.cli_runtime import CliHooks
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    cli.api.on("POST", "/deploy", (200, task()))
+    hooks: Any = CliHooks(session=cli.api.session(), sleep=interrupted, clock=cli.clock.time, live=False)
+    result = cli.runner.invoke(app, ["--api", "http://api.test", "deploy", "m1", "--wait"], obj=hooks)
+    assert result.exit_code == 130
+    assert "the task goes on: esdeploy status t1 --wait" in result.stderr
