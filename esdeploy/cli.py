@@ -199,6 +199,20 @@ def invoke(
 
 
 @app.command()
+def local(
+    port: Annotated[int, typer.Option("--port", help="Loopback port of the HTTP API.")] = 8000,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints, logs and stack.json go [default: a temp dir].")
+    ] = None,
+    sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
+) -> None:
+    """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints)."""
+    from esdeploy.local.run import run
+
+    raise typer.Exit(run(port, state_dir, sweep_every))
+
+
+@app.command()
 def package(
     model_dir: Annotated[
         Path, typer.Argument(help="Hugging Face / sentence-transformers model directory (safetensors weights).")

@@ -29,7 +29,7 @@ from esdeploy.api_client import (
 from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view, wait_for_task
 
 # Commands that keep click's own exit codes (usage error = 2), as they had before the API commands.
-_OWN_EXIT_CODES = frozenset({"package"})
+_OWN_EXIT_CODES = frozenset({"package", "local"})
 # Piped output is read by scripts and people alike: no folding of ids at 80 columns.
 _PIPE_WIDTH = 200
 

@@ -1,6 +1,7 @@
 """End to end: the local stack in a subprocess, a tiny real model, deploy -> swap -> invoke -> delete."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -61,6 +62,9 @@ def test_full_lifecycle_on_the_local_stack(stack: dict[str, Any], tiny_st_model:
     while time.time() < deadline and requests.get(f"{api}/models/{MODEL}", timeout=10).json()["previous_endpoint_name"]:
         time.sleep(0.5)
     assert requests.get(f"{api}/models/{MODEL}", timeout=10).json()["previous_endpoint_name"] is None
+    # The alias drops `previous` first, then the endpoint process is stopped.
+    while time.time() < deadline and processes_mentioning(blue["endpoint_name"]):
+        time.sleep(0.2)
     assert processes_mentioning(blue["endpoint_name"]) == []
     assert len(processes_mentioning(green["endpoint_name"])) == 1
 
@@ -68,6 +72,9 @@ def test_full_lifecycle_on_the_local_stack(stack: dict[str, Any], tiny_st_model:
     deletion = wait_for(api, "delete", deletion["task_id"])
     assert deletion["status"] == "done", deletion
     assert requests.get(f"{api}/models", timeout=10).json() == {"models": []}
+    deadline = time.time() + 30
+    while time.time() < deadline and processes_mentioning(green["endpoint_name"]):
+        time.sleep(0.2)
     assert processes_mentioning(green["endpoint_name"]) == []
     assert requests.get(f"{api}/delete-status/{MODEL}", timeout=10).json()["task_id"] == deletion["task_id"]
 
@@ -86,3 +93,43 @@ def test_an_artifact_that_cannot_load_fails_the_deploy(stack: dict[str, Any]) ->
     assert task["status"] == "failed"
     assert "failed" in task["detail"] and task["endpoint_name"] in task["detail"]
     assert requests.get(f"{api}/models/broken", timeout=10).status_code == 404
+
+
+def cli(stack: dict[str, Any], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "esdeploy", "--api", stack["api_url"], "--poll-interval", "0.3", *args],
+        cwd=ROOT, env=aws_env(stack), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_the_cli_drives_deploy_swap_invoke_delete(stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path) -> None:
+    model = "tiny-cli"
+    packaged = cli(stack, "package", str(tiny_st_model), "--model-id", model,
+                   "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"], timeout=300)
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+
+    first = cli(stack, "--json", "deploy", model, "--bake-seconds", "2", "--wait")
+    assert first.returncode == 0, first.stdout + first.stderr
+    blue = json.loads(first.stdout)
+    assert blue["status"] == "done" and blue["stage"] == "finished"
+
+    second = cli(stack, "--json", "deploy", model, "--bake-seconds", "2", "--wait")
+    assert second.returncode == 0, second.stdout + second.stderr
+    green = json.loads(second.stdout)
+
+    listed = cli(stack, "--json", "models")
+    assert listed.returncode == 0
+    live = {m["embedding_model_id"]: m for m in json.loads(listed.stdout)["models"]}
+    assert live[model]["endpoint_name"] == green["endpoint_name"]
+
+    invoked = cli(stack, "--json", "invoke", model, "hello world", "quick brown fox")
+    assert invoked.returncode == 0, invoked.stderr
+    answer = json.loads(invoked.stdout)
+    assert answer["endpoint_name"] == green["endpoint_name"] and len(answer["embeddings"]) == 2
+
+    deleted = cli(stack, "delete", model, "--wait")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    status = cli(stack, "--json", "status", "--model", model, "--delete")
+    assert json.loads(status.stdout)["status"] == "done"
+    missing = cli(stack, "model", model)
+    assert missing.returncode == 5 and "is not deployed" in missing.stderr
