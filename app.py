@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
@@ -32,6 +33,27 @@ def fresh_log_keys(event: Any, get_response: Any) -> Any:
     if context is not None:
         logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     return get_response(event)
+
+
+@app.middleware("http")
+def log_request(event: Any, get_response: Any) -> Any:
+    """One JSON line per HTTP request, with the task and model it concerned, for Logs Insights."""
+    started = time.perf_counter()
+    response = get_response(event)
+    body = response.body if isinstance(response.body, dict) else {}
+    logger.info(
+        "http request",
+        extra={
+            "http_method": event.method,
+            "route": event.path,
+            "path_params": event.uri_params or {},
+            "status_code": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "task_id": body.get("task_id") or body.get("active_task_id"),
+            "embedding_model_id": body.get("embedding_model_id") or (event.uri_params or {}).get("embedding_model_id"),
+        },
+    )
+    return response
 
 
 def _body() -> dict[str, Any]:

@@ -115,6 +115,7 @@ class Deployer:
             Stage.VERIFYING: self._verify,
             Stage.SWAPPING: self._swap,
         }
+        logger.info("deploy step", extra={**_keys(task), "version": task.version, "polls": task.polls})
         try:
             if task.cancel_requested and not self._is_live(task):
                 self._finish_canceled(task)

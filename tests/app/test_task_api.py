@@ -172,3 +172,18 @@ def test_unexpected_fault_is_a_bare_500(client: Client, aws_container: wiring.Co
     answer = client.http.get("/deploy/x")
     assert answer.status_code == 500
     assert answer.json_body == {"detail": "Internal error"}
+
+
+def test_each_request_is_one_json_log_line_with_task_and_model(client: Client, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    task = post(client, "/deploy", {"embedding_model_id": "m1"}).json_body
+    client.http.get("/deploy/nope")
+    formatter = logging.getLogger("chalicelib").handlers[0].formatter
+    assert formatter is not None
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.getMessage() == "http request"]
+    assert [(line["route"], line["status_code"]) for line in lines] == [("/deploy", 200), ("/deploy/{task_id}", 404)]
+    assert lines[1]["path_params"] == {"task_id": "nope"}
+    assert lines[0]["task_id"] == task["task_id"] and lines[0]["embedding_model_id"] == "m1"
+    assert lines[0]["duration_ms"] >= 0
