@@ -81,25 +81,15 @@ class DynamoModelLocks:
 
 
     def list_held(self) -> list[ModelLock]:
-        locks: list[ModelLock] = []
-        kwargs: dict[str, Any] = {"FilterExpression": "attribute_exists(lock_task_id)"}
-        try:
-            while True:
-                answer = self._table.scan(**kwargs)
-                locks.extend(
-                    ModelLock(
-                        embedding_model_id=item["embedding_model_id"],
-                        task_id=item["lock_task_id"],
-                        kind=TaskKind(item["lock_kind"]),
-                        acquired_at=parse_iso(item["lock_acquired_at"]),
-                    )
-                    for item in answer.get("Items", [])
-                )
-                if "LastEvaluatedKey" not in answer:
-                    break
-                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise_retryable_or(exc, "listing model locks")
+        locks = [
+            ModelLock(
+                embedding_model_id=item["embedding_model_id"],
+                task_id=item["lock_task_id"],
+                kind=TaskKind(item["lock_kind"]),
+                acquired_at=parse_iso(item["lock_acquired_at"]),
+            )
+            for item in scan_all(self._table, "attribute_exists(lock_task_id)", "listing model locks")
+        ]
         return sorted(locks, key=lambda lock: lock.embedding_model_id)
 
 
@@ -162,19 +152,24 @@ class DynamoAliases:
         )
 
     def list_live(self) -> list[Alias]:
-        # One item per model: a filtered scan stays small, and saves an index to maintain.
-        aliases: list[Alias] = []
-        kwargs: dict[str, Any] = {"FilterExpression": "attribute_exists(live_variant)"}
-        try:
-            while True:
-                answer = self._table.scan(**kwargs)
-                aliases.extend(_item_to_alias(item) for item in answer.get("Items", []))
-                if "LastEvaluatedKey" not in answer:
-                    break
-                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        except ClientError as exc:
-            raise_retryable_or(exc, "listing live models")
-        return sorted(aliases, key=lambda a: a.embedding_model_id)
+        items = scan_all(self._table, "attribute_exists(live_variant)", "listing live models")
+        return sorted((_item_to_alias(item) for item in items), key=lambda a: a.embedding_model_id)
+
+
+def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
+    """Every item matching `condition`. One item per model keeps this scan small, and saves
+    a secondary index to maintain."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"FilterExpression": condition}
+    try:
+        while True:
+            answer = table.scan(**kwargs)
+            items.extend(answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return items
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+    except ClientError as exc:
+        raise_retryable_or(exc, doing)
 
 
 def _item_to_alias(item: dict[str, Any]) -> Alias:

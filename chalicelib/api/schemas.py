@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
@@ -36,6 +36,9 @@ class DeleteRequest(BaseModel):
     embedding_model_id: StrictStr
     id: StrictStr | None = None
     reason: StrictStr | None = Field(default=None, max_length=1000)
+
+
+RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
 
 
 class IntakeEnvelope(BaseModel):
@@ -110,22 +113,21 @@ def _first_error(exc: ValidationError) -> InvalidRequestError:
     return InvalidRequestError(message, field=location)
 
 
-def parse_deploy(data: dict[str, Any]) -> DeployRequest:
+def _parse(model: type[RequestT], data: dict[str, Any]) -> RequestT:
     try:
-        request = DeployRequest.model_validate(_model_id_from(data))
+        request = model.model_validate(_model_id_from(data))
     except ValidationError as exc:
         raise _first_error(exc) from exc
     _check_ids(request.embedding_model_id, request.id)
     return request
+
+
+def parse_deploy(data: dict[str, Any]) -> DeployRequest:
+    return _parse(DeployRequest, data)
 
 
 def parse_delete(data: dict[str, Any]) -> DeleteRequest:
-    try:
-        request = DeleteRequest.model_validate(_model_id_from(data))
-    except ValidationError as exc:
-        raise _first_error(exc) from exc
-    _check_ids(request.embedding_model_id, request.id)
-    return request
+    return _parse(DeleteRequest, data)
 
 
 def parse_intake(data: dict[str, Any]) -> DeployRequest | DeleteRequest:

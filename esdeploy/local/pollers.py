@@ -26,6 +26,21 @@ class LambdaContext:
         return 300_000
 
 
+def sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    """A ReceiveMessage message as Lambda's SQS event source hands it to a function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}",
+        "awsRegion": "us-east-1",
+    }
+
+
 class QueuePoller(threading.Thread):
     """Like Lambda's event source mapping: long-poll, invoke with a one-record batch, delete on
     success. A reported failure is left for SQS: it reappears after `retry_seconds` (a shorter
@@ -72,17 +87,7 @@ class QueuePoller(threading.Thread):
             MessageAttributeNames=["All"],
         )
         for message in answer.get("Messages", []):
-            record = {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": message.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{self._url.rsplit('/', 1)[-1]}",
-                "awsRegion": "us-east-1",
-            }
+            record = sqs_record(message, self._url)
             context = LambdaContext(self._function, str(uuid.uuid4()))
             try:
                 result = self._handler({"Records": [record]}, context)

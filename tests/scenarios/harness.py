@@ -18,6 +18,7 @@ from chalicelib.adapters.memory import ManualClock
 from chalicelib.adapters.sqs_queue import SqsQueue
 from chalicelib.domain.models import iso, parse_iso
 from chalicelib.services.messages import endpoint_event
+from esdeploy.local.pollers import sqs_record
 from tests.fakes.fake_hosting import FakeHosting
 
 HELD_SECONDS = 3600
@@ -124,16 +125,7 @@ class Pump:
 
     def _deliver(self, url: str, message: dict[str, Any]) -> bool:
         handler = self.handlers[url]
-        record = {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": {},
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}",
-            "awsRegion": "us-east-1",
-        }
+        record = sqs_record(message, url)
         payload = self.client.lambda_.invoke(handler, {"Records": [record]}).payload
         ok = not payload["batchItemFailures"]
         self.deliveries.append(Delivery(handler, json.loads(message["Body"]), "ok" if ok else "failed"))
