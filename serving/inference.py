@@ -48,8 +48,8 @@ def _env_int(name: str, default: int) -> int:
 MAX_TEXTS = _env_int("ESDEPLOY_MAX_TEXTS", 256)
 MAX_BODY_BYTES = _env_int("ESDEPLOY_MAX_BODY_BYTES", 1024 * 1024)
 MAX_TEXT_CHARS = _env_int("ESDEPLOY_MAX_TEXT_CHARS", 32768)
-# 0 means "pick per device": 32 on CPU (what sentence-transformers uses), 64 on CUDA.
-BATCH_SIZE = int(os.environ.get("ESDEPLOY_BATCH_SIZE", "0") or 0)
+# Unset means "pick per device": 32 on CPU (what sentence-transformers uses), 64 on CUDA.
+BATCH_SIZE = _env_int("ESDEPLOY_BATCH_SIZE", 0)
 DEVICE = os.environ.get("ESDEPLOY_DEVICE", "auto")
 DTYPE = os.environ.get("ESDEPLOY_DTYPE", "auto")
 
