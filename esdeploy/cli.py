@@ -282,6 +282,8 @@ def package(
 def _print_summary(result: packaging.PackageResult) -> None:
     manifest = result.manifest
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # hashes and image URIs must stay whole
     table.add_row("archive", f"{result.archive} ({result.archive_bytes / 1e6:.1f} MB)")
     table.add_row("manifest", str(result.manifest_path))
     table.add_row(
