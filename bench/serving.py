@@ -2,7 +2,7 @@
 
 Same model, same texts (deterministic mixed-length generator), same batch size; the two are
 alternated over several repeats and the medians compared. --wire adds the handler's JSON
-input_fn/output_fn path, in requests of at most ESDEPLOY_MAX_TEXTS texts. The machine's load
+input_fn/output_fn path, in requests of at most ESDEPLOY_SERVING_MAX_TEXTS texts. The machine's load
 average is printed too: on a shared 2-core box, other processes move the absolute numbers a lot.
 
     .venv/bin/python bench/serving.py                 # all-MiniLM-L6-v2 on CPU, 1000 texts

@@ -32,8 +32,8 @@ REQUIRED_FILES = (MANIFEST_NAME, "config.json", "code/inference.py")
 # What the check runs with unless the caller says otherwise: the reference embeddings were computed
 # on CPU in float32, and an artifact that reaches for a hub at load time must fail here.
 CHECK_ENV = {
-    "ESDEPLOY_DEVICE": "cpu",
-    "ESDEPLOY_DTYPE": "float32",
+    "ESDEPLOY_SERVING_DEVICE": "cpu",
+    "ESDEPLOY_SERVING_DTYPE": "float32",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 }

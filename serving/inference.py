@@ -45,13 +45,13 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
-MAX_TEXTS = _env_int("ESDEPLOY_MAX_TEXTS", 256)
-MAX_BODY_BYTES = _env_int("ESDEPLOY_MAX_BODY_BYTES", 1024 * 1024)
-MAX_TEXT_CHARS = _env_int("ESDEPLOY_MAX_TEXT_CHARS", 32768)
+MAX_TEXTS = _env_int("ESDEPLOY_SERVING_MAX_TEXTS", 256)
+MAX_BODY_BYTES = _env_int("ESDEPLOY_SERVING_MAX_BODY_BYTES", 1024 * 1024)
+MAX_TEXT_CHARS = _env_int("ESDEPLOY_SERVING_MAX_TEXT_CHARS", 32768)
 # Unset means "pick per device": 32 on CPU (what sentence-transformers uses), 64 on CUDA.
-BATCH_SIZE = _env_int("ESDEPLOY_BATCH_SIZE", 0)
-DEVICE = os.environ.get("ESDEPLOY_DEVICE", "auto")
-DTYPE = os.environ.get("ESDEPLOY_DTYPE", "auto")
+BATCH_SIZE = _env_int("ESDEPLOY_SERVING_BATCH_SIZE", 0)
+DEVICE = os.environ.get("ESDEPLOY_SERVING_DEVICE", "auto")
+DTYPE = os.environ.get("ESDEPLOY_SERVING_DTYPE", "auto")
 
 
 class ClientError(ValueError):
@@ -232,7 +232,7 @@ def _pick_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" else torch.float32
     dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if name not in dtypes:
-        raise ValueError(f"ESDEPLOY_DTYPE={name!r} is not one of {sorted(dtypes)}")
+        raise ValueError(f"ESDEPLOY_SERVING_DTYPE={name!r} is not one of {sorted(dtypes)}")
     return dtypes[name]
 
 
@@ -373,7 +373,9 @@ def parse_request(body: str | bytes | bytearray, content_type: str | None) -> Em
     else:
         raise ClientError(f"request body must be text or bytes, not {type(body).__name__}")
     if size > MAX_BODY_BYTES:
-        raise ClientError(f"request body is {size} bytes, over the limit of {MAX_BODY_BYTES} (ESDEPLOY_MAX_BODY_BYTES)")
+        raise ClientError(
+            f"request body is {size} bytes, over the limit of {MAX_BODY_BYTES} (ESDEPLOY_SERVING_MAX_BODY_BYTES)"
+        )
     if size == 0:
         raise ClientError('request body is empty; send {"inputs": ["text", ...]}')
     try:
@@ -407,14 +409,14 @@ def validate_payload(payload: Any) -> EmbedRequest:
     if not texts:
         raise ClientError('"inputs" is an empty list; send at least one text')
     if len(texts) > MAX_TEXTS:
-        raise ClientError(f"too many texts: {len(texts)} > {MAX_TEXTS} (ESDEPLOY_MAX_TEXTS); split the request")
+        raise ClientError(f"too many texts: {len(texts)} > {MAX_TEXTS} (ESDEPLOY_SERVING_MAX_TEXTS); split the request")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise ClientError(f"inputs[{index}] is {_json_type(text)}, not a string")
         if len(text) > MAX_TEXT_CHARS:
             raise ClientError(
                 f"inputs[{index}] has {len(text)} characters, "
-                f"over the limit of {MAX_TEXT_CHARS} (ESDEPLOY_MAX_TEXT_CHARS)"
+                f"over the limit of {MAX_TEXT_CHARS} (ESDEPLOY_SERVING_MAX_TEXT_CHARS)"
             )
     normalize = options.get("normalize")
     truncate = options.get("truncate", True)

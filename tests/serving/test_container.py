@@ -61,7 +61,7 @@ def container(tiny_package: PackageResult) -> Iterator[Running]:
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "HF_HUB_OFFLINE": "1",
-        "ESDEPLOY_MAX_BODY_BYTES": "4096",
+        "ESDEPLOY_SERVING_MAX_BODY_BYTES": "4096",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "esdeploy.container", "--artifact", str(tiny_package.archive), "--port", "0"],

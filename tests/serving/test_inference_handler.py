@@ -166,7 +166,7 @@ def test_bad_requests_are_named_client_errors(
 
 def test_limits_are_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference, "MAX_TEXTS", 2)
-    with pytest.raises(ClientError, match=r"too many texts: 3 > 2 \(ESDEPLOY_MAX_TEXTS\)"):
+    with pytest.raises(ClientError, match=r"too many texts: 3 > 2 \(ESDEPLOY_SERVING_MAX_TEXTS\)"):
         inference.input_fn('["a", "b", "c"]', "application/json")
     monkeypatch.setattr(inference, "MAX_TEXT_CHARS", 5)
     with pytest.raises(ClientError, match=r"inputs\[1\] has 6 characters, over the limit of 5"):
