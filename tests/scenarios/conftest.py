@@ -50,7 +50,7 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
         urls.dead_letters[settings.teardown_queue]: "teardown_dead_letters",
     }
     with Client(app) as client:
-        yield World(
+        world = World(
             client=client,
             container=base,
             hosting=hosting,
@@ -60,4 +60,10 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
             urls=urls,
             s3=session.client("s3"),
         )
+        yield world
+        # Whatever a scenario did, once its queues are drained no SageMaker resource may be left
+        # that neither an alias nor an active task owns.
+        world.hosting.clear_faults()
+        world.pump.run()
+        world.assert_no_leaks()
     wiring.use(None)
