@@ -93,8 +93,10 @@ class SageMakerClients(NamedTuple):
 CONTROL_CONFIG = Config(
     retries={"mode": "adaptive", "total_max_attempts": 5}, connect_timeout=5, read_timeout=30
 )
+# An embedding of a few probe texts answers in milliseconds; the bound that matters is the
+# caller's: the deploy worker's Lambda timeout (180 s) and API Gateway's 29 s for /invoke.
 RUNTIME_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=70
+    retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=3, read_timeout=25
 )
 
 
