@@ -100,7 +100,7 @@ def check_directory(root: Path, min_cosine: float = DEFAULT_MIN_COSINE) -> Check
         report.problems.append(f"manifest.json: {exc}")
         return report
     report.model_id = manifest.model_id
-    actual_hash = content_sha256(root)
+    actual_hash = content_sha256(root, settings=manifest.serving_settings)
     if actual_hash != manifest.content_sha256:
         report.problems.append(f"content_sha256 is {actual_hash}, manifest says {manifest.content_sha256}")
 

@@ -127,16 +127,24 @@ class Demo:
 
     # ---- the story -------------------------------------------------------------------------
 
-    def package(self) -> None:
+    def package(self, label: str, *extra: str) -> str:
+        """Package MiniLM to the conventional location; returns the artifact's content hash."""
         env = {**os.environ, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
                "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
         started = time.time()
         subprocess.run(
             [sys.executable, "-m", "esdeploy", "package", str(minilm_dir()), "--model-id", MODEL_ID,
-             "--output", str(self.workdir / "model.tar.gz"), "--upload", self.info["artifact_upload_url"]],
+             "--output", str(self.workdir / label / "model.tar.gz"), "--upload", self.info["artifact_upload_url"],
+             *extra],
             check=True, env=env, stdout=subprocess.DEVNULL,
         )
-        self.report.step(f"packaged and uploaded all-MiniLM-L6-v2 in {time.time() - started:.1f} s")
+        manifest = json.loads((self.workdir / label / "manifest.json").read_text())
+        digest = str(manifest["content_sha256"])[:12]
+        self.report.step(
+            f"packaged and uploaded all-MiniLM-L6-v2 {label} (max {manifest['max_seq_length']} tokens, "
+            f"content {digest}) in {time.time() - started:.1f} s"
+        )
+        return digest
 
     def deploy(self, label: str) -> dict[str, Any]:
         task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": {"bake_seconds": 30}})
@@ -239,9 +247,11 @@ def run_demo(port: int, keep: bool) -> int:
     swap_errors = 0
     try:
         demo.start_stack()
-        demo.package()
+        demo.package("v1")
         tasks["deploy v1"] = demo.deploy("v1")
         demo.show_embeddings()
+        # Version 2: the same weights with a shorter token window, a new artifact and content hash.
+        demo.package("v2", "--max-seq-length", "128")
         loop = InvocationLoop(demo)
         loop.start()
         time.sleep(1)

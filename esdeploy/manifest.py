@@ -60,6 +60,11 @@ class Manifest:
     def __post_init__(self) -> None:
         self.validate()
 
+    @property
+    def serving_settings(self) -> dict[str, object]:
+        """The manifest fields the handler serves by: part of the content hash, like the files."""
+        return serving_settings(self.pooling, self.normalize, self.max_seq_length)
+
     def validate(self) -> None:
         if self.format != FORMAT:
             raise ManifestError(f"format is {self.format!r}, expected {FORMAT!r}")
@@ -131,12 +136,21 @@ def artifact_files(root: str | Path) -> list[str]:
     )
 
 
-def content_sha256(root: str | Path, files: Iterable[str] | None = None) -> str:
-    """One digest over (path, file digest) pairs: the same files give the same hash on any machine."""
+def serving_settings(pooling: str, normalize: bool, max_seq_length: int) -> dict[str, object]:
+    return {"pooling": pooling, "normalize": normalize, "max_seq_length": max_seq_length}
+
+
+def content_sha256(
+    root: str | Path, files: Iterable[str] | None = None, settings: dict[str, object] | None = None
+) -> str:
+    """One digest over (path, file digest) pairs and the serving settings: the same files served
+    the same way give the same hash on any machine, and a changed token window is a new version."""
     base = Path(root)
     digest = hashlib.sha256()
     for name in sorted(files if files is not None else artifact_files(base)):
         digest.update(f"{name}\0{_file_sha256(base / name)}\n".encode())
+    if settings is not None:
+        digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
 

@@ -30,6 +30,7 @@ from esdeploy.manifest import (
     Manifest,
     artifact_files,
     content_sha256,
+    serving_settings,
     validate_model_id,
 )
 
@@ -365,7 +366,9 @@ def _build_manifest(
         reference_embeddings=references,
         torch_version=str(torch.__version__),
         transformers_version=str(transformers.__version__),
-        content_sha256=content_sha256(stage),
+        content_sha256=content_sha256(
+            stage, settings=serving_settings(settings["pooling"], settings["normalize"], settings["max_seq_length"])
+        ),
         image_uri=image_uri,
         instance_type=request.instance_type,
         region=request.region,

@@ -28,6 +28,10 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
         print(f"  embedded AWS (moto) at {info.aws_endpoint}; upload models to {info.artifact_upload_url}",
               flush=True)
         print(f"  state in {info.state_dir}; Ctrl-C stops everything", flush=True)
+        print("  to package and upload from another shell:", flush=True)
+        print(f"    export AWS_ENDPOINT_URL={info.aws_endpoint} AWS_ACCESS_KEY_ID=local "
+              f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}", flush=True)
+        print(f"    esdeploy package MODEL_DIR --model-id ID --upload {info.artifact_upload_url}", flush=True)
         stop.wait()
     finally:
         print("stopping the local stack ...", flush=True)

@@ -97,7 +97,7 @@ def test_manifest_fields(tiny_package: PackageResult, tmp_path: Path) -> None:
 
     root = extract(tiny_package.archive, tmp_path / "x")
     assert json.loads((root / "manifest.json").read_text()) == data
-    assert content_sha256(root) == manifest.content_sha256
+    assert content_sha256(root, settings=manifest.serving_settings) == manifest.content_sha256
 
 
 def test_reference_embeddings_come_from_the_handler(tiny_package: PackageResult, tmp_path: Path) -> None:
@@ -146,6 +146,14 @@ def test_content_hash_tracks_content(tmp_path: Path, tiny_package: PackageResult
     with (root / "code" / "inference.py").open("a") as handle:
         handle.write("\n")
     assert content_sha256(root) != before
+
+
+def test_content_hash_covers_how_the_model_is_served(tmp_path: Path, tiny_package: PackageResult) -> None:
+    root = extract(tiny_package.archive, tmp_path / "x")
+    settings = tiny_package.manifest.serving_settings
+    shorter = {**settings, "max_seq_length": int(settings["max_seq_length"]) // 2}  # type: ignore[call-overload]
+    assert content_sha256(root, settings=settings) == tiny_package.manifest.content_sha256
+    assert content_sha256(root, settings=shorter) != tiny_package.manifest.content_sha256
 
 
 def corrupt(archive: Path, tmp_path: Path, change: Any) -> Path:
