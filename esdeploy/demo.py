@@ -132,12 +132,14 @@ class Demo:
         env = {**os.environ, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
                "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
         started = time.time()
-        subprocess.run(
+        packaged = subprocess.run(
             [sys.executable, "-m", "esdeploy", "package", str(minilm_dir()), "--model-id", MODEL_ID,
              "--output", str(self.workdir / label / "model.tar.gz"), "--upload", self.info["artifact_upload_url"],
              *extra],
-            check=True, env=env, stdout=subprocess.DEVNULL,
+            env=env, capture_output=True, text=True,
         )
+        if packaged.returncode != 0:
+            raise RuntimeError(f"esdeploy package failed:\n{packaged.stdout}{packaged.stderr}")
         manifest = json.loads((self.workdir / label / "manifest.json").read_text())
         digest = str(manifest["content_sha256"])[:12]
         self.report.step(
