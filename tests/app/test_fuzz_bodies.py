@@ -1,0 +1,64 @@
+"""Fuzz: whatever JSON a client sends to the write routes, the answer is 200 or a 4xx that says why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app import app
+from chalicelib import wiring
+from chalicelib.adapters.memory import InMemoryModelLocks, InMemoryQueue
+
+KEYS = ["embedding_model_id", "model_id", "id", "config", "reason", "action", "extra"]
+CONFIG_KEYS = ["instance_type", "initial_instance_count", "model_data_url", "image_uri", "bake_seconds", "gpu"]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.sampled_from(["m1", "your_model_id", "ml.g5.xlarge", "s3://esdeploy-test-artifacts/models/m1/model.tar.gz"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+configs = st.dictionaries(st.sampled_from(CONFIG_KEYS), values, max_size=4)
+bodies = st.one_of(
+    st.dictionaries(st.sampled_from(KEYS), st.one_of(values, configs), max_size=5),
+    values,
+)
+
+
+@pytest.fixture
+def client(memory_container: wiring.Container) -> Any:
+    with Client(app) as test_client:
+        yield test_client
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, path=st.sampled_from(["/deploy", "/delete"]))
+def test_write_routes_never_answer_500(
+    client: Client, memory_container: wiring.Container, body: Any, path: str
+) -> None:
+    try:
+        raw = json.dumps(body)
+    except ValueError:
+        raw = "{not json"
+    answer = client.http.post(path, headers={"Content-Type": "application/json"}, body=raw)
+    assert answer.status_code in {200, 400, 409, 413, 422}, (answer.status_code, answer.body)
+    payload = json.loads(answer.body)
+    if answer.status_code != 200:
+        assert isinstance(payload["detail"], str) and payload["detail"]
+        assert "Traceback" not in answer.body.decode()
+    # Leave the model free for the next example.
+    for queue in (memory_container.deploy_queue, memory_container.teardown_queue):
+        assert isinstance(queue, InMemoryQueue)
+        queue.drain()
+    memory_container.locks = InMemoryModelLocks()
