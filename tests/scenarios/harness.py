@@ -72,6 +72,7 @@ class Pump:
     handlers: dict[str, str]  # queue url -> Lambda handler name
     deliveries: list[Delivery] = field(default_factory=list)
     duplicate_every_message: bool = False
+    _held: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
 
     def run(self, max_deliveries: int = 400, until: Any = None, steps: int | None = None) -> list[Delivery]:
         """Deliver until every queue is empty, `until()` is true, or `steps` messages were handled."""
@@ -84,27 +85,36 @@ class Pump:
             held = self._drain()
             if not held:
                 break
-            due, url, message = min(held, key=lambda item: item[0])
-            for _due, other_url, other in held:
-                if other is not message:
-                    self.sqs.change_message_visibility(
-                        QueueUrl=other_url, ReceiptHandle=other["ReceiptHandle"], VisibilityTimeout=0
-                    )
+            chosen = min(held, key=lambda item: item[0])
+            held.remove(chosen)
+            due, url, message = chosen
             self.clock.move_to(due)
             times = 2 if self.duplicate_every_message else 1
             results = [self._deliver(url, message) for _ in range(times)]
             if all(results):
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             else:
+                # Back to SQS: the next receive counts, and redrive to the DLQ works as on AWS.
                 self.sqs.change_message_visibility(
                     QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
         else:
             raise AssertionError(f"still delivering after {max_deliveries} messages: a loop?")
+        self._release_held()
         return self.deliveries[start:]
 
+    def _release_held(self) -> None:
+        """Stopping early hands undelivered messages back to SQS (a test may purge or inspect them)."""
+        for _due, url, message in self._held:
+            self.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        self._held.clear()
+
     def _drain(self) -> list[tuple[Any, str, dict[str, Any]]]:
-        held: list[tuple[Any, str, dict[str, Any]]] = []
+        """Messages received but not yet delivered stay held (invisible) until their turn, so that
+        waiting in line does not count as a receive, just as with Lambda's event source mapping."""
+        held = self._held
         for url in self.handlers:
             while True:
                 answer = self.sqs.receive_message(

@@ -328,3 +328,26 @@ def test_invoke_through_the_alias_reaches_the_live_variant(world: World) -> None
     world.hosting.script(None, answers=[Answer.INVOCATION_ERROR])
     failed = world.post("/models/m1/invoke", {"inputs": ["x"]})
     assert failed.status_code == 502 and failed.json_body["detail"]
+
+
+def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World) -> None:
+    import json
+
+    from tests.scenarios.harness import Pump
+
+    settings = world.container.settings
+    requests_url = world.urls.requests
+    dlq_url = world.urls.dead_letters[settings.requests_queue]
+    intake = Pump(client=world.client, sqs=world.sqs, clock=world.clock, handlers={requests_url: "requests_worker"})
+    world.upload_artifact("m1", manifest_for("m1"))
+    world.sqs.send_message(QueueUrl=requests_url, MessageBody=json.dumps({"action": "promote", "model_id": "m1"}))
+    world.sqs.send_message(
+        QueueUrl=requests_url, MessageBody=json.dumps({"action": "deploy", "model_id": "m1", "id": "auto-1"})
+    )
+    intake.run()
+    failed = [d for d in intake.deliveries if d.outcome == "failed"]
+    assert len(failed) == 5  # the queue's max receive count, then SQS's redrive takes it
+    dead = world.sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"])["action"] for m in dead] == ["promote"]
+    world.pump.run()
+    assert world.task("auto-1")["status"] == "done"
