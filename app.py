@@ -12,7 +12,7 @@ from chalicelib import wiring
 from chalicelib.api.http import answer
 from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
-from chalicelib.config import dead_letter_queue_name, handler_queue_name
+from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
 from chalicelib.services.intake import handle_intake_message
@@ -166,7 +166,7 @@ def _dead_letter(kind: str) -> Any:
         container = wiring.container()
         source = container.settings.deploy_queue if kind == "deploy" else container.settings.teardown_queue
         count = record.get("attributes", {}).get("ApproximateReceiveCount")
-        container.dead_letters.handle(body, f"{source}-dlq", count)
+        container.dead_letters.handle(body, dead_letter_name(source), count)
 
     return handle
 

@@ -160,6 +160,10 @@ def handler_queue_name(kind: str) -> str:
     return os.environ.get(names[kind], f"esdeploy-{stage}-{default}")
 
 
+def dead_letter_name(queue_name: str) -> str:
+    """The DLQ of a queue: the same name with `-dlq` (infra/ and the local stack agree)."""
+    return f"{queue_name}-dlq"
+
+
 def dead_letter_queue_name(kind: str) -> str:
-    """The DLQ of a worker queue: the same name with `-dlq` (infra/ and the local stack agree)."""
-    return f"{handler_queue_name(kind)}-dlq"
+    return dead_letter_name(handler_queue_name(kind))

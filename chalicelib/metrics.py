@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from chalicelib.domain.models import Task
+from chalicelib.domain.models import Task, TaskKind
 from chalicelib.ports import TaskStore
 
 SERVICE = "esdeploy"
@@ -44,8 +44,8 @@ class MeteredTaskStore:
     def get(self, task_id: str) -> Task | None:
         return self._inner.get(task_id)
 
-    def newest_for_model(self, embedding_model_id: str, kind: object) -> Task | None:
-        return self._inner.newest_for_model(embedding_model_id, kind)  # type: ignore[arg-type]
+    def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        return self._inner.newest_for_model(embedding_model_id, kind)
 
     def update(self, task: Task) -> Task:
         stored = self._inner.update(task)

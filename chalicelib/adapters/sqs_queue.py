@@ -6,9 +6,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.config import SQS_MAX_DELAY_SECONDS
 from chalicelib.domain.errors import DispatchError
-
-SQS_MAX_DELAY_SECONDS = 900
 
 
 class SqsQueue:

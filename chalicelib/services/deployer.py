@@ -260,30 +260,28 @@ class Deployer:
 
     def _fail(self, task: Task, status: TaskStatus, detail: str) -> None:
         """End the task; a green variant that may exist goes to teardown, the alias is untouched."""
-        if task.variant and task.stage in _STAGES_WITH_GREEN and not self._is_live(task):
-            self.teardown_queue.send(
-                messages.teardown_variant(
-                    task.embedding_model_id, task.variant, reason=f"deploy {status.value}", task_id=task.task_id
-                )
-            )
+        self._hand_green_to_teardown(task, reason=f"deploy {status.value}")
         task.record(at=self.clock.now(), status=status, detail=detail)
         self.store.update(task)
         self.locks.release(task.embedding_model_id, task.task_id)
         logger.warning("deploy ended", extra={**_keys(task), "detail": detail})
 
     def _finish_canceled(self, task: Task) -> None:
-        if task.variant and task.stage in _STAGES_WITH_GREEN:
-            self.teardown_queue.send(
-                messages.teardown_variant(
-                    task.embedding_model_id, task.variant, reason="deploy canceled", task_id=task.task_id
-                )
-            )
         detail = "canceled"
-        if task.variant and task.stage in _STAGES_WITH_GREEN:
+        if self._hand_green_to_teardown(task, reason="deploy canceled"):
             detail += f"; green variant {task.variant} handed to teardown"
         task.record(at=self.clock.now(), status=TaskStatus.CANCELED, detail=detail)
         self.store.update(task)
         self.locks.release(task.embedding_model_id, task.task_id)
+
+    def _hand_green_to_teardown(self, task: Task, reason: str) -> bool:
+        """Send the green variant (if one may exist and is not live) to the teardown queue."""
+        if not task.variant or task.stage not in _STAGES_WITH_GREEN or self._is_live(task):
+            return False
+        self.teardown_queue.send(
+            messages.teardown_variant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id)
+        )
+        return True
 
     # ---- helpers ----------------------------------------------------------------------------
 

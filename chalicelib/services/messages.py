@@ -4,12 +4,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.models import Task, iso
+from chalicelib.domain.models import Task, TaskKind, iso
 
 ADVANCE = "advance"
 DELETE_MODEL = "delete_model"
 TEARDOWN_VARIANT = "teardown_variant"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+
+
+def start(task: Task) -> dict[str, Any]:
+    """The message that starts a task on its worker queue (also how the sweeper re-kicks a delete)."""
+    return {
+        "action": ADVANCE if task.kind == TaskKind.DEPLOY else DELETE_MODEL,
+        "task_id": task.task_id,
+        "embedding_model_id": task.embedding_model_id,
+    }
 
 
 def advance(task: Task) -> dict[str, Any]:

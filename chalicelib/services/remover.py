@@ -59,11 +59,9 @@ class Remover:
             )
             return
         if alias is not None and alias.previous_variant == variant:
-            # Rollback to a variant that is about to vanish must stop being offered first.
-            try:
-                self.aliases.swap(replace(alias, previous_variant=None), expected_version=alias.version)
-            except ConcurrentUpdateError:
-                raise  # the alias moved under us: SQS redelivers and we decide again
+            # Rollback to a variant that is about to vanish must stop being offered first. If the
+            # alias moved under us, ConcurrentUpdateError makes SQS redeliver and we decide again.
+            self.aliases.swap(replace(alias, previous_variant=None), expected_version=alias.version)
         try:
             self.hosting.delete_variant(variant)
         except RetryableError as error:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from chalicelib.domain.models import TaskKind
 from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, Queue, TaskStore
 from chalicelib.services import messages
-from chalicelib.services.tasks import task_message
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Sweeper:
                 owned.add(task.variant)
             if (now - task.updated_at).total_seconds() < self.stall_seconds:
                 continue
-            message = messages.advance(task) if task.kind == TaskKind.DEPLOY else task_message(task)
+            message = messages.advance(task) if task.kind == TaskKind.DEPLOY else messages.start(task)
             queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
             queue.send(message)
             report.rekicked.append(task.task_id)

@@ -19,6 +19,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
 from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.services import messages
 from chalicelib.services.deploy_config import resolve_deploy_config
 
 logger = logging.getLogger(__name__)
@@ -41,15 +42,6 @@ def request_hash(kind: TaskKind, payload: dict[str, Any]) -> str:
     """What makes two requests 'the same' for idempotency: the normalised body, not its bytes."""
     canonical = json.dumps({"kind": kind.value, **payload}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def task_message(task: Task) -> dict[str, Any]:
-    """The message that starts (or continues) a task on its worker queue."""
-    return {
-        "action": "advance" if task.kind == TaskKind.DEPLOY else "delete_model",
-        "task_id": task.task_id,
-        "embedding_model_id": task.embedding_model_id,
-    }
 
 
 @dataclass
@@ -174,7 +166,7 @@ class TaskService:
     def _dispatch(self, task: Task) -> Task:
         queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
         try:
-            queue.send(task_message(task))
+            queue.send(messages.start(task))
         except DispatchError as exc:
             logger.error("dispatch failed", extra={**_log_keys(task), "error": str(exc)})
             task.record(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -11,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +47,6 @@ class LocalVariant:
     port: int | None = None
     process: subprocess.Popen[str] | None = None
     output: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    changed_at: float = field(default_factory=time.time)
 
 
 class LocalHosting:
@@ -144,10 +141,6 @@ class LocalHosting:
 
     # ---- local extras -----------------------------------------------------------------------
 
-    def running(self) -> list[tuple[str, int | None, str]]:
-        with self._lock:
-            return [(v.spec.name, v.port, v.state.value) for v in self._variants.values()]
-
     def close(self) -> None:
         """Stop every endpoint process (Ctrl-C of the stack must leave nothing running)."""
         with self._lock:
@@ -216,7 +209,6 @@ class LocalHosting:
                 return
             variant.state = state
             variant.failure_reason = reason
-            variant.changed_at = time.time()
         logger.info("local endpoint state", extra={"variant": variant.spec.name, "state": state.value,
                                                    "reason": reason, "port": variant.port})
         if self._listener is not None:
@@ -252,7 +244,3 @@ def platform_status(state: EndpointState) -> str:
 
 def tags_of(spec: VariantSpec) -> dict[str, str]:
     return {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

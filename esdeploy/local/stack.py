@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -17,16 +16,10 @@ from chalicelib.ports import EndpointState, VariantSpec
 from esdeploy.local.environment import local_environment
 from esdeploy.local.hosting import LocalHosting, platform_status, tags_of
 from esdeploy.local.pollers import QueuePoller, Scheduler
+from esdeploy.local.processes import LOOPBACK, free_port
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from esdeploy.api_client import (
     SigV4Signer,
     signing_region,
 )
-from tests.cli.conftest import URL, Cli, FakeApi, free_port, task
+from esdeploy.local.processes import free_port
+from tests.cli.conftest import URL, Cli, FakeApi, task
 
 
 @pytest.fixture

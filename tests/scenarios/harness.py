@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalice.test import Client
@@ -46,9 +47,7 @@ class TimeWarpQueue(SqsQueue):
 
 
 class WarpClock(ManualClock):
-    def peek_after(self, seconds: float) -> Any:
-        from datetime import timedelta
-
+    def peek_after(self, seconds: float) -> datetime:
         return self.now() + timedelta(seconds=seconds)
 
     def move_to(self, when: Any) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from chalicelib.config import load_settings
 from chalicelib.domain.errors import ConfigurationError
-from chalicelib.domain.names import is_valid_id, model_name_prefix, variant_name
+from chalicelib.domain.names import ID_PATTERN, is_valid_id, model_name_prefix, variant_name
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -62,3 +62,10 @@ def test_missing_setting_is_named(test_env: dict[str, str]) -> None:
 def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         load_settings({**test_env, name: value})
+
+
+def test_the_packager_accepts_exactly_the_ids_the_api_accepts() -> None:
+    # esdeploy/manifest.py keeps its own copy (it must stay importable without chalicelib).
+    from esdeploy import manifest
+
+    assert manifest._MODEL_ID.pattern == ID_PATTERN.pattern
