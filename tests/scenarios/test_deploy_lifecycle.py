@@ -41,7 +41,6 @@ def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
     assert world.hosting.endpoint_names() == [done["endpoint_name"]]
     ssm = world.container.mirror
     assert ssm.parameter_name("your_model_id") == "/esdeploy/test/models/your_model_id/endpoint"  # type: ignore[attr-defined]
-    parameter = world.sqs  # noqa: F841 - the SSM mirror is read below through boto3
     import boto3
 
     value = boto3.client("ssm", region_name="us-east-1").get_parameter(
@@ -193,7 +192,6 @@ def test_cancel_before_start_and_of_unknown_task(world: World) -> None:
 
 def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -> None:
     blue = first_deploy(world)
-    green = first_deploy(world) if False else None
     green_task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
     green = world.task(green_task["task_id"])
