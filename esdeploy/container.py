@@ -3,7 +3,7 @@
 ``python -m esdeploy.container --artifact model.tar.gz --port 8080`` extracts the artifact to a
 temporary directory, imports its own ``code/inference.py`` as the container would, and serves the
 SageMaker container contract with the stdlib HTTP server on a loopback address only. Client errors
-(the handler's ClientError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
+(the handler's BadRequestError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
 HF toolkit answers every handler exception with 400, so a local 500 points at a server-side bug.
 It stops cleanly on SIGTERM/SIGINT and removes its temporary directory.
 """
@@ -42,9 +42,9 @@ class ServerState:
         self.ready = threading.Event()
         self.max_body_bytes = 6 * 1024 * 1024  # SageMaker's own invocation limit until the handler says
 
-    def is_client_error(self, exc: BaseException) -> bool:
-        client_error = getattr(self.handler, "ClientError", None)
-        return isinstance(client_error, type) and isinstance(exc, client_error)
+    def is_bad_request(self, exc: BaseException) -> bool:
+        bad_request = getattr(self.handler, "BadRequestError", None)
+        return isinstance(bad_request, type) and isinstance(exc, bad_request)
 
 
 class InvocationHandler(BaseHTTPRequestHandler):
@@ -89,7 +89,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
             prediction = handler.predict_fn(request, state.model)
             payload = handler.output_fn(prediction, self.headers.get("Accept"))
         except Exception as exc:
-            if state.is_client_error(exc):
+            if state.is_bad_request(exc):
                 self._send_json(HTTPStatus.BAD_REQUEST, {"detail": str(exc)})
             else:
                 logger.exception("invocation failed")
