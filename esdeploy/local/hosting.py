@@ -21,12 +21,11 @@ import requests
 
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
 from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+from esdeploy.local import endpoint
 
 logger = logging.getLogger(__name__)
 
-_LISTENING = re.compile(r"esdeploy\.container listening on http://127\.0\.0\.1:(\d+)")
-_READY = "esdeploy.container ready"
-_FAILED = "esdeploy.container failed:"
+_LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(\d+)")
 # SageMaker's own names for the states, as EventBridge reports them.
 _PLATFORM_STATUS = {
     EndpointState.CREATING: "Creating",
@@ -50,7 +49,7 @@ class LocalVariant:
 
 
 class LocalHosting:
-    """Create starts a `python -m esdeploy.container` process on a free loopback port: Creating
+    """Create starts a `python -m esdeploy.local.endpoint` process on a free loopback port: Creating
     until the model has loaded (`/ping` would say 200), InService then, Failed if it cannot load.
     Every state change is reported to `on_state_change`, which the stack turns into the same
     "Endpoint State Change" message EventBridge would put on the deploy-tasks queue."""
@@ -157,7 +156,7 @@ class LocalHosting:
         except TerminalHostingError as error:
             self._set_state(variant, EndpointState.FAILED, str(error))
             return
-        command = [self._python, "-u", "-m", "esdeploy.container", "--artifact", str(artifact), "--port", "0"]
+        command = [self._python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
             if variant.spec.name not in self._variants:
@@ -180,10 +179,10 @@ class LocalHosting:
             found = _LISTENING.search(line)
             if found:
                 variant.port = int(found.group(1))
-            elif line.startswith(_READY):
+            elif line.startswith(endpoint.READY):
                 self._set_state(variant, EndpointState.IN_SERVICE, None)
-            elif line.startswith(_FAILED):
-                self._set_state(variant, EndpointState.FAILED, line[len(_FAILED):].strip())
+            elif line.startswith(endpoint.FAILED):
+                self._set_state(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
         code = variant.process.wait()
         with self._lock:
             still_ours = self._variants.get(variant.spec.name) is variant
