@@ -129,10 +129,10 @@ def aws_container(config: Settings | None = None) -> Container:
 
     from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
-    from chalicelib.adapters.memory import SystemClock
     from chalicelib.adapters.s3_artifacts import S3Artifacts
     from chalicelib.adapters.sqs_queue import SqsQueue
     from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+    from chalicelib.adapters.system_clock import SystemClock
     from chalicelib.metrics import MeteredTaskStore
 
     config = config or settings()

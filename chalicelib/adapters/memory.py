@@ -166,11 +166,6 @@ class InMemoryAliasMirror:
         self.parameters.pop(embedding_model_id, None)
 
 
-class SystemClock:
-    def now(self) -> datetime:
-        return utc_now()
-
-
 class ManualClock:
     """A clock tests move by hand; each read also ticks a microsecond so times stay ordered."""
 
