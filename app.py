@@ -9,13 +9,15 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
+from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
 from chalicelib.api.http import answer
+from chalicelib.api.intake import read_intake
 from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
+from chalicelib.domain.messages import DeadLetter
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
-from chalicelib.services.intake import handle_intake_message
 from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
@@ -71,7 +73,7 @@ def health() -> dict[str, str]:
 @app.route("/deploy", methods=["POST"], authorizer=auth)
 def deploy() -> Response:
     def run() -> dict[str, Any]:
-        task = wiring.container().tasks.submit_deploy(parse_deploy(_body()))
+        task = wiring.container().tasks.submit(parse_deploy(_body()))
         return task_body(task)
 
     return answer(run)
@@ -92,7 +94,7 @@ def get_model_deploy_status(embedding_model_id: str) -> Response:
 @app.route("/delete", methods=["POST"], authorizer=auth)
 def delete() -> Response:
     def run() -> dict[str, Any]:
-        task = wiring.container().tasks.submit_delete(parse_delete(_body()))
+        task = wiring.container().tasks.submit(parse_delete(_body()))
         return task_body(task)
 
     return answer(run)
@@ -113,9 +115,7 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 @app.on_sqs_message(queue=handler_queue_name("requests"), batch_size=10)
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
     """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service."""
-    return process_batch(
-        event, lambda body, _record: handle_intake_message(wiring.container().tasks, body)
-    )
+    return process_batch(event, read_intake, lambda command, _record: wiring.container().tasks.submit(command))
 
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
@@ -152,21 +152,25 @@ def rollback_model(embedding_model_id: str) -> Response:
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
-    return process_batch(event, lambda body, _record: wiring.container().deployer.handle(body))
+    return process_batch(
+        event, read_deploy_tasks, lambda message, _record: wiring.container().deployer.handle(message)
+    )
 
 
 @app.on_sqs_message(queue=handler_queue_name("teardown"), batch_size=1)
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
-    return process_batch(event, lambda body, _record: wiring.container().remover.handle(body))
+    return process_batch(
+        event, read_teardown_tasks, lambda message, _record: wiring.container().remover.handle(message)
+    )
 
 
 def _dead_letter(kind: str) -> Any:
-    def handle(body: dict[str, Any], record: dict[str, Any]) -> None:
+    def handle(message: DeadLetter, record: dict[str, Any]) -> None:
         container = wiring.container()
         source = container.settings.deploy_queue if kind == "deploy" else container.settings.teardown_queue
         count = record.get("attributes", {}).get("ApproximateReceiveCount")
-        container.dead_letters.handle(body, dead_letter_name(source), count)
+        container.dead_letters.handle(message, dead_letter_name(source), count)
 
     return handle
 
@@ -174,13 +178,13 @@ def _dead_letter(kind: str) -> Any:
 @app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
 def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
-    return process_batch(event, _dead_letter("deploy"))
+    return process_batch(event, read_dead_letter, _dead_letter("deploy"))
 
 
 @app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
 def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
-    return process_batch(event, _dead_letter("teardown"))
+    return process_batch(event, read_dead_letter, _dead_letter("teardown"))
 
 
 @app.schedule("rate(10 minutes)")

@@ -70,6 +70,7 @@ def run_deployments(counter: CallCounter) -> None:
     from moto import mock_aws
 
     from chalicelib import wiring
+    from chalicelib.adapters.queue_messages import read_deploy_tasks, read_teardown_tasks
     from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
     from chalicelib.api.schemas import parse_deploy
     from chalicelib.config import load_settings
@@ -100,7 +101,10 @@ def run_deployments(counter: CallCounter) -> None:
         def drain() -> None:
             while True:
                 handled = False
-                for url, run in ((urls.deploy, container.deployer.handle), (urls.teardown, container.remover.handle)):
+                for url, run in (
+                    (urls.deploy, lambda text: container.deployer.handle(read_deploy_tasks(text))),
+                    (urls.teardown, lambda text: container.remover.handle(read_teardown_tasks(text))),
+                ):
                     for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
                         body = json.loads(message["Body"])
                         phase = body.get("action", "?")
@@ -108,7 +112,7 @@ def run_deployments(counter: CallCounter) -> None:
                             task = container.store.get(body["task_id"])
                             phase = f"stage {task.stage.value}" if task else phase
                         with counter.counting(phase):
-                            run(body)
+                            run(message["Body"])
                         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                         handled = True
                 if not handled:
@@ -117,7 +121,7 @@ def run_deployments(counter: CallCounter) -> None:
         for version in ("v1", "v2"):
             prime_smoke_answer()
             with counter.counting("submit (POST /deploy)"):
-                task = container.tasks.submit_deploy(parse_deploy({"embedding_model_id": "m1"}))
+                task = container.tasks.submit(parse_deploy({"embedding_model_id": "m1"}))
             drain()
             done = container.store.get(task.task_id)
             assert done is not None and done.status.value == "done", (version, done and done.detail)

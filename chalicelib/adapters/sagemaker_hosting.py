@@ -10,8 +10,17 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from chalicelib.adapters.sagemaker_shapes import (
+    MANAGED_BY,
+    PRODUCTION_VARIANT,
+    TAG_MODEL_ID,
+    TAG_TASK_ID,
+    state_of,
+    variant_tags,
+)
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; nothing here runs in Lambda
     from mypy_boto3_sagemaker.client import SageMakerClient
@@ -19,10 +28,6 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; nothing here runs in Lambda
     from mypy_boto3_sagemaker.type_defs import ProductionVariantTypeDef, TagTypeDef
     from mypy_boto3_sagemaker_runtime.client import SageMakerRuntimeClient
 
-TAG_MODEL_ID = "embedding_model_id"
-TAG_TASK_ID = "task_id"
-TAG_MANAGED_BY = "managed-by"
-VARIANT_NAME = "AllTraffic"
 JSON = "application/json"
 
 # The serving handler is copied into model.tar.gz under code/; the container must not reach the
@@ -32,21 +37,6 @@ CONTAINER_ENVIRONMENT: Mapping[str, str] = {
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
     "HF_HUB_OFFLINE": "1",
-}
-
-# Every SageMaker endpoint status, and what it means to the services.
-ENDPOINT_STATES: Mapping[str, EndpointState] = {
-    "Creating": EndpointState.CREATING,
-    "Updating": EndpointState.CREATING,
-    "SystemUpdating": EndpointState.CREATING,
-    "RollingBack": EndpointState.CREATING,
-    # Not serving now, but SageMaker may bring it back by itself: wait (the deploy deadline
-    # bounds the wait) rather than tear down a variant that could still recover.
-    "OutOfService": EndpointState.CREATING,
-    "InService": EndpointState.IN_SERVICE,
-    "Deleting": EndpointState.DELETING,
-    "Failed": EndpointState.FAILED,
-    "UpdateRollbackFailed": EndpointState.FAILED,
 }
 
 # SageMaker's control plane reports a missing resource as a 400 ValidationException whose
@@ -107,11 +97,6 @@ def make_sagemaker_clients(region: str | None = None) -> SageMakerClients:
         control=session.client("sagemaker", config=CONTROL_CONFIG),
         runtime=session.client("sagemaker-runtime", config=RUNTIME_CONFIG),
     )
-
-
-def state_of(platform_status: str) -> EndpointState:
-    """Map a SageMaker endpoint status; an unknown (newer) one is waited on, not trusted."""
-    return ENDPOINT_STATES.get(platform_status, EndpointState.CREATING)
 
 
 def _code(exc: ClientError) -> str:
@@ -199,7 +184,7 @@ class SageMakerHosting:
         sagemaker: SageMakerClient,
         runtime: SageMakerRuntimeClient,
         role_arn: str,
-        managed_by: str = "esdeploy",
+        managed_by: str = MANAGED_BY,
     ) -> None:
         self._sm = sagemaker
         self._runtime = runtime
@@ -251,7 +236,7 @@ class SageMakerHosting:
     @staticmethod
     def _production_variant(spec: VariantSpec) -> ProductionVariantTypeDef:
         return {
-            "VariantName": VARIANT_NAME,
+            "VariantName": PRODUCTION_VARIANT,
             "ModelName": spec.name,
             # The stubs list the instance types they knew of; the settings allow-list rules here.
             "InstanceType": cast("ProductionVariantInstanceTypeType", spec.instance_type),
@@ -259,11 +244,7 @@ class SageMakerHosting:
         }
 
     def _tags(self, spec: VariantSpec) -> list[TagTypeDef]:
-        return [
-            {"Key": TAG_MODEL_ID, "Value": spec.embedding_model_id},
-            {"Key": TAG_TASK_ID, "Value": spec.task_id},
-            {"Key": TAG_MANAGED_BY, "Value": self._managed_by},
-        ]
+        return [{"Key": key, "Value": value} for key, value in variant_tags(spec, self._managed_by).items()]
 
     def _exists(self, kind: str, describe: Callable[[], object]) -> bool:
         try:

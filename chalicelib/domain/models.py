@@ -1,4 +1,4 @@
-"""Domain layer: tasks, their statuses, stages and history, and the model alias."""
+"""Domain layer: tasks, their statuses, stages and history, endpoint states, and the model alias."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -184,6 +184,16 @@ class Task:
 
     def copy(self) -> Task:
         return replace(self, events=list(self.events), config=dict(self.config))
+
+
+class EndpointState(StrEnum):
+    """What the services need to know of an endpoint; adapters map the platform's statuses here."""
+
+    CREATING = "creating"  # still coming up (or updating): poll again later
+    IN_SERVICE = "in_service"
+    FAILED = "failed"
+    DELETING = "deleting"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)

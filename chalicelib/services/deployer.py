@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import (
@@ -13,21 +12,20 @@ from chalicelib.domain.errors import (
     RetryableError,
     TerminalHostingError,
 )
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
+from chalicelib.domain.messages import Advance, DeployTasksMessage, EndpointChanged, TeardownVariant
+from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import (
     Aliases,
     AliasMirror,
     Artifacts,
     Clock,
-    EndpointState,
     Hosting,
     ModelLocks,
     Queue,
     TaskStore,
     VariantSpec,
 )
-from chalicelib.services import messages
 from chalicelib.services.smoke import SmokePlan, check_answer
 
 logger = logging.getLogger(__name__)
@@ -51,49 +49,46 @@ class Deployer:
 
     # ---- entry points -------------------------------------------------------------------
 
-    def handle(self, body: dict[str, Any]) -> None:
-        """One message from the deploy-tasks queue: our own `advance`, or an EventBridge event."""
-        if messages.is_endpoint_event(body):
-            self.on_endpoint_event(body["detail"])
-        elif body.get("action") == messages.ADVANCE and isinstance(body.get("task_id"), str):
-            version = body.get("version")
-            self.advance(body["task_id"], int(version) if version is not None else None)
+    def handle(self, message: DeployTasksMessage) -> None:
+        """One message from the deploy-tasks queue: our own Advance, or SageMaker's state change."""
+        if isinstance(message, EndpointChanged):
+            self.on_endpoint_changed(message)
         else:
-            raise ValueError(f"not a deploy-tasks message: {sorted(body)}")
+            self.advance(message)
 
-    def advance(self, task_id: str, version: int | None = None) -> None:
-        task = self.store.get(task_id)
+    def advance(self, message: Advance) -> None:
+        task = self.store.get(message.task_id)
         if task is None or task.kind != TaskKind.DEPLOY:
-            logger.warning("advance for an unknown deploy task", extra={"task_id": task_id})
+            logger.warning("advance for an unknown deploy task", extra={"task_id": message.task_id})
             return
         if task.status.is_terminal:
             return
-        if version is not None and version < task.version:
+        if message.version < task.version:
             logger.info("stale message: a newer step owns this task", extra=_keys(task))
             return
-        if version is not None and version > task.version:
+        if message.version > task.version:
             # Sent just before the step that sent it committed: come back after the visibility timeout.
-            raise RetryableError(f"task {task_id} is at version {task.version}, message expects {version}")
+            raise RetryableError(
+                f"task {task.task_id} is at version {task.version}, message expects {message.version}"
+            )
         self._step(task)
 
-    def on_endpoint_event(self, detail: dict[str, Any]) -> None:
+    def on_endpoint_changed(self, event: EndpointChanged) -> None:
         """SageMaker said an endpoint changed state: wake its task now instead of at the next poll."""
-        tags = detail.get("Tags") or {}
-        task_id = tags.get("task_id")
-        if not task_id:
-            logger.info("endpoint event without our tags", extra={"endpoint": detail.get("EndpointName")})
+        if not event.task_id:
+            logger.info("endpoint event without our tags", extra={"endpoint": event.endpoint_name})
             return
-        task = self.store.get(task_id)
+        task = self.store.get(event.task_id)
         if (
             task is None
             or task.status.is_terminal
             or task.stage != Stage.WAITING
-            or task.variant != detail.get("EndpointName")
+            or task.variant != event.endpoint_name
         ):
             return
         logger.info(
             "woken by endpoint state change",
-            extra={**_keys(task), "endpoint_status": detail.get("EndpointStatus")},
+            extra={**_keys(task), "endpoint_status": event.platform_status},
         )
         self._step(task)
 
@@ -101,7 +96,7 @@ class Deployer:
         """Mark a running deploy for cancellation and hand it a fresh message to act on."""
         task.cancel_requested = True
         task.record(at=self.clock.now(), detail="cancel requested")
-        self.deploy_queue.send(messages.advance(_next(task)))
+        self.deploy_queue.send(_next_step(task))
         return self.store.update(task)
 
     # ---- the state machine ----------------------------------------------------------------
@@ -236,7 +231,7 @@ class Deployer:
         bake = task.deploy_config.bake_seconds
         if alias.previous_variant and alias.previous_variant != task.variant:
             self.teardown_queue.send(
-                messages.teardown_variant(
+                TeardownVariant(
                     task.embedding_model_id,
                     alias.previous_variant,
                     reason=f"replaced by {task.variant}; bake period of {bake} s over",
@@ -279,7 +274,7 @@ class Deployer:
         if not task.variant or task.stage not in _STAGES_WITH_GREEN or self._is_live(task):
             return False
         self.teardown_queue.send(
-            messages.teardown_variant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id)
+            TeardownVariant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id)
         )
         return True
 
@@ -288,7 +283,7 @@ class Deployer:
     def _continue(self, task: Task, delay: int) -> None:
         """Send the next step's message, then commit this step: a failed send leaves the task
         unchanged so that SQS redelivers this message and the step runs again."""
-        self.deploy_queue.send(messages.advance(_next(task)), delay_seconds=delay)
+        self.deploy_queue.send(_next_step(task), delay_seconds=delay)
         self.store.update(task)
 
     def poll_delay(self, polls: int) -> int:
@@ -312,11 +307,9 @@ class Deployer:
         )
 
 
-def _next(task: Task) -> Task:
-    """The task as it will be once this step's update commits (for the message's version)."""
-    upcoming = task.copy()
-    upcoming.version = task.version + 1
-    return upcoming
+def _next_step(task: Task) -> Advance:
+    """The message for the step after this one: the version the task has once this step commits."""
+    return Advance(task.task_id, task.version + 1)
 
 
 def _keys(task: Task) -> dict[str, str]:

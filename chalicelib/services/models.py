@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError, TaskNotFoundError
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
-from chalicelib.ports import Aliases, AliasMirror, Clock, EndpointState, Hosting, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
+from chalicelib.domain.messages import TeardownVariant
+from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind, TaskStatus
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, Queue, TaskStore
 from chalicelib.services.deployer import Deployer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ModelService:
         )
         self.mirror.publish(written)
         self.teardown_queue.send(
-            messages.teardown_variant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}")
+            TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}")
         )
         logger.info("rolled back", extra={"embedding_model_id": embedding_model_id, "live": previous,
                                           "rolled_away": rolled_away})

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from chalicelib.domain.messages import TeardownVariant, resume
 from chalicelib.domain.models import TaskKind
 from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,8 @@ class Sweeper:
                 owned.add(task.variant)
             if (now - task.updated_at).total_seconds() < self.stall_seconds:
                 continue
-            message = messages.advance(task) if task.kind == TaskKind.DEPLOY else messages.start(task)
             queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
-            queue.send(message)
+            queue.send(resume(task))
             report.rekicked.append(task.task_id)
             logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
                                                               "embedding_model_id": task.embedding_model_id})
@@ -57,7 +56,7 @@ class Sweeper:
                 continue
             # Previous variants still baking are owned by their alias; so an unowned one is a leak.
             self.teardown_queue.send(
-                messages.teardown_variant(variant.embedding_model_id or "", variant.name, reason="orphan sweep")
+                TeardownVariant(variant.embedding_model_id or "", variant.name, reason="orphan sweep")
             )
             report.orphans.append(variant.name)
             logger.warning(

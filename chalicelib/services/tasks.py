@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.api.schemas import DeleteRequest, DeployRequest
 from chalicelib.config import Settings
+from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
     DispatchError,
     IdempotencyConflictError,
@@ -17,9 +17,9 @@ from chalicelib.domain.errors import (
     TaskAlreadyExistsError,
     TaskNotFoundError,
 )
+from chalicelib.domain.messages import resume
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
 from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
 from chalicelib.services.deploy_config import resolve_deploy_config
 
 logger = logging.getLogger(__name__)
@@ -53,35 +53,41 @@ class TaskService:
     teardown_queue: Queue
     clock: Clock
 
-    def submit_deploy(self, request: DeployRequest, source: str = "http") -> Task:
-        config = resolve_deploy_config(self.settings, request.embedding_model_id, request.config)
-        given = request.config.model_dump(exclude_none=True) if request.config else {}
+    def submit(self, command: Submit) -> Task:
+        """Store the task, take the model's lease and dispatch it; a replay returns the stored task."""
+        if isinstance(command, SubmitDeploy):
+            return self._submit_deploy(command)
+        return self._submit_delete(command)
+
+    def _submit_deploy(self, command: SubmitDeploy) -> Task:
+        config = resolve_deploy_config(self.settings, command.embedding_model_id, command.config)
         fingerprint = request_hash(
-            TaskKind.DEPLOY, {"embedding_model_id": request.embedding_model_id, "config": given}
+            TaskKind.DEPLOY,
+            {"embedding_model_id": command.embedding_model_id, "config": command.config.given()},
         )
         return self._submit(
             kind=TaskKind.DEPLOY,
-            embedding_model_id=request.embedding_model_id,
-            client_id=request.id,
+            embedding_model_id=command.embedding_model_id,
+            client_id=command.client_task_id,
             fingerprint=fingerprint,
             config=config.as_dict(),
             reason=None,
-            source=source,
+            source=command.source,
         )
 
-    def submit_delete(self, request: DeleteRequest, source: str = "http") -> Task:
+    def _submit_delete(self, command: SubmitDelete) -> Task:
         fingerprint = request_hash(
             TaskKind.DELETE,
-            {"embedding_model_id": request.embedding_model_id, "reason": request.reason},
+            {"embedding_model_id": command.embedding_model_id, "reason": command.reason},
         )
         return self._submit(
             kind=TaskKind.DELETE,
-            embedding_model_id=request.embedding_model_id,
-            client_id=request.id,
+            embedding_model_id=command.embedding_model_id,
+            client_id=command.client_task_id,
             fingerprint=fingerprint,
             config={},
-            reason=request.reason,
-            source=source,
+            reason=command.reason,
+            source=command.source,
         )
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
@@ -166,7 +172,7 @@ class TaskService:
     def _dispatch(self, task: Task) -> Task:
         queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
         try:
-            queue.send(messages.start(task))
+            queue.send(resume(task))
         except DispatchError as exc:
             logger.error("dispatch failed", extra={**_log_keys(task), "error": str(exc)})
             task.record(

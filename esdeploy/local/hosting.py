@@ -19,21 +19,15 @@ from urllib.parse import urlparse
 
 import requests
 
+from chalicelib.adapters.sagemaker_shapes import platform_status
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
 
 logger = logging.getLogger(__name__)
 
 _LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(\d+)")
-# SageMaker's own names for the states, as EventBridge reports them.
-_PLATFORM_STATUS = {
-    EndpointState.CREATING: "Creating",
-    EndpointState.IN_SERVICE: "InService",
-    EndpointState.FAILED: "Failed",
-    EndpointState.DELETING: "Deleting",
-}
-
 StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
 
 
@@ -87,7 +81,7 @@ class LocalHosting:
             if variant is None:
                 return VariantStatus(name, EndpointState.MISSING)
             return VariantStatus(
-                name, variant.state, variant.failure_reason, platform_status=_PLATFORM_STATUS.get(variant.state)
+                name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
             )
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -235,11 +229,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
-
-
-def platform_status(state: EndpointState) -> str:
-    return _PLATFORM_STATUS.get(state, state.value)
-
-
-def tags_of(spec: VariantSpec) -> dict[str, str]:
-    return {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}

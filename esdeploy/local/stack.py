@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.ports import EndpointState, VariantSpec
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, platform_status, variant_tags
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantSpec
 from esdeploy.local.environment import local_environment
-from esdeploy.local.hosting import LocalHosting, platform_status, tags_of
+from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.pollers import QueuePoller, Scheduler
 from esdeploy.local.processes import LOOPBACK, free_port
 
@@ -139,10 +141,8 @@ class LocalStack:
     # ---- EventBridge's part -----------------------------------------------------------------
 
     def _endpoint_changed(self, spec: VariantSpec, state: EndpointState, reason: str | None) -> None:
-        from chalicelib.services.messages import endpoint_event
-
         status = platform_status(state)
-        event = endpoint_event(spec.name, status, tags_of(spec), reason)
+        event = endpoint_state_change(spec.name, status, variant_tags(spec), reason)
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
         if state in (EndpointState.IN_SERVICE, EndpointState.FAILED) and not self._stop.is_set():

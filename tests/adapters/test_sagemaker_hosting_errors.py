@@ -19,7 +19,8 @@ from chalicelib.adapters.sagemaker_hosting import (
     make_sagemaker_clients,
 )
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
 
 NAME = "esd-e5-small-1a2b3c4d-5e6f7a8b"

@@ -61,8 +61,8 @@ def test_racing_operations_on_one_model_have_one_winner(aws_container: wiring.Co
 
     def submit(index: int):
         if index % 2:
-            return service.submit_delete(parse_delete({"embedding_model_id": "m1"}))
-        return service.submit_deploy(parse_deploy({"embedding_model_id": "m1"}))
+            return service.submit(parse_delete({"embedding_model_id": "m1"}))
+        return service.submit(parse_deploy({"embedding_model_id": "m1"}))
 
     outcomes = race(submit)
     winners = [o for o in outcomes if o.startswith("won:")]
@@ -77,7 +77,7 @@ def test_racing_replays_of_one_client_id_make_one_task(aws_container: wiring.Con
 
     def submit(index: int):
         bake = 10 if index < RACERS // 2 else 20
-        return service.submit_deploy(
+        return service.submit(
             parse_deploy({"embedding_model_id": "m1", "id": "same", "config": {"bake_seconds": bake}})
         )
 

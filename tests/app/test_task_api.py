@@ -46,7 +46,7 @@ def test_seed_deploy_example_works_as_written(client: Client, aws: dict[str, Any
     assert task["config"]["instance_type"] == "ml.g5.xlarge"
     assert task["events"][0]["status"] == "pending"
     messages = queue_bodies(aws, aws["queues"].deploy)
-    assert messages == [{"action": "advance", "embedding_model_id": "abc123", "task_id": task["task_id"]}]
+    assert messages == [{"action": "advance", "task_id": task["task_id"], "version": 1}]
 
 
 def test_seed_delete_example_works_as_written(client: Client, aws: dict[str, Any]) -> None:

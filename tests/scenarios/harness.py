@@ -16,9 +16,11 @@ from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import ManualClock
+from chalicelib.adapters.queue_messages import to_body
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.adapters.sqs_queue import SqsQueue
+from chalicelib.domain.messages import WorkMessage
 from chalicelib.domain.models import iso, parse_iso
-from chalicelib.services.messages import endpoint_event
 from esdeploy.local.pollers import sqs_record
 from tests.fakes.fake_hosting import FakeHosting
 
@@ -31,16 +33,14 @@ class TimeWarpQueue(SqsQueue):
     def __init__(self, client: Any, queue_name: str, clock: ManualClock) -> None:
         super().__init__(client, queue_name)
         self._clock = clock
-        self.sent: list[tuple[dict[str, Any], int]] = []
 
-    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         # Real SQS refuses longer delays; the services must chain hops themselves.
         assert 0 <= delay_seconds <= 900, f"SQS would refuse DelaySeconds={delay_seconds}"
-        self.sent.append((dict(body), delay_seconds))
         due = self._clock.peek_after(delay_seconds)
         answer = self._client.send_message(
             QueueUrl=self.url,
-            MessageBody=json.dumps(body),
+            MessageBody=json.dumps(to_body(message)),
             MessageAttributes={"due_at": {"DataType": "String", "StringValue": iso(due)}},
         )
         return str(answer["MessageId"])
@@ -182,8 +182,8 @@ class World:
     def emit_endpoint_event(self, name: str, status: str) -> None:
         spec = self.hosting.spec(name)
         assert spec is not None
-        tags = {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}
-        self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(endpoint_event(name, status, tags)))
+        event = endpoint_state_change(name, status, variant_tags(spec))
+        self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(event))
 
     def assert_no_leaks(self) -> None:
         """Every SageMaker resource of ours is owned by an alias or by an active task."""

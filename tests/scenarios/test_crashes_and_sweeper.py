@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ports import EndpointState
+from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import ALL_PARTS
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState
+from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import Answer
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World

@@ -16,11 +16,12 @@ from chalicelib.domain.errors import (
     ModelBusyError,
     TaskNotFoundError,
 )
+from chalicelib.domain.messages import Advance, DeleteModel
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
 
 
 def deploy(container: wiring.Container, **body: Any):
-    return container.tasks.submit_deploy(parse_deploy(body))
+    return container.tasks.submit(parse_deploy(body))
 
 
 def test_deploy_is_stored_pending_and_dispatched(memory_container: wiring.Container) -> None:
@@ -31,9 +32,7 @@ def test_deploy_is_stored_pending_and_dispatched(memory_container: wiring.Contai
     assert task.config["bake_seconds"] == 600
     queue = memory_container.deploy_queue
     assert isinstance(queue, InMemoryQueue)
-    assert queue.messages == [
-        ({"action": "advance", "task_id": task.task_id, "embedding_model_id": "abc123"}, 0)
-    ]
+    assert queue.messages == [(Advance(task.task_id, version=1), 0)]
     assert memory_container.tasks.get(TaskKind.DEPLOY, task.task_id) == task
 
 
@@ -57,7 +56,7 @@ def test_second_operation_on_a_busy_model_names_the_active_task(
 ) -> None:
     first = deploy(memory_container, embedding_model_id="m")
     with pytest.raises(ModelBusyError) as caught:
-        memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+        memory_container.tasks.submit(parse_delete({"model_id": "m"}))
     assert caught.value.active_task_id == first.task_id
     assert first.task_id in str(caught.value)
     # Another model is not blocked.
@@ -102,17 +101,19 @@ def test_delete_dispatch_failure_uses_the_deletion_message(
 ) -> None:
     memory_container.teardown_queue.fail_next = 1  # type: ignore[attr-defined]
     with pytest.raises(DispatchError, match="Failed to create and send model deletion task"):
-        memory_container.tasks.submit_delete(parse_delete({"model_id": "m", "reason": "old"}))
+        memory_container.tasks.submit(parse_delete({"model_id": "m", "reason": "old"}))
 
 
 def test_delete_keeps_the_reason_and_goes_to_the_teardown_queue(
     memory_container: wiring.Container,
 ) -> None:
-    task = memory_container.tasks.submit_delete(
+    task = memory_container.tasks.submit(
         parse_delete({"model_id": "your_model_id", "reason": "No longer needed"})
     )
     assert task.reason == "No longer needed"
-    assert memory_container.teardown_queue.messages[0][0]["action"] == "delete_model"  # type: ignore[attr-defined]
+    assert memory_container.teardown_queue.messages == [  # type: ignore[attr-defined]
+        (DeleteModel(task.task_id, "your_model_id"), 0)
+    ]
 
 
 def test_newest_task_by_model(memory_container: wiring.Container, clock: ManualClock) -> None:
@@ -127,7 +128,7 @@ def test_newest_task_by_model(memory_container: wiring.Container, clock: ManualC
 
 
 def test_a_delete_task_is_not_found_as_a_deployment(memory_container: wiring.Container) -> None:
-    task = memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+    task = memory_container.tasks.submit(parse_delete({"model_id": "m"}))
     with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{task.task_id}` is not found"):
         memory_container.tasks.get(TaskKind.DEPLOY, task.task_id)
 
