@@ -120,23 +120,23 @@ def requests_worker(event: SQSEvent) -> dict[str, Any]:
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_deploy(task_id: str) -> Response:
-    return answer(lambda: task_body(wiring.container().models.cancel(task_id)))
+    return answer(lambda: task_body(wiring.container().tasks.cancel(task_id)))
 
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: {"models": [alias_body(a) for a in wiring.container().models.live()]})
+    return answer(lambda: {"models": [alias_body(a) for a in wiring.container().model_reads.live()]})
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.container().models.alias(embedding_model_id)))
+    return answer(lambda: alias_body(wiring.container().model_reads.alias(embedding_model_id)))
 
 
 @app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
 def invoke_model(embedding_model_id: str) -> Response:
     """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
-    return answer(lambda: wiring.container().models.invoke(embedding_model_id, _body()))
+    return answer(lambda: wiring.container().model_actions.invoke(embedding_model_id, _body()))
 
 
 @app.route(
@@ -146,7 +146,7 @@ def invoke_model(embedding_model_id: str) -> Response:
     content_types=["application/json", "text/plain"],
 )
 def rollback_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.container().models.rollback(embedding_model_id)))
+    return answer(lambda: alias_body(wiring.container().model_actions.rollback(embedding_model_id)))
 
 
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)

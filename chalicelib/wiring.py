@@ -18,7 +18,8 @@ from chalicelib.ports import (
 )
 from chalicelib.services.dead_letters import DeadLetterService
 from chalicelib.services.deployer import Deployer
-from chalicelib.services.models import ModelService
+from chalicelib.services.models import ModelActions, ModelReads
+from chalicelib.services.outbox import Outbox, TaskWriter
 from chalicelib.services.remover import Remover
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
@@ -50,74 +51,54 @@ class Container:
         return self._hosting
 
     @property
+    def outbox(self) -> Outbox:
+        return Outbox(deploy_queue=self.deploy_queue, teardown_queue=self.teardown_queue)
+
+    @property
+    def writer(self) -> TaskWriter:
+        return TaskWriter(store=self.store, locks=self.locks, outbox=self.outbox, clock=self.clock)
+
+    @property
     def tasks(self) -> TaskService:
         return TaskService(
-            settings=self.settings,
-            store=self.store,
-            locks=self.locks,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
+            settings=self.settings, store=self.store, locks=self.locks, outbox=self.outbox, writer=self.writer,
             clock=self.clock,
         )
 
     @property
     def deployer(self) -> Deployer:
         return Deployer(
-            settings=self.settings,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
-            artifacts=self.artifacts,
-            hosting=self.hosting,
-            clock=self.clock,
+            settings=self.settings, store=self.store, aliases=self.aliases, mirror=self.mirror, writer=self.writer,
+            artifacts=self.artifacts, hosting=self.hosting, clock=self.clock,
         )
 
     @property
     def remover(self) -> Remover:
         return Remover(
-            resource_prefix=self.settings.resource_prefix,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
-            clock=self.clock,
+            resource_prefix=self.settings.resource_prefix, store=self.store, aliases=self.aliases,
+            mirror=self.mirror, outbox=self.outbox, writer=self.writer, hosting=self.hosting, clock=self.clock,
         )
 
     @property
-    def models(self) -> ModelService:
-        return ModelService(
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
-            deployer=self.deployer,
-            clock=self.clock,
+    def model_reads(self) -> ModelReads:
+        return ModelReads(aliases=self.aliases)
+
+    @property
+    def model_actions(self) -> ModelActions:
+        return ModelActions(
+            store=self.store, locks=self.locks, aliases=self.aliases, mirror=self.mirror, outbox=self.outbox,
+            hosting=self.hosting, clock=self.clock,
         )
 
     @property
     def dead_letters(self) -> DeadLetterService:
-        return DeadLetterService(
-            store=self.store, locks=self.locks, teardown_queue=self.teardown_queue, clock=self.clock
-        )
+        return DeadLetterService(store=self.store, writer=self.writer)
 
     @property
     def sweeper(self) -> Sweeper:
         return Sweeper(
-            resource_prefix=self.settings.resource_prefix,
-            stall_seconds=2 * self.settings.poll_max_seconds + 120,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
+            resource_prefix=self.settings.resource_prefix, stall_seconds=2 * self.settings.poll_max_seconds + 120,
+            store=self.store, locks=self.locks, aliases=self.aliases, outbox=self.outbox, hosting=self.hosting,
             clock=self.clock,
         )
 

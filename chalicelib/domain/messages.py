@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.domain.models import EndpointState, Task, TaskKind
+from chalicelib.domain.models import STAGES_WITH_GREEN, EndpointState, Task, TaskKind
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,10 @@ def resume(task: Task) -> Advance | DeleteModel:
     if task.kind == TaskKind.DEPLOY:
         return Advance(task.task_id, task.version)
     return DeleteModel(task.task_id, task.embedding_model_id)
+
+
+def green_teardown(task: Task, reason: str) -> tuple[TeardownVariant, ...]:
+    """The teardown of the green variant a deploy may have made so far; none if it made none."""
+    if task.kind != TaskKind.DEPLOY or not task.variant or task.stage not in STAGES_WITH_GREEN:
+        return ()
+    return (TeardownVariant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id),)

@@ -49,6 +49,10 @@ class Stage(StrEnum):
     FINISHED = "finished"
 
 
+# Stages in which a deploy's green variant may exist: a fault or a cancel hands it to teardown.
+STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

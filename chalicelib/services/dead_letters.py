@@ -5,9 +5,10 @@ import logging
 from dataclasses import dataclass
 
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import DeadLetter, TeardownVariant
-from chalicelib.domain.models import TaskKind, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.domain.messages import DeadLetter, TeardownVariant, green_teardown
+from chalicelib.domain.models import TaskStatus
+from chalicelib.ports import TaskStore
+from chalicelib.services.outbox import TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -15,9 +16,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DeadLetterService:
     store: TaskStore
-    locks: ModelLocks
-    teardown_queue: Queue
-    clock: Clock
+    writer: TaskWriter
 
     def handle(self, message: DeadLetter, queue: str, receive_count: str | None) -> None:
         if isinstance(message, TeardownVariant):
@@ -34,26 +33,15 @@ class DeadLetterService:
             task = self.store.get(message.task_id)
             if task is None or task.status.is_terminal:
                 return
-            if task.kind == TaskKind.DEPLOY and task.variant:
-                self.teardown_queue.send(
-                    TeardownVariant(
-                        task.embedding_model_id, task.variant, reason="deploy failed (dead letter)",
-                        task_id=task.task_id,
-                    )
-                )
-            task.record(
-                at=self.clock.now(),
-                status=TaskStatus.FAILED,
-                detail=(
-                    f"the {task.kind.value} worker failed on this task's message "
-                    f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "
-                    f"Search the worker logs for task_id {task.task_id} for the error."
-                ),
+            detail = (
+                f"the {task.kind.value} worker failed on this task's message "
+                f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "
+                f"Search the worker logs for task_id {task.task_id} for the error."
             )
+            green = green_teardown(task, reason="deploy failed (dead letter)")
             try:
-                self.store.update(task)
+                self.writer.end(task, TaskStatus.FAILED, detail, *green)
             except ConcurrentUpdateError:
                 continue
-            self.locks.release(task.embedding_model_id, task.task_id)
             logger.error("task failed from dead letter", extra={"task_id": task.task_id, "queue": queue})
             return

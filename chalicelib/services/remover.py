@@ -10,7 +10,8 @@ from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, Queue, TaskStore
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, TaskStore
+from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,10 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 class Remover:
     resource_prefix: str
     store: TaskStore
-    locks: ModelLocks
     aliases: Aliases
     mirror: AliasMirror
-    teardown_queue: Queue
+    outbox: Outbox
+    writer: TaskWriter
     hosting: Hosting
     clock: Clock
 
@@ -44,7 +45,7 @@ class Remover:
             wait = (message.not_before - self.clock.now()).total_seconds()
             if wait > 0:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
-                self.teardown_queue.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
+                self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
                 return
         alias = self.aliases.get(model_id)
         if alias is not None and alias.live_variant == variant:
@@ -77,7 +78,7 @@ class Remover:
         logger.info("teardown deferred", extra={"variant": getattr(message, "variant", None),
                                                 "task_id": message.task_id, "attempt": attempt, "delay": delay,
                                                 "error": str(error)})
-        self.teardown_queue.send(replace(message, attempt=attempt), delay_seconds=delay)
+        self.outbox.send(replace(message, attempt=attempt), delay_seconds=delay)
 
     # ---- a delete task -----------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class Remover:
                 self._end(task, TaskStatus.REFUSED, f"Model `{model_id}` has nothing deployed; nothing to delete")
                 return
             task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
-            task = self.store.update(task)
+            task = self.writer.commit(task)
         if task.stage == Stage.UNALIASING:
             if alias is not None and (alias.live_variant or alias.previous_variant):
                 # Clients stop resolving the model before anything is deleted.
@@ -114,7 +115,7 @@ class Remover:
                 stage=Stage.TEARING_DOWN,
                 detail=f"alias cleared; tearing down {len(names)} variant(s): {', '.join(names) or 'none'}",
             )
-            task = self.store.update(task)
+            task = self.writer.commit(task)
         try:
             for name in names:
                 self.hosting.delete_variant(name)
@@ -124,9 +125,6 @@ class Remover:
         self._end(task, TaskStatus.DONE, f"deleted {len(names)} variant(s): {', '.join(names) or 'none'}")
 
     def _end(self, task: Task, status: TaskStatus, detail: str) -> None:
-        task.record(at=self.clock.now(), stage=Stage.FINISHED if status == TaskStatus.DONE else None,
-                    status=status, detail=detail)
-        self.store.update(task)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        self.writer.end(task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None)
         logger.info("delete ended", extra={"task_id": task.task_id, "embedding_model_id": task.embedding_model_id,
                                            "status": status.value})

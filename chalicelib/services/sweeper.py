@@ -5,8 +5,8 @@ import logging
 from dataclasses import dataclass, field
 
 from chalicelib.domain.messages import TeardownVariant, resume
-from chalicelib.domain.models import TaskKind
-from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, Queue, TaskStore
+from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ class Sweeper:
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
-    deploy_queue: Queue
-    teardown_queue: Queue
+    outbox: Outbox
     hosting: Hosting
     clock: Clock
 
@@ -44,8 +43,7 @@ class Sweeper:
                 owned.add(task.variant)
             if (now - task.updated_at).total_seconds() < self.stall_seconds:
                 continue
-            queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
-            queue.send(resume(task))
+            self.outbox.send(resume(task))
             report.rekicked.append(task.task_id)
             logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
                                                               "embedding_model_id": task.embedding_model_id})
@@ -55,9 +53,7 @@ class Sweeper:
             if variant.name in owned:
                 continue
             # Previous variants still baking are owned by their alias; so an unowned one is a leak.
-            self.teardown_queue.send(
-                TeardownVariant(variant.embedding_model_id or "", variant.name, reason="orphan sweep")
-            )
+            self.outbox.send(TeardownVariant(variant.embedding_model_id or "", variant.name, reason="orphan sweep"))
             report.orphans.append(variant.name)
             logger.warning(
                 "orphaned variant handed to teardown",

@@ -13,14 +13,16 @@ from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
     DispatchError,
     IdempotencyConflictError,
+    InvalidStateError,
     ModelBusyError,
     TaskAlreadyExistsError,
     TaskNotFoundError,
 )
 from chalicelib.domain.messages import resume
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.ports import Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config
+from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,8 @@ class TaskService:
     settings: Settings
     store: TaskStore
     locks: ModelLocks
-    deploy_queue: Queue
-    teardown_queue: Queue
+    outbox: Outbox
+    writer: TaskWriter
     clock: Clock
 
     def submit(self, command: Submit) -> Task:
@@ -89,6 +91,22 @@ class TaskService:
             reason=command.reason,
             source=command.source,
         )
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
+        next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
+        a rollback's job: the task is done by then."""
+        task = self.get(TaskKind.DEPLOY, task_id)
+        if task.status.is_terminal:
+            raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
+        if task.cancel_requested:
+            return task
+        if task.status == TaskStatus.PENDING and task.variant is None:
+            # Nothing was created yet; its queued message will find it ended.
+            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+        task.cancel_requested = True
+        task.record(at=self.clock.now(), detail="cancel requested")
+        return self.writer.advance(task)
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
@@ -170,18 +188,11 @@ class TaskService:
         return age > self.settings.stale_lock_seconds
 
     def _dispatch(self, task: Task) -> Task:
-        queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
         try:
-            queue.send(resume(task))
+            self.outbox.send(resume(task))
         except DispatchError as exc:
             logger.error("dispatch failed", extra={**_log_keys(task), "error": str(exc)})
-            task.record(
-                at=self.clock.now(),
-                status=TaskStatus.FAILED,
-                detail=f"{DISPATCH_FAILED[task.kind]}: {exc}",
-            )
-            self.store.update(task)
-            self.locks.release(task.embedding_model_id, task.task_id)
+            self.writer.end(task, TaskStatus.FAILED, f"{DISPATCH_FAILED[task.kind]}: {exc}")
             raise DispatchError(DISPATCH_FAILED[task.kind]) from exc
         logger.info("task submitted", extra={**_log_keys(task), "source": task.source})
         return task

@@ -13,6 +13,7 @@ from chalicelib.domain.errors import (
     DispatchError,
     IdempotencyConflictError,
     InvalidRequestError,
+    InvalidStateError,
     ModelBusyError,
     TaskNotFoundError,
 )
@@ -156,3 +157,39 @@ def test_config_outside_the_stage_rules_is_refused_naming_the_field(
 def test_task_times_are_utc(memory_container: wiring.Container) -> None:
     task = deploy(memory_container, embedding_model_id="m")
     assert task.created_at.utcoffset() == timedelta(0)
+
+
+def test_cancel_before_the_worker_started_ends_the_task_and_frees_the_model(
+    memory_container: wiring.Container,
+) -> None:
+    task = deploy(memory_container, embedding_model_id="m")
+    memory_container.deploy_queue.drain()  # type: ignore[attr-defined]
+    canceled = memory_container.tasks.cancel(task.task_id)
+    assert (canceled.status, canceled.detail) == (TaskStatus.CANCELED, "canceled before it started")
+    assert memory_container.locks.get("m") is None
+    assert memory_container.deploy_queue.messages == []  # type: ignore[attr-defined]
+
+
+def test_cancel_of_a_running_deploy_asks_the_worker_once(memory_container: wiring.Container) -> None:
+    task = deploy(memory_container, embedding_model_id="m")
+    task.record(at=memory_container.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    task.variant = "esd-m-1-2"
+    running = memory_container.store.update(task)
+    memory_container.deploy_queue.drain()  # type: ignore[attr-defined]
+    requested = memory_container.tasks.cancel(task.task_id)
+    assert requested.cancel_requested and requested.status == TaskStatus.PROCESSING
+    assert memory_container.deploy_queue.messages == [  # type: ignore[attr-defined]
+        (Advance(task.task_id, running.version + 1), 0)
+    ]
+    assert memory_container.tasks.cancel(task.task_id).version == requested.version  # nothing new
+    assert len(memory_container.deploy_queue.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_cancel_of_an_ended_or_unknown_deploy_is_refused(memory_container: wiring.Container) -> None:
+    task = deploy(memory_container, embedding_model_id="m")
+    memory_container.tasks.cancel(task.task_id)
+    with pytest.raises(InvalidStateError, match="is already canceled"):
+        memory_container.tasks.cancel(task.task_id)
+    deletion = memory_container.tasks.submit(parse_delete({"model_id": "other"}))
+    with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{deletion.task_id}` is not found"):
+        memory_container.tasks.cancel(deletion.task_id)
