@@ -50,6 +50,17 @@ class Settings:
     def artifact_root_url(self) -> str:
         return f"s3://{self.artifact_bucket}/{self.artifact_prefix}"
 
+    def poll_delay(self, polls: int) -> int:
+        """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
+        delay = self.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
+        return int(min(delay, self.poll_max_seconds))
+
+    @property
+    def stall_seconds(self) -> int:
+        """An active task not written for this long has lost its message (the sweeper re-sends it):
+        twice the longest poll delay, plus two minutes for a worker's retries."""
+        return 2 * self.poll_max_seconds + 120
+
 
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()

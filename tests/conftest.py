@@ -1,4 +1,4 @@
-"""Shared fixtures: settings, an in-memory container, and moto-backed AWS with our resources."""
+"""Shared fixtures: settings, in-memory adapters, and moto-backed AWS with our resources."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -64,9 +64,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def memory_container(settings: Settings, clock: ManualClock) -> Iterator[wiring.Container]:
+def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.Adapters]:
     """Every port in memory; hosting is added by the tests that need it."""
-    container = wiring.Container(
+    adapters = wiring.Adapters(
         settings=settings,
         store=InMemoryTaskStore(),
         locks=InMemoryModelLocks(),
@@ -77,8 +77,8 @@ def memory_container(settings: Settings, clock: ManualClock) -> Iterator[wiring.
         artifacts=InMemoryArtifacts(),
         clock=clock,
     )
-    wiring.use(container)
-    yield container
+    wiring.use(adapters)
+    yield adapters
     wiring.use(None)
 
 
@@ -94,8 +94,8 @@ def aws(settings: Settings) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def aws_container(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Container]:
-    container = wiring.aws_container(settings)
-    wiring.use(container)
-    yield container
+def aws_adapters(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Adapters]:
+    adapters = wiring.aws_adapters(settings)
+    wiring.use(adapters)
+    yield adapters
     wiring.use(None)

@@ -167,7 +167,7 @@ class Deployer:
             self.writer.advance(task)
         elif status.state == EndpointState.CREATING:
             task.polls += 1
-            self.writer.advance(task, delay_seconds=self.poll_delay(task.polls))
+            self.writer.advance(task, delay_seconds=self.settings.poll_delay(task.polls))
         elif status.state == EndpointState.FAILED:
             reason = status.failure_reason or "no reason given"
             self._fail(task, TaskStatus.FAILED, f"SageMaker endpoint {task.variant} failed: {reason}")
@@ -258,10 +258,6 @@ class Deployer:
         return green if green and not self._is_live(task) else ()
 
     # ---- helpers ----------------------------------------------------------------------------
-
-    def poll_delay(self, polls: int) -> int:
-        delay = self.settings.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
-        return int(min(delay, self.settings.poll_max_seconds))
 
     def _is_live(self, task: Task) -> bool:
         if not task.variant:

@@ -5,7 +5,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
-from chalicelib.config import SQS_MAX_DELAY_SECONDS
+from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
@@ -22,7 +22,7 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 
 @dataclass
 class Remover:
-    resource_prefix: str
+    settings: Settings
     store: TaskStore
     aliases: Aliases
     mirror: AliasMirror
@@ -95,7 +95,7 @@ class Remover:
     def _delete(self, task: Task, message: DeleteModel) -> None:
         model_id = task.embedding_model_id
         alias = self.aliases.get(model_id)
-        variants = self.hosting.list_variants(model_name_prefix(self.resource_prefix, model_id))
+        variants = self.hosting.list_variants(model_name_prefix(self.settings.resource_prefix, model_id))
         names = sorted({v.name for v in variants if v.embedding_model_id in (None, model_id)})
         if task.stage == Stage.QUEUED:
             if (alias is None or not alias.live_variant) and not names:

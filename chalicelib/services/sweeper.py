@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from chalicelib.config import Settings
 from chalicelib.domain.messages import TeardownVariant, resume
 from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore
 from chalicelib.services.outbox import Outbox
@@ -22,8 +23,7 @@ class Sweeper:
     """A lost message (a send that failed after its step, a crash) must not strand a task,
     and a variant nobody owns must not keep billing: both are found here, every few minutes."""
 
-    resource_prefix: str
-    stall_seconds: int
+    settings: Settings
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
@@ -41,7 +41,7 @@ class Sweeper:
                 continue
             if task.variant:
                 owned.add(task.variant)
-            if (now - task.updated_at).total_seconds() < self.stall_seconds:
+            if (now - task.updated_at).total_seconds() < self.settings.stall_seconds:
                 continue
             self.outbox.send(resume(task))
             report.rekicked.append(task.task_id)
@@ -49,7 +49,7 @@ class Sweeper:
                                                               "embedding_model_id": task.embedding_model_id})
         for alias in self.aliases.list_live():
             owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for variant in self.hosting.list_variants(f"{self.resource_prefix}-"):
+        for variant in self.hosting.list_variants(f"{self.settings.resource_prefix}-"):
             if variant.name in owned:
                 continue
             # Previous variants still baking are owned by their alias; so an unowned one is a leak.

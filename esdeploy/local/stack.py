@@ -93,7 +93,7 @@ class LocalStack:
         self.hosting = LocalHosting(
             session.client("s3"), self.state_dir / "endpoints", on_state_change=self._endpoint_changed
         )
-        self._install_container(settings)
+        self._install_adapters(settings, self.hosting)
 
         import app as chalice_app
 
@@ -122,12 +122,11 @@ class LocalStack:
         (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
         return self.info
 
-    def _install_container(self, settings: Any) -> None:
+    @staticmethod
+    def _install_adapters(settings: Any, hosting: LocalHosting) -> None:
         from chalicelib import wiring
 
-        container = wiring.aws_container(settings)
-        container._hosting = self.hosting
-        wiring.use(container)
+        wiring.use(wiring.aws_adapters(settings, hosting_factory=lambda: hosting))
 
     def _serve_http(self, app: Any) -> None:
         from chalice.config import Config

@@ -11,6 +11,7 @@ from chalice.test import Client
 from app import app
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_deploy
+from chalicelib.services.tasks import TaskService
 from tests.app.test_intake import sqs_event
 from tests.fakes import FakeHosting
 
@@ -24,7 +25,7 @@ def invoke(function: str, *bodies: Any) -> dict[str, Any]:
     "function", ["deploy_worker", "teardown_worker", "deploy_dead_letters", "teardown_dead_letters"]
 )
 def test_unreadable_messages_are_logged_and_acknowledged(
-    memory_container: wiring.Container, caplog: pytest.LogCaptureFixture, function: str
+    memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture, function: str
 ) -> None:
     caplog.set_level(logging.INFO, logger="chalicelib")
     garbage = ["not json", [1, 2], {"action": "promote", "task_id": "t1"}, {"action": "advance"}]
@@ -34,17 +35,17 @@ def test_unreadable_messages_are_logged_and_acknowledged(
     assert logged[0].levelno == logging.ERROR and "not JSON" in logged[0].error  # type: ignore[attr-defined]
 
 
-def test_a_message_for_the_other_worker_queue_is_unreadable_not_retried(memory_container: wiring.Container) -> None:
+def test_a_message_for_the_other_worker_queue_is_unreadable_not_retried(memory_adapters: wiring.Adapters) -> None:
     misplaced = {"action": "teardown_variant", "embedding_model_id": "m", "variant": "esd-m-1", "reason": "x"}
     assert invoke("deploy_worker", misplaced) == {"batchItemFailures": []}
 
 
 def test_a_readable_message_that_fails_is_reported_for_redelivery(
-    memory_container: wiring.Container, caplog: pytest.LogCaptureFixture
+    memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="chalicelib")
-    memory_container.hosting_factory = FakeHosting
-    task = memory_container.tasks.submit(parse_deploy({"embedding_model_id": "m"}))
+    memory_adapters.hosting_factory = FakeHosting
+    task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     ahead = {"action": "advance", "task_id": task.task_id, "version": task.version + 1}
     assert invoke("deploy_worker", json.dumps(ahead)) == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
     failed = [r for r in caplog.records if r.getMessage().startswith("message failed")]

@@ -143,10 +143,10 @@ class Pump:
 
 @dataclass
 class World:
-    """Everything a scenario touches: the HTTP client, the container, the fake SageMaker."""
+    """Everything a scenario touches: the HTTP client, the adapters, the fake SageMaker."""
 
     client: Client
-    container: wiring.Container
+    adapters: wiring.Adapters
     hosting: FakeHosting
     clock: WarpClock
     pump: Pump
@@ -163,8 +163,8 @@ class World:
         return self.client.http.get(path)
 
     def upload_artifact(self, model_id: str, manifest: dict[str, Any] | None = None) -> str:
-        bucket = self.container.settings.artifact_bucket
-        key = f"{self.container.settings.artifact_prefix}{model_id}/model.tar.gz"
+        bucket = self.adapters.settings.artifact_bucket
+        key = f"{self.adapters.settings.artifact_prefix}{model_id}/model.tar.gz"
         self.s3.put_object(Bucket=bucket, Key=key, Body=b"not really a tarball")
         if manifest is not None:
             manifest_key = key.rsplit("/", 1)[0] + "/manifest.json"
@@ -188,10 +188,10 @@ class World:
     def assert_no_leaks(self) -> None:
         """Every SageMaker resource of ours is owned by an alias or by an active task."""
         owned: set[str] = set()
-        for alias in self.container.aliases.list_live():
+        for alias in self.adapters.aliases.list_live():
             owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for lock in self.container.locks.list_held():
-            task = self.container.store.get(lock.task_id)
+        for lock in self.adapters.locks.list_held():
+            task = self.adapters.store.get(lock.task_id)
             if task is not None and task.is_active and task.variant:
                 owned.add(task.variant)
         leaked = sorted({r.name for r in self.hosting.owned_resources()} - owned)

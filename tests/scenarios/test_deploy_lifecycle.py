@@ -39,7 +39,7 @@ def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
     assert model["endpoint_name"] == done["endpoint_name"]
     assert model["previous_endpoint_name"] is None
     assert world.hosting.endpoint_names() == [done["endpoint_name"]]
-    ssm = world.container.mirror
+    ssm = world.adapters.mirror
     assert ssm.parameter_name("your_model_id") == "/esdeploy/test/models/your_model_id/endpoint"  # type: ignore[attr-defined]
     import boto3
 
@@ -333,7 +333,7 @@ def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World
 
     from tests.scenarios.harness import Pump
 
-    settings = world.container.settings
+    settings = world.adapters.settings
     requests_url = world.urls.requests
     dlq_url = world.urls.dead_letters[settings.requests_queue]
     intake = Pump(client=world.client, sqs=world.sqs, clock=world.clock, handlers={requests_url: "requests_worker"})
