@@ -19,11 +19,11 @@ from chalicelib.domain.messages import DeadLetter
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
 from chalicelib.services.dead_letters import DeadLetterService
-from chalicelib.services.deployer import Deployer
+from chalicelib.services.deploy_worker import DeployWorker
 from chalicelib.services.models import ModelActions, ModelReads
-from chalicelib.services.remover import Remover
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
+from chalicelib.services.teardown_worker import TeardownWorker
 from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
@@ -159,7 +159,7 @@ def rollback_model(embedding_model_id: str) -> Response:
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
     return process_batch(
-        event, read_deploy_tasks, lambda message, _record: wiring.service(Deployer).handle(message)
+        event, read_deploy_tasks, lambda message, _record: wiring.service(DeployWorker).handle(message)
     )
 
 
@@ -167,7 +167,7 @@ def deploy_worker(event: SQSEvent) -> dict[str, Any]:
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
     return process_batch(
-        event, read_teardown_tasks, lambda message, _record: wiring.service(Remover).handle(message)
+        event, read_teardown_tasks, lambda message, _record: wiring.service(TeardownWorker).handle(message)
     )
 
 

@@ -74,9 +74,9 @@ def run_deployments(counter: CallCounter) -> None:
     from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
     from chalicelib.api.schemas import parse_deploy
     from chalicelib.config import load_settings
-    from chalicelib.services.deployer import Deployer
-    from chalicelib.services.remover import Remover
+    from chalicelib.services.deploy_worker import DeployWorker
     from chalicelib.services.tasks import TaskService
+    from chalicelib.services.teardown_worker import TeardownWorker
     from esdeploy.bootstrap import create_all
 
     settings = load_settings(os.environ)
@@ -105,8 +105,8 @@ def run_deployments(counter: CallCounter) -> None:
             while True:
                 handled = False
                 for url, run in (
-                    (urls.deploy, lambda text: adapters.build(Deployer).handle(read_deploy_tasks(text))),
-                    (urls.teardown, lambda text: adapters.build(Remover).handle(read_teardown_tasks(text))),
+                    (urls.deploy, lambda text: adapters.build(DeployWorker).handle(read_deploy_tasks(text))),
+                    (urls.teardown, lambda text: adapters.build(TeardownWorker).handle(read_teardown_tasks(text))),
                 ):
                     for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
                         body = json.loads(message["Body"])

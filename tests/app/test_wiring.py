@@ -11,12 +11,12 @@ from app import app
 from chalicelib import wiring
 from chalicelib.adapters import sagemaker_hosting
 from chalicelib.services.dead_letters import DeadLetterService
-from chalicelib.services.deployer import Deployer
+from chalicelib.services.deploy_worker import DeployWorker
 from chalicelib.services.models import ModelActions, ModelReads
 from chalicelib.services.outbox import Outbox, TaskWriter
-from chalicelib.services.remover import Remover
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
+from chalicelib.services.teardown_worker import TeardownWorker
 from tests.fakes import FakeHosting
 
 JSON = {"Content-Type": "application/json"}
@@ -43,7 +43,8 @@ def test_reading_models_and_cancelling_never_build_sagemaker_clients(
 
 @pytest.mark.parametrize(
     "service",
-    [TaskService, Deployer, Remover, Sweeper, DeadLetterService, ModelReads, ModelActions, Outbox, TaskWriter],
+    [TaskService, DeployWorker, TeardownWorker, Sweeper, DeadLetterService, ModelReads, ModelActions, Outbox,
+     TaskWriter],
 )
 def test_every_service_can_be_built_from_the_adapters(memory_adapters: wiring.Adapters, service: type) -> None:
     fake = FakeHosting()

@@ -1,4 +1,4 @@
-"""Services: the deletion worker — tears down variants and runs delete tasks."""
+"""Services: the teardown worker (teardown-tasks) — tears down variants and runs delete tasks."""
 from __future__ import annotations
 
 import logging
@@ -21,7 +21,7 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 
 
 @dataclass
-class Remover:
+class TeardownWorker:
     settings: Settings
     store: TaskStore
     aliases: Aliases

@@ -1,4 +1,4 @@
-"""Services: the deploy worker — advances one deploy task by one step per message."""
+"""Services: the deploy worker (deploy-tasks) — advances one deploy task by one step per message."""
 from __future__ import annotations
 
 import logging
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Deployer:
+class DeployWorker:
     settings: Settings
     store: TaskStore
     aliases: Aliases
