@@ -15,7 +15,7 @@ from typing import Any
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, platform_status, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
-from esdeploy.local.environment import local_environment
+from esdeploy.local.environment import LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.pollers import QueuePoller, Scheduler
 from esdeploy.local.processes import LOOPBACK, free_port
@@ -84,7 +84,7 @@ class LocalStack:
         from esdeploy.bootstrap import create_all
 
         settings = load_settings(os.environ)
-        session = boto3.Session(region_name="us-east-1")
+        session = boto3.Session(region_name=LOCAL_REGION)
         urls = create_all(session, settings, visibility_timeout=30)
         sqs = session.client("sqs")
         self._sqs = sqs
@@ -115,7 +115,7 @@ class LocalStack:
             api_url=f"http://{LOOPBACK}:{self.port}",
             aws_endpoint=aws_endpoint,
             artifact_upload_url=f"s3://{settings.artifact_bucket}/{settings.artifact_prefix.rstrip('/')}",
-            region="us-east-1",
+            region=LOCAL_REGION,
             state_dir=str(self.state_dir),
             pid=os.getpid(),
         )
