@@ -1,4 +1,4 @@
-"""Unit tests: the layer rules of DESIGN.md section 3, checked on every import statement (ast)."""
+"""Unit tests: the layer rules (README, Architecture), checked on every import statement (ast)."""
 from __future__ import annotations
 
 import ast
