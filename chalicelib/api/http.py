@@ -13,10 +13,10 @@ from chalicelib.domain.errors import EsdeployError
 logger = logging.getLogger(__name__)
 
 
-def answer(produce: Callable[[], dict[str, Any] | list[Any]], status: int = 200) -> Response:
+def answer(produce: Callable[[], dict[str, Any] | list[Any]]) -> Response:
     """Call `produce`; a domain error becomes its mapped status, anything else a bare 500."""
     try:
-        return Response(body=produce(), status_code=status)
+        return Response(body=produce(), status_code=200)
     except EsdeployError as error:
         code, body = error_answer(error)
         log = logger.error if code >= 500 else logger.info

@@ -15,7 +15,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def client(aws_container: wiring.Container) -> Iterator[Client]:
+def client(aws_adapters: wiring.Adapters) -> Iterator[Client]:
     with Client(app) as test_client:
         yield test_client
 
@@ -46,7 +46,7 @@ def test_seed_deploy_example_works_as_written(client: Client, aws: dict[str, Any
     assert task["config"]["instance_type"] == "ml.g5.xlarge"
     assert task["events"][0]["status"] == "pending"
     messages = queue_bodies(aws, aws["queues"].deploy)
-    assert messages == [{"action": "advance", "embedding_model_id": "abc123", "task_id": task["task_id"]}]
+    assert messages == [{"action": "advance", "task_id": task["task_id"], "version": 1}]
 
 
 def test_seed_delete_example_works_as_written(client: Client, aws: dict[str, Any]) -> None:
@@ -66,14 +66,14 @@ def test_get_task_by_id_and_newest_by_model(client: Client) -> None:
     assert client.http.get("/delete-status/m2").json_body["task_id"] == "del-1"
 
 
-def test_newest_wins_once_the_first_task_ended(client: Client, aws_container: wiring.Container) -> None:
+def test_newest_wins_once_the_first_task_ended(client: Client, aws_adapters: wiring.Adapters) -> None:
     post(client, "/deploy", {"embedding_model_id": "m1", "id": "older"})
-    older = aws_container.store.get("older")
+    older = aws_adapters.store.get("older")
     assert older is not None
     from chalicelib.domain.models import TaskStatus
 
-    older.record(at=aws_container.clock.now(), status=TaskStatus.FAILED, detail="gone wrong")
-    aws_container.store.update(older)
+    older.record(at=aws_adapters.clock.now(), status=TaskStatus.FAILED, detail="gone wrong")
+    aws_adapters.store.update(older)
     post(client, "/deploy", {"embedding_model_id": "m1", "id": "newer"})
     assert client.http.get("/deploy-status/m1").json_body["task_id"] == "newer"
 
@@ -152,7 +152,7 @@ def test_wrong_content_type_is_415(client: Client) -> None:
 
 
 def test_sqs_outage_fails_the_task_with_the_seed_message(
-    client: Client, aws: dict[str, Any], aws_container: wiring.Container
+    client: Client, aws: dict[str, Any], aws_adapters: wiring.Adapters
 ) -> None:
     sqs = aws["session"].client("sqs")
     sqs.delete_queue(QueueUrl=aws["queues"].deploy)
@@ -161,14 +161,14 @@ def test_sqs_outage_fails_the_task_with_the_seed_message(
     assert answer.json_body == {"detail": "Failed to create and send model deployment task"}
     task = client.http.get("/deploy/lost").json_body
     assert task["status"] == "failed" and "Failed to create and send" in task["detail"]
-    assert aws_container.locks.get("m1") is None
+    assert aws_adapters.locks.get("m1") is None
 
 
-def test_unexpected_fault_is_a_bare_500(client: Client, aws_container: wiring.Container, monkeypatch) -> None:
+def test_unexpected_fault_is_a_bare_500(client: Client, aws_adapters: wiring.Adapters, monkeypatch) -> None:
     def explode(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(aws_container.store, "get", explode)
+    monkeypatch.setattr(aws_adapters.store, "get", explode)
     answer = client.http.get("/deploy/x")
     assert answer.status_code == 500
     assert answer.json_body == {"detail": "Internal error"}
