@@ -297,8 +297,8 @@ def package(
     try:
         with console.status("packaging") as status:
             result = packaging.package(request, progress=lambda step: status.update(step))
-    except packaging.PackagingError as exc:
-        console.print(f"[red]package failed:[/red] {exc}", soft_wrap=True, markup=True, highlight=False)
+    except (packaging.PackagingError, OSError) as exc:  # OSError: an --output folder that cannot be written, ...
+        console.print(Text(f"package failed: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     _print_summary(result)
     if destination is not None:

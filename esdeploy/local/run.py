@@ -27,7 +27,7 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
     stack = LocalStack(port=port, state_dir=state_dir, sweep_every=sweep_every)
     try:
         info = stack.start()
-    except PortInUseError as error:
+    except (PortInUseError, OSError) as error:  # OSError: a --state-dir that cannot be made or written, ...
         stack.stop()  # removes the temp state folder it made
         print(f"esdeploy local: {error}", file=sys.stderr, flush=True)
         return 1

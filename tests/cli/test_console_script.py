@@ -103,3 +103,12 @@ def test_package_upload_to_an_endpoint_that_does_not_answer_fails_before_packagi
     assert "upload check failed: bucket 'some-bucket' at the endpoint http://127.0.0.1:" in result.stderr
     assert "AWS_ENDPOINT_URL; not AWS" in result.stderr
     assert "Could not connect" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_local_with_a_state_dir_it_cannot_make_says_so_in_one_line(elsewhere: Path) -> None:
+    a_file = elsewhere / "a-file"
+    a_file.write_text("not a folder")
+    result = esdeploy("local", "--port", str(free_port()), "--state-dir", str(a_file / "state"), cwd=elsewhere)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "Not a directory" in result.stderr and str(a_file) in result.stderr
