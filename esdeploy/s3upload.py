@@ -106,7 +106,8 @@ def _named_errors(what: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        reason = {"404": "it does not exist", "NoSuchBucket": "it does not exist", "403": "access is denied"}
+        denied = "access is denied (the check needs s3:ListBucket on it; is it another account's bucket?)"
+        reason = {"404": "it does not exist", "NoSuchBucket": "it does not exist", "403": denied}
         raise UploadError(f"{what}: {reason.get(code, str(exc))}") from None
     except BotoCoreError as exc:
         raise UploadError(f"{what}: {exc}") from None
