@@ -10,7 +10,8 @@ from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
-from chalicelib.api.http import answer
+from chalicelib.api.docs import docs_page
+from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
 from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
@@ -64,6 +65,12 @@ def log_request(event: Any, get_response: Any) -> Any:
     return response
 
 
+@app.middleware("http")
+def error_shape(event: Any, get_response: Any) -> Any:
+    """Chalice's own 415 and 405 answers get our `{"detail": ...}` shape, like every other error."""
+    return in_our_error_shape(get_response(event))
+
+
 def _body() -> dict[str, Any]:
     request = app.current_request
     assert request is not None  # Chalice sets it for every route call
@@ -74,6 +81,12 @@ def _body() -> dict[str, Any]:
 @app.route("/health", methods=["GET"], authorizer=auth)
 def health() -> dict[str, str]:
     return {"status": "ok", "service": "esdeploy"}
+
+
+@app.route("/docs", methods=["GET"], authorizer=auth)
+def docs() -> Response:
+    """Where Embedding Studio users look first: the routes, on one plain page."""
+    return Response(body=docs_page(app.routes), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @app.route("/deploy", methods=["POST"], authorizer=auth)

@@ -167,16 +167,20 @@ class LocalHosting:
                 preexec_fn=_die_with_parent,
             )
         assert variant.process.stdout is not None
+        # Read to the end, whatever a line leads to: an endpoint whose pipe nobody reads blocks on its next log line.
         for line in variant.process.stdout:
             line = line.rstrip()
             variant.output.append(line)
-            found = _LISTENING.search(line)
-            if found:
-                variant.port = int(found.group(1))
-            elif line.startswith(endpoint.READY):
-                self._set_state(variant, EndpointState.IN_SERVICE, None)
-            elif line.startswith(endpoint.FAILED):
-                self._set_state(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
+            try:
+                found = _LISTENING.search(line)
+                if found:
+                    variant.port = int(found.group(1))
+                elif line.startswith(endpoint.READY):
+                    self._set_state(variant, EndpointState.IN_SERVICE, None)
+                elif line.startswith(endpoint.FAILED):
+                    self._set_state(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
+            except Exception:
+                logger.exception("local endpoint: acting on its output failed", extra={"variant": variant.spec.name})
         code = variant.process.wait()
         with self._lock:
             still_ours = self._variants.get(variant.spec.name) is variant

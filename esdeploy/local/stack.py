@@ -1,6 +1,7 @@
 """Local stack: starts embedded AWS, the app's HTTP API, the queue pollers and local endpoints."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from chalicelib.ports import VariantSpec
 from esdeploy.local.environment import LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.pollers import QueuePoller, Scheduler
-from esdeploy.local.processes import LOOPBACK, free_port
+from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class LocalStack:
     # ---- start ------------------------------------------------------------------------------
 
     def start(self) -> StackInfo:
+        ensure_port_free(self.port)  # before anything starts: a taken port is one line, not a traceback
         from moto.server import ThreadedMotoServer
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,12 @@ class LocalStack:
         from chalice.local import create_local_server
 
         config = Config.create(chalice_stage="local", app_name="esdeploy", chalice_app=app)
-        self._http = create_local_server(app, config, LOOPBACK, self.port)
+        try:
+            self._http = create_local_server(app, config, LOOPBACK, self.port)
+        except OSError as error:  # taken since the check at start
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(self.port) from None
+            raise
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
         self._http_thread.start()
 

@@ -146,9 +146,34 @@ def test_oversized_body_is_413(client: Client) -> None:
     assert "limit" in answer.json_body["detail"]
 
 
-def test_wrong_content_type_is_415(client: Client) -> None:
-    answer = post(client, "/deploy", '{"embedding_model_id": "m"}', headers={"Content-Type": "text/plain"})
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])  # curl -d sends the 2nd
+def test_wrong_content_type_is_415_in_our_shape(client: Client, content_type: str) -> None:
+    answer = post(client, "/deploy", '{"embedding_model_id": "m"}', headers={"Content-Type": content_type})
     assert answer.status_code == 415
+    assert answer.json_body == {
+        "detail": f"Content-Type {content_type} is not supported: send the body as JSON with "
+        "Content-Type: application/json"
+    }
+
+
+def test_a_method_a_route_does_not_have_is_405_in_our_shape(client: Client) -> None:
+    answer = client.http.put("/deploy", headers=JSON, body="{}")
+    assert answer.status_code == 405
+    assert answer.json_body == {"detail": "Unsupported method: PUT; this path allows POST"}
+
+
+def test_docs_lists_every_route_on_a_plain_page(client: Client) -> None:
+    answer = client.http.get("/docs")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    page = answer.body.decode()
+    assert "<script" not in page and "http" not in page.split("<body>")[1]  # nothing loaded from elsewhere
+    for path, methods in app.routes.items():
+        for method in methods:
+            row = f"<tr><td>{method}</td><td><code>{path}</code></td><td>"
+            assert row in page
+            assert f"{row}</td>" not in page, f"{method} {path} has no description on /docs"
+    assert "docs/api.md" in page
 
 
 def test_sqs_outage_fails_the_task_with_the_seed_message(
