@@ -1,10 +1,12 @@
-"""Racing requests against moto DynamoDB: the per-model lock lets exactly one win."""
+"""Racing requests against moto DynamoDB: the per-model lock lets exactly one win.
+
+The `aws` fixture's moto keeps DynamoDB's atomic conditional writes by the same mechanism as the
+local stack's (esdeploy/local/embedded_aws.py), not by a lock of its own; tests/e2e races over HTTP.
+"""
 from __future__ import annotations
 
 import threading
 from collections import Counter
-
-import pytest
 
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_delete, parse_deploy
@@ -12,24 +14,6 @@ from chalicelib.domain.errors import IdempotencyConflictError, ModelBusyError
 from chalicelib.services.tasks import TaskService
 
 RACERS = 8
-
-
-@pytest.fixture(autouse=True)
-def atomic_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real DynamoDB evaluates a condition and writes atomically; moto's backend does not lock,
-    so under threads it can let two conditional writes through. Give moto DynamoDB's guarantee
-    (one lock around each item operation) so that these tests judge our code, not moto's."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    guard = threading.RLock()
-    for name in ("put_item", "update_item", "get_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self, *args, __original=original, **kwargs):
-            with guard:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def race(target) -> list[str]:

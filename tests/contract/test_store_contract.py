@@ -27,15 +27,16 @@ from chalicelib.domain.models import (
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
+def backend(request: pytest.FixtureRequest, test_env: dict[str, str], settings: Settings) -> Iterator[dict[str, Any]]:
     if request.param == "memory":
         yield {"store": InMemoryTaskStore(), "locks": InMemoryModelLocks(), "aliases": InMemoryAliases()}
         return
-    from esdeploy.bootstrap import create_tables
+    from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 
+    keep_dynamodb_atomic()
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        create_tables(dynamodb.meta.client, settings)
+        create_resources(boto3.Session(region_name="us-east-1"), test_env)
         models = dynamodb.Table(settings.models_table)
         yield {
             "store": DynamoTaskStore(dynamodb.Table(settings.tasks_table)),

@@ -1,0 +1,239 @@
+"""Local stack: the embedded AWS — moto, keeping DynamoDB's atomic writes, with infra/template.yaml's resources.
+
+The local stack and the in-process test fixtures both build their AWS from here, so what they run
+on is what AWS runs: the tables, queues (with their dead-letter queues and redrive) and bucket are
+created by moto's CloudFormation from the very resource definitions `infra/template.yaml` deploys
+(no second copy to drift), and DynamoDB evaluates a condition and writes as one step.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The local stack serves app.py from this checkout, so infra/ is beside it (as .chalice/ is).
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+# What the app needs of the template; the rest (roles, rules, alarms, functions) is AWS's part.
+NAME_PROPERTY: Mapping[str, str] = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::S3::Bucket": "BucketName",
+}
+# The template patches every function's environment with references to its resources; the API
+# function's copy says which resource each setting names.
+_FUNCTION_ENVIRONMENT = ("Resources", "APIHandler", "Properties", "Environment", "Variables")
+_PSEUDO_PARAMETER = "AWS::"
+
+
+class TemplateError(Exception):
+    """infra/template.yaml cannot give the embedded AWS what the app needs."""
+
+
+@dataclass(frozen=True)
+class QueueUrls:
+    requests: str
+    deploy: str
+    teardown: str
+    dead_letters: dict[str, str]  # queue name -> the URL of its dead-letter queue (from its redrive policy)
+
+
+# ---- DynamoDB's guarantee ---------------------------------------------------------------------
+
+_dynamodb_requests = threading.RLock()
+
+
+def keep_dynamodb_atomic() -> None:
+    """Serialise moto's DynamoDB request handling in this process, one whole request at a time.
+
+    DynamoDB evaluates a ConditionExpression and writes in one step; moto's backend takes no lock,
+    so two concurrent conditional writes on one item can both pass (16 racing POST /deploy for one
+    model got two or three winners). Both the embedded server and `mock_aws()` dispatch every
+    DynamoDB request through `DynamoHandler.call_action`, so one lock there gives both the
+    guarantee. Idempotent; stays for the life of the process, as the guarantee should.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "_esdeploy_atomic", False):
+        return
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with _dynamodb_requests:
+            return original(self)
+
+    call_action._esdeploy_atomic = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+# ---- the template's resources -----------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as their long form."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_tag)
+
+
+def load_cfn(path: Path) -> dict[str, Any]:
+    """A CloudFormation YAML template as plain data (short tags in their long form)."""
+    loaded = yaml.load(path.read_text(), Loader=_CfnLoader)
+    if not isinstance(loaded, dict):
+        raise TemplateError(f"{path} is not a CloudFormation template")
+    return loaded
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids, parameters and conditions that `node` refers to (Ref, GetAtt, ${X} in Sub, If, DependsOn)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("Ref", "Condition") and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else (value[0], value[1])
+                found |= {v.split(".")[0] for v in _sub_variables(text)} - set(variables)
+                found |= references(variables)
+            elif key == "Fn::If" and isinstance(value, list) and value:
+                found.add(str(value[0]))
+                found |= references(value[1:])
+            elif key == "DependsOn":
+                found |= {value} if isinstance(value, str) else set(value)
+            else:
+                found |= references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    return found
+
+
+def _sub_variables(text: str) -> list[str]:
+    return re.findall(r"\$\{([^!}][^}]*)\}", text)
+
+
+def resource_names(template: Mapping[str, Any], environment: Mapping[str, str]) -> dict[str, str]:
+    """Logical id -> the name the stage's settings give it, read through the template's own
+    function-environment patch (`ESDEPLOY_TASKS_TABLE: !Ref TasksTable`, ...): the same mapping
+    that points the Lambdas at these resources on AWS points the embedded stack at them here."""
+    variables: Any = template
+    for key in _FUNCTION_ENVIRONMENT:
+        variables = variables.get(key, {}) if isinstance(variables, dict) else {}
+    names: dict[str, str] = {}
+    for setting, reference in variables.items():
+        targets = references(reference)
+        if len(targets) == 1 and setting in environment:
+            names[next(iter(targets))] = environment[setting]
+    return names
+
+
+def embedded_template(environment: Mapping[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
+    """The plain-CloudFormation part of the template the app needs (tables, queues, bucket), for
+    the stage `environment` describes: its Stage parameter, and its names for what the functions use."""
+    template = load_cfn(template_path)
+    resources = template.get("Resources", {})
+    chosen = {
+        logical: json.loads(json.dumps(resource))  # a deep copy: names are set below
+        for logical, resource in resources.items()
+        if resource.get("Type") in NAME_PROPERTY
+    }
+    if not chosen:
+        raise TemplateError(f"{template_path} defines none of {', '.join(NAME_PROPERTY)}")
+    for logical, name in resource_names(template, environment).items():
+        if logical in chosen:
+            chosen[logical].setdefault("Properties", {})[NAME_PROPERTY[chosen[logical]["Type"]]] = name
+    conditions = template.get("Conditions", {})
+    used = references(chosen)
+    used_conditions = {c: conditions[c] for c in sorted(used & set(conditions))}
+    used |= references(used_conditions)
+    parameters = template.get("Parameters", {})
+    outside = used - set(chosen) - set(conditions) - set(parameters)
+    unknown = sorted(name for name in outside if not name.startswith(_PSEUDO_PARAMETER))
+    if unknown:
+        raise TemplateError(
+            f"the tables, queues and bucket of {template_path} refer to {', '.join(unknown)}, "
+            "which the embedded AWS does not create"
+        )
+    kept_parameters: dict[str, Any] = {}
+    for name in sorted(used & set(parameters)):
+        parameter = {k: v for k, v in parameters[name].items() if k not in ("AllowedValues", "AllowedPattern")}
+        if name != "Stage" and "Default" not in parameter:
+            raise TemplateError(f"parameter {name} of {template_path} has no default for the embedded AWS")
+        kept_parameters[name] = parameter
+    return {
+        "AWSTemplateFormatVersion": template.get("AWSTemplateFormatVersion", "2010-09-09"),
+        "Description": f"esdeploy {environment.get('ESDEPLOY_STAGE', '')} - embedded AWS (from {template_path.name})",
+        "Parameters": kept_parameters,
+        "Conditions": used_conditions,
+        "Resources": chosen,
+    }
+
+
+def create_resources(
+    session: Any, environment: Mapping[str, str], template_path: Path = TEMPLATE
+) -> QueueUrls:
+    """Create the stage's tables, queues and bucket with moto's CloudFormation; the queues' URLs.
+
+    `session` is a boto3 session against moto (in-process `mock_aws()` or the embedded server);
+    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names).
+    """
+    stage = environment.get("ESDEPLOY_STAGE", "")
+    if not stage:
+        raise TemplateError("ESDEPLOY_STAGE is not set: the template's resources are named by stage")
+    body = embedded_template(environment, template_path)
+    cloudformation = session.client("cloudformation")
+    stack = f"esdeploy-{stage}"
+    parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}] if "Stage" in body["Parameters"] else []
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(body), Parameters=parameters)
+    (created,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    if created["StackStatus"] != "CREATE_COMPLETE":
+        raise TemplateError(
+            f"the embedded stack {stack} is {created['StackStatus']}: {created.get('StackStatusReason')}"
+        )
+    return _queue_urls(session.client("sqs"), environment)
+
+
+def _queue_urls(sqs: Any, environment: Mapping[str, str]) -> QueueUrls:
+    def url(name: str) -> str:
+        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+    names = {
+        kind: environment[setting]
+        for kind, setting in (
+            ("requests", "ESDEPLOY_REQUESTS_QUEUE"),
+            ("deploy", "ESDEPLOY_DEPLOY_QUEUE"),
+            ("teardown", "ESDEPLOY_TEARDOWN_QUEUE"),
+        )
+    }
+    urls = {kind: url(name) for kind, name in names.items()}
+    dead_letters: dict[str, str] = {}
+    for kind, name in names.items():
+        attributes = sqs.get_queue_attributes(QueueUrl=urls[kind], AttributeNames=["RedrivePolicy"])["Attributes"]
+        target = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+        dead_letters[name] = url(target.rsplit(":", 1)[-1])
+    return QueueUrls(
+        requests=urls["requests"], deploy=urls["deploy"], teardown=urls["teardown"], dead_letters=dead_letters
+    )
