@@ -25,7 +25,8 @@ from typing import Any
 
 import requests
 
-from chalicelib.domain.models import parse_iso
+from chalicelib.adapters.sagemaker_shapes import event_status
+from chalicelib.domain.models import EndpointState, parse_iso
 from chalicelib.services.smoke import cosine
 from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
 from esdeploy.local.processes import free_port, processes_mentioning
@@ -200,7 +201,7 @@ def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
     name = task["endpoint_name"]
     for line in events_file.read_text().splitlines():
         event = json.loads(line)
-        if event["endpoint"] == name and event["status"] == "InService":
+        if event["endpoint"] == name and event["status"] == event_status(EndpointState.IN_SERVICE):
             verifying = next(e for e in task["events"] if e["stage"] == "verifying")
             return f"{(timestamp(verifying['at']) - event['at']):.2f} s"
     return "n/a"
