@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import ALL_PARTS
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
@@ -57,7 +56,6 @@ CRASH_POINTS = [
 @pytest.mark.parametrize("nth", [1, 2, 4, 6])
 @pytest.mark.parametrize(("port", "method"), CRASH_POINTS)
 def test_a_crash_between_steps_resumes_without_leaks(world: World, port: str, method: str, nth: int) -> None:
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     world.upload_artifact("m1", manifest_for("m1"))
     proxy = CrashAfter(getattr(world.adapters, port), method, nth)
     setattr(world.adapters, port, proxy)
@@ -105,7 +103,6 @@ def sweep(world: World) -> dict[str, Any]:
 
 
 def test_sweeper_rekicks_a_task_whose_message_was_lost(world: World) -> None:
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -135,3 +132,16 @@ def test_sweeper_hands_orphans_to_teardown_and_spares_owned_variants(world: Worl
     assert [r.name for r in world.hosting.owned_resources()] == [live] * 3
     teardown = [d for d in world.pump.deliveries if d.body.get("reason") == "orphan sweep"]
     assert json.dumps(teardown[0].body["variant"]) == '"esd-leftover-00000000-11111111"'
+
+
+def test_the_sweeper_hands_a_creating_orphan_to_teardown_which_waits_for_it_to_settle(world: World) -> None:
+    from chalicelib.ports import VariantSpec
+
+    orphan = VariantSpec("esd-leftover-00000000-22222222", "leftover", "crashed-task", "s3://x", "img",
+                         "ml.g5.xlarge", 1)
+    world.hosting.seed(orphan, creating_for=1800)  # its task crashed right after CreateEndpoint
+    assert sweep(world)["orphans"] == [orphan.name]
+    world.pump.run()
+    assert world.hosting.count("delete_variant", orphan.name) > 1  # refused while Creating, then done
+    assert world.hosting.owned_resources() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
