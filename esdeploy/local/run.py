@@ -9,10 +9,12 @@ from pathlib import Path
 from types import FrameType
 
 READY = "esdeploy local stack ready"
+STATE_IN = "state in "
 
 
-def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
+def run(port: int, state_dir: Path | None, sweep_every: float = 60.0, endpoint_creation_seconds: float = 0.0) -> int:
     """0 after Ctrl-C (SIGINT) or SIGTERM stopped everything; 1 when the stack could not start."""
+    from esdeploy.local.housekeeping import StateDirInUseError
     from esdeploy.local.processes import PortInUseError
     from esdeploy.local.stack import LocalStack
 
@@ -24,10 +26,12 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    stack = LocalStack(port=port, state_dir=state_dir, sweep_every=sweep_every)
+    stack = LocalStack(
+        port=port, state_dir=state_dir, sweep_every=sweep_every, endpoint_creation_seconds=endpoint_creation_seconds
+    )
     try:
         info = stack.start()
-    except (PortInUseError, OSError) as error:  # OSError: a --state-dir that cannot be made or written, ...
+    except (PortInUseError, StateDirInUseError, OSError) as error:  # OSError: a --state-dir that cannot be made, ...
         stack.stop()  # removes the temp state folder it made
         print(f"esdeploy local: {error}", file=sys.stderr, flush=True)
         return 1
@@ -35,11 +39,13 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
         stack.stop()
         raise
     try:
+        if stack.cleaned.paths:
+            print(f"  {stack.cleaned.summary()}", flush=True)
         kept = "" if state_dir else " (removed when the stack stops)"
         for line in (
             f"{READY}: API {info.api_url}",
             f"  embedded AWS (moto) at {info.aws_endpoint}; model artifacts go to {info.artifact_upload_url}",
-            f"  state in {info.state_dir}{kept}; Ctrl-C stops everything",
+            f"  {STATE_IN}{info.state_dir}{kept}; Ctrl-C stops everything",
             "  in another shell, paste these two lines, then use esdeploy:",
             f"    export ESDEPLOY_API={info.api_url}",
             f"    export AWS_ENDPOINT_URL={info.aws_endpoint} AWS_ACCESS_KEY_ID=local "
