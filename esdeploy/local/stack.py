@@ -25,6 +25,8 @@ from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free,
 
 logger = logging.getLogger(__name__)
 
+POLLER_CONNECTIONS = 32
+
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,15 @@ class LocalStack:
         os.environ.update(local_environment(aws_endpoint))
 
         import boto3
+        from botocore.config import Config
 
         from chalicelib.config import load_settings
 
         settings = load_settings(os.environ)
         session = boto3.Session(region_name=LOCAL_REGION)
         urls = create_resources(session, os.environ)
-        sqs = session.client("sqs")
+        # One client for every poller (Lambda runs several per queue) and the events: a connection each.
+        sqs = session.client("sqs", config=Config(max_pool_connections=POLLER_CONNECTIONS))
         self._sqs = sqs
         self._deploy_url = urls.deploy
 
