@@ -177,8 +177,10 @@ def test_endpoint_state_changes_reach_the_deploy_queue(packaged: Any, stage: str
     assert allow and allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
 
 
-def test_prod_requires_sigv4_on_every_route(packaged: Any) -> None:
-    _, template = packaged("prod")
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_requires_sigv4_on_every_route(packaged: Any, stage: str) -> None:
+    """Only the local stack serves without auth: a dev API is on the internet like prod's."""
+    _, template = packaged(stage)
     body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     operations = [(path, op) for path, ops in body["paths"].items() for method, op in ops.items()
@@ -204,3 +206,20 @@ def test_every_function_has_its_own_settings(packaged: Any, stage: str) -> None:
         settings = function_settings(name)
         assert {"lambda_timeout", "lambda_memory_size"} <= set(settings), f"{logical}: add {name} to lambda_functions"
         assert function["Properties"]["Timeout"] == settings["lambda_timeout"], logical
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_api_stage_is_throttled(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    (settings,) = template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+    assert settings == {
+        "ResourcePath": "/*",
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    params = parameter_defaults(template)
+    rate, burst = float(params["ApiThrottlingRateLimit"]), float(params["ApiThrottlingBurstLimit"])
+    # a control plane plus the invoke route: tens of requests a second, bursts of a few times that
+    assert 1 <= rate <= 100 and rate <= burst <= 4 * rate
+
