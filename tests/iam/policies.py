@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chalice.utils import to_cfn_resource_name
+
 from tests.iam.evaluation import CannotEvaluateError, Statement
 from tests.infra.infra_support import load_cfn
 
@@ -128,9 +130,28 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+def logical_id(function: str) -> str:
+    """A function's logical id in the packaged template (Chalice's naming; infra/template.yaml's own)."""
+    return "APIHandler" if function == "api_handler" else to_cfn_resource_name(function)
+
+
+def template_functions() -> list[str]:
+    """Functions infra/template.yaml defines itself (not Chalice), by snake-case name."""
+    resources = load_cfn(TEMPLATE)["Resources"]
+    return sorted(re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+                  for name, res in resources.items() if res.get("Type") == "AWS::Lambda::Function")
+
+
 @lru_cache(maxsize=64)
 def function_policy(function: str, values: StackValues) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
-    """(statements, their sources) of the role Chalice gives `function`."""
+    """(statements, their sources) of the role `function` runs with: the file Chalice copies into
+    its role, or the inline policies of the role infra/template.yaml gives a function of its own."""
+    if function not in chalice_config().get("lambda_functions", {}):
+        resources = load_cfn(TEMPLATE)["Resources"]
+        function_resource = resources.get(logical_id(function), {})
+        if function_resource.get("Type") != "AWS::Lambda::Function":
+            raise CannotEvaluateError(f"{function} is neither in .chalice/config.json nor in infra/template.yaml")
+        return role_policy(function_resource["Properties"]["Role"]["Fn::GetAtt"][0], values)
     path = policy_file(function)
     where = _relative(path)
     document = resolve(json.loads(path.read_text()), values.variables(), where)
@@ -138,16 +159,21 @@ def function_policy(function: str, values: StackValues) -> tuple[tuple[Statement
 
 
 @lru_cache(maxsize=16)
-def execution_role_policy(values: StackValues) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
-    """(statements, sources) of the role SageMaker assumes to run our endpoints."""
-    role = load_cfn(TEMPLATE)["Resources"][EXECUTION_ROLE]["Properties"]
+def role_policy(role: str, values: StackValues) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
+    """(statements, sources) of the inline policies of a role in infra/template.yaml."""
+    props = load_cfn(TEMPLATE)["Resources"][role]["Properties"]
     statements: list[Statement] = []
     sources = []
-    for policy in role.get("Policies", []):
-        where = f"infra/template.yaml:{EXECUTION_ROLE}/{policy['PolicyName']}"
+    for policy in props.get("Policies", []):
+        where = f"infra/template.yaml:{role}/{policy['PolicyName']}"
         document = resolve(policy["PolicyDocument"], values.variables(), where)
         statements += Statement.from_document(where, document)
         sources.append(where)
-    if role.get("ManagedPolicyArns"):
-        raise CannotEvaluateError(f"{EXECUTION_ROLE} has managed policies, which tests/iam cannot read")
+    if props.get("ManagedPolicyArns"):
+        raise CannotEvaluateError(f"{role} has managed policies, which tests/iam cannot read")
     return tuple(statements), tuple(sources)
+
+
+def execution_role_policy(values: StackValues) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
+    """(statements, sources) of the role SageMaker assumes to run our endpoints."""
+    return role_policy(EXECUTION_ROLE, values)

@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from chalice.utils import to_cfn_resource_name
-
 from tests.iam.calls import UNKNOWN, ApiCall, Unknown, authorizations
 from tests.iam.evaluation import Decision, evaluate
-from tests.iam.policies import TEMPLATE, StackValues, function_names, function_policy, resolve
+from tests.iam.policies import TEMPLATE, StackValues, function_names, function_policy, logical_id, resolve
 from tests.infra.infra_support import load_cfn
 
 ESM_ACTIONS = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
@@ -27,11 +25,6 @@ class _NoFacts:
 
     def exists(self, service: str, resource_type: str, arn: str) -> Unknown:
         return UNKNOWN
-
-
-def logical_id(function: str) -> str:
-    """The function's logical id in Chalice's SAM output."""
-    return "APIHandler" if function == "api_handler" else to_cfn_resource_name(function)
 
 
 def _name(resources: dict[str, Any], logical: str, key: str, values: StackValues) -> str:
@@ -56,10 +49,10 @@ def service_calls(function: str, values: StackValues) -> Iterator[ApiCall]:
             yield ApiCall(function, "sqs", operation, {"QueueUrl": url}, values.region, values.account)
 
 
-def runtime_decisions(values: StackValues) -> list[tuple[str, Decision]]:
+def runtime_decisions(values: StackValues, functions: list[str] | None = None) -> list[tuple[str, Decision]]:
     """(function, decision) for every call the Lambda service makes for each function."""
     found = []
-    for function in function_names():
+    for function in functions if functions is not None else function_names():
         statements, sources = function_policy(function, values)
         for call in service_calls(function, values):
             for authorization in authorizations(call, _NoFacts()):

@@ -149,12 +149,18 @@ def test_tables_have_recovery_encryption_and_prod_protection(packaged: Any, stag
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert index["Projection"] == {"ProjectionType": "ALL"}
+    # the app writes expires_at (epoch seconds) when a task ends (issue 11, 3.9)
+    assert tasks["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_artifact_bucket_is_private_encrypted_versioned_and_tls_only(packaged: Any, stage: str) -> None:
     _, template = packaged(stage)
-    props = template["Resources"]["ArtifactBucket"]["Properties"]
+    bucket = template["Resources"]["ArtifactBucket"]
+    # kept on destroy, so its name must not be fixed or the next deploy finds it taken (3.9)
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert "BucketName" not in bucket["Properties"]
+    props = bucket["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert len(props["PublicAccessBlockConfiguration"]) == 4
@@ -223,3 +229,17 @@ def test_the_api_stage_is_throttled(packaged: Any, stage: str) -> None:
     # a control plane plus the invoke route: tens of requests a second, bursts of a few times that
     assert 1 <= rate <= 100 and rate <= burst <= 4 * rate
 
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_log_groups_get_a_retention_every_hour(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    res = template["Resources"]
+    function = res["EndpointLogRetention"]["Properties"]
+    assert function["Environment"]["Variables"] == {
+        "RESOURCE_PREFIX": {"Ref": "ResourcePrefix"}, "RETENTION_DAYS": {"Ref": "LogRetentionDays"}}
+    schedule = res["EndpointLogRetentionSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+    assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EndpointLogRetention", "Arn"]}
+    permission = res["EndpointLogRetentionPermission"]["Properties"]
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["EndpointLogRetentionSchedule", "Arn"]}
+    assert permission["Principal"] == "events.amazonaws.com"
