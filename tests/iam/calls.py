@@ -223,16 +223,16 @@ def _base_context(call: ApiCall, tags: Mapping[str, str]) -> dict[str, tuple[str
     return context
 
 
-def _action_context(priv: _Privilege, params: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """Service keys this module computes for the actions that carry them."""
-    if priv.name == "s3:ListBucket":
-        names = {"Prefix": "s3:prefix", "Delimiter": "s3:delimiter", "MaxKeys": "s3:max-keys"}
-        return {key: (str(params[param]),) for param, key in names.items() if param in params}
-    return {}
-
-
-_ACTION_KEYS = {"s3:ListBucket": ("s3:prefix", "s3:delimiter", "s3:max-keys"),
+_LIST_BUCKET_KEYS = {"Prefix": "s3:prefix", "Delimiter": "s3:delimiter", "MaxKeys": "s3:max-keys"}
+# Service keys this module computes for the actions that carry them (absent = not in the request).
+_ACTION_KEYS = {"s3:ListBucket": tuple(_LIST_BUCKET_KEYS.values()),
                 "iam:PassRole": ("iam:passedtoservice", "iam:associatedresourcearn")}
+
+
+def _action_context(priv: _Privilege, params: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    if priv.name == "s3:ListBucket":
+        return {key: (str(params[param]),) for param, key in _LIST_BUCKET_KEYS.items() if param in params}
+    return {}
 
 
 def _request(
@@ -307,7 +307,9 @@ def _implied(
         yield from _execution_role_reads(call, params, facts)
 
 
-_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
+)
 
 
 def _execution_role_reads(call: ApiCall, params: Mapping[str, Any], facts: ResourceFacts) -> Iterator[Authorization]:
@@ -322,7 +324,7 @@ def _execution_role_reads(call: ApiCall, params: Mapping[str, Any], facts: Resou
             yield Authorization("execution-role", _request(
                 get, "object", f"arn:aws:s3:::{bucket}/{key}", _base_context(call, {}), facts,
                 "SageMaker downloads the model data with the execution role"), consequence="later")
-        image = _IMAGE.match(str(container.get("Image", "")))
+        image = ECR_IMAGE.match(str(container.get("Image", "")))
         if image:
             repository = f"arn:aws:ecr:{image['region']}:{image['account']}:repository/{image['repo']}"
             for action in ("BatchGetImage", "GetDownloadUrlForLayer"):

@@ -143,13 +143,9 @@ class SageMakerWorld:
         }
 
     def assert_no_leaks(self) -> None:
-        """Every SageMaker resource of ours belongs to an alias or to an active task."""
-        owned: set[str] = set()
-        for alias in self.container.aliases.list_live():
-            owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for lock in self.container.locks.list_held():
-            task = self.container.store.get(lock.task_id)
-            if task is not None and task.is_active and task.variant:
-                owned.add(task.variant)
-        leaked = {kind: sorted(set(names) - owned) for kind, names in self.resource_names().items()}
+        """Once the queues are drained no task holds a model, and every SageMaker resource of ours
+        is the live or the previous variant of an alias."""
+        assert self.container.locks.list_held() == [], "a task still holds its model after the queues drained"
+        aliased = {v for a in self.container.aliases.list_live() for v in (a.live_variant, a.previous_variant) if v}
+        leaked = {kind: sorted(set(names) - aliased) for kind, names in self.resource_names().items()}
         assert not any(leaked.values()), f"SageMaker resources nobody owns: {leaked}"

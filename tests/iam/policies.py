@@ -19,6 +19,7 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
+from tests.iam.calls import ECR_IMAGE
 from tests.iam.evaluation import CannotEvaluateError, Statement
 from tests.infra.infra_support import load_cfn
 
@@ -26,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = ROOT / ".chalice"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 EXECUTION_ROLE = "SageMakerExecutionRole"
-_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class StackValues:
         )
 
     def variables(self) -> dict[str, str]:
-        image = _IMAGE.match(self.default_image_uri)
+        image = ECR_IMAGE.match(self.default_image_uri)
         found = {
             "AWS::Partition": "aws",
             "AWS::Region": self.region,
