@@ -19,12 +19,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The whole lifecycle on this machine with real embeddings (docs: README, first screen).
+# The whole lifecycle on this machine with real embeddings (README). PORT=8000 to choose the API's
+# port (default: a free one), KEEP=1 to keep the work folder (logs, artifacts).
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep)
 
+# The same as `.venv/bin/esdeploy local --port 8000` (PORT=... for another port).
 local: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.local --port 8000
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/esdeploy local --port $(or $(PORT),8000)
 
 # cfn-lint and checkov pin libraries at versions the app's venv cannot share: their own venv.
 $(INFRA_STAMP): requirements-infra.txt
@@ -42,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy app.py chalicelib serving esdeploy
 
 test: $(STAMP) $(INFRA_STAMP) lint typecheck
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e"

@@ -9,13 +9,22 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
-from chalicelib.api.http import answer
+from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
+from chalicelib.api.docs import docs_page
+from chalicelib.api.http import answer, in_our_error_shape
+from chalicelib.api.intake import read_intake
 from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
+from chalicelib.domain.messages import DeadLetter
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
-from chalicelib.services.intake import handle_intake_message
+from chalicelib.services.dead_letters import DeadLetterService
+from chalicelib.services.deploy_worker import DeployWorker
+from chalicelib.services.models import ModelActions, ModelReads
+from chalicelib.services.sweeper import Sweeper
+from chalicelib.services.tasks import TaskService
+from chalicelib.services.teardown_worker import TeardownWorker
 from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
@@ -57,11 +66,17 @@ def log_request(event: Any, get_response: Any) -> Any:
     return response
 
 
+@app.middleware("http")
+def error_shape(event: Any, get_response: Any) -> Any:
+    """Chalice's own 415 and 405 answers get our `{"detail": ...}` shape, like every other error."""
+    return in_our_error_shape(get_response(event))
+
+
 def _body() -> dict[str, Any]:
     request = app.current_request
     assert request is not None  # Chalice sets it for every route call
     logger.append_keys(request_path=request.path, http_method=request.method)
-    return parse_json_body(request.raw_body, wiring.container().settings.max_body_bytes)
+    return parse_json_body(request.raw_body, wiring.adapters().settings.max_body_bytes)
 
 
 @app.route("/health", methods=["GET"], authorizer=auth)
@@ -69,10 +84,16 @@ def health() -> dict[str, str]:
     return {"status": "ok", "service": "esdeploy"}
 
 
+@app.route("/docs", methods=["GET"], authorizer=auth)
+def docs() -> Response:
+    """Where Embedding Studio users look first: the routes, on one plain page."""
+    return Response(body=docs_page(app.routes), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
 @app.route("/deploy", methods=["POST"], authorizer=auth)
 def deploy() -> Response:
     def run() -> dict[str, Any]:
-        task = wiring.container().tasks.submit_deploy(parse_deploy(_body()))
+        task = wiring.service(TaskService).submit(parse_deploy(_body()))
         return task_body(task)
 
     return answer(run)
@@ -80,20 +101,20 @@ def deploy() -> Response:
 
 @app.route("/deploy/{task_id}", methods=["GET"], authorizer=auth)
 def get_deploy_task(task_id: str) -> Response:
-    return answer(lambda: task_body(wiring.container().tasks.get(TaskKind.DEPLOY, task_id)))
+    return answer(lambda: task_body(wiring.service(TaskService).get(TaskKind.DEPLOY, task_id)))
 
 
 @app.route("/deploy-status/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model_deploy_status(embedding_model_id: str) -> Response:
     return answer(
-        lambda: task_body(wiring.container().tasks.newest(TaskKind.DEPLOY, embedding_model_id))
+        lambda: task_body(wiring.service(TaskService).newest(TaskKind.DEPLOY, embedding_model_id))
     )
 
 
 @app.route("/delete", methods=["POST"], authorizer=auth)
 def delete() -> Response:
     def run() -> dict[str, Any]:
-        task = wiring.container().tasks.submit_delete(parse_delete(_body()))
+        task = wiring.service(TaskService).submit(parse_delete(_body()))
         return task_body(task)
 
     return answer(run)
@@ -101,43 +122,41 @@ def delete() -> Response:
 
 @app.route("/delete/{task_id}", methods=["GET"], authorizer=auth)
 def get_delete_task(task_id: str) -> Response:
-    return answer(lambda: task_body(wiring.container().tasks.get(TaskKind.DELETE, task_id)))
+    return answer(lambda: task_body(wiring.service(TaskService).get(TaskKind.DELETE, task_id)))
 
 
 @app.route("/delete-status/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model_delete_status(embedding_model_id: str) -> Response:
     return answer(
-        lambda: task_body(wiring.container().tasks.newest(TaskKind.DELETE, embedding_model_id))
+        lambda: task_body(wiring.service(TaskService).newest(TaskKind.DELETE, embedding_model_id))
     )
 
 
 @app.on_sqs_message(queue=handler_queue_name("requests"), batch_size=10)
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
     """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service."""
-    return process_batch(
-        event, lambda body, _record: handle_intake_message(wiring.container().tasks, body)
-    )
+    return process_batch(event, read_intake, lambda command, _record: wiring.service(TaskService).submit(command))
 
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_deploy(task_id: str) -> Response:
-    return answer(lambda: task_body(wiring.container().models.cancel(task_id)))
+    return answer(lambda: task_body(wiring.service(TaskService).cancel(task_id)))
 
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: {"models": [alias_body(a) for a in wiring.container().models.live()]})
+    return answer(lambda: {"models": [alias_body(a) for a in wiring.service(ModelReads).live()]})
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.container().models.alias(embedding_model_id)))
+    return answer(lambda: alias_body(wiring.service(ModelReads).alias(embedding_model_id)))
 
 
 @app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
 def invoke_model(embedding_model_id: str) -> Response:
     """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
-    return answer(lambda: wiring.container().models.invoke(embedding_model_id, _body()))
+    return answer(lambda: wiring.service(ModelActions).invoke(embedding_model_id, _body()))
 
 
 @app.route(
@@ -147,27 +166,31 @@ def invoke_model(embedding_model_id: str) -> Response:
     content_types=["application/json", "text/plain"],
 )
 def rollback_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.container().models.rollback(embedding_model_id)))
+    return answer(lambda: alias_body(wiring.service(ModelActions).rollback(embedding_model_id)))
 
 
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
-    return process_batch(event, lambda body, _record: wiring.container().deployer.handle(body))
+    return process_batch(
+        event, read_deploy_tasks, lambda message, _record: wiring.service(DeployWorker).handle(message)
+    )
 
 
 @app.on_sqs_message(queue=handler_queue_name("teardown"), batch_size=1)
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
-    return process_batch(event, lambda body, _record: wiring.container().remover.handle(body))
+    return process_batch(
+        event, read_teardown_tasks, lambda message, _record: wiring.service(TeardownWorker).handle(message)
+    )
 
 
 def _dead_letter(kind: str) -> Any:
-    def handle(body: dict[str, Any], record: dict[str, Any]) -> None:
-        container = wiring.container()
-        source = container.settings.deploy_queue if kind == "deploy" else container.settings.teardown_queue
+    def handle(message: DeadLetter, record: dict[str, Any]) -> None:
+        settings = wiring.adapters().settings
+        source = settings.deploy_queue if kind == "deploy" else settings.teardown_queue
         count = record.get("attributes", {}).get("ApproximateReceiveCount")
-        container.dead_letters.handle(body, dead_letter_name(source), count)
+        wiring.service(DeadLetterService).handle(message, dead_letter_name(source), count)
 
     return handle
 
@@ -175,17 +198,17 @@ def _dead_letter(kind: str) -> Any:
 @app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
 def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
-    return process_batch(event, _dead_letter("deploy"))
+    return process_batch(event, read_dead_letter, _dead_letter("deploy"))
 
 
 @app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
 def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
-    return process_batch(event, _dead_letter("teardown"))
+    return process_batch(event, read_dead_letter, _dead_letter("teardown"))
 
 
 @app.schedule("rate(10 minutes)")
 def sweeper(event: CloudWatchEvent) -> dict[str, Any]:
     """Safety net: re-kick stalled tasks, hand orphaned variants to teardown."""
-    report = wiring.container().sweeper.sweep()
+    report = wiring.service(Sweeper).sweep()
     return {"rekicked": report.rekicked, "orphans": report.orphans}

@@ -70,9 +70,13 @@ def run_deployments(counter: CallCounter) -> None:
     from moto import mock_aws
 
     from chalicelib import wiring
+    from chalicelib.adapters.queue_messages import read_deploy_tasks, read_teardown_tasks
     from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
     from chalicelib.api.schemas import parse_deploy
     from chalicelib.config import load_settings
+    from chalicelib.services.deploy_worker import DeployWorker
+    from chalicelib.services.tasks import TaskService
+    from chalicelib.services.teardown_worker import TeardownWorker
     from esdeploy.bootstrap import create_all
 
     settings = load_settings(os.environ)
@@ -84,9 +88,9 @@ def run_deployments(counter: CallCounter) -> None:
         s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/model.tar.gz", Body=b"x")
         manifest = {"probe_texts": PROBES, "reference_embeddings": VECTORS, "dimension": 4, "normalize": True}
         s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/manifest.json", Body=json.dumps(manifest))
-        container = wiring.aws_container(settings)
         clients = make_sagemaker_clients("us-east-1")
-        container._hosting = SageMakerHosting(clients.control, clients.runtime, role_arn=settings.sagemaker_role_arn)
+        hosting = SageMakerHosting(clients.control, clients.runtime, role_arn=settings.sagemaker_role_arn)
+        adapters = wiring.aws_adapters(settings, hosting_factory=lambda: hosting)
         sqs = session.client("sqs")
 
         def prime_smoke_answer() -> None:
@@ -100,15 +104,18 @@ def run_deployments(counter: CallCounter) -> None:
         def drain() -> None:
             while True:
                 handled = False
-                for url, run in ((urls.deploy, container.deployer.handle), (urls.teardown, container.remover.handle)):
+                for url, run in (
+                    (urls.deploy, lambda text: adapters.build(DeployWorker).handle(read_deploy_tasks(text))),
+                    (urls.teardown, lambda text: adapters.build(TeardownWorker).handle(read_teardown_tasks(text))),
+                ):
                     for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
                         body = json.loads(message["Body"])
                         phase = body.get("action", "?")
                         if phase == "advance":
-                            task = container.store.get(body["task_id"])
+                            task = adapters.store.get(body["task_id"])
                             phase = f"stage {task.stage.value}" if task else phase
                         with counter.counting(phase):
-                            run(body)
+                            run(message["Body"])
                         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                         handled = True
                 if not handled:
@@ -117,24 +124,21 @@ def run_deployments(counter: CallCounter) -> None:
         for version in ("v1", "v2"):
             prime_smoke_answer()
             with counter.counting("submit (POST /deploy)"):
-                task = container.tasks.submit_deploy(parse_deploy({"embedding_model_id": "m1"}))
+                task = adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m1"}))
             drain()
-            done = container.store.get(task.task_id)
+            done = adapters.store.get(task.task_id)
             assert done is not None and done.status.value == "done", (version, done and done.detail)
 
 
 def polls_for(creation_seconds: int, initial: int, maximum: int) -> tuple[int, int]:
     """Polls until an endpoint that takes `creation_seconds` is seen InService, and how late."""
     from chalicelib.config import load_settings
-    from chalicelib.services.deployer import Deployer
 
     settings = load_settings({**ENV, "ESDEPLOY_POLL_INITIAL_SECONDS": str(initial),
                               "ESDEPLOY_POLL_MAX_SECONDS": str(maximum)})
-    deployer = Deployer.__new__(Deployer)
-    deployer.settings = settings
     elapsed, polls = initial, 1  # the first describe comes poll_initial after CreateEndpoint
     while elapsed < creation_seconds:
-        elapsed += deployer.poll_delay(polls)
+        elapsed += settings.poll_delay(polls)
         polls += 1
     return polls, elapsed - creation_seconds
 

@@ -17,7 +17,7 @@ SNIPPETS = {
     "app (esdeploy)": "import app",
     "app + first boto3 clients": (
         "import app; from chalicelib import wiring; from chalicelib.config import load_settings; "
-        "wiring.aws_container(load_settings(ENV))"
+        "wiring.aws_adapters(load_settings(ENV))"
     ),
 }
 ENV = {

@@ -95,7 +95,7 @@ def main() -> int:
     reference = SentenceTransformer(str(model_dir), device=args.device)
     tokens = [
         len(ids)
-        for ids in encoder.tokenizer(texts, truncation=True, max_length=encoder.settings.max_seq_length)["input_ids"]
+        for ids in encoder.tokenizer(texts, truncation=True, max_length=encoder.config.max_seq_length)["input_ids"]
     ]
 
     last: dict[str, Any] = {}
@@ -135,7 +135,7 @@ def main() -> int:
     theirs = torch.from_numpy(last["st"])
     min_cosine = torch.nn.functional.cosine_similarity(last["handler"], theirs, dim=1).min().item()
 
-    print(f"model        {model_dir}  dim={encoder.dimension}  pooling={encoder.settings.pooling}")
+    print(f"model        {model_dir}  dim={encoder.dimension}  pooling={encoder.config.pooling}")
     print(
         f"setup        device={args.device}  handler dtype={encoder.dtype}  torch threads={torch.get_num_threads()}"
         f"  torch {torch.__version__}  python {platform.python_version()}"

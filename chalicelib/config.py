@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.names import PREFIX_PATTERN
@@ -15,7 +16,8 @@ SQS_MAX_DELAY_SECONDS = 900
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the Lambdas read from their environment (set per stage in .chalice/config.json)."""
+    """Everything the Lambdas read from their environment: each stage's values are in .chalice/config.json,
+    and a setting it leaves out takes the default written here (and only here)."""
 
     stage: str
     tasks_table: str
@@ -50,6 +52,17 @@ class Settings:
     def artifact_root_url(self) -> str:
         return f"s3://{self.artifact_bucket}/{self.artifact_prefix}"
 
+    def poll_delay(self, polls: int) -> int:
+        """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
+        delay = self.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
+        return int(min(delay, self.poll_max_seconds))
+
+    @property
+    def stall_seconds(self) -> int:
+        """An active task not written for this long has lost its message (the sweeper re-sends it):
+        twice the longest poll delay, plus two minutes for a worker's retries."""
+        return 2 * self.poll_max_seconds + 120
+
 
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
@@ -58,30 +71,31 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+NumberT = TypeVar("NumberT", int, float)
+
+
+def _bounded(
+    env: Mapping[str, str], name: str, default: NumberT, low: NumberT, high: NumberT, parse: Callable[[str], NumberT]
+) -> NumberT:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"setting {name}={raw!r} is not an integer") from exc
+        noun = "an integer" if parse is int else "a number"
+        raise ConfigurationError(f"setting {name}={raw!r} is not {noun}") from exc
     if not low <= value <= high:
         raise ConfigurationError(f"setting {name}={value} must be between {low} and {high}")
     return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _bounded(env, name, default, low, high, int)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"setting {name}={raw!r} is not a number") from exc
-    if not low <= value <= high:
-        raise ConfigurationError(f"setting {name}={value} must be between {low} and {high}")
-    return value
+    return _bounded(env, name, default, low, high, float)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

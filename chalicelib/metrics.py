@@ -35,9 +35,6 @@ class MeteredTaskStore:
     def __init__(self, inner: TaskStore) -> None:
         self._inner = inner
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
     def create(self, task: Task) -> Task:
         return self._inner.create(task)
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
-from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind
+from chalicelib.domain.messages import WorkMessage
+from chalicelib.domain.models import Alias, EndpointState, ModelLock, Task, TaskKind
 
 
 class TaskStore(Protocol):
@@ -64,9 +64,9 @@ class Aliases(Protocol):
 
 
 class Queue(Protocol):
-    """One SQS queue (or a stand-in): send a JSON message, optionally delayed."""
+    """One SQS queue (or a stand-in): send a message, optionally delayed."""
 
-    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         """Returns the message id; raises DispatchError when the message was not sent."""
         ...
 
@@ -83,16 +83,6 @@ class Artifacts(Protocol):
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
         """The `manifest.json` stored next to `model.tar.gz`, or None when there is none."""
         ...
-
-
-class EndpointState(StrEnum):
-    """What the services need to know of an endpoint; adapters map platform statuses here."""
-
-    CREATING = "creating"  # still coming up (or updating): poll again later
-    IN_SERVICE = "in_service"
-    FAILED = "failed"
-    DELETING = "deleting"
-    MISSING = "missing"
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,37 @@
-"""Handlers' helper: process an SQS batch record by record and report partial failures."""
+"""Handlers' helper: read and handle an SQS batch record by record, reporting partial failures."""
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
+
+from chalicelib.domain.errors import UnreadableMessageError
 
 logger = logging.getLogger(__name__)
 
+MessageT = TypeVar("MessageT")
+
 
 def process_batch(
-    records: Iterable[Any], handle: Callable[[dict[str, Any], dict[str, Any]], None]
+    records: Iterable[Any],
+    read: Callable[[str], MessageT],
+    handle: Callable[[MessageT, dict[str, Any]], object],
 ) -> dict[str, list[dict[str, str]]]:
-    """Call `handle(body, record)` for each record; failed ones are reported, not the whole
-    batch, so SQS redelivers only those (ReportBatchItemFailures is set on the mapping)."""
+    """`handle(read(body), record)` for each record. A failure is reported for that record only, so
+    SQS redelivers just it (ReportBatchItemFailures is set on the mapping); a body that no reader
+    understands is logged and acknowledged, since no redelivery can make it readable."""
     failures: list[dict[str, str]] = []
     for record in records:
         raw = record.to_dict() if hasattr(record, "to_dict") else dict(record)
         message_id = str(raw.get("messageId", ""))
+        body = raw.get("body") or ""
         try:
-            body = json.loads(raw.get("body") or "")
-            if not isinstance(body, dict):
-                raise ValueError("message body is not a JSON object")
-            handle(body, raw)
+            handle(read(body), raw)
+        except UnreadableMessageError as exc:
+            logger.error(
+                "unreadable message acknowledged: no worker can act on it",
+                extra={"message_id": message_id, "error": str(exc), "body": body[:2000]},
+            )
         except Exception as exc:
             logger.warning(
                 "message failed; SQS will redeliver it (then the DLQ takes it)",

@@ -1,9 +1,11 @@
-"""Composition root: builds the adapters and services once; tests and the local stack swap them."""
+"""Composition root: the adapters, built once per process; each handler builds only the service it calls."""
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.config import Settings, settings
 from chalicelib.ports import (
@@ -16,17 +18,26 @@ from chalicelib.ports import (
     Queue,
     TaskStore,
 )
-from chalicelib.services.dead_letters import DeadLetterService
-from chalicelib.services.deployer import Deployer
-from chalicelib.services.models import ModelService
-from chalicelib.services.remover import Remover
-from chalicelib.services.sweeper import Sweeper
-from chalicelib.services.tasks import TaskService
+from chalicelib.services.outbox import Outbox, TaskWriter
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+ServiceT = TypeVar("ServiceT", bound="DataclassInstance")
+
+
+def _no_hosting() -> Hosting:
+    raise RuntimeError("these adapters have no hosting: pass hosting_factory")
 
 
 @dataclass
-class Container:
-    """Every adapter the services use. Build one with `aws_container()` or by hand in tests."""
+class Adapters:
+    """Settings and one adapter per port. Build them with `aws_adapters()`, or by hand in tests.
+
+    A service declares the ports it needs as its dataclass fields, and `build` passes each one by
+    name, so a handler pays only for what its service uses: GET /models (ModelReads: the aliases)
+    never builds the SageMaker clients that ModelActions and the deploy worker need.
+    """
 
     settings: Settings
     store: TaskStore
@@ -37,102 +48,37 @@ class Container:
     teardown_queue: Queue
     artifacts: Artifacts
     clock: Clock
-    # SageMaker clients cost time to build: only the functions that talk to SageMaker build them.
-    hosting_factory: Callable[[], Hosting] | None = None
-    _hosting: Hosting | None = field(default=None, repr=False)
+    # SageMaker clients cost time to build: `hosting` calls this on its first use only.
+    hosting_factory: Callable[[], Hosting] = _no_hosting
 
-    @property
+    @cached_property
     def hosting(self) -> Hosting:
-        if self._hosting is None:
-            if self.hosting_factory is None:
-                raise RuntimeError("this container has no hosting: set hosting_factory or _hosting")
-            self._hosting = self.hosting_factory()
-        return self._hosting
+        return self.hosting_factory()
 
     @property
-    def tasks(self) -> TaskService:
-        return TaskService(
-            settings=self.settings,
-            store=self.store,
-            locks=self.locks,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
-            clock=self.clock,
-        )
+    def outbox(self) -> Outbox:
+        return self.build(Outbox)
 
     @property
-    def deployer(self) -> Deployer:
-        return Deployer(
-            settings=self.settings,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
-            artifacts=self.artifacts,
-            hosting=self.hosting,
-            clock=self.clock,
-        )
+    def writer(self) -> TaskWriter:
+        return self.build(TaskWriter)
 
-    @property
-    def remover(self) -> Remover:
-        return Remover(
-            resource_prefix=self.settings.resource_prefix,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
-            clock=self.clock,
-        )
-
-    @property
-    def models(self) -> ModelService:
-        return ModelService(
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            mirror=self.mirror,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
-            deployer=self.deployer,
-            clock=self.clock,
-        )
-
-    @property
-    def dead_letters(self) -> DeadLetterService:
-        return DeadLetterService(
-            store=self.store, locks=self.locks, teardown_queue=self.teardown_queue, clock=self.clock
-        )
-
-    @property
-    def sweeper(self) -> Sweeper:
-        return Sweeper(
-            resource_prefix=self.settings.resource_prefix,
-            stall_seconds=2 * self.settings.poll_max_seconds + 120,
-            store=self.store,
-            locks=self.locks,
-            aliases=self.aliases,
-            deploy_queue=self.deploy_queue,
-            teardown_queue=self.teardown_queue,
-            hosting=self.hosting,
-            clock=self.clock,
-        )
+    def build(self, service: type[ServiceT]) -> ServiceT:
+        return service(**{field.name: getattr(self, field.name) for field in fields(service)})
 
 
-def aws_container(config: Settings | None = None) -> Container:
-    """The real thing: boto3 clients (they honour AWS_ENDPOINT_URL, so moto works too)."""
+def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], Hosting] | None = None) -> Adapters:
+    """The real thing: boto3 clients (they honour AWS_ENDPOINT_URL, so moto works too). Hosting is
+    SageMaker unless `hosting_factory` says otherwise (the local stack's processes, a test's fake)."""
     import boto3
     from botocore.config import Config
 
     from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
-    from chalicelib.adapters.memory import SystemClock
     from chalicelib.adapters.s3_artifacts import S3Artifacts
     from chalicelib.adapters.sqs_queue import SqsQueue
     from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+    from chalicelib.adapters.system_clock import SystemClock
     from chalicelib.metrics import MeteredTaskStore
 
     config = config or settings()
@@ -141,13 +87,13 @@ def aws_container(config: Settings | None = None) -> Container:
     sqs = boto3.client("sqs", config=retries)
     models_table = dynamodb.Table(config.models_table)
 
-    def hosting() -> Hosting:
+    def sagemaker_hosting() -> Hosting:
         from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
 
         sagemaker, runtime = make_sagemaker_clients()
         return SageMakerHosting(sagemaker, runtime, role_arn=config.sagemaker_role_arn)
 
-    return Container(
+    return Adapters(
         settings=config,
         store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table))),
         locks=DynamoModelLocks(models_table),
@@ -157,25 +103,30 @@ def aws_container(config: Settings | None = None) -> Container:
         teardown_queue=SqsQueue(sqs, config.teardown_queue),
         artifacts=S3Artifacts(boto3.client("s3", config=retries)),
         clock=SystemClock(),
-        hosting_factory=hosting,
+        hosting_factory=hosting_factory or sagemaker_hosting,
     )
 
 
-_current: Container | None = None
+_current: Adapters | None = None
 _lock = threading.Lock()
 
 
-def container() -> Container:
-    """The process-wide container, built on first use (a warm Lambda reuses it)."""
+def adapters() -> Adapters:
+    """The process-wide adapters, built on first use (a warm Lambda reuses them)."""
     global _current
     with _lock:
         if _current is None:
-            _current = aws_container()
+            _current = aws_adapters()
         return _current
 
 
-def use(replacement: Container | None) -> None:
-    """Swap the container (tests, the local stack); None makes the next use build a fresh one."""
+def service(kind: type[ServiceT]) -> ServiceT:
+    """The service a handler calls, built from the process-wide adapters."""
+    return adapters().build(kind)
+
+
+def use(replacement: Adapters | None) -> None:
+    """Swap the adapters (tests, the local stack); None makes the next use build fresh ones."""
     global _current
     with _lock:
         _current = replacement

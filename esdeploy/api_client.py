@@ -115,15 +115,19 @@ class SigV4Signer:
     @classmethod
     def from_environment(cls, region: str) -> SigV4Signer:
         """Credentials from botocore's usual chain: env vars, profile, SSO, container, instance role."""
-        import botocore.session
+        return cls(region, _credentials(_botocore_session()))
 
-        credentials = botocore.session.Session().get_credentials()
-        if credentials is None:
-            raise SigningError(
-                "--iam needs AWS credentials and botocore found none "
-                "(set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-            )
-        return cls(region, credentials)
+    @classmethod
+    def for_api(cls, api_url: str, explicit_region: str | None) -> SigV4Signer:
+        """The signer `--iam` uses: region as `signing_region` finds it, the active profile's as last resort."""
+        from botocore.exceptions import BotoCoreError
+
+        session = _botocore_session()
+        try:
+            profile_region = session.get_config_variable("region")
+        except BotoCoreError as error:  # an unknown or broken profile is the caller's to fix: named, no traceback
+            raise SigningError(_profile_problem(error)) from None
+        return cls(signing_region(api_url, explicit_region, profile_region=profile_region), _credentials(session))
 
     def sign(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
         from botocore.auth import SigV4Auth
@@ -134,8 +138,11 @@ class SigV4Signer:
         return dict(request.headers.items())
 
 
-def signing_region(api_url: str, explicit: str | None, environ: Mapping[str, str] = os.environ) -> str:
-    """--region, else the region in an execute-api hostname, else AWS_REGION / AWS_DEFAULT_REGION.
+def signing_region(
+    api_url: str, explicit: str | None, environ: Mapping[str, str] = os.environ, profile_region: str | None = None
+) -> str:
+    """--region, else the region in an execute-api hostname, else AWS_REGION / AWS_DEFAULT_REGION, else
+    the active profile's `region` (what boto3 would use).
 
     The hostname beats the environment because a signature for any other region is refused.
     """
@@ -144,10 +151,40 @@ def signing_region(api_url: str, explicit: str | None, environ: Mapping[str, str
     match = _EXECUTE_API_HOST.match(urlsplit(api_url).hostname or "")
     if match:
         return match.group(1)
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or profile_region
     if not region:
-        raise SigningError("--iam needs a region: pass --region or set AWS_REGION")
+        raise SigningError("--iam needs a region: pass --region, set AWS_REGION, or give the profile a region")
     return region
+
+
+def _botocore_session() -> Any:
+    import botocore.session
+
+    return botocore.session.Session()
+
+
+def _credentials(session: Any) -> Any:
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as error:  # unknown profile, expired SSO token, unreadable config: the caller's to fix
+        raise SigningError(_profile_problem(error)) from None
+    if credentials is None:
+        raise SigningError(
+            "--iam needs AWS credentials and botocore found none "
+            "(set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    return credentials
+
+
+def _profile_problem(error: Exception) -> str:
+    from botocore.exceptions import ProfileNotFound
+
+    if isinstance(error, ProfileNotFound):
+        profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "?"
+        return f"--iam: {error} (AWS_PROFILE={profile}; `aws configure list-profiles` shows the ones there are)"
+    return f"--iam could not load AWS credentials: {error}"
 
 
 def segment(value: str) -> str:
@@ -252,6 +289,8 @@ class ApiClient:
             raise ApiUnreachableError(self.base_url, f"no answer within {self.timeout:g} s") from None
         except requests.ConnectionError as error:
             raise ApiUnreachableError(self.base_url, _connection_reason(error)) from None
+        except requests.RequestException as error:  # a URL requests cannot use, and the like
+            raise ApiUnreachableError(self.base_url, str(error)) from None
         return _decode(response)
 
 

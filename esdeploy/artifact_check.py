@@ -151,8 +151,8 @@ def _check_client_error(handler: ModuleType, report: CheckReport) -> None:
     try:
         handler.input_fn('{"inputs": []}', "application/json")
     except Exception as exc:
-        if type(exc).__name__ != "ClientError":
-            report.problems.append(f"an empty request raised {type(exc).__name__}, not ClientError")
+        if type(exc).__name__ != "BadRequestError":
+            report.problems.append(f"an empty request raised {type(exc).__name__}, not BadRequestError")
         return
     report.problems.append("an empty request was accepted")
 

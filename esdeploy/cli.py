@@ -9,19 +9,25 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from esdeploy import packaging, s3upload, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
-from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, runtime, usage_error
+from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
+from esdeploy.manifest import ManifestError, validate_model_id
 from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
 
 app = typer.Typer(
     name="esdeploy",
     help="Blue/green deployment of embedding models to Amazon SageMaker.",
+    epilog="Global options may also follow the command: esdeploy models --json. Exit codes: docs/cli.md.",
     no_args_is_help=True,
     add_completion=False,
     cls=EsdeployGroup,
+    # Plain click help: rich markup would eat "[default: ...]" and show "<bool>" after every flag.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 110},
 )
 console = Console(stderr=True)
 
@@ -34,18 +40,37 @@ TaskIdOption = Annotated[
 ]
 
 
+def s3_destination(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            s3upload.parse_s3_url(value)
+        except s3upload.UploadError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def model_id_option(value: str) -> str:
+    try:
+        return validate_model_id(value)
+    except ManifestError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
-    api: Annotated[str, typer.Option("--api", envvar="ESDEPLOY_API", help="Base URL of the esdeploy API.")] = (
-        DEFAULT_API_URL
-    ),
+    api: Annotated[
+        str, typer.Option("--api", envvar="ESDEPLOY_API", callback=api_url, help="Base URL of the esdeploy API.")
+    ] = DEFAULT_API_URL,
     iam: Annotated[
         bool, typer.Option("--iam", envvar="ESDEPLOY_API_IAM", help="Sign requests with SigV4 (the prod stage).")
     ] = False,
     region: Annotated[
         str | None,
-        typer.Option("--region", help="Region to sign for (default: the execute-api URL's, else AWS_REGION)."),
+        typer.Option(
+            "--region",
+            help="Region to sign for with --iam (default: the execute-api URL's, else AWS_REGION, else the profile's).",
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer and nothing else.")] = False,
     timeout: Annotated[
@@ -69,7 +94,7 @@ def deploy(
     model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
     artifact: Annotated[
         str | None,
-        typer.Option("--artifact", help="s3://.../model.tar.gz (default: <artifact prefix>/<model>/model.tar.gz)."),
+        typer.Option("--artifact", help="s3://.../model.tar.gz (default: <artifact prefix>/<model id>/model.tar.gz)."),
     ] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
     instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
@@ -200,13 +225,16 @@ def invoke(
 
 @app.command()
 def local(
-    port: Annotated[int, typer.Option("--port", help="Loopback port of the HTTP API.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Loopback port of the HTTP API.")] = 8000,
     state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="Where endpoints, logs and stack.json go [default: a temp dir].")
+        Path | None,
+        typer.Option(
+            "--state-dir", help="Where endpoints, logs and stack.json go (default: a temp dir, removed at exit)."
+        ),
     ] = None,
     sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
 ) -> None:
-    """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints)."""
+    """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     from esdeploy.local.run import run
 
     raise typer.Exit(run(port, state_dir, sweep_every))
@@ -217,23 +245,34 @@ def package(
     model_dir: Annotated[
         Path, typer.Argument(help="Hugging Face / sentence-transformers model directory (safetensors weights).")
     ],
-    model_id: Annotated[str, typer.Option("--model-id", help="Embedding model id (letters, digits, . _ -).")],
+    model_id: Annotated[
+        str, typer.Option("--model-id", callback=model_id_option, help="Embedding model id (letters, digits, . _ -).")
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where model.tar.gz goes [default: dist/<model-id>/model.tar.gz]."),
+        typer.Option("--output", "-o", help="Where model.tar.gz goes (default: dist/<model-id>/model.tar.gz)."),
     ] = None,
     upload: Annotated[
-        str | None, typer.Option("--upload", help="s3://bucket/prefix: uploads to <prefix>/<model-id>/.")
+        str | None,
+        typer.Option(
+            "--upload",
+            callback=s3_destination,
+            help="s3://bucket/prefix: checked first, then uploaded to <prefix>/<model-id>/.",
+        ),
     ] = None,
     instance_type: Annotated[str, typer.Option("--instance-type", help="Picks the GPU or CPU image.")] = (
         DEFAULT_INSTANCE_TYPE
     ),
-    region: Annotated[str | None, typer.Option("--region", help="[default: AWS_REGION, else us-east-1]")] = None,
-    pooling: Annotated[str | None, typer.Option("--pooling", help="mean | cls | max [default: the model's]")] = None,
-    normalize: Annotated[
-        bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise [default: the model's]")
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region of the serving image (default: AWS_REGION, else us-east-1).")
     ] = None,
-    max_seq_length: Annotated[int | None, typer.Option("--max-seq-length", help="[default: the model's]")] = None,
+    pooling: Annotated[str | None, typer.Option("--pooling", help="mean | cls | max (default: the model's).")] = None,
+    normalize: Annotated[
+        bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise (default: the model's).")
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option("--max-seq-length", help="Token window (default: the model's).")
+    ] = None,
     probe: Annotated[
         list[str] | None, typer.Option("--probe", help="A probe text for the smoke test (repeatable).")
     ] = None,
@@ -242,6 +281,7 @@ def package(
     ] = None,
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
+    destination = _checked_destination(upload) if upload else None
     request = packaging.PackageRequest(
         model_dir=model_dir,
         model_id=model_id,
@@ -257,26 +297,39 @@ def package(
     try:
         with console.status("packaging") as status:
             result = packaging.package(request, progress=lambda step: status.update(step))
-    except packaging.PackagingError as exc:
-        console.print(f"[red]package failed:[/red] {exc}")
+    except (packaging.PackagingError, OSError) as exc:  # OSError: an --output folder that cannot be written, ...
+        console.print(Text(f"package failed: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     _print_summary(result)
-    if upload:
+    if destination is not None:
         try:
             uploaded = s3upload.upload_artifact(
                 result.archive,
                 result.manifest_path,
-                upload,
+                f"s3://{destination.bucket}/{destination.prefix}",
                 model_id,
+                s3_client=destination.session.client("s3"),
                 console=console,
                 metadata={"esdeploy-content-sha256": result.manifest.content_sha256},
             )
         except s3upload.UploadError as exc:
-            console.print(f"[red]upload failed:[/red] {exc}")
+            console.print(Text(f"upload failed: {exc}", style="red"), soft_wrap=True)
             raise typer.Exit(1) from None
-        console.print(f"uploaded [bold]{uploaded.archive_url}[/bold] and {uploaded.manifest_url}")
+        console.print(Text(f"uploaded {uploaded.archive_url} and {uploaded.manifest_url}"), soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+def _checked_destination(upload: str) -> s3upload.Destination:
+    """Where --upload goes, checked before minutes of packaging are spent on an upload that cannot work."""
+    try:
+        destination = s3upload.check_destination(upload)
+    except s3upload.UploadError as exc:
+        console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(Text(f"the upload goes to s3://{destination.bucket}/{destination.prefix} on {destination.where}"),
+                  soft_wrap=True)
+    return destination
 
 
 def _print_summary(result: packaging.PackageResult) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import typer
@@ -24,12 +25,9 @@ from esdeploy.api_client import (
     SigningError,
     SigV4Signer,
     Task,
-    signing_region,
 )
 from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view, wait_for_task
 
-# Commands that keep click's own exit codes (usage error = 2), as they had before the API commands.
-_OWN_EXIT_CODES = frozenset({"package", "local"})
 # Piped output is read by scripts and people alike: no folding of ids at 80 columns.
 _PIPE_WIDTH = 200
 
@@ -62,13 +60,13 @@ class Runtime:
     def client(self) -> ApiClient:
         # Built on first use: `package` never needs it, and --iam resolves credentials only here.
         if self._client is None:
-            signer = SigV4Signer.from_environment(signing_region(self.api, self.region)) if self.iam else None
+            signer = SigV4Signer.for_api(self.api, self.region) if self.iam else None
             self._client = ApiClient(self.api, timeout=self.timeout, signer=signer, session=self.hooks.session)
         return self._client
 
     @contextmanager
     def guard(self) -> Iterator[None]:
-        """Every failure to talk to the API ends the command with a message and exit 5."""
+        """Every failure to talk to the API ends the command with one message and exit 5."""
         try:
             yield
         except ApiError as error:
@@ -160,29 +158,72 @@ _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c._
 
 
 def usage_error(message: str) -> Exception:
-    """A usage error the command found itself (shown like click's own, exit 5)."""
+    """A usage error the command found itself (shown like click's own, exit 2)."""
     return _UsageError(message)
 
 
+def api_url(value: str) -> str:
+    """--api / ESDEPLOY_API must be a whole http(s) URL; `127.0.0.1:8000` is a usage error, not a traceback."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return value
+    hint = f"; did you mean http://{value}?" if "://" not in value else ""
+    raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL{hint}")
+
+
 class EsdeployGroup(TyperGroup):
-    """Usage errors exit 5 (exit 2 means "refused"), except under commands that kept their own codes."""
+    """Global options work after the command too (`esdeploy models --json`), as in the AWS CLI."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except _UsageError as error:
-            _usage_exit_code(error)
-            raise
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _UsageError as error:
-            _usage_exit_code(error)
-            raise
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, ctx, args))
 
 
-def _usage_exit_code(error: Any) -> None:
-    command = error.ctx.command.name if getattr(error, "ctx", None) is not None else None
-    if command not in _OWN_EXIT_CODES:
-        error.exit_code = int(Exit.ERROR)
+def hoist_global_options(group: Any, ctx: Any, args: list[str]) -> list[str]:
+    """Move the group's own options found after the command name to before it.
+
+    An option the command defines itself (`package --region`) stays the command's, and so does
+    the value of any command option (`--reason --json` is a reason) and everything after `--`.
+    """
+    own = _options_by_name(group.params)
+    at = 0
+    while at < len(args) and args[at] != "--":
+        name, has_value = _split_option(args[at])
+        if name not in own:
+            break
+        at += 1 if has_value or not _takes_value(own[name]) else 2
+    if at >= len(args) or group.get_command(ctx, args[at]) is None:
+        return args
+    theirs = _options_by_name(group.get_command(ctx, args[at]).params)
+    moved: list[str] = []
+    kept: list[str] = []
+    rest = args[at + 1 :]
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--":
+            kept.extend(rest[i:])
+            break
+        name, has_value = _split_option(rest[i])
+        option = theirs.get(name) or own.get(name)
+        width = 1 if option is None or has_value or not _takes_value(option) else 2
+        (kept if option is None or name in theirs else moved).extend(rest[i : i + width])
+        i += width
+    return [*args[:at], *moved, args[at], *kept]
+
+
+def _options_by_name(params: list[Any]) -> dict[str, Any]:
+    return {
+        name: param
+        for param in params
+        if getattr(param, "param_type_name", "") == "option"
+        for name in (*param.opts, *param.secondary_opts)
+        if name.startswith("--")
+    }
+
+
+def _split_option(arg: str) -> tuple[str, bool]:
+    name, equals, _ = arg.partition("=")
+    return (name, bool(equals)) if arg.startswith("--") else ("", False)
+
+
+def _takes_value(option: Any) -> bool:
+    return not (option.is_flag or option.count)

@@ -11,7 +11,7 @@ import argparse
 import itertools
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +27,8 @@ import requests
 
 from chalicelib.domain.models import parse_iso
 from chalicelib.services.smoke import cosine
-from esdeploy.local.processes import processes_mentioning
+from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
+from esdeploy.local.processes import free_port, processes_mentioning
 
 MODEL_ID = "all-minilm-l6-v2"
 TERMINAL = {"done", "failed", "refused", "canceled"}
@@ -61,47 +62,24 @@ class Demo:
         self.workdir = workdir
         self.report = report
         self.http = requests.Session()
-        self.stack: subprocess.Popen[str] | None = None
+        self.stack: BackgroundStack | None = None
         self.info: dict[str, Any] = {}
 
     # ---- stack -----------------------------------------------------------------------------
 
     def start_stack(self) -> None:
-        state = self.workdir / "stack"
-        self.stack = subprocess.Popen(
-            [sys.executable, "-m", "esdeploy.local", "--port", str(self.port), "--state-dir", str(state)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.stack = start_in_background(
+            self.port, self.workdir / "stack", self.workdir / "stack.log", env=env, timeout=90
         )
-        assert self.stack.stdout is not None
-        deadline = time.time() + 90
-        for line in self.stack.stdout:
-            if "local stack ready" in line:
-                break
-            if time.time() > deadline:
-                raise SystemExit("the local stack did not start in 90 s")
-        else:
-            raise SystemExit(f"the local stack exited with {self.stack.wait()}")
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.info = json.loads((state / "stack.json").read_text())
+        self.info = self.stack.info
         self.report.step(f"local stack up: API {self.api}, embedded AWS {self.info['aws_endpoint']}")
 
-    def _drain(self) -> None:
-        assert self.stack is not None and self.stack.stdout is not None
-        with (self.workdir / "stack.log").open("w") as log:
-            for line in self.stack.stdout:
-                log.write(line)
-
     def stop_stack(self) -> None:
-        if self.stack is None or self.stack.poll() is not None:
+        if self.stack is None or self.stack.process.poll() is not None:
             return
-        self.stack.send_signal(signal.SIGINT)
-        try:
-            self.stack.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.stack.kill()
-            self.stack.wait()
-        self.report.step(f"local stack stopped (exit code {self.stack.returncode})")
+        code = self.stack.stop()
+        self.report.step(f"local stack stopped (exit code {code})")
 
     # ---- the API ---------------------------------------------------------------------------
 
@@ -135,7 +113,7 @@ class Demo:
                "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
         started = time.time()
         packaged = subprocess.run(
-            [sys.executable, "-m", "esdeploy", "package", str(minilm_dir()), "--model-id", MODEL_ID,
+            [*esdeploy_command(), "package", str(minilm_dir()), "--model-id", MODEL_ID,
              "--output", str(self.workdir / label / "model.tar.gz"), "--upload", self.info["artifact_upload_url"],
              *extra],
             env=env, capture_output=True, text=True,
@@ -213,7 +191,7 @@ def stage_table(task: dict[str, Any]) -> list[str]:
 
 
 def leftover_processes(marker: str) -> list[str]:
-    return [p for p in processes_mentioning(marker) if "esdeploy.container" in p or "esdeploy.local" in p]
+    return [p for p in processes_mentioning(marker) if "esdeploy.local" in p or "esdeploy local" in p]
 
 
 def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
@@ -232,11 +210,17 @@ def run_demo(port: int, keep: bool) -> int:
     report = Report()
     workdir = Path(tempfile.mkdtemp(prefix="esdeploy-demo-"))
     demo = Demo(port, workdir, report)
+    try:
+        demo.start_stack()
+    except StackStartError as error:
+        # The cause is in the stack's own words; the temp folders are of no use to anyone.
+        print(f"make demo: the local stack did not start ({workdir} removed). {error}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 1
     tasks: dict[str, dict[str, Any]] = {}
     loop_result = ""
     swap_errors = 0
     try:
-        demo.start_stack()
         demo.package("v1")
         tasks["deploy v1"] = demo.deploy("v1")
         demo.show_embeddings()
@@ -263,6 +247,8 @@ def run_demo(port: int, keep: bool) -> int:
         deletion = demo.call("POST", "/delete", {"embedding_model_id": MODEL_ID, "reason": "demo over"})
         tasks["delete"] = demo.wait("delete", deletion["task_id"])
         report.step(f"deleted: {tasks['delete']['detail']}; live models now {demo.call('GET', '/models')}")
+    except (RuntimeError, requests.RequestException) as error:
+        report.step(f"the demo stopped here: {error}")
     finally:
         demo.stop_stack()
     leftovers = leftover_processes(str(workdir))
@@ -277,21 +263,23 @@ def run_demo(port: int, keep: bool) -> int:
                   " (EventBridge-style wake-up, no poll wait)")
     print(f"  {loop_result}")
     print(f"  leftover processes: {len(leftovers)} {leftovers or ''}")
-    print(f"  total {time.time() - report.started:.1f} s; logs in {workdir}")
-    if not keep and not leftovers:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
     complete = len(tasks) == 3 and all(t["status"] == "done" for t in tasks.values())
-    return 0 if complete and not leftovers and swap_errors == 0 else 1
+    succeeded = complete and not leftovers and swap_errors == 0
+    total = f"  total {time.time() - report.started:.1f} s"
+    if keep or not succeeded:
+        print(f"{total}; logs and artifacts kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"{total}; work folder removed (make demo KEEP=1 keeps it)")
+    return 0 if succeeded else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="esdeploy demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, artifact)")
+    parser = argparse.ArgumentParser(prog="python -m esdeploy.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="the local API's port (default: a free one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, artifacts)")
     args = parser.parse_args(argv)
-    return run_demo(args.port, args.keep)
+    return run_demo(args.port or free_port(), args.keep)
 
 
 if __name__ == "__main__":

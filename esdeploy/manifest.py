@@ -1,7 +1,8 @@
 """Operator tool layer: the artifact manifest (esdeploy-manifest/1), its content hash and S3 naming.
 
-Stdlib only, so that the Lambda side, the fresh-process artifact check and an old-transformers
-compatibility venv can all import it without torch.
+Stdlib only, so that the packager, the fresh-process artifact check and an old-transformers
+compatibility venv can all import it without torch. The Lambdas never import it: they read the
+manifest's JSON through the Artifacts port.
 """
 
 from __future__ import annotations

@@ -175,10 +175,10 @@ def stage_artifact(request: PackageRequest, stage: Path) -> list[str]:
 
 def resolve_settings(request: PackageRequest, stage: Path) -> dict[str, Any]:
     """The model's own pooling/normalisation/length settings with the request's overrides applied."""
-    from serving.inference import ModelConfigError, derive_settings
+    from serving.inference import ModelConfigError, derive_encoder_config
 
     try:
-        derived = derive_settings(stage)
+        derived = derive_encoder_config(stage)
     except ModelConfigError as exc:
         raise PackagingError(f"unsupported model: {exc}") from None
     pooling = request.pooling or derived.pooling

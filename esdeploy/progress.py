@@ -34,10 +34,11 @@ class Exit(IntEnum):
 
     DONE = 0
     FAILED = 1
-    REFUSED = 2
+    USAGE = 2  # click's code for a usage error, as every CLI has it
     CANCELED = 3
     WAIT_TIMEOUT = 4
-    ERROR = 5  # usage errors, HTTP errors, API unreachable
+    ERROR = 5  # HTTP errors, API unreachable, no credentials to sign with
+    REFUSED = 6  # not 2: a script must tell "the task was refused" from "I called it wrong"
     INTERRUPTED = 130  # Ctrl-C while watching: the task itself goes on
 
 

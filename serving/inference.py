@@ -54,7 +54,7 @@ DEVICE = os.environ.get("ESDEPLOY_SERVING_DEVICE", "auto")
 DTYPE = os.environ.get("ESDEPLOY_SERVING_DTYPE", "auto")
 
 
-class ClientError(ValueError):
+class BadRequestError(ValueError):
     """A request the client has to fix; the message names the problem.
 
     The HF inference toolkit answers any exception raised by input_fn/predict_fn/output_fn with
@@ -67,7 +67,7 @@ class ModelConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class EncoderConfig:
     """How raw transformer outputs become sentence embeddings for one model."""
 
     model_id: str
@@ -94,7 +94,7 @@ class Prediction:
     model_id: str
 
 
-# --------------------------------------------------------------------------- model settings
+# --------------------------------------------------------------------------- encoder config
 
 
 def _read_json(path: Path) -> Any:
@@ -137,7 +137,7 @@ def _max_positions(model_dir: Path) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def derive_settings(model_dir: str | Path) -> Settings:
+def derive_encoder_config(model_dir: str | Path) -> EncoderConfig:
     """What the model's own files say about pooling, normalisation and sequence length.
 
     sentence-transformers configs (modules.json, 1_Pooling/config.json, sentence_bert_config.json)
@@ -184,7 +184,7 @@ def derive_settings(model_dir: str | Path) -> Settings:
         max_seq_length = limit or 512
     if limit is not None:
         max_seq_length = min(max_seq_length, limit)
-    return Settings(
+    return EncoderConfig(
         model_id=root.resolve().name,
         pooling=pooling,
         normalize=normalize,
@@ -193,9 +193,9 @@ def derive_settings(model_dir: str | Path) -> Settings:
     )
 
 
-def load_settings(model_dir: str | Path) -> Settings:
-    """The model's own settings, overridden by manifest.json when the packager wrote one."""
-    base = derive_settings(model_dir)
+def load_encoder_config(model_dir: str | Path) -> EncoderConfig:
+    """The model's own encoder config, overridden by manifest.json when the packager wrote one."""
+    base = derive_encoder_config(model_dir)
     manifest_path = Path(model_dir) / MANIFEST_NAME
     if not manifest_path.is_file():
         return base
@@ -207,7 +207,7 @@ def load_settings(model_dir: str | Path) -> Settings:
     max_seq_length = manifest.get("max_seq_length", base.max_seq_length)
     if not isinstance(normalize, bool) or not isinstance(max_seq_length, int) or max_seq_length <= 0:
         raise ModelConfigError("manifest normalize must be a bool and max_seq_length a positive int")
-    return Settings(
+    return EncoderConfig(
         model_id=str(manifest.get("model_id") or base.model_id),
         pooling=pooling,
         normalize=normalize,
@@ -248,7 +248,7 @@ class Encoder:
         batch_size: int | None = None,
     ) -> None:
         root = Path(model_dir)
-        self.settings = load_settings(root)
+        self.config = load_encoder_config(root)
         self.device = _pick_device(device or DEVICE)
         self.dtype = _pick_dtype(dtype or DTYPE, self.device)
         self.batch_size = batch_size or BATCH_SIZE or (64 if self.device.type == "cuda" else 32)
@@ -272,15 +272,15 @@ class Encoder:
 
     @property
     def model_id(self) -> str:
-        return self.settings.model_id
+        return self.config.model_id
 
     def encode(self, texts: Sequence[str], *, normalize: bool | None = None, truncate: bool = True) -> torch.Tensor:
         """Embeddings for ``texts`` in their order, float32 on CPU."""
         if normalize is None:
-            normalize = self.settings.normalize
+            normalize = self.config.normalize
         if not texts:
             return torch.empty((0, getattr(self, "dimension", 0)), dtype=torch.float32)
-        if self.settings.lowercase:
+        if self.config.lowercase:
             texts = [text.lower() for text in texts]
         with self._lock, torch.inference_mode():
             encoded = self._tokenize(list(texts), truncate)
@@ -300,7 +300,7 @@ class Encoder:
             return result
 
     def _tokenize(self, texts: list[str], truncate: bool) -> dict[str, list[list[int]]]:
-        limit = self.settings.max_seq_length
+        limit = self.config.max_seq_length
         encoded = self.tokenizer(
             texts,
             padding=False,
@@ -312,7 +312,7 @@ class Encoder:
         if not truncate:
             for index, row in enumerate(encoded["input_ids"]):
                 if len(row) > limit:
-                    raise ClientError(
+                    raise BadRequestError(
                         f"inputs[{index}] is {len(row)} tokens, over the model's limit of {limit}; "
                         'shorten it or send "truncate": true'
                     )
@@ -342,7 +342,7 @@ class Encoder:
         return self._pool(hidden, inputs["attention_mask"]).cpu()
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pooling = self.settings.pooling
+        pooling = self.config.pooling
         if pooling == "cls":
             # The first real token: index 0 with right padding, after the pads with left padding.
             first = mask.argmax(dim=1)
@@ -361,29 +361,29 @@ def _media_type(value: str | None) -> str:
 
 
 def parse_request(body: str | bytes | bytearray, content_type: str | None) -> EmbedRequest:
-    """Validate a raw request body into an EmbedRequest or raise ClientError naming the problem."""
+    """Validate a raw request body into an EmbedRequest or raise BadRequestError naming the problem."""
     media = _media_type(content_type)
     if media not in ("", JSON_CONTENT_TYPE):
-        raise ClientError(f"unsupported content type {media!r}; send {JSON_CONTENT_TYPE}")
+        raise BadRequestError(f"unsupported content type {media!r}; send {JSON_CONTENT_TYPE}")
     if isinstance(body, (bytes, bytearray)):
         size = len(body)
     elif isinstance(body, str):
         # A str has at most as many characters as UTF-8 bytes; only encode when it might fit.
         size = len(body) if len(body) > MAX_BODY_BYTES else len(body.encode("utf-8"))
     else:
-        raise ClientError(f"request body must be text or bytes, not {type(body).__name__}")
+        raise BadRequestError(f"request body must be text or bytes, not {type(body).__name__}")
     if size > MAX_BODY_BYTES:
-        raise ClientError(
+        raise BadRequestError(
             f"request body is {size} bytes, over the limit of {MAX_BODY_BYTES} (ESDEPLOY_SERVING_MAX_BODY_BYTES)"
         )
     if size == 0:
-        raise ClientError('request body is empty; send {"inputs": ["text", ...]}')
+        raise BadRequestError('request body is empty; send {"inputs": ["text", ...]}')
     try:
         payload = json.loads(body)
     except UnicodeDecodeError:
-        raise ClientError("request body is not valid UTF-8") from None
+        raise BadRequestError("request body is not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:
-        raise ClientError(f"request body is not valid JSON: {exc}") from None
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     return validate_payload(payload)
 
 
@@ -393,9 +393,11 @@ def validate_payload(payload: Any) -> EmbedRequest:
     if isinstance(payload, dict):
         unknown = sorted(set(payload) - set(REQUEST_FIELDS))
         if unknown:
-            raise ClientError(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(REQUEST_FIELDS)}")
+            raise BadRequestError(
+                f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(REQUEST_FIELDS)}"
+            )
         if "inputs" not in payload:
-            raise ClientError('missing "inputs": send {"inputs": ["text", ...]}')
+            raise BadRequestError('missing "inputs": send {"inputs": ["text", ...]}')
         options = payload
         inputs = payload["inputs"]
     else:
@@ -405,27 +407,29 @@ def validate_payload(payload: Any) -> EmbedRequest:
     elif isinstance(inputs, list):
         texts = inputs
     else:
-        raise ClientError(f'"inputs" must be a string or a list of strings, not {_json_type(inputs)}')
+        raise BadRequestError(f'"inputs" must be a string or a list of strings, not {_json_type(inputs)}')
     if not texts:
-        raise ClientError('"inputs" is an empty list; send at least one text')
+        raise BadRequestError('"inputs" is an empty list; send at least one text')
     if len(texts) > MAX_TEXTS:
-        raise ClientError(f"too many texts: {len(texts)} > {MAX_TEXTS} (ESDEPLOY_SERVING_MAX_TEXTS); split the request")
+        raise BadRequestError(
+            f"too many texts: {len(texts)} > {MAX_TEXTS} (ESDEPLOY_SERVING_MAX_TEXTS); split the request"
+        )
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ClientError(f"inputs[{index}] is {_json_type(text)}, not a string")
+            raise BadRequestError(f"inputs[{index}] is {_json_type(text)}, not a string")
         if len(text) > MAX_TEXT_CHARS:
-            raise ClientError(
+            raise BadRequestError(
                 f"inputs[{index}] has {len(text)} characters, "
                 f"over the limit of {MAX_TEXT_CHARS} (ESDEPLOY_SERVING_MAX_TEXT_CHARS)"
             )
     normalize = options.get("normalize")
     truncate = options.get("truncate", True)
     if normalize is not None and not isinstance(normalize, bool):
-        raise ClientError(f'"normalize" must be true or false, not {_json_type(normalize)}')
+        raise BadRequestError(f'"normalize" must be true or false, not {_json_type(normalize)}')
     if truncate is None:
         truncate = True
     if not isinstance(truncate, bool):
-        raise ClientError(f'"truncate" must be true or false, not {_json_type(truncate)}')
+        raise BadRequestError(f'"truncate" must be true or false, not {_json_type(truncate)}')
     return EmbedRequest(texts=list(texts), normalize=normalize, truncate=truncate)
 
 
@@ -461,9 +465,9 @@ def model_fn(model_dir: str, context: Any = None) -> Encoder:
         "loaded %s: dim=%d pooling=%s normalize=%s max_seq_length=%d device=%s dtype=%s",
         encoder.model_id,
         encoder.dimension,
-        encoder.settings.pooling,
-        encoder.settings.normalize,
-        encoder.settings.max_seq_length,
+        encoder.config.pooling,
+        encoder.config.normalize,
+        encoder.config.max_seq_length,
         encoder.device,
         encoder.dtype,
     )
@@ -482,5 +486,5 @@ def predict_fn(data: EmbedRequest, model: Encoder, context: Any = None) -> Predi
 def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> str:
     media = _media_type(accept)
     if media not in ("", "*/*", "application/*", JSON_CONTENT_TYPE):
-        raise ClientError(f"unsupported accept type {media!r}; accept {JSON_CONTENT_TYPE}")
+        raise BadRequestError(f"unsupported accept type {media!r}; accept {JSON_CONTENT_TYPE}")
     return render_response(prediction)

@@ -1,4 +1,4 @@
-"""Shared fixtures: settings, an in-memory container, and moto-backed AWS with our resources."""
+"""Shared fixtures: settings, in-memory adapters, and moto-backed AWS with our resources."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,11 +19,14 @@ from chalicelib.adapters.memory import (
     ManualClock,
 )
 from chalicelib.config import Settings, load_settings
+from esdeploy.local.environment import stage_environment
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
 
+# The test stage: the variables every stage shares (.chalice/config.json), then its own.
 TEST_ENV: dict[str, str] = {
+    **stage_environment(None),
     "ESDEPLOY_STAGE": "test",
     "ESDEPLOY_TASKS_TABLE": "esdeploy-test-tasks",
     "ESDEPLOY_MODELS_TABLE": "esdeploy-test-models",
@@ -31,14 +34,10 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_DEPLOY_QUEUE": "esdeploy-test-deploy-tasks",
     "ESDEPLOY_TEARDOWN_QUEUE": "esdeploy-test-teardown-tasks",
     "ESDEPLOY_ARTIFACT_BUCKET": "esdeploy-test-artifacts",
-    "ESDEPLOY_ARTIFACT_PREFIX": "models/",
+    # moto knows no ml.g5.*: the contract and adapter cases use ml.m5.large.
     "ESDEPLOY_ALLOWED_INSTANCE_TYPES": "ml.g5.xlarge,ml.g5.2xlarge,ml.m5.large",
-    "ESDEPLOY_DEFAULT_INSTANCE_TYPE": "ml.g5.xlarge",
-    "ESDEPLOY_DEFAULT_IMAGE_URI": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-    "huggingface-pytorch-inference:2.6.0-transformers4.49.0-gpu-py312-cu124-ubuntu22.04",
     "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/esdeploy-test-sagemaker",
     "ESDEPLOY_SSM_PREFIX": "/esdeploy/test",
-    "ESDEPLOY_DEFAULT_BAKE_SECONDS": "600",
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
 }
 
@@ -93,9 +92,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def memory_container(settings: Settings, clock: ManualClock) -> Iterator[wiring.Container]:
+def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.Adapters]:
     """Every port in memory; hosting is added by the tests that need it."""
-    container = wiring.Container(
+    adapters = wiring.Adapters(
         settings=settings,
         store=InMemoryTaskStore(),
         locks=InMemoryModelLocks(),
@@ -106,8 +105,8 @@ def memory_container(settings: Settings, clock: ManualClock) -> Iterator[wiring.
         artifacts=InMemoryArtifacts(),
         clock=clock,
     )
-    wiring.use(container)
-    yield container
+    wiring.use(adapters)
+    yield adapters
     wiring.use(None)
 
 
@@ -123,8 +122,8 @@ def aws(settings: Settings) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def aws_container(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Container]:
-    container = wiring.aws_container(settings)
-    wiring.use(container)
-    yield container
+def aws_adapters(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Adapters]:
+    adapters = wiring.aws_adapters(settings)
+    wiring.use(adapters)
+    yield adapters
     wiring.use(None)

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
 from chalicelib.domain.errors import ConcurrentUpdateError
 from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
 
 # Lock and alias share one item so that the console shows, per model, what is live and
 # what is running; their attributes are disjoint so their conditional writes never clash.
 _LOCK_FIELDS = ("lock_task_id", "lock_kind", "lock_acquired_at")
+_dynamodb = AwsCalls("DynamoDB")
 
 
 class DynamoModelLocks:
@@ -28,19 +27,18 @@ class DynamoModelLocks:
         if replace_task_id is not None:
             condition += " OR lock_task_id = :stale"
             values[":stale"] = replace_task_id
-        try:
-            self._table.update_item(
+        taken = _dynamodb(
+            "take the model lock",
+            lambda: self._table.update_item(
                 Key={"embedding_model_id": lock.embedding_model_id},
-                UpdateExpression=(
-                    "SET lock_task_id = :mine, lock_kind = :kind, lock_acquired_at = :at"
-                ),
+                UpdateExpression="SET lock_task_id = :mine, lock_kind = :kind, lock_acquired_at = :at",
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
-            )
+            ),
+            tolerate=condition_failed,
+        )
+        if taken is not None:
             return None
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise_retryable_or(exc, "taking the model lock")
         held = self.get(lock.embedding_model_id)
         if held is None:
             # Released between our write and our read: try once more rather than report a
@@ -49,14 +47,14 @@ class DynamoModelLocks:
         return held
 
     def get(self, embedding_model_id: str) -> ModelLock | None:
-        try:
-            answer = self._table.get_item(
+        answer = _dynamodb(
+            "read the model lock",
+            lambda: self._table.get_item(
                 Key={"embedding_model_id": embedding_model_id},
                 ConsistentRead=True,
                 ProjectionExpression="embedding_model_id, " + ", ".join(_LOCK_FIELDS),
-            )
-        except ClientError as exc:
-            raise_retryable_or(exc, "reading the model lock")
+            ),
+        )
         item = answer.get("Item") or {}
         if "lock_task_id" not in item:
             return None
@@ -68,17 +66,17 @@ class DynamoModelLocks:
         )
 
     def release(self, embedding_model_id: str, task_id: str) -> None:
-        try:
-            self._table.update_item(
+        # Someone else holds it (or nobody): nothing of ours to drop.
+        _dynamodb(
+            "release the model lock",
+            lambda: self._table.update_item(
                 Key={"embedding_model_id": embedding_model_id},
                 UpdateExpression="REMOVE " + ", ".join(_LOCK_FIELDS),
                 ConditionExpression="lock_task_id = :mine",
                 ExpressionAttributeValues={":mine": task_id},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise_retryable_or(exc, "releasing the model lock")
-
+            ),
+            tolerate=condition_failed,
+        )
 
     def list_held(self) -> list[ModelLock]:
         locks = [
@@ -88,7 +86,7 @@ class DynamoModelLocks:
                 kind=TaskKind(item["lock_kind"]),
                 acquired_at=parse_iso(item["lock_acquired_at"]),
             )
-            for item in scan_all(self._table, "attribute_exists(lock_task_id)", "listing model locks")
+            for item in scan_all(self._table, "attribute_exists(lock_task_id)", "list the model locks")
         ]
         return sorted(locks, key=lambda lock: lock.embedding_model_id)
 
@@ -98,12 +96,10 @@ class DynamoAliases:
         self._table = table
 
     def get(self, embedding_model_id: str) -> Alias | None:
-        try:
-            answer = self._table.get_item(
-                Key={"embedding_model_id": embedding_model_id}, ConsistentRead=True
-            )
-        except ClientError as exc:
-            raise_retryable_or(exc, "reading the alias")
+        answer = _dynamodb(
+            "read the alias",
+            lambda: self._table.get_item(Key={"embedding_model_id": embedding_model_id}, ConsistentRead=True),
+        )
         item = answer.get("Item") or {}
         return _item_to_alias(item) if "alias_version" in item else None
 
@@ -128,20 +124,20 @@ class DynamoAliases:
         condition = "alias_version = :expected"
         if expected_version == 0:
             condition = "attribute_not_exists(alias_version) OR alias_version = :expected"
-        try:
-            self._table.update_item(
+        written = _dynamodb(
+            "swap the alias",
+            lambda: self._table.update_item(
                 Key={"embedding_model_id": alias.embedding_model_id},
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
+            ),
+            tolerate=condition_failed,
+        )
+        if written is None:
+            raise ConcurrentUpdateError(
+                f"alias of {alias.embedding_model_id} changed since version {expected_version} was read"
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ConcurrentUpdateError(
-                    f"alias of {alias.embedding_model_id} changed since version "
-                    f"{expected_version} was read"
-                ) from exc
-            raise_retryable_or(exc, "swapping the alias")
         return Alias(
             embedding_model_id=alias.embedding_model_id,
             live_variant=alias.live_variant,
@@ -152,7 +148,7 @@ class DynamoAliases:
         )
 
     def list_live(self) -> list[Alias]:
-        items = scan_all(self._table, "attribute_exists(live_variant)", "listing live models")
+        items = scan_all(self._table, "attribute_exists(live_variant)", "list the live models")
         return sorted((_item_to_alias(item) for item in items), key=lambda a: a.embedding_model_id)
 
 
@@ -161,15 +157,12 @@ def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
     a secondary index to maintain."""
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"FilterExpression": condition}
-    try:
-        while True:
-            answer = table.scan(**kwargs)
-            items.extend(answer.get("Items", []))
-            if "LastEvaluatedKey" not in answer:
-                return items
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-    except ClientError as exc:
-        raise_retryable_or(exc, doing)
+    while True:
+        answer = _dynamodb(doing, lambda: table.scan(**kwargs))
+        items.extend(answer.get("Items", []))
+        if "LastEvaluatedKey" not in answer:
+            return items
+        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 def _item_to_alias(item: dict[str, Any]) -> Alias:

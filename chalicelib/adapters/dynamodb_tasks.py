@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
-from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
     Stage,
@@ -19,6 +18,7 @@ from chalicelib.domain.models import (
 )
 
 BY_MODEL_INDEX = "by-model"
+_dynamodb = AwsCalls("DynamoDB")
 
 
 def model_kind_key(kind: TaskKind, embedding_model_id: str) -> str:
@@ -115,52 +115,48 @@ class DynamoTaskStore:
     def create(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = 1
-        try:
-            self._table.put_item(
-                Item=task_to_item(stored),
-                ConditionExpression="attribute_not_exists(task_id)",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise TaskAlreadyExistsError(task.task_id) from exc
-            raise_retryable_or(exc, "storing the task")
+        written = _dynamodb(
+            "store the task",
+            lambda: self._table.put_item(
+                Item=task_to_item(stored), ConditionExpression="attribute_not_exists(task_id)"
+            ),
+            tolerate=condition_failed,
+        )
+        if written is None:
+            raise TaskAlreadyExistsError(task.task_id)
         return stored
 
     def get(self, task_id: str) -> Task | None:
-        try:
-            answer = self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True)
-        except ClientError as exc:
-            raise_retryable_or(exc, "reading the task")
+        answer = _dynamodb("read the task", lambda: self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True))
         item = answer.get("Item")
         return item_to_task(item) if item else None
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
-        try:
-            answer = self._table.query(
+        answer = _dynamodb(
+            "query the tasks of a model",
+            lambda: self._table.query(
                 IndexName=BY_MODEL_INDEX,
                 KeyConditionExpression=Key("model_kind").eq(model_kind_key(kind, embedding_model_id)),
                 ScanIndexForward=False,
                 Limit=1,
-            )
-        except ClientError as exc:
-            raise_retryable_or(exc, "querying tasks by model")
+            ),
+        )
         items = answer.get("Items", [])
         return item_to_task(items[0]) if items else None
 
     def update(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = task.version + 1
-        try:
-            self._table.put_item(
+        written = _dynamodb(
+            "update the task",
+            lambda: self._table.put_item(
                 Item=task_to_item(stored),
                 ConditionExpression="attribute_exists(task_id) AND #v = :read",
                 ExpressionAttributeNames={"#v": "version"},
                 ExpressionAttributeValues={":read": task.version},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ConcurrentUpdateError(
-                    f"task {task.task_id} changed since version {task.version} was read"
-                ) from exc
-            raise_retryable_or(exc, "updating the task")
+            ),
+            tolerate=condition_failed,
+        )
+        if written is None:
+            raise ConcurrentUpdateError(f"task {task.task_id} changed since version {task.version} was read")
         return stored

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.errors import ConcurrentUpdateError, DispatchError, TaskAlreadyExistsError
+from chalicelib.domain.messages import WorkMessage
 from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
 
 
@@ -121,20 +122,20 @@ class InMemoryQueue:
 
     def __init__(self, name: str = "queue") -> None:
         self.name = name
-        self.messages: list[tuple[dict[str, Any], int]] = []
+        self.messages: list[tuple[WorkMessage, int]] = []
         self.fail_next = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         with self._lock:
             if self.fail_next:
                 self.fail_next -= 1
                 raise DispatchError(f"could not send to {self.name}: simulated outage")
-            self.messages.append((dict(body), delay_seconds))
+            self.messages.append((message, delay_seconds))
             return f"{self.name}-{next(self._ids)}"
 
-    def drain(self) -> list[tuple[dict[str, Any], int]]:
+    def drain(self) -> list[tuple[WorkMessage, int]]:
         with self._lock:
             taken, self.messages = self.messages, []
             return taken
@@ -164,11 +165,6 @@ class InMemoryAliasMirror:
 
     def remove(self, embedding_model_id: str) -> None:
         self.parameters.pop(embedding_model_id, None)
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return utc_now()
 
 
 class ManualClock:

@@ -7,10 +7,15 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.adapters.aws_errors import AwsCalls, error_code
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 MAX_MANIFEST_BYTES = 1024 * 1024
+_s3 = AwsCalls("S3")
+
+
+def _missing(exc: ClientError) -> bool:
+    return error_code(exc) in _MISSING
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -31,21 +36,17 @@ class S3Artifacts:
 
     def exists(self, url: str) -> bool:
         bucket, key = split_s3_url(url)
-        try:
-            self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in _MISSING:
-                return False
-            raise_retryable_or(exc, f"checking {url}")
-        return True
+        found = _s3(f"check {url}", lambda: self._client.head_object(Bucket=bucket, Key=key), tolerate=_missing)
+        return found is not None
 
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
         bucket, key = split_s3_url(manifest_url(model_data_url))
-        try:
-            answer = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{MAX_MANIFEST_BYTES}")
-        except ClientError as exc:
-            if error_code(exc) in _MISSING:
-                return None
-            raise_retryable_or(exc, f"reading the manifest next to {model_data_url}")
+        answer = _s3(
+            f"read the manifest next to {model_data_url}",
+            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{MAX_MANIFEST_BYTES}"),
+            tolerate=_missing,
+        )
+        if answer is None:
+            return None
         data = json.loads(answer["Body"].read())
         return data if isinstance(data, dict) else None

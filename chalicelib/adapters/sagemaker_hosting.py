@@ -3,15 +3,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import ClientError
 
-from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+from chalicelib.adapters.aws_errors import (
+    AwsCalls,
+    already_exists,
+    error_code,
+    invocation_refusal,
+    is_missing,
+    sagemaker_refusal,
+)
+from chalicelib.adapters.sagemaker_shapes import (
+    MANAGED_BY,
+    PRODUCTION_VARIANT,
+    TAG_MODEL_ID,
+    TAG_TASK_ID,
+    state_of,
+    variant_tags,
+)
+from chalicelib.domain.errors import InvocationError
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; nothing here runs in Lambda
     from mypy_boto3_sagemaker.client import SageMakerClient
@@ -19,10 +36,6 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; nothing here runs in Lambda
     from mypy_boto3_sagemaker.type_defs import ProductionVariantTypeDef, TagTypeDef
     from mypy_boto3_sagemaker_runtime.client import SageMakerRuntimeClient
 
-TAG_MODEL_ID = "embedding_model_id"
-TAG_TASK_ID = "task_id"
-TAG_MANAGED_BY = "managed-by"
-VARIANT_NAME = "AllTraffic"
 JSON = "application/json"
 
 # The serving handler is copied into model.tar.gz under code/; the container must not reach the
@@ -34,49 +47,6 @@ CONTAINER_ENVIRONMENT: Mapping[str, str] = {
     "HF_HUB_OFFLINE": "1",
 }
 
-# Every SageMaker endpoint status, and what it means to the services.
-ENDPOINT_STATES: Mapping[str, EndpointState] = {
-    "Creating": EndpointState.CREATING,
-    "Updating": EndpointState.CREATING,
-    "SystemUpdating": EndpointState.CREATING,
-    "RollingBack": EndpointState.CREATING,
-    # Not serving now, but SageMaker may bring it back by itself: wait (the deploy deadline
-    # bounds the wait) rather than tear down a variant that could still recover.
-    "OutOfService": EndpointState.CREATING,
-    "InService": EndpointState.IN_SERVICE,
-    "Deleting": EndpointState.DELETING,
-    "Failed": EndpointState.FAILED,
-    "UpdateRollbackFailed": EndpointState.FAILED,
-}
-
-# SageMaker's control plane reports a missing resource as a 400 ValidationException whose
-# message names the kind. The quote after the kind keeps "Could not find model data at s3://..."
-# (a bad artifact, terminal) from reading as "model not found" (already gone, fine).
-_NOT_FOUND = re.compile(r"Could not find (model|endpoint configuration|endpoint)\s+['\"]")
-_ALREADY_EXISTS = "Cannot create already existing"
-_IN_PROGRESS = "Cannot update in-progress endpoint"
-_THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalServerError",
-        "InternalServerException",
-        "InternalDependencyException",  # runtime: a dependency of the endpoint hiccuped
-        "ModelNotReadyException",  # runtime: the container is still loading
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
 # ListEndpoints & co. only accept this in NameContains.
 _NAME_CONTAINS = re.compile(r"^[a-zA-Z0-9-]{1,63}$")
 
@@ -109,82 +79,13 @@ def make_sagemaker_clients(region: str | None = None) -> SageMakerClients:
     )
 
 
-def state_of(platform_status: str) -> EndpointState:
-    """Map a SageMaker endpoint status; an unknown (newer) one is waited on, not trusted."""
-    return ENDPOINT_STATES.get(platform_status, EndpointState.CREATING)
+_sagemaker = AwsCalls("SageMaker", refuse=sagemaker_refusal)
+_runtime = AwsCalls("SageMaker Runtime")
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
-
-
-def _http_status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def missing_kind(exc: ClientError) -> str | None:
-    """'model', 'endpoint configuration' or 'endpoint' when the error says it does not exist."""
-    if _code(exc) in ("ResourceNotFound", "ResourceNotFoundException"):
-        return "resource"
-    if _code(exc) != "ValidationException":
-        return None
-    found = _NOT_FOUND.search(_message(exc))
-    return found.group(1) if found else None
-
-
-def already_exists(exc: ClientError) -> bool:
-    return _code(exc) == "ValidationException" and _ALREADY_EXISTS in _message(exc)
-
-
-def is_transient(exc: ClientError) -> bool:
-    code = _code(exc)
-    return (
-        code in _THROTTLING_CODES
-        or code in _TRANSIENT_CODES
-        or "Rate exceeded" in _message(exc)
-        or _http_status(exc) == 429
-        or _http_status(exc) >= 500
-    )
-
-
-def classify(exc: Exception, action: str) -> RetryableError | TerminalHostingError:
-    """The typed error for a failed SageMaker call; `action` says what we were doing."""
-    if isinstance(exc, (ConnectionError, HTTPClientError)):
-        return RetryableError(f"SageMaker unreachable while trying to {action}: {exc}")
-    if not isinstance(exc, ClientError):
-        return TerminalHostingError(f"could not {action}: {exc}")
-    code, message = _code(exc), _message(exc)
-    if is_transient(exc):
-        return RetryableError(f"SageMaker is busy ({code}) while trying to {action}: {message}")
-    if code == "ResourceLimitExceeded":
-        return TerminalHostingError(
-            f"SageMaker quota reached, could not {action}: {message}. Request an increase in "
-            "Service Quotas (SageMaker, '<instance type> for endpoint usage'), delete unused "
-            "endpoints, or deploy with another instance type"
-        )
-    if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
-        return TerminalHostingError(
-            f"SageMaker denied the request to {action}: {message}. Check that the Lambda role "
-            "may call SageMaker and pass the execution role (iam:PassRole)"
-        )
-    if code == "ValidationException" and _IN_PROGRESS in message:
-        return RetryableError(
-            f"could not {action}: the endpoint is still Creating or Updating and SageMaker "
-            f"refuses to change it until it settles ({message})"
-        )
-    kind = missing_kind(exc)
-    if kind:
-        # Only happens while creating: a part we depend on was deleted under us. Running the
-        # step again re-creates it from the top.
-        return RetryableError(f"could not {action}: the {kind} it needs is gone ({message})")
-    return TerminalHostingError(
-        f"SageMaker rejected the request to {action}: {message} ({code}). Check the deploy "
-        "config (instance type and count, image URI, model artifact URL, execution role)"
-    )
+def _gone_or_unlisted(exc: ClientError) -> bool:
+    """ListTags on a part deleted since it was listed (SageMaker words this one several ways)."""
+    return is_missing(exc) or error_code(exc) == "ValidationException"
 
 
 def _tags_to_dict(tags: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -199,7 +100,7 @@ class SageMakerHosting:
         sagemaker: SageMakerClient,
         runtime: SageMakerRuntimeClient,
         role_arn: str,
-        managed_by: str = "esdeploy",
+        managed_by: str = MANAGED_BY,
     ) -> None:
         self._sm = sagemaker
         self._runtime = runtime
@@ -209,16 +110,17 @@ class SageMakerHosting:
     # -- create ---------------------------------------------------------------------------
 
     def create_variant(self, spec: VariantSpec) -> None:
-        name = spec.name
+        """Each part is looked up, then created; "already exists" means a concurrent redelivery
+        made it between our lookup and our create, which is as good as making it ourselves."""
+        name, sm = spec.name, self._sm
         # A redelivered step usually finds the endpoint already made: one call, no creates.
         if self._describe_endpoint(name) is not None:
             return
         tags = self._tags(spec)
-        if not self._exists("model", lambda: self._sm.describe_model(ModelName=name)):
-            self._create(
-                "model",
-                name,
-                lambda: self._sm.create_model(
+        if _sagemaker("look up model", lambda: sm.describe_model(ModelName=name), tolerate=is_missing) is None:
+            _sagemaker(
+                f"create model `{name}`",
+                lambda: sm.create_model(
                     ModelName=name,
                     PrimaryContainer={
                         "Image": spec.image_uri,
@@ -228,30 +130,31 @@ class SageMakerHosting:
                     ExecutionRoleArn=self._role_arn,
                     Tags=tags,
                 ),
+                tolerate=already_exists,
             )
-        if not self._exists(
-            "endpoint configuration",
-            lambda: self._sm.describe_endpoint_config(EndpointConfigName=name),
-        ):
-            self._create(
-                "endpoint configuration",
-                name,
-                lambda: self._sm.create_endpoint_config(
-                    EndpointConfigName=name,
-                    ProductionVariants=[self._production_variant(spec)],
-                    Tags=tags,
+        config = _sagemaker(
+            "look up endpoint configuration",
+            lambda: sm.describe_endpoint_config(EndpointConfigName=name),
+            tolerate=is_missing,
+        )
+        if config is None:
+            _sagemaker(
+                f"create endpoint configuration `{name}`",
+                lambda: sm.create_endpoint_config(
+                    EndpointConfigName=name, ProductionVariants=[self._production_variant(spec)], Tags=tags
                 ),
+                tolerate=already_exists,
             )
-        self._create(
-            "endpoint",
-            name,
-            lambda: self._sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags),
+        _sagemaker(
+            f"create endpoint `{name}`",
+            lambda: sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags),
+            tolerate=already_exists,
         )
 
     @staticmethod
     def _production_variant(spec: VariantSpec) -> ProductionVariantTypeDef:
         return {
-            "VariantName": VARIANT_NAME,
+            "VariantName": PRODUCTION_VARIANT,
             "ModelName": spec.name,
             # The stubs list the instance types they knew of; the settings allow-list rules here.
             "InstanceType": cast("ProductionVariantInstanceTypeType", spec.instance_type),
@@ -259,33 +162,7 @@ class SageMakerHosting:
         }
 
     def _tags(self, spec: VariantSpec) -> list[TagTypeDef]:
-        return [
-            {"Key": TAG_MODEL_ID, "Value": spec.embedding_model_id},
-            {"Key": TAG_TASK_ID, "Value": spec.task_id},
-            {"Key": TAG_MANAGED_BY, "Value": self._managed_by},
-        ]
-
-    def _exists(self, kind: str, describe: Callable[[], object]) -> bool:
-        try:
-            describe()
-        except ClientError as exc:
-            if missing_kind(exc):
-                return False
-            raise classify(exc, f"look up {kind}") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, f"look up {kind}") from exc
-        return True
-
-    def _create(self, kind: str, name: str, create: Callable[[], object]) -> None:
-        try:
-            create()
-        except ClientError as exc:
-            # Someone (a concurrent redelivery) made it between our describe and create.
-            if already_exists(exc):
-                return
-            raise classify(exc, f"create {kind} `{name}`") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, f"create {kind} `{name}`") from exc
+        return [{"Key": key, "Value": value} for key, value in variant_tags(spec, self._managed_by).items()]
 
     # -- describe -------------------------------------------------------------------------
 
@@ -304,29 +181,20 @@ class SageMakerHosting:
         return VariantStatus(name=name, state=state, failure_reason=reason, platform_status=status)
 
     def _describe_endpoint(self, name: str) -> Mapping[str, Any] | None:
-        try:
-            return self._sm.describe_endpoint(EndpointName=name)
-        except ClientError as exc:
-            if missing_kind(exc):
-                return None
-            raise classify(exc, f"describe endpoint `{name}`") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, f"describe endpoint `{name}`") from exc
+        return _sagemaker(
+            f"describe endpoint `{name}`", lambda: self._sm.describe_endpoint(EndpointName=name), tolerate=is_missing
+        )
 
     # -- invoke ---------------------------------------------------------------------------
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
+        def call() -> bytes:
             response = self._runtime.invoke_endpoint(
                 EndpointName=name, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
             )
-            raw = response["Body"].read()
-        except ClientError as exc:
-            raise self._invocation_error(name, exc) from exc
-        except (ConnectionError, HTTPClientError) as exc:
-            raise RetryableError(f"endpoint `{name}` did not answer in time: {exc}") from exc
-        except BotoCoreError as exc:
-            raise InvocationError(f"could not invoke endpoint `{name}`: {exc}") from exc
+            return response["Body"].read()
+
+        raw = _runtime(f"invoke endpoint `{name}`", call, refuse=invocation_refusal(name))
         try:
             answer = json.loads(raw)
         except ValueError as exc:
@@ -340,58 +208,32 @@ class SageMakerHosting:
             )
         return answer
 
-    @staticmethod
-    def _invocation_error(name: str, exc: ClientError) -> RetryableError | InvocationError:
-        code, message = _code(exc), _message(exc)
-        if is_transient(exc):
-            return RetryableError(f"endpoint `{name}` is busy ({code}): {message}")
-        if code == "ModelError":
-            original = exc.response.get("OriginalStatusCode")
-            logs = exc.response.get("LogStreamArn")
-            where = f"; container logs: {logs}" if logs else f"; see /aws/sagemaker/Endpoints/{name}"
-            status = f" {original}" if original else ""
-            return InvocationError(
-                f"the model in endpoint `{name}` failed the request (status{status}): "
-                f"{message}{where}"
-            )
-        return InvocationError(f"endpoint `{name}` refused the request ({code}): {message}")
-
     # -- delete ---------------------------------------------------------------------------
 
     def delete_variant(self, name: str) -> None:
         # Endpoint first: it is what bills, and SageMaker lets the config and model go while
-        # the endpoint that used them is still Deleting.
-        self._delete("endpoint", name, lambda: self._sm.delete_endpoint(EndpointName=name))
-        self._delete(
-            "endpoint configuration",
-            name,
-            lambda: self._sm.delete_endpoint_config(EndpointConfigName=name),
+        # the endpoint that used them is still Deleting. What is gone already is fine.
+        sm = self._sm
+        _sagemaker(f"delete endpoint `{name}`", lambda: sm.delete_endpoint(EndpointName=name), tolerate=is_missing)
+        _sagemaker(
+            f"delete endpoint configuration `{name}`",
+            lambda: sm.delete_endpoint_config(EndpointConfigName=name),
+            tolerate=is_missing,
         )
-        self._delete("model", name, lambda: self._sm.delete_model(ModelName=name))
-
-    @staticmethod
-    def _delete(kind: str, name: str, delete: Callable[[], object]) -> None:
-        try:
-            delete()
-        except ClientError as exc:
-            if missing_kind(exc):
-                return
-            raise classify(exc, f"delete {kind} `{name}`") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, f"delete {kind} `{name}`") from exc
+        _sagemaker(f"delete model `{name}`", lambda: sm.delete_model(ModelName=name), tolerate=is_missing)
 
     # -- list -----------------------------------------------------------------------------
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         action = f"list variants named `{name_prefix}*`"
-        try:
-            endpoints = self._names_and_arns("list_endpoints", "Endpoints", "Endpoint", name_prefix)
-            configs = self._names_and_arns(
-                "list_endpoint_configs", "EndpointConfigs", "EndpointConfig", name_prefix
-            )
-            models = self._names_and_arns("list_models", "Models", "Model", name_prefix)
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, action) from exc
+        endpoints, configs, models = _sagemaker(
+            action,
+            lambda: (
+                self._names_and_arns("list_endpoints", "Endpoints", "Endpoint", name_prefix),
+                self._names_and_arns("list_endpoint_configs", "EndpointConfigs", "EndpointConfig", name_prefix),
+                self._names_and_arns("list_models", "Models", "Model", name_prefix),
+            ),
+        )
         variants = []
         for name in sorted(set(endpoints) | set(configs) | set(models)):
             # Tags are the same on all three parts; read the first part that still has them.
@@ -434,18 +276,11 @@ class SageMakerHosting:
         return {}
 
     def _tags_of(self, arn: str, action: str) -> dict[str, str]:
-        tags: dict[str, str] = {}
-        try:
+        def read() -> dict[str, str]:
+            tags: dict[str, str] = {}
             for page in self._sm.get_paginator("list_tags").paginate(ResourceArn=arn):
                 tags.update(_tags_to_dict(page.get("Tags", [])))
-        except ClientError as exc:
-            if is_transient(exc):
-                raise classify(exc, action) from exc
-            # Deleted between the listing and now (SageMaker words this one several ways):
-            # it has no owner to report.
-            if missing_kind(exc) or _code(exc) == "ValidationException":
-                return {}
-            raise classify(exc, action) from exc
-        except BotoCoreError as exc:
-            raise classify(exc, action) from exc
-        return tags
+            return tags
+
+        # A part deleted between the listing and now has no owner to report.
+        return _sagemaker(action, read, tolerate=_gone_or_unlisted) or {}

@@ -6,8 +6,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.queue_messages import to_body
 from chalicelib.config import SQS_MAX_DELAY_SECONDS
 from chalicelib.domain.errors import DispatchError
+from chalicelib.domain.messages import WorkMessage
 
 
 class SqsQueue:
@@ -22,12 +24,12 @@ class SqsQueue:
             self._url = self._client.get_queue_url(QueueName=self.name)["QueueUrl"]
         return self._url
 
-    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         delay = max(0, min(int(delay_seconds), SQS_MAX_DELAY_SECONDS))
         try:
             answer = self._client.send_message(
                 QueueUrl=self.url,
-                MessageBody=json.dumps(body, separators=(",", ":"), sort_keys=True),
+                MessageBody=json.dumps(to_body(message), separators=(",", ":"), sort_keys=True),
                 DelaySeconds=delay,
             )
         except (ClientError, BotoCoreError) as exc:

@@ -5,8 +5,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.aws_errors import error_code, raise_retryable_or
+from chalicelib.adapters.aws_errors import AwsCalls, error_code
 from chalicelib.domain.models import Alias
+
+_ssm = AwsCalls("SSM")
+
+
+def _not_found(exc: ClientError) -> bool:
+    return error_code(exc) == "ParameterNotFound"
 
 
 class SsmAliasMirror:
@@ -21,20 +27,21 @@ class SsmAliasMirror:
         if not alias.live_variant:
             self.remove(alias.embedding_model_id)
             return
-        try:
-            self._client.put_parameter(
+        live = alias.live_variant
+        _ssm(
+            "mirror the alias to SSM",
+            lambda: self._client.put_parameter(
                 Name=self.parameter_name(alias.embedding_model_id),
-                Value=alias.live_variant,
+                Value=live,
                 Type="String",
                 Overwrite=True,
                 Description=f"Live SageMaker endpoint of {alias.embedding_model_id} (esdeploy)",
-            )
-        except ClientError as exc:
-            raise_retryable_or(exc, "mirroring the alias to SSM")
+            ),
+        )
 
     def remove(self, embedding_model_id: str) -> None:
-        try:
-            self._client.delete_parameter(Name=self.parameter_name(embedding_model_id))
-        except ClientError as exc:
-            if error_code(exc) != "ParameterNotFound":
-                raise_retryable_or(exc, "removing the alias from SSM")
+        _ssm(
+            "remove the alias from SSM",
+            lambda: self._client.delete_parameter(Name=self.parameter_name(embedding_model_id)),
+            tolerate=_not_found,
+        )

@@ -1,4 +1,4 @@
-"""API layer: request bodies (HTTP and the requests queue) parsed and checked for shape."""
+"""API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from chalicelib.domain.commands import DeployConfigRequest, Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.names import ID_RULE, is_valid_id
 
@@ -122,18 +123,34 @@ def _parse(model: type[RequestT], data: dict[str, Any]) -> RequestT:
     return request
 
 
-def parse_deploy(data: dict[str, Any]) -> DeployRequest:
-    return _parse(DeployRequest, data)
+def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
+    request = _parse(DeployRequest, data)
+    config = request.config or DeployConfigIn()
+    return SubmitDeploy(
+        embedding_model_id=request.embedding_model_id,
+        client_task_id=request.id,
+        config=DeployConfigRequest(**config.model_dump()),
+        source=source,
+    )
 
 
-def parse_delete(data: dict[str, Any]) -> DeleteRequest:
-    return _parse(DeleteRequest, data)
+def parse_delete(data: dict[str, Any], source: str = "http") -> SubmitDelete:
+    request = _parse(DeleteRequest, data)
+    return SubmitDelete(
+        embedding_model_id=request.embedding_model_id,
+        client_task_id=request.id,
+        reason=request.reason,
+        source=source,
+    )
 
 
-def parse_intake(data: dict[str, Any]) -> DeployRequest | DeleteRequest:
+def parse_intake(data: dict[str, Any]) -> Submit:
+    """A requests-queue message: `action` picks the command, the rest is the HTTP body."""
     try:
         envelope = IntakeEnvelope.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from exc
     fields = {k: v for k, v in data.items() if k != "action"}
-    return parse_deploy(fields) if envelope.action == "deploy" else parse_delete(fields)
+    if envelope.action == "deploy":
+        return parse_deploy(fields, source="sqs")
+    return parse_delete(fields, source="sqs")

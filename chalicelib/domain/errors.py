@@ -75,5 +75,9 @@ class InvocationError(EsdeployError):
     """An endpoint did not answer an embedding request properly."""
 
 
+class UnreadableMessageError(EsdeployError):
+    """A queue message no reader understands: logged and acknowledged, since no retry can fix it."""
+
+
 class ConfigurationError(EsdeployError):
     """A setting is missing or malformed; the message names it."""

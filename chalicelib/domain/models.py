@@ -1,4 +1,4 @@
-"""Domain layer: tasks, their statuses, stages and history, and the model alias."""
+"""Domain layer: tasks, their statuses, stages and history, endpoint states, and the model alias."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -47,6 +47,10 @@ class Stage(StrEnum):
     TEARING_DOWN = "tearing_down"
     # both
     FINISHED = "finished"
+
+
+# Stages in which a deploy's green variant may exist: a fault or a cancel hands it to teardown.
+STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
 
 
 def utc_now() -> datetime:
@@ -184,6 +188,16 @@ class Task:
 
     def copy(self) -> Task:
         return replace(self, events=list(self.events), config=dict(self.config))
+
+
+class EndpointState(StrEnum):
+    """What the services need to know of an endpoint; adapters map the platform's statuses here."""
+
+    CREATING = "creating"  # still coming up (or updating): poll again later
+    IN_SERVICE = "in_service"
+    FAILED = "failed"
+    DELETING = "deleting"
+    MISSING = "missing"
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.models import Stage, TaskKind, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
+from chalicelib.domain.messages import DeadLetter, TeardownVariant, green_teardown
+from chalicelib.domain.models import TaskStatus
+from chalicelib.ports import TaskStore
+from chalicelib.services.outbox import TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -16,48 +16,32 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DeadLetterService:
     store: TaskStore
-    locks: ModelLocks
-    teardown_queue: Queue
-    clock: Clock
+    writer: TaskWriter
 
-    def handle(self, body: dict[str, Any], queue: str, receive_count: str | None) -> None:
-        task_id = body.get("task_id")
-        if messages.is_endpoint_event(body):
-            task_id = (body["detail"].get("Tags") or {}).get("task_id")
-        if not isinstance(task_id, str):
-            logger.error("dead letter without a task", extra={"queue": queue, "body": body})
-            return
-        if body.get("action") == messages.TEARDOWN_VARIANT:
+    def handle(self, message: DeadLetter, queue: str, receive_count: str | None) -> None:
+        if isinstance(message, TeardownVariant):
             # The task that owned this variant ended long ago; the DLQ alarm calls a person.
             logger.error(
                 "teardown of a variant kept failing: it may still be running and costing money",
-                extra={"task_id": task_id, "variant": body.get("variant"), "queue": queue},
+                extra={"task_id": message.task_id, "variant": message.variant, "queue": queue},
             )
             return
+        if message.task_id is None:
+            logger.error("dead letter without a task", extra={"queue": queue, "message": repr(message)})
+            return
         for _ in range(3):
-            task = self.store.get(task_id)
+            task = self.store.get(message.task_id)
             if task is None or task.status.is_terminal:
                 return
-            if task.kind == TaskKind.DEPLOY and task.variant and task.stage != Stage.FINISHED:
-                self.teardown_queue.send(
-                    messages.teardown_variant(
-                        task.embedding_model_id, task.variant, reason="deploy failed (dead letter)",
-                        task_id=task.task_id,
-                    )
-                )
-            task.record(
-                at=self.clock.now(),
-                status=TaskStatus.FAILED,
-                detail=(
-                    f"the {task.kind.value} worker failed on this task's message "
-                    f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "
-                    f"Search the worker logs for task_id {task.task_id} for the error."
-                ),
+            detail = (
+                f"the {task.kind.value} worker failed on this task's message "
+                f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "
+                f"Search the worker logs for task_id {task.task_id} for the error."
             )
+            green = green_teardown(task, reason="deploy failed (dead letter)")
             try:
-                self.store.update(task)
+                self.writer.end(task, TaskStatus.FAILED, detail, *green)
             except ConcurrentUpdateError:
                 continue
-            self.locks.release(task.embedding_model_id, task.task_id)
             logger.error("task failed from dead letter", extra={"task_id": task.task_id, "queue": queue})
             return

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from chalicelib.api.schemas import DeployConfigIn
 from chalicelib.config import Settings
+from chalicelib.domain.commands import DeployConfigRequest
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.models import DeployConfig
 
@@ -16,9 +16,8 @@ _IMAGE_URI = re.compile(
 
 
 def resolve_deploy_config(
-    settings: Settings, embedding_model_id: str, given: DeployConfigIn | None
+    settings: Settings, embedding_model_id: str, given: DeployConfigRequest
 ) -> DeployConfig:
-    given = given or DeployConfigIn()
     instance_type = given.instance_type or settings.default_instance_type
     if instance_type not in settings.allowed_instance_types:
         raise InvalidRequestError(

@@ -1,29 +1,24 @@
-"""Services: reading aliases, rolling a model back, and cancelling a deploy."""
+"""Services: the models' aliases — reading them, and the actions that need the endpoints."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError, TaskNotFoundError
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
-from chalicelib.ports import Aliases, AliasMirror, Clock, EndpointState, Hosting, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
-from chalicelib.services.deployer import Deployer
+from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
+from chalicelib.domain.messages import TeardownVariant
+from chalicelib.domain.models import Alias, EndpointState
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelService:
-    store: TaskStore
-    locks: ModelLocks
+class ModelReads:
+    """What is live: one alias read, no endpoint call (and no SageMaker client to build)."""
+
     aliases: Aliases
-    mirror: AliasMirror
-    teardown_queue: Queue
-    hosting: Hosting
-    deployer: Deployer
-    clock: Clock
 
     def alias(self, embedding_model_id: str) -> Alias:
         alias = self.aliases.get(embedding_model_id)
@@ -34,12 +29,25 @@ class ModelService:
     def live(self) -> list[Alias]:
         return self.aliases.list_live()
 
+
+@dataclass
+class ModelActions:
+    """Embedding through the alias, and rolling the alias back: both talk to the endpoints."""
+
+    store: TaskStore
+    locks: ModelLocks
+    aliases: Aliases
+    mirror: AliasMirror
+    outbox: Outbox
+    hosting: Hosting
+    clock: Clock
+
     def invoke(self, embedding_model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Embed through the alias: whatever variant is live right now answers."""
-        alias = self.alias(embedding_model_id)
-        assert alias.live_variant is not None
-        answer = self.hosting.invoke(alias.live_variant, payload)
-        return {**answer, "endpoint_name": alias.live_variant}
+        live = ModelReads(self.aliases).alias(embedding_model_id).live_variant
+        assert live is not None
+        answer = self.hosting.invoke(live, payload)
+        return {**answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
         """Point the alias back at the previous variant while it still exists; one conditional write."""
@@ -48,7 +56,7 @@ class ModelService:
             holder = self.store.get(held.task_id)
             if holder is not None and not holder.status.is_terminal:
                 raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
-        alias = self.alias(embedding_model_id)
+        alias = ModelReads(self.aliases).alias(embedding_model_id)
         previous = alias.previous_variant
         if not previous:
             raise InvalidStateError(
@@ -67,27 +75,7 @@ class ModelService:
             expected_version=alias.version,
         )
         self.mirror.publish(written)
-        self.teardown_queue.send(
-            messages.teardown_variant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}")
-        )
+        self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))
         logger.info("rolled back", extra={"embedding_model_id": embedding_model_id, "live": previous,
                                           "rolled_away": rolled_away})
         return written
-
-    def cancel(self, task_id: str) -> Task:
-        task = self.store.get(task_id)
-        if task is None or task.kind != TaskKind.DEPLOY:
-            raise TaskNotFoundError(f"Deployment task with ID `{task_id}` is not found")
-        if task.status.is_terminal:
-            raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
-        if task.stage == Stage.FINISHED:
-            raise InvalidStateError(f"Deployment task `{task_id}` has swapped already; roll back instead")
-        if task.cancel_requested:
-            return task
-        if task.status == TaskStatus.PENDING and task.variant is None:
-            # Nothing was created yet: end it here; its queued message will find it terminal.
-            task.record(at=self.clock.now(), status=TaskStatus.CANCELED, detail="canceled before it started")
-            stored = self.store.update(task)
-            self.locks.release(task.embedding_model_id, task.task_id)
-            return stored
-        return self.deployer.request_cancel(task)

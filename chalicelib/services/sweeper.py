@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from chalicelib.domain.models import TaskKind
-from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
+from chalicelib.config import Settings
+from chalicelib.domain.messages import TeardownVariant, resume
+from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +23,11 @@ class Sweeper:
     """A lost message (a send that failed after its step, a crash) must not strand a task,
     and a variant nobody owns must not keep billing: both are found here, every few minutes."""
 
-    resource_prefix: str
-    stall_seconds: int
+    settings: Settings
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
-    deploy_queue: Queue
-    teardown_queue: Queue
+    outbox: Outbox
     hosting: Hosting
     clock: Clock
 
@@ -42,23 +41,19 @@ class Sweeper:
                 continue
             if task.variant:
                 owned.add(task.variant)
-            if (now - task.updated_at).total_seconds() < self.stall_seconds:
+            if (now - task.updated_at).total_seconds() < self.settings.stall_seconds:
                 continue
-            message = messages.advance(task) if task.kind == TaskKind.DEPLOY else messages.start(task)
-            queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
-            queue.send(message)
+            self.outbox.send(resume(task))
             report.rekicked.append(task.task_id)
             logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
                                                               "embedding_model_id": task.embedding_model_id})
         for alias in self.aliases.list_live():
             owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for variant in self.hosting.list_variants(f"{self.resource_prefix}-"):
+        for variant in self.hosting.list_variants(f"{self.settings.resource_prefix}-"):
             if variant.name in owned:
                 continue
             # Previous variants still baking are owned by their alias; so an unowned one is a leak.
-            self.teardown_queue.send(
-                messages.teardown_variant(variant.embedding_model_id or "", variant.name, reason="orphan sweep")
-            )
+            self.outbox.send(TeardownVariant(variant.embedding_model_id or "", variant.name, reason="orphan sweep"))
             report.orphans.append(variant.name)
             logger.warning(
                 "orphaned variant handed to teardown",

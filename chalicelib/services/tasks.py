@@ -8,19 +8,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.api.schemas import DeleteRequest, DeployRequest
 from chalicelib.config import Settings
+from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
     DispatchError,
     IdempotencyConflictError,
+    InvalidStateError,
     ModelBusyError,
     TaskAlreadyExistsError,
     TaskNotFoundError,
 )
+from chalicelib.domain.messages import resume
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
+from chalicelib.ports import Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config
+from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -49,40 +51,62 @@ class TaskService:
     settings: Settings
     store: TaskStore
     locks: ModelLocks
-    deploy_queue: Queue
-    teardown_queue: Queue
+    outbox: Outbox
+    writer: TaskWriter
     clock: Clock
 
-    def submit_deploy(self, request: DeployRequest, source: str = "http") -> Task:
-        config = resolve_deploy_config(self.settings, request.embedding_model_id, request.config)
-        given = request.config.model_dump(exclude_none=True) if request.config else {}
+    def submit(self, command: Submit) -> Task:
+        """Store the task, take the model's lease and dispatch it; a replay returns the stored task."""
+        if isinstance(command, SubmitDeploy):
+            return self._submit_deploy(command)
+        return self._submit_delete(command)
+
+    def _submit_deploy(self, command: SubmitDeploy) -> Task:
+        config = resolve_deploy_config(self.settings, command.embedding_model_id, command.config)
         fingerprint = request_hash(
-            TaskKind.DEPLOY, {"embedding_model_id": request.embedding_model_id, "config": given}
+            TaskKind.DEPLOY,
+            {"embedding_model_id": command.embedding_model_id, "config": command.config.given()},
         )
         return self._submit(
             kind=TaskKind.DEPLOY,
-            embedding_model_id=request.embedding_model_id,
-            client_id=request.id,
+            embedding_model_id=command.embedding_model_id,
+            client_id=command.client_task_id,
             fingerprint=fingerprint,
             config=config.as_dict(),
             reason=None,
-            source=source,
+            source=command.source,
         )
 
-    def submit_delete(self, request: DeleteRequest, source: str = "http") -> Task:
+    def _submit_delete(self, command: SubmitDelete) -> Task:
         fingerprint = request_hash(
             TaskKind.DELETE,
-            {"embedding_model_id": request.embedding_model_id, "reason": request.reason},
+            {"embedding_model_id": command.embedding_model_id, "reason": command.reason},
         )
         return self._submit(
             kind=TaskKind.DELETE,
-            embedding_model_id=request.embedding_model_id,
-            client_id=request.id,
+            embedding_model_id=command.embedding_model_id,
+            client_id=command.client_task_id,
             fingerprint=fingerprint,
             config={},
-            reason=request.reason,
-            source=source,
+            reason=command.reason,
+            source=command.source,
         )
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
+        next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
+        a rollback's job: the task is done by then."""
+        task = self.get(TaskKind.DEPLOY, task_id)
+        if task.status.is_terminal:
+            raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
+        if task.cancel_requested:
+            return task
+        if task.status == TaskStatus.PENDING and task.variant is None:
+            # Nothing was created yet; its queued message will find it ended.
+            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+        task.cancel_requested = True
+        task.record(at=self.clock.now(), detail="cancel requested")
+        return self.writer.advance(task)
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
@@ -164,18 +188,11 @@ class TaskService:
         return age > self.settings.stale_lock_seconds
 
     def _dispatch(self, task: Task) -> Task:
-        queue = self.deploy_queue if task.kind == TaskKind.DEPLOY else self.teardown_queue
         try:
-            queue.send(messages.start(task))
+            self.outbox.send(resume(task))
         except DispatchError as exc:
             logger.error("dispatch failed", extra={**_log_keys(task), "error": str(exc)})
-            task.record(
-                at=self.clock.now(),
-                status=TaskStatus.FAILED,
-                detail=f"{DISPATCH_FAILED[task.kind]}: {exc}",
-            )
-            self.store.update(task)
-            self.locks.release(task.embedding_model_id, task.task_id)
+            self.writer.end(task, TaskStatus.FAILED, f"{DISPATCH_FAILED[task.kind]}: {exc}")
             raise DispatchError(DISPATCH_FAILED[task.kind]) from exc
         logger.info("task submitted", extra={**_log_keys(task), "source": task.source})
         return task

@@ -1,38 +1,29 @@
-"""Local stack: the settings of the `local` stage (what .chalice/config.json holds for AWS stages)."""
+"""Local stack: the `local` stage's environment — .chalice/config.json's, plus the embedded AWS to reach."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+# The local stack serves app.py from this checkout, so the stages' config is beside it.
+CHALICE_CONFIG = Path(__file__).resolve().parents[2] / ".chalice" / "config.json"
+LOCAL_STAGE = "local"
 LOCAL_REGION = "us-east-1"
+
+
+def stage_environment(stage: str | None, config_path: Path = CHALICE_CONFIG) -> dict[str, str]:
+    """What Chalice gives every function of `stage`: the shared variables, then the stage's own
+    (None: the shared ones only). Settings left out take config.py's defaults."""
+    config = json.loads(config_path.read_text())
+    env = dict(config.get("environment_variables", {}))
+    if stage is not None:
+        env.update(config["stages"][stage].get("environment_variables", {}))
+    return env
 
 
 def local_environment(aws_endpoint: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the app and boto3 when the AWS services are an embedded moto server."""
     env = {
-        "ESDEPLOY_STAGE": "local",
-        "ESDEPLOY_TASKS_TABLE": "esdeploy-local-tasks",
-        "ESDEPLOY_MODELS_TABLE": "esdeploy-local-models",
-        "ESDEPLOY_REQUESTS_QUEUE": "esdeploy-local-requests",
-        "ESDEPLOY_DEPLOY_QUEUE": "esdeploy-local-deploy-tasks",
-        "ESDEPLOY_TEARDOWN_QUEUE": "esdeploy-local-teardown-tasks",
-        "ESDEPLOY_ARTIFACT_BUCKET": "esdeploy-local-artifacts",
-        "ESDEPLOY_ARTIFACT_PREFIX": "models/",
-        "ESDEPLOY_ALLOWED_INSTANCE_TYPES": "ml.g5.xlarge,ml.g5.2xlarge,ml.g6.xlarge",
-        "ESDEPLOY_DEFAULT_INSTANCE_TYPE": "ml.g5.xlarge",
-        "ESDEPLOY_DEFAULT_IMAGE_URI": (
-            "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
-            "2.6.0-transformers4.49.0-gpu-py312-cu124-ubuntu22.04"
-        ),
-        "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/esdeploy-local-sagemaker",
-        "ESDEPLOY_RESOURCE_PREFIX": "esdlocal",
-        "ESDEPLOY_SSM_PREFIX": "/esdeploy/local",
-        # A laptop variant is up in seconds, not minutes: poll and bake on that scale.
-        "ESDEPLOY_POLL_INITIAL_SECONDS": "2",
-        "ESDEPLOY_POLL_MAX_SECONDS": "5",
-        "ESDEPLOY_DEFAULT_BAKE_SECONDS": "20",
-        "ESDEPLOY_DEPLOY_DEADLINE_SECONDS": "600",
-        "ESDEPLOY_MAX_DEPLOYED_MODELS": "5",
-        "ESDEPLOY_SMOKE_MIN_COSINE": "0.999",
-        "POWERTOOLS_SERVICE_NAME": "esdeploy",
-        "POWERTOOLS_METRICS_NAMESPACE": "esdeploy/local",
+        **stage_environment(LOCAL_STAGE),
         "AWS_ENDPOINT_URL": aws_endpoint,
         "AWS_DEFAULT_REGION": LOCAL_REGION,
         "AWS_REGION": LOCAL_REGION,

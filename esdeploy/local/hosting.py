@@ -19,22 +19,15 @@ from urllib.parse import urlparse
 
 import requests
 
+from chalicelib.adapters.sagemaker_shapes import platform_status
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
+from esdeploy.local import endpoint
 
 logger = logging.getLogger(__name__)
 
-_LISTENING = re.compile(r"esdeploy\.container listening on http://127\.0\.0\.1:(\d+)")
-_READY = "esdeploy.container ready"
-_FAILED = "esdeploy.container failed:"
-# SageMaker's own names for the states, as EventBridge reports them.
-_PLATFORM_STATUS = {
-    EndpointState.CREATING: "Creating",
-    EndpointState.IN_SERVICE: "InService",
-    EndpointState.FAILED: "Failed",
-    EndpointState.DELETING: "Deleting",
-}
-
+_LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(\d+)")
 StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
 
 
@@ -50,7 +43,7 @@ class LocalVariant:
 
 
 class LocalHosting:
-    """Create starts a `python -m esdeploy.container` process on a free loopback port: Creating
+    """Create starts a `python -m esdeploy.local.endpoint` process on a free loopback port: Creating
     until the model has loaded (`/ping` would say 200), InService then, Failed if it cannot load.
     Every state change is reported to `on_state_change`, which the stack turns into the same
     "Endpoint State Change" message EventBridge would put on the deploy-tasks queue."""
@@ -88,7 +81,7 @@ class LocalHosting:
             if variant is None:
                 return VariantStatus(name, EndpointState.MISSING)
             return VariantStatus(
-                name, variant.state, variant.failure_reason, platform_status=_PLATFORM_STATUS.get(variant.state)
+                name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
             )
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +150,7 @@ class LocalHosting:
         except TerminalHostingError as error:
             self._set_state(variant, EndpointState.FAILED, str(error))
             return
-        command = [self._python, "-u", "-m", "esdeploy.container", "--artifact", str(artifact), "--port", "0"]
+        command = [self._python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
             if variant.spec.name not in self._variants:
@@ -174,16 +167,20 @@ class LocalHosting:
                 preexec_fn=_die_with_parent,
             )
         assert variant.process.stdout is not None
+        # Read to the end, whatever a line leads to: an endpoint whose pipe nobody reads blocks on its next log line.
         for line in variant.process.stdout:
             line = line.rstrip()
             variant.output.append(line)
-            found = _LISTENING.search(line)
-            if found:
-                variant.port = int(found.group(1))
-            elif line.startswith(_READY):
-                self._set_state(variant, EndpointState.IN_SERVICE, None)
-            elif line.startswith(_FAILED):
-                self._set_state(variant, EndpointState.FAILED, line[len(_FAILED):].strip())
+            try:
+                found = _LISTENING.search(line)
+                if found:
+                    variant.port = int(found.group(1))
+                elif line.startswith(endpoint.READY):
+                    self._set_state(variant, EndpointState.IN_SERVICE, None)
+                elif line.startswith(endpoint.FAILED):
+                    self._set_state(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
+            except Exception:
+                logger.exception("local endpoint: acting on its output failed", extra={"variant": variant.spec.name})
         code = variant.process.wait()
         with self._lock:
             still_ours = self._variants.get(variant.spec.name) is variant
@@ -236,11 +233,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
-
-
-def platform_status(state: EndpointState) -> str:
-    return _PLATFORM_STATUS.get(state, state.value)
-
-
-def tags_of(spec: VariantSpec) -> dict[str, str]:
-    return {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}

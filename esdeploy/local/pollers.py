@@ -8,7 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from esdeploy.local.environment import LOCAL_REGION
+
 logger = logging.getLogger(__name__)
+
+# moto's default account: the one its ARNs and the local stage's role carry.
+LOCAL_ACCOUNT = "123456789012"
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -20,7 +25,7 @@ class LambdaContext:
     function_name: str
     aws_request_id: str
     memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    invoked_function_arn: str = f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:local"
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
@@ -36,8 +41,8 @@ def sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
         "messageAttributes": {},
         "md5OfBody": message.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}",
-        "awsRegion": "us-east-1",
+        "eventSourceARN": f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue_url.rsplit('/', 1)[-1]}",
+        "awsRegion": LOCAL_REGION,
     }
 
 
@@ -118,7 +123,7 @@ class Scheduler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self._every):
             event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                     "source": "aws.events", "account": "123456789012", "time": "", "region": "us-east-1",
+                     "source": "aws.events", "account": LOCAL_ACCOUNT, "time": "", "region": LOCAL_REGION,
                      "resources": [], "detail": {}}
             try:
                 self._handler(event, LambdaContext(self._function, str(uuid.uuid4())))

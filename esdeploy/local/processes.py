@@ -1,6 +1,7 @@
 """Local stack: loopback ports and the processes the stack starts (for checks that nothing is left)."""
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -28,3 +29,26 @@ def processes_mentioning(marker: str) -> list[str]:
         if marker in cmdline:
             found.append(f"{entry.name}: {cmdline.strip()[:150]}")
     return found
+
+
+class PortInUseError(Exception):
+    """The loopback port asked for is taken: one line that says so and what to do, not a traceback."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(
+            f"port {port} on {LOOPBACK} is already in use (another esdeploy local?): stop what listens there, "
+            f"or take a free port: esdeploy local --port {free_port()}"
+        )
+        self.port = port
+
+
+def ensure_port_free(port: int) -> None:
+    """Raise PortInUseError unless `port` can be listened on (as the HTTP server will, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(port) from None
+            raise

@@ -1,6 +1,7 @@
 """Local stack: starts embedded AWS, the app's HTTP API, the queue pollers and local endpoints."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.ports import EndpointState, VariantSpec
-from esdeploy.local.environment import local_environment
-from esdeploy.local.hosting import LocalHosting, platform_status, tags_of
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, platform_status, variant_tags
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantSpec
+from esdeploy.local.environment import LOCAL_REGION, local_environment
+from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.pollers import QueuePoller, Scheduler
-from esdeploy.local.processes import LOOPBACK, free_port
+from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class LocalStack:
     # ---- start ------------------------------------------------------------------------------
 
     def start(self) -> StackInfo:
+        ensure_port_free(self.port)  # before anything starts: a taken port is one line, not a traceback
         from moto.server import ThreadedMotoServer
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +86,7 @@ class LocalStack:
         from esdeploy.bootstrap import create_all
 
         settings = load_settings(os.environ)
-        session = boto3.Session(region_name="us-east-1")
+        session = boto3.Session(region_name=LOCAL_REGION)
         urls = create_all(session, settings, visibility_timeout=30)
         sqs = session.client("sqs")
         self._sqs = sqs
@@ -91,7 +95,7 @@ class LocalStack:
         self.hosting = LocalHosting(
             session.client("s3"), self.state_dir / "endpoints", on_state_change=self._endpoint_changed
         )
-        self._install_container(settings)
+        self._install_adapters(settings, self.hosting)
 
         import app as chalice_app
 
@@ -113,36 +117,38 @@ class LocalStack:
             api_url=f"http://{LOOPBACK}:{self.port}",
             aws_endpoint=aws_endpoint,
             artifact_upload_url=f"s3://{settings.artifact_bucket}/{settings.artifact_prefix.rstrip('/')}",
-            region="us-east-1",
+            region=LOCAL_REGION,
             state_dir=str(self.state_dir),
             pid=os.getpid(),
         )
         (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
         return self.info
 
-    def _install_container(self, settings: Any) -> None:
+    @staticmethod
+    def _install_adapters(settings: Any, hosting: LocalHosting) -> None:
         from chalicelib import wiring
 
-        container = wiring.aws_container(settings)
-        container._hosting = self.hosting
-        wiring.use(container)
+        wiring.use(wiring.aws_adapters(settings, hosting_factory=lambda: hosting))
 
     def _serve_http(self, app: Any) -> None:
         from chalice.config import Config
         from chalice.local import create_local_server
 
         config = Config.create(chalice_stage="local", app_name="esdeploy", chalice_app=app)
-        self._http = create_local_server(app, config, LOOPBACK, self.port)
+        try:
+            self._http = create_local_server(app, config, LOOPBACK, self.port)
+        except OSError as error:  # taken since the check at start
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(self.port) from None
+            raise
         self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
         self._http_thread.start()
 
     # ---- EventBridge's part -----------------------------------------------------------------
 
     def _endpoint_changed(self, spec: VariantSpec, state: EndpointState, reason: str | None) -> None:
-        from chalicelib.services.messages import endpoint_event
-
         status = platform_status(state)
-        event = endpoint_event(spec.name, status, tags_of(spec), reason)
+        event = endpoint_state_change(spec.name, status, variant_tags(spec), reason)
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
         if state in (EndpointState.IN_SERVICE, EndpointState.FAILED) and not self._stop.is_set():

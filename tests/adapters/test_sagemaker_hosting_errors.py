@@ -19,7 +19,8 @@ from chalicelib.adapters.sagemaker_hosting import (
     make_sagemaker_clients,
 )
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
 
 NAME = "esd-e5-small-1a2b3c4d-5e6f7a8b"
@@ -449,7 +450,8 @@ def test_invoke_of_a_missing_endpoint_is_an_invocation_error(stubbed: StubbedSag
 def test_invoke_throttled_or_5xx_is_retryable(stubbed: StubbedSageMaker, code: str, http_status: int) -> None:
     stubbed.runtime.add_client_error("invoke_endpoint", code, "try again", http_status_code=http_status)
 
-    with pytest.raises(RetryableError, match=f"endpoint `{NAME}` is busy \\({code}\\)"):
+    busy = f"SageMaker Runtime is busy \\({code}\\) while trying to invoke endpoint `{NAME}`"
+    with pytest.raises(RetryableError, match=busy):
         stubbed.hosting.invoke(NAME, {"inputs": ["hello"]})
 
 
@@ -477,7 +479,7 @@ def test_invoke_timeout_is_retryable() -> None:
 
     hosting = SageMakerHosting(object(), TimingOut(), role_arn=ROLE_ARN)  # type: ignore[arg-type]
 
-    with pytest.raises(RetryableError, match="did not answer in time"):
+    with pytest.raises(RetryableError, match=f"did not answer while trying to invoke endpoint `{NAME}`: Read timeout"):
         hosting.invoke(NAME, {"inputs": ["hello"]})
 
 

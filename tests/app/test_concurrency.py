@@ -9,6 +9,7 @@ import pytest
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import IdempotencyConflictError, ModelBusyError
+from chalicelib.services.tasks import TaskService
 
 RACERS = 8
 
@@ -56,35 +57,35 @@ def race(target) -> list[str]:
     return outcomes
 
 
-def test_racing_operations_on_one_model_have_one_winner(aws_container: wiring.Container) -> None:
-    service = aws_container.tasks
+def test_racing_operations_on_one_model_have_one_winner(aws_adapters: wiring.Adapters) -> None:
+    service = aws_adapters.build(TaskService)
 
     def submit(index: int):
         if index % 2:
-            return service.submit_delete(parse_delete({"embedding_model_id": "m1"}))
-        return service.submit_deploy(parse_deploy({"embedding_model_id": "m1"}))
+            return service.submit(parse_delete({"embedding_model_id": "m1"}))
+        return service.submit(parse_deploy({"embedding_model_id": "m1"}))
 
     outcomes = race(submit)
     winners = [o for o in outcomes if o.startswith("won:")]
     assert len(winners) == 1, outcomes
     assert Counter(outcomes)["busy"] == RACERS - 1
-    lock = aws_container.locks.get("m1")
+    lock = aws_adapters.locks.get("m1")
     assert lock is not None and f"won:{lock.task_id}" == winners[0]
 
 
-def test_racing_replays_of_one_client_id_make_one_task(aws_container: wiring.Container) -> None:
-    service = aws_container.tasks
+def test_racing_replays_of_one_client_id_make_one_task(aws_adapters: wiring.Adapters) -> None:
+    service = aws_adapters.build(TaskService)
 
     def submit(index: int):
         bake = 10 if index < RACERS // 2 else 20
-        return service.submit_deploy(
+        return service.submit(
             parse_deploy({"embedding_model_id": "m1", "id": "same", "config": {"bake_seconds": bake}})
         )
 
     outcomes = race(submit)
     winners = set(o for o in outcomes if o.startswith("won:"))
     assert winners == {"won:same"}
-    stored = aws_container.store.get("same")
+    stored = aws_adapters.store.get("same")
     assert stored is not None
     # Everyone who sent the stored body got it back; the others were told of the conflict.
     same_body = sum(1 for o in outcomes if o == "won:same")

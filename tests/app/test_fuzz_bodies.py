@@ -37,7 +37,7 @@ bodies = st.one_of(
 
 
 @pytest.fixture
-def client(memory_container: wiring.Container) -> Any:
+def client(memory_adapters: wiring.Adapters) -> Any:
     with Client(app) as test_client:
         yield test_client
 
@@ -45,7 +45,7 @@ def client(memory_container: wiring.Container) -> Any:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies, path=st.sampled_from(["/deploy", "/delete"]))
 def test_write_routes_never_answer_500(
-    client: Client, memory_container: wiring.Container, body: Any, path: str
+    client: Client, memory_adapters: wiring.Adapters, body: Any, path: str
 ) -> None:
     try:
         raw = json.dumps(body)
@@ -58,7 +58,7 @@ def test_write_routes_never_answer_500(
         assert isinstance(payload["detail"], str) and payload["detail"]
         assert "Traceback" not in answer.body.decode()
     # Leave the model free for the next example.
-    for queue in (memory_container.deploy_queue, memory_container.teardown_queue):
+    for queue in (memory_adapters.deploy_queue, memory_adapters.teardown_queue):
         assert isinstance(queue, InMemoryQueue)
         queue.drain()
-    memory_container.locks = InMemoryModelLocks()
+    memory_adapters.locks = InMemoryModelLocks()

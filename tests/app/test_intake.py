@@ -37,7 +37,7 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_valid_messages_become_tasks_and_invalid_ones_are_reported(
-    aws_container: wiring.Container,
+    aws_adapters: wiring.Adapters,
 ) -> None:
     result = invoke(
         sqs_event(
@@ -51,28 +51,28 @@ def test_valid_messages_become_tasks_and_invalid_ones_are_reported(
     assert result == {
         "batchItemFailures": [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}, {"itemIdentifier": "msg-4"}]
     }
-    deploy = aws_container.store.get("auto-1")
-    delete = aws_container.store.get("auto-2")
+    deploy = aws_adapters.store.get("auto-1")
+    delete = aws_adapters.store.get("auto-2")
     assert deploy is not None and deploy.source == "sqs" and deploy.status == "pending"
     assert delete is not None and delete.reason == "retired"
 
 
-def test_redelivered_message_does_not_make_a_second_task(aws_container: wiring.Container) -> None:
+def test_redelivered_message_does_not_make_a_second_task(aws_adapters: wiring.Adapters) -> None:
     message = {"action": "deploy", "embedding_model_id": "m", "id": "auto-1"}
     assert invoke(sqs_event(message)) == {"batchItemFailures": []}
     assert invoke(sqs_event(message)) == {"batchItemFailures": []}
-    task = aws_container.store.get("auto-1")
+    task = aws_adapters.store.get("auto-1")
     assert task is not None and task.version == 1
 
 
-def test_busy_model_message_is_retried_later(aws_container: wiring.Container) -> None:
+def test_busy_model_message_is_retried_later(aws_adapters: wiring.Adapters) -> None:
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "m"}))
     result = invoke(sqs_event({"action": "delete", "embedding_model_id": "m"}))
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
 
 
 def test_invalid_message_is_logged_as_json_with_its_reason(
-    aws_container: wiring.Container, caplog: pytest.LogCaptureFixture
+    aws_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="chalicelib")
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "bad id"}))
@@ -87,7 +87,7 @@ def test_invalid_message_is_logged_as_json_with_its_reason(
 
 
 def test_accepted_request_log_line_carries_task_and_model(
-    aws_container: wiring.Container, caplog: pytest.LogCaptureFixture
+    aws_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="chalicelib")
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "m", "id": "auto-9"}))

@@ -15,7 +15,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def client(aws_container: wiring.Container) -> Iterator[Client]:
+def client(aws_adapters: wiring.Adapters) -> Iterator[Client]:
     with Client(app) as test_client:
         yield test_client
 
@@ -46,7 +46,7 @@ def test_seed_deploy_example_works_as_written(client: Client, aws: dict[str, Any
     assert task["config"]["instance_type"] == "ml.g5.xlarge"
     assert task["events"][0]["status"] == "pending"
     messages = queue_bodies(aws, aws["queues"].deploy)
-    assert messages == [{"action": "advance", "embedding_model_id": "abc123", "task_id": task["task_id"]}]
+    assert messages == [{"action": "advance", "task_id": task["task_id"], "version": 1}]
 
 
 def test_seed_delete_example_works_as_written(client: Client, aws: dict[str, Any]) -> None:
@@ -66,14 +66,14 @@ def test_get_task_by_id_and_newest_by_model(client: Client) -> None:
     assert client.http.get("/delete-status/m2").json_body["task_id"] == "del-1"
 
 
-def test_newest_wins_once_the_first_task_ended(client: Client, aws_container: wiring.Container) -> None:
+def test_newest_wins_once_the_first_task_ended(client: Client, aws_adapters: wiring.Adapters) -> None:
     post(client, "/deploy", {"embedding_model_id": "m1", "id": "older"})
-    older = aws_container.store.get("older")
+    older = aws_adapters.store.get("older")
     assert older is not None
     from chalicelib.domain.models import TaskStatus
 
-    older.record(at=aws_container.clock.now(), status=TaskStatus.FAILED, detail="gone wrong")
-    aws_container.store.update(older)
+    older.record(at=aws_adapters.clock.now(), status=TaskStatus.FAILED, detail="gone wrong")
+    aws_adapters.store.update(older)
     post(client, "/deploy", {"embedding_model_id": "m1", "id": "newer"})
     assert client.http.get("/deploy-status/m1").json_body["task_id"] == "newer"
 
@@ -146,13 +146,38 @@ def test_oversized_body_is_413(client: Client) -> None:
     assert "limit" in answer.json_body["detail"]
 
 
-def test_wrong_content_type_is_415(client: Client) -> None:
-    answer = post(client, "/deploy", '{"embedding_model_id": "m"}', headers={"Content-Type": "text/plain"})
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])  # curl -d sends the 2nd
+def test_wrong_content_type_is_415_in_our_shape(client: Client, content_type: str) -> None:
+    answer = post(client, "/deploy", '{"embedding_model_id": "m"}', headers={"Content-Type": content_type})
     assert answer.status_code == 415
+    assert answer.json_body == {
+        "detail": f"Content-Type {content_type} is not supported: send the body as JSON with "
+        "Content-Type: application/json"
+    }
+
+
+def test_a_method_a_route_does_not_have_is_405_in_our_shape(client: Client) -> None:
+    answer = client.http.put("/deploy", headers=JSON, body="{}")
+    assert answer.status_code == 405
+    assert answer.json_body == {"detail": "Unsupported method: PUT; this path allows POST"}
+
+
+def test_docs_lists_every_route_on_a_plain_page(client: Client) -> None:
+    answer = client.http.get("/docs")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    page = answer.body.decode()
+    assert "<script" not in page and "http" not in page.split("<body>")[1]  # nothing loaded from elsewhere
+    for path, methods in app.routes.items():
+        for method in methods:
+            row = f"<tr><td>{method}</td><td><code>{path}</code></td><td>"
+            assert row in page
+            assert f"{row}</td>" not in page, f"{method} {path} has no description on /docs"
+    assert "docs/api.md" in page
 
 
 def test_sqs_outage_fails_the_task_with_the_seed_message(
-    client: Client, aws: dict[str, Any], aws_container: wiring.Container
+    client: Client, aws: dict[str, Any], aws_adapters: wiring.Adapters
 ) -> None:
     sqs = aws["session"].client("sqs")
     sqs.delete_queue(QueueUrl=aws["queues"].deploy)
@@ -161,14 +186,14 @@ def test_sqs_outage_fails_the_task_with_the_seed_message(
     assert answer.json_body == {"detail": "Failed to create and send model deployment task"}
     task = client.http.get("/deploy/lost").json_body
     assert task["status"] == "failed" and "Failed to create and send" in task["detail"]
-    assert aws_container.locks.get("m1") is None
+    assert aws_adapters.locks.get("m1") is None
 
 
-def test_unexpected_fault_is_a_bare_500(client: Client, aws_container: wiring.Container, monkeypatch) -> None:
+def test_unexpected_fault_is_a_bare_500(client: Client, aws_adapters: wiring.Adapters, monkeypatch) -> None:
     def explode(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(aws_container.store, "get", explode)
+    monkeypatch.setattr(aws_adapters.store, "get", explode)
     answer = client.http.get("/deploy/x")
     assert answer.status_code == 500
     assert answer.json_body == {"detail": "Internal error"}

@@ -5,8 +5,10 @@ import json
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.cli.conftest import Cli, task
+from esdeploy.cli import app
+from tests.cli.conftest import URL, Cli, task
 
 DEPLOY_TRAIL = [
     ("queued", "pending"),
@@ -63,7 +65,7 @@ def test_deploy_human_output_names_the_task_and_how_to_follow_it(cli: Cli) -> No
 
 @pytest.mark.parametrize(
     ("status", "stage", "code"),
-    [("done", "finished", 0), ("failed", "waiting", 1), ("refused", "preflight", 2), ("canceled", "creating", 3)],
+    [("done", "finished", 0), ("failed", "waiting", 1), ("refused", "preflight", 6), ("canceled", "creating", 3)],
 )
 def test_deploy_wait_exit_code_says_how_it_ended(cli: Cli, status: str, stage: str, code: int) -> None:
     trail = DEPLOY_TRAIL[: DEPLOY_TRAIL.index((stage, "processing")) + 1] if stage != "finished" else DEPLOY_TRAIL
@@ -170,9 +172,9 @@ def test_status_by_model(cli: Cli, args: list[str], path: str) -> None:
 
 
 @pytest.mark.parametrize("args", [[], ["t1", "--model", "m1"], ["t1", "--delete"]])
-def test_status_usage_errors_exit_5(cli: Cli, args: list[str]) -> None:
+def test_status_usage_errors_exit_2(cli: Cli, args: list[str]) -> None:
     result = cli("status", *args)
-    assert result.exit_code == 5
+    assert result.exit_code == 2
     assert cli.api.sent == []
 
 
@@ -280,11 +282,58 @@ def test_gateway_403_hints_at_iam(cli: Cli) -> None:
     assert "--iam" in result.stderr
 
 
-def test_usage_errors_exit_5_but_package_keeps_its_codes(cli: Cli) -> None:
-    assert cli("deploy").exit_code == 5
-    assert cli("deploy", "m1", "--instance-count", "0").exit_code == 5
-    assert cli("no-such-command").exit_code == 5
-    assert cli("package", "somewhere").exit_code == 2  # missing --model-id: click's usage code, as before
+def test_usage_errors_exit_2_as_in_click(cli: Cli) -> None:
+    assert cli("deploy").exit_code == 2
+    assert cli("deploy", "m1", "--instance-count", "0").exit_code == 2
+    assert cli("no-such-command").exit_code == 2
+    assert cli("models", "--no-such-flag").exit_code == 2
+    assert cli("package", "somewhere").exit_code == 2  # missing --model-id
+    assert cli("package", "somewhere", "--model-id", "bad id").exit_code == 2
+    assert cli("package", "somewhere", "--model-id", "m1", "--upload", "bucket/models").exit_code == 2
+    assert CliRunner().invoke(app, []).exit_code == 2  # bare `esdeploy`: the help, as a usage error
+    assert cli.api.sent == []
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000", "ftp://host/x", "http://"])
+def test_an_api_url_without_http_scheme_is_a_usage_error(cli: Cli, url: str) -> None:
+    result = cli("models", url=url)
+    assert result.exit_code == 2
+    assert "is not an http:// or https:// URL" in result.stderr
+    if "://" not in url:
+        assert f"did you mean http://{url}?" in result.stderr
+    assert cli.api.sent == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "--json"],
+        ["models", "--api", URL, "--json"],
+        ["models", f"--api={URL}", "--json"],
+        ["--json", "models"],
+    ],
+)
+def test_global_options_work_after_the_command_too(cli: Cli, args: list[str]) -> None:
+    cli.api.on("GET", "/models", (200, {"models": [ALIAS]}))
+    result = cli(*args, url="http://elsewhere.test")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"models": [ALIAS]}
+    expected_host = "api.test" if any(URL in a for a in args) else "elsewhere.test"
+    assert cli.api.sent[0].url.startswith(f"http://{expected_host}/")
+
+
+def test_a_command_option_keeps_what_looks_like_a_global_one(cli: Cli) -> None:
+    cli.api.on("POST", "/delete", (200, task(kind="delete")))
+    result = cli("delete", "m1", "--reason", "--json", "--poll-interval", "2")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["reason"] == "--json"  # the value of --reason, not the global flag
+    assert "delete task t1" in result.stdout  # so the output stayed human
+    answer = {"embeddings": [[1.0]], "model": "m1", "dimension": 1, "endpoint_name": "esd-m1-aaaa-bbbb"}
+    cli.api.on("POST", "/models/m1/invoke", (200, answer))
+    after_dashes = cli("invoke", "m1", "--", "--json")
+    assert after_dashes.exit_code == 0, after_dashes.output
+    assert cli.api.sent[-1].body == {"inputs": ["--json"]}  # after `--` it is a text to embed
+    assert "dimension 1" in after_dashes.stdout
 
 
 def test_api_url_and_options_from_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -102,9 +102,9 @@ def test_delete_wait_and_status_by_model(stack: Stack) -> None:
     assert "no models are deployed" in stack("models").stdout
 
 
-def test_refused_delete_exits_2(stack: Stack) -> None:
+def test_refused_delete_exits_6(stack: Stack) -> None:
     result = stack("delete", "never-deployed", "--wait")
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 6, result.output
     assert "has nothing deployed" in result.stdout
 
 

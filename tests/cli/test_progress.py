@@ -94,8 +94,9 @@ def test_client_errors_end_the_wait_at_once() -> None:
 
 
 def test_exit_codes_are_the_documented_ones() -> None:
-    assert [int(exit_for(task(s))) for s in ("done", "failed", "refused", "canceled")] == [0, 1, 2, 3]
-    assert (Exit.WAIT_TIMEOUT, Exit.ERROR) == (4, 5)
+    assert [int(exit_for(task(s))) for s in ("done", "failed", "refused", "canceled")] == [0, 1, 6, 3]
+    # 2 is click's usage error and nothing else: a refused task must not look like a mistyped command.
+    assert (Exit.USAGE, Exit.WAIT_TIMEOUT, Exit.ERROR) == (2, 4, 5)
 
 
 def test_board_shows_done_current_and_coming_stages() -> None:

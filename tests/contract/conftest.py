@@ -12,6 +12,7 @@ import requests
 from moto import mock_aws
 
 from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
+from chalicelib.adapters.sagemaker_shapes import PRODUCTION_VARIANT, variant_tags
 from chalicelib.ports import Hosting, VariantSpec
 from tests.fakes import FakeHosting
 
@@ -88,11 +89,7 @@ class MotoHarness:
         return count
 
     def plant(self, spec: VariantSpec, parts: Iterable[str]) -> None:
-        tags: list[TagTypeDef] = [
-            {"Key": "embedding_model_id", "Value": spec.embedding_model_id},
-            {"Key": "task_id", "Value": spec.task_id},
-            {"Key": "managed-by", "Value": "esdeploy"},
-        ]
+        tags: list[TagTypeDef] = [{"Key": key, "Value": value} for key, value in variant_tags(spec).items()]
         chosen = set(parts)
         if "model" in chosen:
             self._direct.create_model(
@@ -106,7 +103,7 @@ class MotoHarness:
                 EndpointConfigName=spec.name,
                 ProductionVariants=[
                     {
-                        "VariantName": "AllTraffic",
+                        "VariantName": PRODUCTION_VARIANT,
                         "ModelName": spec.name,
                         "InstanceType": INSTANCE_TYPE,
                         "InitialInstanceCount": 1,

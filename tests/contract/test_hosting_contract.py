@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.models import EndpointState
 from chalicelib.domain.names import model_name_prefix, variant_name
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec
+from chalicelib.ports import VariantInfo, VariantSpec
 from tests.contract.conftest import INSTANCE_TYPE, HostingHarness
 from tests.fakes import Answer, FakeHosting, fake_embedding
 

@@ -1,53 +1,55 @@
-"""Fixtures for end-to-end tests: the local stack in a subprocess, and a tiny packaged model."""
+"""Fixtures for end-to-end tests: the installed `esdeploy local` in a subprocess, and a tiny packaged model."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from esdeploy.local.background import BackgroundStack, start_in_background
 from esdeploy.local.processes import free_port, processes_mentioning
+from tests.console_script import ROOT, installed_esdeploy, user_env
 from tests.serving.conftest import add_sentence_transformers_files, build_tiny_bert
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`esdeploy local` as a user starts it; stopped with Ctrl-C (SIGINT) at the end."""
+def outside_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory outside the checkout: the console script must not depend on the cwd."""
+    directory = tmp_path_factory.mktemp("elsewhere")
+    assert ROOT not in directory.parents
+    return directory
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, outside_repo: Path) -> Iterator[dict[str, Any]]:
+    """`esdeploy local` as a user starts it, from outside the repo; stopped with Ctrl-C (SIGINT) at the end.
+
+    Its output goes to a log file (a pipe nobody reads would block the stack), shown when a test fails.
+    """
     state = tmp_path_factory.mktemp("stack")
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    for name in [n for n in env if n.startswith(("ESDEPLOY_", "AWS_"))]:
-        del env[name]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "esdeploy.local", "--port", str(port), "--state-dir", str(state)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    log = state.parent / f"{state.name}.log"
+    running = start_in_background(
+        free_port(), state, log, env=user_env(), cwd=outside_repo, command=[installed_esdeploy()]
     )
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.time() + 120
-    for line in process.stdout:
-        lines.append(line)
-        if "local stack ready" in line or time.time() > deadline:
-            break
-    assert "local stack ready" in "".join(lines), "".join(lines)
-    info = json.loads((state / "stack.json").read_text())
     try:
-        yield {**info, "process": process, "state": state, "startup": "".join(lines)}
+        yield {**running.info, "handle": running, "state": state}
     finally:
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=90)[0]
-        assert process.returncode == 0, output[-3000:]
+        code = running.stop(timeout=90)
+        output = running.log_tail(60)
+        assert code == 0, output
         assert "local stack stopped" in output
         assert processes_mentioning(str(state)) == []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing e2e test shows the end of the stack's log beside its own output."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    running = getattr(item, "funcargs", {}).get("stack", {}).get("handle")
+    if report.failed and isinstance(running, BackgroundStack):
+        report.sections.append(("esdeploy local log (last 80 lines)", running.log_tail(80)))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,12 @@ def tiny_st_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def aws_env(stack: dict[str, Any]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESDEPLOY_", "AWS_"))}
-    return {**env, "AWS_ENDPOINT_URL": stack["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}
+    """The second shell of README's "Try it by hand": the two `export` lines `esdeploy local` printed."""
+    return user_env(
+        ESDEPLOY_API=stack["api_url"],
+        AWS_ENDPOINT_URL=stack["aws_endpoint"],
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+

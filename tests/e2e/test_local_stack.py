@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, aws_env, processes_mentioning
+from tests.console_script import installed_esdeploy
+from tests.e2e.conftest import aws_env, processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "tiny_e2e.model"
@@ -27,15 +27,32 @@ def wait_for(api: str, kind: str, task_id: str, timeout: float = 120) -> dict[st
     raise AssertionError(f"{kind} {task_id} still {task['status']}/{task['stage']} after {timeout} s")
 
 
-def test_full_lifecycle_on_the_local_stack(stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path) -> None:
+def test_the_startup_lines_are_ready_to_paste(stack: dict[str, Any]) -> None:
+    """The second shell needs both: where the API is (ESDEPLOY_API) and where the embedded AWS is."""
+    startup = stack["handle"].log_path.read_text()
+    exports = [line.strip() for line in startup.splitlines() if line.strip().startswith("export ")]
+    assert exports == [
+        f"export ESDEPLOY_API={stack['api_url']}",
+        f"export AWS_ENDPOINT_URL={stack['aws_endpoint']} AWS_ACCESS_KEY_ID=local "
+        "AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
+    ]
+
+
+def test_full_lifecycle_on_the_local_stack(
+    stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
+) -> None:
     api = stack["api_url"]
     assert requests.get(f"{api}/health", timeout=5).json()["status"] == "ok"
     packaged = subprocess.run(
-        [sys.executable, "-m", "esdeploy", "package", str(tiny_st_model), "--model-id", MODEL,
+        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
          "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
-        cwd=ROOT, env=aws_env(stack), capture_output=True, text=True, timeout=300,
+        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
     )
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    # Said before the packaging time is spent: where the upload goes, here the embedded AWS, not an account.
+    assert f"the upload goes to {stack['artifact_upload_url']} on the endpoint {stack['aws_endpoint']}" in (
+        packaged.stderr.replace("\n", "")
+    )
 
     blue = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 3}}, timeout=10).json()
     blue = wait_for(api, "deploy", blue["task_id"])
@@ -95,41 +112,48 @@ def test_an_artifact_that_cannot_load_fails_the_deploy(stack: dict[str, Any]) ->
     assert requests.get(f"{api}/models/broken", timeout=10).status_code == 404
 
 
-def cli(stack: dict[str, Any], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli(stack: dict[str, Any], cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """The installed command in the README's second shell: ESDEPLOY_API and AWS_ENDPOINT_URL exported."""
     return subprocess.run(
-        [sys.executable, "-m", "esdeploy", "--api", stack["api_url"], "--poll-interval", "0.3", *args],
-        cwd=ROOT, env=aws_env(stack), capture_output=True, text=True, timeout=timeout,
+        [installed_esdeploy(), "--poll-interval", "0.3", *args],
+        cwd=cwd, env=aws_env(stack), capture_output=True, text=True, timeout=timeout,
     )
 
 
-def test_the_cli_drives_deploy_swap_invoke_delete(stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path) -> None:
+def test_the_cli_drives_deploy_swap_invoke_delete(
+    stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
+) -> None:
     model = "tiny-cli"
-    packaged = cli(stack, "package", str(tiny_st_model), "--model-id", model,
+
+    def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return cli(stack, outside_repo, *args, timeout=timeout)
+
+    packaged = run("package", str(tiny_st_model), "--model-id", model,
                    "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"], timeout=300)
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
-    first = cli(stack, "--json", "deploy", model, "--bake-seconds", "2", "--wait")
+    first = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
     assert first.returncode == 0, first.stdout + first.stderr
     blue = json.loads(first.stdout)
     assert blue["status"] == "done" and blue["stage"] == "finished"
 
-    second = cli(stack, "--json", "deploy", model, "--bake-seconds", "2", "--wait")
+    second = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
     assert second.returncode == 0, second.stdout + second.stderr
     green = json.loads(second.stdout)
 
-    listed = cli(stack, "--json", "models")
+    listed = run("models", "--json")  # a global option after the command, as in the AWS CLI
     assert listed.returncode == 0
     live = {m["embedding_model_id"]: m for m in json.loads(listed.stdout)["models"]}
     assert live[model]["endpoint_name"] == green["endpoint_name"]
 
-    invoked = cli(stack, "--json", "invoke", model, "hello world", "quick brown fox")
+    invoked = run("--json", "invoke", model, "hello world", "quick brown fox")
     assert invoked.returncode == 0, invoked.stderr
     answer = json.loads(invoked.stdout)
     assert answer["endpoint_name"] == green["endpoint_name"] and len(answer["embeddings"]) == 2
 
-    deleted = cli(stack, "delete", model, "--wait")
+    deleted = run("delete", model, "--wait")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-    status = cli(stack, "--json", "status", "--model", model, "--delete")
+    status = run("--json", "status", "--model", model, "--delete")
     assert json.loads(status.stdout)["status"] == "done"
-    missing = cli(stack, "model", model)
+    missing = run("model", model)
     assert missing.returncode == 5 and "is not deployed" in missing.stderr

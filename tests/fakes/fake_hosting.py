@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.adapters.sagemaker_shapes import (
+    MANAGED_BY,
+    TAG_MANAGED_BY,
+    TAG_MODEL_ID,
+    TAG_TASK_ID,
+    platform_status,
+    variant_tags,
+)
 from chalicelib.domain.errors import InvocationError, RetryableError
-from chalicelib.ports import EndpointState, VariantInfo, VariantSpec, VariantStatus
-
-# The same tag keys SageMakerHosting writes, so scenario tests read ownership the same way.
-TAG_MODEL_ID = "embedding_model_id"
-TAG_TASK_ID = "task_id"
-TAG_MANAGED_BY = "managed-by"
+from chalicelib.domain.models import EndpointState
+from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
 MODEL = "model"
 ENDPOINT_CONFIG = "endpoint_config"
@@ -133,7 +137,7 @@ class FakeHosting:
         dimension: int = DEFAULT_DIMENSION,
         states: Sequence[EndpointState] = (EndpointState.IN_SERVICE,),
         deleting_describes: int = 0,
-        managed_by: str = "esdeploy",
+        managed_by: str = MANAGED_BY,
     ) -> None:
         self.dimension = dimension
         self.deleting_describes = deleting_describes
@@ -315,7 +319,9 @@ class FakeHosting:
                 if variant.deleting_left == 0:
                     variant.parts.discard(ENDPOINT)
                     self._drop_if_empty(name)
-                return VariantStatus(name=name, state=EndpointState.DELETING, platform_status="fake:deleting")
+                return VariantStatus(
+                    name=name, state=EndpointState.DELETING, platform_status=platform_status(EndpointState.DELETING)
+                )
             state: EndpointState = self._states.next(name)
             variant.last_state = state
             if state is EndpointState.MISSING:
@@ -324,7 +330,7 @@ class FakeHosting:
             if state is EndpointState.FAILED:
                 reason = self._reasons.get(name) or self._reasons.get(None) or DEFAULT_FAILURE_REASON
             return VariantStatus(
-                name=name, state=state, failure_reason=reason, platform_status=f"fake:{state.value}"
+                name=name, state=state, failure_reason=reason, platform_status=platform_status(state)
             )
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -388,11 +394,7 @@ class FakeHosting:
     # -- internals --------------------------------------------------------------------------
 
     def _tags(self, spec: VariantSpec) -> dict[str, str]:
-        return {
-            TAG_MODEL_ID: spec.embedding_model_id,
-            TAG_TASK_ID: spec.task_id,
-            TAG_MANAGED_BY: self.managed_by,
-        }
+        return variant_tags(spec, self.managed_by)
 
     def _record(self, method: str, name: str | None) -> None:
         self.calls[method] += 1

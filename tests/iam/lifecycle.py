@@ -2,7 +2,7 @@
 
 The scenario suite runs on tests/fakes/fake_hosting.py, so the SageMaker calls the adapter makes
 are never seen there. Here the same Lambda entry points run against moto's SageMaker through
-`wiring.aws_container()` (the container the Lambdas build), so every SageMaker, DynamoDB, SQS,
+`wiring.aws_adapters()` (the adapters the Lambdas build), so every SageMaker, DynamoDB, SQS,
 S3 and SSM call of each function reaches the IAM recorder (tests/iam/recorder.py).
 moto is InService at once, refuses `ml.g5.*` and answers invocations from a queue we fill;
 the scenarios lean on exactly that and nothing else.
@@ -63,12 +63,12 @@ class SageMakerWorld:
         self.sqs = self.session.client("sqs")
         self.s3 = self.session.client("s3")
         self.sagemaker = self.session.client("sagemaker")  # the test's own: its calls are not the product's
-        # The container the Lambdas build (real SageMakerHosting), with the scenario suite's
+        # The adapters the Lambdas build (real SageMakerHosting), with the scenario suite's
         # time-warp clock and queues so that delays are not waited out.
-        self.container = wiring.aws_container(self.settings)
-        self.container.clock = self.clock
+        self.adapters = wiring.aws_adapters(self.settings)
+        self.adapters.clock = self.clock
         self.cold_start()
-        wiring.use(self.container)
+        wiring.use(self.adapters)
         settings = self.settings
         handlers = {
             self.urls.requests: "requests_worker",
@@ -81,8 +81,8 @@ class SageMakerWorld:
         self.pump.world = self
 
     def cold_start(self) -> None:
-        self.container.deploy_queue = TimeWarpQueue(self.sqs, self.settings.deploy_queue, self.clock)
-        self.container.teardown_queue = TimeWarpQueue(self.sqs, self.settings.teardown_queue, self.clock)
+        self.adapters.deploy_queue = TimeWarpQueue(self.sqs, self.settings.deploy_queue, self.clock)
+        self.adapters.teardown_queue = TimeWarpQueue(self.sqs, self.settings.teardown_queue, self.clock)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         self.cold_start()
@@ -145,7 +145,7 @@ class SageMakerWorld:
     def assert_no_leaks(self) -> None:
         """Once the queues are drained no task holds a model, and every SageMaker resource of ours
         is the live or the previous variant of an alias."""
-        assert self.container.locks.list_held() == [], "a task still holds its model after the queues drained"
-        aliased = {v for a in self.container.aliases.list_live() for v in (a.live_variant, a.previous_variant) if v}
+        assert self.adapters.locks.list_held() == [], "a task still holds its model after the queues drained"
+        aliased = {v for a in self.adapters.aliases.list_live() for v in (a.live_variant, a.previous_variant) if v}
         leaked = {kind: sorted(set(names) - aliased) for kind, names in self.resource_names().items()}
         assert not any(leaked.values()), f"SageMaker resources nobody owns: {leaked}"

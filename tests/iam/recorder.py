@@ -72,7 +72,7 @@ def _settings() -> Any:
     wiring = sys.modules.get("chalicelib.wiring")
     if wiring is None:
         raise CannotEvaluateError("a handler made an AWS call before chalicelib.wiring was imported")
-    return wiring.container().settings
+    return wiring.adapters().settings
 
 
 @dataclass

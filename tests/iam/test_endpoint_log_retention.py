@@ -26,9 +26,9 @@ def handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
 
 
 def test_our_endpoint_log_groups_get_a_retention_and_nothing_else_is_touched(
-    aws_container: wiring.Container, iam_checked_calls: Recorder, monkeypatch: pytest.MonkeyPatch,
+    aws_adapters: wiring.Adapters, iam_checked_calls: Recorder, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prefix = aws_container.settings.resource_prefix
+    prefix = aws_adapters.settings.resource_prefix
     monkeypatch.setenv("RESOURCE_PREFIX", prefix)
     monkeypatch.setenv("RETENTION_DAYS", "30")
     logs = boto3.client("logs", region_name="us-east-1")

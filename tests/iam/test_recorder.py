@@ -13,7 +13,7 @@ from tests.iam.lifecycle import SCHEDULED_EVENT
 from tests.iam.recorder import Recorder, running_function
 
 
-def test_calls_are_attributed_to_the_function_whose_handler_runs(aws_container: wiring.Container) -> None:
+def test_calls_are_attributed_to_the_function_whose_handler_runs(aws_adapters: wiring.Adapters) -> None:
     from app import app
 
     with Recorder().installed() as recorder, Client(app) as client:
@@ -32,9 +32,9 @@ def test_test_code_is_not_the_product(aws: dict[str, Any]) -> None:
 
 
 def test_a_denied_call_fails_with_access_denied_and_the_report_names_the_statements(
-    aws_container: wiring.Container,
+    aws_adapters: wiring.Adapters,
 ) -> None:
-    settings = aws_container.settings
+    settings = aws_adapters.settings
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     token = running_function.set("sweeper")
     try:

@@ -16,8 +16,9 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.adapters.queue_messages import to_body
 from chalicelib.config import Settings
-from chalicelib.services.messages import teardown_variant
+from chalicelib.domain.messages import TeardownVariant
 from tests.iam.evaluation import glob_match
 from tests.iam.lifecycle import INSTANCE_TYPE, REFUSED_INSTANCE_TYPE, SageMakerWorld, WarpClock
 from tests.iam.policies import StackValues, function_names, function_policy
@@ -146,7 +147,7 @@ def delete_removes_every_variant_and_a_repeated_teardown_finds_nothing(world: Sa
     assert world.resource_names() == {"models": [], "configs": [], "endpoints": []}
     # SQS delivers at least once: the same teardown again, for parts that are gone.
     world.sqs.send_message(QueueUrl=world.urls.teardown, MessageBody=json.dumps(
-        teardown_variant("m1", green["endpoint_name"], reason="duplicate delivery")))
+        to_body(TeardownVariant("m1", green["endpoint_name"], reason="duplicate delivery"))))
     world.run_until()
     assert failed_deliveries(world) == []
 
@@ -196,7 +197,7 @@ def dead_letter_handlers_fail_the_task_and_tear_down_its_green(world: SageMakerW
         world.sqs.send_message(QueueUrl=teardown_dlq, MessageBody=message["Body"])
         world.sqs.delete_message(QueueUrl=world.urls.teardown, ReceiptHandle=message["ReceiptHandle"])
     world.sqs.send_message(QueueUrl=teardown_dlq, MessageBody=json.dumps(
-        teardown_variant("m1", "esd-gone-00000000-00000000", reason="kept failing")))
+        to_body(TeardownVariant("m1", "esd-gone-00000000-00000000", reason="kept failing"))))
     world.run_until()
     assert world.task(deletion["task_id"], kind="delete")["status"] == "failed"
     assert world.resource_names()["endpoints"] == [live["endpoint_name"]]  # still aliased: not a leak

@@ -35,12 +35,11 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     session = aws["session"]
     sqs = session.client("sqs")
     clock = WarpClock()
-    base = wiring.aws_container(settings)
     hosting = FakeHosting(dimension=DIMENSION)
+    base = wiring.aws_adapters(settings, hosting_factory=lambda: hosting)
     base.clock = clock
     base.deploy_queue = TimeWarpQueue(sqs, settings.deploy_queue, clock)
     base.teardown_queue = TimeWarpQueue(sqs, settings.teardown_queue, clock)
-    base._hosting = hosting
     wiring.use(base)
     urls = aws["queues"]
     handlers = {
@@ -52,7 +51,7 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     with Client(app) as client:
         world = World(
             client=client,
-            container=base,
+            adapters=base,
             hosting=hosting,
             clock=clock,
             pump=Pump(client=client, sqs=sqs, clock=clock, handlers=handlers),

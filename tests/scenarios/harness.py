@@ -16,9 +16,11 @@ from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import ManualClock
+from chalicelib.adapters.queue_messages import to_body
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.adapters.sqs_queue import SqsQueue
+from chalicelib.domain.messages import WorkMessage
 from chalicelib.domain.models import iso, parse_iso
-from chalicelib.services.messages import endpoint_event
 from esdeploy.local.pollers import sqs_record
 from tests.fakes.fake_hosting import FakeHosting
 
@@ -31,16 +33,14 @@ class TimeWarpQueue(SqsQueue):
     def __init__(self, client: Any, queue_name: str, clock: ManualClock) -> None:
         super().__init__(client, queue_name)
         self._clock = clock
-        self.sent: list[tuple[dict[str, Any], int]] = []
 
-    def send(self, body: dict[str, Any], delay_seconds: int = 0) -> str:
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         # Real SQS refuses longer delays; the services must chain hops themselves.
         assert 0 <= delay_seconds <= 900, f"SQS would refuse DelaySeconds={delay_seconds}"
-        self.sent.append((dict(body), delay_seconds))
         due = self._clock.peek_after(delay_seconds)
         answer = self._client.send_message(
             QueueUrl=self.url,
-            MessageBody=json.dumps(body),
+            MessageBody=json.dumps(to_body(message)),
             MessageAttributes={"due_at": {"DataType": "String", "StringValue": iso(due)}},
         )
         return str(answer["MessageId"])
@@ -143,10 +143,10 @@ class Pump:
 
 @dataclass
 class World:
-    """Everything a scenario touches: the HTTP client, the container, the fake SageMaker."""
+    """Everything a scenario touches: the HTTP client, the adapters, the fake SageMaker."""
 
     client: Client
-    container: wiring.Container
+    adapters: wiring.Adapters
     hosting: FakeHosting
     clock: WarpClock
     pump: Pump
@@ -163,8 +163,8 @@ class World:
         return self.client.http.get(path)
 
     def upload_artifact(self, model_id: str, manifest: dict[str, Any] | None = None) -> str:
-        bucket = self.container.settings.artifact_bucket
-        key = f"{self.container.settings.artifact_prefix}{model_id}/model.tar.gz"
+        bucket = self.adapters.settings.artifact_bucket
+        key = f"{self.adapters.settings.artifact_prefix}{model_id}/model.tar.gz"
         self.s3.put_object(Bucket=bucket, Key=key, Body=b"not really a tarball")
         if manifest is not None:
             manifest_key = key.rsplit("/", 1)[0] + "/manifest.json"
@@ -182,16 +182,16 @@ class World:
     def emit_endpoint_event(self, name: str, status: str) -> None:
         spec = self.hosting.spec(name)
         assert spec is not None
-        tags = {"embedding_model_id": spec.embedding_model_id, "task_id": spec.task_id, "managed-by": "esdeploy"}
-        self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(endpoint_event(name, status, tags)))
+        event = endpoint_state_change(name, status, variant_tags(spec))
+        self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(event))
 
     def assert_no_leaks(self) -> None:
         """Every SageMaker resource of ours is owned by an alias or by an active task."""
         owned: set[str] = set()
-        for alias in self.container.aliases.list_live():
+        for alias in self.adapters.aliases.list_live():
             owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for lock in self.container.locks.list_held():
-            task = self.container.store.get(lock.task_id)
+        for lock in self.adapters.locks.list_held():
+            task = self.adapters.store.get(lock.task_id)
             if task is not None and task.is_active and task.variant:
                 owned.add(task.variant)
         leaked = sorted({r.name for r in self.hosting.owned_resources()} - owned)

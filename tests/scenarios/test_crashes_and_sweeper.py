@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ports import EndpointState
+from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import ALL_PARTS
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
@@ -49,8 +49,8 @@ CRASH_POINTS = [
     ("mirror", "publish"),
     ("deploy_queue", "send"),
     ("teardown_queue", "send"),
-    ("_hosting", "create_variant"),
-    ("_hosting", "delete_variant"),
+    ("hosting", "create_variant"),
+    ("hosting", "delete_variant"),
 ]
 
 
@@ -59,8 +59,8 @@ CRASH_POINTS = [
 def test_a_crash_between_steps_resumes_without_leaks(world: World, port: str, method: str, nth: int) -> None:
     world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     world.upload_artifact("m1", manifest_for("m1"))
-    proxy = CrashAfter(getattr(world.container, port), method, nth)
-    setattr(world.container, port, proxy)
+    proxy = CrashAfter(getattr(world.adapters, port), method, nth)
+    setattr(world.adapters, port, proxy)
 
     def submit(path: str, body: dict[str, Any]) -> dict[str, Any]:
         answer = world.post(path, body)
@@ -73,7 +73,7 @@ def test_a_crash_between_steps_resumes_without_leaks(world: World, port: str, me
     def settle() -> None:
         world.pump.run()
         # A message lost with a crashed Lambda is found by the scheduled sweeper.
-        world.clock.advance(2 * world.container.settings.poll_max_seconds + 121)
+        world.clock.advance(world.adapters.settings.stall_seconds + 1)
         sweep(world)
         world.pump.run()
 
@@ -113,7 +113,7 @@ def test_sweeper_rekicks_a_task_whose_message_was_lost(world: World) -> None:
     world.pump.run()
     assert world.task(task["task_id"])["stage"] == "waiting"
     assert sweep(world) == {"rekicked": [], "orphans": []}  # not stalled yet
-    world.clock.advance(2 * world.container.settings.poll_max_seconds + 121)
+    world.clock.advance(world.adapters.settings.stall_seconds + 1)
     assert sweep(world)["rekicked"] == [task["task_id"]]
     world.pump.run()
     assert world.task(task["task_id"])["status"] == "done"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.ports import EndpointState
+from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import Answer
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
@@ -39,9 +39,8 @@ def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
     assert model["endpoint_name"] == done["endpoint_name"]
     assert model["previous_endpoint_name"] is None
     assert world.hosting.endpoint_names() == [done["endpoint_name"]]
-    ssm = world.container.mirror
+    ssm = world.adapters.mirror
     assert ssm.parameter_name("your_model_id") == "/esdeploy/test/models/your_model_id/endpoint"  # type: ignore[attr-defined]
-    parameter = world.sqs  # noqa: F841 - the SSM mirror is read below through boto3
     import boto3
 
     value = boto3.client("ssm", region_name="us-east-1").get_parameter(
@@ -193,7 +192,6 @@ def test_cancel_before_start_and_of_unknown_task(world: World) -> None:
 
 def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -> None:
     blue = first_deploy(world)
-    green = first_deploy(world) if False else None
     green_task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
     green = world.task(green_task["task_id"])
@@ -335,7 +333,7 @@ def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World
 
     from tests.scenarios.harness import Pump
 
-    settings = world.container.settings
+    settings = world.adapters.settings
     requests_url = world.urls.requests
     dlq_url = world.urls.dead_letters[settings.requests_queue]
     intake = Pump(client=world.client, sqs=world.sqs, clock=world.clock, handlers={requests_url: "requests_worker"})

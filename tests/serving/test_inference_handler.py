@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import serving.inference as inference
-from serving.inference import ClientError, EmbedRequest, Encoder, ModelConfigError
+from serving.inference import BadRequestError, EmbedRequest, Encoder, ModelConfigError
 
 from .conftest import add_sentence_transformers_files
 
@@ -102,18 +102,18 @@ def test_pooling_modes_match_a_manual_computation(model_copy: Path, pooling: str
     encoder = Encoder(model_copy, device="cpu", dtype="float32", batch_size=8)
     got = encoder.encode(TEXTS)
     for index, text in enumerate(TEXTS):
-        want = manual_embedding(model_copy, text, pooling, encoder.settings.max_seq_length)
+        want = manual_embedding(model_copy, text, pooling, encoder.config.max_seq_length)
         assert cosine(got[index], want) > 0.99999, (pooling, text)
 
 
 def test_settings_come_from_sentence_transformers_files(model_copy: Path) -> None:
     add_sentence_transformers_files(model_copy, pooling="cls", normalize=False, max_seq_length=16)
-    settings = inference.derive_settings(model_copy)
+    settings = inference.derive_encoder_config(model_copy)
     assert (settings.pooling, settings.normalize, settings.max_seq_length) == ("cls", False, 16)
 
 
 def test_plain_model_defaults_to_mean_and_normalize_with_tokenizer_limit(tiny_model_dir: Path) -> None:
-    settings = inference.derive_settings(tiny_model_dir)
+    settings = inference.derive_encoder_config(tiny_model_dir)
     assert (settings.pooling, settings.normalize, settings.max_seq_length) == ("mean", True, 64)
 
 
@@ -121,7 +121,7 @@ def test_manifest_overrides_model_settings(model_copy: Path) -> None:
     add_sentence_transformers_files(model_copy)
     manifest = {"model_id": "override", "pooling": "max", "normalize": False, "max_seq_length": 8}
     (model_copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    settings = inference.load_settings(model_copy)
+    settings = inference.load_encoder_config(model_copy)
     assert (settings.model_id, settings.pooling, settings.normalize, settings.max_seq_length) == (
         "override",
         "max",
@@ -133,7 +133,7 @@ def test_manifest_overrides_model_settings(model_copy: Path) -> None:
 def test_truncation_on_by_default_and_refused_when_off(tiny_encoder: Encoder) -> None:
     long_text = "the quick brown fox " * 40  # far over the tiny model's 64 tokens
     assert len(invoke(tiny_encoder, {"inputs": [long_text]})["embeddings"]) == 1
-    with pytest.raises(ClientError, match=r"inputs\[1\] is \d+ tokens, over the model's limit of 64"):
+    with pytest.raises(BadRequestError, match=r"inputs\[1\] is \d+ tokens, over the model's limit of 64"):
         invoke(tiny_encoder, {"inputs": ["short", long_text], "truncate": False})
 
 
@@ -160,22 +160,22 @@ def test_truncation_on_by_default_and_refused_when_off(tiny_encoder: Encoder) ->
 def test_bad_requests_are_named_client_errors(
     tiny_encoder: Encoder, body: Any, content_type: str, message: str
 ) -> None:
-    with pytest.raises(ClientError, match=message):
+    with pytest.raises(BadRequestError, match=message):
         inference.input_fn(body, content_type)
 
 
 def test_limits_are_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference, "MAX_TEXTS", 2)
-    with pytest.raises(ClientError, match=r"too many texts: 3 > 2 \(ESDEPLOY_SERVING_MAX_TEXTS\)"):
+    with pytest.raises(BadRequestError, match=r"too many texts: 3 > 2 \(ESDEPLOY_SERVING_MAX_TEXTS\)"):
         inference.input_fn('["a", "b", "c"]', "application/json")
     monkeypatch.setattr(inference, "MAX_TEXT_CHARS", 5)
-    with pytest.raises(ClientError, match=r"inputs\[1\] has 6 characters, over the limit of 5"):
+    with pytest.raises(BadRequestError, match=r"inputs\[1\] has 6 characters, over the limit of 5"):
         inference.input_fn('["a", "abcdef"]', "application/json")
     monkeypatch.setattr(inference, "MAX_BODY_BYTES", 10)
-    with pytest.raises(ClientError, match=r"request body is 20 bytes, over the limit of 10"):
+    with pytest.raises(BadRequestError, match=r"request body is 20 bytes, over the limit of 10"):
         inference.input_fn('{"inputs": ["abcd"]}', "application/json")
     # Multi-byte characters count as bytes, not characters: 8 characters, 14 bytes.
-    with pytest.raises(ClientError, match="request body is 14 bytes"):
+    with pytest.raises(BadRequestError, match="request body is 14 bytes"):
         inference.input_fn('"äöüäöü"', "application/json")
 
 
@@ -202,7 +202,7 @@ def test_output_accepts_json(tiny_encoder: Encoder, accept: str | None) -> None:
 
 def test_output_refuses_other_accept_types(tiny_encoder: Encoder) -> None:
     prediction = inference.predict_fn(EmbedRequest(texts=["x"]), tiny_encoder)
-    with pytest.raises(ClientError, match="unsupported accept type 'text/csv'"):
+    with pytest.raises(BadRequestError, match="unsupported accept type 'text/csv'"):
         inference.output_fn(prediction, "text/csv")
 
 
@@ -230,7 +230,7 @@ def test_unsupported_sentence_transformers_modules_are_refused(model_copy: Path)
     modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
     (model_copy / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ModelConfigError, match="Dense"):
-        inference.derive_settings(model_copy)
+        inference.derive_encoder_config(model_copy)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +245,7 @@ def test_unsupported_pooling_configs_are_refused(model_copy: Path, config: dict[
     add_sentence_transformers_files(model_copy)
     (model_copy / "1_Pooling" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelConfigError, match=message):
-        inference.derive_settings(model_copy)
+        inference.derive_encoder_config(model_copy)
 
 
 def test_half_precision_stays_close_to_float32(tiny_model_dir: Path, tiny_encoder: Encoder) -> None:

@@ -40,7 +40,7 @@ def reference(minilm_dir: Path):  # type: ignore[no-untyped-def]
 def test_handler_matches_sentence_transformers(minilm_dir: Path, reference) -> None:  # type: ignore[no-untyped-def]
     texts = [*PROBE_TEXTS, *EXTRA_TEXTS]
     encoder = Encoder(minilm_dir, device="cpu", dtype="float32", batch_size=4)
-    assert (encoder.dimension, encoder.settings.pooling, encoder.settings.max_seq_length) == (384, "mean", 256)
+    assert (encoder.dimension, encoder.config.pooling, encoder.config.max_seq_length) == (384, "mean", 256)
     ours = encoder.encode(texts)
     theirs = torch.from_numpy(reference.encode(texts, batch_size=4, convert_to_numpy=True))
     cosines = torch.nn.functional.cosine_similarity(ours, theirs, dim=1)

@@ -1,13 +1,15 @@
 """Unit tests: id rules, SageMaker-safe names, and settings that fail loudly."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from chalicelib.config import load_settings
+from chalicelib.config import Settings, load_settings
 from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.names import ID_PATTERN, is_valid_id, model_name_prefix, variant_name
+from esdeploy.local.environment import CHALICE_CONFIG, local_environment, stage_environment
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -69,3 +71,42 @@ def test_the_packager_accepts_exactly_the_ids_the_api_accepts() -> None:
     from esdeploy import manifest
 
     assert manifest._MODEL_ID.pattern == ID_PATTERN.pattern
+
+
+# infra/finalize.py pins the template's parameters from these, so every stage states them.
+READ_BY_INFRA = {"ESDEPLOY_STAGE", "ESDEPLOY_RESOURCE_PREFIX", "ESDEPLOY_ARTIFACT_PREFIX", "ESDEPLOY_SSM_PREFIX"}
+# app.py reads this one at import, for Chalice's authorizer; it is no field of Settings.
+READ_BY_APP = {"ESDEPLOY_API_AUTH"}
+
+
+def settings_without(env: dict[str, str], name: str) -> Settings | None:
+    try:
+        return load_settings({k: v for k, v in env.items() if k != name})
+    except ConfigurationError:
+        return None  # required: nothing to fall back on
+
+
+@pytest.mark.parametrize("stage", sorted(json.loads(CHALICE_CONFIG.read_text())["stages"]))
+def test_every_stage_loads_and_states_no_default_again(stage: str) -> None:
+    env = stage_environment(stage)
+    settings = load_settings(env)
+    assert settings.stage == stage
+    restated = [
+        name for name in env
+        if name.startswith("ESDEPLOY_") and name not in READ_BY_INFRA | READ_BY_APP
+        and settings_without(env, name) == settings
+    ]
+    assert restated == [], f"config.py already has these defaults: {restated}"
+
+
+def test_the_local_stack_runs_the_local_stage_of_the_chalice_config() -> None:
+    env = local_environment("http://127.0.0.1:5000")
+    assert {k: env[k] for k in stage_environment("local")} == stage_environment("local")
+    assert (env["AWS_ENDPOINT_URL"], load_settings(env).stage) == ("http://127.0.0.1:5000", "local")
+
+
+def test_the_stall_window_outlasts_the_longest_poll(test_env: dict[str, str]) -> None:
+    settings = load_settings({**test_env, "ESDEPLOY_POLL_MAX_SECONDS": "300"})
+    assert settings.stall_seconds == 720
+    assert max(settings.poll_delay(polls) for polls in range(1, 40)) == 300 < settings.stall_seconds
+    assert [settings.poll_delay(polls) for polls in (1, 2, 3)] == [30, 45, 67]

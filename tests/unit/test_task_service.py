@@ -13,123 +13,130 @@ from chalicelib.domain.errors import (
     DispatchError,
     IdempotencyConflictError,
     InvalidRequestError,
+    InvalidStateError,
     ModelBusyError,
     TaskNotFoundError,
 )
+from chalicelib.domain.messages import Advance, DeleteModel
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
+from chalicelib.services.tasks import TaskService
 
 
-def deploy(container: wiring.Container, **body: Any):
-    return container.tasks.submit_deploy(parse_deploy(body))
+def tasks(adapters: wiring.Adapters) -> TaskService:
+    return adapters.build(TaskService)
 
 
-def test_deploy_is_stored_pending_and_dispatched(memory_container: wiring.Container) -> None:
-    task = deploy(memory_container, model_id="abc123", config={})
+def deploy(adapters: wiring.Adapters, **body: Any):
+    return tasks(adapters).submit(parse_deploy(body))
+
+
+def test_deploy_is_stored_pending_and_dispatched(memory_adapters: wiring.Adapters) -> None:
+    task = deploy(memory_adapters, model_id="abc123", config={})
     assert task.status == TaskStatus.PENDING and task.stage == Stage.QUEUED
     assert task.config["instance_type"] == "ml.g5.xlarge"
     assert task.config["model_data_url"] == "s3://esdeploy-test-artifacts/models/abc123/model.tar.gz"
     assert task.config["bake_seconds"] == 600
-    queue = memory_container.deploy_queue
+    queue = memory_adapters.deploy_queue
     assert isinstance(queue, InMemoryQueue)
-    assert queue.messages == [
-        ({"action": "advance", "task_id": task.task_id, "embedding_model_id": "abc123"}, 0)
-    ]
-    assert memory_container.tasks.get(TaskKind.DEPLOY, task.task_id) == task
+    assert queue.messages == [(Advance(task.task_id, version=1), 0)]
+    assert tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id) == task
 
 
 def test_replay_with_same_id_and_body_returns_same_task_and_sends_nothing(
-    memory_container: wiring.Container,
+    memory_adapters: wiring.Adapters,
 ) -> None:
-    first = deploy(memory_container, embedding_model_id="m", id="client-1", config={"bake_seconds": 5})
-    again = deploy(memory_container, model_id="m", id="client-1", config={"bake_seconds": 5})
+    first = deploy(memory_adapters, embedding_model_id="m", id="client-1", config={"bake_seconds": 5})
+    again = deploy(memory_adapters, model_id="m", id="client-1", config={"bake_seconds": 5})
     assert again == first
-    assert len(memory_container.deploy_queue.messages) == 1  # type: ignore[attr-defined]
+    assert len(memory_adapters.deploy_queue.messages) == 1  # type: ignore[attr-defined]
 
 
-def test_same_id_with_a_different_body_is_a_conflict(memory_container: wiring.Container) -> None:
-    deploy(memory_container, embedding_model_id="m", id="client-1")
+def test_same_id_with_a_different_body_is_a_conflict(memory_adapters: wiring.Adapters) -> None:
+    deploy(memory_adapters, embedding_model_id="m", id="client-1")
     with pytest.raises(IdempotencyConflictError, match="client-1"):
-        deploy(memory_container, embedding_model_id="m", id="client-1", config={"bake_seconds": 1})
+        deploy(memory_adapters, embedding_model_id="m", id="client-1", config={"bake_seconds": 1})
 
 
 def test_second_operation_on_a_busy_model_names_the_active_task(
-    memory_container: wiring.Container,
+    memory_adapters: wiring.Adapters,
 ) -> None:
-    first = deploy(memory_container, embedding_model_id="m")
+    first = deploy(memory_adapters, embedding_model_id="m")
     with pytest.raises(ModelBusyError) as caught:
-        memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+        tasks(memory_adapters).submit(parse_delete({"model_id": "m"}))
     assert caught.value.active_task_id == first.task_id
     assert first.task_id in str(caught.value)
     # Another model is not blocked.
-    deploy(memory_container, embedding_model_id="other")
+    deploy(memory_adapters, embedding_model_id="other")
 
 
-def test_lock_of_a_finished_task_is_taken_over(memory_container: wiring.Container) -> None:
-    first = deploy(memory_container, embedding_model_id="m")
-    first.record(at=memory_container.clock.now(), status=TaskStatus.DONE, stage=Stage.FINISHED)
-    memory_container.store.update(first)
-    second = deploy(memory_container, embedding_model_id="m")
-    held = memory_container.locks.get("m")
+def test_lock_of_a_finished_task_is_taken_over(memory_adapters: wiring.Adapters) -> None:
+    first = deploy(memory_adapters, embedding_model_id="m")
+    first.record(at=memory_adapters.clock.now(), status=TaskStatus.DONE, stage=Stage.FINISHED)
+    memory_adapters.store.update(first)
+    second = deploy(memory_adapters, embedding_model_id="m")
+    held = memory_adapters.locks.get("m")
     assert held is not None and held.task_id == second.task_id
 
 
 def test_lock_of_a_task_that_was_never_stored_expires(
-    memory_container: wiring.Container, clock: ManualClock
+    memory_adapters: wiring.Adapters, clock: ManualClock
 ) -> None:
-    memory_container.locks.acquire(ModelLock("m", "ghost", TaskKind.DEPLOY, clock.now()))
+    memory_adapters.locks.acquire(ModelLock("m", "ghost", TaskKind.DEPLOY, clock.now()))
     with pytest.raises(ModelBusyError):
-        deploy(memory_container, embedding_model_id="m")
-    clock.advance(memory_container.settings.stale_lock_seconds + 1)
-    task = deploy(memory_container, embedding_model_id="m")
+        deploy(memory_adapters, embedding_model_id="m")
+    clock.advance(memory_adapters.settings.stale_lock_seconds + 1)
+    task = deploy(memory_adapters, embedding_model_id="m")
     assert task.status == TaskStatus.PENDING
 
 
 def test_dispatch_failure_fails_the_task_and_frees_the_model(
-    memory_container: wiring.Container,
+    memory_adapters: wiring.Adapters,
 ) -> None:
-    memory_container.deploy_queue.fail_next = 1  # type: ignore[attr-defined]
+    memory_adapters.deploy_queue.fail_next = 1  # type: ignore[attr-defined]
     with pytest.raises(DispatchError, match="Failed to create and send model deployment task"):
-        deploy(memory_container, embedding_model_id="m", id="t-1")
-    stored = memory_container.tasks.get(TaskKind.DEPLOY, "t-1")
+        deploy(memory_adapters, embedding_model_id="m", id="t-1")
+    stored = tasks(memory_adapters).get(TaskKind.DEPLOY, "t-1")
     assert stored.status == TaskStatus.FAILED
     assert stored.detail is not None and "simulated outage" in stored.detail
-    assert memory_container.locks.get("m") is None
-    assert deploy(memory_container, embedding_model_id="m").status == TaskStatus.PENDING
+    assert memory_adapters.locks.get("m") is None
+    assert deploy(memory_adapters, embedding_model_id="m").status == TaskStatus.PENDING
 
 
 def test_delete_dispatch_failure_uses_the_deletion_message(
-    memory_container: wiring.Container,
+    memory_adapters: wiring.Adapters,
 ) -> None:
-    memory_container.teardown_queue.fail_next = 1  # type: ignore[attr-defined]
+    memory_adapters.teardown_queue.fail_next = 1  # type: ignore[attr-defined]
     with pytest.raises(DispatchError, match="Failed to create and send model deletion task"):
-        memory_container.tasks.submit_delete(parse_delete({"model_id": "m", "reason": "old"}))
+        tasks(memory_adapters).submit(parse_delete({"model_id": "m", "reason": "old"}))
 
 
 def test_delete_keeps_the_reason_and_goes_to_the_teardown_queue(
-    memory_container: wiring.Container,
+    memory_adapters: wiring.Adapters,
 ) -> None:
-    task = memory_container.tasks.submit_delete(
+    task = tasks(memory_adapters).submit(
         parse_delete({"model_id": "your_model_id", "reason": "No longer needed"})
     )
     assert task.reason == "No longer needed"
-    assert memory_container.teardown_queue.messages[0][0]["action"] == "delete_model"  # type: ignore[attr-defined]
+    assert memory_adapters.teardown_queue.messages == [  # type: ignore[attr-defined]
+        (DeleteModel(task.task_id, "your_model_id"), 0)
+    ]
 
 
-def test_newest_task_by_model(memory_container: wiring.Container, clock: ManualClock) -> None:
-    first = deploy(memory_container, embedding_model_id="m")
+def test_newest_task_by_model(memory_adapters: wiring.Adapters, clock: ManualClock) -> None:
+    first = deploy(memory_adapters, embedding_model_id="m")
     first.record(at=clock.now(), status=TaskStatus.FAILED, detail="x")
-    memory_container.store.update(first)
+    memory_adapters.store.update(first)
     clock.advance(5)
-    second = deploy(memory_container, embedding_model_id="m")
-    assert memory_container.tasks.newest(TaskKind.DEPLOY, "m").task_id == second.task_id
+    second = deploy(memory_adapters, embedding_model_id="m")
+    assert tasks(memory_adapters).newest(TaskKind.DEPLOY, "m").task_id == second.task_id
     with pytest.raises(TaskNotFoundError, match="Deletion task for model with ID `m` is not found"):
-        memory_container.tasks.newest(TaskKind.DELETE, "m")
+        tasks(memory_adapters).newest(TaskKind.DELETE, "m")
 
 
-def test_a_delete_task_is_not_found_as_a_deployment(memory_container: wiring.Container) -> None:
-    task = memory_container.tasks.submit_delete(parse_delete({"model_id": "m"}))
+def test_a_delete_task_is_not_found_as_a_deployment(memory_adapters: wiring.Adapters) -> None:
+    task = tasks(memory_adapters).submit(parse_delete({"model_id": "m"}))
     with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{task.task_id}` is not found"):
-        memory_container.tasks.get(TaskKind.DEPLOY, task.task_id)
+        tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id)
 
 
 @pytest.mark.parametrize(
@@ -144,14 +151,50 @@ def test_a_delete_task_is_not_found_as_a_deployment(memory_container: wiring.Con
     ],
 )
 def test_config_outside_the_stage_rules_is_refused_naming_the_field(
-    memory_container: wiring.Container, config: dict[str, Any], field: str
+    memory_adapters: wiring.Adapters, config: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        deploy(memory_container, embedding_model_id="m", config=config)
+        deploy(memory_adapters, embedding_model_id="m", config=config)
     assert caught.value.field == field
-    assert memory_container.locks.get("m") is None
+    assert memory_adapters.locks.get("m") is None
 
 
-def test_task_times_are_utc(memory_container: wiring.Container) -> None:
-    task = deploy(memory_container, embedding_model_id="m")
+def test_task_times_are_utc(memory_adapters: wiring.Adapters) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
     assert task.created_at.utcoffset() == timedelta(0)
+
+
+def test_cancel_before_the_worker_started_ends_the_task_and_frees_the_model(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    canceled = tasks(memory_adapters).cancel(task.task_id)
+    assert (canceled.status, canceled.detail) == (TaskStatus.CANCELED, "canceled before it started")
+    assert memory_adapters.locks.get("m") is None
+    assert memory_adapters.deploy_queue.messages == []  # type: ignore[attr-defined]
+
+
+def test_cancel_of_a_running_deploy_asks_the_worker_once(memory_adapters: wiring.Adapters) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    task.record(at=memory_adapters.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    task.variant = "esd-m-1-2"
+    running = memory_adapters.store.update(task)
+    memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    requested = tasks(memory_adapters).cancel(task.task_id)
+    assert requested.cancel_requested and requested.status == TaskStatus.PROCESSING
+    assert memory_adapters.deploy_queue.messages == [  # type: ignore[attr-defined]
+        (Advance(task.task_id, running.version + 1), 0)
+    ]
+    assert tasks(memory_adapters).cancel(task.task_id).version == requested.version  # nothing new
+    assert len(memory_adapters.deploy_queue.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_cancel_of_an_ended_or_unknown_deploy_is_refused(memory_adapters: wiring.Adapters) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    tasks(memory_adapters).cancel(task.task_id)
+    with pytest.raises(InvalidStateError, match="is already canceled"):
+        tasks(memory_adapters).cancel(task.task_id)
+    deletion = tasks(memory_adapters).submit(parse_delete({"model_id": "other"}))
+    with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{deletion.task_id}` is not found"):
+        tasks(memory_adapters).cancel(deletion.task_id)

@@ -1,4 +1,4 @@
-"""Tests of the local SageMaker container stand-in (python -m esdeploy.container) over loopback HTTP."""
+"""Tests of the local endpoint (python -m esdeploy.local.endpoint), the serving container stand-in, over HTTP."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from esdeploy.container import require_loopback
+from esdeploy.local.endpoint import require_loopback
 from esdeploy.packaging import PackageResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ START_TIMEOUT = 60
 
 
 class Running:
-    """A container subprocess plus the lines it has printed so far."""
+    """A local endpoint subprocess plus the lines it has printed so far."""
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
@@ -56,7 +56,7 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def container(tiny_package: PackageResult) -> Iterator[Running]:
+def endpoint(tiny_package: PackageResult) -> Iterator[Running]:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -64,7 +64,7 @@ def container(tiny_package: PackageResult) -> Iterator[Running]:
         "ESDEPLOY_SERVING_MAX_BODY_BYTES": "4096",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "esdeploy.container", "--artifact", str(tiny_package.archive), "--port", "0"],
+        [sys.executable, "-m", "esdeploy.local.endpoint", "--artifact", str(tiny_package.archive), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -82,22 +82,22 @@ def container(tiny_package: PackageResult) -> Iterator[Running]:
             proc.wait(timeout=10)
 
 
-def post(container: Running, body: Any, **headers: str) -> requests.Response:
+def post(endpoint: Running, body: Any, **headers: str) -> requests.Response:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     headers.setdefault("Content-Type", "application/json")
-    return requests.post(f"{container.base_url}/invocations", data=data, headers=headers, timeout=30)
+    return requests.post(f"{endpoint.base_url}/invocations", data=data, headers=headers, timeout=30)
 
 
 @pytest.mark.slow
-def test_ping(container: Running) -> None:
-    response = requests.get(f"{container.base_url}/ping", timeout=10)
+def test_ping(endpoint: Running) -> None:
+    response = requests.get(f"{endpoint.base_url}/ping", timeout=10)
     assert response.status_code == 200
 
 
 @pytest.mark.slow
-def test_invocation_returns_embeddings(container: Running, tiny_package: PackageResult) -> None:
+def test_invocation_returns_embeddings(endpoint: Running, tiny_package: PackageResult) -> None:
     manifest = tiny_package.manifest
-    response = post(container, {"inputs": manifest.probe_texts[:2]})
+    response = post(endpoint, {"inputs": manifest.probe_texts[:2]})
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     body = response.json()
@@ -116,24 +116,24 @@ def test_invocation_returns_embeddings(container: Running, tiny_package: Package
         ({"inputs": ["x" * 5000]}, {}, "over the limit of 4096"),
     ],
 )
-def test_client_errors_are_400_with_detail(container: Running, body: Any, headers: dict[str, str], detail: str) -> None:
-    response = post(container, body, **headers)
+def test_client_errors_are_400_with_detail(endpoint: Running, body: Any, headers: dict[str, str], detail: str) -> None:
+    response = post(endpoint, body, **headers)
     assert response.status_code == 400
     assert detail in response.json()["detail"]
 
 
 @pytest.mark.slow
-def test_unknown_routes_are_404(container: Running) -> None:
-    assert requests.get(f"{container.base_url}/nope", timeout=10).status_code == 404
-    assert requests.post(f"{container.base_url}/ping", data=b"", timeout=10).status_code == 404
+def test_unknown_routes_are_404(endpoint: Running) -> None:
+    assert requests.get(f"{endpoint.base_url}/nope", timeout=10).status_code == 404
+    assert requests.post(f"{endpoint.base_url}/ping", data=b"", timeout=10).status_code == 404
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_removes_the_workdir(container: Running) -> None:
-    assert Path(container.workdir).is_dir()
-    container.proc.send_signal(signal.SIGTERM)
-    assert container.proc.wait(timeout=20) == 0
-    assert not Path(container.workdir).exists()
+def test_sigterm_stops_cleanly_and_removes_the_workdir(endpoint: Running) -> None:
+    assert Path(endpoint.workdir).is_dir()
+    endpoint.proc.send_signal(signal.SIGTERM)
+    assert endpoint.proc.wait(timeout=20) == 0
+    assert not Path(endpoint.workdir).exists()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])

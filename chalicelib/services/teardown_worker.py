@@ -1,17 +1,17 @@
-"""Services: the deletion worker — tears down variants and runs delete tasks."""
+"""Services: the teardown worker (teardown-tasks) — tears down variants and runs delete tasks."""
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any
 
-from chalicelib.config import SQS_MAX_DELAY_SECONDS
+from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus, parse_iso
+from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
+from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, Queue, TaskStore
-from chalicelib.services import messages
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, TaskStore
+from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -21,35 +21,31 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 
 
 @dataclass
-class Remover:
-    resource_prefix: str
+class TeardownWorker:
+    settings: Settings
     store: TaskStore
-    locks: ModelLocks
     aliases: Aliases
     mirror: AliasMirror
-    teardown_queue: Queue
+    outbox: Outbox
+    writer: TaskWriter
     hosting: Hosting
     clock: Clock
 
-    def handle(self, body: dict[str, Any]) -> None:
-        action = body.get("action")
-        if action == messages.TEARDOWN_VARIANT:
-            self.teardown_variant(body)
-        elif action == messages.DELETE_MODEL and isinstance(body.get("task_id"), str):
-            self.run_delete_task(body["task_id"], int(body.get("attempt", 0)))
+    def handle(self, message: TeardownTasksMessage) -> None:
+        if isinstance(message, TeardownVariant):
+            self.teardown_variant(message)
         else:
-            raise ValueError(f"not a teardown-tasks message: {sorted(body)}")
+            self.run_delete_task(message)
 
     # ---- one variant --------------------------------------------------------------------
 
-    def teardown_variant(self, body: dict[str, Any]) -> None:
-        variant = str(body["variant"])
-        model_id = str(body["embedding_model_id"])
-        if body.get("not_before"):
-            wait = (parse_iso(body["not_before"]) - self.clock.now()).total_seconds()
+    def teardown_variant(self, message: TeardownVariant) -> None:
+        variant, model_id = message.variant, message.embedding_model_id
+        if message.not_before is not None:
+            wait = (message.not_before - self.clock.now()).total_seconds()
             if wait > 0:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
-                self.teardown_queue.send(body, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
+                self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
                 return
         alias = self.aliases.get(model_id)
         if alias is not None and alias.live_variant == variant:
@@ -67,44 +63,46 @@ class Remover:
         except RetryableError as error:
             # An endpoint still Creating cannot be deleted, and that can last an hour: come back
             # later on our own schedule rather than burn the queue's receive count into the DLQ.
-            self._retry_later(body, error)
+            self._retry_later(message, error)
             return
         logger.info(
             "variant torn down",
-            extra={"embedding_model_id": model_id, "variant": variant, "reason": body.get("reason")},
+            extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
         )
 
-    def _retry_later(self, body: dict[str, Any], error: RetryableError) -> None:
-        attempt = int(body.get("attempt", 0)) + 1
+    def _retry_later(self, message: TeardownTasksMessage, error: RetryableError) -> None:
+        attempt = message.attempt + 1
         if attempt > MAX_TEARDOWN_ATTEMPTS:
             raise error
         delay = min(TEARDOWN_RETRY_SECONDS * attempt, SQS_MAX_DELAY_SECONDS)
-        logger.info("teardown deferred", extra={"variant": body.get("variant"), "task_id": body.get("task_id"),
-                                                "attempt": attempt, "delay": delay, "error": str(error)})
-        self.teardown_queue.send({**body, "attempt": attempt}, delay_seconds=delay)
+        logger.info("teardown deferred", extra={"variant": getattr(message, "variant", None),
+                                                "task_id": message.task_id, "attempt": attempt, "delay": delay,
+                                                "error": str(error)})
+        self.outbox.send(replace(message, attempt=attempt), delay_seconds=delay)
 
     # ---- a delete task -----------------------------------------------------------------
 
-    def run_delete_task(self, task_id: str, attempt: int = 0) -> None:
-        task = self.store.get(task_id)
+    def run_delete_task(self, message: DeleteModel) -> None:
+        task = self.store.get(message.task_id)
         if task is None or task.kind != TaskKind.DELETE or task.status.is_terminal:
             return
         try:
-            self._delete(task, attempt)
+            self._delete(task, message)
         except ConcurrentUpdateError:
-            logger.info("lost a race for the delete task; the other writer continues", extra={"task_id": task_id})
+            logger.info("lost a race for the delete task; the other writer continues",
+                        extra={"task_id": message.task_id})
 
-    def _delete(self, task: Task, attempt: int) -> None:
+    def _delete(self, task: Task, message: DeleteModel) -> None:
         model_id = task.embedding_model_id
         alias = self.aliases.get(model_id)
-        variants = self.hosting.list_variants(model_name_prefix(self.resource_prefix, model_id))
+        variants = self.hosting.list_variants(model_name_prefix(self.settings.resource_prefix, model_id))
         names = sorted({v.name for v in variants if v.embedding_model_id in (None, model_id)})
         if task.stage == Stage.QUEUED:
             if (alias is None or not alias.live_variant) and not names:
                 self._end(task, TaskStatus.REFUSED, f"Model `{model_id}` has nothing deployed; nothing to delete")
                 return
             task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
-            task = self.store.update(task)
+            task = self.writer.commit(task)
         if task.stage == Stage.UNALIASING:
             if alias is not None and (alias.live_variant or alias.previous_variant):
                 # Clients stop resolving the model before anything is deleted.
@@ -117,20 +115,16 @@ class Remover:
                 stage=Stage.TEARING_DOWN,
                 detail=f"alias cleared; tearing down {len(names)} variant(s): {', '.join(names) or 'none'}",
             )
-            task = self.store.update(task)
+            task = self.writer.commit(task)
         try:
             for name in names:
                 self.hosting.delete_variant(name)
         except RetryableError as error:
-            self._retry_later({"action": messages.DELETE_MODEL, "task_id": task.task_id,
-                               "embedding_model_id": model_id, "attempt": attempt}, error)
+            self._retry_later(message, error)
             return
         self._end(task, TaskStatus.DONE, f"deleted {len(names)} variant(s): {', '.join(names) or 'none'}")
 
     def _end(self, task: Task, status: TaskStatus, detail: str) -> None:
-        task.record(at=self.clock.now(), stage=Stage.FINISHED if status == TaskStatus.DONE else None,
-                    status=status, detail=detail)
-        self.store.update(task)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        self.writer.end(task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None)
         logger.info("delete ended", extra={"task_id": task.task_id, "embedding_model_id": task.embedding_model_id,
                                            "status": status.value})

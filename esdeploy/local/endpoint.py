@@ -1,9 +1,9 @@
-"""Operator tool layer: a local stand-in for the SageMaker serving container (GET /ping, POST /invocations).
+"""Local stack: one local endpoint — the SageMaker serving container contract (GET /ping, POST /invocations).
 
-``python -m esdeploy.container --artifact model.tar.gz --port 8080`` extracts the artifact to a
+``python -m esdeploy.local.endpoint --artifact model.tar.gz --port 8080`` extracts the artifact to a
 temporary directory, imports its own ``code/inference.py`` as the container would, and serves the
 SageMaker container contract with the stdlib HTTP server on a loopback address only. Client errors
-(the handler's ClientError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
+(the handler's BadRequestError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
 HF toolkit answers every handler exception with 400, so a local 500 points at a server-side bug.
 It stops cleanly on SIGTERM/SIGINT and removes its temporary directory.
 """
@@ -30,7 +30,12 @@ from typing import Any
 
 from esdeploy.artifact_check import extract_archive, load_handler
 
-logger = logging.getLogger("esdeploy.container")
+logger = logging.getLogger(__name__)
+
+# What the process prints, flushed, for whoever started it (the local hosting, the tests).
+LISTENING = "esdeploy local endpoint listening on"
+READY = "esdeploy local endpoint ready:"
+FAILED = "esdeploy local endpoint failed:"
 
 
 class ServerState:
@@ -42,16 +47,16 @@ class ServerState:
         self.ready = threading.Event()
         self.max_body_bytes = 6 * 1024 * 1024  # SageMaker's own invocation limit until the handler says
 
-    def is_client_error(self, exc: BaseException) -> bool:
-        client_error = getattr(self.handler, "ClientError", None)
-        return isinstance(client_error, type) and isinstance(exc, client_error)
+    def is_bad_request(self, exc: BaseException) -> bool:
+        bad_request = getattr(self.handler, "BadRequestError", None)
+        return isinstance(bad_request, type) and isinstance(exc, bad_request)
 
 
 class InvocationHandler(BaseHTTPRequestHandler):
     """The two routes of the SageMaker container contract."""
 
     protocol_version = "HTTP/1.1"
-    server: ContainerServer
+    server: EndpointServer
 
     def do_GET(self) -> None:
         if self.path != "/ping":
@@ -89,7 +94,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
             prediction = handler.predict_fn(request, state.model)
             payload = handler.output_fn(prediction, self.headers.get("Accept"))
         except Exception as exc:
-            if state.is_client_error(exc):
+            if state.is_bad_request(exc):
                 self._send_json(HTTPStatus.BAD_REQUEST, {"detail": str(exc)})
             else:
                 logger.exception("invocation failed")
@@ -136,7 +141,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
         logger.info("%s %s", self.address_string(), format % args)
 
 
-class ContainerServer(ThreadingHTTPServer):
+class EndpointServer(ThreadingHTTPServer):
     """A threading HTTP server that carries the shared state."""
 
     daemon_threads = True
@@ -166,7 +171,7 @@ class _Stop(BaseException):
 
 def serve(artifact: Path, host: str, port: int) -> int:
     """Extract, bind, load, serve until a signal; always removes the temporary directory."""
-    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-container-"))
+    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-endpoint-"))
     stop = threading.Event()
     state = ServerState()
     loading = True
@@ -177,30 +182,30 @@ def serve(artifact: Path, host: str, port: int) -> int:
             raise _Stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server: ContainerServer | None = None
+    server: EndpointServer | None = None
     thread: threading.Thread | None = None
     try:
         model_dir = artifact if artifact.is_dir() else extract_archive(artifact, workdir / "model")
         # Bind before loading so that the port is ours and /ping can say "loading" meanwhile.
-        server = ContainerServer((host, port), state)
+        server = EndpointServer((host, port), state)
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
         bound_port = server.server_address[1]
-        _announce(f"esdeploy.container listening on http://{host}:{bound_port} (workdir {workdir})")
+        _announce(f"{LISTENING} http://{host}:{bound_port} (workdir {workdir})")
         state.handler = load_handler(model_dir)
         state.max_body_bytes = int(getattr(state.handler, "MAX_BODY_BYTES", state.max_body_bytes))
         state.model = state.handler.model_fn(str(model_dir))
         loading = False
         state.ready.set()
-        _announce(f"esdeploy.container ready: model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
+        _announce(f"{READY} model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
         stop.wait()
         logger.info("signal received, stopping")
         return 0
     except _Stop:
         return 0
     except Exception as exc:
-        logger.exception("container failed")
-        _announce(f"esdeploy.container failed: {type(exc).__name__}: {exc}")
+        logger.exception("endpoint failed")
+        _announce(f"{FAILED} {type(exc).__name__}: {exc}")
         return 1
     finally:
         loading = False
@@ -222,7 +227,7 @@ def _announce(line: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m esdeploy.container", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m esdeploy.local.endpoint", description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact directory")
     parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")

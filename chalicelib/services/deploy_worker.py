@@ -1,10 +1,9 @@
-"""Services: the deploy worker — advances one deploy task by one step per message."""
+"""Services: the deploy worker (deploy-tasks) — advances one deploy task by one step per message."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import (
@@ -13,103 +12,86 @@ from chalicelib.domain.errors import (
     RetryableError,
     TerminalHostingError,
 )
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
+from chalicelib.domain.messages import Advance, DeployTasksMessage, EndpointChanged, TeardownVariant, green_teardown
+from chalicelib.domain.models import STAGES_WITH_GREEN, Alias, EndpointState, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import (
     Aliases,
     AliasMirror,
     Artifacts,
     Clock,
-    EndpointState,
     Hosting,
-    ModelLocks,
-    Queue,
     TaskStore,
     VariantSpec,
 )
-from chalicelib.services import messages
+from chalicelib.services.outbox import TaskWriter
 from chalicelib.services.smoke import SmokePlan, check_answer
 
 logger = logging.getLogger(__name__)
 
-# Stages in which a green variant may exist and must be handed to teardown on a fault.
-_STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
 
 
 @dataclass
-class Deployer:
+class DeployWorker:
     settings: Settings
     store: TaskStore
-    locks: ModelLocks
     aliases: Aliases
     mirror: AliasMirror
-    deploy_queue: Queue
-    teardown_queue: Queue
+    writer: TaskWriter
     artifacts: Artifacts
     hosting: Hosting
     clock: Clock
 
     # ---- entry points -------------------------------------------------------------------
 
-    def handle(self, body: dict[str, Any]) -> None:
-        """One message from the deploy-tasks queue: our own `advance`, or an EventBridge event."""
-        if messages.is_endpoint_event(body):
-            self.on_endpoint_event(body["detail"])
-        elif body.get("action") == messages.ADVANCE and isinstance(body.get("task_id"), str):
-            version = body.get("version")
-            self.advance(body["task_id"], int(version) if version is not None else None)
+    def handle(self, message: DeployTasksMessage) -> None:
+        """One message from the deploy-tasks queue: our own Advance, or SageMaker's state change."""
+        if isinstance(message, EndpointChanged):
+            self.on_endpoint_changed(message)
         else:
-            raise ValueError(f"not a deploy-tasks message: {sorted(body)}")
+            self.advance(message)
 
-    def advance(self, task_id: str, version: int | None = None) -> None:
-        task = self.store.get(task_id)
+    def advance(self, message: Advance) -> None:
+        task = self.store.get(message.task_id)
         if task is None or task.kind != TaskKind.DEPLOY:
-            logger.warning("advance for an unknown deploy task", extra={"task_id": task_id})
+            logger.warning("advance for an unknown deploy task", extra={"task_id": message.task_id})
             return
         if task.status.is_terminal:
             return
-        if version is not None and version < task.version:
+        if message.version < task.version:
             logger.info("stale message: a newer step owns this task", extra=_keys(task))
             return
-        if version is not None and version > task.version:
+        if message.version > task.version:
             # Sent just before the step that sent it committed: come back after the visibility timeout.
-            raise RetryableError(f"task {task_id} is at version {task.version}, message expects {version}")
+            raise RetryableError(
+                f"task {task.task_id} is at version {task.version}, message expects {message.version}"
+            )
         self._step(task)
 
-    def on_endpoint_event(self, detail: dict[str, Any]) -> None:
+    def on_endpoint_changed(self, event: EndpointChanged) -> None:
         """SageMaker said an endpoint changed state: wake its task now instead of at the next poll."""
-        tags = detail.get("Tags") or {}
-        task_id = tags.get("task_id")
-        if not task_id:
-            logger.info("endpoint event without our tags", extra={"endpoint": detail.get("EndpointName")})
+        if not event.task_id:
+            logger.info("endpoint event without our tags", extra={"endpoint": event.endpoint_name})
             return
-        task = self.store.get(task_id)
+        task = self.store.get(event.task_id)
         if (
             task is None
             or task.status.is_terminal
             or task.stage != Stage.WAITING
-            or task.variant != detail.get("EndpointName")
+            or task.variant != event.endpoint_name
         ):
             return
         logger.info(
             "woken by endpoint state change",
-            extra={**_keys(task), "endpoint_status": detail.get("EndpointStatus")},
+            extra={**_keys(task), "endpoint_status": event.platform_status},
         )
         self._step(task)
-
-    def request_cancel(self, task: Task) -> Task:
-        """Mark a running deploy for cancellation and hand it a fresh message to act on."""
-        task.cancel_requested = True
-        task.record(at=self.clock.now(), detail="cancel requested")
-        self.deploy_queue.send(messages.advance(_next(task)))
-        return self.store.update(task)
 
     # ---- the state machine ----------------------------------------------------------------
 
     def _step(self, task: Task) -> None:
         steps = {
             Stage.QUEUED: self._preflight,
-            Stage.PREFLIGHT: self._preflight,
             Stage.CREATING: self._create,
             Stage.WAITING: self._wait,
             Stage.VERIFYING: self._verify,
@@ -119,7 +101,7 @@ class Deployer:
         try:
             if task.cancel_requested and not self._is_live(task):
                 self._finish_canceled(task)
-            elif task.stage in _STAGES_WITH_GREEN and self._past_deadline(task):
+            elif task.stage in STAGES_WITH_GREEN and self._past_deadline(task):
                 self._fail(task, TaskStatus.FAILED, self._deadline_detail(task))
             else:
                 steps[task.stage](task)
@@ -158,7 +140,7 @@ class Deployer:
             stage=Stage.CREATING,
             detail=f"artifact found; {len(live)} other models live; creating {task.variant}",
         )
-        self._continue(task, delay=0)
+        self.writer.advance(task)
 
     def _create(self, task: Task) -> None:
         config = task.deploy_config
@@ -175,17 +157,17 @@ class Deployer:
             )
         )
         task.record(at=self.clock.now(), stage=Stage.WAITING, detail=f"endpoint {task.variant} requested")
-        self._continue(task, delay=self.settings.poll_initial_seconds)
+        self.writer.advance(task, delay_seconds=self.settings.poll_initial_seconds)
 
     def _wait(self, task: Task) -> None:
         assert task.variant is not None
         status = self.hosting.describe(task.variant)
         if status.state == EndpointState.IN_SERVICE:
             task.record(at=self.clock.now(), stage=Stage.VERIFYING, detail="endpoint InService")
-            self._continue(task, delay=0)
+            self.writer.advance(task)
         elif status.state == EndpointState.CREATING:
             task.polls += 1
-            self._continue(task, delay=self.poll_delay(task.polls))
+            self.writer.advance(task, delay_seconds=self.settings.poll_delay(task.polls))
         elif status.state == EndpointState.FAILED:
             reason = status.failure_reason or "no reason given"
             self._fail(task, TaskStatus.FAILED, f"SageMaker endpoint {task.variant} failed: {reason}")
@@ -215,7 +197,7 @@ class Deployer:
             stage=Stage.SWAPPING,
             detail=f"smoke test passed on {len(plan.texts)} probe texts ({checked})",
         )
-        self._continue(task, delay=0)
+        self.writer.advance(task)
 
     def _swap(self, task: Task) -> None:
         assert task.variant is not None
@@ -234,66 +216,48 @@ class Deployer:
             )
         self.mirror.publish(alias)
         bake = task.deploy_config.bake_seconds
+        blue: list[TeardownVariant] = []
         if alias.previous_variant and alias.previous_variant != task.variant:
-            self.teardown_queue.send(
-                messages.teardown_variant(
+            blue.append(
+                TeardownVariant(
                     task.embedding_model_id,
                     alias.previous_variant,
                     reason=f"replaced by {task.variant}; bake period of {bake} s over",
                     not_before=self.clock.now() + timedelta(seconds=bake),
                     task_id=task.task_id,
-                ),
-                # SQS delays stop at 900 s; the teardown worker chains hops until not_before.
-                delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
+                )
             )
         detail = f"{task.variant} is live"
         if alias.previous_variant:
             detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
         if task.cancel_requested:
             detail += " (a cancel arrived after the swap; roll back to undo)"
-        task.record(at=self.clock.now(), stage=Stage.FINISHED, status=TaskStatus.DONE, detail=detail)
-        self.store.update(task)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        # SQS delays stop at 900 s; the teardown worker chains hops until not_before.
+        self.writer.end(
+            task, TaskStatus.DONE, detail, *blue, stage=Stage.FINISHED,
+            delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
+        )
         logger.info("deploy done", extra=_keys(task))
 
     # ---- endings ----------------------------------------------------------------------------
 
     def _fail(self, task: Task, status: TaskStatus, detail: str) -> None:
         """End the task; a green variant that may exist goes to teardown, the alias is untouched."""
-        self._hand_green_to_teardown(task, reason=f"deploy {status.value}")
-        task.record(at=self.clock.now(), status=status, detail=detail)
-        self.store.update(task)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        self.writer.end(task, status, detail, *self._green_teardown(task, reason=f"deploy {status.value}"))
         logger.warning("deploy ended", extra={**_keys(task), "detail": detail})
 
     def _finish_canceled(self, task: Task) -> None:
-        detail = "canceled"
-        if self._hand_green_to_teardown(task, reason="deploy canceled"):
-            detail += f"; green variant {task.variant} handed to teardown"
-        task.record(at=self.clock.now(), status=TaskStatus.CANCELED, detail=detail)
-        self.store.update(task)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        """A cancel was requested (TaskService.cancel) and green is not live: end it here."""
+        green = self._green_teardown(task, reason="deploy canceled")
+        detail = f"canceled; green variant {task.variant} handed to teardown" if green else "canceled"
+        self.writer.end(task, TaskStatus.CANCELED, detail, *green)
 
-    def _hand_green_to_teardown(self, task: Task, reason: str) -> bool:
-        """Send the green variant (if one may exist and is not live) to the teardown queue."""
-        if not task.variant or task.stage not in _STAGES_WITH_GREEN or self._is_live(task):
-            return False
-        self.teardown_queue.send(
-            messages.teardown_variant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id)
-        )
-        return True
+    def _green_teardown(self, task: Task, reason: str) -> tuple[TeardownVariant, ...]:
+        """The green variant's teardown, if one may exist and it is not live."""
+        green = green_teardown(task, reason)
+        return green if green and not self._is_live(task) else ()
 
     # ---- helpers ----------------------------------------------------------------------------
-
-    def _continue(self, task: Task, delay: int) -> None:
-        """Send the next step's message, then commit this step: a failed send leaves the task
-        unchanged so that SQS redelivers this message and the step runs again."""
-        self.deploy_queue.send(messages.advance(_next(task)), delay_seconds=delay)
-        self.store.update(task)
-
-    def poll_delay(self, polls: int) -> int:
-        delay = self.settings.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
-        return int(min(delay, self.settings.poll_max_seconds))
 
     def _is_live(self, task: Task) -> bool:
         if not task.variant:
@@ -310,13 +274,6 @@ class Deployer:
             f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
             f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
         )
-
-
-def _next(task: Task) -> Task:
-    """The task as it will be once this step's update commits (for the message's version)."""
-    upcoming = task.copy()
-    upcoming.version = task.version + 1
-    return upcoming
 
 
 def _keys(task: Task) -> dict[str, str]:

@@ -1,0 +1,43 @@
+"""Domain layer: what callers ask for, as types; the HTTP schemas and the intake reader build them."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeployConfigRequest:
+    """A deploy's `config` as the caller sent it: None takes the stage's default at submit."""
+
+    instance_type: str | None = None
+    initial_instance_count: int | None = None
+    model_data_url: str | None = None
+    image_uri: str | None = None
+    bake_seconds: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        """Only what the caller set: what makes two requests the same (a replay) or not."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class SubmitDeploy:
+    """Deploy a model. `client_task_id`: the caller's `id`; sending it again replays the task."""
+
+    embedding_model_id: str
+    client_task_id: str | None = None
+    config: DeployConfigRequest = field(default_factory=DeployConfigRequest)
+    source: str = "http"
+
+
+@dataclass(frozen=True)
+class SubmitDelete:
+    """Delete every variant of a model and its alias."""
+
+    embedding_model_id: str
+    client_task_id: str | None = None
+    reason: str | None = None
+    source: str = "http"
+
+
+Submit = SubmitDeploy | SubmitDelete

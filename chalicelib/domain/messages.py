@@ -1,0 +1,77 @@
+"""Domain layer: the messages on the work queues, one type each (their JSON lives in adapters/queue_messages.py).
+
+deploy-tasks carries Advance (ours) and EndpointChanged (SageMaker's, through EventBridge);
+teardown-tasks carries TeardownVariant and DeleteModel. Each dead-letter queue gets its queue's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib.domain.models import STAGES_WITH_GREEN, EndpointState, Task, TaskKind
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Run the next step of a deploy task.
+
+    `version` pins the message to the task state it was sent for: an older message (a duplicate,
+    or a poll overtaken by an endpoint event) finds a newer version and stops.
+    """
+
+    task_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class DeleteModel:
+    """Run (or resume) a delete task; `attempt` counts the deferrals of a teardown still refused."""
+
+    task_id: str
+    embedding_model_id: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class TeardownVariant:
+    """Delete one variant (endpoint, endpoint config, model), not before `not_before`."""
+
+    embedding_model_id: str
+    variant: str
+    reason: str
+    not_before: datetime | None = None
+    task_id: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class EndpointChanged:
+    """SageMaker says an endpoint changed state; the tags say which task and model it belongs to."""
+
+    endpoint_name: str
+    state: EndpointState
+    platform_status: str
+    task_id: str | None
+    embedding_model_id: str | None
+    failure_reason: str | None = None
+
+
+# What we send (and so what comes back from a dead-letter queue, with SageMaker's events).
+WorkMessage = Advance | DeleteModel | TeardownVariant
+DeployTasksMessage = Advance | EndpointChanged
+TeardownTasksMessage = TeardownVariant | DeleteModel
+DeadLetter = Advance | DeleteModel | TeardownVariant | EndpointChanged
+
+
+def resume(task: Task) -> Advance | DeleteModel:
+    """The message that has a task's worker take it up where it stands (first dispatch, sweeper)."""
+    if task.kind == TaskKind.DEPLOY:
+        return Advance(task.task_id, task.version)
+    return DeleteModel(task.task_id, task.embedding_model_id)
+
+
+def green_teardown(task: Task, reason: str) -> tuple[TeardownVariant, ...]:
+    """The teardown of the green variant a deploy may have made so far; none if it made none."""
+    if task.kind != TaskKind.DEPLOY or not task.variant or task.stage not in STAGES_WITH_GREEN:
+        return ()
+    return (TeardownVariant(task.embedding_model_id, task.variant, reason=reason, task_id=task.task_id),)

@@ -1,0 +1,57 @@
+"""Services: which queue each message goes to, and send-then-write, each in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.domain.messages import Advance, WorkMessage
+from chalicelib.domain.models import Stage, Task, TaskStatus
+from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+
+
+@dataclass
+class Outbox:
+    """Advance goes to deploy-tasks; TeardownVariant and DeleteModel go to teardown-tasks."""
+
+    deploy_queue: Queue
+    teardown_queue: Queue
+
+    def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
+        queue = self.deploy_queue if isinstance(message, Advance) else self.teardown_queue
+        return queue.send(message, delay_seconds)
+
+
+@dataclass
+class TaskWriter:
+    """Send, then write: the messages a change of a task implies go out before the task is
+    written (conditionally on the version read). A failed send leaves the stored task as it was,
+    so the message that caused the change is redelivered and the step runs again; a write lost to
+    someone else leaves a message that finds a newer version and stops."""
+
+    store: TaskStore
+    locks: ModelLocks
+    outbox: Outbox
+    clock: Clock
+
+    def commit(self, task: Task, *messages: WorkMessage, delay_seconds: int = 0) -> Task:
+        for message in messages:
+            self.outbox.send(message, delay_seconds)
+        return self.store.update(task)
+
+    def advance(self, task: Task, delay_seconds: int = 0) -> Task:
+        """Commit this step and schedule the next one, pinned to the version this write makes."""
+        return self.commit(task, Advance(task.task_id, task.version + 1), delay_seconds=delay_seconds)
+
+    def end(
+        self,
+        task: Task,
+        status: TaskStatus,
+        detail: str,
+        *messages: WorkMessage,
+        stage: Stage | None = None,
+        delay_seconds: int = 0,
+    ) -> Task:
+        """Record the task's last status, commit it, then give the model's lease back."""
+        task.record(at=self.clock.now(), stage=stage, status=status, detail=detail)
+        stored = self.commit(task, *messages, delay_seconds=delay_seconds)
+        self.locks.release(task.embedding_model_id, task.task_id)
+        return stored

@@ -1,0 +1,106 @@
+"""Adapter tests: every AWS adapter goes through one classifier (stubbed clients, no network)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.stub import Stubber
+
+from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
+from chalicelib.adapters.s3_artifacts import S3Artifacts
+from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
+from chalicelib.domain.models import Task, TaskKind
+
+SESSION = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+URL = "s3://bucket/models/m/model.tar.gz"
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[tuple[DynamoTaskStore, Stubber]]:
+    table = SESSION.resource("dynamodb").Table("tasks")
+    with Stubber(table.meta.client) as stub:
+        yield DynamoTaskStore(table), stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def s3() -> Iterator[tuple[S3Artifacts, Stubber]]:
+    client = SESSION.client("s3")
+    with Stubber(client) as stub:
+        yield S3Artifacts(client), stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def ssm() -> Iterator[tuple[SsmAliasMirror, Stubber]]:
+    client = SESSION.client("ssm")
+    with Stubber(client) as stub:
+        yield SsmAliasMirror(client, "/esdeploy/test"), stub
+        stub.assert_no_pending_responses()
+
+
+def a_task() -> Task:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    task = Task.new(task_id="t1", kind=TaskKind.DEPLOY, embedding_model_id="m", request_hash="h", at=at)
+    task.version = 1
+    return task
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ProvisionedThroughputExceededException", 400), ("ThrottlingException", 400), ("InternalServerError", 500)],
+)
+def test_dynamodb_throttled_or_5xx_is_retryable_and_says_what_it_was_doing(
+    dynamodb: tuple[DynamoTaskStore, Stubber], code: str, status: int
+) -> None:
+    store, stub = dynamodb
+    stub.add_client_error("get_item", code, "slow down", http_status_code=status)
+    with pytest.raises(RetryableError, match=f"DynamoDB is busy \\({code}\\) while trying to read the task: slow down"):
+        store.get("t1")
+
+
+def test_a_lost_condition_is_a_concurrent_update_and_a_validation_error_stays_what_it_is(
+    dynamodb: tuple[DynamoTaskStore, Stubber],
+) -> None:
+    store, stub = dynamodb
+    stub.add_client_error("put_item", "ConditionalCheckFailedException", "condition failed")
+    with pytest.raises(ConcurrentUpdateError, match="task t1 changed since version 1"):
+        store.update(a_task())
+    # Our own bug (a malformed request) is not retried: it surfaces as the ClientError it is.
+    stub.add_client_error("put_item", "ValidationException", "One or more parameter values were invalid")
+    with pytest.raises(ClientError, match="parameter values were invalid"):
+        store.update(a_task())
+
+
+def test_an_aws_endpoint_that_does_not_answer_is_retryable() -> None:
+    class Unreachable:
+        def get_item(self, **_: Any) -> dict[str, Any]:
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    with pytest.raises(RetryableError, match="DynamoDB did not answer while trying to read the task"):
+        DynamoTaskStore(Unreachable()).get("t1")
+
+
+def test_s3_missing_is_an_answer_and_503_is_retryable(s3: tuple[S3Artifacts, Stubber]) -> None:
+    artifacts, stub = s3
+    stub.add_client_error("head_object", "404", "Not Found", http_status_code=404)
+    assert artifacts.exists(URL) is False
+    stub.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", http_status_code=404)
+    assert artifacts.read_manifest(URL) is None
+    stub.add_client_error("head_object", "SlowDown", "Please reduce your request rate.", http_status_code=503)
+    with pytest.raises(RetryableError, match=f"S3 is busy \\(SlowDown\\) while trying to check {URL}"):
+        artifacts.exists(URL)
+
+
+def test_ssm_parameter_already_gone_is_fine_and_denied_is_not_retried(ssm: tuple[SsmAliasMirror, Stubber]) -> None:
+    mirror, stub = ssm
+    stub.add_client_error("delete_parameter", "ParameterNotFound", "not found")
+    mirror.remove("m")
+    stub.add_client_error("delete_parameter", "AccessDeniedException", "not authorized", http_status_code=400)
+    with pytest.raises(ClientError, match="not authorized"):
+        mirror.remove("m")

@@ -1,0 +1,55 @@
+"""The composition root builds what a route's service declares, and nothing else."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import wiring
+from chalicelib.adapters import sagemaker_hosting
+from chalicelib.services.dead_letters import DeadLetterService
+from chalicelib.services.deploy_worker import DeployWorker
+from chalicelib.services.models import ModelActions, ModelReads
+from chalicelib.services.outbox import Outbox, TaskWriter
+from chalicelib.services.sweeper import Sweeper
+from chalicelib.services.tasks import TaskService
+from chalicelib.services.teardown_worker import TeardownWorker
+from tests.fakes import FakeHosting
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_reading_models_and_cancelling_never_build_sagemaker_clients(
+    aws_adapters: wiring.Adapters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[Any] = []
+    real = sagemaker_hosting.make_sagemaker_clients
+    monkeypatch.setattr(sagemaker_hosting, "make_sagemaker_clients", lambda *a: built.append(a) or real(*a))
+    with Client(app) as client:
+        assert client.http.get("/models").status_code == 200
+        assert client.http.get("/models/m1").status_code == 404
+        task = client.http.post("/deploy", headers=JSON, body=json.dumps({"embedding_model_id": "m1"})).json_body
+        assert client.http.post(f"/deploy/{task['task_id']}/cancel").json_body["status"] == "canceled"
+        assert built == []
+        # The routes whose service talks to endpoints do build them, once per process.
+        body = json.dumps({"inputs": ["x"]})
+        assert client.http.post("/models/m1/invoke", headers=JSON, body=body).status_code == 404
+        assert client.http.post("/models/m1/invoke", headers=JSON, body=body).status_code == 404
+    assert len(built) == 1
+
+
+@pytest.mark.parametrize(
+    "service",
+    [TaskService, DeployWorker, TeardownWorker, Sweeper, DeadLetterService, ModelReads, ModelActions, Outbox,
+     TaskWriter],
+)
+def test_every_service_can_be_built_from_the_adapters(memory_adapters: wiring.Adapters, service: type) -> None:
+    fake = FakeHosting()
+    memory_adapters.hosting_factory = lambda: fake
+    built = memory_adapters.build(service)
+    assert isinstance(built, service)
+    if hasattr(built, "hosting"):
+        assert built.hosting is fake

@@ -1,0 +1,52 @@
+"""The worker entry points: a message no reader understands is logged and acknowledged, never poison."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import wiring
+from chalicelib.api.schemas import parse_deploy
+from chalicelib.services.tasks import TaskService
+from tests.app.test_intake import sqs_event
+from tests.fakes import FakeHosting
+
+
+def invoke(function: str, *bodies: Any) -> dict[str, Any]:
+    with Client(app) as client:
+        return client.lambda_.invoke(function, sqs_event(*bodies)).payload
+
+
+@pytest.mark.parametrize(
+    "function", ["deploy_worker", "teardown_worker", "deploy_dead_letters", "teardown_dead_letters"]
+)
+def test_unreadable_messages_are_logged_and_acknowledged(
+    memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture, function: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="chalicelib")
+    garbage = ["not json", [1, 2], {"action": "promote", "task_id": "t1"}, {"action": "advance"}]
+    assert invoke(function, *garbage) == {"batchItemFailures": []}
+    logged = [r for r in caplog.records if r.getMessage().startswith("unreadable message acknowledged")]
+    assert [r.message_id for r in logged] == ["msg-0", "msg-1", "msg-2", "msg-3"]  # type: ignore[attr-defined]
+    assert logged[0].levelno == logging.ERROR and "not JSON" in logged[0].error  # type: ignore[attr-defined]
+
+
+def test_a_message_for_the_other_worker_queue_is_unreadable_not_retried(memory_adapters: wiring.Adapters) -> None:
+    misplaced = {"action": "teardown_variant", "embedding_model_id": "m", "variant": "esd-m-1", "reason": "x"}
+    assert invoke("deploy_worker", misplaced) == {"batchItemFailures": []}
+
+
+def test_a_readable_message_that_fails_is_reported_for_redelivery(
+    memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chalicelib")
+    memory_adapters.hosting_factory = FakeHosting
+    task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
+    ahead = {"action": "advance", "task_id": task.task_id, "version": task.version + 1}
+    assert invoke("deploy_worker", json.dumps(ahead)) == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    failed = [r for r in caplog.records if r.getMessage().startswith("message failed")]
+    assert "RetryableError" in failed[0].error and "message expects 2" in failed[0].error  # type: ignore[attr-defined]
