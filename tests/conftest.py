@@ -96,7 +96,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
     """Every port in memory; hosting is added by the tests that need it."""
     adapters = wiring.Adapters(
         settings=settings,
-        store=InMemoryTaskStore(),
+        store=InMemoryTaskStore(settings.task_retention),
         locks=InMemoryModelLocks(),
         aliases=InMemoryAliases(),
         mirror=InMemoryAliasMirror(),

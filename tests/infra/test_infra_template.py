@@ -12,6 +12,8 @@ from infra_support import (
     substitute,
 )
 
+from chalicelib.adapters.dynamodb_tasks import EXPIRES_AT
+
 # Chalice function name -> (logical id in the template, env var naming the queue it consumes)
 SQS_FUNCTIONS = {
     "requests_worker": ("RequestsWorker", "ESDEPLOY_REQUESTS_QUEUE"),
@@ -149,8 +151,8 @@ def test_tables_have_recovery_encryption_and_prod_protection(packaged: Any, stag
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert index["Projection"] == {"ProjectionType": "ALL"}
-    # the app writes expires_at (epoch seconds) when a task ends (issue 11, 3.9)
-    assert tasks["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # the attribute the task store writes (epoch seconds) when a task ends (issue 11, 3.9)
+    assert tasks["TimeToLiveSpecification"] == {"AttributeName": EXPIRES_AT, "Enabled": True}
 
 
 @pytest.mark.parametrize("stage", STAGES)
