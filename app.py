@@ -30,7 +30,7 @@ from chalicelib.sqs_batch import process_batch
 app = Chalice(app_name="esdeploy")
 # Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
 # package with an open route). Only the local stack, which chalice serves on loopback and whose
-# gateway admits every caller anyway, may say ESDEPLOY_API_AUTH=none.
+# gateway admits every caller anyway, says ESDEPLOY_API_AUTH=none (the `local` stage).
 auth = None if os.environ.get("ESDEPLOY_API_AUTH") == "none" else IAMAuthorizer()
 app.log.setLevel("INFO")
 
