@@ -213,7 +213,22 @@ def create_resources(
         raise TemplateError(
             f"the embedded stack {stack} is {created['StackStatus']}: {created.get('StackStatusReason')}"
         )
+    _what_moto_skips(session, cloudformation.describe_stack_resources(StackName=stack)["StackResources"], body)
     return _queue_urls(session.client("sqs"), environment)
+
+
+def _what_moto_skips(session: Any, created: list[dict[str, Any]], body: Mapping[str, Any]) -> None:
+    """Apply the template's properties that moto's CloudFormation does not (a table's TTL), from
+    the template as well: the app reads them back (describe_time_to_live) and must find them."""
+    dynamodb = session.client("dynamodb")
+    for resource in created:
+        props = body["Resources"].get(resource["LogicalResourceId"], {}).get("Properties", {})
+        ttl = props.get("TimeToLiveSpecification")
+        if resource["ResourceType"] == "AWS::DynamoDB::Table" and ttl:
+            dynamodb.update_time_to_live(
+                TableName=resource["PhysicalResourceId"],
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
 
 
 def _queue_urls(sqs: Any, environment: Mapping[str, str]) -> QueueUrls:

@@ -64,7 +64,7 @@ def test_every_queue_has_the_templates_timeouts_retention_redrive_and_encryption
             assert redrive["deadLetterTargetArn"].endswith(":" + queue_names[target]), logical
 
 
-def test_every_table_has_the_templates_keys_indexes_and_billing(aws: dict[str, Any], test_env: dict[str, str]) -> None:
+def test_every_table_has_the_templates_keys_indexes_billing_and_expiry(aws: dict[str, Any]) -> None:
     dynamodb = aws["session"].client("dynamodb")
     table_names = created(aws, "AWS::DynamoDB::Table")
     for logical, props in TABLES.items():
@@ -76,6 +76,13 @@ def test_every_table_has_the_templates_keys_indexes_and_billing(aws: dict[str, A
         assert indexes == {
             i["IndexName"]: (i["KeySchema"], i["Projection"]) for i in props.get("GlobalSecondaryIndexes", [])
         }, logical
+        ttl = dynamodb.describe_time_to_live(TableName=table_names[logical])["TimeToLiveDescription"]
+        if "TimeToLiveSpecification" in props:  # moto's CloudFormation skips it; embedded_aws applies it
+            assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == (
+                props["TimeToLiveSpecification"]["AttributeName"], "ENABLED"
+            ), logical
+        else:
+            assert ttl["TimeToLiveStatus"] == "DISABLED", logical
 
 
 def test_the_bucket_is_encrypted_and_tagged_as_the_template_says(aws: dict[str, Any], settings: Settings) -> None:
