@@ -9,23 +9,8 @@ import pytest
 from chalicelib.adapters.memory import ManualClock
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
-from chalicelib.domain.names import variant_name
-from chalicelib.ports import VariantSpec
+from tests.contract.test_hosting_contract import PREFIX, make_spec
 from tests.fakes import ALL_PARTS, Answer, FakeHosting, fake_embedding
-
-PREFIX = "esd"
-
-
-def make_spec(model: str = "intfloat/e5-small", task: str = "task-1") -> VariantSpec:
-    return VariantSpec(
-        name=variant_name(PREFIX, model, task),
-        embedding_model_id=model,
-        task_id=task,
-        model_data_url=f"s3://esdeploy-artifacts/models/{model}/model.tar.gz",
-        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6",
-        instance_type="ml.g5.xlarge",
-        initial_instance_count=1,
-    )
 
 
 def test_fake_embedding_is_deterministic_and_unit_norm() -> None:
