@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -19,10 +19,14 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0, endpoint_c
     from esdeploy.local.stack import LocalStack
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    stop = threading.Event()
+    # Python runs a handler only when the main thread runs bytecode: blocked in Event.wait() with
+    # no timeout, it may never (a signal taken by another thread does not wake it), and Event.set()
+    # from a handler that interrupts wait() can block on the Event's own lock. So: a list, and a
+    # main thread that wakes every 0.2 s.
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        signals.append(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -53,7 +57,8 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0, endpoint_c
             f"  e.g. esdeploy package MODEL_DIR --model-id ID --upload {info.artifact_upload_url}",
         ):
             print(line, flush=True)
-        stop.wait()
+        while not signals:
+            time.sleep(0.2)  # a signal interrupts it; its handler only appends
     finally:
         print("stopping the local stack ...", flush=True)
         stack.stop()
