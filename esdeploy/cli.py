@@ -15,6 +15,7 @@ from esdeploy import packaging, s3upload, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
+from esdeploy.local.environment import CREATION_SECONDS as LOCAL_CREATION_SECONDS
 from esdeploy.manifest import ManifestError, validate_model_id
 from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
 
@@ -247,7 +248,7 @@ def local(
             help="Seconds a local endpoint stays Creating at least (a GPU endpoint on AWS: 300-1200); "
             "meanwhile deleting it is refused, as SageMaker refuses.",
         ),
-    ] = 0.0,
+    ] = LOCAL_CREATION_SECONDS,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     from esdeploy.local.run import run

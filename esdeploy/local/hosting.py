@@ -26,6 +26,7 @@ from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHo
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
+from esdeploy.local.environment import CREATION_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class LocalHosting:
         on_state_change: StateListener | None = None,
         python: str = sys.executable,
         invoke_timeout: float = 60.0,
-        creation_seconds: float = 0.0,
+        creation_seconds: float = CREATION_SECONDS,
         region: str = "us-east-1",
         account: str = "123456789012",
     ) -> None:

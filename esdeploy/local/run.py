@@ -12,7 +12,7 @@ READY = "esdeploy local stack ready"
 STATE_IN = "state in "
 
 
-def run(port: int, state_dir: Path | None, sweep_every: float = 60.0, endpoint_creation_seconds: float = 0.0) -> int:
+def run(port: int, state_dir: Path | None, sweep_every: float, endpoint_creation_seconds: float) -> int:
     """0 after Ctrl-C (SIGINT) or SIGTERM stopped everything; 1 when the stack could not start."""
     from esdeploy.local.housekeeping import StateDirInUseError
     from esdeploy.local.processes import PortInUseError

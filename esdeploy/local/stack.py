@@ -17,7 +17,7 @@ from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
 from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
-from esdeploy.local.environment import LOCAL_REGION, local_environment
+from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
 from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
@@ -52,7 +52,7 @@ class LocalStack:
         port: int = 8000,
         state_dir: Path | None = None,
         sweep_every: float = 60.0,
-        endpoint_creation_seconds: float = 0.0,
+        endpoint_creation_seconds: float = CREATION_SECONDS,
     ) -> None:
         self.port = port
         self._creation_seconds = endpoint_creation_seconds
