@@ -1,14 +1,21 @@
 """Adapter tests: SageMakerHosting on stubbed clients, for what moto cannot show (statuses, errors)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
@@ -18,7 +25,7 @@ from chalicelib.adapters.sagemaker_hosting import (
     SageMakerHosting,
     make_sagemaker_clients,
 )
-from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
@@ -225,6 +232,39 @@ def test_first_create_makes_model_config_and_endpoint_with_one_name_and_tags(
     stubbed.hosting.create_variant(SPEC)
 
     assert dict(CONTAINER_ENVIRONMENT)["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_variant_bounds_its_containers_download_and_start_up(stubbed: StubbedSageMaker) -> None:
+    """A container that crashes at start-up must fail the endpoint within these bounds, not bill
+    until SageMaker's own defaults or our deploy deadline give up."""
+    bounded = replace(SPEC, startup_timeout_seconds=600, download_timeout_seconds=900)
+    stubbed.control.add_client_error("describe_endpoint", "ValidationException", not_found("endpoint"))
+    stubbed.control.add_client_error("describe_model", "ValidationException", not_found("model"))
+    stubbed.control.add_response("create_model", {"ModelArn": f"{ARN}:model/{NAME}"})
+    stubbed.control.add_client_error(
+        "describe_endpoint_config", "ValidationException", not_found("endpoint configuration")
+    )
+    stubbed.control.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"{ARN}:endpoint-config/{NAME}"},
+        {
+            "EndpointConfigName": NAME,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": NAME,
+                    "InstanceType": "ml.g5.xlarge",
+                    "InitialInstanceCount": 2,
+                    "ContainerStartupHealthCheckTimeoutInSeconds": 600,
+                    "ModelDataDownloadTimeoutInSeconds": 900,
+                }
+            ],
+            "Tags": TAGS,
+        },
+    )
+    stubbed.control.add_response("create_endpoint", {"EndpointArn": f"{ARN}:endpoint/{NAME}"})
+
+    stubbed.hosting.create_variant(bounded)
 
 
 def test_create_when_the_endpoint_exists_creates_nothing(stubbed: StubbedSageMaker) -> None:
@@ -481,6 +521,46 @@ def test_invoke_timeout_is_retryable() -> None:
 
     with pytest.raises(RetryableError, match=f"did not answer while trying to invoke endpoint `{NAME}`: Read timeout"):
         hosting.invoke(NAME, {"inputs": ["hello"]})
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback HTTP server that accepts requests and never answers them."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_invoke_with_a_deadline_gives_up_at_the_deadline(
+    silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smoke test's bound holds for the whole call: one attempt, not the client's retries of 25 s."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    runtime = boto3.session.Session().client("sagemaker-runtime", endpoint_url=silent_endpoint)
+    hosting = SageMakerHosting(object(), runtime, role_arn=ROLE_ARN)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(InvocationTimeoutError, match=f"endpoint {NAME} did not answer in 0.5 s"):
+        hosting.invoke(NAME, {"inputs": ["hello"]}, timeout_seconds=0.5)
+    assert time.monotonic() - started < 5
 
 
 # -- list -----------------------------------------------------------------------------------
