@@ -94,7 +94,7 @@ def deploy(
     model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
     artifact: Annotated[
         str | None,
-        typer.Option("--artifact", help="s3://.../model.tar.gz (default: <artifact prefix>/<model id>/model.tar.gz)."),
+        typer.Option("--artifact", help="s3://.../model.tar.gz (default: what <model id>/latest.json names now)."),
     ] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
     instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
@@ -102,6 +102,13 @@ def deploy(
     bake_seconds: Annotated[
         int | None, typer.Option("--bake-seconds", min=0, help="How long the previous variant stays up.")
     ] = None,
+    skip_parity_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-parity-check",
+            help="The artifact has no reference embeddings: check shape and norms only (the task says so).",
+        ),
+    ] = False,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -114,6 +121,7 @@ def deploy(
         "initial_instance_count": instance_count,
         "image_uri": image_uri,
         "bake_seconds": bake_seconds,
+        "parity_check": "skip" if skip_parity_check else None,
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():

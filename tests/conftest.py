@@ -1,6 +1,9 @@
 """Shared fixtures: settings, in-memory adapters, and moto-backed AWS with our resources."""
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,3 +120,28 @@ def upload(aws: dict[str, Any], settings: Settings) -> Callable[..., str]:
         return publish_to_s3(s3, settings.artifact_root_url, model_id, manifest, **options)
 
     return upload_model
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback HTTP server that accepts requests and never answers them."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()

@@ -152,7 +152,8 @@ class DeployWorker:
         task.record(
             at=now,
             stage=Stage.CREATING,
-            detail=f"artifact {config.content_hash} checked: manifest of {task.embedding_model_id}, {checked}; "
+            detail=f"artifact {str(config.content_hash)[:12]} checked: manifest of {task.embedding_model_id}, "
+            f"{checked}; "
             f"{len(live)} other models live; creating {task.variant}",
         )
         self.writer.advance(task)

@@ -1,15 +1,11 @@
 """Adapter tests: SageMakerHosting on stubbed clients, for what moto cannot show (statuses, errors)."""
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -521,31 +517,6 @@ def test_invoke_timeout_is_retryable() -> None:
 
     with pytest.raises(RetryableError, match=f"did not answer while trying to invoke endpoint `{NAME}`: Read timeout"):
         hosting.invoke(NAME, {"inputs": ["hello"]})
-
-
-@pytest.fixture
-def silent_endpoint() -> Iterator[str]:
-    """A loopback HTTP server that accepts requests and never answers them."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
 
 
 def test_invoke_with_a_deadline_gives_up_at_the_deadline(
