@@ -55,10 +55,12 @@ def parse_s3_url(url: str, *, prefix_only: bool = False) -> S3Location:
     if not url.startswith("s3://"):
         raise S3UrlError("is not an s3:// URL")
     rest = url[len("s3://"):]
+    # Tools disagree on whether these end the key (a URL parser) or belong to it (SageMaker, the
+    # AWS CLI): what the preflight checks and what SageMaker downloads could be two objects.
     if "#" in rest:
-        raise S3UrlError("has a fragment ('#'): S3 would read the key up to it, and so would SageMaker")
+        raise S3UrlError("has a fragment ('#'): some tools cut the key there and others do not")
     if "?" in rest:
-        raise S3UrlError("has a query string ('?'): an S3 URL names an object, nothing else")
+        raise S3UrlError("has a query string ('?'): some tools cut the key there and others do not")
     bucket, _, key = rest.partition("/")
     _check_bucket(bucket)
     if prefix_only and key.endswith("/"):
