@@ -171,8 +171,9 @@ def test_describe_other_validation_error_is_terminal(stubbed: StubbedSageMaker) 
 # -- create ---------------------------------------------------------------------------------
 
 
-def expect_fresh_create(stubbed: StubbedSageMaker) -> None:
-    """The six calls of a first create, with the exact request of each create."""
+def expect_fresh_create(stubbed: StubbedSageMaker, **variant: Any) -> None:
+    """The six calls of a first create, with the exact request of each create (`variant`: more
+    production-variant fields than the instance type and count)."""
     stubbed.control.add_client_error("describe_endpoint", "ValidationException", not_found("endpoint"))
     stubbed.control.add_client_error("describe_model", "ValidationException", not_found("model"))
     stubbed.control.add_response(
@@ -208,6 +209,7 @@ def expect_fresh_create(stubbed: StubbedSageMaker) -> None:
                     "ModelName": NAME,
                     "InstanceType": "ml.g5.xlarge",
                     "InitialInstanceCount": 2,
+                    **variant,
                 }
             ],
             "Tags": TAGS,
@@ -234,29 +236,8 @@ def test_a_variant_bounds_its_containers_download_and_start_up(stubbed: StubbedS
     """A container that crashes at start-up must fail the endpoint within these bounds, not bill
     until SageMaker's own defaults or our deploy deadline give up."""
     bounded = replace(SPEC, startup_timeout_seconds=600, download_timeout_seconds=900)
-    stubbed.control.add_client_error("describe_endpoint", "ValidationException", not_found("endpoint"))
-    stubbed.control.add_client_error("describe_model", "ValidationException", not_found("model"))
-    stubbed.control.add_response("create_model", {"ModelArn": f"{ARN}:model/{NAME}"})
-    stubbed.control.add_client_error(
-        "describe_endpoint_config", "ValidationException", not_found("endpoint configuration")
-    )
-    stubbed.control.add_response(
-        "create_endpoint_config",
-        {"EndpointConfigArn": f"{ARN}:endpoint-config/{NAME}"},
-        {
-            "EndpointConfigName": NAME,
-            "ProductionVariants": [
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": NAME,
-                    "InstanceType": "ml.g5.xlarge",
-                    "InitialInstanceCount": 2,
-                    "ContainerStartupHealthCheckTimeoutInSeconds": 600,
-                    "ModelDataDownloadTimeoutInSeconds": 900,
-                }
-            ],
-            "Tags": TAGS,
-        },
+    expect_fresh_create(
+        stubbed, ContainerStartupHealthCheckTimeoutInSeconds=600, ModelDataDownloadTimeoutInSeconds=900
     )
     stubbed.control.add_response("create_endpoint", {"EndpointArn": f"{ARN}:endpoint/{NAME}"})
 

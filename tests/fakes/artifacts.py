@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -35,17 +36,23 @@ def archive_bytes(manifest: dict[str, Any] | bytes | None, files: dict[str, byte
     return buffer.getvalue()
 
 
-def minimal_manifest(model_id: str, version: int = 1, dimension: int = 8) -> dict[str, Any]:
-    """Enough of a packager manifest for the submit path (the gate's tests use full ones)."""
-    probes = ["first probe", "second probe"]
+def minimal_manifest(
+    model_id: str,
+    version: int = 1,
+    dimension: int = 8,
+    probes: Sequence[str] = ("first probe", "second probe"),
+    embed: Callable[[str], list[float]] | None = None,
+) -> dict[str, Any]:
+    """What the gate reads of a packager manifest; `embed` gives each probe's reference embedding."""
+    reference = embed or (lambda _text: [1.0] + [0.0] * (dimension - 1))
     return {
         "format": "esdeploy-manifest/1",
         "model_id": model_id,
         "content_sha256": content_hash_for(model_id, version),
         "dimension": dimension,
         "normalize": True,
-        "probe_texts": probes,
-        "reference_embeddings": [[1.0] + [0.0] * (dimension - 1) for _ in probes],
+        "probe_texts": list(probes),
+        "reference_embeddings": [reference(text) for text in probes],
     }
 
 
