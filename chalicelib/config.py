@@ -5,6 +5,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import TypeVar
 
@@ -52,6 +53,7 @@ class Settings:
     model_download_timeout_seconds: int
     max_body_bytes: int
     stale_lock_seconds: int
+    task_retention_days: int
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = None
 
@@ -68,6 +70,11 @@ class Settings:
         """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
         delay = self.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
         return int(min(delay, self.poll_max_seconds))
+
+    @property
+    def task_retention(self) -> timedelta | None:
+        """How long an ended task is kept (DynamoDB's TTL then deletes it); None: forever."""
+        return timedelta(days=self.task_retention_days) if self.task_retention_days else None
 
     @property
     def stall_seconds(self) -> int:
@@ -172,6 +179,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
+        task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
         region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
     )
 

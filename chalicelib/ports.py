@@ -10,7 +10,9 @@ from chalicelib.domain.models import Alias, EndpointState, ModelLock, Task, Task
 
 
 class TaskStore(Protocol):
-    """Tasks by id and newest-by-model; every update is conditional on the version read."""
+    """Tasks by id and newest-by-model; every update is conditional on the version read. A task
+    written in a final status comes back with `expires_at` (`Task.expiry` of the store's
+    retention); an active one never has it."""
 
     def create(self, task: Task) -> Task:
         """Store a new task (version becomes 1). TaskAlreadyExistsError if the id is taken."""

@@ -24,6 +24,9 @@ from chalicelib.adapters.memory import (
 from chalicelib.config import Settings, load_settings
 from esdeploy.local.environment import stage_environment
 from tests.fakes.artifacts import publish_to_s3
+from tests.iam.recorder import Recorder
+
+IAM_RECORDER = pytest.StashKey[Recorder]()
 
 # The serving image for the test stage's region (infra/package.sh resolves it per region for dev/prod).
 TEST_IMAGE_URI = (
@@ -48,6 +51,32 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
     "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
 }
+
+
+@pytest.fixture(autouse=True)
+def iam_checked_calls(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    """Every AWS call an app.py handler makes is evaluated against the IAM policies we ship
+    (tests/iam). Autouse fixtures come first, so this one also sees calls made while other
+    fixtures tear down (a scenario drains its queues there)."""
+    with Recorder().installed() as recorder:
+        request.node.stash[IAM_RECORDER] = recorder
+        yield recorder
+    report = recorder.take_report()
+    if report:
+        pytest.fail(report, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A denied call fails the test itself, with the IAM report (the product's own reaction to
+    the AccessDenied, if any, is chained below it)."""
+    try:
+        return (yield)
+    finally:
+        recorder = item.stash.get(IAM_RECORDER, None)
+        report = recorder.take_report() if recorder else None
+        if report:
+            raise AssertionError(report)
 
 
 @pytest.fixture
@@ -78,7 +107,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
     """Every port in memory; hosting is added by the tests that need it."""
     adapters = wiring.Adapters(
         settings=settings,
-        store=InMemoryTaskStore(),
+        store=InMemoryTaskStore(settings.task_retention),
         locks=InMemoryModelLocks(),
         aliases=InMemoryAliases(),
         mirror=InMemoryAliasMirror(),

@@ -1,6 +1,7 @@
 """Adapters: the DynamoDB task store (plain, console-readable attributes; optimistic locking)."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -18,6 +19,8 @@ from chalicelib.domain.models import (
 )
 
 BY_MODEL_INDEX = "by-model"
+# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification, esdeploy/bootstrap.py).
+EXPIRES_AT = "expires_at"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -49,6 +52,8 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "detail": task.detail,
         "variant": task.variant,
         "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
+        # DynamoDB's TTL wants a Number in epoch seconds.
+        EXPIRES_AT: int(task.expires_at.timestamp()) if task.expires_at else None,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item
@@ -103,18 +108,22 @@ def item_to_task(item: dict[str, Any]) -> Task:
         polls=int(item.get("polls", 0)),
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
+        expires_at=datetime.fromtimestamp(item[EXPIRES_AT], UTC) if item.get(EXPIRES_AT) is not None else None,
     )
 
 
 class DynamoTaskStore:
-    """Task by id = GetItem; newest by model = one Query on the `by-model` index."""
+    """Task by id = GetItem; newest by model = one Query on the `by-model` index. A task written
+    in a final status gets `expires_at` (its end + `retention`), after which DynamoDB deletes it."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, retention: timedelta | None = None) -> None:
         self._table = table
+        self._retention = retention
 
     def create(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = 1
+        stored.expires_at = stored.expiry(self._retention)
         written = _dynamodb(
             "store the task",
             lambda: self._table.put_item(
@@ -147,6 +156,7 @@ class DynamoTaskStore:
     def update(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = task.version + 1
+        stored.expires_at = stored.expiry(self._retention)
         written = _dynamodb(
             "update the task",
             lambda: self._table.put_item(

@@ -18,9 +18,10 @@ from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
 
 
 class InMemoryTaskStore:
-    def __init__(self) -> None:
+    def __init__(self, retention: timedelta | None = None) -> None:
         self._tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
+        self._retention = retention  # sets `expires_at` as DynamoTaskStore does; nothing expires here
 
     def create(self, task: Task) -> Task:
         with self._lock:
@@ -28,6 +29,7 @@ class InMemoryTaskStore:
                 raise TaskAlreadyExistsError(task.task_id)
             stored = task.copy()
             stored.version = 1
+            stored.expires_at = stored.expiry(self._retention)
             self._tasks[task.task_id] = stored
             return stored.copy()
 
@@ -55,6 +57,7 @@ class InMemoryTaskStore:
                 )
             stored = task.copy()
             stored.version = task.version + 1
+            stored.expires_at = stored.expiry(self._retention)
             self._tasks[task.task_id] = stored
             return stored.copy()
 

@@ -25,11 +25,19 @@ from chalicelib.domain.models import (
     utc_now,
 )
 
+RETENTION = timedelta(days=90)
+
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
+    """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention."""
     if request.param == "memory":
-        yield {"store": InMemoryTaskStore(), "locks": InMemoryModelLocks(), "aliases": InMemoryAliases()}
+        yield {
+            "store": InMemoryTaskStore(RETENTION),
+            "keeps_forever": InMemoryTaskStore(),
+            "locks": InMemoryModelLocks(),
+            "aliases": InMemoryAliases(),
+        }
         return
     from esdeploy.bootstrap import create_tables
 
@@ -37,8 +45,10 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         create_tables(dynamodb.meta.client, settings)
         models = dynamodb.Table(settings.models_table)
+        tasks = dynamodb.Table(settings.tasks_table)
         yield {
-            "store": DynamoTaskStore(dynamodb.Table(settings.tasks_table)),
+            "store": DynamoTaskStore(tasks, RETENTION),
+            "keeps_forever": DynamoTaskStore(tasks, None),
             "locks": DynamoModelLocks(models),
             "aliases": DynamoAliases(models),
         }
@@ -124,6 +134,47 @@ def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:
         store.update(second)
     read = store.get("t1")
     assert read is not None and read.status == TaskStatus.PROCESSING
+
+
+def test_an_ended_task_expires_a_retention_after_its_end_and_an_active_one_never(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    assert task.expires_at is None
+    start = utc_now()
+    task.record(at=start, stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    task = store.update(task)
+    read = store.get("t1")
+    assert task.expires_at is None and read is not None and read.expires_at is None
+
+    ended = start + timedelta(minutes=12, microseconds=654_321)
+    task.record(at=ended, status=TaskStatus.FAILED, detail="the endpoint failed")
+    task = store.update(task)
+    expected = (ended + RETENTION).replace(microsecond=0)  # TTL is whole epoch seconds
+    read = store.get("t1")
+    assert task.expires_at == expected and read is not None and read.expires_at == expected
+    # A later write to the ended task (a duplicate message's note) does not push its expiry back.
+    read.record(at=ended + timedelta(hours=5), detail="duplicate message ignored")
+    store.update(read)
+    again = store.get("t1")
+    assert again is not None and again.expires_at == expected
+
+
+def test_an_active_task_sent_with_an_expiry_is_stored_without_one(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = make_task("t1")
+    task.expires_at = utc_now()  # whatever a caller says: only the final status decides
+    assert store.create(task).expires_at is None
+    read = store.get("t1")
+    assert read is not None and read.expires_at is None
+
+
+def test_a_store_without_retention_keeps_ended_tasks_forever(backend: dict[str, Any]) -> None:
+    store = backend["keeps_forever"]
+    task = store.create(make_task("t1"))
+    task.record(at=utc_now(), status=TaskStatus.CANCELED, detail="canceled before it started")
+    assert store.update(task).expires_at is None
+    read = store.get("t1")
+    assert read is not None and read.status == TaskStatus.CANCELED and read.expires_at is None
 
 
 def test_lock_allows_one_holder_and_reentry(backend: dict[str, Any]) -> None:
