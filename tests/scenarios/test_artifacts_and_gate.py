@@ -104,7 +104,7 @@ def with_value(manifest: dict[str, Any], field: str, value: Any) -> dict[str, An
     return {**manifest, field: value}
 
 
-BASE = manifest_for("m1", version=2)  # the version after blue's
+BASE = manifest_for("m1", version=2)
 REFS = BASE["reference_embeddings"]
 
 
@@ -134,23 +134,26 @@ REFS = BASE["reference_embeddings"]
         "a-string-value", "dimension-as-string", "normalize-as-string", "probe-texts-as-string", "no-format",
     ],
 )
-def test_an_unverifiable_artifact_is_refused_at_once_and_blue_keeps_serving(
-    world: World, inside: Any, needle: str
-) -> None:
+def test_an_unverifiable_artifact_is_refused_at_once_naming_the_problem(world: World, inside: Any, needle: str) -> None:
     """The gate never passes by default: what it cannot check ends the deploy `refused` in its own step,
-    naming the problem, not after the DLQ with "failed N times", and nothing swaps."""
+    naming the problem, not after the DLQ with "failed N times"; nothing is created."""
+    world.upload_artifact("m1", manifest_for("m1", version=2), inside=inside)
+    refused = deploy_to_the_end(world)
+    assert refused["status"] == "refused" and refused["stage"] == "preflight", refused
+    assert needle in refused["detail"]
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
+    assert [d.outcome for d in world.pump.deliveries if d.handler == "deploy_worker"] == ["ok"]  # one step
+    assert world.hosting.count("create_variant") == 0
+
+
+def test_a_refused_deploy_leaves_blue_serving(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1", version=1))
     blue = deploy_to_the_end(world)
-    world.upload_artifact("m1", manifest_for("m1", version=2), inside=inside)
-    started = len(world.pump.deliveries)
-    refused = deploy_to_the_end(world)
-    assert refused["status"] == "refused", refused
-    assert needle in refused["detail"]
+    world.upload_artifact("m1", manifest_for("m1", version=2), inside=without(BASE, "reference_embeddings"))
+    assert deploy_to_the_end(world)["status"] == "refused"
     assert live(world)["endpoint_name"] == blue["endpoint_name"]
-    deliveries = world.pump.deliveries[started:]
-    assert not any(d.handler.endswith("dead_letters") for d in deliveries)
-    assert [d.outcome for d in deliveries if d.handler == "deploy_worker"] == ["ok"]  # one step, no retries
-    assert world.hosting.count("create_variant") == 1  # blue's only
+    assert live(world)["content_hash"] == content_hash_for("m1", 1)
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
 
 
 def test_references_checked_only_when_skipped_explicitly_and_the_task_says_so(world: World) -> None:
