@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,8 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import resume
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, TaskStore
-from chalicelib.services.deploy_config import resolve_deploy_config
+from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
+from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TaskService:
     outbox: Outbox
     writer: TaskWriter
     clock: Clock
+    artifacts: Artifacts
 
     def submit(self, command: Submit) -> Task:
         """Store the task, take the model's lease and dispatch it; a replay returns the stored task."""
@@ -62,7 +64,14 @@ class TaskService:
         return self._submit_delete(command)
 
     def _submit_deploy(self, command: SubmitDeploy) -> Task:
-        config = resolve_deploy_config(self.settings, command.embedding_model_id, command.config)
+        validate_deploy_request(self.settings, command.config)
+
+        def pinned_config() -> dict[str, Any]:
+            # After the replay check: a replay returns its task even if "latest" moved since.
+            config = resolve_deploy_config(self.settings, self.artifacts, command.embedding_model_id, command.config)
+            return config.as_dict()
+
+        # The request, not its resolution: the same body is the same request whatever "latest" says.
         fingerprint = request_hash(
             TaskKind.DEPLOY,
             {"embedding_model_id": command.embedding_model_id, "config": command.config.given()},
@@ -72,7 +81,7 @@ class TaskService:
             embedding_model_id=command.embedding_model_id,
             client_id=command.client_task_id,
             fingerprint=fingerprint,
-            config=config.as_dict(),
+            config=pinned_config,
             reason=None,
             source=command.source,
         )
@@ -87,7 +96,7 @@ class TaskService:
             embedding_model_id=command.embedding_model_id,
             client_id=command.client_task_id,
             fingerprint=fingerprint,
-            config={},
+            config=dict,
             reason=command.reason,
             source=command.source,
         )
@@ -127,7 +136,7 @@ class TaskService:
         embedding_model_id: str,
         client_id: str | None,
         fingerprint: str,
-        config: dict[str, Any],
+        config: Callable[[], dict[str, Any]],
         reason: str | None,
         source: str,
     ) -> Task:
@@ -136,6 +145,7 @@ class TaskService:
             existing = self.store.get(task_id)
             if existing is not None:
                 return self._replay(existing, fingerprint)
+        settled = config()
         now = self.clock.now()
         self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
         task = Task.new(
@@ -144,7 +154,7 @@ class TaskService:
             embedding_model_id=embedding_model_id,
             request_hash=fingerprint,
             at=now,
-            config=config,
+            config=settled,
             reason=reason,
             source=source,
         )

@@ -57,7 +57,9 @@ class TeardownWorker:
         if alias is not None and alias.previous_variant == variant:
             # Rollback to a variant that is about to vanish must stop being offered first. If the
             # alias moved under us, ConcurrentUpdateError makes SQS redeliver and we decide again.
-            self.aliases.swap(replace(alias, previous_variant=None), expected_version=alias.version)
+            self.aliases.swap(
+                replace(alias, previous_variant=None, previous_content_hash=None), expected_version=alias.version
+            )
         try:
             self.hosting.delete_variant(variant)
         except RetryableError as error:

@@ -14,7 +14,7 @@ import math
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,7 +31,7 @@ from chalicelib.adapters.sagemaker_shapes import (
     variant_tags,
 )
 from chalicelib.adapters.system_clock import SystemClock
-from chalicelib.domain.errors import InvocationError
+from chalicelib.domain.errors import InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import Clock, VariantInfo, VariantSpec, VariantStatus
 
@@ -70,6 +70,12 @@ class Answer(StrEnum):
     WRONG_VECTORS = "wrong_vectors"  # unit vectors pointing the opposite way (cosine -1)
     WRONG_COUNT = "wrong_count"  # one embedding fewer than there were inputs
     INVOCATION_ERROR = "invocation_error"  # raises InvocationError (the container said 4xx/5xx)
+    NO_ANSWER = "no_answer"  # hangs: InvocationTimeoutError when the caller set a timeout
+
+
+# A custom answer: called with (variant name, payload); returns the answer or raises.
+AnswerFunction = Callable[[str, dict[str, Any]], dict[str, Any]]
+AnswerStep = Answer | AnswerFunction
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,11 @@ class _Fault:
 class _Answers:
     """Named scripts win; variants without one each consume their own copy of the default."""
 
-    default: list[Answer]
-    named: dict[str, list[Answer]] = field(default_factory=dict)
-    copies: dict[str, list[Answer]] = field(default_factory=dict)
+    default: list[AnswerStep]
+    named: dict[str, list[AnswerStep]] = field(default_factory=dict)
+    copies: dict[str, list[AnswerStep]] = field(default_factory=dict)
 
-    def set(self, name: str | None, steps: Sequence[Answer]) -> None:
+    def set(self, name: str | None, steps: Sequence[AnswerStep]) -> None:
         if not steps:
             raise ValueError("a script needs at least one step")
         if name is None:
@@ -117,7 +123,7 @@ class _Answers:
         else:
             self.named[name] = list(steps)
 
-    def next(self, name: str) -> Answer:
+    def next(self, name: str) -> AnswerStep:
         queue = self.named[name] if name in self.named else self.copies.setdefault(name, list(self.default))
         # The last step sticks, so [INVOCATION_ERROR, GOOD] stays good once it got there.
         return queue.pop(0) if len(queue) > 1 else queue[0]
@@ -141,6 +147,7 @@ class FakeHosting:
         self.creation_seconds = creation_seconds
         self.part_creations: Counter[str] = Counter()
         self._call_log: list[tuple[str, str | None]] = []
+        self.invoke_timeouts: list[float | None] = []  # the bound each invocation was given
         self._variants: dict[str, _Variant] = {}
         self._creation: dict[str, float] = {}
         self._outcomes: dict[str | None, EndpointState] = {}
@@ -158,13 +165,14 @@ class FakeHosting:
         creation_seconds: float | None = None,
         outcome: EndpointState | None = None,
         reason: str | None = None,
-        answers: Sequence[Answer] | None = None,
+        answers: Sequence[AnswerStep] | None = None,
     ) -> None:
         """Script one variant (`name`) or every variant without its own script (None).
 
         `creation_seconds`: how long its endpoint stays Creating (from its CreateEndpoint).
         `outcome`: what it settles to, IN_SERVICE (default) or FAILED with `reason`.
-        `answers`: how successive invokes answer; the last one sticks. A variant may be scripted
+        `answers`: how successive invokes answer (an Answer, or a function of the name and the
+        payload); the last one sticks. A variant may be scripted
         before it exists. Setting default answers restarts every unscripted variant on them.
         """
         if outcome not in (None, EndpointState.IN_SERVICE, EndpointState.FAILED):
@@ -313,9 +321,10 @@ class FakeHosting:
             status = UPDATING if variant.forced is EndpointState.CREATING else platform_status(state)
             return VariantStatus(name=name, state=state, failure_reason=reason, platform_status=status)
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
             self._record("invoke", name)
+            self.invoke_timeouts.append(timeout_seconds)
             self._raise_fault("invoke", name)
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
@@ -328,6 +337,12 @@ class FakeHosting:
             step = self._answers.next(name)
             dimension = self.dimension
             model_id = variant.spec.embedding_model_id
+        if not isinstance(step, Answer):
+            return step(name, payload)
+        if step is Answer.NO_ANSWER:
+            if timeout_seconds is None:
+                raise AssertionError(f"invoke of `{name}` without a timeout would hang on this endpoint")
+            raise InvocationTimeoutError(name, timeout_seconds)
         return _answer(step, name, _texts(name, payload), model_id, dimension)
 
     def delete_variant(self, name: str) -> None:
