@@ -11,6 +11,7 @@ from typing import Any
 from chalicelib.config import Settings
 from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
+    ConcurrentUpdateError,
     DispatchError,
     IdempotencyConflictError,
     InvalidStateError,
@@ -34,6 +35,10 @@ NOT_FOUND_BY_MODEL = {
     TaskKind.DEPLOY: "Deployment task for model with ID `{}` is not found",
     TaskKind.DELETE: "Deletion task for model with ID `{}` is not found",
 }
+# A cancel races the deploy worker's steps (one write every few seconds at first): it reads again
+# and decides again this many times before it gives up and says so.
+CANCEL_ATTEMPTS = 5
+
 DISPATCH_FAILED = {
     TaskKind.DEPLOY: "Failed to create and send model deployment task",
     TaskKind.DELETE: "Failed to create and send model deletion task",
@@ -95,18 +100,29 @@ class TaskService:
     def cancel(self, task_id: str) -> Task:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
         next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
-        a rollback's job: the task is done by then."""
-        task = self.get(TaskKind.DEPLOY, task_id)
-        if task.status.is_terminal:
-            raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
-        if task.cancel_requested:
-            return task
-        if task.status == TaskStatus.PENDING and task.variant is None:
-            # Nothing was created yet; its queued message will find it ended.
-            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
-        task.cancel_requested = True
-        task.record(at=self.clock.now(), detail="cancel requested")
-        return self.writer.advance(task)
+        a rollback's job: the task is done by then.
+
+        The worker writes the task at every step, so a cancel that loses the write to it reads the
+        task again and decides again: it lands, or it answers why it cannot (the task ended)."""
+        for _ in range(CANCEL_ATTEMPTS):
+            task = self.get(TaskKind.DEPLOY, task_id)
+            if task.status.is_terminal:
+                raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
+            if task.cancel_requested:
+                return task
+            try:
+                if task.status == TaskStatus.PENDING and task.variant is None:
+                    # Nothing was created yet; its queued message will find it ended.
+                    return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+                task.cancel_requested = True
+                task.record(at=self.clock.now(), detail="cancel requested")
+                return self.writer.advance(task)
+            except ConcurrentUpdateError:
+                logger.info("cancel lost a write to the worker; reading the task again", extra=_log_keys(task))
+        raise ConcurrentUpdateError(
+            f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the cancel was being "
+            "written; send the cancel again"
+        )
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
@@ -151,9 +167,12 @@ class TaskService:
         try:
             stored = self.store.create(task)
         except TaskAlreadyExistsError:
-            # The same client id raced us; both of us hold the same lock, so the loser answers
-            # like a replay.
+            # The same client id raced us and stored its task first. For the same model we both
+            # hold the same lease, which is the winner's; for another model the lease we took here
+            # belongs to no task of this model, so it goes back before we answer.
             existing = self.store.get(task_id)
+            if existing is None or existing.embedding_model_id != embedding_model_id:
+                self.locks.release(embedding_model_id, task_id)
             if existing is None:
                 raise
             return self._replay(existing, fingerprint)
@@ -183,7 +202,8 @@ class TaskService:
         """A lock whose task ended, or never got stored, must not block the model forever."""
         holder = self.store.get(held.task_id)
         if holder is not None:
-            return holder.status.is_terminal
+            # A lease held under the id of another model's task was never this model's.
+            return holder.status.is_terminal or holder.embedding_model_id != held.embedding_model_id
         age = (wanted.acquired_at - held.acquired_at).total_seconds()
         return age > self.settings.stale_lock_seconds
 
