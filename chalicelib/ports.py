@@ -55,7 +55,7 @@ class Aliases(Protocol):
 
     def swap(self, alias: Alias, expected_version: int) -> Alias:
         """Write `alias` if the stored alias version is `expected_version` (0: none stored).
-        Returns the written alias (version bumped); ConcurrentUpdateError otherwise."""
+        Returns the written alias (version bumped); AliasConflictError otherwise."""
         ...
 
     def list_live(self) -> list[Alias]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
-from chalicelib.domain.errors import ConcurrentUpdateError
+from chalicelib.domain.errors import AliasConflictError
 from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
 
 # Lock and alias share one item so that the console shows, per model, what is live and
@@ -135,7 +135,7 @@ class DynamoAliases:
             tolerate=condition_failed,
         )
         if written is None:
-            raise ConcurrentUpdateError(
+            raise AliasConflictError(
                 f"alias of {alias.embedding_model_id} changed since version {expected_version} was read"
             )
         return Alias(

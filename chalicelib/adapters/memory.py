@@ -7,7 +7,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.errors import ConcurrentUpdateError, DispatchError, TaskAlreadyExistsError
+from chalicelib.domain.errors import (
+    AliasConflictError,
+    ConcurrentUpdateError,
+    DispatchError,
+    TaskAlreadyExistsError,
+)
 from chalicelib.domain.messages import WorkMessage
 from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
 
@@ -101,7 +106,7 @@ class InMemoryAliases:
             current = self._aliases.get(alias.embedding_model_id)
             current_version = current.version if current else 0
             if current_version != expected_version:
-                raise ConcurrentUpdateError(
+                raise AliasConflictError(
                     f"alias of {alias.embedding_model_id} is at version {current_version}, "
                     f"not {expected_version}"
                 )

@@ -24,6 +24,7 @@ from chalicelib.ports import (
     TaskStore,
     VariantSpec,
 )
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import TaskWriter
 from chalicelib.services.smoke import SmokePlan, check_answer
 
@@ -106,8 +107,9 @@ class DeployWorker:
             else:
                 steps[task.stage](task)
         except ConcurrentUpdateError:
-            # Someone else (a duplicate delivery, a cancel, the DLQ handler) wrote first and
-            # owns the next step; this message has nothing left to do.
+            # Someone else (a duplicate delivery, a cancel, the DLQ handler) wrote the task first
+            # and owns the next step; this message has nothing left to do. (A conflict on the
+            # alias is not this: change_alias reads and decides again.)
             logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
         except TerminalHostingError as error:
             self._fail(task, TaskStatus.FAILED, str(error))
@@ -200,20 +202,22 @@ class DeployWorker:
         self.writer.advance(task)
 
     def _swap(self, task: Task) -> None:
-        assert task.variant is not None
-        alias = self.aliases.get(task.embedding_model_id)
-        if alias is None or alias.live_variant != task.variant:
-            previous = alias.live_variant if alias else None
-            alias = self.aliases.swap(
-                Alias(
-                    embedding_model_id=task.embedding_model_id,
-                    live_variant=task.variant,
-                    previous_variant=previous,
-                    task_id=task.task_id,
-                    swapped_at=self.clock.now(),
-                ),
-                expected_version=alias.version if alias else 0,
+        green = task.variant
+        assert green is not None
+
+        def make_green_live(current: Alias | None) -> Alias | None:
+            if current is not None and current.live_variant == green:
+                return None  # a redelivery: the swap happened already
+            return Alias(
+                embedding_model_id=task.embedding_model_id,
+                live_variant=green,
+                previous_variant=current.live_variant if current else None,
+                task_id=task.task_id,
+                swapped_at=self.clock.now(),
             )
+
+        alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
+        assert alias is not None
         self.mirror.publish(alias)
         bake = task.deploy_config.bake_seconds
         blue: list[TeardownVariant] = []

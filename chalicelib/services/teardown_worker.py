@@ -11,6 +11,7 @@ from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, Teardo
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, TaskStore
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
@@ -47,17 +48,19 @@ class TeardownWorker:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
                 self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
                 return
-        alias = self.aliases.get(model_id)
+        def stop_offering(current: Alias | None) -> Alias | None:
+            # Rollback to a variant that is about to vanish must stop being offered first.
+            if current is None or current.live_variant == variant or current.previous_variant != variant:
+                return None
+            return replace(current, previous_variant=None)
+
+        alias = change_alias(self.aliases, model_id, stop_offering)
         if alias is not None and alias.live_variant == variant:
             logger.warning(
                 "not tearing down the live variant (rolled back to it?)",
                 extra={"embedding_model_id": model_id, "variant": variant},
             )
             return
-        if alias is not None and alias.previous_variant == variant:
-            # Rollback to a variant that is about to vanish must stop being offered first. If the
-            # alias moved under us, ConcurrentUpdateError makes SQS redeliver and we decide again.
-            self.aliases.swap(replace(alias, previous_variant=None), expected_version=alias.version)
         try:
             self.hosting.delete_variant(variant)
         except RetryableError as error:
@@ -89,6 +92,7 @@ class TeardownWorker:
         try:
             self._delete(task, message)
         except ConcurrentUpdateError:
+            # Only the task row's conflicts get here (change_alias retries the alias's).
             logger.info("lost a race for the delete task; the other writer continues",
                         extra={"task_id": message.task_id})
 
@@ -104,11 +108,13 @@ class TeardownWorker:
             task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
             task = self.writer.commit(task)
         if task.stage == Stage.UNALIASING:
-            if alias is not None and (alias.live_variant or alias.previous_variant):
-                # Clients stop resolving the model before anything is deleted.
-                self.aliases.swap(
-                    Alias(model_id, None, None, task.task_id, self.clock.now()), expected_version=alias.version
-                )
+            def clear(current: Alias | None) -> Alias | None:
+                if current is None or not (current.live_variant or current.previous_variant):
+                    return None
+                return Alias(model_id, None, None, task.task_id, self.clock.now())
+
+            # Clients stop resolving the model before anything is deleted.
+            change_alias(self.aliases, model_id, clear)
             self.mirror.remove(model_id)
             task.record(
                 at=self.clock.now(),

@@ -29,3 +29,68 @@ def test_given_a_deploy_just_accepted_when_a_cancel_races_its_first_step_then_th
     assert canceled["status"] == "canceled", canceled
     assert world.get("/models/m1").status_code == 404
     assert world.hosting.endpoint_names() == []
+
+
+def live_green_baking_blue(world: World) -> tuple[str, str]:
+    """Blue then green deployed with a long bake: the alias is live=green, previous=blue."""
+    world.upload_artifact("m1", manifest_for("m1"))
+    names = []
+    for _ in range(2):
+        task = world.deploy("m1", bake_seconds=3600)
+        world.pump.run(until=lambda task=task: world.task(task["task_id"])["status"] == "done")
+        names.append(world.task(task["task_id"])["endpoint_name"])
+    alias = world.get("/models/m1").json_body
+    assert (alias["endpoint_name"], alias["previous_endpoint_name"]) == (names[1], names[0])
+    return names[0], names[1]
+
+
+def bake_end_teardown(world: World, variant: str) -> None:
+    """The teardown worker removing the baked-out previous variant (it drops `previous` first)."""
+    from chalicelib.domain.messages import TeardownVariant
+    from chalicelib.services.teardown_worker import TeardownWorker
+
+    world.adapters.build(TeardownWorker).teardown_variant(TeardownVariant("m1", variant, reason="bake over"))
+
+
+def test_given_the_bake_end_teardown_clears_previous_when_a_swap_writes_the_alias_then_the_swap_retries(
+    world: World,
+) -> None:
+    """Issue 12: the lost alias race was taken for "the other writer continues"; the task sat in
+    `swapping` with the model's lease held until the sweeper, 12+ minutes later."""
+    blue, green = live_green_baking_blue(world)
+    aliases = world.adapters.aliases
+    world.adapters.aliases = Interleave(  # type: ignore[assignment]
+        aliases, "swap", lambda: bake_end_teardown(world, blue),
+        when=lambda alias, expected_version: alias.live_variant not in (None, blue, green),
+    )
+    third = world.deploy("m1", bake_seconds=3600)
+    # No sweeper runs: the task must finish on its own messages.
+    world.pump.run(until=lambda: world.task(third["task_id"])["status"] == "done", max_deliveries=20)
+    assert world.adapters.aliases.fired  # type: ignore[attr-defined]
+    world.adapters.aliases = aliases
+    done = world.task(third["task_id"])
+    assert done["status"] == "done", done
+    alias = world.get("/models/m1").json_body
+    assert (alias["endpoint_name"], alias["previous_endpoint_name"]) == (done["endpoint_name"], green)
+    assert world.adapters.locks.get("m1") is None
+    assert blue not in world.hosting.endpoint_names()
+
+
+def test_given_the_bake_end_teardown_clears_previous_when_a_delete_unaliases_then_the_delete_retries(
+    world: World,
+) -> None:
+    blue, _green = live_green_baking_blue(world)
+    aliases = world.adapters.aliases
+    world.adapters.aliases = Interleave(  # type: ignore[assignment]
+        aliases, "swap", lambda: bake_end_teardown(world, blue),
+        when=lambda alias, expected_version: alias.live_variant is None,
+    )
+    answer = world.post("/delete", {"model_id": "m1", "id": "deletion"})
+    assert answer.status_code == 200, answer.json_body
+    world.pump.run(until=lambda: world.task("deletion", kind="delete")["status"] == "done", max_deliveries=8)
+    assert world.adapters.aliases.fired  # type: ignore[attr-defined]
+    world.adapters.aliases = aliases
+    deleted = world.task("deletion", kind="delete")
+    assert deleted["status"] == "done", deleted
+    assert world.hosting.owned_resources() == []
+    assert world.adapters.locks.get("m1") is None
