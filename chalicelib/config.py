@@ -43,6 +43,7 @@ class Settings:
     smoke_min_cosine: float
     max_body_bytes: int
     stale_lock_seconds: int
+    early_message_delay_seconds: int
 
     def conventional_model_data_url(self, embedding_model_id: str) -> str:
         """Where `esdeploy package --upload` puts a model, and where a deploy looks by default."""
@@ -153,6 +154,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         smoke_min_cosine=_number(env, "ESDEPLOY_SMOKE_MIN_COSINE", 0.999, 0.0, 1.0),
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
+        early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
     )
 
 

@@ -31,10 +31,11 @@ TEARDOWN_VARIANT = "teardown_variant"
 
 def to_body(message: WorkMessage) -> dict[str, Any]:
     """The JSON object a message travels as (the console shows it as is)."""
+    body: dict[str, Any]
     if isinstance(message, Advance):
-        return {"action": ADVANCE, "task_id": message.task_id, "version": message.version}
-    if isinstance(message, DeleteModel):
-        body: dict[str, Any] = {
+        body = {"action": ADVANCE, "task_id": message.task_id, "version": message.version}
+    elif isinstance(message, DeleteModel):
+        body = {
             "action": DELETE_MODEL,
             "task_id": message.task_id,
             "embedding_model_id": message.embedding_model_id,
@@ -102,7 +103,9 @@ def _parse(body: Mapping[str, Any]) -> DeadLetter:
 
 def _advance(body: Mapping[str, Any]) -> Advance:
     # A message without a version was sent, before every Advance carried one, at first dispatch.
-    return Advance(task_id=_text(body, "task_id"), version=_count(body, "version", default=1))
+    return Advance(
+        task_id=_text(body, "task_id"), version=_count(body, "version", default=1), attempt=_count(body, "attempt")
+    )
 
 
 def _delete_model(body: Mapping[str, Any]) -> DeleteModel:

@@ -16,11 +16,13 @@ class Advance:
     """Run the next step of a deploy task.
 
     `version` pins the message to the task state it was sent for: an older message (a duplicate,
-    or a poll overtaken by an endpoint event) finds a newer version and stops.
+    or a poll overtaken by an endpoint event) finds a newer version and stops. `attempt` counts
+    the re-sends of a message that arrived before the write of the step that sent it.
     """
 
     task_id: str
     version: int
+    attempt: int = 0
 
 
 @dataclass(frozen=True)

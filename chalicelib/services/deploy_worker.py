@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
@@ -30,6 +30,8 @@ from chalicelib.services.smoke import SmokePlan, check_answer
 
 logger = logging.getLogger(__name__)
 
+# With ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS between them: a minute by default.
+MAX_EARLY_RESENDS = 12
 
 
 @dataclass
@@ -63,11 +65,26 @@ class DeployWorker:
             logger.info("stale message: a newer step owns this task", extra=_keys(task))
             return
         if message.version > task.version:
-            # Sent just before the step that sent it committed: come back after the visibility timeout.
-            raise RetryableError(
-                f"task {task.task_id} is at version {task.version}, message expects {message.version}"
-            )
+            self._come_back_later(message, task)
+            return
         self._step(task)
+
+    def _come_back_later(self, message: Advance, task: Task) -> None:
+        """The message overtook the write of the step that sent it (send, then write): that write is
+        a moment away, so the message comes back in a few seconds, not after the queue's visibility
+        timeout. A write that never lands (its step crashed, and SQS redelivers that step's own
+        message) stops the re-sends after a while; then SQS's redelivery and the DLQ take over."""
+        if message.attempt >= MAX_EARLY_RESENDS:
+            raise RetryableError(
+                f"task {task.task_id} is still at version {task.version} after {message.attempt} re-sends of "
+                f"the message for version {message.version}"
+            )
+        delay = self.settings.early_message_delay_seconds
+        logger.info(
+            "message ahead of the task's write; sending it again shortly",
+            extra={**_keys(task), "version": task.version, "message_version": message.version, "delay": delay},
+        )
+        self.writer.outbox.send(replace(message, attempt=message.attempt + 1), delay_seconds=delay)
 
     def on_endpoint_changed(self, event: EndpointChanged) -> None:
         """SageMaker said an endpoint changed state: wake its task now instead of at the next poll."""

@@ -26,6 +26,7 @@ TAGS = {"embedding_model_id": "m1", "task_id": "t1", "managed-by": "esdeploy"}
     ("message", "body"),
     [
         (Advance("t1", 3), {"action": "advance", "task_id": "t1", "version": 3}),
+        (Advance("t1", 3, attempt=2), {"action": "advance", "task_id": "t1", "version": 3, "attempt": 2}),
         (DeleteModel("t2", "m1"), {"action": "delete_model", "task_id": "t2", "embedding_model_id": "m1"}),
         (
             DeleteModel("t2", "m1", attempt=4),
