@@ -10,7 +10,7 @@ from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, TaskStore
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
 from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox, TaskWriter
 
@@ -25,6 +25,7 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 class TeardownWorker:
     settings: Settings
     store: TaskStore
+    locks: ModelLocks
     aliases: Aliases
     mirror: AliasMirror
     outbox: Outbox
@@ -48,6 +49,15 @@ class TeardownWorker:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
                 self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
                 return
+        owner = self._active_owner(message)
+        if owner is not None:
+            # An active deploy still owns it: the sweeper saw it before its owner, or the task sent
+            # this with its last write, which has not landed (or lost to a write that continues).
+            # Ask again later; by then the task has ended, and the alias or this check decides.
+            self._retry_later(
+                message, RetryableError(f"variant {variant} still belongs to active task {owner.task_id}")
+            )
+            return
         def stop_offering(current: Alias | None) -> Alias | None:
             # Rollback to a variant that is about to vanish must stop being offered first.
             if current is None or current.live_variant == variant or current.previous_variant != variant:
@@ -72,6 +82,19 @@ class TeardownWorker:
             "variant torn down",
             extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
         )
+
+    def _active_owner(self, message: TeardownVariant) -> Task | None:
+        """The deploy that the variant belongs to while it runs: the task the message names (its
+        creator, or the one that hands it over) or the holder of the model's lease."""
+        candidates = {message.task_id}
+        if message.embedding_model_id:
+            held = self.locks.get(message.embedding_model_id)
+            candidates.add(held.task_id if held else None)
+        for task_id in sorted(c for c in candidates if c):
+            task = self.store.get(task_id)
+            if task is not None and task.is_active and task.kind == TaskKind.DEPLOY and task.variant == message.variant:
+                return task
+        return None
 
     def _retry_later(self, message: TeardownTasksMessage, error: RetryableError) -> None:
         attempt = message.attempt + 1

@@ -94,3 +94,31 @@ def test_given_the_bake_end_teardown_clears_previous_when_a_delete_unaliases_the
     assert deleted["status"] == "done", deleted
     assert world.hosting.owned_resources() == []
     assert world.adapters.locks.get("m1") is None
+
+
+def test_given_a_sweep_that_read_the_locks_when_a_green_is_created_before_it_lists_variants_then_the_green_survives(
+    world: World,
+) -> None:
+    """Issue 12: a green whose CreateModel landed between the sweeper's two reads looked orphaned."""
+    from tests.scenarios.test_crashes_and_sweeper import sweep
+
+    world.upload_artifact("m1", manifest_for("m1"))
+    task = world.deploy("m1")
+    store = world.adapters.store
+    # The sweeper has read the task (queued, no variant yet) when the worker creates the green.
+    world.adapters.store = Interleave(  # type: ignore[assignment]
+        store, "get", lambda: world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting"),
+        when=lambda task_id: task_id == task["task_id"], after=True,
+    )
+    hosting = world.adapters.hosting
+    report = sweep(world)
+    assert world.adapters.store.fired  # type: ignore[attr-defined]
+    world.adapters.store = store
+    green = world.task(task["task_id"])["endpoint_name"]
+    assert green in world.hosting.endpoint_names()
+    assert report["orphans"] == []
+    world.pump.run()
+    done = world.task(task["task_id"])
+    assert done["status"] == "done", done
+    assert world.get("/models/m1").json_body["endpoint_name"] == green
+    assert hosting.count("delete_variant", green) == 0  # type: ignore[attr-defined]
