@@ -44,6 +44,7 @@ class Settings:
     max_body_bytes: int
     stale_lock_seconds: int
     early_message_delay_seconds: int
+    sweep_max_rekicks: int
 
     def conventional_model_data_url(self, embedding_model_id: str) -> str:
         """Where `esdeploy package --upload` puts a model, and where a deploy looks by default."""
@@ -155,6 +156,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
         early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
+        sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
     )
 
 

@@ -49,6 +49,7 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "detail": task.detail,
         "variant": task.variant,
         "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
+        "rekicked_at": iso(task.rekicked_at) if task.rekicked_at else None,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item
@@ -103,6 +104,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         polls=int(item.get("polls", 0)),
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
+        rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,
     )
 
 

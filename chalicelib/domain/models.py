@@ -128,6 +128,8 @@ class Task:
     polls: int = 0
     deadline_at: datetime | None = None
     cancel_requested: bool = False
+    # When the sweeper last re-sent this task's next step (once per stall window).
+    rekicked_at: datetime | None = None
 
     @classmethod
     def new(

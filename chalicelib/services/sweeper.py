@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from chalicelib.config import Settings
-from chalicelib.domain.messages import TeardownVariant, resume
-from chalicelib.domain.models import Alias
+from chalicelib.domain.errors import ConcurrentUpdateError
+from chalicelib.domain.messages import Advance, TeardownVariant, resume
+from chalicelib.domain.models import Alias, Task
 from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore, VariantInfo
-from chalicelib.services.outbox import Outbox
+from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class Sweeper:
     locks: ModelLocks
     aliases: Aliases
     outbox: Outbox
+    writer: TaskWriter
     hosting: Hosting
     clock: Clock
 
@@ -39,19 +42,24 @@ class Sweeper:
         # its owner; a green created after the list waits for the next run.
         variants = self.hosting.list_variants(f"{self.settings.resource_prefix}-")
         owned: set[str] = set()
-        now = self.clock.now()
+        stalled: list[Task] = []
         for lock in self.locks.list_held():
             task = self.store.get(lock.task_id)
             if task is None or task.status.is_terminal:
                 continue
             if task.variant:
                 owned.add(task.variant)
-            if (now - task.updated_at).total_seconds() < self.settings.stall_seconds:
-                continue
-            self.outbox.send(resume(task))
-            report.rekicked.append(task.task_id)
-            logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
-                                                              "embedding_model_id": task.embedding_model_id})
+            if self._stalled(task):
+                stalled.append(task)
+        # Oldest first, and a bounded number per run: a long queue backlog looks like many stalls,
+        # and re-sending all of them every run only lengthens the queue.
+        stalled.sort(key=self._last_sign_of_life)
+        for task in stalled[: self.settings.sweep_max_rekicks]:
+            if self._rekick(task):
+                report.rekicked.append(task.task_id)
+        if len(stalled) > self.settings.sweep_max_rekicks:
+            logger.warning("more stalled tasks than one sweep re-kicks; the rest wait for the next run",
+                           extra={"stalled": len(stalled), "limit": self.settings.sweep_max_rekicks})
         aliases: dict[str, Alias | None] = {}
         for variant in variants:
             if variant.name in owned or self._aliased(variant, aliases):
@@ -69,6 +77,29 @@ class Sweeper:
                 extra={"variant": variant.name, "embedding_model_id": variant.embedding_model_id},
             )
         return report
+
+    def _last_sign_of_life(self, task: Task) -> datetime:
+        return max(task.updated_at, task.rekicked_at or task.updated_at)
+
+    def _stalled(self, task: Task) -> bool:
+        """No progress, and no re-kick either, for a whole stall window."""
+        quiet = (self.clock.now() - self._last_sign_of_life(task)).total_seconds()
+        return quiet >= self.settings.stall_seconds
+
+    def _rekick(self, task: Task) -> bool:
+        """Re-send the task's next step and record that on the task (send, then write): the next
+        runs leave it alone for a stall window. A task written meanwhile was not stalled."""
+        task.rekicked_at = self.clock.now()
+        message = resume(task)
+        if isinstance(message, Advance):
+            message = replace(message, version=task.version + 1)  # the version this write makes
+        try:
+            self.writer.commit(task, message)
+        except ConcurrentUpdateError:
+            return False
+        logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
+                                                          "embedding_model_id": task.embedding_model_id})
+        return True
 
     def _aliased(self, variant: VariantInfo, read: dict[str, Alias | None]) -> bool:
         """Live or previous in its model's alias, read consistently (not through an index)."""
