@@ -153,10 +153,9 @@ class DynamoAliases:
 
 
 def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
-    """Every item matching `condition`. One item per model keeps this scan small, and saves
-    a secondary index to maintain."""
+    """Every item matching `condition`, read consistently: the sweeper decides on what it reads."""
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"FilterExpression": condition}
+    kwargs: dict[str, Any] = {"FilterExpression": condition, "ConsistentRead": True}
     while True:
         answer = _dynamodb(doing, lambda: table.scan(**kwargs))
         items.extend(answer.get("Items", []))

@@ -18,8 +18,15 @@ from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
 
 
 class InMemoryTaskStore:
-    def __init__(self) -> None:
+    """Tasks in a dict, with the DynamoDB store's shape of "newest by model": an index that may lag
+    behind the writes (`index_lag=True` holds it back until `catch_up_index()`, as a GSI does) and
+    a pointer to the newest task that never lags."""
+
+    def __init__(self, index_lag: bool = False) -> None:
         self._tasks: dict[str, Task] = {}
+        self._indexed: dict[str, Task] = {}
+        self._newest: dict[tuple[TaskKind, str], Task] = {}
+        self._index_lag = index_lag
         self._lock = threading.Lock()
 
     def create(self, task: Task) -> Task:
@@ -28,7 +35,10 @@ class InMemoryTaskStore:
                 raise TaskAlreadyExistsError(task.task_id)
             stored = task.copy()
             stored.version = 1
-            self._tasks[task.task_id] = stored
+            self._write(stored)
+            pointer = self._newest.get((task.kind, task.embedding_model_id))
+            if pointer is None or pointer.created_at <= stored.created_at:
+                self._newest[(task.kind, task.embedding_model_id)] = stored
             return stored.copy()
 
     def get(self, task_id: str) -> Task | None:
@@ -39,12 +49,28 @@ class InMemoryTaskStore:
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
         with self._lock:
             candidates = [
-                t for t in self._tasks.values()
+                t for t in self._indexed.values()
                 if t.embedding_model_id == embedding_model_id and t.kind == kind
             ]
+            pointer = self._newest.get((kind, embedding_model_id))
+            if pointer is not None:
+                candidates.append(pointer)
             if not candidates:
                 return None
-            return max(candidates, key=lambda t: (t.created_at, t.task_id)).copy()
+            newest = max(candidates, key=lambda t: (t.created_at, t.task_id))
+            return self._tasks[newest.task_id].copy()  # the current version, not the indexed one
+
+    def indexed_newest(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        """What the index alone answers (tests show the lag with it)."""
+        with self._lock:
+            candidates = [
+                t for t in self._indexed.values() if t.embedding_model_id == embedding_model_id and t.kind == kind
+            ]
+            return max(candidates, key=lambda t: (t.created_at, t.task_id)).copy() if candidates else None
+
+    def catch_up_index(self) -> None:
+        with self._lock:
+            self._indexed = {task_id: task.copy() for task_id, task in self._tasks.items()}
 
     def update(self, task: Task) -> Task:
         with self._lock:
@@ -55,8 +81,13 @@ class InMemoryTaskStore:
                 )
             stored = task.copy()
             stored.version = task.version + 1
-            self._tasks[task.task_id] = stored
+            self._write(stored)
             return stored.copy()
+
+    def _write(self, task: Task) -> None:
+        self._tasks[task.task_id] = task
+        if not self._index_lag:
+            self._indexed[task.task_id] = task
 
     def all(self) -> list[Task]:
         with self._lock:

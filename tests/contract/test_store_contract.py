@@ -8,10 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from moto import mock_aws
 
 from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
-from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
+from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
 from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryTaskStore
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
@@ -24,12 +25,17 @@ from chalicelib.domain.models import (
     TaskStatus,
     utc_now,
 )
+from tests.fakes.lagging_index import LaggingIndexTable
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
+    """Both stores with their index lagging behind the writes (a GSI read is eventually
+    consistent): every case here holds while the index has not caught up."""
     if request.param == "memory":
-        yield {"store": InMemoryTaskStore(), "locks": InMemoryModelLocks(), "aliases": InMemoryAliases()}
+        store = InMemoryTaskStore(index_lag=True)
+        yield {"store": store, "locks": InMemoryModelLocks(), "aliases": InMemoryAliases(),
+               "catch_up_index": store.catch_up_index, "indexed_newest": store.indexed_newest}
         return
     from esdeploy.bootstrap import create_tables
 
@@ -37,10 +43,20 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         create_tables(dynamodb.meta.client, settings)
         models = dynamodb.Table(settings.models_table)
+        tasks = LaggingIndexTable(dynamodb.Table(settings.tasks_table))
+        dynamo_store = DynamoTaskStore(tasks)
+
+        def indexed_newest(model: str, kind: TaskKind) -> Task | None:
+            items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression=Key("model_kind").eq(
+                model_kind_key(kind, model)), ScanIndexForward=False, Limit=1)["Items"]
+            return item_to_task(items[0]) if items else None
+
         yield {
-            "store": DynamoTaskStore(dynamodb.Table(settings.tasks_table)),
+            "store": dynamo_store,
             "locks": DynamoModelLocks(models),
             "aliases": DynamoAliases(models),
+            "catch_up_index": tasks.catch_up,
+            "indexed_newest": indexed_newest,
         }
 
 
@@ -93,6 +109,36 @@ def test_newest_for_model_is_the_latest_created_of_that_kind(backend: dict[str, 
     newest_delete = store.newest_for_model("m1", TaskKind.DELETE)
     assert newest_delete is not None and newest_delete.task_id == "delete"
     assert store.newest_for_model("m3", TaskKind.DEPLOY) is None
+
+
+def test_a_task_stored_a_moment_ago_is_the_newest_while_the_index_has_not_seen_it(
+    backend: dict[str, Any],
+) -> None:
+    """Issue 11: GET /deploy-status right after POST /deploy answered 404 when the index lagged."""
+    store = backend["store"]
+    store.create(make_task("old", offset=-60))
+    backend["catch_up_index"]()
+    store.create(make_task("new"))
+    indexed = backend["indexed_newest"]("m1", TaskKind.DEPLOY)
+    assert indexed is not None and indexed.task_id == "old"  # the lag is real
+    newest = store.newest_for_model("m1", TaskKind.DEPLOY)
+    assert newest is not None and newest.task_id == "new"
+    store.create(make_task("first-delete", kind=TaskKind.DELETE))
+    assert backend["indexed_newest"]("m1", TaskKind.DELETE) is None
+    newest_delete = store.newest_for_model("m1", TaskKind.DELETE)
+    assert newest_delete is not None and newest_delete.task_id == "first-delete"
+
+
+def test_the_newest_task_is_read_as_it_is_now_not_as_the_index_last_saw_it(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    backend["catch_up_index"]()
+    task.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    store.update(task)
+    indexed = backend["indexed_newest"]("m1", TaskKind.DEPLOY)
+    assert indexed is not None and indexed.status == TaskStatus.PENDING  # the lag is real
+    newest = store.newest_for_model("m1", TaskKind.DEPLOY)
+    assert newest is not None and (newest.status, newest.version) == (TaskStatus.PROCESSING, 2)
 
 
 def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None:
