@@ -14,6 +14,7 @@ from chalicelib.adapters.memory import (
     InMemoryAliasMirror,
     InMemoryArtifacts,
     InMemoryModelLocks,
+    InMemoryModels,
     InMemoryQueue,
     InMemoryTaskStore,
     ManualClock,
@@ -65,11 +66,12 @@ def clock() -> ManualClock:
 @pytest.fixture
 def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.Adapters]:
     """Every port in memory; hosting is added by the tests that need it."""
+    models = InMemoryModels()
     adapters = wiring.Adapters(
         settings=settings,
         store=InMemoryTaskStore(),
-        locks=InMemoryModelLocks(),
-        aliases=InMemoryAliases(),
+        locks=InMemoryModelLocks(models),
+        aliases=InMemoryAliases(models),
         mirror=InMemoryAliasMirror(),
         deploy_queue=InMemoryQueue("deploy-tasks"),
         teardown_queue=InMemoryQueue("teardown-tasks"),

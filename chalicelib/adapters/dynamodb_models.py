@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
+
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
 from chalicelib.domain.errors import AliasConflictError
 from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
@@ -10,6 +12,10 @@ from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
 # Lock and alias share one item so that the console shows, per model, what is live and
 # what is running; their attributes are disjoint so their conditional writes never clash.
 _LOCK_FIELDS = ("lock_task_id", "lock_kind", "lock_acquired_at")
+# The sparse index of live models: `listed` is set (to one value) exactly while a variant is live.
+LIVE_INDEX = "live-models"
+LISTED = "listed"
+LISTED_LIVE = "live"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -66,6 +72,20 @@ class DynamoModelLocks:
         )
 
     def release(self, embedding_model_id: str, task_id: str) -> None:
+        # A model with nothing in its alias (deleted, or never live) is forgotten with its lease:
+        # model items do not pile up, and GET /models has nothing to step over.
+        forgotten = _dynamodb(
+            "release the model lock and forget the model",
+            lambda: self._table.delete_item(
+                Key={"embedding_model_id": embedding_model_id},
+                ConditionExpression="lock_task_id = :mine AND attribute_not_exists(live_variant) "
+                "AND attribute_not_exists(previous_variant)",
+                ExpressionAttributeValues={":mine": task_id},
+            ),
+            tolerate=condition_failed,
+        )
+        if forgotten is not None:
+            return
         # Someone else holds it (or nobody): nothing of ours to drop.
         _dynamodb(
             "release the model lock",
@@ -107,6 +127,12 @@ class DynamoAliases:
         sets = ["alias_version = :new"]
         removes: list[str] = []
         values: dict[str, Any] = {":new": expected_version + 1, ":expected": expected_version}
+        # Only a model with a live variant is in the index that GET /models queries.
+        if alias.live_variant:
+            sets.append(f"{LISTED} = :listed")
+            values[":listed"] = LISTED_LIVE
+        else:
+            removes.append(LISTED)
         for attribute, value in (
             ("live_variant", alias.live_variant),
             ("previous_variant", alias.previous_variant),
@@ -148,8 +174,20 @@ class DynamoAliases:
         )
 
     def list_live(self) -> list[Alias]:
-        items = scan_all(self._table, "attribute_exists(live_variant)", "list the live models")
-        return sorted((_item_to_alias(item) for item in items), key=lambda a: a.embedding_model_id)
+        """One Query on the sparse `live-models` index: as many items as live models, in model id
+        order. A GSI read may lag a moment behind a swap: this is for listing, never for a decision."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": LIVE_INDEX,
+            "KeyConditionExpression": Key(LISTED).eq(LISTED_LIVE),
+        }
+        while True:
+            answer = _dynamodb("list the live models", lambda: self._table.query(**kwargs))
+            items.extend(answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return [_item_to_alias(item) for item in items if item.get("live_variant")]
 
 
 def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:

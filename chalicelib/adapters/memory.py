@@ -94,47 +94,59 @@ class InMemoryTaskStore:
             return [t.copy() for t in self._tasks.values()]
 
 
-class InMemoryModelLocks:
+class InMemoryModels:
+    """The models table in memory: per model its lease and its alias, side by side as DynamoDB
+    keeps them, so that releasing the lease of a model with nothing aliased forgets the model."""
+
     def __init__(self) -> None:
-        self._locks: dict[str, ModelLock] = {}
-        self._lock = threading.Lock()
+        self.locks: dict[str, ModelLock] = {}
+        self.aliases: dict[str, Alias] = {}
+        self.guard = threading.RLock()
+
+
+class InMemoryModelLocks:
+    def __init__(self, models: InMemoryModels | None = None) -> None:
+        self._models = models or InMemoryModels()
 
     def acquire(self, lock: ModelLock, replace_task_id: str | None = None) -> ModelLock | None:
-        with self._lock:
-            held = self._locks.get(lock.embedding_model_id)
+        with self._models.guard:
+            held = self._models.locks.get(lock.embedding_model_id)
             if held is None or held.task_id in (lock.task_id, replace_task_id):
                 if held is None or held.task_id != lock.task_id:
-                    self._locks[lock.embedding_model_id] = lock
+                    self._models.locks[lock.embedding_model_id] = lock
                 return None
             return held
 
     def get(self, embedding_model_id: str) -> ModelLock | None:
-        with self._lock:
-            return self._locks.get(embedding_model_id)
+        with self._models.guard:
+            return self._models.locks.get(embedding_model_id)
 
     def release(self, embedding_model_id: str, task_id: str) -> None:
-        with self._lock:
-            held = self._locks.get(embedding_model_id)
-            if held is not None and held.task_id == task_id:
-                del self._locks[embedding_model_id]
+        with self._models.guard:
+            held = self._models.locks.get(embedding_model_id)
+            if held is None or held.task_id != task_id:
+                return
+            del self._models.locks[embedding_model_id]
+            alias = self._models.aliases.get(embedding_model_id)
+            if alias is not None and not alias.live_variant and not alias.previous_variant:
+                del self._models.aliases[embedding_model_id]
 
     def list_held(self) -> list[ModelLock]:
-        with self._lock:
-            return sorted(self._locks.values(), key=lambda lock: lock.embedding_model_id)
+        with self._models.guard:
+            return sorted(self._models.locks.values(), key=lambda lock: lock.embedding_model_id)
 
 
 class InMemoryAliases:
-    def __init__(self) -> None:
-        self._aliases: dict[str, Alias] = {}
-        self._lock = threading.Lock()
+    def __init__(self, models: InMemoryModels | None = None) -> None:
+        self._models = models or InMemoryModels()
 
     def get(self, embedding_model_id: str) -> Alias | None:
-        with self._lock:
-            return self._aliases.get(embedding_model_id)
+        with self._models.guard:
+            return self._models.aliases.get(embedding_model_id)
 
     def swap(self, alias: Alias, expected_version: int) -> Alias:
-        with self._lock:
-            current = self._aliases.get(alias.embedding_model_id)
+        with self._models.guard:
+            current = self._models.aliases.get(alias.embedding_model_id)
             current_version = current.version if current else 0
             if current_version != expected_version:
                 raise AliasConflictError(
@@ -142,13 +154,13 @@ class InMemoryAliases:
                     f"not {expected_version}"
                 )
             written = replace(alias, version=expected_version + 1)
-            self._aliases[alias.embedding_model_id] = written
+            self._models.aliases[alias.embedding_model_id] = written
             return written
 
     def list_live(self) -> list[Alias]:
-        with self._lock:
+        with self._models.guard:
             return sorted(
-                (a for a in self._aliases.values() if a.live_variant),
+                (a for a in self._models.aliases.values() if a.live_variant),
                 key=lambda a: a.embedding_model_id,
             )
 

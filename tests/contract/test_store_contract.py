@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
 from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
-from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryTaskStore
+from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryModels, InMemoryTaskStore
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
@@ -34,7 +34,8 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
     consistent): every case here holds while the index has not caught up."""
     if request.param == "memory":
         store = InMemoryTaskStore(index_lag=True)
-        yield {"store": store, "locks": InMemoryModelLocks(), "aliases": InMemoryAliases(),
+        models = InMemoryModels()
+        yield {"store": store, "locks": InMemoryModelLocks(models), "aliases": InMemoryAliases(models),
                "catch_up_index": store.catch_up_index, "indexed_newest": store.indexed_newest}
         return
     from esdeploy.bootstrap import create_tables
@@ -238,3 +239,34 @@ def test_list_held_locks(backend: dict[str, Any]) -> None:
     locks.acquire(ModelLock("a", "t1", TaskKind.DEPLOY, utc_now()))
     backend["aliases"].swap(Alias("c", "esd-c", None, "t3", utc_now()), expected_version=0)
     assert [(lock.embedding_model_id, lock.task_id) for lock in locks.list_held()] == [("a", "t1"), ("b", "t2")]
+
+
+def test_releasing_the_lease_of_a_model_with_nothing_aliased_forgets_the_model(backend: dict[str, Any]) -> None:
+    """Issue 15: model items were never deleted; a deleted (or never live) model leaves nothing."""
+    aliases, locks = backend["aliases"], backend["locks"]
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
+    locks.release("m1", "t1")
+    locks.acquire(ModelLock("m1", "t2", TaskKind.DELETE, utc_now()))
+    aliases.swap(Alias("m1", None, None, "t2", utc_now()), expected_version=1)
+    locks.release("m1", "t2")
+    assert aliases.get("m1") is None and locks.get("m1") is None
+    # The next deploy starts from no alias at all.
+    assert aliases.swap(Alias("m1", "esd-b", None, "t3", utc_now()), expected_version=0).version == 1
+
+
+def test_releasing_the_lease_keeps_a_model_with_a_live_or_previous_variant(backend: dict[str, Any]) -> None:
+    aliases, locks = backend["aliases"], backend["locks"]
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
+    locks.release("m1", "t1")
+    locks.acquire(ModelLock("m2", "t2", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m2", None, "esd-old", "t2", utc_now()), expected_version=0)
+    locks.release("m2", "t2")
+    locks.acquire(ModelLock("m3", "t3", TaskKind.DEPLOY, utc_now()))
+    locks.release("m3", "someone-else")
+    alias1, alias2 = aliases.get("m1"), aliases.get("m2")
+    assert alias1 is not None and alias1.live_variant == "esd-a"
+    assert alias2 is not None and alias2.previous_variant == "esd-old"
+    held = locks.get("m3")
+    assert held is not None and held.task_id == "t3"
