@@ -148,7 +148,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sagemaker_role_arn=_required(env, "ESDEPLOY_SAGEMAKER_ROLE_ARN"),
         resource_prefix=resource_prefix,
         ssm_prefix=ssm_prefix,
-        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 10_000),
+        # The slots are one DynamoDB item (400 KB at most): 1,000 ids of 128 characters fit.
+        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 1_000),
         poll_initial_seconds=poll_initial,
         poll_max_seconds=poll_max,
         deploy_deadline_seconds=_integer(env, "ESDEPLOY_DEPLOY_DEADLINE_SECONDS", 3600, 60, 86_400),

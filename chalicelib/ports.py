@@ -63,6 +63,25 @@ class Aliases(Protocol):
         ...
 
 
+class LiveModelSlots(Protocol):
+    """The live-model cap, kept with one conditional write: a model holds a slot from the
+    preflight of a deploy until it is neither live nor being deployed. Green variants in flight
+    count, so concurrent deploys of new models cannot pass the cap together."""
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        """Take the model's slot for `task_id` (a model that holds one keeps it, whatever the cap).
+        None on success; when `cap` other models hold every slot, those models, sorted."""
+        ...
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        """Free the model's slot if `task_id` reserved it last (None: whoever did); else a no-op."""
+        ...
+
+    def holders(self) -> dict[str, str]:
+        """Every model that holds a slot, with the task that reserved it last."""
+        ...
+
+
 class Queue(Protocol):
     """One SQS queue (or a stand-in): send a message, optionally delayed."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
-from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
-from chalicelib.domain.errors import AliasConflictError
+from chalicelib.adapters.aws_errors import AwsCalls, condition_failed, error_code
+from chalicelib.domain.errors import AliasConflictError, RetryableError
 from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
 
 # Lock and alias share one item so that the console shows, per model, what is live and
@@ -16,6 +17,7 @@ _LOCK_FIELDS = ("lock_task_id", "lock_kind", "lock_acquired_at")
 LIVE_INDEX = "live-models"
 LISTED = "listed"
 LISTED_LIVE = "live"
+SLOTS_KEY = "#live-model-slots"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -188,6 +190,74 @@ class DynamoAliases:
                 break
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return [_item_to_alias(item) for item in items if item.get("live_variant")]
+
+
+class DynamoLiveModelSlots:
+    """One item of the models table (`#live-model-slots`: no model id has a '#') holds a map of
+    model id -> the task that reserved its slot; `size()` of that map is the condition of every
+    reservation, so the cap holds under any concurrency."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        for _ in range(3):
+            try:
+                taken = _dynamodb(
+                    "reserve a live-model slot",
+                    lambda: self._table.update_item(
+                        Key={"embedding_model_id": SLOTS_KEY},
+                        UpdateExpression="SET slots.#model = :task",
+                        ConditionExpression="attribute_not_exists(slots) OR attribute_exists(slots.#model) "
+                        "OR size(slots) < :cap",
+                        ExpressionAttributeNames={"#model": embedding_model_id},
+                        ExpressionAttributeValues={":task": task_id, ":cap": cap},
+                    ),
+                    tolerate=condition_failed,
+                )
+            except ClientError as error:
+                if error_code(error) != "ValidationException":
+                    raise
+                self._create_map()  # the first reservation ever: the map is not there yet
+                continue
+            if taken is not None:
+                return None
+            others = sorted(model for model in self.holders() if model != embedding_model_id)
+            if len(others) >= cap:
+                return others
+            # A slot was freed between our write and our read: try again.
+        raise RetryableError(f"the live-model slots kept changing while reserving one for {embedding_model_id}")
+
+    def _create_map(self) -> None:
+        _dynamodb(
+            "create the live-model slots",
+            lambda: self._table.update_item(
+                Key={"embedding_model_id": SLOTS_KEY},
+                UpdateExpression="SET slots = :none",
+                ConditionExpression="attribute_not_exists(slots)",
+                ExpressionAttributeValues={":none": {}},
+            ),
+            tolerate=condition_failed,
+        )
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        request: dict[str, Any] = {
+            "Key": {"embedding_model_id": SLOTS_KEY},
+            "UpdateExpression": "REMOVE slots.#model",
+            "ConditionExpression": "attribute_exists(slots.#model)",
+            "ExpressionAttributeNames": {"#model": embedding_model_id},
+        }
+        if task_id is not None:
+            request["ConditionExpression"] = "slots.#model = :task"
+            request["ExpressionAttributeValues"] = {":task": task_id}
+        _dynamodb("free a live-model slot", lambda: self._table.update_item(**request), tolerate=condition_failed)
+
+    def holders(self) -> dict[str, str]:
+        answer = _dynamodb(
+            "read the live-model slots",
+            lambda: self._table.get_item(Key={"embedding_model_id": SLOTS_KEY}, ConsistentRead=True),
+        )
+        return {str(model): str(task) for model, task in (answer.get("Item") or {}).get("slots", {}).items()}
 
 
 def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:

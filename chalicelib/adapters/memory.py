@@ -165,6 +165,28 @@ class InMemoryAliases:
             )
 
 
+class InMemoryLiveModelSlots:
+    def __init__(self) -> None:
+        self._slots: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        with self._lock:
+            if embedding_model_id not in self._slots and len(self._slots) >= cap:
+                return sorted(self._slots)
+            self._slots[embedding_model_id] = task_id
+            return None
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        with self._lock:
+            if embedding_model_id in self._slots and task_id in (None, self._slots[embedding_model_id]):
+                del self._slots[embedding_model_id]
+
+    def holders(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._slots)
+
+
 class InMemoryQueue:
     """Collects messages; `fail_next` makes the next sends fail like an SQS outage would."""
 

@@ -21,6 +21,7 @@ from chalicelib.ports import (
     Artifacts,
     Clock,
     Hosting,
+    LiveModelSlots,
     TaskStore,
     VariantSpec,
 )
@@ -39,6 +40,7 @@ class DeployWorker:
     settings: Settings
     store: TaskStore
     aliases: Aliases
+    slots: LiveModelSlots
     mirror: AliasMirror
     writer: TaskWriter
     artifacts: Artifacts
@@ -143,12 +145,15 @@ class DeployWorker:
                 f"(esdeploy package MODEL_DIR --model-id {task.embedding_model_id} --upload ...)",
             )
             return
-        live = [a for a in self.aliases.list_live() if a.embedding_model_id != task.embedding_model_id]
-        if len(live) >= self.settings.max_deployed_models:
+        cap = self.settings.max_deployed_models
+        # The slot is taken before anything is created: greens in flight count against the cap.
+        full = self.slots.reserve(task.embedding_model_id, task.task_id, cap)
+        if full is not None:
+            shown = ", ".join(full[:10]) + (", ..." if len(full) > 10 else "")
             self._fail(
                 task,
                 TaskStatus.REFUSED,
-                f"{len(live)} models are deployed, the cap is {self.settings.max_deployed_models} "
+                f"{len(full)} models are deployed or being deployed ({shown}), the cap is {cap} "
                 "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
             )
             return
@@ -157,7 +162,7 @@ class DeployWorker:
         task.record(
             at=now,
             stage=Stage.CREATING,
-            detail=f"artifact found; {len(live)} other models live; creating {task.variant}",
+            detail=f"artifact found; live-model slot reserved (cap {cap}); creating {task.variant}",
         )
         self.writer.advance(task)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib.domain.messages import Advance, WorkMessage
-from chalicelib.domain.models import Stage, Task, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.domain.models import Stage, Task, TaskKind, TaskStatus
+from chalicelib.ports import Aliases, Clock, LiveModelSlots, ModelLocks, Queue, TaskStore
 
 
 @dataclass
@@ -29,6 +29,8 @@ class TaskWriter:
 
     store: TaskStore
     locks: ModelLocks
+    aliases: Aliases
+    slots: LiveModelSlots
     outbox: Outbox
     clock: Clock
 
@@ -50,8 +52,14 @@ class TaskWriter:
         stage: Stage | None = None,
         delay_seconds: int = 0,
     ) -> Task:
-        """Record the task's last status, commit it, then give the model's lease back."""
+        """Record the task's last status, commit it, then give back what the task held: the model's
+        live-model slot unless the model is live, and the model's lease (still held here, so no
+        other task of the model can reserve between the two)."""
         task.record(at=self.clock.now(), stage=stage, status=status, detail=detail)
         stored = self.commit(task, *messages, delay_seconds=delay_seconds)
+        alias = self.aliases.get(task.embedding_model_id)
+        if alias is None or not alias.live_variant:
+            # A deploy frees the slot it reserved; a delete frees the model's, whoever reserved it.
+            self.slots.release(task.embedding_model_id, task.task_id if task.kind == TaskKind.DEPLOY else None)
         self.locks.release(task.embedding_model_id, task.task_id)
         return stored

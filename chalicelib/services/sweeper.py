@@ -9,7 +9,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError
 from chalicelib.domain.messages import Advance, TeardownVariant, resume
 from chalicelib.domain.models import Alias, Task
-from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore, VariantInfo
+from chalicelib.ports import Aliases, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore, VariantInfo
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 class SweepReport:
     rekicked: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    freed_slots: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Sweeper:
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
+    slots: LiveModelSlots
     outbox: Outbox
     writer: TaskWriter
     hosting: Hosting
@@ -76,7 +78,26 @@ class Sweeper:
                 "orphaned variant handed to teardown",
                 extra={"variant": variant.name, "embedding_model_id": variant.embedding_model_id},
             )
+        report.freed_slots = self._free_abandoned_slots()
         return report
+
+    def _free_abandoned_slots(self) -> list[str]:
+        """A task ends by freeing its live-model slot unless its model is live; a crash between
+        its last write and that leaves the slot taken. The release is conditional on the task
+        that reserved it, so a deploy that reserves the model's slot meanwhile keeps it."""
+        freed = []
+        for model_id, task_id in sorted(self.slots.holders().items()):
+            task = self.store.get(task_id)
+            if task is not None and task.is_active:
+                continue
+            alias = self.aliases.get(model_id)
+            if alias is not None and alias.live_variant:
+                continue
+            self.slots.release(model_id, task_id)
+            freed.append(model_id)
+            logger.warning("freed the live-model slot of a model neither live nor being deployed",
+                           extra={"embedding_model_id": model_id, "task_id": task_id})
+        return freed
 
     def _last_sign_of_life(self, task: Task) -> datetime:
         return max(task.updated_at, task.rekicked_at or task.updated_at)

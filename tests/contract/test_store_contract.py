@@ -11,9 +11,15 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from moto import mock_aws
 
-from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
+from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
 from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
-from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryModels, InMemoryTaskStore
+from chalicelib.adapters.memory import (
+    InMemoryAliases,
+    InMemoryLiveModelSlots,
+    InMemoryModelLocks,
+    InMemoryModels,
+    InMemoryTaskStore,
+)
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
@@ -36,6 +42,7 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
         store = InMemoryTaskStore(index_lag=True)
         models = InMemoryModels()
         yield {"store": store, "locks": InMemoryModelLocks(models), "aliases": InMemoryAliases(models),
+               "slots": InMemoryLiveModelSlots(),
                "catch_up_index": store.catch_up_index, "indexed_newest": store.indexed_newest}
         return
     from esdeploy.bootstrap import create_tables
@@ -56,6 +63,7 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
             "store": dynamo_store,
             "locks": DynamoModelLocks(models),
             "aliases": DynamoAliases(models),
+            "slots": DynamoLiveModelSlots(models),
             "catch_up_index": tasks.catch_up,
             "indexed_newest": indexed_newest,
         }
@@ -270,3 +278,27 @@ def test_releasing_the_lease_keeps_a_model_with_a_live_or_previous_variant(backe
     assert alias2 is not None and alias2.previous_variant == "esd-old"
     held = locks.get("m3")
     assert held is not None and held.task_id == "t3"
+
+
+def test_live_model_slots_stop_at_the_cap_and_a_model_keeps_its_own(backend: dict[str, Any]) -> None:
+    slots = backend["slots"]
+    assert slots.holders() == {}
+    assert slots.reserve("b", "t1", cap=2) is None
+    assert slots.reserve("a", "t2", cap=2) is None
+    assert slots.reserve("c", "t3", cap=2) == ["a", "b"]
+    assert slots.reserve("a", "t4", cap=2) is None  # a redeploy of a model that holds a slot
+    assert slots.holders() == {"a": "t4", "b": "t1"}
+    # Only the task that reserved last frees it (a newer deploy of the model keeps it) ...
+    slots.release("a", "t2")
+    assert slots.holders() == {"a": "t4", "b": "t1"}
+    slots.release("a", "t4")
+    assert slots.reserve("c", "t3", cap=2) is None
+    # ... or anyone, for a model that is gone (a delete).
+    slots.release("b")
+    slots.release("nothing-here")
+    assert slots.holders() == {"c": "t3"}
+
+
+def test_live_model_slots_are_not_a_model(backend: dict[str, Any]) -> None:
+    backend["slots"].reserve("a", "t1", cap=5)
+    assert backend["aliases"].list_live() == [] and backend["locks"].list_held() == []

@@ -54,3 +54,25 @@ def test_given_more_stalled_tasks_than_the_cap_when_the_sweeper_runs_then_it_rek
     assert sweeper.sweep().rekicked == ids[2:4]
     assert sweeper.sweep().rekicked == ids[4:]
     assert sweeper.sweep().rekicked == []
+
+
+def test_given_slots_left_by_ended_tasks_when_the_sweeper_runs_then_only_those_of_models_not_live_are_freed(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    """A crash between a task's last write and freeing its slot must not shrink the cap for good."""
+    from chalicelib.domain.models import Alias, Stage, TaskStatus
+
+    running, crashed, live = queued_deploys(memory_adapters, clock, 3)
+    slots = memory_adapters.slots
+    for model, task_id in (("m0", running), ("m1", crashed), ("m2", live)):
+        slots.reserve(model, task_id, cap=10)
+    for task_id in (crashed, live):
+        task = memory_adapters.store.get(task_id)
+        assert task is not None
+        task.record(at=clock.now(), stage=Stage.FINISHED, status=TaskStatus.FAILED, detail="ended")
+        memory_adapters.store.update(task)  # written, but the slot was never freed (a crash)
+    memory_adapters.aliases.swap(Alias("m2", "esd-m2-live", None, live, clock.now()), expected_version=0)
+    slots.reserve("m3", "a-task-that-was-never-stored", cap=10)
+    report = memory_adapters.build(Sweeper).sweep()
+    assert report.freed_slots == ["m1", "m3"]
+    assert slots.holders() == {"m0": running, "m2": live}
