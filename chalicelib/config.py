@@ -45,6 +45,8 @@ class Settings:
     stale_lock_seconds: int
     early_message_delay_seconds: int
     sweep_max_rekicks: int
+    intake_retry_seconds: int
+    intake_max_wait_seconds: int
 
     def conventional_model_data_url(self, embedding_model_id: str) -> str:
         """Where `esdeploy package --upload` puts a model, and where a deploy looks by default."""
@@ -158,6 +160,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
         early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
         sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
+        intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),
+        intake_max_wait_seconds=_integer(env, "ESDEPLOY_INTAKE_MAX_WAIT_SECONDS", 7200, 0, 86_400),
     )
 
 

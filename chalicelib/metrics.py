@@ -36,7 +36,10 @@ class MeteredTaskStore:
         self._inner = inner
 
     def create(self, task: Task) -> Task:
-        return self._inner.create(task)
+        stored = self._inner.create(task)
+        if ended_now(stored):  # a request refused before it became a running task
+            emit_count(f"Tasks{stored.status.value.capitalize()}", stored.kind.value)
+        return stored
 
     def get(self, task_id: str) -> Task | None:
         return self._inner.get(task_id)

@@ -48,6 +48,7 @@ class Adapters:
     mirror: AliasMirror
     deploy_queue: Queue
     teardown_queue: Queue
+    requests_queue: Queue
     artifacts: Artifacts
     clock: Clock
     # SageMaker clients cost time to build: `hosting` calls this on its first use only.
@@ -104,6 +105,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         mirror=SsmAliasMirror(boto3.client("ssm", config=retries), config.ssm_prefix),
         deploy_queue=SqsQueue(sqs, config.deploy_queue),
         teardown_queue=SqsQueue(sqs, config.teardown_queue),
+        requests_queue=SqsQueue(sqs, config.requests_queue),
         artifacts=S3Artifacts(boto3.client("s3", config=retries)),
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,

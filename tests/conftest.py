@@ -77,6 +77,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
         mirror=InMemoryAliasMirror(),
         deploy_queue=InMemoryQueue("deploy-tasks"),
         teardown_queue=InMemoryQueue("teardown-tasks"),
+        requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
     )

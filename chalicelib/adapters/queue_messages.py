@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.adapters.sagemaker_shapes import is_endpoint_state_change, read_endpoint_state_change
+from chalicelib.domain.commands import SubmitDeploy
 from chalicelib.domain.errors import UnreadableMessageError
 from chalicelib.domain.messages import (
     Advance,
@@ -18,6 +19,7 @@ from chalicelib.domain.messages import (
     DeleteModel,
     DeployTasksMessage,
     EndpointChanged,
+    IntakeRequest,
     TeardownTasksMessage,
     TeardownVariant,
     WorkMessage,
@@ -40,6 +42,8 @@ def to_body(message: WorkMessage) -> dict[str, Any]:
             "task_id": message.task_id,
             "embedding_model_id": message.embedding_model_id,
         }
+    elif isinstance(message, IntakeRequest):
+        body = intake_body(message)
     else:
         body = {
             "action": TEARDOWN_VARIANT,
@@ -53,6 +57,26 @@ def to_body(message: WorkMessage) -> dict[str, Any]:
             body["task_id"] = message.task_id
     if message.attempt:
         body["attempt"] = message.attempt
+    return body
+
+
+def intake_body(request: IntakeRequest) -> dict[str, Any]:
+    """The automation's own format (docs/api.md), so that a request waiting for its model reads
+    like the one that was sent; `deadline` says until when it waits. api/intake.py reads it."""
+    command = request.command
+    body: dict[str, Any] = {"embedding_model_id": command.embedding_model_id}
+    if isinstance(command, SubmitDeploy):
+        body["action"] = "deploy"
+        if command.config.given():
+            body["config"] = command.config.given()
+    else:
+        body["action"] = "delete"
+        if command.reason is not None:
+            body["reason"] = command.reason
+    if command.client_task_id is not None:
+        body["id"] = command.client_task_id
+    if request.deadline is not None:
+        body["deadline"] = iso(request.deadline)
     return body
 
 

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.domain.messages import Advance, WorkMessage
+from chalicelib.domain.messages import Advance, IntakeRequest, WorkMessage
 from chalicelib.domain.models import Stage, Task, TaskKind, TaskStatus
 from chalicelib.ports import Aliases, Clock, LiveModelSlots, ModelLocks, Queue, TaskStore
 
 
 @dataclass
 class Outbox:
-    """Advance goes to deploy-tasks; TeardownVariant and DeleteModel go to teardown-tasks."""
+    """Advance goes to deploy-tasks; TeardownVariant and DeleteModel go to teardown-tasks; an
+    IntakeRequest waiting for its model goes back to requests."""
 
     deploy_queue: Queue
     teardown_queue: Queue
+    requests_queue: Queue
 
     def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
-        queue = self.deploy_queue if isinstance(message, Advance) else self.teardown_queue
+        if isinstance(message, Advance):
+            queue = self.deploy_queue
+        elif isinstance(message, IntakeRequest):
+            queue = self.requests_queue
+        else:
+            queue = self.teardown_queue
         return queue.send(message, delay_seconds)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.config import Settings
@@ -19,8 +21,8 @@ from chalicelib.domain.errors import (
     TaskAlreadyExistsError,
     TaskNotFoundError,
 )
-from chalicelib.domain.messages import resume
-from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
+from chalicelib.domain.messages import IntakeRequest, resume
+from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus, iso
 from chalicelib.ports import Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config
 from chalicelib.services.outbox import Outbox, TaskWriter
@@ -51,6 +53,14 @@ def request_hash(kind: TaskKind, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _busy_until_deadline(busy: ModelBusyError, deadline: datetime) -> str:
+    return (
+        f"Model `{busy.embedding_model_id}` was still busy with {busy.active_kind} task "
+        f"`{busy.active_task_id}` when this request's deadline passed ({iso(deadline)}); nothing was "
+        "done. Send the request again (or with a later `deadline`) once that task has ended."
+    )
+
+
 @dataclass
 class TaskService:
     settings: Settings
@@ -60,13 +70,36 @@ class TaskService:
     writer: TaskWriter
     clock: Clock
 
-    def submit(self, command: Submit) -> Task:
-        """Store the task, take the model's lease and dispatch it; a replay returns the stored task."""
+    def submit(self, command: Submit, refused: str | None = None) -> Task:
+        """Store the task, take the model's lease and dispatch it; a replay returns the stored task.
+        With `refused`, the task is stored as refused with that detail instead (no lease, no message)."""
         if isinstance(command, SubmitDeploy):
-            return self._submit_deploy(command)
-        return self._submit_delete(command)
+            return self._submit_deploy(command, refused)
+        return self._submit_delete(command, refused)
 
-    def _submit_deploy(self, command: SubmitDeploy) -> Task:
+    def take(self, request: IntakeRequest) -> Task | None:
+        """A request from the requests queue: submitted as an HTTP one is. For a busy model it goes
+        back to the queue and waits (real endpoints take 10-20 min), until the model is free or
+        the request's deadline passes; then it becomes a task that ends `refused`, saying why.
+        None while it waits."""
+        now = self.clock.now()
+        latest = now + timedelta(seconds=self.settings.intake_max_wait_seconds)
+        deadline = min(request.deadline or latest, latest)
+        try:
+            return self.submit(request.command)
+        except ModelBusyError as busy:
+            if now >= deadline:
+                return self.submit(request.command, refused=_busy_until_deadline(busy, deadline))
+            delay = min(self.settings.intake_retry_seconds, math.ceil((deadline - now).total_seconds()))
+            self.outbox.send(replace(request, deadline=deadline, attempt=request.attempt + 1), delay_seconds=delay)
+            logger.info(
+                "request waits for its model",
+                extra={"embedding_model_id": busy.embedding_model_id, "active_task_id": busy.active_task_id,
+                       "attempt": request.attempt + 1, "deadline": iso(deadline), "delay": delay},
+            )
+            return None
+
+    def _submit_deploy(self, command: SubmitDeploy, refused: str | None) -> Task:
         config = resolve_deploy_config(self.settings, command.embedding_model_id, command.config)
         fingerprint = request_hash(
             TaskKind.DEPLOY,
@@ -80,9 +113,10 @@ class TaskService:
             config=config.as_dict(),
             reason=None,
             source=command.source,
+            refused=refused,
         )
 
-    def _submit_delete(self, command: SubmitDelete) -> Task:
+    def _submit_delete(self, command: SubmitDelete, refused: str | None) -> Task:
         fingerprint = request_hash(
             TaskKind.DELETE,
             {"embedding_model_id": command.embedding_model_id, "reason": command.reason},
@@ -95,6 +129,7 @@ class TaskService:
             config={},
             reason=command.reason,
             source=command.source,
+            refused=refused,
         )
 
     def cancel(self, task_id: str) -> Task:
@@ -146,6 +181,7 @@ class TaskService:
         config: dict[str, Any],
         reason: str | None,
         source: str,
+        refused: str | None = None,
     ) -> Task:
         task_id = client_id or uuid.uuid4().hex
         if client_id is not None:
@@ -153,7 +189,8 @@ class TaskService:
             if existing is not None:
                 return self._replay(existing, fingerprint)
         now = self.clock.now()
-        self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
+        if refused is None:
+            self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
         task = Task.new(
             task_id=task_id,
             kind=kind,
@@ -164,6 +201,9 @@ class TaskService:
             reason=reason,
             source=source,
         )
+        if refused is not None:
+            # Stored all the same, so that it is found by its id like any other request, never lost.
+            task.record(at=now, status=TaskStatus.REFUSED, detail=refused)
         try:
             stored = self.store.create(task)
         except TaskAlreadyExistsError:
@@ -171,11 +211,14 @@ class TaskService:
             # hold the same lease, which is the winner's; for another model the lease we took here
             # belongs to no task of this model, so it goes back before we answer.
             existing = self.store.get(task_id)
-            if existing is None or existing.embedding_model_id != embedding_model_id:
+            if refused is None and (existing is None or existing.embedding_model_id != embedding_model_id):
                 self.locks.release(embedding_model_id, task_id)
             if existing is None:
                 raise
             return self._replay(existing, fingerprint)
+        if refused is not None:
+            logger.warning("request refused", extra={**_log_keys(stored), "detail": refused})
+            return stored
         return self._dispatch(stored)
 
     def _replay(self, existing: Task, fingerprint: str) -> Task:

@@ -1,6 +1,7 @@
 """Unit tests of TaskService on in-memory fakes: idempotency, the model lock, dispatch faults."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryQueue, ManualClock
+from chalicelib.api.intake import read_intake
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import (
     ConcurrentUpdateError,
@@ -18,7 +20,7 @@ from chalicelib.domain.errors import (
     ModelBusyError,
     TaskNotFoundError,
 )
-from chalicelib.domain.messages import Advance, DeleteModel
+from chalicelib.domain.messages import Advance, DeleteModel, IntakeRequest
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
 from chalicelib.services.tasks import TaskService
 from tests.fakes.interleave import Interleave
@@ -277,3 +279,50 @@ def test_given_a_task_that_keeps_changing_when_cancelling_then_the_answer_says_s
     memory_adapters.store = AlwaysLosing(memory_adapters.store)  # type: ignore[assignment]
     with pytest.raises(ConcurrentUpdateError, match="send the cancel again"):
         tasks(memory_adapters).cancel(task.task_id)
+
+
+def intake(body: dict[str, Any]) -> IntakeRequest:
+    return read_intake(json.dumps({"action": "delete", **body}))
+
+
+def test_given_a_busy_model_when_a_queued_request_comes_then_it_waits_on_the_requests_queue(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    assert tasks(memory_adapters).take(intake({"embedding_model_id": "m", "id": "retire-m"})) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    settings = memory_adapters.settings
+    assert isinstance(waiting, IntakeRequest) and waiting.attempt == 1
+    assert delay == settings.intake_retry_seconds
+    assert waiting.deadline is not None
+    assert abs((waiting.deadline - clock.now()).total_seconds() - settings.intake_max_wait_seconds) < 1
+    assert memory_adapters.store.get("retire-m") is None
+    # The model frees up: the next delivery becomes the task.
+    memory_adapters.writer.end(busy, TaskStatus.DONE, "live")
+    clock.advance(delay)
+    task = tasks(memory_adapters).take(waiting)
+    assert task is not None and task.task_id == "retire-m" and task.status == TaskStatus.PENDING
+
+
+def test_given_a_model_busy_past_the_requests_deadline_then_the_request_is_a_refused_task(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    deadline = clock.now() + timedelta(seconds=90)
+    request = intake({"embedding_model_id": "m", "id": "retire-m", "deadline": deadline.isoformat()})
+    assert tasks(memory_adapters).take(request) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 60 and waiting.deadline == deadline
+    clock.advance(60)
+    assert tasks(memory_adapters).take(waiting) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 30  # never past the deadline
+    clock.advance(31)
+    refused = tasks(memory_adapters).take(waiting)
+    assert refused is not None and refused.status == TaskStatus.REFUSED and refused.task_id == "retire-m"
+    assert refused.detail is not None and busy.task_id in refused.detail and "deadline" in refused.detail
+    assert tasks(memory_adapters).get(TaskKind.DELETE, "retire-m") == refused
+    assert memory_adapters.locks.get("m") is not None and memory_adapters.locks.get("m").task_id == busy.task_id  # type: ignore[union-attr]
+    assert memory_adapters.requests_queue.messages == []  # type: ignore[attr-defined]
+    # A redelivery of the same request replays the refused task.
+    assert tasks(memory_adapters).take(waiting) == refused
