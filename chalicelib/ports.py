@@ -19,7 +19,8 @@ class TaskStore(Protocol):
     def get(self, task_id: str) -> Task | None: ...
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
-        """The most recently created task of that kind for that model, in one request."""
+        """The most recently created task of that kind for that model, as it is now, even while
+        a secondary index has not caught up with a task created a moment ago."""
         ...
 
     def update(self, task: Task) -> Task:
@@ -40,7 +41,8 @@ class ModelLocks(Protocol):
     def get(self, embedding_model_id: str) -> ModelLock | None: ...
 
     def release(self, embedding_model_id: str, task_id: str) -> None:
-        """Drop the lease if `task_id` holds it; a no-op otherwise."""
+        """Drop the lease if `task_id` holds it; a no-op otherwise. A model whose alias names no
+        variant (deleted, or never live) is forgotten with it: its alias reads as None after."""
         ...
 
     def list_held(self) -> list[ModelLock]:
@@ -59,7 +61,8 @@ class Aliases(Protocol):
         ...
 
     def list_live(self) -> list[Alias]:
-        """Every model that has a live variant."""
+        """Every model that has a live variant, in model id order. Read through an index that may
+        lag a moment behind a swap: for listing, never for a decision (read `get` for that)."""
         ...
 
 
