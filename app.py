@@ -28,9 +28,10 @@ from chalicelib.services.teardown_worker import TeardownWorker
 from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
-# The prod stage sets ESDEPLOY_API_AUTH=iam: every route then needs a SigV4-signed caller.
-# Chalice reads the stage's environment before importing this module for `chalice package`.
-auth = IAMAuthorizer() if os.environ.get("ESDEPLOY_API_AUTH") == "iam" else None
+# Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
+# package with an open route). Only the local stack, which chalice serves on loopback and whose
+# gateway admits every caller anyway, says ESDEPLOY_API_AUTH=none (the `local` stage).
+auth = None if os.environ.get("ESDEPLOY_API_AUTH") == "none" else IAMAuthorizer()
 app.log.setLevel("INFO")
 
 

@@ -5,6 +5,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import TypeVar
 
@@ -43,6 +44,7 @@ class Settings:
     smoke_min_cosine: float
     max_body_bytes: int
     stale_lock_seconds: int
+    task_retention_days: int
     early_message_delay_seconds: int
     sweep_max_rekicks: int
     intake_retry_seconds: int
@@ -60,6 +62,11 @@ class Settings:
         """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
         delay = self.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
         return int(min(delay, self.poll_max_seconds))
+
+    @property
+    def task_retention(self) -> timedelta | None:
+        """How long an ended task is kept (DynamoDB's TTL then deletes it); None: forever."""
+        return timedelta(days=self.task_retention_days) if self.task_retention_days else None
 
     @property
     def stall_seconds(self) -> int:
@@ -158,6 +165,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         smoke_min_cosine=_number(env, "ESDEPLOY_SMOKE_MIN_COSINE", 0.999, 0.0, 1.0),
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
+        task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
         early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
         sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
         intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),

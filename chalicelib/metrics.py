@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from chalicelib.domain.models import Task, TaskKind
 from chalicelib.ports import TaskStore
@@ -46,6 +47,9 @@ class MeteredTaskStore:
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
         return self._inner.newest_for_model(embedding_model_id, kind)
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        return self._inner.note_rekick(task, at)
 
     def update(self, task: Task) -> Task:
         stored = self._inner.update(task)

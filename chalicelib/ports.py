@@ -10,7 +10,9 @@ from chalicelib.domain.models import Alias, EndpointState, ModelLock, Task, Task
 
 
 class TaskStore(Protocol):
-    """Tasks by id and newest-by-model; every update is conditional on the version read."""
+    """Tasks by id and newest-by-model; every update is conditional on the version read. A task
+    written in a final status comes back with `expires_at` (`Task.expiry` of the store's
+    retention); an active one never has it."""
 
     def create(self, task: Task) -> Task:
         """Store a new task (version becomes 1). TaskAlreadyExistsError if the id is taken."""
@@ -28,6 +30,12 @@ class TaskStore(Protocol):
         version bumped. ConcurrentUpdateError if someone else wrote in between."""
         ...
 
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        """Record on the task that the sweeper re-sent its next step at `at`, if the stored version
+        is still `task.version` (the version stays: the step's own messages remain valid). False
+        when the task moved on meanwhile (it was not stalled)."""
+        ...
+
 
 class ModelLocks(Protocol):
     """The per-model lease that allows one active deploy/delete per model."""
@@ -40,9 +48,9 @@ class ModelLocks(Protocol):
 
     def get(self, embedding_model_id: str) -> ModelLock | None: ...
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
-        """Drop the lease if `task_id` holds it; a no-op otherwise. A model whose alias names no
-        variant (deleted, or never live) is forgotten with it: its alias reads as None after."""
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
+        """Drop the lease if `task_id` holds it; a no-op otherwise. With `forget`, a model whose
+        alias names no variant (deleted, or never live) goes with it: its alias reads as None."""
         ...
 
     def list_held(self) -> list[ModelLock]:

@@ -98,7 +98,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
 
     return Adapters(
         settings=config,
-        store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table))),
+        store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table), config.task_retention)),
         locks=DynamoModelLocks(models_table),
         aliases=DynamoAliases(models_table),
         slots=DynamoLiveModelSlots(models_table),

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.adapters.dynamodb_tasks import EXPIRES_AT
 from chalicelib.config import Settings, dead_letter_name
 
 MAX_RECEIVE_COUNT = 5
@@ -19,8 +20,8 @@ class QueueUrls:
 
 
 def create_tables(dynamodb_client: Any, settings: Settings) -> None:
-    """Key design mirrors infra/: tasks by id, newest-by-model on the `by-model` index; models by
-    id, the live ones on the sparse `live-models` index."""
+    """Key design mirrors infra/: tasks by id, newest-by-model on the `by-model` index, ended
+    tasks expiring by TTL; models by id, the live ones on the sparse `live-models` index."""
     dynamodb_client.create_table(
         TableName=settings.tasks_table,
         BillingMode="PAY_PER_REQUEST",
@@ -40,6 +41,10 @@ def create_tables(dynamodb_client: Any, settings: Settings) -> None:
                 "Projection": {"ProjectionType": "ALL"},
             }
         ],
+    )
+    dynamodb_client.update_time_to_live(
+        TableName=settings.tasks_table,
+        TimeToLiveSpecification={"AttributeName": EXPIRES_AT, "Enabled": True},
     )
     dynamodb_client.create_table(
         TableName=settings.models_table,

@@ -63,7 +63,12 @@ def main(
         str, typer.Option("--api", envvar="ESDEPLOY_API", callback=api_url, help="Base URL of the esdeploy API.")
     ] = DEFAULT_API_URL,
     iam: Annotated[
-        bool, typer.Option("--iam", envvar="ESDEPLOY_API_IAM", help="Sign requests with SigV4 (the prod stage).")
+        bool,
+        typer.Option(
+            "--iam",
+            envvar="ESDEPLOY_API_IAM",
+            help="Sign requests with SigV4 (every deployed stage: dev and prod; not esdeploy local).",
+        ),
     ] = False,
     region: Annotated[
         str | None,

@@ -153,7 +153,9 @@ def api_error(error: ApiError, *, iam: bool) -> Text:
         text.append(f"\n  active task: {error.active_task_id}{kind}", style="red")
         text.append(f"\n  watch it: esdeploy status {error.active_task_id} --wait", style="dim")
     if error.status == 403 and not iam:
-        text.append("\n  the prod stage needs signed requests: add --iam (or ESDEPLOY_API_IAM=1)", style="dim")
+        text.append(
+            "\n  deployed stages, dev and prod, need signed requests: add --iam (or ESDEPLOY_API_IAM=1)", style="dim"
+        )
     return text
 
 

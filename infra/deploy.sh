@@ -2,6 +2,8 @@
 # Deploy one stage to the AWS account of the current credentials (aws CLI v2 on PATH).
 # Usage: infra/deploy.sh <dev|prod>
 #   ALARM_EMAIL   optional address for the alarm topic
+#   API_THROTTLE_RATE, API_THROTTLE_BURST  optional API Gateway stage throttling (requests/s, burst);
+#                 unset: the template's defaults on create, the stack's current values on update
 #   CODE_BUCKET   bucket for the Lambda code zip (default: esdeploy-code-<account>-<region>,
 #                 created on first use: private, encrypted)
 set -euo pipefail
@@ -34,13 +36,16 @@ fi
 # `cloudformation deploy` keeps a stack's previous parameter values unless told otherwise, so
 # pass every value finalize.py pinned: a changed .chalice/config.json must reach the stack.
 pinned="$(cat "$out/parameters.txt")"  # one Name=value per line; split on purpose below
+throttling=""
+[ -n "${API_THROTTLE_RATE:-}" ] && throttling="$throttling ApiThrottlingRateLimit=$API_THROTTLE_RATE"
+[ -n "${API_THROTTLE_BURST:-}" ] && throttling="$throttling ApiThrottlingBurstLimit=$API_THROTTLE_BURST"
 
 aws cloudformation package --template-file "$out/sam.yaml" --s3-bucket "$bucket" \
   --s3-prefix "$stack" --output-template-file "$out/packaged.yaml"
 aws cloudformation deploy --template-file "$out/packaged.yaml" --stack-name "$stack" \
   --s3-bucket "$bucket" --s3-prefix "$stack" \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-  --parameter-overrides $pinned "AlarmEmail=${ALARM_EMAIL:-}" \
+  --parameter-overrides $pinned $throttling "AlarmEmail=${ALARM_EMAIL:-}" \
   --tags managed-by=esdeploy "stage=$stage" \
   --no-fail-on-empty-changeset
 aws cloudformation describe-stacks --stack-name "$stack" \

@@ -5,7 +5,7 @@ infra/template.yaml serves both stages through parameters. This step copies the 
 .chalice/config.json gave the packaged functions into the parameters' defaults (and allows only
 a rule refuses any other Stage), so `deploy` needs no parameter that could disagree with the code. It then fails if:
 - a patch in infra/template.yaml names a function Chalice did not generate (a resource with no Type);
-- the prod API has a route without IAM (SigV4) auth.
+- the API (any stage: dev is reachable from the internet too) has a route without IAM (SigV4) auth.
 It also writes parameters.txt beside the template (`Name=value` per line) for infra/deploy.sh.
 Usage: python infra/finalize.py out/<stage>/sam.yaml
 """
@@ -92,13 +92,12 @@ def finalize(template: dict[str, Any]) -> dict[str, Any]:
             }
         ]
     }
-    if values["Stage"] == "prod":
-        unsigned = open_routes(template)
-        if unsigned:
-            raise PackageError(
-                "prod routes without IAM auth (set ESDEPLOY_API_AUTH=iam and authorizer=IAMAuthorizer()): "
-                + ", ".join(unsigned)
-            )
+    unsigned = open_routes(template)
+    if unsigned:
+        raise PackageError(
+            f"{values['Stage']} routes without IAM auth (every deployed stage needs authorizer=IAMAuthorizer(); "
+            "ESDEPLOY_API_AUTH=none is for the local stack only): " + ", ".join(unsigned)
+        )
     return template
 
 

@@ -22,6 +22,9 @@ from chalicelib.adapters.memory import (
 )
 from chalicelib.config import Settings, load_settings
 from esdeploy.local.environment import stage_environment
+from tests.iam.recorder import Recorder
+
+IAM_RECORDER = pytest.StashKey[Recorder]()
 
 # The test stage: the variables every stage shares (.chalice/config.json), then its own.
 TEST_ENV: dict[str, str] = {
@@ -39,6 +42,32 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_SSM_PREFIX": "/esdeploy/test",
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
 }
+
+
+@pytest.fixture(autouse=True)
+def iam_checked_calls(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    """Every AWS call an app.py handler makes is evaluated against the IAM policies we ship
+    (tests/iam). Autouse fixtures come first, so this one also sees calls made while other
+    fixtures tear down (a scenario drains its queues there)."""
+    with Recorder().installed() as recorder:
+        request.node.stash[IAM_RECORDER] = recorder
+        yield recorder
+    report = recorder.take_report()
+    if report:
+        pytest.fail(report, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A denied call fails the test itself, with the IAM report (the product's own reaction to
+    the AccessDenied, if any, is chained below it)."""
+    try:
+        return (yield)
+    finally:
+        recorder = item.stash.get(IAM_RECORDER, None)
+        report = recorder.take_report() if recorder else None
+        if report:
+            raise AssertionError(report)
 
 
 @pytest.fixture
@@ -70,7 +99,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
     models = InMemoryModels()
     adapters = wiring.Adapters(
         settings=settings,
-        store=InMemoryTaskStore(),
+        store=InMemoryTaskStore(settings.task_retention),
         locks=InMemoryModelLocks(models),
         aliases=InMemoryAliases(models),
         slots=InMemoryLiveModelSlots(),

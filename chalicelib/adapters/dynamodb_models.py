@@ -73,21 +73,22 @@ class DynamoModelLocks:
             acquired_at=parse_iso(item["lock_acquired_at"]),
         )
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
-        # A model with nothing in its alias (deleted, or never live) is forgotten with its lease:
-        # model items do not pile up, and GET /models has nothing to step over.
-        forgotten = _dynamodb(
-            "release the model lock and forget the model",
-            lambda: self._table.delete_item(
-                Key={"embedding_model_id": embedding_model_id},
-                ConditionExpression="lock_task_id = :mine AND attribute_not_exists(live_variant) "
-                "AND attribute_not_exists(previous_variant)",
-                ExpressionAttributeValues={":mine": task_id},
-            ),
-            tolerate=condition_failed,
-        )
-        if forgotten is not None:
-            return
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
+        if forget:
+            # A model with nothing in its alias (deleted, or never live) goes with its lease, in
+            # one conditional DeleteItem: model items do not pile up.
+            forgotten = _dynamodb(
+                "release the model lock and forget the model",
+                lambda: self._table.delete_item(
+                    Key={"embedding_model_id": embedding_model_id},
+                    ConditionExpression="lock_task_id = :mine AND attribute_not_exists(live_variant) "
+                    "AND attribute_not_exists(previous_variant)",
+                    ExpressionAttributeValues={":mine": task_id},
+                ),
+                tolerate=condition_failed,
+            )
+            if forgotten is not None:
+                return
         # Someone else holds it (or nobody): nothing of ours to drop.
         _dynamodb(
             "release the model lock",

@@ -1,6 +1,7 @@
 """Adapters: the DynamoDB task store (plain, console-readable attributes; optimistic locking)."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -18,6 +19,8 @@ from chalicelib.domain.models import (
 )
 
 BY_MODEL_INDEX = "by-model"
+# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification, esdeploy/bootstrap.py).
+EXPIRES_AT = "expires_at"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -56,6 +59,8 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "variant": task.variant,
         "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
         "rekicked_at": iso(task.rekicked_at) if task.rekicked_at else None,
+        # DynamoDB's TTL wants a Number in epoch seconds.
+        EXPIRES_AT: int(task.expires_at.timestamp()) if task.expires_at else None,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item
@@ -111,6 +116,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
         rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,
+        expires_at=datetime.fromtimestamp(item[EXPIRES_AT], UTC) if item.get(EXPIRES_AT) is not None else None,
     )
 
 
@@ -118,14 +124,17 @@ class DynamoTaskStore:
     """Task by id = GetItem. Newest by model: the `by-model` index answers it in one Query, but a
     GSI read is eventually consistent and may miss a task stored a moment ago, so each create
     also records the task on a pointer item read with GetItem; the newer of the two wins, and is
-    read again by id, consistently."""
+    read again by id, consistently. A task written in a final status gets `expires_at` (its end +
+    `retention`), after which DynamoDB deletes it."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, retention: timedelta | None = None) -> None:
         self._table = table
+        self._retention = retention
 
     def create(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = 1
+        stored.expires_at = stored.expiry(self._retention)
         written = _dynamodb(
             "store the task",
             lambda: self._table.put_item(
@@ -183,9 +192,24 @@ class DynamoTaskStore:
         task = self.get(max(candidates)[1])
         return task if task is not None and task.embedding_model_id == embedding_model_id else None
 
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        written = _dynamodb(
+            "record the sweeper's re-kick",
+            lambda: self._table.update_item(
+                Key={"task_id": task.task_id},
+                UpdateExpression="SET rekicked_at = :at",
+                ConditionExpression="#v = :read",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":at": iso(at), ":read": task.version},
+            ),
+            tolerate=condition_failed,
+        )
+        return written is not None
+
     def update(self, task: Task) -> Task:
         stored = task.copy()
         stored.version = task.version + 1
+        stored.expires_at = stored.expiry(self._retention)
         written = _dynamodb(
             "update the task",
             lambda: self._table.put_item(

@@ -22,12 +22,13 @@ class InMemoryTaskStore:
     behind the writes (`index_lag=True` holds it back until `catch_up_index()`, as a GSI does) and
     a pointer to the newest task that never lags."""
 
-    def __init__(self, index_lag: bool = False) -> None:
+    def __init__(self, retention: timedelta | None = None, index_lag: bool = False) -> None:
         self._tasks: dict[str, Task] = {}
         self._indexed: dict[str, Task] = {}
         self._newest: dict[tuple[TaskKind, str], Task] = {}
         self._index_lag = index_lag
         self._lock = threading.Lock()
+        self._retention = retention  # sets `expires_at` as DynamoTaskStore does; nothing expires here
 
     def create(self, task: Task) -> Task:
         with self._lock:
@@ -35,6 +36,7 @@ class InMemoryTaskStore:
                 raise TaskAlreadyExistsError(task.task_id)
             stored = task.copy()
             stored.version = 1
+            stored.expires_at = stored.expiry(self._retention)
             self._write(stored)
             pointer = self._newest.get((task.kind, task.embedding_model_id))
             if pointer is None or pointer.created_at <= stored.created_at:
@@ -81,8 +83,19 @@ class InMemoryTaskStore:
                 )
             stored = task.copy()
             stored.version = task.version + 1
+            stored.expires_at = stored.expiry(self._retention)
             self._write(stored)
             return stored.copy()
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        with self._lock:
+            current = self._tasks.get(task.task_id)
+            if current is None or current.version != task.version:
+                return False
+            noted = current.copy()
+            noted.rekicked_at = at
+            self._write(noted)
+            return True
 
     def _write(self, task: Task) -> None:
         self._tasks[task.task_id] = task
@@ -121,14 +134,14 @@ class InMemoryModelLocks:
         with self._models.guard:
             return self._models.locks.get(embedding_model_id)
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
         with self._models.guard:
             held = self._models.locks.get(embedding_model_id)
             if held is None or held.task_id != task_id:
                 return
             del self._models.locks[embedding_model_id]
             alias = self._models.aliases.get(embedding_model_id)
-            if alias is not None and not alias.live_variant and not alias.previous_variant:
+            if forget and alias is not None and not alias.live_variant and not alias.previous_variant:
                 del self._models.aliases[embedding_model_id]
 
     def list_held(self) -> list[ModelLock]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -130,6 +130,9 @@ class Task:
     cancel_requested: bool = False
     # When the sweeper last re-sent this task's next step (once per stall window).
     rekicked_at: datetime | None = None
+    # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in
+    # a final status, from `expiry()`; an active task never has one.
+    expires_at: datetime | None = None
 
     @classmethod
     def new(
@@ -164,6 +167,21 @@ class Task:
     @property
     def is_active(self) -> bool:
         return not self.status.is_terminal
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When the task reached its final status (the first event that says so); None while active."""
+        if self.is_active:
+            return None
+        return next((e.at for e in self.events if e.status.is_terminal), self.updated_at)
+
+    def expiry(self, retention: timedelta | None) -> datetime | None:
+        """`expires_at` for this task as it stands: its end plus `retention`, in whole seconds
+        (DynamoDB's TTL attribute is epoch seconds); None while active or when kept forever."""
+        ended = self.ended_at
+        if ended is None or retention is None:
+            return None
+        return (ended + retention).replace(microsecond=0)
 
     @property
     def deploy_config(self) -> DeployConfig:

@@ -269,14 +269,15 @@ class DeployWorker:
 
     def _fail(self, task: Task, status: TaskStatus, detail: str) -> None:
         """End the task; a green variant that may exist goes to teardown, the alias is untouched."""
-        self.writer.end(task, status, detail, *self._green_teardown(task, reason=f"deploy {status.value}"))
+        green = self._green_teardown(task, reason=f"deploy {status.value}")
+        self.writer.end(task, status, detail, *green, forget_model=True)
         logger.warning("deploy ended", extra={**_keys(task), "detail": detail})
 
     def _finish_canceled(self, task: Task) -> None:
         """A cancel was requested (TaskService.cancel) and green is not live: end it here."""
         green = self._green_teardown(task, reason="deploy canceled")
         detail = f"canceled; green variant {task.variant} handed to teardown" if green else "canceled"
-        self.writer.end(task, TaskStatus.CANCELED, detail, *green)
+        self.writer.end(task, TaskStatus.CANCELED, detail, *green, forget_model=True)
 
     def _green_teardown(self, task: Task, reason: str) -> tuple[TeardownVariant, ...]:
         """The green variant's teardown, if one may exist and it is not live."""

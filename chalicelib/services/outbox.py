@@ -58,15 +58,19 @@ class TaskWriter:
         *messages: WorkMessage,
         stage: Stage | None = None,
         delay_seconds: int = 0,
+        forget_model: bool = False,
     ) -> Task:
         """Record the task's last status, commit it, then give back what the task held: the model's
         live-model slot unless the model is live, and the model's lease (still held here, so no
-        other task of the model can reserve between the two)."""
+        other task of the model can reserve between the two). With `forget_model` (the workers'
+        ends: a delete done, a first deploy that failed), a model whose alias names no variant
+        loses its item with the lease; the HTTP and intake functions keep DeleteItem off their roles."""
         task.record(at=self.clock.now(), stage=stage, status=status, detail=detail)
         stored = self.commit(task, *messages, delay_seconds=delay_seconds)
         alias = self.aliases.get(task.embedding_model_id)
         if alias is None or not alias.live_variant:
             # A deploy frees the slot it reserved; a delete frees the model's, whoever reserved it.
             self.slots.release(task.embedding_model_id, task.task_id if task.kind == TaskKind.DEPLOY else None)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        nothing_aliased = alias is None or not (alias.live_variant or alias.previous_variant)
+        self.locks.release(task.embedding_model_id, task.task_id, forget=forget_model and nothing_aliased)
         return stored

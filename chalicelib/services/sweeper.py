@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import Advance, TeardownVariant, resume
+from chalicelib.domain.messages import TeardownVariant, resume
 from chalicelib.domain.models import Alias, Task
 from chalicelib.ports import Aliases, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore, VariantInfo
-from chalicelib.services.outbox import Outbox, TaskWriter
+from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,6 @@ class Sweeper:
     aliases: Aliases
     slots: LiveModelSlots
     outbox: Outbox
-    writer: TaskWriter
     hosting: Hosting
     clock: Clock
 
@@ -108,16 +106,12 @@ class Sweeper:
         return quiet >= self.settings.stall_seconds
 
     def _rekick(self, task: Task) -> bool:
-        """Re-send the task's next step and record that on the task (send, then write): the next
-        runs leave it alone for a stall window. A task written meanwhile was not stalled."""
-        task.rekicked_at = self.clock.now()
-        message = resume(task)
-        if isinstance(message, Advance):
-            message = replace(message, version=task.version + 1)  # the version this write makes
-        try:
-            self.writer.commit(task, message)
-        except ConcurrentUpdateError:
+        """Record the re-kick on the task, then re-send its next step: the next runs leave it alone
+        for a stall window. A task written meanwhile was not stalled. (Recorded first: a lost send
+        is found again one stall window later; a duplicate step finds the version moved on.)"""
+        if not self.store.note_rekick(task, self.clock.now()):
             return False
+        self.outbox.send(resume(task))
         logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
                                                           "embedding_model_id": task.embedding_model_id})
         return True

@@ -154,6 +154,8 @@ class TeardownWorker:
         self._end(task, TaskStatus.DONE, f"deleted {len(names)} variant(s): {', '.join(names) or 'none'}")
 
     def _end(self, task: Task, status: TaskStatus, detail: str) -> None:
-        self.writer.end(task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None)
+        self.writer.end(
+            task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None, forget_model=True
+        )
         logger.info("delete ended", extra={"task_id": task.task_id, "embedding_model_id": task.embedding_model_id,
                                            "status": status.value})

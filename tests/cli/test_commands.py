@@ -279,7 +279,7 @@ def test_gateway_403_hints_at_iam(cli: Cli) -> None:
     result = cli("models")
     assert result.exit_code == 5
     assert "HTTP 403): Missing Authentication Token" in result.stderr
-    assert "--iam" in result.stderr
+    assert "deployed stages, dev and prod, need signed requests: add --iam" in result.stderr
 
 
 def test_usage_errors_exit_2_as_in_click(cli: Cli) -> None:

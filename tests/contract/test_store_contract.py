@@ -33,17 +33,26 @@ from chalicelib.domain.models import (
 )
 from tests.fakes.lagging_index import LaggingIndexTable
 
+RETENTION = timedelta(days=90)
+
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
-    """Both stores with their index lagging behind the writes (a GSI read is eventually
-    consistent): every case here holds while the index has not caught up."""
+    """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention. Both
+    have their index lagging behind the writes (a GSI read is eventually consistent): every case
+    here holds while the index has not caught up."""
     if request.param == "memory":
-        store = InMemoryTaskStore(index_lag=True)
+        store = InMemoryTaskStore(RETENTION, index_lag=True)
         models = InMemoryModels()
-        yield {"store": store, "locks": InMemoryModelLocks(models), "aliases": InMemoryAliases(models),
-               "slots": InMemoryLiveModelSlots(),
-               "catch_up_index": store.catch_up_index, "indexed_newest": store.indexed_newest}
+        yield {
+            "store": store,
+            "keeps_forever": InMemoryTaskStore(index_lag=True),
+            "locks": InMemoryModelLocks(models),
+            "aliases": InMemoryAliases(models),
+            "slots": InMemoryLiveModelSlots(),
+            "catch_up_index": store.catch_up_index,
+            "indexed_newest": store.indexed_newest,
+        }
         return
     from esdeploy.bootstrap import create_tables
 
@@ -52,7 +61,6 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
         create_tables(dynamodb.meta.client, settings)
         models = dynamodb.Table(settings.models_table)
         tasks = LaggingIndexTable(dynamodb.Table(settings.tasks_table))
-        dynamo_store = DynamoTaskStore(tasks)
 
         def indexed_newest(model: str, kind: TaskKind) -> Task | None:
             items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression=Key("model_kind").eq(
@@ -60,7 +68,8 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
             return item_to_task(items[0]) if items else None
 
         yield {
-            "store": dynamo_store,
+            "store": DynamoTaskStore(tasks, RETENTION),
+            "keeps_forever": DynamoTaskStore(tasks, None),
             "locks": DynamoModelLocks(models),
             "aliases": DynamoAliases(models),
             "slots": DynamoLiveModelSlots(models),
@@ -182,6 +191,47 @@ def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:
     assert read is not None and read.status == TaskStatus.PROCESSING
 
 
+def test_an_ended_task_expires_a_retention_after_its_end_and_an_active_one_never(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    assert task.expires_at is None
+    start = utc_now()
+    task.record(at=start, stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    task = store.update(task)
+    read = store.get("t1")
+    assert task.expires_at is None and read is not None and read.expires_at is None
+
+    ended = start + timedelta(minutes=12, microseconds=654_321)
+    task.record(at=ended, status=TaskStatus.FAILED, detail="the endpoint failed")
+    task = store.update(task)
+    expected = (ended + RETENTION).replace(microsecond=0)  # TTL is whole epoch seconds
+    read = store.get("t1")
+    assert task.expires_at == expected and read is not None and read.expires_at == expected
+    # A later write to the ended task (a duplicate message's note) does not push its expiry back.
+    read.record(at=ended + timedelta(hours=5), detail="duplicate message ignored")
+    store.update(read)
+    again = store.get("t1")
+    assert again is not None and again.expires_at == expected
+
+
+def test_an_active_task_sent_with_an_expiry_is_stored_without_one(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = make_task("t1")
+    task.expires_at = utc_now()  # whatever a caller says: only the final status decides
+    assert store.create(task).expires_at is None
+    read = store.get("t1")
+    assert read is not None and read.expires_at is None
+
+
+def test_a_store_without_retention_keeps_ended_tasks_forever(backend: dict[str, Any]) -> None:
+    store = backend["keeps_forever"]
+    task = store.create(make_task("t1"))
+    task.record(at=utc_now(), status=TaskStatus.CANCELED, detail="canceled before it started")
+    assert store.update(task).expires_at is None
+    read = store.get("t1")
+    assert read is not None and read.status == TaskStatus.CANCELED and read.expires_at is None
+
+
 def test_lock_allows_one_holder_and_reentry(backend: dict[str, Any]) -> None:
     locks = backend["locks"]
     now = utc_now()
@@ -249,7 +299,7 @@ def test_list_held_locks(backend: dict[str, Any]) -> None:
     assert [(lock.embedding_model_id, lock.task_id) for lock in locks.list_held()] == [("a", "t1"), ("b", "t2")]
 
 
-def test_releasing_the_lease_of_a_model_with_nothing_aliased_forgets_the_model(backend: dict[str, Any]) -> None:
+def test_releasing_a_lease_to_forget_a_model_with_nothing_aliased_removes_it(backend: dict[str, Any]) -> None:
     """Issue 15: model items were never deleted; a deleted (or never live) model leaves nothing."""
     aliases, locks = backend["aliases"], backend["locks"]
     locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
@@ -258,21 +308,25 @@ def test_releasing_the_lease_of_a_model_with_nothing_aliased_forgets_the_model(b
     locks.acquire(ModelLock("m1", "t2", TaskKind.DELETE, utc_now()))
     aliases.swap(Alias("m1", None, None, "t2", utc_now()), expected_version=1)
     locks.release("m1", "t2")
+    cleared = aliases.get("m1")
+    assert cleared is not None and cleared.live_variant is None  # kept without `forget`
+    locks.acquire(ModelLock("m1", "t3", TaskKind.DELETE, utc_now()))
+    locks.release("m1", "t3", forget=True)
     assert aliases.get("m1") is None and locks.get("m1") is None
     # The next deploy starts from no alias at all.
-    assert aliases.swap(Alias("m1", "esd-b", None, "t3", utc_now()), expected_version=0).version == 1
+    assert aliases.swap(Alias("m1", "esd-b", None, "t4", utc_now()), expected_version=0).version == 1
 
 
 def test_releasing_the_lease_keeps_a_model_with_a_live_or_previous_variant(backend: dict[str, Any]) -> None:
     aliases, locks = backend["aliases"], backend["locks"]
     locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
     aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
-    locks.release("m1", "t1")
+    locks.release("m1", "t1", forget=True)
     locks.acquire(ModelLock("m2", "t2", TaskKind.DEPLOY, utc_now()))
     aliases.swap(Alias("m2", None, "esd-old", "t2", utc_now()), expected_version=0)
-    locks.release("m2", "t2")
+    locks.release("m2", "t2", forget=True)
     locks.acquire(ModelLock("m3", "t3", TaskKind.DEPLOY, utc_now()))
-    locks.release("m3", "someone-else")
+    locks.release("m3", "someone-else", forget=True)
     alias1, alias2 = aliases.get("m1"), aliases.get("m2")
     assert alias1 is not None and alias1.live_variant == "esd-a"
     assert alias2 is not None and alias2.previous_variant == "esd-old"
@@ -302,3 +356,17 @@ def test_live_model_slots_stop_at_the_cap_and_a_model_keeps_its_own(backend: dic
 def test_live_model_slots_are_not_a_model(backend: dict[str, Any]) -> None:
     backend["slots"].reserve("a", "t1", cap=5)
     assert backend["aliases"].list_live() == [] and backend["locks"].list_held() == []
+
+
+def test_a_rekick_is_noted_on_the_version_read_and_leaves_the_version(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    at = utc_now()
+    assert store.note_rekick(task, at) is True
+    read = store.get("t1")
+    assert read is not None and read.rekicked_at == at and read.version == 1
+    read.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    store.update(read)
+    assert store.note_rekick(task, utc_now()) is False  # it moved on: it was not stalled
+    moved = store.get("t1")
+    assert moved is not None and moved.version == 2 and moved.stage == Stage.PREFLIGHT

@@ -157,3 +157,15 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     assert json.loads(status.stdout)["status"] == "done"
     missing = run("model", model)
     assert missing.returncode == 5 and "is not deployed" in missing.stderr
+
+
+def test_the_local_stack_is_open_on_loopback_without_an_authorizer_to_warn_about(stack: dict[str, Any]) -> None:
+    """Deployed stages require SigV4; `esdeploy local` says ESDEPLOY_API_AUTH=none (its stage in
+    .chalice/config.json), so it answers unsigned requests on 127.0.0.1 and Chalice has no
+    IAMAuthorizer to warn "not supported in local mode" about on every start."""
+    api = stack["api_url"]
+    assert api.startswith("http://127.0.0.1:")
+    assert requests.get(f"{api}/models", timeout=10).status_code == 200
+    assert requests.get(f"{api}/deploy/nobody", timeout=10).status_code == 404
+    log = stack["handle"].log_path.read_text(errors="replace")
+    assert "IAMAuthorizer" not in log, log

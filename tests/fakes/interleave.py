@@ -2,10 +2,11 @@
 
 Race tests built on it interleave deterministically: "the other writer" runs once, just before
 (or just after) the first call of `method` whose arguments match `when`, and the call then goes
-to the real port as it would in production.
+to the real port as it would in production. The caller waits while the competitor runs.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,9 +49,23 @@ class Interleave:
         return call
 
     def _run_competitor(self) -> None:
+        """On a thread of its own, as another Lambda would be: its stack shows its own handler, not
+        the one whose call it interleaves (tests/iam attributes each AWS call by the stack)."""
         self.fired = True
         self._running = True
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._competitor()
+            except BaseException as error:  # re-raised in the caller's thread below
+                failure.append(error)
+
         try:
-            self._competitor()
+            other = threading.Thread(target=run, name="interleaved-competitor")
+            other.start()
+            other.join()
         finally:
             self._running = False
+        if failure:
+            raise failure[0]

@@ -47,7 +47,7 @@ def template(stage: str, security: list[Any] | None) -> dict[str, Any]:
 
 
 def test_pins_parameters_from_the_function_environment() -> None:
-    done = finalize.finalize(template("dev", None))
+    done = finalize.finalize(template("dev", [{"sigv4": []}]))
     defaults = {name: p.get("Default") for name, p in done["Parameters"].items()}
     assert defaults == {
         "Stage": "dev",
@@ -60,17 +60,19 @@ def test_pins_parameters_from_the_function_environment() -> None:
     assert done["Rules"]["PackagedStage"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "Stage"}, "dev"]}
 
 
-def test_prod_with_an_open_route_is_refused() -> None:
-    with pytest.raises(finalize.PackageError, match="POST /deploy"):
-        finalize.finalize(template("prod", None))
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_any_stage_with_an_open_route_is_refused(stage: str) -> None:
+    with pytest.raises(finalize.PackageError, match=f"{stage} routes without IAM auth.*POST /deploy"):
+        finalize.finalize(template(stage, None))
 
 
-def test_prod_with_sigv4_everywhere_passes() -> None:
-    finalize.finalize(template("prod", [{"sigv4": []}]))
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_sigv4_everywhere_passes(stage: str) -> None:
+    finalize.finalize(template(stage, [{"sigv4": []}]))
 
 
 def test_a_patch_for_a_function_chalice_did_not_generate_is_refused() -> None:
-    broken = template("dev", None)
+    broken = template("dev", [{"sigv4": []}])
     broken["Resources"]["DeployWorker"] = {"Properties": {"Timeout": 3}}
     with pytest.raises(finalize.PackageError, match="DeployWorker"):
         finalize.finalize(broken)

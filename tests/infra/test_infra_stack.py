@@ -2,7 +2,8 @@
 
 moto cannot run SAM, so the AWS::Serverless resources (and what refers to them) are cut out;
 moto also skips a few types it does not model (alarms, queue and bucket policies) with a
-warning - those are covered by cfn-lint/checkov and test_infra_template.py instead.
+warning, and ignores a table's TimeToLiveSpecification - those are covered by cfn-lint/checkov
+and test_infra_template.py instead.
 """
 from __future__ import annotations
 
@@ -72,9 +73,13 @@ def test_stack_creates_the_resources_with_the_shape_the_app_needs(stack: dict[st
         assert attributes["SqsManagedSseEnabled"] == "true"
 
     events = boto3.client("events")
-    (rule,) = events.list_rules()["Rules"]
-    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    rules = {r["Name"]: r for r in events.list_rules()["Rules"]}
+    (state_changes,) = [r for r in rules.values() if "aws.sagemaker" in r.get("EventPattern", "")]
+    (target,) = events.list_targets_by_rule(Rule=state_changes["Name"])["Targets"]
     assert target["Arn"].endswith(":" + stack["DeployTasksQueueName"])
+    (hourly,) = [r for r in rules.values() if r.get("ScheduleExpression") == "rate(1 hour)"]
+    (target,) = events.list_targets_by_rule(Rule=hourly["Name"])["Targets"]
+    assert target["Arn"].endswith(":function:esdeploy-dev-endpoint-log-retention")
 
     ssm = boto3.client("ssm")
     bucket = ssm.get_parameter(Name=f"{stack['SsmPrefix']}/stack/artifact-bucket")["Parameter"]["Value"]
@@ -153,3 +158,29 @@ def test_app_submits_a_deploy_task_into_the_stack_resources(app_on_stack: Any, s
     assert "Item" in stored
     messages = boto3.client("sqs").receive_message(QueueUrl=stack["DeployTasksQueueUrl"], MaxNumberOfMessages=10)
     assert messages.get("Messages"), "POST /deploy enqueued nothing on the stack's deploy-tasks queue"
+
+
+def test_deploy_after_destroy_creates_the_stack_again_and_keeps_the_old_artifacts(
+    packaged: Any, aws: None
+) -> None:
+    """Defect 3.9: the artifact bucket outlives the stack (DeletionPolicy Retain), so a fixed
+    bucket name made the second deploy fail with BucketAlreadyExists."""
+    _, template = packaged("dev")
+    body = json.dumps(without_serverless(template))
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    buckets = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(2):
+            cloudformation.create_stack(StackName=STACK, TemplateBody=body, Capabilities=["CAPABILITY_IAM"])
+            (created,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+            assert created["StackStatus"] == "CREATE_COMPLETE", created
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in created["Outputs"]}
+            buckets.append(outputs["ArtifactBucketName"])
+            s3.put_object(Bucket=buckets[-1], Key="models/m1/model.tar.gz", Body=b"weights")
+            cloudformation.delete_stack(StackName=STACK)
+    assert buckets[0] != buckets[1]
+    left = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert set(buckets) <= left, "the artifact buckets are kept when the stack goes"
+    assert s3.get_object(Bucket=buckets[0], Key="models/m1/model.tar.gz")["Body"].read() == b"weights"

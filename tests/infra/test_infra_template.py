@@ -12,6 +12,8 @@ from infra_support import (
     substitute,
 )
 
+from chalicelib.adapters.dynamodb_tasks import EXPIRES_AT
+
 # Chalice function name -> (logical id in the template, env var naming the queue it consumes)
 SQS_FUNCTIONS = {
     "requests_worker": ("RequestsWorker", "ESDEPLOY_REQUESTS_QUEUE"),
@@ -149,12 +151,18 @@ def test_tables_have_recovery_encryption_and_prod_protection(packaged: Any, stag
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert index["Projection"] == {"ProjectionType": "ALL"}
+    # the attribute the task store writes (epoch seconds) when a task ends (issue 11, 3.9)
+    assert tasks["TimeToLiveSpecification"] == {"AttributeName": EXPIRES_AT, "Enabled": True}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_artifact_bucket_is_private_encrypted_versioned_and_tls_only(packaged: Any, stage: str) -> None:
     _, template = packaged(stage)
-    props = template["Resources"]["ArtifactBucket"]["Properties"]
+    bucket = template["Resources"]["ArtifactBucket"]
+    # kept on destroy, so its name must not be fixed or the next deploy finds it taken (3.9)
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert "BucketName" not in bucket["Properties"]
+    props = bucket["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert len(props["PublicAccessBlockConfiguration"]) == 4
@@ -177,8 +185,10 @@ def test_endpoint_state_changes_reach_the_deploy_queue(packaged: Any, stage: str
     assert allow and allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
 
 
-def test_prod_requires_sigv4_on_every_route(packaged: Any) -> None:
-    _, template = packaged("prod")
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_requires_sigv4_on_every_route(packaged: Any, stage: str) -> None:
+    """Only the local stack serves without auth: a dev API is on the internet like prod's."""
+    _, template = packaged(stage)
     body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     operations = [(path, op) for path, ops in body["paths"].items() for method, op in ops.items()
@@ -204,3 +214,34 @@ def test_every_function_has_its_own_settings(packaged: Any, stage: str) -> None:
         settings = function_settings(name)
         assert {"lambda_timeout", "lambda_memory_size"} <= set(settings), f"{logical}: add {name} to lambda_functions"
         assert function["Properties"]["Timeout"] == settings["lambda_timeout"], logical
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_api_stage_is_throttled(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    (settings,) = template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+    assert settings == {
+        "ResourcePath": "/*",
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    params = parameter_defaults(template)
+    rate, burst = float(params["ApiThrottlingRateLimit"]), float(params["ApiThrottlingBurstLimit"])
+    # a control plane plus the invoke route: tens of requests a second, bursts of a few times that
+    assert 1 <= rate <= 100 and rate <= burst <= 4 * rate
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_endpoint_log_groups_get_a_retention_every_hour(packaged: Any, stage: str) -> None:
+    _, template = packaged(stage)
+    res = template["Resources"]
+    function = res["EndpointLogRetention"]["Properties"]
+    assert function["Environment"]["Variables"] == {
+        "RESOURCE_PREFIX": {"Ref": "ResourcePrefix"}, "RETENTION_DAYS": {"Ref": "LogRetentionDays"}}
+    schedule = res["EndpointLogRetentionSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+    assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EndpointLogRetention", "Arn"]}
+    permission = res["EndpointLogRetentionPermission"]["Properties"]
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["EndpointLogRetentionSchedule", "Arn"]}
+    assert permission["Principal"] == "events.amazonaws.com"

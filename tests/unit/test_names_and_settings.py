@@ -59,6 +59,8 @@ def test_missing_setting_is_named(test_env: dict[str, str]) -> None:
         ("ESDEPLOY_POLL_MAX_SECONDS", "5000"),
         ("ESDEPLOY_DEFAULT_INSTANCE_TYPE", "ml.p5.48xlarge"),
         ("ESDEPLOY_RESOURCE_PREFIX", "Has-Dash"),
+        ("ESDEPLOY_TASK_RETENTION_DAYS", "-1"),
+        ("ESDEPLOY_TASK_RETENTION_DAYS", "forever"),
     ],
 )
 def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: str) -> None:

@@ -1,0 +1,278 @@
+"""The lifecycle through the real handlers and SageMakerHosting on moto: every call each function
+makes is allowed by that function's own policy, and every grant of every policy is needed.
+
+Each scenario asserts what a user would see; the IAM recorder (tests/conftest.py) fails the test
+on any call our policies would deny, naming the call and the statements it considered.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.adapters.queue_messages import to_body
+from chalicelib.config import Settings
+from chalicelib.domain.messages import TeardownVariant
+from tests.iam.evaluation import glob_match
+from tests.iam.lifecycle import INSTANCE_TYPE, REFUSED_INSTANCE_TYPE, SageMakerWorld, WarpClock
+from tests.iam.policies import StackValues, function_names, function_policy
+from tests.iam.recorder import Recorder
+from tests.iam.runtime import runtime_decisions
+
+
+@contextlib.contextmanager
+def fresh_world(settings: Settings) -> Iterator[SageMakerWorld]:
+    from app import app
+    from chalicelib import wiring
+    from esdeploy.bootstrap import create_all
+
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        urls = create_all(session, settings)
+        with Client(app) as client:
+            world = SageMakerWorld(client=client, settings=settings, session=session, clock=WarpClock(), urls=urls)
+            try:
+                yield world
+                world.run_until()
+                world.assert_no_leaks()
+            finally:
+                wiring.use(None)
+
+
+def failed_deliveries(world: SageMakerWorld) -> list[Any]:
+    return [d for d in world.pump.deliveries if d.outcome == "failed"]
+
+
+def first_deploy(world: SageMakerWorld, model: str = "m1", **config: Any) -> dict[str, Any]:
+    world.upload(model)
+    world.answer_next_invocation(model)
+    task = world.deploy(model, **config)
+    world.run_until(lambda: world.task(task["task_id"])["status"] not in ("pending", "processing"))
+    done = world.task(task["task_id"])
+    assert done["status"] == "done", done
+    return done
+
+
+# ---- scenarios: each ends with its queues drained and no resource leaked (fresh_world) ------------
+
+def deploy_and_invoke_through_the_alias(world: SageMakerWorld) -> None:
+    done = first_deploy(world)
+    world.answer_next_invocation("m1", ["hello"])
+    answer = world.post("/models/m1/invoke", {"inputs": ["hello"]})
+    assert answer.status_code == 200, answer.json_body
+    assert answer.json_body["endpoint_name"] == done["endpoint_name"]
+    assert world.resource_names()["endpoints"] == [done["endpoint_name"]]
+    assert world.get("/deploy-status/m1").json_body["task_id"] == done["task_id"]
+    assert [m["endpoint_name"] for m in world.get("/models").json_body["models"]] == [done["endpoint_name"]]
+
+
+def redeploy_tears_down_blue_after_the_bake(world: SageMakerWorld) -> None:
+    blue = first_deploy(world, bake_seconds=1200)
+    green = first_deploy(world, bake_seconds=1200)
+    world.run_until()  # the bake passes on the warp clock; blue's teardown runs
+    assert world.resource_names()["endpoints"] == [green["endpoint_name"]]
+    assert blue["endpoint_name"] not in world.resource_names()["models"]
+
+
+def rollback_then_the_rolled_away_green_goes(world: SageMakerWorld) -> None:
+    blue = first_deploy(world, bake_seconds=3600)
+    world.upload("m1")
+    world.answer_next_invocation("m1")
+    green = world.deploy("m1", bake_seconds=3600)
+    world.run_until(lambda: world.task(green["task_id"])["status"] == "done")
+    answer = world.post("/models/m1/rollback")
+    assert answer.status_code == 200, answer.json_body
+    assert answer.json_body["endpoint_name"] == blue["endpoint_name"]
+    world.run_until()
+    assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+
+
+def green_failing_the_smoke_test_is_torn_down(world: SageMakerWorld) -> None:
+    blue = first_deploy(world)
+    world.upload("m1")
+    world.answer_next_invocation("m1", good=False)
+    task = world.deploy("m1")
+    world.run_until()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed" and "cosine" in failed["detail"], failed
+    assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+
+
+def missing_artifact_fails_naming_it(world: SageMakerWorld) -> None:
+    """S3 answers 404 (not 403) for a missing key only to a caller that may list the bucket."""
+    task = world.deploy("never-uploaded")
+    world.run_until()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed", failed
+    assert "models/never-uploaded/model.tar.gz" in failed["detail"], failed
+    assert failed_deliveries(world) == []
+
+
+def half_made_green_is_torn_down(world: SageMakerWorld) -> None:
+    """SageMaker refuses the endpoint config after the model was made: teardown then deletes an
+    endpoint and a config that never existed, and must hear "not found", not AccessDenied."""
+    world.upload("m1")
+    task = world.deploy("m1", instance_type=REFUSED_INSTANCE_TYPE)
+    world.run_until()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed", failed
+    assert "SageMaker rejected the request" in failed["detail"], failed
+    assert world.resource_names() == {"models": [], "configs": [], "endpoints": []}
+    assert failed_deliveries(world) == []  # nothing retried towards a DLQ
+
+
+def cancelled_green_is_torn_down(world: SageMakerWorld) -> None:
+    blue = first_deploy(world)
+    task = world.deploy("m1")
+    world.run_until(lambda: world.task(task["task_id"])["stage"] == "waiting")
+    assert world.post(f"/deploy/{task['task_id']}/cancel").status_code == 200
+    world.run_until()
+    assert world.task(task["task_id"])["status"] == "canceled"
+    assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+
+
+def delete_removes_every_variant_and_a_repeated_teardown_finds_nothing(world: SageMakerWorld) -> None:
+    first_deploy(world, bake_seconds=3600)
+    green = first_deploy(world, bake_seconds=3600)
+    answer = world.post("/delete", {"model_id": "m1", "reason": "retired"})
+    assert answer.status_code == 200, answer.json_body
+    world.run_until()
+    assert world.task(answer.json_body["task_id"], kind="delete")["status"] == "done"
+    assert world.resource_names() == {"models": [], "configs": [], "endpoints": []}
+    # SQS delivers at least once: the same teardown again, for parts that are gone.
+    world.sqs.send_message(QueueUrl=world.urls.teardown, MessageBody=json.dumps(
+        to_body(TeardownVariant("m1", green["endpoint_name"], reason="duplicate delivery"))))
+    world.run_until()
+    assert failed_deliveries(world) == []
+
+
+def sweeper_rekicks_and_hands_orphans_to_teardown(world: SageMakerWorld) -> None:
+    live = first_deploy(world)["endpoint_name"]
+    settings = world.settings
+    orphan = f"{settings.resource_prefix}-leftover-00000000-11111111"  # a crashed deploy's model
+    world.sagemaker.create_model(
+        ModelName=orphan, ExecutionRoleArn=settings.sagemaker_role_arn,
+        PrimaryContainer={"Image": settings.default_image_uri, "ModelDataUrl": "s3://x/model.tar.gz"},
+        Tags=[{"Key": "embedding_model_id", "Value": "leftover"}, {"Key": "task_id", "Value": "crashed"},
+              {"Key": "managed-by", "Value": "esdeploy"}])
+    world.upload("m2")
+    world.answer_next_invocation("m2")
+    stalled = world.deploy("m2")
+    world.run_until(lambda: world.task(stalled["task_id"])["stage"] == "waiting")
+    world.sqs.purge_queue(QueueUrl=world.urls.deploy)  # its poll message is lost
+    # A crash after a task's last write left its live-model slot taken.
+    from chalicelib import wiring
+
+    slots = wiring.adapters().slots
+    slots.reserve("crashed-model", "crashed", cap=settings.max_deployed_models)
+    world.clock.advance(2 * settings.poll_max_seconds + 121)
+    report = world.sweep()
+    assert report == {"rekicked": [stalled["task_id"]], "orphans": [orphan]}, report
+    assert "crashed-model" not in slots.holders()
+    world.run_until()
+    assert world.task(stalled["task_id"])["status"] == "done"
+    assert orphan not in world.resource_names()["models"]
+    assert live in world.resource_names()["endpoints"]
+
+
+def dead_letter_handlers_fail_the_task_and_tear_down_its_green(world: SageMakerWorld) -> None:
+    world.upload("m1")
+    task = world.deploy("m1")
+    world.run_until(lambda: world.task(task["task_id"])["stage"] == "waiting")
+    # SQS gives up on the task's message: move it to the DLQ as the redrive policy would.
+    dlq = world.urls.dead_letters[world.settings.deploy_queue]
+    for message in world.sqs.receive_message(QueueUrl=world.urls.deploy, MaxNumberOfMessages=10)["Messages"]:
+        world.sqs.send_message(QueueUrl=dlq, MessageBody=message["Body"])
+        world.sqs.delete_message(QueueUrl=world.urls.deploy, ReceiptHandle=message["ReceiptHandle"])
+    world.run_until()
+    failed = world.task(task["task_id"])
+    assert failed["status"] == "failed" and "deploy-tasks-dlq" in failed["detail"], failed
+    assert world.resource_names() == {"models": [], "configs": [], "endpoints": []}
+
+    # The teardown DLQ: a variant teardown is only logged loudly; a delete task ends failed.
+    live = first_deploy(world, "m2")
+    deletion = world.post("/delete", {"model_id": "m2"}).json_body
+    teardown_dlq = world.urls.dead_letters[world.settings.teardown_queue]
+    for message in world.sqs.receive_message(QueueUrl=world.urls.teardown, MaxNumberOfMessages=10)["Messages"]:
+        world.sqs.send_message(QueueUrl=teardown_dlq, MessageBody=message["Body"])
+        world.sqs.delete_message(QueueUrl=world.urls.teardown, ReceiptHandle=message["ReceiptHandle"])
+    world.sqs.send_message(QueueUrl=teardown_dlq, MessageBody=json.dumps(
+        to_body(TeardownVariant("m1", "esd-gone-00000000-00000000", reason="kept failing"))))
+    world.run_until()
+    assert world.task(deletion["task_id"], kind="delete")["status"] == "failed"
+    assert world.resource_names()["endpoints"] == [live["endpoint_name"]]  # still aliased: not a leak
+
+
+def automation_intake_deploys_one_request_at_a_time(world: SageMakerWorld) -> None:
+    world.upload("m3")
+    world.answer_next_invocation("m3")
+
+    def intake(request_id: str) -> None:
+        world.sqs.send_message(QueueUrl=world.urls.requests, MessageBody=json.dumps(
+            {"action": "deploy", "model_id": "m3", "id": request_id, "config": {"instance_type": INSTANCE_TYPE}}))
+
+    intake("auto-1")
+    world.run_until(lambda: world.task("auto-1").get("stage") == "waiting")
+    intake("auto-2")  # m3 is busy: the requests worker looks up which task holds it
+    world.run_until()
+    assert world.task("auto-1")["status"] == "done"
+    assert world.task("auto-2").get("status") in (None, "done", "refused")  # never two deploys at once
+
+
+SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
+    f.__name__: f for f in (
+        deploy_and_invoke_through_the_alias,
+        redeploy_tears_down_blue_after_the_bake,
+        rollback_then_the_rolled_away_green_goes,
+        green_failing_the_smoke_test_is_torn_down,
+        missing_artifact_fails_naming_it,
+        half_made_green_is_torn_down,
+        cancelled_green_is_torn_down,
+        delete_removes_every_variant_and_a_repeated_teardown_finds_nothing,
+        sweeper_rekicks_and_hands_orphans_to_teardown,
+        dead_letter_handlers_fail_the_task_and_tear_down_its_green,
+        automation_intake_deploys_one_request_at_a_time,
+    )
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_each_call_of_the_lifecycle_is_allowed(scenario: str, settings: Settings, iam_checked_calls: Recorder) -> None:
+    with fresh_world(settings) as world:
+        SCENARIOS[scenario](world)
+    assert iam_checked_calls.calls, "no call reached the recorder"
+
+
+def test_every_grant_of_every_function_policy_is_needed(settings: Settings, iam_checked_calls: Recorder) -> None:
+    """Least privilege, from the other side: each action of each statement in a function's policy
+    allowed at least one call that function made in the lifecycle (or the Lambda service's own
+    calls for it: logs, the SQS event source). A grant nothing uses is one to remove."""
+    for scenario in SCENARIOS.values():
+        with fresh_world(settings) as world:
+            scenario(world)
+    used: set[tuple[str, str, str]] = set()
+    for evaluated in iam_checked_calls.calls:
+        for authorization, decision in evaluated.decisions:
+            if authorization.principal == "function" and decision.allowed:
+                used |= {(evaluated.call.function or "", s.where, decision.request.action)
+                         for s in decision.allowed_by}
+    assert any(c.call.signing_name == "sagemaker" for c in iam_checked_calls.calls), "the real adapter is not in use"
+    values = StackValues.from_settings(settings, "us-east-1", "123456789012")
+    for function, decision in runtime_decisions(values):
+        assert decision.allowed, decision.explain()
+        used |= {(function, s.where, decision.request.action) for s in decision.allowed_by}
+    unused = []
+    for function in function_names():
+        statements, _ = function_policy(function, values)
+        for statement in statements:
+            for action in statement.actions:
+                if not any(f == function and where == statement.where and glob_match(action, a, ignore_case=True)
+                           for f, where, a in used):
+                    unused.append(f"{function}: {statement.where} grants {action}, which no call of it needed")
+    assert unused == []
