@@ -106,12 +106,17 @@ class Clock(Protocol):
 
 
 class Artifacts(Protocol):
-    """Model artifacts in object storage."""
+    """Model artifacts in object storage (layout: chalicelib.domain.artifacts)."""
 
-    def exists(self, url: str) -> bool: ...
+    def read_pointer(self, url: str) -> Any | None:
+        """The JSON of a model's "latest" pointer, or None when there is none.
+        ArtifactRefusedError when it is not JSON."""
+        ...
 
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
-        """The `manifest.json` stored next to `model.tar.gz`, or None when there is none."""
+        """The `manifest.json` INSIDE the artifact (its first member, as the packager writes it),
+        or None when there is no artifact at that URL. ArtifactRefusedError when the artifact
+        has no readable manifest: no copy beside it is trusted."""
         ...
 
 
@@ -126,6 +131,10 @@ class VariantSpec:
     image_uri: str
     instance_type: str
     initial_instance_count: int
+    # Bounds on the container's start-up, so that a crashing container fails the endpoint early
+    # rather than billing until the deploy deadline; None leaves the platform's own default.
+    startup_timeout_seconds: int | None = None
+    download_timeout_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,9 @@ class Hosting(Protocol):
 
     def describe(self, name: str) -> VariantStatus: ...
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one JSON embedding request; InvocationError if the answer is not usable."""
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+        """Send one JSON embedding request; InvocationError if the answer is not usable.
+        With `timeout_seconds`: InvocationTimeoutError when no answer came in that time."""
         ...
 
     def delete_variant(self, name: str) -> None:

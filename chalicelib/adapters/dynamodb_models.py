@@ -1,6 +1,7 @@
 """Adapters: the models table, one item per model holding its lock lease and its alias."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -141,6 +142,8 @@ class DynamoAliases:
             ("previous_variant", alias.previous_variant),
             ("alias_task_id", alias.task_id),
             ("swapped_at", iso(alias.swapped_at) if alias.swapped_at else None),
+            ("live_content_hash", alias.live_content_hash),
+            ("previous_content_hash", alias.previous_content_hash),
         ):
             if value is None:
                 removes.append(attribute)
@@ -167,14 +170,7 @@ class DynamoAliases:
             raise AliasConflictError(
                 f"alias of {alias.embedding_model_id} changed since version {expected_version} was read"
             )
-        return Alias(
-            embedding_model_id=alias.embedding_model_id,
-            live_variant=alias.live_variant,
-            previous_variant=alias.previous_variant,
-            task_id=alias.task_id,
-            swapped_at=alias.swapped_at,
-            version=expected_version + 1,
-        )
+        return replace(alias, version=expected_version + 1)
 
     def list_live(self) -> list[Alias]:
         """One Query on the sparse `live-models` index: as many items as live models, in model id
@@ -281,4 +277,6 @@ def _item_to_alias(item: dict[str, Any]) -> Alias:
         task_id=item.get("alias_task_id"),
         swapped_at=parse_iso(item["swapped_at"]) if item.get("swapped_at") else None,
         version=int(item["alias_version"]),
+        live_content_hash=item.get("live_content_hash"),
+        previous_content_hash=item.get("previous_content_hash"),
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from chalicelib.domain.errors import (
     AliasConflictError,
+    ArtifactRefusedError,
     ConcurrentUpdateError,
     DispatchError,
     TaskAlreadyExistsError,
@@ -225,15 +226,23 @@ class InMemoryQueue:
 
 
 class InMemoryArtifacts:
-    def __init__(self) -> None:
-        self.objects: set[str] = set()
-        self.manifests: dict[str, dict[str, Any]] = {}
+    """`archives`: artifact URL -> the manifest inside it (None: an archive without one);
+    `pointers`: pointer URL -> its JSON."""
 
-    def exists(self, url: str) -> bool:
-        return url in self.objects
+    def __init__(self) -> None:
+        self.archives: dict[str, dict[str, Any] | None] = {}
+        self.pointers: dict[str, Any] = {}
+
+    def read_pointer(self, url: str) -> Any | None:
+        return self.pointers.get(url)
 
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
-        return self.manifests.get(model_data_url)
+        if model_data_url not in self.archives:
+            return None
+        manifest = self.archives[model_data_url]
+        if manifest is None:
+            raise ArtifactRefusedError(f"the artifact {model_data_url} has no manifest.json as its first member")
+        return manifest
 
 
 class InMemoryAliasMirror:

@@ -40,7 +40,9 @@ def alias_body(alias: Alias) -> dict[str, Any]:
     return {
         "embedding_model_id": alias.embedding_model_id,
         "endpoint_name": alias.live_variant,
+        "content_hash": alias.live_content_hash,
         "previous_endpoint_name": alias.previous_variant,
+        "previous_content_hash": alias.previous_content_hash if alias.previous_variant else None,
         "task_id": alias.task_id,
         "swapped_at": iso(alias.swapped_at) if alias.swapped_at else None,
         "version": alias.version,

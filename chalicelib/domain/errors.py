@@ -80,6 +80,20 @@ class InvocationError(EsdeployError):
     """An endpoint did not answer an embedding request properly."""
 
 
+class InvocationTimeoutError(InvocationError):
+    """An endpoint did not answer within the time the caller allowed."""
+
+    def __init__(self, endpoint: str, seconds: float) -> None:
+        super().__init__(f"endpoint {endpoint} did not answer in {seconds:g} s")
+        self.endpoint = endpoint
+        self.seconds = seconds
+
+
+class ArtifactRefusedError(EsdeployError):
+    """The artifact cannot be deployed as it is (no manifest, another model's, a malformed field,
+    changed since it was pinned): the task ends `refused` at once, naming what is wrong."""
+
+
 class UnreadableMessageError(EsdeployError):
     """A queue message no reader understands: logged and acknowledged, since no retry can fix it."""
 

@@ -7,13 +7,24 @@ from datetime import timedelta
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import (
+    ArtifactRefusedError,
     ConcurrentUpdateError,
     InvocationError,
+    InvocationTimeoutError,
     RetryableError,
     TerminalHostingError,
 )
 from chalicelib.domain.messages import Advance, DeployTasksMessage, EndpointChanged, TeardownVariant, green_teardown
-from chalicelib.domain.models import STAGES_WITH_GREEN, Alias, EndpointState, Stage, Task, TaskKind, TaskStatus
+from chalicelib.domain.models import (
+    STAGES_WITH_GREEN,
+    Alias,
+    EndpointState,
+    ParityCheck,
+    Stage,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import (
     Aliases,
@@ -27,7 +38,7 @@ from chalicelib.ports import (
 )
 from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import TaskWriter
-from chalicelib.services.smoke import SmokePlan, check_answer
+from chalicelib.services.smoke import SmokePlan, check_answer, smoke_plan
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +143,16 @@ class DeployWorker:
             logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
         except TerminalHostingError as error:
             self._fail(task, TaskStatus.FAILED, str(error))
+        except ArtifactRefusedError as error:
+            # No retry can make a malformed or foreign artifact deployable: end it now, naming why.
+            self._fail(task, TaskStatus.REFUSED, str(error))
 
     def _preflight(self, task: Task) -> None:
         config = task.deploy_config
         now = self.clock.now()
         task.record(at=now, stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
-        if not self.artifacts.exists(config.model_data_url):
-            self._fail(
-                task,
-                TaskStatus.FAILED,
-                f"Model artifact not found at {config.model_data_url}: upload it first "
-                f"(esdeploy package MODEL_DIR --model-id {task.embedding_model_id} --upload ...)",
-            )
+        plan = self._smoke_plan(task)
+        if plan is None:
             return
         cap = self.settings.max_deployed_models
         # The slot is taken before anything is created: greens in flight count against the cap.
@@ -159,12 +168,43 @@ class DeployWorker:
             return
         task.variant = variant_name(self.settings.resource_prefix, task.embedding_model_id, task.task_id)
         task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
+        checked = (
+            f"{len(plan.texts)} probe texts with reference embeddings"
+            if plan.references is not None
+            else f"{len(plan.texts)} probe texts; the parity check will be skipped (config.parity_check=skip)"
+        )
         task.record(
             at=now,
             stage=Stage.CREATING,
-            detail=f"artifact found; live-model slot reserved (cap {cap}); creating {task.variant}",
+            detail=f"artifact {str(config.content_hash)[:12]} checked: manifest of {task.embedding_model_id}, "
+            f"{checked}; live-model slot reserved (cap {cap}); creating {task.variant}",
         )
         self.writer.advance(task)
+
+    def _smoke_plan(self, task: Task) -> SmokePlan | None:
+        """The plan from the manifest inside the pinned artifact; None when the task has ended.
+        ArtifactRefusedError (raised) ends it refused."""
+        config = task.deploy_config
+        if config.content_hash is None:
+            raise ArtifactRefusedError(
+                "this task was stored before deploys pinned their artifact's content hash; submit it again"
+            )
+        manifest = self.artifacts.read_manifest(config.model_data_url)
+        if manifest is None:
+            self._fail(
+                task,
+                TaskStatus.FAILED,
+                f"Model artifact not found at {config.model_data_url} (pinned when the deploy was submitted): "
+                "was it deleted? Upload it again (esdeploy package MODEL_DIR "
+                f"--model-id {task.embedding_model_id} --upload ...) and deploy again",
+            )
+            return None
+        return smoke_plan(
+            manifest,
+            embedding_model_id=task.embedding_model_id,
+            content_hash=config.content_hash,
+            parity=config.parity_check,
+        )
 
     def _create(self, task: Task) -> None:
         config = task.deploy_config
@@ -178,6 +218,8 @@ class DeployWorker:
                 image_uri=config.image_uri,
                 instance_type=config.instance_type,
                 initial_instance_count=config.initial_instance_count,
+                startup_timeout_seconds=self.settings.container_startup_timeout_seconds,
+                download_timeout_seconds=self.settings.model_download_timeout_seconds,
             )
         )
         task.record(at=self.clock.now(), stage=Stage.WAITING, detail=f"endpoint {task.variant} requested")
@@ -205,9 +247,21 @@ class DeployWorker:
 
     def _verify(self, task: Task) -> None:
         assert task.variant is not None
-        plan = SmokePlan.from_manifest(self.artifacts.read_manifest(task.deploy_config.model_data_url))
+        # The same pinned artifact the preflight checked: an upload since then changes nothing here.
+        plan = self._smoke_plan(task)
+        if plan is None:
+            return
+        timeout = self.settings.smoke_timeout_seconds
         try:
-            answer = self.hosting.invoke(task.variant, {"inputs": list(plan.texts)})
+            answer = self.hosting.invoke(task.variant, {"inputs": list(plan.texts)}, timeout_seconds=timeout)
+        except InvocationTimeoutError:
+            self._fail(
+                task,
+                TaskStatus.FAILED,
+                f"smoke test: the endpoint did not answer the probe texts in {timeout} s "
+                "(ESDEPLOY_SMOKE_TIMEOUT_SECONDS)",
+            )
+            return
         except InvocationError as error:
             self._fail(task, TaskStatus.FAILED, f"smoke test: the endpoint did not answer properly: {error}")
             return
@@ -215,7 +269,11 @@ class DeployWorker:
         if problem:
             self._fail(task, TaskStatus.FAILED, problem)
             return
-        checked = "reference embeddings" if plan.references else "shape and norms"
+        checked = (
+            "reference embeddings"
+            if plan.references is not None
+            else "shape and norms only: the parity check was skipped, config.parity_check=skip"
+        )
         task.record(
             at=self.clock.now(),
             stage=Stage.SWAPPING,
@@ -236,6 +294,8 @@ class DeployWorker:
                 previous_variant=current.live_variant if current else None,
                 task_id=task.task_id,
                 swapped_at=self.clock.now(),
+                live_content_hash=task.deploy_config.content_hash,
+                previous_content_hash=current.live_content_hash if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
@@ -256,6 +316,8 @@ class DeployWorker:
         detail = f"{task.variant} is live"
         if alias.previous_variant:
             detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
+        if task.deploy_config.parity_check is ParityCheck.SKIP:
+            detail += "; the parity check was skipped (config.parity_check=skip): only shape and norms were checked"
         if task.cancel_requested:
             detail += " (a cancel arrived after the swap; roll back to undo)"
         # SQS delays stop at 900 s; the teardown worker chains hops until not_before.

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,8 +24,8 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import IntakeRequest, resume
 from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus, iso
-from chalicelib.ports import Clock, ModelLocks, TaskStore
-from chalicelib.services.deploy_config import resolve_deploy_config
+from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
+from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class TaskService:
     outbox: Outbox
     writer: TaskWriter
     clock: Clock
+    artifacts: Artifacts
 
     def submit(self, command: Submit, refused: str | None = None) -> Task:
         """Store the task, take the model's lease and dispatch it; a replay returns the stored task.
@@ -100,7 +102,14 @@ class TaskService:
             return None
 
     def _submit_deploy(self, command: SubmitDeploy, refused: str | None) -> Task:
-        config = resolve_deploy_config(self.settings, command.embedding_model_id, command.config)
+        validate_deploy_request(self.settings, command.config)
+
+        def pinned_config() -> dict[str, Any]:
+            # After the replay check: a replay returns its task even if "latest" moved since.
+            config = resolve_deploy_config(self.settings, self.artifacts, command.embedding_model_id, command.config)
+            return config.as_dict()
+
+        # The request, not its resolution: the same body is the same request whatever "latest" says.
         fingerprint = request_hash(
             TaskKind.DEPLOY,
             {"embedding_model_id": command.embedding_model_id, "config": command.config.given()},
@@ -110,7 +119,7 @@ class TaskService:
             embedding_model_id=command.embedding_model_id,
             client_id=command.client_task_id,
             fingerprint=fingerprint,
-            config=config.as_dict(),
+            config=pinned_config,
             reason=None,
             source=command.source,
             refused=refused,
@@ -126,7 +135,7 @@ class TaskService:
             embedding_model_id=command.embedding_model_id,
             client_id=command.client_task_id,
             fingerprint=fingerprint,
-            config={},
+            config=dict,
             reason=command.reason,
             source=command.source,
             refused=refused,
@@ -178,7 +187,7 @@ class TaskService:
         embedding_model_id: str,
         client_id: str | None,
         fingerprint: str,
-        config: dict[str, Any],
+        config: Callable[[], dict[str, Any]],
         reason: str | None,
         source: str,
         refused: str | None = None,
@@ -188,6 +197,7 @@ class TaskService:
             existing = self.store.get(task_id)
             if existing is not None:
                 return self._replay(existing, fingerprint)
+        settled = config()
         now = self.clock.now()
         if refused is None:
             self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
@@ -197,7 +207,7 @@ class TaskService:
             embedding_model_id=embedding_model_id,
             request_hash=fingerprint,
             at=now,
-            config=config,
+            config=settled,
             reason=reason,
             source=source,
         )

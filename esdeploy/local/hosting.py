@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import requests
 
 from chalicelib.adapters.sagemaker_shapes import platform_status
-from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
@@ -84,7 +84,7 @@ class LocalHosting:
                 name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
             )
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
             variant = self._variants.get(name)
             port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
@@ -92,9 +92,11 @@ class LocalHosting:
             raise InvocationError(f"endpoint {name} is not in service")
         try:
             answer = self._http.post(
-                f"http://127.0.0.1:{port}/invocations", json=payload, timeout=self._timeout
+                f"http://127.0.0.1:{port}/invocations", json=payload, timeout=timeout_seconds or self._timeout
             )
         except requests.Timeout as exc:
+            if timeout_seconds is not None:
+                raise InvocationTimeoutError(name, timeout_seconds) from None
             raise RetryableError(f"endpoint {name} timed out") from exc
         except requests.ConnectionError as exc:
             raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -27,10 +28,11 @@ def lagging(aws_adapters: wiring.Adapters) -> Iterator[tuple[Client, LaggingInde
 
 
 def test_deploy_status_right_after_deploy_finds_the_task_while_the_index_lags(
-    lagging: tuple[Client, LaggingIndexTable],
+    lagging: tuple[Client, LaggingIndexTable], upload: Any
 ) -> None:
     """Issue 11: a 404 here is a lie; the task was stored a moment ago."""
     client, _table = lagging
+    upload("m1")
     accepted = client.http.post("/deploy", headers=JSON, body=json.dumps({"model_id": "m1"}))
     assert accepted.status_code == 200, accepted.json_body
     status = client.http.get("/deploy-status/m1")

@@ -15,6 +15,7 @@ from chalicelib.services.deploy_worker import MAX_EARLY_RESENDS
 from chalicelib.services.tasks import TaskService
 from tests.app.test_intake import sqs_event
 from tests.fakes import FakeHosting
+from tests.fakes.artifacts import publish_in_memory
 
 
 def invoke(function: str, *bodies: Any) -> dict[str, Any]:
@@ -46,6 +47,7 @@ def test_a_readable_message_that_fails_is_reported_for_redelivery(
 ) -> None:
     caplog.set_level(logging.INFO, logger="chalicelib")
     memory_adapters.hosting_factory = FakeHosting
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m")
     task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     # A message still ahead of its task after its quick re-sends is left to SQS's redelivery.
     ahead = {"action": "advance", "task_id": task.task_id, "version": task.version + 1, "attempt": MAX_EARLY_RESENDS}

@@ -11,10 +11,12 @@ from chalicelib.domain.models import Task
 from chalicelib.services.deploy_worker import MAX_EARLY_RESENDS, DeployWorker
 from chalicelib.services.tasks import TaskService
 from tests.fakes import FakeHosting
+from tests.fakes.artifacts import publish_in_memory
 
 
 def accepted_deploy(adapters: wiring.Adapters) -> Task:
     adapters.hosting_factory = lambda: FakeHosting(dimension=8)
+    publish_in_memory(adapters.artifacts, adapters.settings, "m")
     task = adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     adapters.deploy_queue.drain()  # type: ignore[attr-defined]
     return task

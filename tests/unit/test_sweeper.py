@@ -10,6 +10,7 @@ from chalicelib.domain.messages import Advance
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from tests.fakes import FakeHosting
+from tests.fakes.artifacts import publish_in_memory
 
 
 def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) -> list[str]:
@@ -17,6 +18,7 @@ def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) ->
     adapters.hosting_factory = lambda: FakeHosting(dimension=8)
     ids = []
     for index in range(count):
+        publish_in_memory(adapters.artifacts, adapters.settings, f"m{index}")
         ids.append(adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": f"m{index}"})).task_id)
         clock.advance(1)
     adapters.deploy_queue.drain()  # type: ignore[attr-defined]

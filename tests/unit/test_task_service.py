@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.messages import Advance, DeleteModel, IntakeRequest
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
 from chalicelib.services.tasks import TaskService
+from tests.fakes.artifacts import content_hash_for, minimal_manifest, publish_in_memory
 from tests.fakes.interleave import Interleave
 
 
@@ -31,6 +34,10 @@ def tasks(adapters: wiring.Adapters) -> TaskService:
 
 
 def deploy(adapters: wiring.Adapters, **body: Any):
+    """A deploy of a model that `esdeploy package --upload` has uploaded (unless the test did already)."""
+    model_id = body.get("embedding_model_id") or body["model_id"]
+    if adapters.settings.artifact_layout.pointer(model_id).url not in adapters.artifacts.pointers:  # type: ignore[attr-defined]
+        publish_in_memory(adapters.artifacts, adapters.settings, model_id)
     return tasks(adapters).submit(parse_deploy(body))
 
 
@@ -38,7 +45,9 @@ def test_deploy_is_stored_pending_and_dispatched(memory_adapters: wiring.Adapter
     task = deploy(memory_adapters, model_id="abc123", config={})
     assert task.status == TaskStatus.PENDING and task.stage == Stage.QUEUED
     assert task.config["instance_type"] == "ml.g5.xlarge"
-    assert task.config["model_data_url"] == "s3://esdeploy-test-artifacts/models/abc123/model.tar.gz"
+    digest = content_hash_for("abc123")
+    assert task.config["model_data_url"] == f"s3://esdeploy-test-artifacts/models/abc123/{digest}/model.tar.gz"
+    assert task.config["content_hash"] == digest
     assert task.config["bake_seconds"] == 600
     queue = memory_adapters.deploy_queue
     assert isinstance(queue, InMemoryQueue)
@@ -150,6 +159,7 @@ def test_a_delete_task_is_not_found_as_a_deployment(memory_adapters: wiring.Adap
         ({"initial_instance_count": 99}, "config.initial_instance_count"),
         ({"model_data_url": "s3://elsewhere/models/m/model.tar.gz"}, "config.model_data_url"),
         ({"model_data_url": "s3://esdeploy-test-artifacts/models/../x/model.tar.gz"}, "config.model_data_url"),
+        ({"parity_check": "sometimes"}, "config.parity_check"),
         ({"image_uri": "docker.io/evil:latest"}, "config.image_uri"),
         ({"bake_seconds": 10**9}, "config.bake_seconds"),
     ],
@@ -326,3 +336,89 @@ def test_given_a_model_busy_past_the_requests_deadline_then_the_request_is_a_ref
     assert memory_adapters.requests_queue.messages == []  # type: ignore[attr-defined]
     # A redelivery of the same request replays the refused task.
     assert tasks(memory_adapters).take(waiting) == refused
+
+
+# ---- the artifact is pinned once, at submit ------------------------------------------------------
+
+
+def test_a_deploy_pins_the_key_and_hash_that_latest_names_at_submit(memory_adapters: wiring.Adapters) -> None:
+    settings = memory_adapters.settings
+    v1 = publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=1))
+    task = deploy(memory_adapters, embedding_model_id="m")
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
+    stored = tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id)
+    assert (stored.config["model_data_url"], stored.config["content_hash"]) == (v1, content_hash_for("m", 1))
+
+
+def test_a_replay_returns_the_same_task_after_latest_moved(memory_adapters: wiring.Adapters) -> None:
+    settings = memory_adapters.settings
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=1))
+    first = deploy(memory_adapters, embedding_model_id="m", id="client-1")
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
+    again = deploy(memory_adapters, embedding_model_id="m", id="client-1")
+    assert again == first and again.config["content_hash"] == content_hash_for("m", 1)
+    # Even with no artifact left at all, the replay is the stored task, not a 422.
+    memory_adapters.artifacts.pointers.clear()  # type: ignore[attr-defined]
+    assert deploy(memory_adapters, embedding_model_id="m", id="client-1") == first
+
+
+def test_an_explicit_model_data_url_is_pinned_with_the_hash_of_the_manifest_inside_it(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    settings = memory_adapters.settings
+    url = publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=7))
+    task = deploy(memory_adapters, embedding_model_id="m", config={"model_data_url": url})
+    assert (task.config["model_data_url"], task.config["content_hash"]) == (url, content_hash_for("m", 7))
+    with pytest.raises(InvalidRequestError, match="there is no artifact at s3://") as caught:
+        deploy(memory_adapters, embedding_model_id="other", config={"model_data_url": url.replace("/m/", "/x/")})
+    assert caught.value.field == "config.model_data_url"
+
+
+def test_a_deploy_of_a_model_never_uploaded_is_refused_at_submit_naming_the_upload(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        tasks(memory_adapters).submit(parse_deploy({"embedding_model_id": "ghost"}))
+    assert caught.value.field == "config.model_data_url"
+    assert "s3://esdeploy-test-artifacts/models/ghost/latest.json does not exist" in caught.value.message
+    assert "esdeploy package MODEL_DIR --model-id ghost --upload s3://esdeploy-test-artifacts/models" in (
+        caught.value.message
+    )
+    assert memory_adapters.locks.get("ghost") is None and memory_adapters.store.all() == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("s3://esdeploy-test-artifacts/models/m/model.tar.gz#.tar.gz", "fragment"),
+        ("s3://esdeploy-test-artifacts/models/m/x?v=1.tar.gz", "query string"),
+        ("s3://esdeploy-test-artifacts/models/m/a\nb/model.tar.gz", "control character U+000A"),
+        ("s3://esdeploy-test-artifacts/models//m/model.tar.gz", "empty path segment"),
+        ("s3://esdeploy-test-artifacts/models/./m/model.tar.gz", "'.' path segment"),
+        ("s3://esdeploy-test-artifacts/models/m/model%20x.tar.gz", "character '%'"),
+        ("s3://Esdeploy-Test-Artifacts/models/m/model.tar.gz", "not a valid S3 bucket name"),
+        ("s3://esdeploy-test-artifacts/models/m/model.tar", "must be a .tar.gz under"),
+    ],
+)
+def test_model_data_url_is_parsed_as_strictly_as_s3_reads_it(
+    memory_adapters: wiring.Adapters, url: str, problem: str
+) -> None:
+    """A '#' or '?' used to pass the .tar.gz rule while the preflight read another key than SageMaker."""
+    with pytest.raises(InvalidRequestError, match=re.escape(problem)) as caught:
+        deploy(memory_adapters, embedding_model_id="m", config={"model_data_url": url})
+    assert caught.value.field == "config.model_data_url"
+
+
+def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_adapters: wiring.Adapters) -> None:
+    """SageMaker refuses cross-region ECR images, after minutes; we say so at submit."""
+    settings = replace(memory_adapters.settings, region="eu-west-1")
+    memory_adapters.settings = settings
+    eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
+    with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
+        deploy(memory_adapters, embedding_model_id="m")
+    assert caught.value.field == "config.image_uri" and "ESDEPLOY_DEFAULT_IMAGE_URI" in caught.value.message
+    with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
+        deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
+    assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).config["image_uri"] == (
+        eu_image
+    )

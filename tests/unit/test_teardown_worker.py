@@ -10,11 +10,13 @@ from chalicelib.ports import VariantSpec
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import TeardownWorker
 from tests.fakes import FakeHosting
+from tests.fakes.artifacts import publish_in_memory
 
 
 def deploy_creating_green(adapters: wiring.Adapters, hosting: FakeHosting) -> Task:
     """A deploy in stage `waiting` whose green variant exists, as the worker leaves it."""
     adapters.hosting_factory = lambda: hosting
+    publish_in_memory(adapters.artifacts, adapters.settings, "m")
     task = adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     task.variant = variant_name(adapters.settings.resource_prefix, "m", task.task_id)
     task.record(at=adapters.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
