@@ -1,11 +1,11 @@
 """Test fake: an in-memory Hosting port, as strict as SageMaker where the scenarios depend on it.
 
 An endpoint is Creating for `creation_seconds` on the fake's clock (GPU endpoints take 5-20
-minutes), then settles to its scripted outcome. While it is Creating (or set to Updating), a delete
-is refused with SageMaker's own "Cannot update in-progress endpoint" error, typed by the real
-adapter's rules. Script outcomes and answers, inject faults, then assert on calls and resources.
-Its own checks are in tests/fakes/test_fake_hosting.py; tests/contract holds what it and
-SageMakerHosting must both keep.
+minutes), then settles to the outcome scripted when it was created. While it is Creating (or set
+to Updating), a delete is refused with SageMaker's own "Cannot update in-progress endpoint" error,
+typed by the real adapter's rules. It has what the scenarios use and no more: one script for every
+variant, faults by method, leftovers planted as a crashed task leaves them. Its own checks are in
+tests/fakes/test_fake_hosting.py; tests/contract holds what it and SageMakerHosting must both keep.
 """
 from __future__ import annotations
 
@@ -21,15 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
-from chalicelib.adapters.sagemaker_shapes import (
-    MANAGED_BY,
-    TAG_MANAGED_BY,
-    TAG_MODEL_ID,
-    TAG_TASK_ID,
-    endpoint_arn,
-    platform_status,
-    variant_tags,
-)
+from chalicelib.adapters.sagemaker_shapes import endpoint_arn, platform_status
 from chalicelib.adapters.system_clock import SystemClock
 from chalicelib.domain.errors import InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
@@ -84,17 +76,16 @@ class FakeResource:
 
     kind: str  # "model" | "endpoint_config" | "endpoint"
     name: str
-    tags: dict[str, str]
 
 
 @dataclass
 class _Variant:
     spec: VariantSpec
     parts: set[str]
-    tags: dict[str, str]
     ready_at: datetime | None = None  # the endpoint is Creating until then
+    outcome: EndpointState = EndpointState.IN_SERVICE  # what it settles to (scripted at its creation)
+    reason: str | None = None
     forced: EndpointState | None = None  # set_state: what it is now, whatever its creation said
-    forced_reason: str | None = None
 
 
 @dataclass
@@ -102,29 +93,24 @@ class _Fault:
     method: str
     error: BaseException
     remaining: int | None  # None: every call
-    name: str | None
     after: str | None
 
 
 @dataclass
 class _Answers:
-    """Named scripts win; variants without one each consume their own copy of the default."""
+    """One script; each variant consumes its own copy of it, restarted when the script changes."""
 
-    default: list[AnswerStep]
-    named: dict[str, list[AnswerStep]] = field(default_factory=dict)
+    steps: list[AnswerStep]
     copies: dict[str, list[AnswerStep]] = field(default_factory=dict)
 
-    def set(self, name: str | None, steps: Sequence[AnswerStep]) -> None:
+    def set(self, steps: Sequence[AnswerStep]) -> None:
         if not steps:
             raise ValueError("a script needs at least one step")
-        if name is None:
-            self.default = list(steps)
-            self.copies.clear()
-        else:
-            self.named[name] = list(steps)
+        self.steps = list(steps)
+        self.copies.clear()
 
     def next(self, name: str) -> AnswerStep:
-        queue = self.named[name] if name in self.named else self.copies.setdefault(name, list(self.default))
+        queue = self.copies.setdefault(name, list(self.steps))
         # The last step sticks, so [INVOCATION_ERROR, GOOD] stays good once it got there.
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
@@ -149,10 +135,9 @@ class FakeHosting:
         self._call_log: list[tuple[str, str | None]] = []
         self.invoke_timeouts: list[float | None] = []  # the bound each invocation was given
         self._variants: dict[str, _Variant] = {}
-        self._creation: dict[str, float] = {}
-        self._outcomes: dict[str | None, EndpointState] = {}
-        self._reasons: dict[str | None, str] = {}
-        self._answers = _Answers(default=[Answer.GOOD])
+        self._outcome = EndpointState.IN_SERVICE
+        self._reason = DEFAULT_FAILURE_REASON
+        self._answers = _Answers(steps=[Answer.GOOD])
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
 
@@ -160,49 +145,42 @@ class FakeHosting:
 
     def script(
         self,
-        name: str | None,
         *,
         creation_seconds: float | None = None,
         outcome: EndpointState | None = None,
         reason: str | None = None,
         answers: Sequence[AnswerStep] | None = None,
     ) -> None:
-        """Script one variant (`name`) or every variant without its own script (None).
+        """Script the endpoints created from now on, and the answers of every endpoint.
 
-        `creation_seconds`: how long its endpoint stays Creating (from its CreateEndpoint).
-        `outcome`: what it settles to, IN_SERVICE (default) or FAILED with `reason`.
+        `creation_seconds`: how long an endpoint stays Creating (from its CreateEndpoint).
+        `outcome`: what it then settles to, IN_SERVICE (default) or FAILED with `reason`; an
+        endpoint keeps what was scripted when it was created (a live blue stays live).
         `answers`: how successive invokes answer (an Answer, or a function of the name and the
-        payload); the last one sticks. A variant may be scripted
-        before it exists. Setting default answers restarts every unscripted variant on them.
+        payload); the last one sticks. Each endpoint starts on the new script at once.
         """
         if outcome not in (None, EndpointState.IN_SERVICE, EndpointState.FAILED):
             raise ValueError("an endpoint settles to IN_SERVICE or FAILED")
         with self._lock:
             if creation_seconds is not None:
-                if name is None:
-                    self.creation_seconds = creation_seconds
-                else:
-                    self._creation[name] = creation_seconds
+                self.creation_seconds = creation_seconds
             if outcome is not None:
-                self._outcomes[name] = outcome
+                self._outcome = outcome
             if reason is not None:
-                self._reasons[name] = reason
+                self._reason = reason
             if answers is not None:
-                self._answers.set(name, answers)
+                self._answers.set(answers)
 
-    def set_state(self, name: str, state: EndpointState, reason: str | None = None) -> None:
-        """From now on `name` is `state`, whatever its creation said: IN_SERVICE, FAILED, CREATING
-        (an update in progress: SageMaker's Updating, deletes refused) or MISSING (its endpoint
-        removed by hand; the rest stays)."""
+    def set_state(self, name: str, state: EndpointState) -> None:
+        """From now on `name` is `state`, whatever its creation said: IN_SERVICE, or CREATING (an
+        update in progress: SageMaker's Updating, deletes refused)."""
+        if state not in (EndpointState.IN_SERVICE, EndpointState.CREATING):
+            raise ValueError("set_state takes IN_SERVICE or CREATING (Updating)")
         with self._lock:
             variant = self._variants.get(name)
             if variant is None:
                 raise ValueError(f"no variant {name}")
-            if state is EndpointState.MISSING:
-                variant.parts.discard(ENDPOINT)
-                self._drop_if_empty(name)
-                return
-            variant.forced, variant.forced_reason = state, reason
+            variant.forced = state
 
     def fail(
         self,
@@ -210,10 +188,9 @@ class FakeHosting:
         error: BaseException,
         *,
         times: int | None = 1,
-        name: str | None = None,
         after: str | None = None,
     ) -> None:
-        """Make the next `times` calls of `method` (on `name`, or on any) raise `error`.
+        """Make the next `times` calls of `method` raise `error`.
 
         times=None fails every call until `clear_faults()`. For create_variant,
         `after="model"` or `after="endpoint_config"` creates the parts up to and including
@@ -226,53 +203,39 @@ class FakeHosting:
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None for always)")
         with self._lock:
-            self._faults.append(_Fault(method, error, times, name, after))
+            self._faults.append(_Fault(method, error, times, after))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def seed(
-        self,
-        spec: VariantSpec,
-        *,
-        parts: Iterable[str] = ALL_PARTS,
-        tags: dict[str, str] | None = None,
-        creating_for: float = 0,
-    ) -> None:
-        """Plant resources as if made earlier (leftovers, foreign endpoints); not counted.
+    def seed(self, spec: VariantSpec, *, parts: Iterable[str] = ALL_PARTS, creating_for: float = 0) -> None:
+        """Plant our resources as if made earlier (a crashed task's leftovers); not counted.
         `creating_for`: seconds its endpoint is still Creating from now."""
         chosen = set(parts)
         if not chosen <= set(ALL_PARTS):
             raise ValueError(f"parts must be among {ALL_PARTS}")
         with self._lock:
-            variant = self._variants.get(spec.name)
-            if variant is None:
-                chosen_tags = variant_tags(spec) if tags is None else dict(tags)
-                variant = _Variant(spec=spec, parts=set(), tags=chosen_tags)
-                self._variants[spec.name] = variant
+            variant = self._variant(spec)
             variant.parts |= chosen
             if ENDPOINT in chosen:
-                variant.ready_at = self.clock.now() + timedelta(seconds=creating_for)
+                self._start_creating(variant, creating_for)
 
     # -- inspection -------------------------------------------------------------------------
 
-    def resources(self) -> list[FakeResource]:
-        """Every model, endpoint config and endpoint that exists now."""
+    def owned_resources(self) -> list[FakeResource]:
+        """Every model, endpoint config and endpoint that exists now (all ours: the fake holds no
+        one else's): what must be empty when no model is deployed."""
         with self._lock:
             return [
-                FakeResource(kind=kind, name=name, tags=dict(variant.tags))
+                FakeResource(kind=kind, name=name)
                 for name, variant in sorted(self._variants.items())
                 for kind in ALL_PARTS
                 if kind in variant.parts
             ]
 
-    def owned_resources(self) -> list[FakeResource]:
-        """The resources tagged as ours: what must be empty when no model is deployed."""
-        return [r for r in self.resources() if r.tags.get(TAG_MANAGED_BY) == MANAGED_BY]
-
     def endpoint_names(self) -> list[str]:
-        return [r.name for r in self.resources() if r.kind == ENDPOINT]
+        return [r.name for r in self.owned_resources() if r.kind == ENDPOINT]
 
     def spec(self, name: str) -> VariantSpec | None:
         """The spec a variant was created (or seeded) with."""
@@ -290,30 +253,26 @@ class FakeHosting:
     def create_variant(self, spec: VariantSpec) -> None:
         with self._lock:
             self._record("create_variant", spec.name)
-            fault = self._take_fault("create_variant", spec.name)
+            fault = self._take_fault("create_variant")
             if fault is not None and fault.after is None:
                 raise fault.error
             parts = list(ALL_PARTS)
             if fault is not None:
                 parts = parts[: parts.index(fault.after or MODEL) + 1]
-            variant = self._variants.get(spec.name)
-            if variant is None:
-                variant = _Variant(spec=spec, parts=set(), tags=variant_tags(spec))
-                self._variants[spec.name] = variant
+            variant = self._variant(spec)
             for part in parts:
                 if part not in variant.parts:
                     variant.parts.add(part)
                     self.part_creations[part] += 1
                     if part == ENDPOINT:
-                        seconds = self._creation.get(spec.name, self.creation_seconds)
-                        variant.ready_at = self.clock.now() + timedelta(seconds=seconds)
+                        self._start_creating(variant, self.creation_seconds)
             if fault is not None:
                 raise fault.error
 
     def describe(self, name: str) -> VariantStatus:
         with self._lock:
             self._record("describe", name)
-            self._raise_fault("describe", name)
+            self._raise_fault("describe")
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
                 return VariantStatus(name=name, state=EndpointState.MISSING)
@@ -325,7 +284,7 @@ class FakeHosting:
         with self._lock:
             self._record("invoke", name)
             self.invoke_timeouts.append(timeout_seconds)
-            self._raise_fault("invoke", name)
+            self._raise_fault("invoke")
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
                 raise InvocationError(f"endpoint `{name}` refused the request: it does not exist")
@@ -348,7 +307,7 @@ class FakeHosting:
     def delete_variant(self, name: str) -> None:
         with self._lock:
             self._record("delete_variant", name)
-            self._raise_fault("delete_variant", name)
+            self._raise_fault("delete_variant")
             variant = self._variants.get(name)
             if variant is None:
                 return
@@ -356,19 +315,18 @@ class FakeHosting:
                 # DeleteEndpoint is refused first, so nothing of the variant goes (as in SageMakerHosting).
                 arn = endpoint_arn(name, region=REGION, account=ACCOUNT)
                 raise sagemaker_refusal(in_progress_error("DeleteEndpoint", arn), f"delete endpoint `{name}`")
-            variant.parts.clear()
+            del self._variants[name]
             self._answers.forget_copy(name)
-            self._drop_if_empty(name)
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         with self._lock:
             self._record("list_variants", name_prefix)
-            self._raise_fault("list_variants", name_prefix)
+            self._raise_fault("list_variants")
             return [
                 VariantInfo(
                     name=name,
-                    embedding_model_id=variant.tags.get(TAG_MODEL_ID),
-                    task_id=variant.tags.get(TAG_TASK_ID),
+                    embedding_model_id=variant.spec.embedding_model_id,
+                    task_id=variant.spec.task_id,
                     has_endpoint=ENDPOINT in variant.parts,
                     has_endpoint_config=ENDPOINT_CONFIG in variant.parts,
                     has_model=MODEL in variant.parts,
@@ -379,24 +337,33 @@ class FakeHosting:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _variant(self, spec: VariantSpec) -> _Variant:
+        variant = self._variants.get(spec.name)
+        if variant is None:
+            variant = _Variant(spec=spec, parts=set())
+            self._variants[spec.name] = variant
+        return variant
+
+    def _start_creating(self, variant: _Variant, seconds: float) -> None:
+        """Its endpoint was just created: Creating for `seconds`, then what is scripted now."""
+        variant.ready_at = self.clock.now() + timedelta(seconds=seconds)
+        variant.outcome = self._outcome
+        variant.reason = self._reason if self._outcome is EndpointState.FAILED else None
+
     def _state(self, variant: _Variant) -> tuple[EndpointState, str | None]:
         """What the endpoint is now: forced, still Creating, or what it settled to."""
-        name = variant.spec.name
         if variant.forced is not None:
-            return variant.forced, variant.forced_reason
+            return variant.forced, None
         if variant.ready_at is not None and self.clock.now() < variant.ready_at:
             return EndpointState.CREATING, None
-        outcome = self._outcomes.get(name, self._outcomes.get(None, EndpointState.IN_SERVICE))
-        if outcome is EndpointState.FAILED:
-            return outcome, self._reasons.get(name) or self._reasons.get(None) or DEFAULT_FAILURE_REASON
-        return outcome, None
+        return variant.outcome, variant.reason
 
     def _record(self, method: str, name: str | None) -> None:
         self._call_log.append((method, name))
 
-    def _take_fault(self, method: str, name: str) -> _Fault | None:
+    def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.method == method and fault.name in (None, name):
+            if fault.method == method:
                 if fault.remaining is not None:
                     fault.remaining -= 1
                     if fault.remaining == 0:
@@ -404,16 +371,10 @@ class FakeHosting:
                 return fault
         return None
 
-    def _raise_fault(self, method: str, name: str) -> None:
-        fault = self._take_fault(method, name)
+    def _raise_fault(self, method: str) -> None:
+        fault = self._take_fault(method)
         if fault is not None:
             raise fault.error
-
-    def _drop_if_empty(self, name: str) -> None:
-        variant = self._variants.get(name)
-        if variant is not None and not variant.parts:
-            del self._variants[name]
-
 
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
     """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""

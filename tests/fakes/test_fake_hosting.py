@@ -40,12 +40,13 @@ def test_an_endpoint_is_creating_for_its_creation_time_then_settles() -> None:
     assert fake.count("describe", spec.name) == 3
 
 
-def test_a_named_script_wins_over_the_default() -> None:
+def test_an_endpoint_keeps_the_outcome_scripted_when_it_was_created() -> None:
+    """A failing green scripted after blue went live leaves blue live."""
     clock = ManualClock()
     fake = FakeHosting(clock=clock, creation_seconds=60)
     blue, green = make_spec(task="blue"), make_spec(task="green")
-    fake.script(green.name, creation_seconds=300, outcome=EndpointState.FAILED, reason="OOM on load")
     fake.create_variant(blue)
+    fake.script(creation_seconds=300, outcome=EndpointState.FAILED, reason="OOM on load")
     fake.create_variant(green)
 
     clock.advance(60)
@@ -54,6 +55,7 @@ def test_a_named_script_wins_over_the_default() -> None:
     clock.advance(240)
     failed = fake.describe(green.name)
     assert (failed.state, failed.failure_reason) == (EndpointState.FAILED, "OOM on load")
+    assert fake.describe(blue.name).state is EndpointState.IN_SERVICE
 
 
 def test_deleting_an_endpoint_in_progress_is_refused_with_sagemakers_error_and_keeps_every_part() -> None:
@@ -64,11 +66,11 @@ def test_deleting_an_endpoint_in_progress_is_refused_with_sagemakers_error_and_k
 
     with pytest.raises(RetryableError, match=r'still Creating or Updating.*in-progress endpoint "arn:aws'):
         fake.delete_variant(spec.name)
-    assert sorted(r.kind for r in fake.resources()) == sorted(ALL_PARTS)
+    assert sorted(r.kind for r in fake.owned_resources()) == sorted(ALL_PARTS)
 
     clock.advance(600)
     fake.delete_variant(spec.name)
-    assert fake.resources() == []
+    assert fake.owned_resources() == []
 
 
 def test_an_update_in_progress_refuses_a_delete_too() -> None:
@@ -82,20 +84,7 @@ def test_an_update_in_progress_refuses_a_delete_too() -> None:
         fake.delete_variant(spec.name)
     fake.set_state(spec.name, EndpointState.IN_SERVICE)
     fake.delete_variant(spec.name)
-    assert fake.resources() == []
-
-
-def test_set_state_applies_now_and_missing_removes_the_endpoint_only() -> None:
-    fake = FakeHosting()
-    spec = make_spec()
-    fake.create_variant(spec)
-
-    fake.set_state(spec.name, EndpointState.FAILED, reason="capacity")
-    assert fake.describe(spec.name).failure_reason == "capacity"
-
-    fake.set_state(spec.name, EndpointState.MISSING)
-    assert fake.describe(spec.name).state is EndpointState.MISSING
-    assert [r.kind for r in fake.resources()] == ["model", "endpoint_config"]
+    assert fake.owned_resources() == []
 
 
 @pytest.mark.parametrize(
@@ -112,7 +101,7 @@ def test_bad_answers(answer: Answer, check: object) -> None:
     fake = FakeHosting(dimension=8)
     spec = make_spec()
     fake.create_variant(spec)
-    fake.script(spec.name, answers=[answer])
+    fake.script(answers=[answer])
 
     result = fake.invoke(spec.name, {"inputs": ["p"]})
 
@@ -123,7 +112,7 @@ def test_answers_follow_their_script_then_stay_good() -> None:
     fake = FakeHosting(dimension=4)
     spec = make_spec()
     fake.create_variant(spec)
-    fake.script(None, answers=[Answer.INVOCATION_ERROR, Answer.GOOD])
+    fake.script(answers=[Answer.INVOCATION_ERROR, Answer.GOOD])
 
     with pytest.raises(InvocationError, match="failed the request"):
         fake.invoke(spec.name, {"inputs": ["p"]})
@@ -163,11 +152,11 @@ def test_faults_on_create_and_delete() -> None:
     fake = FakeHosting()
     spec = make_spec()
     fake.fail("create_variant", RetryableError("throttled"))
-    fake.fail("delete_variant", TerminalHostingError("quota"), name=spec.name, times=None)
+    fake.fail("delete_variant", TerminalHostingError("quota"), times=None)
 
     with pytest.raises(RetryableError, match="throttled"):
         fake.create_variant(spec)
-    assert fake.resources() == []
+    assert fake.owned_resources() == []
     fake.create_variant(spec)
     for _ in range(2):
         with pytest.raises(TerminalHostingError, match="quota"):
@@ -175,7 +164,7 @@ def test_faults_on_create_and_delete() -> None:
     fake.clear_faults()
     fake.delete_variant(spec.name)
 
-    assert fake.resources() == []
+    assert fake.owned_resources() == []
     assert (fake.count("create_variant"), fake.count("delete_variant")) == (2, 3)
 
 
@@ -194,16 +183,16 @@ def test_a_fault_after_a_part_leaves_a_half_made_variant() -> None:
     assert fake.part_creations == Counter({"model": 1, "endpoint_config": 1, "endpoint": 1})
 
 
-def test_owned_resources_ignore_foreign_ones_and_a_seeded_endpoint_may_still_be_creating() -> None:
+def test_a_seeded_leftover_is_listed_with_its_owner_and_may_still_be_creating() -> None:
     clock = ManualClock()
     fake = FakeHosting(clock=clock)
-    ours, foreign = make_spec(task="ours"), make_spec(task="foreign")
-    fake.seed(ours, creating_for=120)
-    fake.seed(foreign, tags={})
+    leftover = make_spec(task="crashed")
+    fake.seed(leftover, creating_for=120)
 
-    assert [(r.kind, r.name) for r in fake.owned_resources()] == [(kind, ours.name) for kind in ALL_PARTS]
-    assert fake.describe(ours.name).state is EndpointState.CREATING
+    assert [(r.kind, r.name) for r in fake.owned_resources()] == [(kind, leftover.name) for kind in ALL_PARTS]
+    assert [(v.name, v.task_id) for v in fake.list_variants(PREFIX)] == [(leftover.name, "crashed")]
+    assert fake.describe(leftover.name).state is EndpointState.CREATING
+    assert fake.count("create_variant") == 0 and not fake.part_creations  # planted, not created
     clock.advance(120)
-    fake.delete_variant(ours.name)
+    fake.delete_variant(leftover.name)
     assert fake.owned_resources() == []
-    assert {r.name for r in fake.resources()} == {foreign.name}

@@ -166,7 +166,7 @@ def test_references_checked_only_when_skipped_explicitly_and_the_task_says_so(wo
 
 def test_a_skipped_parity_check_still_refuses_wrong_shapes(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1"), inside=without(manifest_for("m1"), "reference_embeddings"))
-    world.hosting.script(None, answers=[Answer.WRONG_DIMENSION])
+    world.hosting.script(answers=[Answer.WRONG_DIMENSION])
     failed = deploy_to_the_end(world, parity_check="skip")
     assert failed["status"] == "failed" and "dimension 17, the manifest says 16" in failed["detail"]
 
@@ -183,7 +183,7 @@ def test_a_manifest_beside_the_tarball_is_not_trusted(world: World) -> None:
 
 def test_a_green_that_does_not_answer_the_probe_fails_naming_the_bound(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.script(None, answers=[Answer.NO_ANSWER])
+    world.hosting.script(answers=[Answer.NO_ANSWER])
     failed = deploy_to_the_end(world)
     assert failed["status"] == "failed" and failed["stage"] == "verifying"
     assert failed["detail"] == (
@@ -203,7 +203,7 @@ def test_the_probe_sends_the_pinned_manifests_texts(world: World) -> None:
         return {"embeddings": [fake_embedding(t, DIMENSION) for t in payload["inputs"]], "dimension": DIMENSION}
 
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.script(None, answers=[record])
+    world.hosting.script(answers=[record])
     assert deploy_to_the_end(world)["status"] == "done"
     assert seen == [{"inputs": PROBES}]
     assert json.dumps(seen)  # plain JSON went out

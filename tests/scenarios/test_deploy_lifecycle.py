@@ -74,7 +74,7 @@ def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -
 
 def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, outcome=EndpointState.FAILED, reason="CUDA out of memory")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -98,7 +98,7 @@ def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> Non
 )
 def test_smoke_test_mismatch_fails_with_numbers_and_keeps_blue(world: World, answer: Answer, needle: str) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, answers=[answer])
+    world.hosting.script(answers=[answer])
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -144,7 +144,7 @@ def test_cap_on_live_models_refuses(world: World) -> None:
 def test_deadline_ends_a_stuck_deploy(world: World) -> None:
     # SageMaker gives up on a creation by itself, but only after an hour or more; until then it
     # refuses to delete the endpoint.
-    world.hosting.script(None, creation_seconds=2 * 3600)
+    world.hosting.script(creation_seconds=2 * 3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run()
@@ -161,7 +161,7 @@ def test_deadline_ends_a_stuck_deploy(world: World) -> None:
 
 
 def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> None:
-    world.hosting.script(None, creation_seconds=3600)
+    world.hosting.script(creation_seconds=3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -179,7 +179,7 @@ def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> Non
 
 def test_cancel_tears_down_the_green_variant_once_it_stops_creating(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, creation_seconds=1800)
+    world.hosting.script(creation_seconds=1800)
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
     green = world.task(task["task_id"])["endpoint_name"]
@@ -310,7 +310,7 @@ def test_poison_message_lands_in_the_dlq_and_fails_the_task(world: World) -> Non
 
 def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, creation_seconds=3 * 3600)  # longer than the queue's five receives could wait
+    world.hosting.script(creation_seconds=3 * 3600)  # longer than the queue's five receives could wait
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
     green = world.task(task["task_id"])["endpoint_name"]
@@ -326,7 +326,7 @@ def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(wo
 
 def test_a_delete_while_a_failed_green_is_still_creating_finishes_once_it_settles(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, creation_seconds=2 * 3600)
+    world.hosting.script(creation_seconds=2 * 3600)
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "failed")  # the deadline
     green = world.task(task["task_id"])["endpoint_name"]
@@ -342,7 +342,7 @@ def test_a_delete_while_a_failed_green_is_still_creating_finishes_once_it_settle
 
 def test_task_outcomes_become_cloudwatch_metrics(world: World, capfd) -> None:
     capfd.readouterr()
-    world.hosting.script(None, outcome=EndpointState.FAILED, reason="bad image")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="bad image")
     world.upload_artifact("m1", manifest_for("m1"))
     world.deploy("m1")
     world.pump.run()
@@ -362,7 +362,7 @@ def test_invoke_through_the_alias_reaches_the_live_variant(world: World) -> None
     assert answer.json_body["endpoint_name"] == done["endpoint_name"]
     assert len(answer.json_body["embeddings"]) == 2 and answer.json_body["dimension"] == 16
     assert world.post("/models/nope/invoke", {"inputs": ["x"]}).status_code == 404
-    world.hosting.script(None, answers=[Answer.INVOCATION_ERROR])
+    world.hosting.script(answers=[Answer.INVOCATION_ERROR])
     failed = world.post("/models/m1/invoke", {"inputs": ["x"]})
     assert failed.status_code == 502 and failed.json_body["detail"]
 

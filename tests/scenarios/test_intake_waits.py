@@ -12,7 +12,7 @@ SLOW_ENDPOINT_SECONDS = 20 * 60  # a GPU endpoint at the slow end of its 5-20 mi
 
 
 def slow_deploy(world: World) -> dict:
-    world.hosting.script(None, creation_seconds=SLOW_ENDPOINT_SECONDS)
+    world.hosting.script(creation_seconds=SLOW_ENDPOINT_SECONDS)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
