@@ -31,6 +31,7 @@ from esdeploy.local.environment import LOCAL_STAGE, stage_environment
 from esdeploy.local.processes import free_port, processes_mentioning
 from tests.console_script import installed_esdeploy, user_env
 from tests.e2e.conftest import aws_env
+from tests.fakes.artifacts import publish_to_s3
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -147,14 +148,13 @@ def race_deploys(api: str, model: str, artifact: str) -> list[tuple[int, dict[st
 def test_racing_deploys_of_one_model_have_exactly_one_winner(stack: dict[str, Any]) -> None:
     api = stack["api_url"]
     s3 = embedded_s3(stack)
-    bucket, prefix = stack["artifact_upload_url"][len("s3://"):].split("/", 1)
     for round_ in range(ROUNDS):
         model = f"race-{round_}-{uuid.uuid4().hex[:6]}"
-        # The winner's endpoint stays Creating (then fails: this is no model) for CREATION_SECONDS,
-        # so its lease outlives the round: a second 200 can only be a second winner.
-        key = f"{prefix}/{model}/model.tar.gz"
-        s3.put_object(Bucket=bucket, Key=key, Body=b"a model that never loads")
-        outcomes = race_deploys(api, model, f"s3://{bucket}/{key}")
+        # An artifact that passes the gate at submit but holds no model: the winner's endpoint stays
+        # Creating for CREATION_SECONDS (then fails), so its lease outlives the round and a second
+        # 200 can only be a second winner.
+        artifact = publish_to_s3(s3, stack["artifact_upload_url"], model)
+        outcomes = race_deploys(api, model, artifact)
         codes = sorted(code for code, _ in outcomes)
         winners = [body["task_id"] for code, body in outcomes if code == 200]
         assert codes == [200] + [409] * (RACERS - 1), f"round {round_}: {codes}, winners {winners}"
