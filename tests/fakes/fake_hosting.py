@@ -3,8 +3,8 @@
 An endpoint is Creating for `creation_seconds` on the fake's clock (GPU endpoints take 5-20
 minutes), then settles to the outcome scripted when it was created. While it is Creating (or set
 to Updating), a delete is refused with SageMaker's own "Cannot update in-progress endpoint" error,
-typed by the real adapter's rules. It has what the scenarios use and no more: one script for every
-variant, faults by method, leftovers planted as a crashed task leaves them. Its own checks are in
+typed by the real adapter's rules. It has what the scenarios use and no more: scripts and faults
+for every variant or one by name, leftovers planted as a crashed task leaves them. Its own checks are in
 tests/fakes/test_fake_hosting.py; tests/contract holds what it and SageMakerHosting must both keep.
 """
 from __future__ import annotations
@@ -93,24 +93,30 @@ class _Fault:
     method: str
     error: BaseException
     remaining: int | None  # None: every call
+    name: str | None  # None: any variant
     after: str | None
 
 
 @dataclass
 class _Answers:
-    """One script; each variant consumes its own copy of it, restarted when the script changes."""
+    """Named scripts win; every other variant consumes its own copy of the default, restarted
+    when the default changes."""
 
     steps: list[AnswerStep]
+    named: dict[str, list[AnswerStep]] = field(default_factory=dict)
     copies: dict[str, list[AnswerStep]] = field(default_factory=dict)
 
-    def set(self, steps: Sequence[AnswerStep]) -> None:
+    def set(self, name: str | None, steps: Sequence[AnswerStep]) -> None:
         if not steps:
             raise ValueError("a script needs at least one step")
+        if name is not None:
+            self.named[name] = list(steps)
+            return
         self.steps = list(steps)
         self.copies.clear()
 
     def next(self, name: str) -> AnswerStep:
-        queue = self.copies.setdefault(name, list(self.steps))
+        queue = self.named[name] if name in self.named else self.copies.setdefault(name, list(self.steps))
         # The last step sticks, so [INVOCATION_ERROR, GOOD] stays good once it got there.
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
@@ -135,8 +141,10 @@ class FakeHosting:
         self._call_log: list[tuple[str, str | None]] = []
         self.invoke_timeouts: list[float | None] = []  # the bound each invocation was given
         self._variants: dict[str, _Variant] = {}
-        self._outcome = EndpointState.IN_SERVICE
-        self._reason = DEFAULT_FAILURE_REASON
+        # What the next endpoint created (of one name, or of any: None) is scripted to do.
+        self._creation: dict[str, float] = {}
+        self._outcome: dict[str | None, EndpointState] = {None: EndpointState.IN_SERVICE}
+        self._reason: dict[str | None, str] = {None: DEFAULT_FAILURE_REASON}
         self._answers = _Answers(steps=[Answer.GOOD])
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
@@ -145,31 +153,35 @@ class FakeHosting:
 
     def script(
         self,
+        name: str | None = None,
         *,
         creation_seconds: float | None = None,
         outcome: EndpointState | None = None,
         reason: str | None = None,
         answers: Sequence[AnswerStep] | None = None,
     ) -> None:
-        """Script the endpoints created from now on, and the answers of every endpoint.
+        """Script the variant `name` (it may not exist yet), or every variant without a script of its own.
 
         `creation_seconds`: how long an endpoint stays Creating (from its CreateEndpoint).
         `outcome`: what it then settles to, IN_SERVICE (default) or FAILED with `reason`; an
         endpoint keeps what was scripted when it was created (a live blue stays live).
         `answers`: how successive invokes answer (an Answer, or a function of the name and the
-        payload); the last one sticks. Each endpoint starts on the new script at once.
+        payload); the last one sticks. Endpoints start on new answers at once.
         """
         if outcome not in (None, EndpointState.IN_SERVICE, EndpointState.FAILED):
             raise ValueError("an endpoint settles to IN_SERVICE or FAILED")
         with self._lock:
             if creation_seconds is not None:
-                self.creation_seconds = creation_seconds
+                if name is None:
+                    self.creation_seconds = creation_seconds
+                else:
+                    self._creation[name] = creation_seconds
             if outcome is not None:
-                self._outcome = outcome
+                self._outcome[name] = outcome
             if reason is not None:
-                self._reason = reason
+                self._reason[name] = reason
             if answers is not None:
-                self._answers.set(answers)
+                self._answers.set(name, answers)
 
     def set_state(self, name: str, state: EndpointState) -> None:
         """From now on `name` is `state`, whatever its creation said: IN_SERVICE, or CREATING (an
@@ -188,9 +200,10 @@ class FakeHosting:
         error: BaseException,
         *,
         times: int | None = 1,
+        name: str | None = None,
         after: str | None = None,
     ) -> None:
-        """Make the next `times` calls of `method` raise `error`.
+        """Make the next `times` calls of `method` (on the variant `name`, or on any) raise `error`.
 
         times=None fails every call until `clear_faults()`. For create_variant,
         `after="model"` or `after="endpoint_config"` creates the parts up to and including
@@ -203,7 +216,7 @@ class FakeHosting:
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None for always)")
         with self._lock:
-            self._faults.append(_Fault(method, error, times, after))
+            self._faults.append(_Fault(method, error, times, name, after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -253,7 +266,7 @@ class FakeHosting:
     def create_variant(self, spec: VariantSpec) -> None:
         with self._lock:
             self._record("create_variant", spec.name)
-            fault = self._take_fault("create_variant")
+            fault = self._take_fault("create_variant", spec.name)
             if fault is not None and fault.after is None:
                 raise fault.error
             parts = list(ALL_PARTS)
@@ -265,14 +278,14 @@ class FakeHosting:
                     variant.parts.add(part)
                     self.part_creations[part] += 1
                     if part == ENDPOINT:
-                        self._start_creating(variant, self.creation_seconds)
+                        self._start_creating(variant, self._creation.get(spec.name, self.creation_seconds))
             if fault is not None:
                 raise fault.error
 
     def describe(self, name: str) -> VariantStatus:
         with self._lock:
             self._record("describe", name)
-            self._raise_fault("describe")
+            self._raise_fault("describe", name)
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
                 return VariantStatus(name=name, state=EndpointState.MISSING)
@@ -284,7 +297,7 @@ class FakeHosting:
         with self._lock:
             self._record("invoke", name)
             self.invoke_timeouts.append(timeout_seconds)
-            self._raise_fault("invoke")
+            self._raise_fault("invoke", name)
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
                 raise InvocationError(f"endpoint `{name}` refused the request: it does not exist")
@@ -307,7 +320,7 @@ class FakeHosting:
     def delete_variant(self, name: str) -> None:
         with self._lock:
             self._record("delete_variant", name)
-            self._raise_fault("delete_variant")
+            self._raise_fault("delete_variant", name)
             variant = self._variants.get(name)
             if variant is None:
                 return
@@ -321,7 +334,7 @@ class FakeHosting:
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         with self._lock:
             self._record("list_variants", name_prefix)
-            self._raise_fault("list_variants")
+            self._raise_fault("list_variants", name_prefix)
             return [
                 VariantInfo(
                     name=name,
@@ -346,9 +359,11 @@ class FakeHosting:
 
     def _start_creating(self, variant: _Variant, seconds: float) -> None:
         """Its endpoint was just created: Creating for `seconds`, then what is scripted now."""
+        name = variant.spec.name
         variant.ready_at = self.clock.now() + timedelta(seconds=seconds)
-        variant.outcome = self._outcome
-        variant.reason = self._reason if self._outcome is EndpointState.FAILED else None
+        variant.outcome = self._outcome.get(name, self._outcome[None])
+        failed = variant.outcome is EndpointState.FAILED
+        variant.reason = self._reason.get(name, self._reason[None]) if failed else None
 
     def _state(self, variant: _Variant) -> tuple[EndpointState, str | None]:
         """What the endpoint is now: forced, still Creating, or what it settled to."""
@@ -361,9 +376,9 @@ class FakeHosting:
     def _record(self, method: str, name: str | None) -> None:
         self._call_log.append((method, name))
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, name: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.method == method:
+            if fault.method == method and fault.name in (None, name):
                 if fault.remaining is not None:
                     fault.remaining -= 1
                     if fault.remaining == 0:
@@ -371,8 +386,8 @@ class FakeHosting:
                 return fault
         return None
 
-    def _raise_fault(self, method: str) -> None:
-        fault = self._take_fault(method)
+    def _raise_fault(self, method: str, name: str) -> None:
+        fault = self._take_fault(method, name)
         if fault is not None:
             raise fault.error
 

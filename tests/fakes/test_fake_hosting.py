@@ -58,6 +58,26 @@ def test_an_endpoint_keeps_the_outcome_scripted_when_it_was_created() -> None:
     assert fake.describe(blue.name).state is EndpointState.IN_SERVICE
 
 
+def test_a_named_script_wins_over_the_default() -> None:
+    clock = ManualClock()
+    fake = FakeHosting(clock=clock, creation_seconds=60)
+    blue, green = make_spec(task="blue"), make_spec(task="green")
+    fake.script(green.name, creation_seconds=300, outcome=EndpointState.FAILED, reason="OOM on load")
+    fake.create_variant(blue)
+    fake.create_variant(green)
+
+    clock.advance(60)
+    assert fake.describe(blue.name).state is EndpointState.IN_SERVICE
+    assert fake.describe(green.name).state is EndpointState.CREATING
+    clock.advance(240)
+    failed = fake.describe(green.name)
+    assert (failed.state, failed.failure_reason) == (EndpointState.FAILED, "OOM on load")
+    assert len(fake.invoke(blue.name, {"inputs": ["p"]})["embeddings"]) == 1  # the default answer: GOOD
+    fake.script(blue.name, answers=[Answer.WRONG_COUNT])
+    fake.script(answers=[Answer.GOOD])  # a new default leaves a named script alone
+    assert fake.invoke(blue.name, {"inputs": ["p"]})["embeddings"] == []
+
+
 def test_deleting_an_endpoint_in_progress_is_refused_with_sagemakers_error_and_keeps_every_part() -> None:
     clock = ManualClock()
     fake = FakeHosting(clock=clock, creation_seconds=600)
@@ -152,7 +172,9 @@ def test_faults_on_create_and_delete() -> None:
     fake = FakeHosting()
     spec = make_spec()
     fake.fail("create_variant", RetryableError("throttled"))
-    fake.fail("delete_variant", TerminalHostingError("quota"), times=None)
+    other = make_spec(task="other")
+    fake.fail("delete_variant", TerminalHostingError("quota"), name=spec.name, times=None)
+    fake.delete_variant(other.name)  # another variant is not faulted
 
     with pytest.raises(RetryableError, match="throttled"):
         fake.create_variant(spec)
@@ -165,7 +187,7 @@ def test_faults_on_create_and_delete() -> None:
     fake.delete_variant(spec.name)
 
     assert fake.owned_resources() == []
-    assert (fake.count("create_variant"), fake.count("delete_variant")) == (2, 3)
+    assert (fake.count("create_variant"), fake.count("delete_variant")) == (2, 4)
 
 
 def test_a_fault_after_a_part_leaves_a_half_made_variant() -> None:
