@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import UnreadableMessageError
+from chalicelib.metrics import count_failed_message
 
 logger = logging.getLogger(__name__)
 
@@ -13,6 +14,7 @@ MessageT = TypeVar("MessageT")
 
 
 def process_batch(
+    function: str,
     records: Iterable[Any],
     read: Callable[[str], MessageT],
     handle: Callable[[MessageT, dict[str, Any]], object],
@@ -38,5 +40,6 @@ def process_batch(
                 extra={"message_id": message_id, "error": f"{type(exc).__name__}: {exc}",
                        "receive_count": raw.get("attributes", {}).get("ApproximateReceiveCount")},
             )
+            count_failed_message(function, message_id)
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}

@@ -95,10 +95,12 @@ class MemoryWorld:
 
     # ---- the event source mappings ------------------------------------------------------
 
-    def pump(self, max_invocations: int = 2000) -> None:
-        """Deliver messages in the order they become visible, moving the clock, until none is left;
-        the sweeper runs on its schedule meanwhile, as EventBridge runs it."""
+    def pump(self, max_invocations: int = 2000, until: Callable[[], bool] | None = None) -> None:
+        """Deliver messages in the order they become visible, moving the clock, until none is left
+        (or `until()` holds); the sweeper runs on its schedule meanwhile, as EventBridge runs it."""
         for _ in range(max_invocations):
+            if until is not None and until():
+                return
             found = self.sqs.next_visible(list(self.handlers))
             if found is None:
                 return

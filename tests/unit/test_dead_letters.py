@@ -9,7 +9,7 @@ import pytest
 from chalicelib import wiring
 from chalicelib.domain.messages import Advance, DeleteModel, TeardownVariant
 from chalicelib.domain.models import Stage, TaskStatus
-from chalicelib.services.dead_letters import DeadLetterService
+from chalicelib.services.dead_letters import DeadLetterOutcome, DeadLetterService
 from tests.unit.state_machine import deploy_at, hosted, live_deploy, sent, stored, submitted_delete
 
 DEPLOY_DLQ = "esdeploy-test-deploy-tasks-dlq"
@@ -20,7 +20,8 @@ def test_given_a_deploy_step_that_kept_failing_when_its_message_reaches_the_dlq_
 ) -> None:
     hosted(memory_adapters)
     task = deploy_at(memory_adapters, Stage.WAITING)
-    memory_adapters.build(DeadLetterService).handle(Advance(task.task_id, task.version), DEPLOY_DLQ, "5")
+    outcome = memory_adapters.build(DeadLetterService).handle(Advance(task.task_id, task.version), DEPLOY_DLQ, "5")
+    assert outcome is DeadLetterOutcome.TASK_FAILED
     ended = stored(memory_adapters, task.task_id)
     assert ended.status == TaskStatus.FAILED
     assert ended.detail == (
@@ -38,7 +39,8 @@ def test_given_a_task_that_ended_meanwhile_when_its_old_message_reaches_the_dlq_
 ) -> None:
     hosted(memory_adapters)
     task = live_deploy(memory_adapters)
-    memory_adapters.build(DeadLetterService).handle(Advance(task.task_id, 2), DEPLOY_DLQ, "5")
+    outcome = memory_adapters.build(DeadLetterService).handle(Advance(task.task_id, 2), DEPLOY_DLQ, "5")
+    assert outcome is DeadLetterOutcome.TASK_ALREADY_ENDED
     assert stored(memory_adapters, task.task_id) == task
     assert sent(memory_adapters, "teardown_queue") == []
 
@@ -58,13 +60,14 @@ def test_given_a_delete_that_kept_failing_when_it_reaches_the_dlq_then_the_delet
     assert memory_adapters.locks.get("m") is None
 
 
-def test_given_a_variant_teardown_that_kept_failing_when_it_reaches_the_dlq_then_an_error_names_the_variant(
+def test_given_a_variant_teardown_that_kept_failing_when_it_reaches_the_dlq_then_it_is_reported_abandoned(
     memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
 ) -> None:
     hosted(memory_adapters)
     message = TeardownVariant("m", "esd-m-00000000-11111111", reason="orphan sweep")
     with caplog.at_level(logging.ERROR, logger="chalicelib"):
-        memory_adapters.build(DeadLetterService).handle(message, "esdeploy-test-teardown-tasks-dlq", "5")
+        outcome = memory_adapters.build(DeadLetterService).handle(message, "esdeploy-test-teardown-tasks-dlq", "5")
+    assert outcome is DeadLetterOutcome.TEARDOWN_ABANDONED  # app.py counts it: the abandoned-teardown alarm
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.variant == "esd-m-00000000-11111111"  # type: ignore[attr-defined]
     assert "may still be running" in record.getMessage()
