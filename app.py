@@ -15,6 +15,7 @@ from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
 from chalicelib.api.responses import alias_body, task_body
 from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
+from chalicelib.batch import process_sqs_batch
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.messages import DeadLetter, TeardownVariant
 from chalicelib.domain.models import TaskKind
@@ -26,7 +27,6 @@ from chalicelib.services.models import ModelActions, ModelReads
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import TeardownWorker
-from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
 # Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
@@ -137,8 +137,9 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
     """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service; a request
     for a busy model waits on this queue (TaskService.take)."""
-    return process_batch(
-        "requests_worker", event, read_intake, lambda request, _record: wiring.service(TaskService).take(request)
+    return process_sqs_batch(
+        "requests_worker", event.to_dict(), read_intake,
+        lambda request, _record: wiring.service(TaskService).take(request),
     )
 
 
@@ -176,16 +177,17 @@ def rollback_model(embedding_model_id: str) -> Response:
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
-    return process_batch(
-        "deploy_worker", event, read_deploy_tasks, lambda message, _record: wiring.service(DeployWorker).handle(message)
+    return process_sqs_batch(
+        "deploy_worker", event.to_dict(), read_deploy_tasks,
+        lambda message, _record: wiring.service(DeployWorker).handle(message),
     )
 
 
 @app.on_sqs_message(queue=handler_queue_name("teardown"), batch_size=1)
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
-    return process_batch(
-        "teardown_worker", event, read_teardown_tasks,
+    return process_sqs_batch(
+        "teardown_worker", event.to_dict(), read_teardown_tasks,
         lambda message, _record: wiring.service(TeardownWorker).handle(message),
     )
 
@@ -205,13 +207,13 @@ def _dead_letter(kind: str) -> Any:
 @app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
 def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
-    return process_batch("deploy_dead_letters", event, read_dead_letter, _dead_letter("deploy"))
+    return process_sqs_batch("deploy_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("deploy"))
 
 
 @app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
 def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
-    return process_batch("teardown_dead_letters", event, read_dead_letter, _dead_letter("teardown"))
+    return process_sqs_batch("teardown_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("teardown"))
 
 
 @app.schedule("rate(10 minutes)")
