@@ -33,9 +33,11 @@ class Crash(BaseException):
 
 @dataclass(frozen=True)
 class CrashPoint:
-    """The `nth` write `port.method` of a run, made by `worker` about `subject`."""
+    """The `nth` write `port.method` of a run, made by `worker` handling `during` (a message's
+    action, a route) about `subject`."""
 
     worker: str
+    during: str
     port: str
     method: str
     nth: int
@@ -43,7 +45,7 @@ class CrashPoint:
 
     @property
     def label(self) -> str:
-        return f"{self.worker}:{self.port}.{self.method}#{self.nth}({self.subject})"
+        return f"{self.worker}[{self.during}]:{self.port}.{self.method}#{self.nth}({self.subject})"
 
 
 @dataclass
@@ -51,14 +53,15 @@ class CrashPlan:
     """Records each write as a CrashPoint; with `target`, raises Crash right after that one."""
 
     target: CrashPoint | None = None
-    worker: str = "test"  # who is calling now: set by the driver before each invocation
+    worker: str = "test"  # who is calling now, and what it handles: set by the driver
+    during: str = ""
     recorded: list[CrashPoint] = field(default_factory=list)
     crashed_at: CrashPoint | None = None
     _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def after_write(self, port: str, method: str, args: tuple[Any, ...]) -> None:
         self._counts[(port, method)] += 1
-        point = CrashPoint(self.worker, port, method, self._counts[(port, method)], subject_of(args))
+        point = CrashPoint(self.worker, self.during, port, method, self._counts[(port, method)], subject_of(args))
         self.recorded.append(point)
         if self.crashed_at is None and self.target is not None and (port, method, point.nth) == (
             self.target.port, self.target.method, self.target.nth

@@ -64,7 +64,7 @@ class MemoryWorld:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         """An HTTP request; if the function dies under it, the caller retries it as is (same id)."""
         for _ in range(2):
-            self.plan.worker = "api"
+            self.plan.worker, self.plan.during = "api", path
             try:
                 return self.client.http.post(
                     path, headers={"Content-Type": "application/json"}, body=json.dumps(body)
@@ -84,7 +84,7 @@ class MemoryWorld:
         """One scheduled sweeper run; if it dies, the schedule runs it again ten minutes later."""
         self.next_sweep = self.clock.now() + timedelta(seconds=SCHEDULE_SECONDS)
         for _ in range(2):
-            self.plan.worker = "sweeper"
+            self.plan.worker, self.plan.during = "sweeper", "schedule"
             try:
                 payload: dict[str, Any] = self.client.lambda_.invoke("sweeper", scheduled_event()).payload
                 return payload
@@ -121,6 +121,7 @@ class MemoryWorld:
                 continue
             worker = self.handlers[queue]
             self.plan.worker = worker
+            self.plan.during = str(body.get("action") or ("endpoint_changed" if "detail-type" in body else "?"))
             try:
                 payload = self.client.lambda_.invoke(worker, {"Records": [record]}).payload
             except Crash:
