@@ -3,10 +3,12 @@ never leaves it processing, and a variant's teardown that reached its DLQ is sai
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
 from chalicelib import wiring
+from chalicelib.domain.errors import ConcurrentUpdateError
 from chalicelib.domain.messages import Advance, DeleteModel, TeardownVariant
 from chalicelib.domain.models import Stage, TaskStatus
 from chalicelib.services.dead_letters import DeadLetterOutcome, DeadLetterService
@@ -71,3 +73,24 @@ def test_given_a_variant_teardown_that_kept_failing_when_it_reaches_the_dlq_then
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.variant == "esd-m-00000000-11111111"  # type: ignore[attr-defined]
     assert "may still be running" in record.getMessage()
+
+
+def test_given_a_task_that_keeps_changing_when_its_dead_letter_is_handled_then_the_message_fails_for_sqs_to_retry(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters)
+    task = deploy_at(memory_adapters, Stage.WAITING)
+
+    class AlwaysOvertaken:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(memory_adapters.store, name)
+
+        def update(self, _task: Any) -> Any:
+            raise ConcurrentUpdateError("the task was written meanwhile")
+
+    writer = memory_adapters.writer
+    writer.store = AlwaysOvertaken()
+    service = DeadLetterService(store=memory_adapters.store, writer=writer)
+    with pytest.raises(ConcurrentUpdateError, match="kept changing"):
+        service.handle(Advance(task.task_id, task.version), DEPLOY_DLQ, "5")
+    assert stored(memory_adapters, task.task_id).status == TaskStatus.PROCESSING
