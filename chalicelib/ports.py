@@ -130,8 +130,9 @@ class Hosting(Protocol):
 
     def describe(self, name: str) -> VariantStatus: ...
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one JSON embedding request; InvocationError if the answer is not usable."""
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+        """Send one JSON embedding request; InvocationError if the answer is not usable.
+        With `timeout_seconds`: InvocationTimeoutError when no answer came in that time."""
         ...
 
     def delete_variant(self, name: str) -> None:

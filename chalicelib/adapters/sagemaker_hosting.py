@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from chalicelib.adapters.aws_errors import (
     AwsCalls,
@@ -26,7 +26,7 @@ from chalicelib.adapters.sagemaker_shapes import (
     state_of,
     variant_tags,
 )
-from chalicelib.domain.errors import InvocationError
+from chalicelib.domain.errors import InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
@@ -104,6 +104,7 @@ class SageMakerHosting:
     ) -> None:
         self._sm = sagemaker
         self._runtime = runtime
+        self._bounded: dict[float, SageMakerRuntimeClient] = {}
         self._role_arn = role_arn
         self._managed_by = managed_by
 
@@ -187,12 +188,19 @@ class SageMakerHosting:
 
     # -- invoke ---------------------------------------------------------------------------
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+        runtime = self._runtime if timeout_seconds is None else self._runtime_within(timeout_seconds)
+
         def call() -> bytes:
-            response = self._runtime.invoke_endpoint(
-                EndpointName=name, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
-            )
-            return response["Body"].read()
+            try:
+                response = runtime.invoke_endpoint(
+                    EndpointName=name, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
+                )
+                return response["Body"].read()
+            except ReadTimeoutError:
+                if timeout_seconds is None:
+                    raise
+                raise InvocationTimeoutError(name, timeout_seconds) from None
 
         raw = _runtime(f"invoke endpoint `{name}`", call, refuse=invocation_refusal(name))
         try:
@@ -207,6 +215,21 @@ class SageMakerHosting:
                 '{"embeddings": [...], ...} was expected'
             )
         return answer
+
+    def _runtime_within(self, seconds: float) -> SageMakerRuntimeClient:
+        """A runtime client that waits at most `seconds` for an answer, once: a caller's deadline
+        (the smoke test's) must bound the whole call, retries included."""
+        client = self._bounded.get(seconds)
+        if client is None:
+            meta = self._runtime.meta
+            config = meta.config.merge(
+                Config(read_timeout=seconds, connect_timeout=min(3.0, seconds), retries={"total_max_attempts": 1})
+            )
+            client = boto3.session.Session().client(
+                "sagemaker-runtime", region_name=meta.region_name, endpoint_url=meta.endpoint_url, config=config
+            )
+            self._bounded[seconds] = client
+        return client
 
     # -- delete ---------------------------------------------------------------------------
 

@@ -20,7 +20,13 @@ from urllib.parse import urlparse
 import requests
 
 from chalicelib.adapters.sagemaker_shapes import platform_status
-from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    InvocationTimeoutError,
+    RetryableError,
+    TerminalHostingError,
+)
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
@@ -84,7 +90,7 @@ class LocalHosting:
                 name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
             )
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
             variant = self._variants.get(name)
             port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
@@ -92,12 +98,16 @@ class LocalHosting:
             raise InvocationError(f"endpoint {name} is not in service")
         try:
             answer = self._http.post(
-                f"http://127.0.0.1:{port}/invocations", json=payload, timeout=self._timeout
+                f"http://127.0.0.1:{port}/invocations", json=payload, timeout=timeout_seconds or self._timeout
             )
         except requests.Timeout as exc:
+            if timeout_seconds is not None:
+                raise InvocationTimeoutError(name, timeout_seconds) from None
             raise RetryableError(f"endpoint {name} timed out") from exc
         except requests.ConnectionError as exc:
             raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc
+        if 400 <= answer.status_code < 500:  # the request's fault, in the handler's words
+            raise EndpointRefusedError(name, answer.status_code, _detail_of(answer))
         if answer.status_code >= 400:
             raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
         try:
@@ -233,3 +243,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _detail_of(answer: requests.Response) -> str:
+    """The local endpoint says `{"detail": ...}` (esdeploy.local.endpoint); anything else as text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return answer.text[:500]

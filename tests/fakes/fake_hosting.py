@@ -19,7 +19,7 @@ from chalicelib.adapters.sagemaker_shapes import (
     platform_status,
     variant_tags,
 )
-from chalicelib.domain.errors import InvocationError, RetryableError
+from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError, RetryableError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
@@ -55,6 +55,7 @@ class Answer(StrEnum):
     WRONG_MODEL = "wrong_model"  # good vectors, but "model" names another model
     WRONG_COUNT = "wrong_count"  # one embedding fewer than there were inputs
     INVOCATION_ERROR = "invocation_error"  # raises InvocationError (the container said 4xx/5xx)
+    NO_ANSWER = "no_answer"  # hangs: InvocationTimeoutError when the caller set a timeout
     RETRYABLE_ERROR = "retryable_error"  # raises RetryableError (throttled, timed out)
 
 
@@ -146,6 +147,7 @@ class FakeHosting:
         self.call_log: list[tuple[str, str | None]] = []
         self.part_creations: Counter[str] = Counter()
         self.part_deletions: Counter[str] = Counter()
+        self.invoke_timeouts: list[float | None] = []
         self._variants: dict[str, _Variant] = {}
         self._states = _Scripts(default=list(states))
         self._answers = _Scripts(default=[Answer.GOOD])
@@ -333,9 +335,10 @@ class FakeHosting:
                 name=name, state=state, failure_reason=reason, platform_status=platform_status(state)
             )
 
-    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
             self._record("invoke", name)
+            self.invoke_timeouts.append(timeout_seconds)
             self._raise_fault("invoke", name)
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts or variant.deleting_left > 0:
@@ -350,6 +353,10 @@ class FakeHosting:
             model_id = variant.spec.embedding_model_id
         if not isinstance(step, Answer):
             return step(name, payload)
+        if step is Answer.NO_ANSWER:
+            if timeout_seconds is None:
+                raise AssertionError(f"invoke of `{name}` without a timeout would hang on this endpoint")
+            raise InvocationTimeoutError(name, timeout_seconds)
         texts = _texts(name, payload)
         return _answer(step, name, texts, model_id, dimension)
 
@@ -424,14 +431,14 @@ class FakeHosting:
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
     """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""
     if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InvocationError(f'endpoint `{name}` refused the request: missing "inputs"')
+        raise EndpointRefusedError(name, 400, 'missing "inputs"')
     inputs = payload["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not texts:
-        raise InvocationError(f'endpoint `{name}` refused the request: "inputs" must be a non-empty list')
+        raise EndpointRefusedError(name, 400, '"inputs" must be a non-empty list')
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InvocationError(f"endpoint `{name}` refused the request: inputs[{index}] is not a string")
+            raise EndpointRefusedError(name, 400, f"inputs[{index}] is not a string")
     return texts
 
 
