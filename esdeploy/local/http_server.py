@@ -41,7 +41,6 @@ _REFUSALS = {
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
         "the request has too many or too long header lines (at most 100, each under 65,536 bytes)"
     ),
-    HTTPStatus.NOT_IMPLEMENTED: "this API answers only GET, POST and OPTIONS (the routes are listed at /docs)",
     HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: "send HTTP/1.0 or HTTP/1.1",
 }
 
@@ -89,6 +88,13 @@ class ApiRequestHandler(ChaliceRequestHandler):
             self._send_json(refused.status, {"detail": refused.detail}, {"Connection": "close"})
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, FOO) goes to the gateway too, which answers 405 with the path's
+        methods (403 for a path no route has), as API Gateway does, where http.server says 501."""
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
 
     def _send_http_response_with_body(self, code: int, headers: dict[str, Any], body: str | bytes) -> None:
         if self.command == "HEAD":  # the headers of the answer, never its body (it would end up in the next one)
