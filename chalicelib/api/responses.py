@@ -26,7 +26,7 @@ class Wire(BaseModel):
     """An answer: `additionalProperties: false` in the document, so a field nobody documented fails
     the schemathesis run instead of reaching callers unannounced."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, defer_build=True)
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

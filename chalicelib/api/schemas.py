@@ -1,7 +1,9 @@
 """API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands.
 
 The pydantic models here are the one source of each request's wire shape: the routes validate with
-them and the OpenAPI document (`chalicelib/api/openapi.py`) is generated from them.
+them and the OpenAPI document (`chalicelib/api/openapi.py`) is generated from them. Every model
+defers building its validator to its first use: each Lambda function imports app.py, and a worker
+never validates an HTTP body (responses.py does the same).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ Id = Annotated[
 class DeployConfigIn(BaseModel):
     """The optional `config` of a deploy request; omitted keys take the stage's defaults."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     instance_type: StrictStr | None = None
     initial_instance_count: StrictInt | None = Field(default=None, ge=1)
@@ -60,7 +62,7 @@ class _ForModel(BaseModel):
     the document says (a default is not validated, a sent value is)."""
 
     model_config = ConfigDict(
-        extra="forbid", strict=True, json_schema_extra=_ONE_MODEL_ID, protected_namespaces=()
+        extra="forbid", strict=True, json_schema_extra=_ONE_MODEL_ID, protected_namespaces=(), defer_build=True
     )
 
     embedding_model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The model to act on")
@@ -128,7 +130,7 @@ Text = Annotated[StrictStr, Field(max_length=INVOKE_MAX_TEXT_CHARS)]
 class InvokeRequest(BaseModel):
     """`POST /models/{embedding_model_id}/invoke`: the endpoint's own request body."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     inputs: Text | Annotated[list[Text], Field(min_length=1, max_length=INVOKE_MAX_TEXTS)] = Field(
         description="A text or a list of texts (empty strings are fine)", examples=[["How do I reset my password?"]]
@@ -170,7 +172,7 @@ RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
 class IntakeEnvelope(BaseModel):
     """A message on the requests queue: an action plus the same fields as the HTTP body."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     action: Literal["deploy", "delete"]
 
