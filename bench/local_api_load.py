@@ -98,8 +98,8 @@ def get_health(port: int) -> float | None:
     return time.perf_counter() - started if data.startswith(b"HTTP/1.1 200") else None
 
 
-def run_clients(clients: int, requests_each: int, work: Callable[[], float | None]) -> tuple[list[float], int]:
-    """`clients` threads, each calling `work` up to `requests_each` times; (latencies, failures)."""
+def run_clients(clients: int, requests_each: int, work: Callable[[], float | None]) -> tuple[list[float], int, float]:
+    """`clients` threads, each calling `work` up to `requests_each` times; (latencies, failures, seconds)."""
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
@@ -120,11 +120,12 @@ def run_clients(clients: int, requests_each: int, work: Callable[[], float | Non
                     latencies.append(took)
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(PHASE_LIMIT + REQUEST_TIMEOUT + 5)
-    return latencies, failures
+    return latencies, failures, time.perf_counter() - started
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -134,24 +135,25 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def row(label: str, kind: str, latencies: list[float], failures: int, extra: str = "") -> str:
+def row(label: str, kind: str, result: tuple[list[float], int, float], extra: str = "") -> str:
+    latencies, failures, seconds = result
     ms = [x * 1000 for x in latencies]
-    return (f"{label:<22}{kind:<10}{len(ms):>7}{failures:>6}{percentile(ms, 0.5):>10.1f}"
-            f"{percentile(ms, 0.99):>11.1f}{(max(ms) if ms else float('nan')):>11.1f}  {extra}")
+    return (f"{label:<16}{kind:<10}{len(ms):>8}{failures:>6}{len(ms) / seconds:>8.0f}{percentile(ms, 0.5):>9.1f}"
+            f"{percentile(ms, 0.99):>10.1f}{(max(ms) if ms else float('nan')):>10.1f}  {extra}").rstrip()
 
 
 def silent_phase(kind: str, requests_each: int) -> str:
     with server_process(kind, read_timeout=SILENT_TIMEOUT) as port:
         silent = [socket.create_connection((LOOPBACK, port), timeout=5) for _ in range(64)]
         try:
-            latencies, failures = run_clients(8, requests_each, lambda: get_health(port))
+            result = run_clients(8, requests_each, functools.partial(get_health, port))
             time.sleep(SILENT_TIMEOUT + 1)
             closed = 0
             for conn in silent:
                 conn.setblocking(False)
                 with contextlib.suppress(BlockingIOError):  # still open: the server still waits for it
                     closed += conn.recv(1) == b""
-            return row("8 + 64 silent", kind, latencies, failures, f"silent ones closed: {closed}/64")
+            return row("8 + 64 silent", kind, result, f"silent ones closed: {closed}/64")
         finally:
             for conn in silent:
                 conn.close()
@@ -170,18 +172,20 @@ def main() -> None:
         return
     load = os.getloadavg()[0]
     print(f"GET /health on 127.0.0.1, a new connection per request; {os.cpu_count()} cores, load {load:.1f}")
-    print(f"{'clients':<22}{'server':<10}{'answers':>7}{'fails':>6}{'p50 ms':>10}{'p99 ms':>11}{'max ms':>11}")
+    header = ("clients", "server", "answers", "fails", "req/s", "p50 ms", "p99 ms", "max ms")
+    print("".join(f"{name:<{width}}" if width > 0 else f"{name:>{-width}}"
+                  for name, width in zip(header, (16, 10, -8, -6, -8, -9, -10, -10), strict=True)))
     results: dict[tuple[str, str], float] = {}
     for level in (int(x) for x in args.levels.split(",")):
         for kind in SERVERS:
             with server_process(kind) as port:
-                latencies, failures = run_clients(level, args.requests, functools.partial(get_health, port))
-            results[(str(level), kind)] = percentile(latencies, 0.99)
-            print(row(str(level), kind, latencies, failures), flush=True)
+                result = run_clients(level, args.requests, functools.partial(get_health, port))
+            results[(str(level), kind)] = percentile(result[0], 0.99)
+            print(row(str(level), kind, result), flush=True)
     for kind in SERVERS:
         with server_process(kind) as port:
-            latencies, failures = run_clients(128, 1, functools.partial(get_health, port))
-        print(row("128 at once", kind, latencies, failures), flush=True)
+            result = run_clients(128, 1, functools.partial(get_health, port))
+        print(row("128 at once", kind, result), flush=True)
     for kind in SERVERS:
         print(silent_phase(kind, args.requests), flush=True)
     print("p99, chalice / esdeploy: " + ", ".join(

@@ -50,11 +50,16 @@ class ApiRequestHandler(ChaliceRequestHandler):
 
     timeout = READ_TIMEOUT_SECONDS
     server_version = "esdeploy-local"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's refusals (bad request line, 414, 431, 501, ...) as JSON, not an HTML page."""
-        status = HTTPStatus(code) if code in HTTPStatus._value2member_map_ else None
+        try:
+            status: HTTPStatus | None = HTTPStatus(code)
+        except ValueError:
+            status = None
         detail = _REFUSALS.get(status) if status is not None else None
         if message and detail:
             detail = f"{detail} ({message})"
