@@ -10,9 +10,13 @@ Run: .venv/bin/python bench/api_calls.py
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import sys
+import tarfile
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,11 +87,7 @@ def run_deployments(counter: CallCounter) -> None:
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
         urls = create_all(session, settings)
-        s3 = session.client("s3")
-        key = f"{settings.artifact_prefix}m1"
-        s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/model.tar.gz", Body=b"x")
-        manifest = {"probe_texts": PROBES, "reference_embeddings": VECTORS, "dimension": 4, "normalize": True}
-        s3.put_object(Bucket=settings.artifact_bucket, Key=f"{key}/manifest.json", Body=json.dumps(manifest))
+        upload_model(session.client("s3"), settings.artifact_root_url, Path(tempfile.mkdtemp(prefix="bench-")))
         clients = make_sagemaker_clients("us-east-1")
         hosting = SageMakerHosting(clients.control, clients.runtime, role_arn=settings.sagemaker_role_arn)
         adapters = wiring.aws_adapters(settings, hosting_factory=lambda: hosting)
@@ -128,6 +128,26 @@ def run_deployments(counter: CallCounter) -> None:
             drain()
             done = adapters.store.get(task.task_id)
             assert done is not None and done.status.value == "done", (version, done and done.detail)
+
+
+def upload_model(s3: Any, destination: str, folder: Path) -> None:
+    """What `esdeploy package --upload` leaves: a tarball with its manifest first, then the latest pointer."""
+    from rich.console import Console
+
+    from esdeploy.s3upload import upload_artifact
+
+    content_hash = "0" * 64
+    manifest = {"format": "esdeploy-manifest/1", "model_id": "m1", "content_sha256": content_hash,
+                "probe_texts": PROBES, "reference_embeddings": VECTORS, "dimension": 4, "normalize": True}
+    data = json.dumps(manifest).encode()
+    archive, beside = folder / "model.tar.gz", folder / "manifest.json"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    beside.write_bytes(data)
+    upload_artifact(archive, beside, destination, "m1", content_hash, s3_client=s3, console=Console(quiet=True))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def polls_for(creation_seconds: int, initial: int, maximum: int) -> tuple[int, int]:

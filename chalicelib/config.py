@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import TypeVar
 
+from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.names import PREFIX_PATTERN
 
@@ -18,6 +19,10 @@ SQS_MAX_DELAY_SECONDS = 900
 # connect; the alias read and a cold start need the rest.
 API_GATEWAY_LIMIT_SECONDS = 29
 MAX_INVOKE_TIMEOUT_SECONDS = 22
+# SageMaker's bounds for a production variant's start-up timeouts (CreateEndpointConfig).
+SAGEMAKER_STARTUP_TIMEOUT_RANGE = (60, 3600)
+# The deploy worker's Lambda timeout is 180 s; the smoke step also reads the artifact and writes.
+MAX_SMOKE_TIMEOUT_SECONDS = 150
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ class Settings:
     allowed_instance_types: tuple[str, ...]
     default_instance_type: str
     max_instance_count: int
-    default_image_uri: str
+    # Resolved for the stage's region when infra/package.sh packages it; None: callers name one.
+    default_image_uri: str | None
     default_bake_seconds: int
     max_bake_seconds: int
     sagemaker_role_arn: str
@@ -47,18 +53,28 @@ class Settings:
     poll_max_seconds: int
     deploy_deadline_seconds: int
     smoke_min_cosine: float
+    smoke_timeout_seconds: int
+    container_startup_timeout_seconds: int
+    model_download_timeout_seconds: int
     max_body_bytes: int
     stale_lock_seconds: int
     task_retention_days: int
     invoke_timeout_seconds: int
+    early_message_delay_seconds: int
+    sweep_max_rekicks: int
+    intake_retry_seconds: int
+    intake_max_wait_seconds: int
+    # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
+    region: str | None = None
 
-    def conventional_model_data_url(self, embedding_model_id: str) -> str:
-        """Where `esdeploy package --upload` puts a model, and where a deploy looks by default."""
-        return f"s3://{self.artifact_bucket}/{self.artifact_prefix}{embedding_model_id}/model.tar.gz"
+    @property
+    def artifact_layout(self) -> ArtifactLayout:
+        """Where `esdeploy package --upload` puts artifacts and the "latest" pointers a deploy reads."""
+        return ArtifactLayout.of(self.artifact_bucket, self.artifact_prefix)
 
     @property
     def artifact_root_url(self) -> str:
-        return f"s3://{self.artifact_bucket}/{self.artifact_prefix}"
+        return self.artifact_layout.root_url
 
     def poll_delay(self, polls: int) -> int:
         """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
@@ -153,21 +169,34 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         allowed_instance_types=instance_types,
         default_instance_type=default_type,
         max_instance_count=_integer(env, "ESDEPLOY_MAX_INSTANCE_COUNT", 4, 1, 100),
-        default_image_uri=_required(env, "ESDEPLOY_DEFAULT_IMAGE_URI"),
+        default_image_uri=env.get("ESDEPLOY_DEFAULT_IMAGE_URI", "").strip() or None,
         default_bake_seconds=_integer(env, "ESDEPLOY_DEFAULT_BAKE_SECONDS", 600, 0, max_bake),
         max_bake_seconds=max_bake,
         sagemaker_role_arn=_required(env, "ESDEPLOY_SAGEMAKER_ROLE_ARN"),
         resource_prefix=resource_prefix,
         ssm_prefix=ssm_prefix,
-        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 10_000),
+        # The slots are one DynamoDB item (400 KB at most): 1,000 ids of 128 characters fit.
+        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 1_000),
         poll_initial_seconds=poll_initial,
         poll_max_seconds=poll_max,
         deploy_deadline_seconds=_integer(env, "ESDEPLOY_DEPLOY_DEADLINE_SECONDS", 3600, 60, 86_400),
         smoke_min_cosine=_number(env, "ESDEPLOY_SMOKE_MIN_COSINE", 0.999, 0.0, 1.0),
+        smoke_timeout_seconds=_integer(env, "ESDEPLOY_SMOKE_TIMEOUT_SECONDS", 60, 1, MAX_SMOKE_TIMEOUT_SECONDS),
+        container_startup_timeout_seconds=_integer(
+            env, "ESDEPLOY_CONTAINER_STARTUP_TIMEOUT_SECONDS", 600, *SAGEMAKER_STARTUP_TIMEOUT_RANGE
+        ),
+        model_download_timeout_seconds=_integer(
+            env, "ESDEPLOY_MODEL_DOWNLOAD_TIMEOUT_SECONDS", 600, *SAGEMAKER_STARTUP_TIMEOUT_RANGE
+        ),
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
         task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
         invoke_timeout_seconds=_integer(env, "ESDEPLOY_INVOKE_TIMEOUT_SECONDS", 20, 1, MAX_INVOKE_TIMEOUT_SECONDS),
+        early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
+        sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
+        intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),
+        intake_max_wait_seconds=_integer(env, "ESDEPLOY_INTAKE_MAX_WAIT_SECONDS", 7200, 0, 86_400),
+        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
     )
 
 

@@ -47,7 +47,9 @@ class Alias(TypedDict):
 
     embedding_model_id: str
     endpoint_name: str | None
+    content_hash: NotRequired[str | None]
     previous_endpoint_name: str | None
+    previous_content_hash: NotRequired[str | None]
     task_id: str | None
     swapped_at: str | None
     version: int

@@ -58,11 +58,20 @@ class CheckReport:
         return json.dumps(asdict(self))
 
 
+def _refuse_absolute(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, except that an absolute name is refused rather than made relative:
+    an artifact that names /etc/... was not made by our packager."""
+    if member.name.startswith(("/", "\\")):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest)
+
+
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack model.tar.gz the safe way (no absolute paths, links out of the tree or devices)."""
+    """Unpack model.tar.gz the safe way: no absolute paths, nothing outside `dest` (no `..`), no links
+    out of the tree, no devices (tarfile.TarError otherwise)."""
     target = Path(dest)
     with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target, filter="data")
+        tar.extractall(target, filter=_refuse_absolute)
     return target
 
 

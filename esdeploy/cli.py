@@ -43,7 +43,7 @@ TaskIdOption = Annotated[
 def s3_destination(value: str | None) -> str | None:
     if value is not None:
         try:
-            s3upload.parse_s3_url(value)
+            s3upload.parse_destination(value)
         except s3upload.UploadError as exc:
             raise typer.BadParameter(str(exc)) from None
     return value
@@ -99,7 +99,7 @@ def deploy(
     model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
     artifact: Annotated[
         str | None,
-        typer.Option("--artifact", help="s3://.../model.tar.gz (default: <artifact prefix>/<model id>/model.tar.gz)."),
+        typer.Option("--artifact", help="s3://.../model.tar.gz (default: what <model id>/latest.json names now)."),
     ] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
     instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
@@ -107,6 +107,13 @@ def deploy(
     bake_seconds: Annotated[
         int | None, typer.Option("--bake-seconds", min=0, help="How long the previous variant stays up.")
     ] = None,
+    skip_parity_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-parity-check",
+            help="The artifact has no reference embeddings: check shape and norms only (the task says so).",
+        ),
+    ] = False,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -119,6 +126,7 @@ def deploy(
         "initial_instance_count": instance_count,
         "image_uri": image_uri,
         "bake_seconds": bake_seconds,
+        "parity_check": "skip" if skip_parity_check else None,
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
@@ -262,14 +270,19 @@ def package(
         typer.Option(
             "--upload",
             callback=s3_destination,
-            help="s3://bucket/prefix: checked first, then uploaded to <prefix>/<model-id>/.",
+            help="s3://bucket/prefix: checked first, then uploaded to <prefix>/<model-id>/<content hash>/ "
+            "(never overwritten) and made the model's latest version.",
         ),
     ] = None,
     instance_type: Annotated[str, typer.Option("--instance-type", help="Picks the GPU or CPU image.")] = (
         DEFAULT_INSTANCE_TYPE
     ),
     region: Annotated[
-        str | None, typer.Option("--region", help="Region of the serving image (default: AWS_REGION, else us-east-1).")
+        str | None,
+        typer.Option(
+            "--region",
+            help="Image region (default: the --upload bucket's; else AWS_REGION or us-east-1).",
+        ),
     ] = None,
     pooling: Annotated[str | None, typer.Option("--pooling", help="mean | cls | max (default: the model's).")] = None,
     normalize: Annotated[
@@ -287,11 +300,12 @@ def package(
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
     destination = _checked_destination(upload) if upload else None
+    image_region = _image_region(region, destination)
     request = packaging.PackageRequest(
         model_dir=model_dir,
         model_id=model_id,
         output=output or Path("dist") / model_id / "model.tar.gz",
-        region=region or default_region(),
+        region=image_region,
         instance_type=instance_type,
         pooling=pooling,
         normalize=normalize,
@@ -313,6 +327,7 @@ def package(
                 result.manifest_path,
                 f"s3://{destination.bucket}/{destination.prefix}",
                 model_id,
+                result.manifest.content_sha256,
                 s3_client=destination.session.client("s3"),
                 console=console,
                 metadata={"esdeploy-content-sha256": result.manifest.content_sha256},
@@ -320,9 +335,33 @@ def package(
         except s3upload.UploadError as exc:
             console.print(Text(f"upload failed: {exc}", style="red"), soft_wrap=True)
             raise typer.Exit(1) from None
-        console.print(Text(f"uploaded {uploaded.archive_url} and {uploaded.manifest_url}"), soft_wrap=True)
+        if uploaded.already_there:
+            console.print(
+                Text(f"already uploaded: {uploaded.archive_url} (same content hash; kept as it is)"), soft_wrap=True
+            )
+        else:
+            console.print(Text(f"uploaded {uploaded.archive_url} and {uploaded.manifest_url}"), soft_wrap=True)
+        console.print(Text(f"latest version of {model_id}: {uploaded.pointer_url} -> {uploaded.content_hash}"),
+                      soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+def _image_region(region: str | None, destination: s3upload.Destination | None) -> str:
+    """SageMaker pulls the image and reads the artifact in the region it runs in: the bucket's."""
+    bucket_region = destination.region if destination is not None else None
+    if destination is not None and region and bucket_region and region != bucket_region:
+        console.print(
+            Text(
+                f"package failed: --region {region} picks the serving image of {region}, but s3://{destination.bucket}"
+                f" is in {bucket_region}; SageMaker deploys there and pulls images only from its own region: "
+                f"pass --region {bucket_region} (or upload to a bucket in {region})",
+                style="red",
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    return region or bucket_region or default_region()
 
 
 def _checked_destination(upload: str) -> s3upload.Destination:
@@ -332,8 +371,11 @@ def _checked_destination(upload: str) -> s3upload.Destination:
     except s3upload.UploadError as exc:
         console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(Text(f"the upload goes to s3://{destination.bucket}/{destination.prefix} on {destination.where}"),
-                  soft_wrap=True)
+    in_region = f" in {destination.region}" if destination.region else ""
+    console.print(
+        Text(f"the upload goes to s3://{destination.bucket}/{destination.prefix} on {destination.where}{in_region}"),
+        soft_wrap=True,
+    )
     return destination
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.models import parse_iso
 from chalicelib.services.smoke import cosine
 from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
@@ -108,7 +109,7 @@ class Demo:
     # ---- the story -------------------------------------------------------------------------
 
     def package(self, label: str, *extra: str) -> str:
-        """Package MiniLM to the conventional location; returns the artifact's content hash."""
+        """Package MiniLM and upload it to its content-addressed key; returns the content hash."""
         env = {**os.environ, "AWS_ENDPOINT_URL": self.info["aws_endpoint"], "AWS_ACCESS_KEY_ID": "local",
                "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
         started = time.time()
@@ -121,21 +122,38 @@ class Demo:
         if packaged.returncode != 0:
             raise RuntimeError(f"esdeploy package failed:\n{packaged.stdout}{packaged.stderr}")
         manifest = json.loads((self.workdir / label / "manifest.json").read_text())
-        digest = str(manifest["content_sha256"])[:12]
+        digest = str(manifest["content_sha256"])
+        bucket, prefix = self.info["artifact_upload_url"][len("s3://"):].partition("/")[::2]
+        key = ArtifactLayout.of(bucket, prefix).archive(MODEL_ID, digest)
         self.report.step(
-            f"packaged and uploaded all-MiniLM-L6-v2 {label} (max {manifest['max_seq_length']} tokens, "
-            f"content {digest}) in {time.time() - started:.1f} s"
+            f"packaged and uploaded all-MiniLM-L6-v2 {label} (max {manifest['max_seq_length']} tokens) "
+            f"in {time.time() - started:.1f} s to {key.url}"
         )
         return digest
 
     def deploy(self, label: str) -> dict[str, Any]:
         task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": {"bake_seconds": 30}})
-        self.report.step(f"deploy {label}: task {task['task_id']}")
+        self.report.step(
+            f"deploy {label}: task {task['task_id']}, pinned to content {task['config']['content_hash'][:12]}"
+        )
         done = self.wait("deploy", task["task_id"])
         if done["status"] != "done":
             raise RuntimeError(f"deploy {label} ended {done['status']}: {done.get('detail')}")
         self.report.step(f"deploy {label} live on {done['endpoint_name']}")
         return done
+
+    def still_there(self, label: str, content_hash: str) -> None:
+        """An earlier version's artifact is never overwritten: its key still holds its content."""
+        import boto3
+
+        bucket, prefix = self.info["artifact_upload_url"][len("s3://"):].partition("/")[::2]
+        key = ArtifactLayout.of(bucket, prefix).archive(MODEL_ID, content_hash)
+        s3 = boto3.client("s3", endpoint_url=self.info["aws_endpoint"], region_name=self.info["region"],
+                          aws_access_key_id="local", aws_secret_access_key="local")
+        stored = s3.head_object(Bucket=key.bucket, Key=key.key)["Metadata"].get("esdeploy-content-sha256")
+        if stored != content_hash:
+            raise RuntimeError(f"{label}'s artifact at {key.url} now holds content {stored}")
+        self.report.step(f"{label}'s artifact is still at {key.url} (content {content_hash[:12]}), untouched")
 
     def show_embeddings(self) -> None:
         texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply."]
@@ -221,11 +239,14 @@ def run_demo(port: int, keep: bool) -> int:
     loop_result = ""
     swap_errors = 0
     try:
-        demo.package("v1")
+        v1_hash = demo.package("v1")
         tasks["deploy v1"] = demo.deploy("v1")
         demo.show_embeddings()
         # Version 2: the same weights with a shorter token window, a new artifact and content hash.
-        demo.package("v2", "--max-seq-length", "128")
+        v2_hash = demo.package("v2", "--max-seq-length", "128")
+        if v2_hash == v1_hash:
+            raise RuntimeError("v2 has v1's content hash: the token window should have made it another version")
+        demo.still_there("v1", v1_hash)
         loop = InvocationLoop(demo)
         loop.start()
         time.sleep(1)
@@ -241,8 +262,17 @@ def run_demo(port: int, keep: bool) -> int:
         swap_errors = len(loop.errors)
         if loop.errors:
             report.step(f"  first error: {loop.errors[0]}")
+        swapped = demo.call("GET", f"/models/{MODEL_ID}")
+        report.step(
+            f"alias: live {swapped['endpoint_name']} (content {str(swapped['content_hash'])[:12]}), previous "
+            f"{swapped['previous_endpoint_name']} (content {str(swapped['previous_content_hash'])[:12]})"
+        )
         alias = demo.call("POST", f"/models/{MODEL_ID}/rollback")
-        report.step(f"rolled back: alias -> {alias['endpoint_name']}")
+        report.step(
+            f"rolled back: alias -> {alias['endpoint_name']}, serving content {str(alias['content_hash'])[:12]} (v1's)"
+        )
+        if alias["content_hash"] != v1_hash:
+            raise RuntimeError(f"the rollback serves content {alias['content_hash']}, not v1's {v1_hash}")
         demo.show_embeddings()
         deletion = demo.call("POST", "/delete", {"embedding_model_id": MODEL_ID, "reason": "demo over"})
         tasks["delete"] = demo.wait("delete", deletion["task_id"])

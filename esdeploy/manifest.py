@@ -1,4 +1,4 @@
-"""Operator tool layer: the artifact manifest (esdeploy-manifest/1), its content hash and S3 naming.
+"""Operator tool layer: the artifact manifest (esdeploy-manifest/1) and its content hash.
 
 Stdlib only, so that the packager, the fresh-process artifact check and an old-transformers
 compatibility venv can all import it without torch. The Lambdas never import it: they read the
@@ -17,7 +17,6 @@ from typing import Any
 
 FORMAT = "esdeploy-manifest/1"
 MANIFEST_NAME = "manifest.json"
-ARCHIVE_NAME = "model.tar.gz"
 POOLING_MODES = ("mean", "cls", "max")
 # The same rule as chalicelib.domain.names.ID_PATTERN (not imported: this module stays stdlib-only
 # for the container and compat venvs); the id becomes one S3 key segment.
@@ -153,10 +152,3 @@ def content_sha256(
     if settings is not None:
         digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
-
-
-def s3_keys(prefix: str, model_id: str) -> tuple[str, str]:
-    """The conventional keys under a prefix: <prefix>/<model_id>/model.tar.gz and .../manifest.json."""
-    validate_model_id(model_id)
-    stem = "/".join(part for part in (prefix.strip("/"), model_id) if part)
-    return f"{stem}/{ARCHIVE_NAME}", f"{stem}/{MANIFEST_NAME}"

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from esdeploy.artifact_check import CHECK_ENV
@@ -134,14 +134,44 @@ def select_model_files(model_dir: Path) -> list[str]:
     if not names & {"tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"}:
         raise PackagingError(f"{model_dir} has no tokenizer files (tokenizer.json, vocab.txt, ...)")
     files = sorted(names)
-    modules_path = model_dir / "modules.json"
-    if modules_path.is_file():
-        for module in json.loads(modules_path.read_text(encoding="utf-8")):
-            sub = str(module.get("path", ""))
-            config = model_dir / sub / "config.json"
-            if sub and config.is_file():
-                files.append(f"{sub}/config.json")
+    for sub in module_folders(model_dir):
+        if (model_dir / sub / "config.json").is_file():
+            files.append(f"{sub}/config.json")
     return files
+
+
+def module_folders(model_dir: Path) -> list[str]:
+    """The sub-folders modules.json names (e.g. `1_Pooling`), each checked to lie inside `model_dir`:
+    a hostile or broken modules.json must not make packaging read or write anywhere else."""
+    modules_path = model_dir / "modules.json"
+    if not modules_path.is_file():
+        return []
+    try:
+        modules = json.loads(modules_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PackagingError(f"{modules_path} is not valid JSON: {exc}") from None
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise PackagingError(f"{modules_path} must be a JSON list of objects, as sentence-transformers writes it")
+    root = model_dir.resolve()
+    folders = []
+    for module in modules:
+        sub = module.get("path", "")
+        if not isinstance(sub, str):
+            raise PackagingError(f"{modules_path}: module path {sub!r} is not a string")
+        if not sub:
+            continue  # the Transformer module lives in the model folder itself
+        parts = PurePosixPath(sub).parts
+        if PurePosixPath(sub).is_absolute() or "\\" in sub or any(part in ("..", ".") for part in parts):
+            raise PackagingError(
+                f"{modules_path}: module path {sub!r} leaves the model folder; use a folder inside it, like 1_Pooling"
+            )
+        if not (model_dir / sub).resolve().is_relative_to(root):
+            raise PackagingError(
+                f"{modules_path}: module path {sub!r} is a link that leads out of the model folder "
+                f"(to {(model_dir / sub).resolve()}); copy that folder into the model folder instead"
+            )
+        folders.append("/".join(parts))
+    return folders
 
 
 def _is_weight_shard(name: str) -> bool:
@@ -164,6 +194,8 @@ def stage_artifact(request: PackageRequest, stage: Path) -> list[str]:
     files = select_model_files(request.model_dir)
     for name in files:
         target = stage / name
+        if not target.resolve().is_relative_to(stage.resolve()):  # select_model_files made sure; keep it so
+            raise PackagingError(f"{name} would be written outside the staging folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(request.model_dir / name, target)
     code_dir = stage / "code"

@@ -85,7 +85,9 @@ def alias_view(alias: Alias) -> RenderableType:
     rows = [
         ("model", alias["embedding_model_id"]),
         ("live endpoint", alias.get("endpoint_name")),
+        ("live artifact", alias.get("content_hash")),
         ("previous endpoint", alias.get("previous_endpoint_name")),
+        ("previous artifact", alias.get("previous_content_hash")),
         ("swapped at", alias.get("swapped_at")),
         ("task", alias.get("task_id")),
         ("version", alias.get("version")),

@@ -5,9 +5,13 @@ infra/template.yaml serves both stages through parameters. This step copies the 
 .chalice/config.json gave the packaged functions into the parameters' defaults (and allows only
 a rule refuses any other Stage), so `deploy` needs no parameter that could disagree with the code. It then fails if:
 - a patch in infra/template.yaml names a function Chalice did not generate (a resource with no Type);
-- the API (any stage: dev is reachable from the internet too) has a route without IAM (SigV4) auth.
+- the API (any stage: dev is reachable from the internet too) has a route without IAM (SigV4) auth;
+- the stage names a serving image (ESDEPLOY_DEFAULT_IMAGE_URI) in another region than the package's:
+  SageMaker pulls ECR images only from its own region. A stage that names none gets the AWS Hugging
+  Face PyTorch inference image for the package's region and its default instance type, resolved
+  offline with sagemaker-core, in every function's environment.
 It also writes parameters.txt beside the template (`Name=value` per line) for infra/deploy.sh.
-Usage: python infra/finalize.py out/<stage>/sam.yaml
+Usage: python infra/finalize.py out/<stage>/sam.yaml REGION
 """
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ from typing import Any
 
 import yaml
 
-IMAGE_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
+IMAGE_URI = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
+)
+IMAGE_SETTING = "ESDEPLOY_DEFAULT_IMAGE_URI"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -34,10 +41,46 @@ def function_environment(template: dict[str, Any]) -> dict[str, Any]:
         raise PackageError("the packaged template has no APIHandler function with an environment") from exc
 
 
+def functions(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [res for res in template["Resources"].values() if res.get("Type") == "AWS::Serverless::Function"]
+
+
+def serving_image(env: dict[str, Any], region: str) -> str:
+    """The stage's image if it names one (in `region`, or PackageError), else the AWS image for `region`."""
+    configured = str(env.get(IMAGE_SETTING, "")).strip()
+    if configured:
+        image = IMAGE_URI.match(configured)
+        if image is None:
+            raise PackageError(f"{IMAGE_SETTING} {configured!r} is not an ECR image URI")
+        if image["region"] != region:
+            raise PackageError(
+                f"{IMAGE_SETTING} is an image in {image['region']}, but this package is for {region}: SageMaker "
+                f"pulls images only from its own region. Name an image in {region}, or leave {IMAGE_SETTING} out "
+                "of .chalice/config.json to get the AWS serving image of the region"
+            )
+        return configured
+    from esdeploy.images import ImageLookupError, serving_image_uri
+
+    allowed = str(env.get("ESDEPLOY_ALLOWED_INSTANCE_TYPES", "ml.g5.xlarge")).split(",")
+    instance_type = str(env.get("ESDEPLOY_DEFAULT_INSTANCE_TYPE") or allowed[0]).strip()
+    try:
+        return serving_image_uri(region, instance_type)
+    except ImageLookupError as exc:
+        raise PackageError(str(exc)) from None
+
+
+def pin_serving_image(template: dict[str, Any], region: str) -> str:
+    """Every function gets the one image for the package's region."""
+    image = serving_image(function_environment(template), region)
+    for function in functions(template):
+        function["Properties"].setdefault("Environment", {}).setdefault("Variables", {})[IMAGE_SETTING] = image
+    return image
+
+
 def pinned_parameters(env: dict[str, Any]) -> dict[str, str]:
-    image = IMAGE_URI.match(str(env.get("ESDEPLOY_DEFAULT_IMAGE_URI", "")))
+    image = IMAGE_URI.match(str(env.get(IMAGE_SETTING, "")))
     if image is None:
-        raise PackageError("ESDEPLOY_DEFAULT_IMAGE_URI is not an ECR image URI")
+        raise PackageError(f"{IMAGE_SETTING} is not an ECR image URI")
     return {
         "Stage": str(env["ESDEPLOY_STAGE"]),
         "ResourcePrefix": str(env.get("ESDEPLOY_RESOURCE_PREFIX", "esd")),
@@ -71,13 +114,14 @@ def open_routes(template: dict[str, Any]) -> list[str]:
     return sorted(found)
 
 
-def finalize(template: dict[str, Any]) -> dict[str, Any]:
+def finalize(template: dict[str, Any], region: str) -> dict[str, Any]:
     missing = untyped_resources(template)
     if missing:
         raise PackageError(
             f"infra/template.yaml patches resources Chalice did not generate: {', '.join(missing)} "
             "(a handler was renamed or removed in app.py?)"
         )
+    pin_serving_image(template, region)
     values = pinned_parameters(function_environment(template))
     parameters = template["Parameters"]
     for name, value in values.items():
@@ -102,13 +146,13 @@ def finalize(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    path = Path(argv[1])
+    path, region = Path(argv[1]), argv[2]
     template = yaml.safe_load(path.read_text())
     try:
-        finalize(template)
+        finalize(template, region)
     except PackageError as exc:
         print(f"infra/finalize.py: {exc}", file=sys.stderr)
         return 1

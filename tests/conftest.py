@@ -1,7 +1,10 @@
 """Shared fixtures: settings, in-memory adapters, and moto-backed AWS with our resources."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -13,16 +16,25 @@ from chalicelib.adapters.memory import (
     InMemoryAliases,
     InMemoryAliasMirror,
     InMemoryArtifacts,
+    InMemoryLiveModelSlots,
     InMemoryModelLocks,
+    InMemoryModels,
     InMemoryQueue,
     InMemoryTaskStore,
     ManualClock,
 )
 from chalicelib.config import Settings, load_settings
 from esdeploy.local.environment import stage_environment
+from tests.fakes.artifacts import publish_to_s3
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
+
+# The serving image for the test stage's region (infra/package.sh resolves it per region for dev/prod).
+TEST_IMAGE_URI = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+    "2.6.0-transformers4.49.0-gpu-py312-cu124-ubuntu22.04"
+)
 
 # The test stage: the variables every stage shares (.chalice/config.json), then its own.
 TEST_ENV: dict[str, str] = {
@@ -39,6 +51,7 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/esdeploy-test-sagemaker",
     "ESDEPLOY_SSM_PREFIX": "/esdeploy/test",
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
+    "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
 }
 
 
@@ -94,14 +107,17 @@ def clock() -> ManualClock:
 @pytest.fixture
 def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.Adapters]:
     """Every port in memory; hosting is added by the tests that need it."""
+    models = InMemoryModels()
     adapters = wiring.Adapters(
         settings=settings,
         store=InMemoryTaskStore(settings.task_retention),
-        locks=InMemoryModelLocks(),
-        aliases=InMemoryAliases(),
+        locks=InMemoryModelLocks(models),
+        aliases=InMemoryAliases(models),
+        slots=InMemoryLiveModelSlots(),
         mirror=InMemoryAliasMirror(),
         deploy_queue=InMemoryQueue("deploy-tasks"),
         teardown_queue=InMemoryQueue("teardown-tasks"),
+        requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
     )
@@ -127,3 +143,39 @@ def aws_adapters(aws: dict[str, Any], settings: Settings) -> Iterator[wiring.Ada
     wiring.use(adapters)
     yield adapters
     wiring.use(None)
+
+
+@pytest.fixture
+def upload(aws: dict[str, Any], settings: Settings) -> Callable[..., str]:
+    """`upload("m1")`: what `esdeploy package --upload` leaves in the moto bucket; returns the archive URL."""
+    s3 = aws["session"].client("s3")
+
+    def upload_model(model_id: str, manifest: dict[str, Any] | None = None, **options: Any) -> str:
+        return publish_to_s3(s3, settings.artifact_root_url, model_id, manifest, **options)
+
+    return upload_model
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback HTTP server that accepts requests and never answers them."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()

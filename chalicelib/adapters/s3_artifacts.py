@@ -1,16 +1,23 @@
-"""Adapters: model artifacts in S3 (existence check, and the small manifest beside the tarball)."""
+"""Adapters: model artifacts in S3 — the "latest" pointer, and the manifest read from inside the tarball."""
 from __future__ import annotations
 
 import json
-from typing import Any
-from urllib.parse import urlparse
+import tarfile
+import zlib
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import AwsCalls, error_code
+from chalicelib.domain.artifacts import MANIFEST_NAME, parse_s3_url
+from chalicelib.domain.errors import ArtifactRefusedError
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
-MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_POINTER_BYTES = 64 * 1024
+# The packager writes manifest.json as the archive's first member; its reference embeddings are
+# at most 32 probes x a few thousand floats. Only this much of the archive is ever fetched.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_ARCHIVE_HEAD_BYTES = 8 * 1024 * 1024
 _s3 = AwsCalls("S3")
 
 
@@ -18,35 +25,86 @@ def _missing(exc: ClientError) -> bool:
     return error_code(exc) in _MISSING
 
 
-def split_s3_url(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"{url!r} is not an s3:// URL")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def manifest_url(model_data_url: str) -> str:
-    """`.../<model_id>/model.tar.gz` -> `.../<model_id>/manifest.json` (written by the packager)."""
-    return model_data_url.rsplit("/", 1)[0] + "/manifest.json"
+def _empty(exc: ClientError) -> bool:
+    # A ranged GET of a zero-byte object.
+    return error_code(exc) == "InvalidRange"
 
 
 class S3Artifacts:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def exists(self, url: str) -> bool:
-        bucket, key = split_s3_url(url)
-        found = _s3(f"check {url}", lambda: self._client.head_object(Bucket=bucket, Key=key), tolerate=_missing)
-        return found is not None
-
-    def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
-        bucket, key = split_s3_url(manifest_url(model_data_url))
+    def read_pointer(self, url: str) -> Any | None:
+        location = parse_s3_url(url)
         answer = _s3(
-            f"read the manifest next to {model_data_url}",
-            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{MAX_MANIFEST_BYTES}"),
+            f"read the latest-artifact pointer {url}",
+            lambda: self._client.get_object(
+                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_POINTER_BYTES - 1}"
+            ),
             tolerate=_missing,
         )
         if answer is None:
             return None
-        data = json.loads(answer["Body"].read())
-        return data if isinstance(data, dict) else None
+        try:
+            return json.loads(answer["Body"].read())
+        except ValueError:
+            raise ArtifactRefusedError(f"the latest-artifact pointer {url} is not JSON") from None
+
+    def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
+        location = parse_s3_url(model_data_url)
+        empty = False
+
+        def tolerate(exc: ClientError) -> bool:
+            nonlocal empty
+            empty = _empty(exc)
+            return empty or _missing(exc)
+
+        answer = _s3(
+            f"read the manifest inside {model_data_url}",
+            lambda: self._client.get_object(
+                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_ARCHIVE_HEAD_BYTES - 1}"
+            ),
+            tolerate=tolerate,
+        )
+        if empty:
+            raise ArtifactRefusedError(f"the artifact {model_data_url} is an empty file")
+        if answer is None:
+            return None
+        body = answer["Body"]
+        try:
+            return manifest_in_archive(body, model_data_url)
+        finally:
+            body.close()
+
+
+def manifest_in_archive(stream: IO[bytes], where: str) -> dict[str, Any]:
+    """manifest.json from the head of a model.tar.gz stream, reading no further than that member."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+            member = archive.next()
+            if member is None:
+                raise ArtifactRefusedError(f"the artifact {where} is an empty archive")
+            name = member.name.removeprefix("./")
+            if name != MANIFEST_NAME or not member.isfile():
+                raise ArtifactRefusedError(
+                    f"the artifact {where} has no {MANIFEST_NAME} as its first member (found {member.name!r}); "
+                    "package it with esdeploy package, which puts the manifest first"
+                )
+            if member.size > MAX_MANIFEST_BYTES:
+                raise ArtifactRefusedError(
+                    f"the {MANIFEST_NAME} inside {where} is {member.size} bytes, over {MAX_MANIFEST_BYTES}"
+                )
+            handle = archive.extractfile(member)
+            assert handle is not None  # a regular file
+            raw = handle.read()
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as error:
+        raise ArtifactRefusedError(
+            f"the artifact {where} is not a readable .tar.gz with a {MANIFEST_NAME} first: {error}"
+        ) from None
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise ArtifactRefusedError(f"the {MANIFEST_NAME} inside {where} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ArtifactRefusedError(f"the {MANIFEST_NAME} inside {where} is a JSON {type(data).__name__}, not an object")
+    return data

@@ -154,13 +154,20 @@ class SageMakerHosting:
 
     @staticmethod
     def _production_variant(spec: VariantSpec) -> ProductionVariantTypeDef:
-        return {
+        variant: ProductionVariantTypeDef = {
             "VariantName": PRODUCTION_VARIANT,
             "ModelName": spec.name,
             # The stubs list the instance types they knew of; the settings allow-list rules here.
             "InstanceType": cast("ProductionVariantInstanceTypeType", spec.instance_type),
             "InitialInstanceCount": spec.initial_instance_count,
         }
+        # Without these a container that crashes at start-up keeps an instance billing until
+        # SageMaker's own (long) defaults give up, or our deploy deadline does.
+        if spec.startup_timeout_seconds is not None:
+            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = spec.startup_timeout_seconds
+        if spec.download_timeout_seconds is not None:
+            variant["ModelDataDownloadTimeoutInSeconds"] = spec.download_timeout_seconds
+        return variant
 
     def _tags(self, spec: VariantSpec) -> list[TagTypeDef]:
         return [{"Key": key, "Value": value} for key, value in variant_tags(spec, self._managed_by).items()]

@@ -44,9 +44,16 @@ class DeployConfigOut(Wire):
 
     instance_type: str = Field(examples=["ml.g5.xlarge"])
     initial_instance_count: int = Field(ge=1)
-    model_data_url: str = Field(examples=["s3://esdeploy-dev-artifacts/models/abc123/model.tar.gz"])
+    model_data_url: str = Field(examples=["s3://esdeploy-dev-artifacts/models/minilm/3f9a0c1e5b7d2a4c/model.tar.gz"])
     image_uri: str
     bake_seconds: int = Field(ge=0)
+    content_hash: str | None = Field(
+        description="The pinned artifact's content hash (its manifest's content_sha256); null only on tasks "
+        "stored before artifacts were pinned at submit"
+    )
+    parity_check: Literal["required", "skip"] = Field(
+        description="`skip` only when the request said so: the smoke test then checks shapes, not embeddings"
+    )
 
 
 class NoConfig(Wire):
@@ -117,7 +124,9 @@ class AliasOut(Wire):
 
     embedding_model_id: str
     endpoint_name: str | None = Field(description="The live variant")
+    content_hash: str | None = Field(description="The content hash of the live variant's artifact")
     previous_endpoint_name: str | None = Field(description="The variant a rollback returns to, during the bake period")
+    previous_content_hash: str | None = Field(description="The content hash of the previous variant's artifact")
     task_id: str | None = Field(description="The deploy task that made the live variant live")
     swapped_at: Timestamp | None
     version: int = Field(description="Grows by one with every write of the alias")
@@ -130,7 +139,9 @@ def alias_out(alias: Alias) -> AliasOut:
     return AliasOut(
         embedding_model_id=alias.embedding_model_id,
         endpoint_name=alias.live_variant,
+        content_hash=alias.live_content_hash,
         previous_endpoint_name=alias.previous_variant,
+        previous_content_hash=alias.previous_content_hash if alias.previous_variant else None,
         task_id=alias.task_id,
         swapped_at=iso(alias.swapped_at) if alias.swapped_at else None,
         version=alias.version,

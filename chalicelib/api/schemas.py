@@ -51,6 +51,9 @@ class DeployConfigIn(BaseModel):
     model_data_url: StrictStr | None = Field(default=None, max_length=1024)
     image_uri: StrictStr | None = Field(default=None, max_length=IMAGE_URI_MAX)
     bake_seconds: StrictInt | None = Field(default=None, ge=0)
+    # "skip": the artifact has no reference embeddings and the caller says so; the smoke test then
+    # checks shape, dimension and norms only, and the task says the parity check was skipped.
+    parity_check: Literal["required", "skip"] | None = None
 
 
 # One of the two names of the model is required (the schema says so; `named_model` enforces it).

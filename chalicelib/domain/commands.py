@@ -14,6 +14,7 @@ class DeployConfigRequest:
     model_data_url: str | None = None
     image_uri: str | None = None
     bake_seconds: int | None = None
+    parity_check: str | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""

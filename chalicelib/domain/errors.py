@@ -76,6 +76,11 @@ class ConcurrentUpdateError(EsdeployError):
     """Someone else changed the item since we read it (optimistic locking lost)."""
 
 
+class AliasConflictError(ConcurrentUpdateError):
+    """The alias changed since we read it. Unlike a conflict on a task, this does not mean that
+    someone else owns the next step: read the alias again and decide again."""
+
+
 class TaskAlreadyExistsError(EsdeployError):
     """A task with this id is already stored."""
 
@@ -113,6 +118,11 @@ class EndpointRefusedError(InvocationError):
         super().__init__(f"endpoint {endpoint} refused the request ({status}): {message}")
         self.endpoint = endpoint
         self.status = status
+
+
+class ArtifactRefusedError(EsdeployError):
+    """The artifact cannot be deployed as it is (no manifest, another model's, a malformed field,
+    changed since it was pinned): the task ends `refused` at once, naming what is wrong."""
 
 
 class UnreadableMessageError(EsdeployError):

@@ -74,33 +74,50 @@ class TaskEvent:
     detail: str | None = None
 
 
+class ParityCheck(StrEnum):
+    """Whether the smoke test must compare the green's answers with the manifest's reference
+    embeddings. `skip` is a caller's explicit choice for an artifact without references."""
+
+    REQUIRED = "required"
+    SKIP = "skip"
+
+
 @dataclass(frozen=True)
 class DeployConfig:
-    """A deploy request's config after validation, with every default filled in."""
+    """A deploy request's config after validation, with every default filled in and the artifact
+    pinned: `model_data_url` is the exact key and `content_hash` its manifest's content_sha256."""
 
     instance_type: str
     initial_instance_count: int
     model_data_url: str
     image_uri: str
     bake_seconds: int
+    # None only on tasks stored before artifacts were pinned at submit.
+    content_hash: str | None = None
+    parity_check: ParityCheck = ParityCheck.REQUIRED
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "instance_type": self.instance_type,
             "initial_instance_count": self.initial_instance_count,
             "model_data_url": self.model_data_url,
+            "content_hash": self.content_hash,
             "image_uri": self.image_uri,
             "bake_seconds": self.bake_seconds,
+            "parity_check": self.parity_check.value,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeployConfig:
+        content_hash = data.get("content_hash")
         return cls(
             instance_type=str(data["instance_type"]),
             initial_instance_count=int(data["initial_instance_count"]),
             model_data_url=str(data["model_data_url"]),
             image_uri=str(data["image_uri"]),
             bake_seconds=int(data["bake_seconds"]),
+            content_hash=str(content_hash) if content_hash else None,
+            parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
         )
 
 
@@ -128,6 +145,8 @@ class Task:
     polls: int = 0
     deadline_at: datetime | None = None
     cancel_requested: bool = False
+    # When the sweeper last re-sent this task's next step (once per stall window).
+    rekicked_at: datetime | None = None
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in
     # a final status, from `expiry()`; an active task never has one.
     expires_at: datetime | None = None
@@ -230,7 +249,8 @@ class ModelLock:
 
 @dataclass(frozen=True)
 class Alias:
-    """The record that says which variant of a model is live (and which was before)."""
+    """The record that says which variant of a model is live (and which was before), and the
+    content hash of the artifact each of them serves."""
 
     embedding_model_id: str
     live_variant: str | None
@@ -238,3 +258,5 @@ class Alias:
     task_id: str | None
     swapped_at: datetime | None
     version: int = 0
+    live_content_hash: str | None = None
+    previous_content_hash: str | None = None

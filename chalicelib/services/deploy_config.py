@@ -1,23 +1,34 @@
-"""Services: turning a deploy request's `config` into a DeployConfig under the stage's rules."""
+"""Services: turning a deploy request's `config` into a DeployConfig under the stage's rules, with
+its artifact pinned (the exact key and content hash) once, at submit."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from chalicelib.config import Settings
+from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, parse_s3_url, read_pointer
 from chalicelib.domain.commands import DeployConfigRequest
-from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.models import DeployConfig
+from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
+from chalicelib.domain.models import DeployConfig, ParityCheck
+from chalicelib.ports import Artifacts
 
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
 # role may pull only our serving images, so anything else would fail 10 minutes later.
 _IMAGE_URI = re.compile(
-    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[a-f0-9]{64})$"
+    r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[a-f0-9]{64})$"
 )
+_URL_FIELD = "config.model_data_url"
 
 
-def resolve_deploy_config(
-    settings: Settings, embedding_model_id: str, given: DeployConfigRequest
-) -> DeployConfig:
+def image_region(image_uri: str) -> str | None:
+    """The region of an ECR image URI, or None when it is not one."""
+    found = _IMAGE_URI.fullmatch(image_uri)
+    return found["region"] if found else None
+
+
+def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> DeployConfig:
+    """Every rule that needs no storage; `model_data_url` stays as given ("" for the default) and
+    nothing is pinned yet. InvalidRequestError names the field."""
     instance_type = given.instance_type or settings.default_instance_type
     if instance_type not in settings.allowed_instance_types:
         raise InvalidRequestError(
@@ -32,20 +43,9 @@ def resolve_deploy_config(
             f"{settings.max_instance_count}",
             field="config.initial_instance_count",
         )
-    url = given.model_data_url or settings.conventional_model_data_url(embedding_model_id)
-    root = settings.artifact_root_url
-    if not url.startswith(root) or ".." in url.split("/") or not url.endswith(".tar.gz"):
-        raise InvalidRequestError(
-            f"config.model_data_url {url!r} must be a .tar.gz under {root}",
-            field="config.model_data_url",
-        )
-    image_uri = given.image_uri or settings.default_image_uri
-    if given.image_uri is not None and not _IMAGE_URI.fullmatch(image_uri):
-        raise InvalidRequestError(
-            f"config.image_uri {image_uri!r} is not an ECR image reference "
-            "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)",
-            field="config.image_uri",
-        )
+    if given.model_data_url is not None:
+        _check_model_data_url(settings, given.model_data_url)
+    image_uri = _image_uri(settings, given.image_uri)
     bake = settings.default_bake_seconds if given.bake_seconds is None else given.bake_seconds
     if bake > settings.max_bake_seconds:
         raise InvalidRequestError(
@@ -55,7 +55,100 @@ def resolve_deploy_config(
     return DeployConfig(
         instance_type=instance_type,
         initial_instance_count=count,
-        model_data_url=url,
+        model_data_url=given.model_data_url or "",
         image_uri=image_uri,
         bake_seconds=bake,
+        parity_check=ParityCheck(given.parity_check or ParityCheck.REQUIRED.value),
     )
+
+
+def resolve_deploy_config(
+    settings: Settings, artifacts: Artifacts, embedding_model_id: str, given: DeployConfigRequest
+) -> DeployConfig:
+    """The validated config with its artifact pinned: the model's "latest" pointer read now (once),
+    or the explicit `model_data_url` with the content hash of the manifest inside it."""
+    config = validate_deploy_request(settings, given)
+    if given.model_data_url is None:
+        pinned = _latest(settings, artifacts, embedding_model_id)
+    else:
+        pinned = _pin_explicit(artifacts, given.model_data_url)
+    return replace(config, model_data_url=pinned.model_data_url, content_hash=pinned.content_hash)
+
+
+def _check_model_data_url(settings: Settings, url: str) -> None:
+    root = settings.artifact_root_url
+    try:
+        location = parse_s3_url(url)
+    except S3UrlError as error:
+        raise InvalidRequestError(f"{_URL_FIELD} {url!r} {error}", field=_URL_FIELD) from None
+    if not settings.artifact_layout.holds(location) or not location.key.endswith(".tar.gz"):
+        raise InvalidRequestError(f"{_URL_FIELD} {url!r} must be a .tar.gz under {root}", field=_URL_FIELD)
+
+
+def _latest(settings: Settings, artifacts: Artifacts, embedding_model_id: str) -> PinnedArtifact:
+    layout = settings.artifact_layout
+    pointer = layout.pointer(embedding_model_id)
+    upload = layout.root_url.rstrip("/")
+    try:
+        data = artifacts.read_pointer(pointer.url)
+    except ArtifactRefusedError as error:
+        raise InvalidRequestError(f"{_URL_FIELD}: {error}", field=_URL_FIELD) from None
+    if data is None:
+        raise InvalidRequestError(
+            f"model `{embedding_model_id}` has no uploaded artifact ({pointer.url} does not exist): upload one "
+            f"first (esdeploy package MODEL_DIR --model-id {embedding_model_id} --upload {upload}),"
+            f" or name one in {_URL_FIELD}",
+            field=_URL_FIELD,
+        )
+    try:
+        return read_pointer(data, layout, embedding_model_id)
+    except ValueError as error:
+        raise InvalidRequestError(
+            f"the latest-artifact pointer {pointer.url} {error}; upload the model again with esdeploy package "
+            f"--upload, or name an artifact in {_URL_FIELD}",
+            field=_URL_FIELD,
+        ) from None
+
+
+def _pin_explicit(artifacts: Artifacts, url: str) -> PinnedArtifact:
+    try:
+        manifest = artifacts.read_manifest(url)
+    except ArtifactRefusedError as error:
+        raise InvalidRequestError(f"{_URL_FIELD}: {error}", field=_URL_FIELD) from None
+    if manifest is None:
+        raise InvalidRequestError(f"{_URL_FIELD}: there is no artifact at {url}", field=_URL_FIELD)
+    content_hash = manifest.get("content_sha256")
+    if not isinstance(content_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", content_hash):
+        raise InvalidRequestError(
+            f"{_URL_FIELD}: the manifest inside {url} has no content_sha256 of 64 lowercase hex digits "
+            "(was it made by esdeploy package?)",
+            field=_URL_FIELD,
+        )
+    return PinnedArtifact(url, content_hash)
+
+
+def _image_uri(settings: Settings, given: str | None) -> str:
+    """The image to serve with: given (checked) or the stage's default, in the region we deploy to."""
+    if given is not None and not _IMAGE_URI.fullmatch(given):
+        raise InvalidRequestError(
+            f"config.image_uri {given!r} is not an ECR image reference "
+            "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)",
+            field="config.image_uri",
+        )
+    image = given or settings.default_image_uri
+    if image is None:
+        raise InvalidRequestError(
+            "config.image_uri is required: this stage has no default serving image "
+            "(ESDEPLOY_DEFAULT_IMAGE_URI; infra/package.sh resolves it for the stage's region)",
+            field="config.image_uri",
+        )
+    region = image_region(image)
+    if settings.region and region and region != settings.region:
+        source = "config.image_uri" if given else "the stage's default image (ESDEPLOY_DEFAULT_IMAGE_URI)"
+        raise InvalidRequestError(
+            f"{source} {image} is in {region}, but esdeploy deploys to {settings.region}: SageMaker pulls "
+            f"images only from its own region. Use the image for {settings.region}"
+            + ("" if given else " (re-package the stage: AWS_REGION=" + settings.region + " infra/package.sh STAGE)"),
+            field="config.image_uri",
+        )
+    return image

@@ -74,7 +74,14 @@ class ModelActions:
         rolled_away = alias.live_variant
         assert rolled_away is not None
         written = self.aliases.swap(
-            Alias(embedding_model_id, previous, None, alias.task_id, self.clock.now()),
+            Alias(
+                embedding_model_id,
+                previous,
+                None,
+                alias.task_id,
+                self.clock.now(),
+                live_content_hash=alias.previous_content_hash,
+            ),
             expected_version=alias.version,
         )
         self.mirror.publish(written)

@@ -5,35 +5,91 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_PROBE_TEXTS = (
-    "The quick brown fox jumps over the lazy dog.",
-    "How do I reset my password?",
-    "Embedding models map text to vectors.",
-)
+from chalicelib.domain.artifacts import CONTENT_HASH
+from chalicelib.domain.errors import ArtifactRefusedError
+from chalicelib.domain.models import ParityCheck
+
+MANIFEST_FORMAT = "esdeploy-manifest/1"
+MAX_PROBE_TEXTS = 32
 UNIT_NORM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class SmokePlan:
-    """What to send and what to expect, from the artifact's manifest (or defaults)."""
+    """What to send and what to expect, from the manifest inside the pinned artifact."""
 
     texts: tuple[str, ...]
-    dimension: int | None
+    dimension: int
     normalize: bool
+    # None only when the deploy's config says parity_check: skip.
     references: tuple[tuple[float, ...], ...] | None
 
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any] | None) -> SmokePlan:
-        manifest = manifest or {}
-        texts = tuple(manifest.get("probe_texts") or DEFAULT_PROBE_TEXTS)
-        references = manifest.get("reference_embeddings")
-        rows = references if isinstance(references, list) and len(references) == len(texts) else None
-        return cls(
-            texts=texts,
-            dimension=int(manifest["dimension"]) if manifest.get("dimension") else None,
-            normalize=bool(manifest.get("normalize", False)),
-            references=tuple(tuple(float(x) for x in row) for row in rows) if rows is not None else None,
+
+def smoke_plan(
+    manifest: dict[str, Any], *, embedding_model_id: str, content_hash: str | None, parity: ParityCheck
+) -> SmokePlan:
+    """The gate's reading of a manifest. It fails closed: anything missing, of the wrong type, or
+    inconsistent is ArtifactRefusedError naming the field, never a shape-only check by default."""
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise _refused("format", f"is {manifest.get('format')!r}, not {MANIFEST_FORMAT!r}")
+    model_id = manifest.get("model_id")
+    if model_id != embedding_model_id:
+        raise ArtifactRefusedError(
+            f"the artifact was packaged for model {model_id!r} (manifest model_id), not {embedding_model_id!r}: "
+            f"package it with --model-id {embedding_model_id}, or deploy it under its own id"
         )
+    found_hash = manifest.get("content_sha256")
+    if not isinstance(found_hash, str) or not CONTENT_HASH.fullmatch(found_hash):
+        raise _refused("content_sha256", "is not 64 lowercase hex digits")
+    if content_hash is not None and found_hash != content_hash:
+        raise ArtifactRefusedError(
+            f"the artifact changed since the deploy was submitted: its manifest says content {found_hash}, "
+            f"the task pinned {content_hash}. Artifacts are immutable; upload a new version instead"
+        )
+    dimension = manifest.get("dimension")
+    if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension <= 0:
+        raise _refused("dimension", f"is {dimension!r}, not a positive integer")
+    normalize = manifest.get("normalize")
+    if not isinstance(normalize, bool):
+        raise _refused("normalize", f"is {normalize!r}, not true or false")
+    texts = manifest.get("probe_texts")
+    if (
+        not isinstance(texts, list)
+        or not 1 <= len(texts) <= MAX_PROBE_TEXTS
+        or not all(isinstance(t, str) and t.strip() for t in texts)
+    ):
+        raise _refused("probe_texts", f"must be a list of 1-{MAX_PROBE_TEXTS} non-blank strings")
+    if parity is ParityCheck.SKIP:
+        return SmokePlan(tuple(texts), dimension, normalize, references=None)
+    return SmokePlan(tuple(texts), dimension, normalize, _references(manifest, len(texts), dimension))
+
+
+def _references(manifest: dict[str, Any], count: int, dimension: int) -> tuple[tuple[float, ...], ...]:
+    rows = manifest.get("reference_embeddings")
+    if rows is None or rows == []:
+        raise ArtifactRefusedError(
+            "the manifest has no reference_embeddings, so the green endpoint's answers cannot be compared "
+            "with the model's: package it with esdeploy package, or deploy with config.parity_check: \"skip\" "
+            "to check shape and norms only"
+        )
+    if not isinstance(rows, list) or len(rows) != count:
+        got = len(rows) if isinstance(rows, list) else type(rows).__name__
+        raise _refused("reference_embeddings", f"has {got} rows for {count} probe texts")
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != dimension:
+            got = len(row) if isinstance(row, list) else type(row).__name__
+            raise _refused(f"reference_embeddings[{index}]", f"has {got} values, the dimension is {dimension}")
+        if not all(_is_number(x) and math.isfinite(x) for x in row):
+            raise _refused(f"reference_embeddings[{index}]", "holds a value that is not a finite number")
+    return tuple(tuple(float(x) for x in row) for row in rows)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _refused(field: str, problem: str) -> ArtifactRefusedError:
+    return ArtifactRefusedError(f"the artifact's manifest field `{field}` {problem}")
 
 
 def cosine(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:
@@ -49,9 +105,9 @@ def check_answer(plan: SmokePlan, answer: dict[str, Any], min_cosine: float) -> 
         got = len(embeddings) if isinstance(embeddings, list) else type(embeddings).__name__
         return f"smoke test: sent {len(plan.texts)} probe texts, got {got} embeddings back"
     for index, vector in enumerate(embeddings):
-        if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
+        if not isinstance(vector, list) or not all(_is_number(x) for x in vector):
             return f"smoke test: embedding {index} is not a list of numbers"
-        if plan.dimension is not None and len(vector) != plan.dimension:
+        if len(vector) != plan.dimension:
             return (
                 f"smoke test: embedding {index} has dimension {len(vector)}, "
                 f"the manifest says {plan.dimension}"

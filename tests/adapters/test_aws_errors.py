@@ -88,13 +88,14 @@ def test_an_aws_endpoint_that_does_not_answer_is_retryable() -> None:
 
 def test_s3_missing_is_an_answer_and_503_is_retryable(s3: tuple[S3Artifacts, Stubber]) -> None:
     artifacts, stub = s3
-    stub.add_client_error("head_object", "404", "Not Found", http_status_code=404)
-    assert artifacts.exists(URL) is False
     stub.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", http_status_code=404)
     assert artifacts.read_manifest(URL) is None
-    stub.add_client_error("head_object", "SlowDown", "Please reduce your request rate.", http_status_code=503)
-    with pytest.raises(RetryableError, match=f"S3 is busy \\(SlowDown\\) while trying to check {URL}"):
-        artifacts.exists(URL)
+    stub.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", http_status_code=404)
+    assert artifacts.read_pointer(URL) is None
+    stub.add_client_error("get_object", "SlowDown", "Please reduce your request rate.", http_status_code=503)
+    busy = f"S3 is busy \\(SlowDown\\) while trying to read the manifest inside {URL}"
+    with pytest.raises(RetryableError, match=busy):
+        artifacts.read_manifest(URL)
 
 
 def test_ssm_parameter_already_gone_is_fine_and_denied_is_not_retried(ssm: tuple[SsmAliasMirror, Stubber]) -> None:

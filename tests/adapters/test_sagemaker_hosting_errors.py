@@ -5,10 +5,13 @@ import io
 import json
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
@@ -18,7 +21,13 @@ from chalicelib.adapters.sagemaker_hosting import (
     SageMakerHosting,
     make_sagemaker_clients,
 )
-from chalicelib.domain.errors import EndpointRefusedError, InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    InvocationTimeoutError,
+    RetryableError,
+    TerminalHostingError,
+)
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
@@ -168,8 +177,9 @@ def test_describe_other_validation_error_is_terminal(stubbed: StubbedSageMaker) 
 # -- create ---------------------------------------------------------------------------------
 
 
-def expect_fresh_create(stubbed: StubbedSageMaker) -> None:
-    """The six calls of a first create, with the exact request of each create."""
+def expect_fresh_create(stubbed: StubbedSageMaker, **variant: Any) -> None:
+    """The six calls of a first create, with the exact request of each create (`variant`: more
+    production-variant fields than the instance type and count)."""
     stubbed.control.add_client_error("describe_endpoint", "ValidationException", not_found("endpoint"))
     stubbed.control.add_client_error("describe_model", "ValidationException", not_found("model"))
     stubbed.control.add_response(
@@ -205,6 +215,7 @@ def expect_fresh_create(stubbed: StubbedSageMaker) -> None:
                     "ModelName": NAME,
                     "InstanceType": "ml.g5.xlarge",
                     "InitialInstanceCount": 2,
+                    **variant,
                 }
             ],
             "Tags": TAGS,
@@ -225,6 +236,18 @@ def test_first_create_makes_model_config_and_endpoint_with_one_name_and_tags(
     stubbed.hosting.create_variant(SPEC)
 
     assert dict(CONTAINER_ENVIRONMENT)["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_variant_bounds_its_containers_download_and_start_up(stubbed: StubbedSageMaker) -> None:
+    """A container that crashes at start-up must fail the endpoint within these bounds, not bill
+    until SageMaker's own defaults or our deploy deadline give up."""
+    bounded = replace(SPEC, startup_timeout_seconds=600, download_timeout_seconds=900)
+    expect_fresh_create(
+        stubbed, ContainerStartupHealthCheckTimeoutInSeconds=600, ModelDataDownloadTimeoutInSeconds=900
+    )
+    stubbed.control.add_response("create_endpoint", {"EndpointArn": f"{ARN}:endpoint/{NAME}"})
+
+    stubbed.hosting.create_variant(bounded)
 
 
 def test_create_when_the_endpoint_exists_creates_nothing(stubbed: StubbedSageMaker) -> None:
@@ -499,6 +522,21 @@ def test_invoke_timeout_is_retryable() -> None:
 
     with pytest.raises(RetryableError, match=f"did not answer while trying to invoke endpoint `{NAME}`: Read timeout"):
         hosting.invoke(NAME, {"inputs": ["hello"]})
+
+
+def test_invoke_with_a_deadline_gives_up_at_the_deadline(
+    silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smoke test's bound holds for the whole call: one attempt, not the client's retries of 25 s."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    runtime = boto3.session.Session().client("sagemaker-runtime", endpoint_url=silent_endpoint)
+    hosting = SageMakerHosting(object(), runtime, role_arn=ROLE_ARN)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(InvocationTimeoutError, match=f"endpoint {NAME} did not answer in 0.5 s"):
+        hosting.invoke(NAME, {"inputs": ["hello"]}, timeout_seconds=0.5)
+    assert time.monotonic() - started < 5
 
 
 # -- list -----------------------------------------------------------------------------------

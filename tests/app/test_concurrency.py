@@ -57,7 +57,8 @@ def race(target) -> list[str]:
     return outcomes
 
 
-def test_racing_operations_on_one_model_have_one_winner(aws_adapters: wiring.Adapters) -> None:
+def test_racing_operations_on_one_model_have_one_winner(aws_adapters: wiring.Adapters, upload) -> None:
+    upload("m1")
     service = aws_adapters.build(TaskService)
 
     def submit(index: int):
@@ -73,7 +74,8 @@ def test_racing_operations_on_one_model_have_one_winner(aws_adapters: wiring.Ada
     assert lock is not None and f"won:{lock.task_id}" == winners[0]
 
 
-def test_racing_replays_of_one_client_id_make_one_task(aws_adapters: wiring.Adapters) -> None:
+def test_racing_replays_of_one_client_id_make_one_task(aws_adapters: wiring.Adapters, upload) -> None:
+    upload("m1")
     service = aws_adapters.build(TaskService)
 
     def submit(index: int):

@@ -37,8 +37,9 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_valid_messages_become_tasks_and_invalid_ones_are_reported(
-    aws_adapters: wiring.Adapters,
+    aws_adapters: wiring.Adapters, upload
 ) -> None:
+    upload("abc123")
     result = invoke(
         sqs_event(
             {"action": "deploy", "model_id": "abc123", "id": "auto-1", "config": {}},
@@ -57,7 +58,8 @@ def test_valid_messages_become_tasks_and_invalid_ones_are_reported(
     assert delete is not None and delete.reason == "retired"
 
 
-def test_redelivered_message_does_not_make_a_second_task(aws_adapters: wiring.Adapters) -> None:
+def test_redelivered_message_does_not_make_a_second_task(aws_adapters: wiring.Adapters, upload) -> None:
+    upload("m")
     message = {"action": "deploy", "embedding_model_id": "m", "id": "auto-1"}
     assert invoke(sqs_event(message)) == {"batchItemFailures": []}
     assert invoke(sqs_event(message)) == {"batchItemFailures": []}
@@ -65,10 +67,19 @@ def test_redelivered_message_does_not_make_a_second_task(aws_adapters: wiring.Ad
     assert task is not None and task.version == 1
 
 
-def test_busy_model_message_is_retried_later(aws_adapters: wiring.Adapters) -> None:
+def test_busy_model_message_waits_on_the_requests_queue(
+    aws_adapters: wiring.Adapters, aws: dict[str, Any], upload
+) -> None:
+    """Defect 3.3: it used to fail the message, which reached the requests DLQ after five receives,
+    long before a real endpoint (10-20 min) freed the model. It goes back to the queue, delayed."""
+    upload("m")
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "m"}))
-    result = invoke(sqs_event({"action": "delete", "embedding_model_id": "m"}))
-    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    result = invoke(sqs_event({"action": "delete", "embedding_model_id": "m", "id": "retire-m"}))
+    assert result == {"batchItemFailures": []}
+    assert aws_adapters.store.get("retire-m") is None  # not a task yet: it waits
+    sqs = aws["session"].client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["queues"].requests, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
 def test_invalid_message_is_logged_as_json_with_its_reason(
@@ -87,8 +98,9 @@ def test_invalid_message_is_logged_as_json_with_its_reason(
 
 
 def test_accepted_request_log_line_carries_task_and_model(
-    aws_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture
+    aws_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture, upload
 ) -> None:
+    upload("m")
     caplog.set_level(logging.INFO, logger="chalicelib")
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "m", "id": "auto-9"}))
     formatter = logging.getLogger("chalicelib").handlers[0].formatter

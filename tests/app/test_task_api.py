@@ -15,7 +15,10 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def client(aws_adapters: wiring.Adapters) -> Iterator[Client]:
+def client(aws_adapters: wiring.Adapters, upload) -> Iterator[Client]:
+    # The models these tests deploy were uploaded by `esdeploy package --upload`.
+    for model_id in ("abc123", "m1"):
+        upload(model_id)
     with Client(app) as test_client:
         yield test_client
 

@@ -32,7 +32,10 @@ def raw_item(aws: dict[str, Any], settings: Settings, task_id: str) -> dict[str,
 
 
 @pytest.fixture
-def client(aws_adapters: wiring.Adapters) -> Iterator[Client]:
+def client(aws_adapters: wiring.Adapters, upload) -> Iterator[Client]:
+    # The models these tests deploy were uploaded by `esdeploy package --upload`.
+    for model_id in ("m1", "m2"):
+        upload(model_id)
     with Client(app) as test_client:
         yield test_client
 
@@ -58,7 +61,8 @@ def test_an_ended_task_item_gets_expires_at_in_epoch_seconds_and_an_active_one_n
     assert int(expires_at) == int((ended_at + timedelta(days=90)).timestamp())
 
 
-def test_retention_zero_keeps_ended_tasks_forever(aws: dict[str, Any], test_env: dict[str, str]) -> None:
+def test_retention_zero_keeps_ended_tasks_forever(aws: dict[str, Any], test_env: dict[str, str], upload) -> None:
+    upload("m1")
     settings = load_settings({**test_env, "ESDEPLOY_TASK_RETENTION_DAYS": "0"})
     wiring.use(wiring.aws_adapters(settings))
     try:

@@ -23,8 +23,9 @@ JSON = {"Content-Type": "application/json"}
 
 
 def test_reading_models_and_cancelling_never_build_sagemaker_clients(
-    aws_adapters: wiring.Adapters, monkeypatch: pytest.MonkeyPatch
+    aws_adapters: wiring.Adapters, monkeypatch: pytest.MonkeyPatch, upload
 ) -> None:
+    upload("m1")
     built: list[Any] = []
     real = sagemaker_hosting.make_sagemaker_clients
     monkeypatch.setattr(sagemaker_hosting, "make_sagemaker_clients", lambda *a: built.append(a) or real(*a))

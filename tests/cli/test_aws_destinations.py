@@ -12,6 +12,7 @@ from moto import mock_aws
 from typer.testing import CliRunner
 
 from esdeploy.cli import app
+from esdeploy.packaging import PackagingError
 from esdeploy.s3upload import UploadError, check_destination
 from tests.cli.conftest import Cli
 from tests.console_script import no_aws_credentials
@@ -78,3 +79,36 @@ def test_iam_signs_for_the_active_profiles_region(cli: Cli, monkeypatch: pytest.
     assert result.exit_code == 0, result.output
     authorization = cli.api.sent[0].headers["Authorization"]
     assert "AKIDEXAMPLE/" in authorization and "/ap-southeast-2/execute-api/" in authorization
+
+
+def test_the_destination_knows_its_buckets_region(aws_account: Any) -> None:
+    assert check_destination("s3://artifacts/models").region == "eu-west-1"
+
+
+def test_package_for_another_region_than_the_buckets_fails_before_packaging(aws_account: Any, tmp_path: Path) -> None:
+    """SageMaker deploys where the artifact is and pulls images only from its own region."""
+    output = tmp_path / "out" / "model.tar.gz"
+    result = CliRunner().invoke(app, ["package", str(tmp_path), "--model-id", "m1", "--output", str(output),
+                                      "--upload", "s3://artifacts/models", "--region", "us-east-1"])
+    assert result.exit_code == 1
+    assert "--region us-east-1 picks the serving image of us-east-1, but s3://artifacts is in eu-west-1" in (
+        result.stderr.replace("\n", " ")
+    )
+    assert "Traceback" not in result.output and not output.parent.exists()
+
+
+def test_package_takes_the_image_region_from_the_bucket(
+    aws_account: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")  # the bucket's region wins over the environment's
+    asked: list[str] = []
+
+    def package(request: Any, progress: Any = None) -> Any:
+        asked.append(request.region)
+        raise PackagingError("stop here")
+
+    monkeypatch.setattr("esdeploy.packaging.package", package)
+    result = CliRunner().invoke(app, ["package", str(tmp_path), "--model-id", "m1", "--upload", "s3://artifacts/m"])
+    assert result.exit_code == 1 and asked == ["eu-west-1"]
+    assert "the upload goes to s3://artifacts/m on AWS account 123456789012" in result.stderr
+    assert "in eu-west-1" in result.stderr

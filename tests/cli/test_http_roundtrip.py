@@ -15,6 +15,7 @@ from chalicelib.ports import EndpointState
 from esdeploy.cli import app
 from esdeploy.cli_runtime import CliHooks
 from tests.cli.conftest import FakeClock
+from tests.fakes.artifacts import content_hash_for
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
 
@@ -63,6 +64,8 @@ def test_deploy_wait_watches_every_stage_to_done(stack: Stack) -> None:
     endpoint = models[0]["endpoint_name"]
     assert endpoint in stack("models").stdout
     assert json.loads(stack("--json", "model", "m1").stdout)["task_id"] == "first"
+    shown = stack("model", "m1").stdout
+    assert "live artifact" in shown and content_hash_for("m1") in shown  # which weights the alias serves
 
     answer = stack("invoke", "m1", "hello", "world")
     assert answer.exit_code == 0, answer.output

@@ -57,6 +57,10 @@ def test_full_lifecycle_on_the_local_stack(
     blue = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 3}}, timeout=10).json()
     blue = wait_for(api, "deploy", blue["task_id"])
     assert blue["status"] == "done", blue
+    # The real packager's upload is what the deploy pinned: the content-addressed key and its hash.
+    content = json.loads((tmp_path / "manifest.json").read_text())["content_sha256"]
+    assert blue["config"]["content_hash"] == content
+    assert blue["config"]["model_data_url"] == f"{stack['artifact_upload_url']}/{MODEL}/{content}/model.tar.gz"
     answer = requests.post(f"{api}/models/{MODEL}/invoke", json={"inputs": ["hello world", "quick fox"]},
                            timeout=30).json()
     assert answer["dimension"] == 32 and len(answer["embeddings"]) == 2
@@ -97,19 +101,38 @@ def test_full_lifecycle_on_the_local_stack(
 
 
 def test_an_artifact_that_cannot_load_fails_the_deploy(stack: dict[str, Any]) -> None:
+    """Its manifest passes the gate, but the model in it does not load: the endpoint fails, so does the deploy."""
     import boto3
+
+    from tests.fakes.artifacts import publish_to_s3
 
     env = aws_env(stack)
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                       aws_access_key_id="local", aws_secret_access_key="local")
-    bucket, prefix = stack["artifact_upload_url"][5:].split("/", 1)
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/broken/model.tar.gz", Body=b"this is not a tarball")
+    publish_to_s3(s3, stack["artifact_upload_url"], "broken")  # a manifest, then config.json "{}" and no code/
     api = stack["api_url"]
     task = requests.post(f"{api}/deploy", json={"model_id": "broken"}, timeout=10).json()
     task = wait_for(api, "deploy", task["task_id"])
     assert task["status"] == "failed"
     assert "failed" in task["detail"] and task["endpoint_name"] in task["detail"]
     assert requests.get(f"{api}/models/broken", timeout=10).status_code == 404
+
+
+def test_a_file_that_is_not_an_artifact_is_refused_at_submit(stack: dict[str, Any]) -> None:
+    import boto3
+
+    env = aws_env(stack)
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="local", aws_secret_access_key="local")
+    bucket, prefix = stack["artifact_upload_url"][5:].split("/", 1)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/junk/model.tar.gz", Body=b"this is not a tarball")
+    answer = requests.post(
+        f"{stack['api_url']}/deploy",
+        json={"model_id": "junk", "config": {"model_data_url": f"s3://{bucket}/{prefix}/junk/model.tar.gz"}},
+        timeout=10,
+    )
+    assert answer.status_code == 422 and answer.json()["field"] == "config.model_data_url"
+    assert "is not a readable .tar.gz with a manifest.json first" in answer.json()["detail"]
 
 
 def cli(stack: dict[str, Any], cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.config import Settings
+from tests.fakes.artifacts import minimal_manifest, publish_to_s3
 from tests.fakes.fake_hosting import fake_embedding
 from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock
 
@@ -31,10 +32,8 @@ SCHEDULED_EVENT = {"version": "0", "id": "1", "detail-type": "Scheduled Event", 
                    "resources": [], "detail": {}}
 
 
-def manifest(model_id: str, probes: list[str]) -> dict[str, Any]:
-    return {"format": "esdeploy-manifest/1", "model_id": model_id, "dimension": DIMENSION, "normalize": True,
-            "pooling": "mean", "probe_texts": probes,
-            "reference_embeddings": [fake_embedding(text, DIMENSION) for text in probes]}
+def manifest(model_id: str, probes: list[str], version: int = 1) -> dict[str, Any]:
+    return minimal_manifest(model_id, version, DIMENSION, probes, embed=lambda text: fake_embedding(text, DIMENSION))
 
 
 class ColdStartPump(Pump):
@@ -58,6 +57,7 @@ class SageMakerWorld:
     urls: Any
     pump: ColdStartPump = field(init=False)
     probes: dict[str, list[str]] = field(default_factory=dict)
+    uploads: int = 0
 
     def __post_init__(self) -> None:
         self.sqs = self.session.client("sqs")
@@ -95,16 +95,14 @@ class SageMakerWorld:
     def task(self, task_id: str, kind: str = "deploy") -> dict[str, Any]:
         return self.get(f"/{kind}/{task_id}").json_body
 
-    def upload(self, model_id: str) -> None:
+    def upload(self, model_id: str) -> str:
         """A new artifact version with its own probe texts: moto's runtime keeps the first answer it
-        gave for a request body (whatever the endpoint), so each smoke test must send a new one."""
-        settings = self.settings
-        key = f"{settings.artifact_prefix}{model_id}/"
-        probes = [f"{model_id} probe {len(self.probes)}", f"another {model_id} probe, a little longer"]
+        gave for a request body (whatever the endpoint), so each smoke test must send a new one.
+        Uploaded as `esdeploy package --upload` does (its own key, then latest.json); returns its URL."""
+        version = self.uploads = self.uploads + 1
+        probes = [f"{model_id} probe {version}", f"another {model_id} probe, a little longer"]
         self.probes[model_id] = probes
-        self.s3.put_object(Bucket=settings.artifact_bucket, Key=key + "model.tar.gz", Body=b"weights")
-        self.s3.put_object(Bucket=settings.artifact_bucket, Key=key + "manifest.json",
-                           Body=json.dumps(manifest(model_id, probes)).encode())
+        return publish_to_s3(self.s3, self.settings.artifact_root_url, model_id, manifest(model_id, probes, version))
 
     def answer_next_invocation(self, model_id: str, texts: list[str] | None = None, good: bool = True) -> None:
         """Queue the answer to the next new request body (the smoke test's probes by default)."""

@@ -17,14 +17,17 @@ VALUES = StackValues(
 
 # function -> action patterns its policy must not allow, on any resource, under any condition
 FORBIDDEN = {
-    "api_handler": ["sagemaker:Create*", "sagemaker:Delete*", "iam:PassRole", "s3:*"],
-    "requests_worker": ["sagemaker:*", "iam:PassRole", "s3:*", "ssm:*"],
+    # Both read the model's latest.json and the manifest at the head of an artifact, to pin it at submit.
+    "api_handler": ["sagemaker:Create*", "sagemaker:Delete*", "iam:PassRole", "s3:Put*", "s3:Delete*"],
+    "requests_worker": ["sagemaker:*", "iam:PassRole", "s3:Put*", "s3:Delete*", "ssm:*"],
     "deploy_worker": ["sagemaker:Delete*", "sagemaker:List*", "ssm:DeleteParameter"],
     "teardown_worker": ["sagemaker:Create*", "sagemaker:InvokeEndpoint", "iam:PassRole", "s3:*"],
     "deploy_dead_letters": ["sagemaker:*", "iam:PassRole", "s3:*", "ssm:*"],
     "teardown_dead_letters": ["sagemaker:*", "iam:PassRole", "s3:*", "ssm:*", "sqs:SendMessage"],
+    # The sweeper writes no task or alias: its one UpdateItem on a task notes a re-kick's time, and
+    # on the models table it frees a live-model slot that a crash left taken.
     "sweeper": ["sagemaker:Create*", "sagemaker:Delete*", "sagemaker:InvokeEndpoint", "iam:PassRole", "s3:*",
-                "ssm:*", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                "ssm:*", "dynamodb:PutItem", "dynamodb:DeleteItem"],
 }
 
 
@@ -81,3 +84,17 @@ def test_a_function_cannot_write_another_functions_logs(function: str) -> None:
     statements, _ = function_policy(function, VALUES)
     other = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/esdeploy-dev-deploy-worker:log-stream:x"
     assert not any(s.matches_action("logs:PutLogEvents") and s.matches_resource(other) for s in statements)
+
+
+@pytest.mark.parametrize("function", ["api_handler", "requests_worker"])
+def test_submit_may_read_only_pointers_and_artifacts(function: str) -> None:
+    """What pinning at submit needs: `<prefix>/<model>/latest.json` and a `.tar.gz` under the prefix."""
+    statements, _ = function_policy(function, VALUES)
+    bucket = f"arn:aws:s3:::{VALUES.artifact_bucket}"
+
+    def may_read(key: str) -> bool:
+        return any(s.effect == "Allow" and s.matches_action("s3:GetObject") and s.matches_resource(f"{bucket}/{key}")
+                   for s in statements)
+
+    assert may_read("models/m1/latest.json") and may_read(f"models/m1/{'0' * 64}/model.tar.gz")
+    assert not may_read(f"models/m1/{'0' * 64}/manifest.json") and not may_read("elsewhere/m1/model.tar.gz")

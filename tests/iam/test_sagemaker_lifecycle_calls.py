@@ -105,13 +105,33 @@ def green_failing_the_smoke_test_is_torn_down(world: SageMakerWorld) -> None:
 
 
 def missing_artifact_fails_naming_it(world: SageMakerWorld) -> None:
-    """S3 answers 404 (not 403) for a missing key only to a caller that may list the bucket."""
-    task = world.deploy("never-uploaded")
+    """S3 answers 404 (not 403) for a missing key only to a caller that may list the bucket: the API
+    function reading a latest.json that is not there, and the deploy worker a pinned artifact gone since."""
+    answer = world.post("/deploy", {"embedding_model_id": "never-uploaded", "config": {"instance_type": INSTANCE_TYPE}})
+    assert answer.status_code == 422, answer.json_body
+    assert "models/never-uploaded/latest.json does not exist" in answer.json_body["detail"]
+    url = world.upload("m1")
+    task = world.deploy("m1")
+    bucket, key = url[len("s3://"):].split("/", 1)
+    world.s3.delete_object(Bucket=bucket, Key=key)
     world.run_until()
     failed = world.task(task["task_id"])
     assert failed["status"] == "failed", failed
-    assert "models/never-uploaded/model.tar.gz" in failed["detail"], failed
+    assert f"Model artifact not found at {url}" in failed["detail"], failed
     assert failed_deliveries(world) == []
+
+
+def an_explicit_artifact_is_pinned_at_submit(world: SageMakerWorld) -> None:
+    """The API function reads the manifest at the head of a named artifact to pin its content hash."""
+    first = world.upload("m1")
+    first_probes = world.probes["m1"]
+    world.upload("m1")  # latest.json now names another version
+    world.answer_next_invocation("m1", first_probes)
+    task = world.deploy("m1", model_data_url=first)
+    world.run_until()
+    done = world.task(task["task_id"])
+    assert done["status"] == "done", done
+    assert done["config"]["model_data_url"] == first
 
 
 def half_made_green_is_torn_down(world: SageMakerWorld) -> None:
@@ -166,9 +186,15 @@ def sweeper_rekicks_and_hands_orphans_to_teardown(world: SageMakerWorld) -> None
     stalled = world.deploy("m2")
     world.run_until(lambda: world.task(stalled["task_id"])["stage"] == "waiting")
     world.sqs.purge_queue(QueueUrl=world.urls.deploy)  # its poll message is lost
+    # A crash after a task's last write left its live-model slot taken.
+    from chalicelib import wiring
+
+    slots = wiring.adapters().slots
+    slots.reserve("crashed-model", "crashed", cap=settings.max_deployed_models)
     world.clock.advance(2 * settings.poll_max_seconds + 121)
     report = world.sweep()
     assert report == {"rekicked": [stalled["task_id"]], "orphans": [orphan]}, report
+    assert "crashed-model" not in slots.holders()
     world.run_until()
     assert world.task(stalled["task_id"])["status"] == "done"
     assert orphan not in world.resource_names()["models"]
@@ -211,12 +237,16 @@ def automation_intake_deploys_one_request_at_a_time(world: SageMakerWorld) -> No
         world.sqs.send_message(QueueUrl=world.urls.requests, MessageBody=json.dumps(
             {"action": "deploy", "model_id": "m3", "id": request_id, "config": {"instance_type": INSTANCE_TYPE}}))
 
+    # A request for a model never uploaded: the requests worker hears 404 for its latest.json, not 403.
+    world.sqs.send_message(QueueUrl=world.urls.requests, MessageBody=json.dumps(
+        {"action": "deploy", "model_id": "never-uploaded", "id": "auto-0"}))
     intake("auto-1")
     world.run_until(lambda: world.task("auto-1").get("stage") == "waiting")
     intake("auto-2")  # m3 is busy: the requests worker looks up which task holds it
     world.run_until()
     assert world.task("auto-1")["status"] == "done"
     assert world.task("auto-2").get("status") in (None, "done", "refused")  # never two deploys at once
+    assert "status" not in world.task("auto-0")  # invalid: no task; it goes to the requests DLQ
 
 
 SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
@@ -226,6 +256,7 @@ SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
         rollback_then_the_rolled_away_green_goes,
         green_failing_the_smoke_test_is_torn_down,
         missing_artifact_fails_naming_it,
+        an_explicit_artifact_is_pinned_at_submit,
         half_made_green_is_torn_down,
         cancelled_green_is_torn_down,
         delete_removes_every_variant_and_a_repeated_teardown_finds_nothing,

@@ -47,7 +47,7 @@ def template(stage: str, security: list[Any] | None) -> dict[str, Any]:
 
 
 def test_pins_parameters_from_the_function_environment() -> None:
-    done = finalize.finalize(template("dev", [{"sigv4": []}]))
+    done = finalize.finalize(template("dev", [{"sigv4": []}]), "eu-west-1")
     defaults = {name: p.get("Default") for name, p in done["Parameters"].items()}
     assert defaults == {
         "Stage": "dev",
@@ -63,16 +63,48 @@ def test_pins_parameters_from_the_function_environment() -> None:
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_any_stage_with_an_open_route_is_refused(stage: str) -> None:
     with pytest.raises(finalize.PackageError, match=f"{stage} routes without IAM auth.*POST /deploy"):
-        finalize.finalize(template(stage, None))
+        finalize.finalize(template(stage, None), "eu-west-1")
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_sigv4_everywhere_passes(stage: str) -> None:
-    finalize.finalize(template(stage, [{"sigv4": []}]))
+    finalize.finalize(template(stage, [{"sigv4": []}]), "eu-west-1")
 
 
 def test_a_patch_for_a_function_chalice_did_not_generate_is_refused() -> None:
     broken = template("dev", [{"sigv4": []}])
     broken["Resources"]["DeployWorker"] = {"Properties": {"Timeout": 3}}
     with pytest.raises(finalize.PackageError, match="DeployWorker"):
-        finalize.finalize(broken)
+        finalize.finalize(broken, "eu-west-1")
+
+
+def without_image(stage: str) -> dict[str, Any]:
+    found = template(stage, [{"sigv4": []}])
+    found["Resources"]["DeployWorker"] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {"Environment": {"Variables": {"ESDEPLOY_STAGE": stage}}},
+    }
+    del found["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ESDEPLOY_DEFAULT_IMAGE_URI"]
+    return found
+
+
+@pytest.mark.parametrize(("region", "account"), [("eu-central-1", "763104351884"), ("af-south-1", "626614931356")])
+def test_every_function_gets_the_serving_image_of_the_region_it_is_packaged_for(region: str, account: str) -> None:
+    """SageMaker refuses an ECR image of another region: the image follows the package's region
+    (sagemaker-core knows which account serves the image in each region)."""
+    done = finalize.finalize(without_image("dev"), region)
+    images = {
+        name: res["Properties"]["Environment"]["Variables"]["ESDEPLOY_DEFAULT_IMAGE_URI"]
+        for name, res in done["Resources"].items()
+        if res.get("Type") == "AWS::Serverless::Function"
+    }
+    assert set(images) == {"APIHandler", "DeployWorker"} and len(set(images.values())) == 1
+    image = images["APIHandler"]
+    assert image.startswith(f"{account}.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-inference:")
+    assert "-gpu-" in image  # the stage's default instance type is a GPU type
+    assert done["Parameters"]["ServingImageAccount"]["Default"] == account
+
+
+def test_a_stage_image_of_another_region_fails_packaging_naming_both() -> None:
+    with pytest.raises(finalize.PackageError, match="an image in eu-west-1, but this package is for us-east-1"):
+        finalize.finalize(template("dev", [{"sigv4": []}]), "us-east-1")

@@ -92,12 +92,16 @@ def _app_modules() -> set[str]:
 
 
 @pytest.fixture
-def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def app_on_stack(stack: dict[str, str], packaged: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fresh import of app.py configured from the stack outputs, as the Lambdas would be."""
     if not (project_dir() / "app.py").exists():
         pytest.skip("app.py does not exist yet")
+    _, template = packaged("dev")
+    packaged_env = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
     env = {
         **stage_environment("dev"),
+        # infra/finalize.py resolved it for the package's region; .chalice/config.json names none.
+        "ESDEPLOY_DEFAULT_IMAGE_URI": packaged_env["ESDEPLOY_DEFAULT_IMAGE_URI"],
         "ESDEPLOY_TASKS_TABLE": stack["TasksTableName"],
         "ESDEPLOY_MODELS_TABLE": stack["ModelsTableName"],
         "ESDEPLOY_REQUESTS_QUEUE": stack["RequestsQueueName"],
@@ -121,21 +125,22 @@ def app_on_stack(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 def _upload_model(bucket: str, embedding_model_id: str) -> None:
-    s3 = boto3.client("s3")
-    s3.put_object(Bucket=bucket, Key=f"models/{embedding_model_id}/model.tar.gz", Body=b"not a real model")
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"models/{embedding_model_id}/manifest.json",
-        Body=json.dumps({"embedding_model_id": embedding_model_id, "dimension": 4}).encode(),
-    )
+    """As `esdeploy package --upload s3://<bucket>/models` would."""
+    from tests.fakes.artifacts import publish_to_s3
+
+    publish_to_s3(boto3.client("s3"), f"s3://{bucket}/models", embedding_model_id)
 
 
-def test_app_submits_a_deploy_task_into_the_stack_resources(app_on_stack: Any, stack: dict[str, str]) -> None:
+def test_app_submits_a_deploy_task_into_the_stack_resources(
+    app_on_stack: Any, stack: dict[str, str], tmp_path: Any
+) -> None:
     from chalice.test import Client
 
     model = "infra-smoke-model"
     _upload_model(stack["ArtifactBucketName"], model)
-    with Client(app_on_stack, stage_name="dev") as client:
+    # project_dir without .chalice/: the functions run with the stack's environment (the template
+    # patches in the real bucket name), not with config.json's stage values.
+    with Client(app_on_stack, stage_name="dev", project_dir=str(tmp_path)) as client:
         created = client.http.post(
             "/deploy",
             headers={"Content-Type": "application/json"},
@@ -144,6 +149,8 @@ def test_app_submits_a_deploy_task_into_the_stack_resources(app_on_stack: Any, s
         assert created.status_code == 200, created.body
         task = json.loads(created.body)
         assert task["embedding_model_id"] == model
+        assert f"/models/{model}/" in task["config"]["model_data_url"] and task["config"]["content_hash"]
+        assert ".us-east-1." in task["config"]["image_uri"]  # the package's region
 
         fetched = client.http.get(f"/deploy/{task['task_id']}")
         assert fetched.status_code == 200, fetched.body

@@ -10,6 +10,7 @@ from chalice.test import Client
 from app import app
 from chalicelib import wiring
 from chalicelib.config import Settings
+from tests.fakes.artifacts import minimal_manifest
 from tests.fakes.fake_hosting import FakeHosting, fake_embedding
 from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock, World
 
@@ -17,17 +18,11 @@ PROBES = ["first probe text", "second probe, a little longer than the first", "3
 DIMENSION = 16
 
 
-def manifest_for(model_id: str, dimension: int = DIMENSION) -> dict[str, Any]:
+def manifest_for(model_id: str, dimension: int = DIMENSION, version: int = 1) -> dict[str, Any]:
     """A packager-style manifest whose references match what the fake endpoint answers."""
-    return {
-        "format": "esdeploy-manifest/1",
-        "model_id": model_id,
-        "dimension": dimension,
-        "normalize": True,
-        "pooling": "mean",
-        "probe_texts": PROBES,
-        "reference_embeddings": [fake_embedding(text, dimension) for text in PROBES],
-    }
+    return minimal_manifest(
+        model_id, version, dimension, PROBES, embed=lambda text: fake_embedding(text, dimension)
+    )
 
 
 @pytest.fixture
@@ -40,9 +35,11 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     base.clock = clock
     base.deploy_queue = TimeWarpQueue(sqs, settings.deploy_queue, clock)
     base.teardown_queue = TimeWarpQueue(sqs, settings.teardown_queue, clock)
+    base.requests_queue = TimeWarpQueue(sqs, settings.requests_queue, clock)
     wiring.use(base)
     urls = aws["queues"]
     handlers = {
+        urls.requests: "requests_worker",
         urls.deploy: "deploy_worker",
         urls.teardown: "teardown_worker",
         urls.dead_letters[settings.deploy_queue]: "deploy_dead_letters",

@@ -22,6 +22,7 @@ from chalicelib.adapters.sqs_queue import SqsQueue
 from chalicelib.domain.messages import WorkMessage
 from chalicelib.domain.models import iso, parse_iso
 from esdeploy.local.pollers import sqs_record
+from tests.fakes.artifacts import publish_to_s3
 from tests.fakes.fake_hosting import FakeHosting
 
 HELD_SECONDS = 3600
@@ -162,14 +163,12 @@ class World:
     def get(self, path: str) -> Any:
         return self.client.http.get(path)
 
-    def upload_artifact(self, model_id: str, manifest: dict[str, Any] | None = None) -> str:
-        bucket = self.adapters.settings.artifact_bucket
-        key = f"{self.adapters.settings.artifact_prefix}{model_id}/model.tar.gz"
-        self.s3.put_object(Bucket=bucket, Key=key, Body=b"not really a tarball")
-        if manifest is not None:
-            manifest_key = key.rsplit("/", 1)[0] + "/manifest.json"
-            self.s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
-        return f"s3://{bucket}/{key}"
+    def upload_artifact(
+        self, model_id: str, manifest: dict[str, Any] | None = None, *, inside: Any = None
+    ) -> str:
+        """Upload as `esdeploy package --upload` does (content-addressed, then the latest pointer), with
+        `manifest` inside the tarball and beside it; `inside` puts something else in the tarball."""
+        return publish_to_s3(self.s3, self.adapters.settings.artifact_root_url, model_id, manifest, inside)
 
     def deploy(self, model_id: str, **config: Any) -> dict[str, Any]:
         answer = self.post("/deploy", {"embedding_model_id": model_id, "config": config})

@@ -110,12 +110,22 @@ def test_smoke_test_mismatch_fails_with_numbers_and_keeps_blue(world: World, ans
     assert len(world.hosting.endpoint_names()) == 1
 
 
-def test_missing_artifact_fails_naming_the_url(world: World) -> None:
+def test_a_model_never_uploaded_is_refused_at_submit_naming_the_upload(world: World) -> None:
+    answer = world.post("/deploy", {"embedding_model_id": "m1"})
+    assert answer.status_code == 422 and answer.json_body["field"] == "config.model_data_url"
+    assert "s3://esdeploy-test-artifacts/models/m1/latest.json does not exist" in answer.json_body["detail"]
+    assert world.get("/deploy-status/m1").status_code == 404
+
+
+def test_a_pinned_artifact_deleted_before_the_preflight_fails_naming_the_url(world: World) -> None:
+    url = world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
+    bucket, key = url[len("s3://"):].split("/", 1)
+    world.s3.delete_object(Bucket=bucket, Key=key)
     world.pump.run()
     failed = world.task(task["task_id"])
     assert failed["status"] == "failed" and failed["stage"] == "preflight"
-    assert "s3://esdeploy-test-artifacts/models/m1/model.tar.gz" in failed["detail"]
+    assert f"Model artifact not found at {url} (pinned when the deploy was submitted)" in failed["detail"]
     assert world.hosting.count("create_variant") == 0
 
 
@@ -223,6 +233,11 @@ def test_delete_while_live_clears_alias_then_removes_everything(world: World) ->
     assert world.hosting.owned_resources() == []
     assert world.get("/models/m1").status_code == 404
     assert world.get("/models").json_body == {"models": []}
+    # The model's item (its lease and alias) goes with it: model items do not pile up.
+    import boto3
+
+    models = boto3.resource("dynamodb", region_name="us-east-1").Table(world.adapters.settings.models_table)
+    assert "Item" not in models.get_item(Key={"embedding_model_id": "m1"}, ConsistentRead=True)
     world.assert_no_leaks()
 
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from esdeploy import artifact_check, packaging
 from esdeploy.cli import app
-from esdeploy.manifest import Manifest, ManifestError, content_sha256, s3_keys, validate_model_id
+from esdeploy.manifest import Manifest, ManifestError, content_sha256, validate_model_id
 from esdeploy.packaging import PackageRequest, PackageResult, PackagingError
-from esdeploy.s3upload import UploadError, parse_s3_url, upload_artifact
+from esdeploy.s3upload import UploadError, parse_destination, upload_artifact
 from serving.inference import Encoder
 
 MANIFEST_KEYS = {
@@ -284,19 +284,16 @@ def test_package_refuses_with_a_clear_message(
         packaging.package(request_for(model_copy, tmp_path, **overrides))
 
 
-def test_model_id_rules_and_s3_keys() -> None:
+def test_model_id_rules_and_upload_destinations() -> None:
     assert validate_model_id("all-MiniLM-L6-v2.v1_0") == "all-MiniLM-L6-v2.v1_0"
     for bad in ("", "-x", "a/b", "a b", "x" * 129, "..", "a\n"):
         with pytest.raises(ManifestError):
             validate_model_id(bad)
-    assert s3_keys("models/", "m1") == ("models/m1/model.tar.gz", "models/m1/manifest.json")
-    assert s3_keys("", "m1") == ("m1/model.tar.gz", "m1/manifest.json")
-    assert s3_keys("/a/b/", "m1")[1] == "a/b/m1/manifest.json"
-    assert parse_s3_url("s3://bucket/some/prefix/") == ("bucket", "some/prefix")
-    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    assert parse_destination("s3://bucket/some/prefix/") == ("bucket", "some/prefix")
+    assert parse_destination("s3://bucket") == ("bucket", "")
     for bad in ("https://bucket/x", "s3:///x"):
         with pytest.raises(UploadError):
-            parse_s3_url(bad)
+            parse_destination(bad)
 
 
 @pytest.fixture
@@ -316,19 +313,59 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_upload_writes_tarball_and_manifest_side_by_side(s3: Any, tiny_package: PackageResult) -> None:
-    result = upload_artifact(tiny_package.archive, tiny_package.manifest_path, "s3://artifacts/models", "tiny-st")
-    assert result.archive_url == "s3://artifacts/models/tiny-st/model.tar.gz"
-    assert result.manifest_url == "s3://artifacts/models/tiny-st/manifest.json"
-    tarball = s3.get_object(Bucket="artifacts", Key="models/tiny-st/model.tar.gz")
+    digest = tiny_package.manifest.content_sha256
+    result = upload_artifact(
+        tiny_package.archive, tiny_package.manifest_path, "s3://artifacts/models", "tiny-st", digest
+    )
+    assert result.archive_url == f"s3://artifacts/models/tiny-st/{digest}/model.tar.gz"
+    assert result.manifest_url == f"s3://artifacts/models/tiny-st/{digest}/manifest.json"
+    tarball = s3.get_object(Bucket="artifacts", Key=f"models/tiny-st/{digest}/model.tar.gz")
     assert tarball["Body"].read() == tiny_package.archive.read_bytes()
     assert tarball["ContentType"] == "application/gzip"
-    manifest = s3.get_object(Bucket="artifacts", Key="models/tiny-st/manifest.json")
+    manifest = s3.get_object(Bucket="artifacts", Key=f"models/tiny-st/{digest}/manifest.json")
     assert json.loads(manifest["Body"].read()) == tiny_package.manifest.to_dict()
+    pointer = json.loads(s3.get_object(Bucket="artifacts", Key="models/tiny-st/latest.json")["Body"].read())
+    assert pointer["content_sha256"] == digest and pointer["model_data_url"] == result.archive_url
+
+
+def test_upload_of_a_version_never_overwrites_an_earlier_one(
+    s3: Any, tiny_package: PackageResult, tmp_path: Path
+) -> None:
+    """Two versions live under two keys; uploading the same content again rewrites nothing."""
+    first_hash, second_hash = "1" * 64, "2" * 64
+    first = upload_artifact(tiny_package.archive, tiny_package.manifest_path, "s3://artifacts/m", "tiny", first_hash)
+    other = tmp_path / "other.tar.gz"
+    other.write_bytes(b"version two")
+    second = upload_artifact(other, tiny_package.manifest_path, "s3://artifacts/m", "tiny", second_hash)
+    assert first.archive_url != second.archive_url and not second.already_there
+    again = upload_artifact(other, tiny_package.manifest_path, "s3://artifacts/m", "tiny", first_hash)
+    assert again.already_there and again.archive_url == first.archive_url
+    kept = s3.get_object(Bucket="artifacts", Key=f"m/tiny/{first_hash}/model.tar.gz")["Body"].read()
+    assert kept == tiny_package.archive.read_bytes()  # not "version two"
+    pointer = json.loads(s3.get_object(Bucket="artifacts", Key="m/tiny/latest.json")["Body"].read())
+    assert pointer["content_sha256"] == first_hash  # the latest upload names what is latest
+
+
+def test_an_upload_that_loses_the_race_for_a_key_keeps_the_winners_object(
+    s3: Any, tiny_package: PackageResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between "is it there?" and the write another upload may land: the write is conditional."""
+    digest = "3" * 64
+    key = f"m/tiny/{digest}/model.tar.gz"
+    s3.put_object(Bucket="artifacts", Key=key, Body=b"the winner")
+    monkeypatch.setattr("esdeploy.s3upload._exists", lambda *_: False)
+    monkeypatch.setattr("esdeploy.s3upload.PART_BYTES", 5 * 1024 * 1024)  # multipart for the tiny archive too
+    big = tmp_path / "big.tar.gz"
+    big.write_bytes(b"x" * (11 * 1024 * 1024))
+    result = upload_artifact(big, tiny_package.manifest_path, "s3://artifacts/m", "tiny", digest)
+    assert result.already_there
+    assert s3.get_object(Bucket="artifacts", Key=key)["Body"].read() == b"the winner"
+    assert s3.list_multipart_uploads(Bucket="artifacts").get("Uploads", []) == []  # aborted, not billed
 
 
 def test_upload_to_a_missing_bucket_is_an_upload_error(s3: Any, tiny_package: PackageResult) -> None:
     with pytest.raises(UploadError, match="s3://nope/models"):
-        upload_artifact(tiny_package.archive, tiny_package.manifest_path, "s3://nope/models", "tiny-st")
+        upload_artifact(tiny_package.archive, tiny_package.manifest_path, "s3://nope/models", "tiny-st", "0" * 64)
 
 
 def test_cli_packages_checks_and_uploads(
@@ -356,10 +393,12 @@ def test_cli_packages_checks_and_uploads(
     # Same model and code give the same content hash, whatever the instance type or time.
     assert manifest.content_sha256 == tiny_package.manifest.content_sha256
     assert manifest.instance_type == "ml.g5.2xlarge"
-    stored = json.loads(s3.get_object(Bucket="artifacts", Key="models/tiny-st/manifest.json")["Body"].read())
+    folder = f"models/tiny-st/{manifest.content_sha256}"
+    stored = json.loads(s3.get_object(Bucket="artifacts", Key=f"{folder}/manifest.json")["Body"].read())
     assert stored == manifest.to_dict()
-    assert (
-        s3.head_object(Bucket="artifacts", Key="models/tiny-st/model.tar.gz")["ContentLength"] == output.stat().st_size
+    assert s3.head_object(Bucket="artifacts", Key=f"{folder}/model.tar.gz")["ContentLength"] == output.stat().st_size
+    assert f"latest version of tiny-st: s3://artifacts/models/tiny-st/latest.json -> {manifest.content_sha256}" in (
+        result.stderr.replace("\n", "")
     )
 
 

@@ -9,6 +9,7 @@ from chalicelib.domain.errors import DispatchError
 from chalicelib.domain.messages import Advance, DeleteModel, TeardownVariant
 from chalicelib.domain.models import TaskStatus
 from chalicelib.services.tasks import TaskService
+from tests.fakes.artifacts import publish_in_memory
 
 
 def test_advance_goes_to_deploy_tasks_and_the_rest_to_teardown_tasks(memory_adapters: wiring.Adapters) -> None:
@@ -24,6 +25,7 @@ def test_advance_goes_to_deploy_tasks_and_the_rest_to_teardown_tasks(memory_adap
 
 
 def test_a_failed_send_leaves_the_task_as_it_was_stored(memory_adapters: wiring.Adapters) -> None:
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m")
     task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     task.record(at=memory_adapters.clock.now(), status=TaskStatus.PROCESSING, detail="a step")
     memory_adapters.deploy_queue.fail_next = 1  # type: ignore[attr-defined]
@@ -34,6 +36,7 @@ def test_a_failed_send_leaves_the_task_as_it_was_stored(memory_adapters: wiring.
 
 
 def test_ending_a_task_sends_its_messages_writes_it_and_frees_the_model(memory_adapters: wiring.Adapters) -> None:
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m")
     task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
     memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
     teardown = TeardownVariant("m", "esd-m-1", "deploy failed", task_id=task.task_id)

@@ -1,6 +1,9 @@
 """Unit tests of TaskService on in-memory fakes: idempotency, the model lock, dispatch faults."""
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -8,8 +11,10 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryQueue, ManualClock
+from chalicelib.api.intake import read_intake
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import (
+    ConcurrentUpdateError,
     DispatchError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -17,9 +22,11 @@ from chalicelib.domain.errors import (
     ModelBusyError,
     TaskNotFoundError,
 )
-from chalicelib.domain.messages import Advance, DeleteModel
+from chalicelib.domain.messages import Advance, DeleteModel, IntakeRequest
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
 from chalicelib.services.tasks import TaskService
+from tests.fakes.artifacts import content_hash_for, minimal_manifest, publish_in_memory
+from tests.fakes.interleave import Interleave
 
 
 def tasks(adapters: wiring.Adapters) -> TaskService:
@@ -27,6 +34,10 @@ def tasks(adapters: wiring.Adapters) -> TaskService:
 
 
 def deploy(adapters: wiring.Adapters, **body: Any):
+    """A deploy of a model that `esdeploy package --upload` has uploaded (unless the test did already)."""
+    model_id = body.get("embedding_model_id") or body["model_id"]
+    if adapters.settings.artifact_layout.pointer(model_id).url not in adapters.artifacts.pointers:  # type: ignore[attr-defined]
+        publish_in_memory(adapters.artifacts, adapters.settings, model_id)
     return tasks(adapters).submit(parse_deploy(body))
 
 
@@ -34,7 +45,9 @@ def test_deploy_is_stored_pending_and_dispatched(memory_adapters: wiring.Adapter
     task = deploy(memory_adapters, model_id="abc123", config={})
     assert task.status == TaskStatus.PENDING and task.stage == Stage.QUEUED
     assert task.config["instance_type"] == "ml.g5.xlarge"
-    assert task.config["model_data_url"] == "s3://esdeploy-test-artifacts/models/abc123/model.tar.gz"
+    digest = content_hash_for("abc123")
+    assert task.config["model_data_url"] == f"s3://esdeploy-test-artifacts/models/abc123/{digest}/model.tar.gz"
+    assert task.config["content_hash"] == digest
     assert task.config["bake_seconds"] == 600
     queue = memory_adapters.deploy_queue
     assert isinstance(queue, InMemoryQueue)
@@ -146,6 +159,7 @@ def test_a_delete_task_is_not_found_as_a_deployment(memory_adapters: wiring.Adap
         ({"initial_instance_count": 99}, "config.initial_instance_count"),
         ({"model_data_url": "s3://elsewhere/models/m/model.tar.gz"}, "config.model_data_url"),
         ({"model_data_url": "s3://esdeploy-test-artifacts/models/../x/model.tar.gz"}, "config.model_data_url"),
+        ({"parity_check": "sometimes"}, "config.parity_check"),
         ({"image_uri": "docker.io/evil:latest"}, "config.image_uri"),
         ({"bake_seconds": 10**9}, "config.bake_seconds"),
     ],
@@ -198,3 +212,213 @@ def test_cancel_of_an_ended_or_unknown_deploy_is_refused(memory_adapters: wiring
     deletion = tasks(memory_adapters).submit(parse_delete({"model_id": "other"}))
     with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{deletion.task_id}` is not found"):
         tasks(memory_adapters).cancel(deletion.task_id)
+
+
+def test_given_one_client_id_raced_across_two_models_when_the_other_stores_first_then_the_loser_holds_no_lease(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """The lease is taken before the id is claimed: the racer that loses the id must give back
+    the lease it took on its own model, or that model stays locked until the winner ends."""
+    store = memory_adapters.store
+
+    def winner_on_x() -> None:
+        memory_adapters.store = store
+        deploy(memory_adapters, embedding_model_id="x", id="same")
+
+    memory_adapters.store = Interleave(  # type: ignore[assignment]
+        store, "create", winner_on_x, when=lambda task: task.embedding_model_id == "y"
+    )
+    with pytest.raises(IdempotencyConflictError, match="same"):
+        deploy(memory_adapters, embedding_model_id="y", id="same")
+    memory_adapters.store = store
+    held_x = memory_adapters.locks.get("x")
+    assert held_x is not None and held_x.task_id == "same"
+    assert memory_adapters.locks.get("y") is None
+    assert deploy(memory_adapters, embedding_model_id="y").status == TaskStatus.PENDING
+
+
+def test_given_a_lease_held_under_another_models_task_id_when_a_deploy_comes_then_it_is_taken_over(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """A lease such a race left behind before the fix is not a real holder either."""
+    other = deploy(memory_adapters, embedding_model_id="x", id="same")
+    memory_adapters.locks.acquire(ModelLock("y", other.task_id, TaskKind.DEPLOY, memory_adapters.clock.now()))
+    task = deploy(memory_adapters, embedding_model_id="y")
+    held = memory_adapters.locks.get("y")
+    assert held is not None and held.task_id == task.task_id
+
+
+def test_given_the_worker_writes_while_a_cancel_is_written_when_cancelling_then_the_cancel_still_lands(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    store = memory_adapters.store
+
+    def worker_step() -> None:
+        current = store.get(task.task_id)
+        assert current is not None
+        current.record(at=memory_adapters.clock.now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+        current.variant = "esd-m-1-2"
+        store.update(current)
+
+    memory_adapters.store = Interleave(store, "update", worker_step)  # type: ignore[assignment]
+    canceled = tasks(memory_adapters).cancel(task.task_id)
+    assert canceled.cancel_requested and canceled.stage == Stage.PREFLIGHT
+    stored = store.get(task.task_id)
+    assert stored is not None and stored.cancel_requested and stored.version == canceled.version
+
+
+def test_given_a_task_that_keeps_changing_when_cancelling_then_the_answer_says_so(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    task.record(at=memory_adapters.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    task.variant = "esd-m-1-2"
+    memory_adapters.store.update(task)
+
+    class AlwaysLosing:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def update(self, task: Any) -> Any:
+            raise ConcurrentUpdateError(f"task {task.task_id} changed since version {task.version} was read")
+
+    memory_adapters.store = AlwaysLosing(memory_adapters.store)  # type: ignore[assignment]
+    with pytest.raises(ConcurrentUpdateError, match="send the cancel again"):
+        tasks(memory_adapters).cancel(task.task_id)
+
+
+def intake(body: dict[str, Any]) -> IntakeRequest:
+    return read_intake(json.dumps({"action": "delete", **body}))
+
+
+def test_given_a_busy_model_when_a_queued_request_comes_then_it_waits_on_the_requests_queue(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    assert tasks(memory_adapters).take(intake({"embedding_model_id": "m", "id": "retire-m"})) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    settings = memory_adapters.settings
+    assert isinstance(waiting, IntakeRequest) and waiting.attempt == 1
+    assert delay == settings.intake_retry_seconds
+    assert waiting.deadline is not None
+    assert abs((waiting.deadline - clock.now()).total_seconds() - settings.intake_max_wait_seconds) < 1
+    assert memory_adapters.store.get("retire-m") is None
+    # The model frees up: the next delivery becomes the task.
+    memory_adapters.writer.end(busy, TaskStatus.DONE, "live")
+    clock.advance(delay)
+    task = tasks(memory_adapters).take(waiting)
+    assert task is not None and task.task_id == "retire-m" and task.status == TaskStatus.PENDING
+
+
+def test_given_a_model_busy_past_the_requests_deadline_then_the_request_is_a_refused_task(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    deadline = clock.now() + timedelta(seconds=90)
+    request = intake({"embedding_model_id": "m", "id": "retire-m", "deadline": deadline.isoformat()})
+    assert tasks(memory_adapters).take(request) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 60 and waiting.deadline == deadline
+    clock.advance(60)
+    assert tasks(memory_adapters).take(waiting) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 30  # never past the deadline
+    clock.advance(31)
+    refused = tasks(memory_adapters).take(waiting)
+    assert refused is not None and refused.status == TaskStatus.REFUSED and refused.task_id == "retire-m"
+    assert refused.detail is not None and busy.task_id in refused.detail and "deadline" in refused.detail
+    assert tasks(memory_adapters).get(TaskKind.DELETE, "retire-m") == refused
+    assert memory_adapters.locks.get("m") is not None and memory_adapters.locks.get("m").task_id == busy.task_id  # type: ignore[union-attr]
+    assert memory_adapters.requests_queue.messages == []  # type: ignore[attr-defined]
+    # A redelivery of the same request replays the refused task.
+    assert tasks(memory_adapters).take(waiting) == refused
+
+
+# ---- the artifact is pinned once, at submit ------------------------------------------------------
+
+
+def test_a_deploy_pins_the_key_and_hash_that_latest_names_at_submit(memory_adapters: wiring.Adapters) -> None:
+    settings = memory_adapters.settings
+    v1 = publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=1))
+    task = deploy(memory_adapters, embedding_model_id="m")
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
+    stored = tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id)
+    assert (stored.config["model_data_url"], stored.config["content_hash"]) == (v1, content_hash_for("m", 1))
+
+
+def test_a_replay_returns_the_same_task_after_latest_moved(memory_adapters: wiring.Adapters) -> None:
+    settings = memory_adapters.settings
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=1))
+    first = deploy(memory_adapters, embedding_model_id="m", id="client-1")
+    publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
+    again = deploy(memory_adapters, embedding_model_id="m", id="client-1")
+    assert again == first and again.config["content_hash"] == content_hash_for("m", 1)
+    # Even with no artifact left at all, the replay is the stored task, not a 422.
+    memory_adapters.artifacts.pointers.clear()  # type: ignore[attr-defined]
+    assert deploy(memory_adapters, embedding_model_id="m", id="client-1") == first
+
+
+def test_an_explicit_model_data_url_is_pinned_with_the_hash_of_the_manifest_inside_it(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    settings = memory_adapters.settings
+    url = publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=7))
+    task = deploy(memory_adapters, embedding_model_id="m", config={"model_data_url": url})
+    assert (task.config["model_data_url"], task.config["content_hash"]) == (url, content_hash_for("m", 7))
+    with pytest.raises(InvalidRequestError, match="there is no artifact at s3://") as caught:
+        deploy(memory_adapters, embedding_model_id="other", config={"model_data_url": url.replace("/m/", "/x/")})
+    assert caught.value.field == "config.model_data_url"
+
+
+def test_a_deploy_of_a_model_never_uploaded_is_refused_at_submit_naming_the_upload(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        tasks(memory_adapters).submit(parse_deploy({"embedding_model_id": "ghost"}))
+    assert caught.value.field == "config.model_data_url"
+    assert "s3://esdeploy-test-artifacts/models/ghost/latest.json does not exist" in caught.value.message
+    assert "esdeploy package MODEL_DIR --model-id ghost --upload s3://esdeploy-test-artifacts/models" in (
+        caught.value.message
+    )
+    assert memory_adapters.locks.get("ghost") is None and memory_adapters.store.all() == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("s3://esdeploy-test-artifacts/models/m/model.tar.gz#.tar.gz", "fragment"),
+        ("s3://esdeploy-test-artifacts/models/m/x?v=1.tar.gz", "query string"),
+        ("s3://esdeploy-test-artifacts/models/m/a\nb/model.tar.gz", "control character U+000A"),
+        ("s3://esdeploy-test-artifacts/models//m/model.tar.gz", "empty path segment"),
+        ("s3://esdeploy-test-artifacts/models/./m/model.tar.gz", "'.' path segment"),
+        ("s3://esdeploy-test-artifacts/models/m/model%20x.tar.gz", "character '%'"),
+        ("s3://Esdeploy-Test-Artifacts/models/m/model.tar.gz", "not a valid S3 bucket name"),
+        ("s3://esdeploy-test-artifacts/models/m/model.tar", "must be a .tar.gz under"),
+    ],
+)
+def test_model_data_url_is_parsed_as_strictly_as_s3_reads_it(
+    memory_adapters: wiring.Adapters, url: str, problem: str
+) -> None:
+    """A '#' or '?' used to pass the .tar.gz rule while the preflight read another key than SageMaker."""
+    with pytest.raises(InvalidRequestError, match=re.escape(problem)) as caught:
+        deploy(memory_adapters, embedding_model_id="m", config={"model_data_url": url})
+    assert caught.value.field == "config.model_data_url"
+
+
+def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_adapters: wiring.Adapters) -> None:
+    """SageMaker refuses cross-region ECR images, after minutes; we say so at submit."""
+    settings = replace(memory_adapters.settings, region="eu-west-1")
+    memory_adapters.settings = settings
+    eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
+    with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
+        deploy(memory_adapters, embedding_model_id="m")
+    assert caught.value.field == "config.image_uri" and "ESDEPLOY_DEFAULT_IMAGE_URI" in caught.value.message
+    with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
+        deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
+    assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).config["image_uri"] == (
+        eu_image
+    )
