@@ -3,6 +3,9 @@ refusals, a slow endpoint, SageMaker's limits (issues 15 and 11: 3.7, 3.8)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from chalicelib.domain.errors import EndpointRefusedError
 from chalicelib.domain.models import Alias
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec
+from tests.fakes.artifacts import publish_in_memory
 from tests.fakes.fake_hosting import Answer, FakeHosting
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,22 +155,23 @@ def test_a_good_invoke_sends_the_endpoint_only_what_the_caller_set(live: Any) ->
     assert seen == [{"inputs": "hello", "normalize": True}]
 
 
-def test_invoke_limits_are_the_serving_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The API checks what the endpoint's handler would refuse: the same numbers (its defaults)."""
-    for name in ("ESDEPLOY_SERVING_MAX_TEXTS", "ESDEPLOY_SERVING_MAX_TEXT_CHARS"):
-        monkeypatch.delenv(name, raising=False)
-    import importlib
+def test_invoke_limits_are_the_serving_handlers() -> None:
+    """The API checks what the endpoint's handler would refuse: the same numbers (its defaults).
 
-    from serving import inference
-
-    inference = importlib.reload(inference)
-    assert (INVOKE_MAX_TEXTS, INVOKE_MAX_TEXT_CHARS) == (inference.MAX_TEXTS, inference.MAX_TEXT_CHARS)
+    Read in a fresh interpreter without the override variables: reloading `serving.inference` here
+    would give its error classes new identities under the other tests' feet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESDEPLOY_SERVING_")}
+    probe = "from serving import inference; print(inference.MAX_TEXTS, inference.MAX_TEXT_CHARS)"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert (int(out[0]), int(out[1])) == (INVOKE_MAX_TEXTS, INVOKE_MAX_TEXT_CHARS)
 
 
 # ---- 3.8: SageMaker's limits at the API -------------------------------------------------------
 
 
 def test_an_image_uri_over_sagemakers_255_characters_is_a_422_naming_the_field(memory_adapters: Any) -> None:
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m1")
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
     image = registry + "r" * (IMAGE_URI_MAX + 1 - len(registry) - len(":1")) + ":1"
     assert len(image) == IMAGE_URI_MAX + 1 == 256

@@ -105,8 +105,9 @@ def test_the_seeds_404_texts_are_the_examples(client: Client, document: dict[str
     assert (live.status_code, live.json_body) == (404, example)
 
 
-def test_answers_conform_to_the_document(client: Client, document: dict[str, Any]) -> None:
+def test_answers_conform_to_the_document(client: Client, document: dict[str, Any], upload: Any) -> None:
     """A quick in-process check of the shapes; tests/e2e/test_contract_fuzz.py runs schemathesis on all."""
+    upload("m1")
     deployed = client.http.post("/deploy", headers=JSON, body=json.dumps({"model_id": "m1", "id": "t-1"}))
     conforms(document, "/deploy", "post", 200, deployed.json_body)
     busy = client.http.post("/delete", headers=JSON, body=json.dumps({"embedding_model_id": "m1"}))
