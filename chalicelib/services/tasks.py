@@ -227,6 +227,11 @@ class TaskService:
         if existing.request_hash != fingerprint:
             raise IdempotencyConflictError(existing.task_id)
         logger.info("replayed task", extra=_log_keys(existing))
+        if existing.status == TaskStatus.PENDING:
+            # The first attempt may have died between storing the task and sending its first
+            # step; the retry is when the caller is still there to see it start. A duplicate
+            # step finds the task's version moved on and stops.
+            return self._dispatch(existing)
         return existing
 
     def _take_lock(self, lock: ModelLock) -> None:
