@@ -134,8 +134,9 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 
 @app.on_sqs_message(queue=handler_queue_name("requests"), batch_size=10)
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
-    """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service."""
-    return process_batch(event, read_intake, lambda command, _record: wiring.service(TaskService).submit(command))
+    """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service; a request
+    for a busy model waits on this queue (TaskService.take)."""
+    return process_batch(event, read_intake, lambda request, _record: wiring.service(TaskService).take(request))
 
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)

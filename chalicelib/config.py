@@ -54,6 +54,10 @@ class Settings:
     max_body_bytes: int
     stale_lock_seconds: int
     task_retention_days: int
+    early_message_delay_seconds: int
+    sweep_max_rekicks: int
+    intake_retry_seconds: int
+    intake_max_wait_seconds: int
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = None
 
@@ -165,7 +169,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sagemaker_role_arn=_required(env, "ESDEPLOY_SAGEMAKER_ROLE_ARN"),
         resource_prefix=resource_prefix,
         ssm_prefix=ssm_prefix,
-        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 10_000),
+        # The slots are one DynamoDB item (400 KB at most): 1,000 ids of 128 characters fit.
+        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 1_000),
         poll_initial_seconds=poll_initial,
         poll_max_seconds=poll_max,
         deploy_deadline_seconds=_integer(env, "ESDEPLOY_DEPLOY_DEADLINE_SECONDS", 3600, 60, 86_400),
@@ -180,6 +185,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
         task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
+        early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
+        sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
+        intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),
+        intake_max_wait_seconds=_integer(env, "ESDEPLOY_INTAKE_MAX_WAIT_SECONDS", 7200, 0, 86_400),
         region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
     )
 

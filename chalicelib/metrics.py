@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from chalicelib.domain.models import Task, TaskKind
 from chalicelib.ports import TaskStore
@@ -36,13 +37,19 @@ class MeteredTaskStore:
         self._inner = inner
 
     def create(self, task: Task) -> Task:
-        return self._inner.create(task)
+        stored = self._inner.create(task)
+        if ended_now(stored):  # a request refused before it became a running task
+            emit_count(f"Tasks{stored.status.value.capitalize()}", stored.kind.value)
+        return stored
 
     def get(self, task_id: str) -> Task | None:
         return self._inner.get(task_id)
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
         return self._inner.newest_for_model(embedding_model_id, kind)
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        return self._inner.note_rekick(task, at)
 
     def update(self, task: Task) -> Task:
         stored = self._inner.update(task)

@@ -21,12 +21,19 @@ class TaskStore(Protocol):
     def get(self, task_id: str) -> Task | None: ...
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
-        """The most recently created task of that kind for that model, in one request."""
+        """The most recently created task of that kind for that model, as it is now, even while
+        a secondary index has not caught up with a task created a moment ago."""
         ...
 
     def update(self, task: Task) -> Task:
         """Write `task` if the stored version is still `task.version`; returns it with the
         version bumped. ConcurrentUpdateError if someone else wrote in between."""
+        ...
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        """Record on the task that the sweeper re-sent its next step at `at`, if the stored version
+        is still `task.version` (the version stays: the step's own messages remain valid). False
+        when the task moved on meanwhile (it was not stalled)."""
         ...
 
 
@@ -41,8 +48,9 @@ class ModelLocks(Protocol):
 
     def get(self, embedding_model_id: str) -> ModelLock | None: ...
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
-        """Drop the lease if `task_id` holds it; a no-op otherwise."""
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
+        """Drop the lease if `task_id` holds it; a no-op otherwise. With `forget`, a model whose
+        alias names no variant (deleted, or never live) goes with it: its alias reads as None."""
         ...
 
     def list_held(self) -> list[ModelLock]:
@@ -57,11 +65,31 @@ class Aliases(Protocol):
 
     def swap(self, alias: Alias, expected_version: int) -> Alias:
         """Write `alias` if the stored alias version is `expected_version` (0: none stored).
-        Returns the written alias (version bumped); ConcurrentUpdateError otherwise."""
+        Returns the written alias (version bumped); AliasConflictError otherwise."""
         ...
 
     def list_live(self) -> list[Alias]:
-        """Every model that has a live variant."""
+        """Every model that has a live variant, in model id order. Read through an index that may
+        lag a moment behind a swap: for listing, never for a decision (read `get` for that)."""
+        ...
+
+
+class LiveModelSlots(Protocol):
+    """The live-model cap, kept with one conditional write: a model holds a slot from the
+    preflight of a deploy until it is neither live nor being deployed. Green variants in flight
+    count, so concurrent deploys of new models cannot pass the cap together."""
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        """Take the model's slot for `task_id` (a model that holds one keeps it, whatever the cap).
+        None on success; when `cap` other models hold every slot, those models, sorted."""
+        ...
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        """Free the model's slot if `task_id` reserved it last (None: whoever did); else a no-op."""
+        ...
+
+    def holders(self) -> dict[str, str]:
+        """Every model that holds a slot, with the task that reserved it last."""
         ...
 
 

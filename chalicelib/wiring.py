@@ -14,6 +14,7 @@ from chalicelib.ports import (
     Artifacts,
     Clock,
     Hosting,
+    LiveModelSlots,
     ModelLocks,
     Queue,
     TaskStore,
@@ -43,9 +44,11 @@ class Adapters:
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
+    slots: LiveModelSlots
     mirror: AliasMirror
     deploy_queue: Queue
     teardown_queue: Queue
+    requests_queue: Queue
     artifacts: Artifacts
     clock: Clock
     # SageMaker clients cost time to build: `hosting` calls this on its first use only.
@@ -73,7 +76,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
     import boto3
     from botocore.config import Config
 
-    from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
+    from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
     from chalicelib.adapters.s3_artifacts import S3Artifacts
     from chalicelib.adapters.sqs_queue import SqsQueue
@@ -98,9 +101,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table), config.task_retention)),
         locks=DynamoModelLocks(models_table),
         aliases=DynamoAliases(models_table),
+        slots=DynamoLiveModelSlots(models_table),
         mirror=SsmAliasMirror(boto3.client("ssm", config=retries), config.ssm_prefix),
         deploy_queue=SqsQueue(sqs, config.deploy_queue),
         teardown_queue=SqsQueue(sqs, config.teardown_queue),
+        requests_queue=SqsQueue(sqs, config.requests_queue),
         artifacts=S3Artifacts(boto3.client("s3", config=retries)),
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,

@@ -21,7 +21,7 @@ class QueueUrls:
 
 def create_tables(dynamodb_client: Any, settings: Settings) -> None:
     """Key design mirrors infra/: tasks by id, newest-by-model on the `by-model` index, ended
-    tasks expiring by TTL."""
+    tasks expiring by TTL; models by id, the live ones on the sparse `live-models` index."""
     dynamodb_client.create_table(
         TableName=settings.tasks_table,
         BillingMode="PAY_PER_REQUEST",
@@ -49,8 +49,21 @@ def create_tables(dynamodb_client: Any, settings: Settings) -> None:
     dynamodb_client.create_table(
         TableName=settings.models_table,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "embedding_model_id", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "embedding_model_id", "AttributeType": "S"},
+            {"AttributeName": "listed", "AttributeType": "S"},
+        ],
         KeySchema=[{"AttributeName": "embedding_model_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "live-models",
+                "KeySchema": [
+                    {"AttributeName": "listed", "KeyType": "HASH"},
+                    {"AttributeName": "embedding_model_id", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
     )
 
 

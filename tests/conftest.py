@@ -16,7 +16,9 @@ from chalicelib.adapters.memory import (
     InMemoryAliases,
     InMemoryAliasMirror,
     InMemoryArtifacts,
+    InMemoryLiveModelSlots,
     InMemoryModelLocks,
+    InMemoryModels,
     InMemoryQueue,
     InMemoryTaskStore,
     ManualClock,
@@ -105,14 +107,17 @@ def clock() -> ManualClock:
 @pytest.fixture
 def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.Adapters]:
     """Every port in memory; hosting is added by the tests that need it."""
+    models = InMemoryModels()
     adapters = wiring.Adapters(
         settings=settings,
         store=InMemoryTaskStore(settings.task_retention),
-        locks=InMemoryModelLocks(),
-        aliases=InMemoryAliases(),
+        locks=InMemoryModelLocks(models),
+        aliases=InMemoryAliases(models),
+        slots=InMemoryLiveModelSlots(),
         mirror=InMemoryAliasMirror(),
         deploy_queue=InMemoryQueue("deploy-tasks"),
         teardown_queue=InMemoryQueue("teardown-tasks"),
+        requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
     )

@@ -4,13 +4,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
-from chalicelib.domain.errors import ConcurrentUpdateError
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.aws_errors import AwsCalls, condition_failed, error_code
+from chalicelib.domain.errors import AliasConflictError, RetryableError
 from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
 
 # Lock and alias share one item so that the console shows, per model, what is live and
 # what is running; their attributes are disjoint so their conditional writes never clash.
 _LOCK_FIELDS = ("lock_task_id", "lock_kind", "lock_acquired_at")
+# The sparse index of live models: `listed` is set (to one value) exactly while a variant is live.
+LIVE_INDEX = "live-models"
+LISTED = "listed"
+LISTED_LIVE = "live"
+SLOTS_KEY = "#live-model-slots"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -66,7 +74,22 @@ class DynamoModelLocks:
             acquired_at=parse_iso(item["lock_acquired_at"]),
         )
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
+        if forget:
+            # A model with nothing in its alias (deleted, or never live) goes with its lease, in
+            # one conditional DeleteItem: model items do not pile up.
+            forgotten = _dynamodb(
+                "release the model lock and forget the model",
+                lambda: self._table.delete_item(
+                    Key={"embedding_model_id": embedding_model_id},
+                    ConditionExpression="lock_task_id = :mine AND attribute_not_exists(live_variant) "
+                    "AND attribute_not_exists(previous_variant)",
+                    ExpressionAttributeValues={":mine": task_id},
+                ),
+                tolerate=condition_failed,
+            )
+            if forgotten is not None:
+                return
         # Someone else holds it (or nobody): nothing of ours to drop.
         _dynamodb(
             "release the model lock",
@@ -108,6 +131,12 @@ class DynamoAliases:
         sets = ["alias_version = :new"]
         removes: list[str] = []
         values: dict[str, Any] = {":new": expected_version + 1, ":expected": expected_version}
+        # Only a model with a live variant is in the index that GET /models queries.
+        if alias.live_variant:
+            sets.append(f"{LISTED} = :listed")
+            values[":listed"] = LISTED_LIVE
+        else:
+            removes.append(LISTED)
         for attribute, value in (
             ("live_variant", alias.live_variant),
             ("previous_variant", alias.previous_variant),
@@ -138,21 +167,100 @@ class DynamoAliases:
             tolerate=condition_failed,
         )
         if written is None:
-            raise ConcurrentUpdateError(
+            raise AliasConflictError(
                 f"alias of {alias.embedding_model_id} changed since version {expected_version} was read"
             )
         return replace(alias, version=expected_version + 1)
 
     def list_live(self) -> list[Alias]:
-        items = scan_all(self._table, "attribute_exists(live_variant)", "list the live models")
-        return sorted((_item_to_alias(item) for item in items), key=lambda a: a.embedding_model_id)
+        """One Query on the sparse `live-models` index: as many items as live models, in model id
+        order. A GSI read may lag a moment behind a swap: this is for listing, never for a decision."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": LIVE_INDEX,
+            "KeyConditionExpression": Key(LISTED).eq(LISTED_LIVE),
+        }
+        while True:
+            answer = _dynamodb("list the live models", lambda: self._table.query(**kwargs))
+            items.extend(answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return [_item_to_alias(item) for item in items if item.get("live_variant")]
+
+
+class DynamoLiveModelSlots:
+    """One item of the models table (`#live-model-slots`: no model id has a '#') holds a map of
+    model id -> the task that reserved its slot; `size()` of that map is the condition of every
+    reservation, so the cap holds under any concurrency."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        for _ in range(3):
+            try:
+                taken = _dynamodb(
+                    "reserve a live-model slot",
+                    lambda: self._table.update_item(
+                        Key={"embedding_model_id": SLOTS_KEY},
+                        UpdateExpression="SET slots.#model = :task",
+                        ConditionExpression="attribute_not_exists(slots) OR attribute_exists(slots.#model) "
+                        "OR size(slots) < :cap",
+                        ExpressionAttributeNames={"#model": embedding_model_id},
+                        ExpressionAttributeValues={":task": task_id, ":cap": cap},
+                    ),
+                    tolerate=condition_failed,
+                )
+            except ClientError as error:
+                if error_code(error) != "ValidationException":
+                    raise
+                self._create_map()  # the first reservation ever: the map is not there yet
+                continue
+            if taken is not None:
+                return None
+            others = sorted(model for model in self.holders() if model != embedding_model_id)
+            if len(others) >= cap:
+                return others
+            # A slot was freed between our write and our read: try again.
+        raise RetryableError(f"the live-model slots kept changing while reserving one for {embedding_model_id}")
+
+    def _create_map(self) -> None:
+        _dynamodb(
+            "create the live-model slots",
+            lambda: self._table.update_item(
+                Key={"embedding_model_id": SLOTS_KEY},
+                UpdateExpression="SET slots = :none",
+                ConditionExpression="attribute_not_exists(slots)",
+                ExpressionAttributeValues={":none": {}},
+            ),
+            tolerate=condition_failed,
+        )
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        request: dict[str, Any] = {
+            "Key": {"embedding_model_id": SLOTS_KEY},
+            "UpdateExpression": "REMOVE slots.#model",
+            "ConditionExpression": "attribute_exists(slots.#model)",
+            "ExpressionAttributeNames": {"#model": embedding_model_id},
+        }
+        if task_id is not None:
+            request["ConditionExpression"] = "slots.#model = :task"
+            request["ExpressionAttributeValues"] = {":task": task_id}
+        _dynamodb("free a live-model slot", lambda: self._table.update_item(**request), tolerate=condition_failed)
+
+    def holders(self) -> dict[str, str]:
+        answer = _dynamodb(
+            "read the live-model slots",
+            lambda: self._table.get_item(Key={"embedding_model_id": SLOTS_KEY}, ConsistentRead=True),
+        )
+        return {str(model): str(task) for model, task in (answer.get("Item") or {}).get("slots", {}).items()}
 
 
 def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
-    """Every item matching `condition`. One item per model keeps this scan small, and saves
-    a secondary index to maintain."""
+    """Every item matching `condition`, read consistently: the sweeper decides on what it reads."""
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"FilterExpression": condition}
+    kwargs: dict[str, Any] = {"FilterExpression": condition, "ConsistentRead": True}
     while True:
         answer = _dynamodb(doing, lambda: table.scan(**kwargs))
         items.extend(answer.get("Items", []))

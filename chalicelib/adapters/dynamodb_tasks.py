@@ -29,6 +29,12 @@ def model_kind_key(kind: TaskKind, embedding_model_id: str) -> str:
     return f"{kind.value}#{embedding_model_id}"
 
 
+def newest_pointer_key(kind: TaskKind, embedding_model_id: str) -> str:
+    """The key of the item that names the newest task of a (kind, model). '#' is in no task id,
+    and the item has no `model_kind`, so it is neither a task nor in the index."""
+    return f"newest#{model_kind_key(kind, embedding_model_id)}"
+
+
 def task_to_item(task: Task) -> dict[str, Any]:
     item: dict[str, Any] = {
         "task_id": task.task_id,
@@ -52,6 +58,7 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "detail": task.detail,
         "variant": task.variant,
         "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
+        "rekicked_at": iso(task.rekicked_at) if task.rekicked_at else None,
         # DynamoDB's TTL wants a Number in epoch seconds.
         EXPIRES_AT: int(task.expires_at.timestamp()) if task.expires_at else None,
     }
@@ -108,13 +115,17 @@ def item_to_task(item: dict[str, Any]) -> Task:
         polls=int(item.get("polls", 0)),
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
+        rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,
         expires_at=datetime.fromtimestamp(item[EXPIRES_AT], UTC) if item.get(EXPIRES_AT) is not None else None,
     )
 
 
 class DynamoTaskStore:
-    """Task by id = GetItem; newest by model = one Query on the `by-model` index. A task written
-    in a final status gets `expires_at` (its end + `retention`), after which DynamoDB deletes it."""
+    """Task by id = GetItem. Newest by model: the `by-model` index answers it in one Query, but a
+    GSI read is eventually consistent and may miss a task stored a moment ago, so each create
+    also records the task on a pointer item read with GetItem; the newer of the two wins, and is
+    read again by id, consistently. A task written in a final status gets `expires_at` (its end +
+    `retention`), after which DynamoDB deletes it."""
 
     def __init__(self, table: Any, retention: timedelta | None = None) -> None:
         self._table = table
@@ -133,25 +144,67 @@ class DynamoTaskStore:
         )
         if written is None:
             raise TaskAlreadyExistsError(task.task_id)
+        self._point_to(stored)
         return stored
+
+    def _point_to(self, task: Task) -> None:
+        # Tasks of one model are created one at a time (the model's lease); the condition keeps
+        # the newest by created_at anyway, as the index orders them.
+        _dynamodb(
+            "record the newest task of the model",
+            lambda: self._table.update_item(
+                Key={"task_id": newest_pointer_key(task.kind, task.embedding_model_id)},
+                UpdateExpression="SET newest_task_id = :id, newest_created_at = :at",
+                ConditionExpression="attribute_not_exists(newest_created_at) OR newest_created_at <= :at",
+                ExpressionAttributeValues={":id": task.task_id, ":at": iso(task.created_at)},
+            ),
+            tolerate=condition_failed,
+        )
 
     def get(self, task_id: str) -> Task | None:
         answer = _dynamodb("read the task", lambda: self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True))
         item = answer.get("Item")
-        return item_to_task(item) if item else None
+        return item_to_task(item) if item and "kind" in item else None
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
-        answer = _dynamodb(
+        pointer = _dynamodb(
+            "read the newest task of the model",
+            lambda: self._table.get_item(
+                Key={"task_id": newest_pointer_key(kind, embedding_model_id)}, ConsistentRead=True
+            ),
+        ).get("Item")
+        indexed = _dynamodb(
             "query the tasks of a model",
             lambda: self._table.query(
                 IndexName=BY_MODEL_INDEX,
                 KeyConditionExpression=Key("model_kind").eq(model_kind_key(kind, embedding_model_id)),
                 ScanIndexForward=False,
                 Limit=1,
+                ProjectionExpression="task_id, created_at",
             ),
+        ).get("Items", [])
+        candidates = [(str(item["created_at"]), str(item["task_id"])) for item in indexed]
+        if pointer:
+            candidates.append((str(pointer["newest_created_at"]), str(pointer["newest_task_id"])))
+        if not candidates:
+            return None
+        # What the index holds may be an older version of the task: read it again by id.
+        task = self.get(max(candidates)[1])
+        return task if task is not None and task.embedding_model_id == embedding_model_id else None
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        written = _dynamodb(
+            "record the sweeper's re-kick",
+            lambda: self._table.update_item(
+                Key={"task_id": task.task_id},
+                UpdateExpression="SET rekicked_at = :at",
+                ConditionExpression="#v = :read",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues={":at": iso(at), ":read": task.version},
+            ),
+            tolerate=condition_failed,
         )
-        items = answer.get("Items", [])
-        return item_to_task(items[0]) if items else None
+        return written is not None
 
     def update(self, task: Task) -> Task:
         stored = task.copy()

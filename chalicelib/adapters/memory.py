@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.errors import (
+    AliasConflictError,
     ArtifactRefusedError,
     ConcurrentUpdateError,
     DispatchError,
@@ -18,8 +19,15 @@ from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
 
 
 class InMemoryTaskStore:
-    def __init__(self, retention: timedelta | None = None) -> None:
+    """Tasks in a dict, with the DynamoDB store's shape of "newest by model": an index that may lag
+    behind the writes (`index_lag=True` holds it back until `catch_up_index()`, as a GSI does) and
+    a pointer to the newest task that never lags."""
+
+    def __init__(self, retention: timedelta | None = None, index_lag: bool = False) -> None:
         self._tasks: dict[str, Task] = {}
+        self._indexed: dict[str, Task] = {}
+        self._newest: dict[tuple[TaskKind, str], Task] = {}
+        self._index_lag = index_lag
         self._lock = threading.Lock()
         self._retention = retention  # sets `expires_at` as DynamoTaskStore does; nothing expires here
 
@@ -30,7 +38,10 @@ class InMemoryTaskStore:
             stored = task.copy()
             stored.version = 1
             stored.expires_at = stored.expiry(self._retention)
-            self._tasks[task.task_id] = stored
+            self._write(stored)
+            pointer = self._newest.get((task.kind, task.embedding_model_id))
+            if pointer is None or pointer.created_at <= stored.created_at:
+                self._newest[(task.kind, task.embedding_model_id)] = stored
             return stored.copy()
 
     def get(self, task_id: str) -> Task | None:
@@ -41,12 +52,28 @@ class InMemoryTaskStore:
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
         with self._lock:
             candidates = [
-                t for t in self._tasks.values()
+                t for t in self._indexed.values()
                 if t.embedding_model_id == embedding_model_id and t.kind == kind
             ]
+            pointer = self._newest.get((kind, embedding_model_id))
+            if pointer is not None:
+                candidates.append(pointer)
             if not candidates:
                 return None
-            return max(candidates, key=lambda t: (t.created_at, t.task_id)).copy()
+            newest = max(candidates, key=lambda t: (t.created_at, t.task_id))
+            return self._tasks[newest.task_id].copy()  # the current version, not the indexed one
+
+    def indexed_newest(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
+        """What the index alone answers (tests show the lag with it)."""
+        with self._lock:
+            candidates = [
+                t for t in self._indexed.values() if t.embedding_model_id == embedding_model_id and t.kind == kind
+            ]
+            return max(candidates, key=lambda t: (t.created_at, t.task_id)).copy() if candidates else None
+
+    def catch_up_index(self) -> None:
+        with self._lock:
+            self._indexed = {task_id: task.copy() for task_id, task in self._tasks.items()}
 
     def update(self, task: Task) -> Task:
         with self._lock:
@@ -58,71 +85,120 @@ class InMemoryTaskStore:
             stored = task.copy()
             stored.version = task.version + 1
             stored.expires_at = stored.expiry(self._retention)
-            self._tasks[task.task_id] = stored
+            self._write(stored)
             return stored.copy()
+
+    def note_rekick(self, task: Task, at: datetime) -> bool:
+        with self._lock:
+            current = self._tasks.get(task.task_id)
+            if current is None or current.version != task.version:
+                return False
+            noted = current.copy()
+            noted.rekicked_at = at
+            self._write(noted)
+            return True
+
+    def _write(self, task: Task) -> None:
+        self._tasks[task.task_id] = task
+        if not self._index_lag:
+            self._indexed[task.task_id] = task
 
     def all(self) -> list[Task]:
         with self._lock:
             return [t.copy() for t in self._tasks.values()]
 
 
-class InMemoryModelLocks:
+class InMemoryModels:
+    """The models table in memory: per model its lease and its alias, side by side as DynamoDB
+    keeps them, so that releasing the lease of a model with nothing aliased forgets the model."""
+
     def __init__(self) -> None:
-        self._locks: dict[str, ModelLock] = {}
-        self._lock = threading.Lock()
+        self.locks: dict[str, ModelLock] = {}
+        self.aliases: dict[str, Alias] = {}
+        self.guard = threading.RLock()
+
+
+class InMemoryModelLocks:
+    def __init__(self, models: InMemoryModels | None = None) -> None:
+        self._models = models or InMemoryModels()
 
     def acquire(self, lock: ModelLock, replace_task_id: str | None = None) -> ModelLock | None:
-        with self._lock:
-            held = self._locks.get(lock.embedding_model_id)
+        with self._models.guard:
+            held = self._models.locks.get(lock.embedding_model_id)
             if held is None or held.task_id in (lock.task_id, replace_task_id):
                 if held is None or held.task_id != lock.task_id:
-                    self._locks[lock.embedding_model_id] = lock
+                    self._models.locks[lock.embedding_model_id] = lock
                 return None
             return held
 
     def get(self, embedding_model_id: str) -> ModelLock | None:
-        with self._lock:
-            return self._locks.get(embedding_model_id)
+        with self._models.guard:
+            return self._models.locks.get(embedding_model_id)
 
-    def release(self, embedding_model_id: str, task_id: str) -> None:
-        with self._lock:
-            held = self._locks.get(embedding_model_id)
-            if held is not None and held.task_id == task_id:
-                del self._locks[embedding_model_id]
+    def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
+        with self._models.guard:
+            held = self._models.locks.get(embedding_model_id)
+            if held is None or held.task_id != task_id:
+                return
+            del self._models.locks[embedding_model_id]
+            alias = self._models.aliases.get(embedding_model_id)
+            if forget and alias is not None and not alias.live_variant and not alias.previous_variant:
+                del self._models.aliases[embedding_model_id]
 
     def list_held(self) -> list[ModelLock]:
-        with self._lock:
-            return sorted(self._locks.values(), key=lambda lock: lock.embedding_model_id)
+        with self._models.guard:
+            return sorted(self._models.locks.values(), key=lambda lock: lock.embedding_model_id)
 
 
 class InMemoryAliases:
-    def __init__(self) -> None:
-        self._aliases: dict[str, Alias] = {}
-        self._lock = threading.Lock()
+    def __init__(self, models: InMemoryModels | None = None) -> None:
+        self._models = models or InMemoryModels()
 
     def get(self, embedding_model_id: str) -> Alias | None:
-        with self._lock:
-            return self._aliases.get(embedding_model_id)
+        with self._models.guard:
+            return self._models.aliases.get(embedding_model_id)
 
     def swap(self, alias: Alias, expected_version: int) -> Alias:
-        with self._lock:
-            current = self._aliases.get(alias.embedding_model_id)
+        with self._models.guard:
+            current = self._models.aliases.get(alias.embedding_model_id)
             current_version = current.version if current else 0
             if current_version != expected_version:
-                raise ConcurrentUpdateError(
+                raise AliasConflictError(
                     f"alias of {alias.embedding_model_id} is at version {current_version}, "
                     f"not {expected_version}"
                 )
             written = replace(alias, version=expected_version + 1)
-            self._aliases[alias.embedding_model_id] = written
+            self._models.aliases[alias.embedding_model_id] = written
             return written
 
     def list_live(self) -> list[Alias]:
-        with self._lock:
+        with self._models.guard:
             return sorted(
-                (a for a in self._aliases.values() if a.live_variant),
+                (a for a in self._models.aliases.values() if a.live_variant),
                 key=lambda a: a.embedding_model_id,
             )
+
+
+class InMemoryLiveModelSlots:
+    def __init__(self) -> None:
+        self._slots: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, embedding_model_id: str, task_id: str, cap: int) -> list[str] | None:
+        with self._lock:
+            if embedding_model_id not in self._slots and len(self._slots) >= cap:
+                return sorted(self._slots)
+            self._slots[embedding_model_id] = task_id
+            return None
+
+    def release(self, embedding_model_id: str, task_id: str | None = None) -> None:
+        with self._lock:
+            if embedding_model_id in self._slots and task_id in (None, self._slots[embedding_model_id]):
+                del self._slots[embedding_model_id]
+
+    def holders(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._slots)
 
 
 class InMemoryQueue:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.adapters.sagemaker_shapes import is_endpoint_state_change, read_endpoint_state_change
+from chalicelib.domain.commands import SubmitDeploy
 from chalicelib.domain.errors import UnreadableMessageError
 from chalicelib.domain.messages import (
     Advance,
@@ -18,6 +19,7 @@ from chalicelib.domain.messages import (
     DeleteModel,
     DeployTasksMessage,
     EndpointChanged,
+    IntakeRequest,
     TeardownTasksMessage,
     TeardownVariant,
     WorkMessage,
@@ -31,14 +33,17 @@ TEARDOWN_VARIANT = "teardown_variant"
 
 def to_body(message: WorkMessage) -> dict[str, Any]:
     """The JSON object a message travels as (the console shows it as is)."""
+    body: dict[str, Any]
     if isinstance(message, Advance):
-        return {"action": ADVANCE, "task_id": message.task_id, "version": message.version}
-    if isinstance(message, DeleteModel):
-        body: dict[str, Any] = {
+        body = {"action": ADVANCE, "task_id": message.task_id, "version": message.version}
+    elif isinstance(message, DeleteModel):
+        body = {
             "action": DELETE_MODEL,
             "task_id": message.task_id,
             "embedding_model_id": message.embedding_model_id,
         }
+    elif isinstance(message, IntakeRequest):
+        body = intake_body(message)
     else:
         body = {
             "action": TEARDOWN_VARIANT,
@@ -52,6 +57,26 @@ def to_body(message: WorkMessage) -> dict[str, Any]:
             body["task_id"] = message.task_id
     if message.attempt:
         body["attempt"] = message.attempt
+    return body
+
+
+def intake_body(request: IntakeRequest) -> dict[str, Any]:
+    """The automation's own format (docs/api.md), so that a request waiting for its model reads
+    like the one that was sent; `deadline` says until when it waits. api/intake.py reads it."""
+    command = request.command
+    body: dict[str, Any] = {"embedding_model_id": command.embedding_model_id}
+    if isinstance(command, SubmitDeploy):
+        body["action"] = "deploy"
+        if command.config.given():
+            body["config"] = command.config.given()
+    else:
+        body["action"] = "delete"
+        if command.reason is not None:
+            body["reason"] = command.reason
+    if command.client_task_id is not None:
+        body["id"] = command.client_task_id
+    if request.deadline is not None:
+        body["deadline"] = iso(request.deadline)
     return body
 
 
@@ -102,7 +127,9 @@ def _parse(body: Mapping[str, Any]) -> DeadLetter:
 
 def _advance(body: Mapping[str, Any]) -> Advance:
     # A message without a version was sent, before every Advance carried one, at first dispatch.
-    return Advance(task_id=_text(body, "task_id"), version=_count(body, "version", default=1))
+    return Advance(
+        task_id=_text(body, "task_id"), version=_count(body, "version", default=1), attempt=_count(body, "attempt")
+    )
 
 
 def _delete_model(body: Mapping[str, Any]) -> DeleteModel:

@@ -55,6 +55,11 @@ class ConcurrentUpdateError(EsdeployError):
     """Someone else changed the item since we read it (optimistic locking lost)."""
 
 
+class AliasConflictError(ConcurrentUpdateError):
+    """The alias changed since we read it. Unlike a conflict on a task, this does not mean that
+    someone else owns the next step: read the alias again and decide again."""
+
+
 class TaskAlreadyExistsError(EsdeployError):
     """A task with this id is already stored."""
 

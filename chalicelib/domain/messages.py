@@ -1,13 +1,15 @@
-"""Domain layer: the messages on the work queues, one type each (their JSON lives in adapters/queue_messages.py).
+"""Domain layer: the messages on the queues, one type each (their JSON lives in adapters/queue_messages.py).
 
 deploy-tasks carries Advance (ours) and EndpointChanged (SageMaker's, through EventBridge);
-teardown-tasks carries TeardownVariant and DeleteModel. Each dead-letter queue gets its queue's.
+teardown-tasks carries TeardownVariant and DeleteModel; requests carries IntakeRequest (read by
+api/intake.py, the automation's format). Each dead-letter queue gets its queue's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from chalicelib.domain.commands import Submit
 from chalicelib.domain.models import STAGES_WITH_GREEN, EndpointState, Task, TaskKind
 
 
@@ -16,11 +18,13 @@ class Advance:
     """Run the next step of a deploy task.
 
     `version` pins the message to the task state it was sent for: an older message (a duplicate,
-    or a poll overtaken by an endpoint event) finds a newer version and stops.
+    or a poll overtaken by an endpoint event) finds a newer version and stops. `attempt` counts
+    the re-sends of a message that arrived before the write of the step that sent it.
     """
 
     task_id: str
     version: int
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,18 @@ class EndpointChanged:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class IntakeRequest:
+    """A deploy or delete from the requests queue. A request for a busy model goes back to that
+    queue to wait, until the model is free or `deadline` passes; `attempt` counts the waits."""
+
+    command: Submit
+    deadline: datetime | None = None
+    attempt: int = 0
+
+
 # What we send (and so what comes back from a dead-letter queue, with SageMaker's events).
-WorkMessage = Advance | DeleteModel | TeardownVariant
+WorkMessage = Advance | DeleteModel | TeardownVariant | IntakeRequest
 DeployTasksMessage = Advance | EndpointChanged
 TeardownTasksMessage = TeardownVariant | DeleteModel
 DeadLetter = Advance | DeleteModel | TeardownVariant | EndpointChanged

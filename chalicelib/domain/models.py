@@ -145,6 +145,8 @@ class Task:
     polls: int = 0
     deadline_at: datetime | None = None
     cancel_requested: bool = False
+    # When the sweeper last re-sent this task's next step (once per stall window).
+    rekicked_at: datetime | None = None
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in
     # a final status, from `expiry()`; an active task never has one.
     expires_at: datetime | None = None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
@@ -32,14 +32,18 @@ from chalicelib.ports import (
     Artifacts,
     Clock,
     Hosting,
+    LiveModelSlots,
     TaskStore,
     VariantSpec,
 )
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import TaskWriter
 from chalicelib.services.smoke import SmokePlan, check_answer, smoke_plan
 
 logger = logging.getLogger(__name__)
 
+# With ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS between them: a minute by default.
+MAX_EARLY_RESENDS = 12
 
 
 @dataclass
@@ -47,6 +51,7 @@ class DeployWorker:
     settings: Settings
     store: TaskStore
     aliases: Aliases
+    slots: LiveModelSlots
     mirror: AliasMirror
     writer: TaskWriter
     artifacts: Artifacts
@@ -73,11 +78,26 @@ class DeployWorker:
             logger.info("stale message: a newer step owns this task", extra=_keys(task))
             return
         if message.version > task.version:
-            # Sent just before the step that sent it committed: come back after the visibility timeout.
-            raise RetryableError(
-                f"task {task.task_id} is at version {task.version}, message expects {message.version}"
-            )
+            self._come_back_later(message, task)
+            return
         self._step(task)
+
+    def _come_back_later(self, message: Advance, task: Task) -> None:
+        """The message overtook the write of the step that sent it (send, then write): that write is
+        a moment away, so the message comes back in a few seconds, not after the queue's visibility
+        timeout. A write that never lands (its step crashed, and SQS redelivers that step's own
+        message) stops the re-sends after a while; then SQS's redelivery and the DLQ take over."""
+        if message.attempt >= MAX_EARLY_RESENDS:
+            raise RetryableError(
+                f"task {task.task_id} is still at version {task.version} after {message.attempt} re-sends of "
+                f"the message for version {message.version}"
+            )
+        delay = self.settings.early_message_delay_seconds
+        logger.info(
+            "message ahead of the task's write; sending it again shortly",
+            extra={**_keys(task), "version": task.version, "message_version": message.version, "delay": delay},
+        )
+        self.writer.outbox.send(replace(message, attempt=message.attempt + 1), delay_seconds=delay)
 
     def on_endpoint_changed(self, event: EndpointChanged) -> None:
         """SageMaker said an endpoint changed state: wake its task now instead of at the next poll."""
@@ -117,8 +137,9 @@ class DeployWorker:
             else:
                 steps[task.stage](task)
         except ConcurrentUpdateError:
-            # Someone else (a duplicate delivery, a cancel, the DLQ handler) wrote first and
-            # owns the next step; this message has nothing left to do.
+            # Someone else (a duplicate delivery, a cancel, the DLQ handler) wrote the task first
+            # and owns the next step; this message has nothing left to do. (A conflict on the
+            # alias is not this: change_alias reads and decides again.)
             logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
         except TerminalHostingError as error:
             self._fail(task, TaskStatus.FAILED, str(error))
@@ -133,12 +154,15 @@ class DeployWorker:
         plan = self._smoke_plan(task)
         if plan is None:
             return
-        live = [a for a in self.aliases.list_live() if a.embedding_model_id != task.embedding_model_id]
-        if len(live) >= self.settings.max_deployed_models:
+        cap = self.settings.max_deployed_models
+        # The slot is taken before anything is created: greens in flight count against the cap.
+        full = self.slots.reserve(task.embedding_model_id, task.task_id, cap)
+        if full is not None:
+            shown = ", ".join(full[:10]) + (", ..." if len(full) > 10 else "")
             self._fail(
                 task,
                 TaskStatus.REFUSED,
-                f"{len(live)} models are deployed, the cap is {self.settings.max_deployed_models} "
+                f"{len(full)} models are deployed or being deployed ({shown}), the cap is {cap} "
                 "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
             )
             return
@@ -153,8 +177,7 @@ class DeployWorker:
             at=now,
             stage=Stage.CREATING,
             detail=f"artifact {str(config.content_hash)[:12]} checked: manifest of {task.embedding_model_id}, "
-            f"{checked}; "
-            f"{len(live)} other models live; creating {task.variant}",
+            f"{checked}; live-model slot reserved (cap {cap}); creating {task.variant}",
         )
         self.writer.advance(task)
 
@@ -259,22 +282,24 @@ class DeployWorker:
         self.writer.advance(task)
 
     def _swap(self, task: Task) -> None:
-        assert task.variant is not None
-        alias = self.aliases.get(task.embedding_model_id)
-        if alias is None or alias.live_variant != task.variant:
-            previous = alias.live_variant if alias else None
-            alias = self.aliases.swap(
-                Alias(
-                    embedding_model_id=task.embedding_model_id,
-                    live_variant=task.variant,
-                    previous_variant=previous,
-                    task_id=task.task_id,
-                    swapped_at=self.clock.now(),
-                    live_content_hash=task.deploy_config.content_hash,
-                    previous_content_hash=alias.live_content_hash if alias else None,
-                ),
-                expected_version=alias.version if alias else 0,
+        green = task.variant
+        assert green is not None
+
+        def make_green_live(current: Alias | None) -> Alias | None:
+            if current is not None and current.live_variant == green:
+                return None  # a redelivery: the swap happened already
+            return Alias(
+                embedding_model_id=task.embedding_model_id,
+                live_variant=green,
+                previous_variant=current.live_variant if current else None,
+                task_id=task.task_id,
+                swapped_at=self.clock.now(),
+                live_content_hash=task.deploy_config.content_hash,
+                previous_content_hash=current.live_content_hash if current else None,
             )
+
+        alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
+        assert alias is not None
         self.mirror.publish(alias)
         bake = task.deploy_config.bake_seconds
         blue: list[TeardownVariant] = []
@@ -306,14 +331,15 @@ class DeployWorker:
 
     def _fail(self, task: Task, status: TaskStatus, detail: str) -> None:
         """End the task; a green variant that may exist goes to teardown, the alias is untouched."""
-        self.writer.end(task, status, detail, *self._green_teardown(task, reason=f"deploy {status.value}"))
+        green = self._green_teardown(task, reason=f"deploy {status.value}")
+        self.writer.end(task, status, detail, *green, forget_model=True)
         logger.warning("deploy ended", extra={**_keys(task), "detail": detail})
 
     def _finish_canceled(self, task: Task) -> None:
         """A cancel was requested (TaskService.cancel) and green is not live: end it here."""
         green = self._green_teardown(task, reason="deploy canceled")
         detail = f"canceled; green variant {task.variant} handed to teardown" if green else "canceled"
-        self.writer.end(task, TaskStatus.CANCELED, detail, *green)
+        self.writer.end(task, TaskStatus.CANCELED, detail, *green, forget_model=True)
 
     def _green_teardown(self, task: Task, reason: str) -> tuple[TeardownVariant, ...]:
         """The green variant's teardown, if one may exist and it is not live."""

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.domain.messages import Advance, WorkMessage
-from chalicelib.domain.models import Stage, Task, TaskStatus
-from chalicelib.ports import Clock, ModelLocks, Queue, TaskStore
+from chalicelib.domain.messages import Advance, IntakeRequest, WorkMessage
+from chalicelib.domain.models import Stage, Task, TaskKind, TaskStatus
+from chalicelib.ports import Aliases, Clock, LiveModelSlots, ModelLocks, Queue, TaskStore
 
 
 @dataclass
 class Outbox:
-    """Advance goes to deploy-tasks; TeardownVariant and DeleteModel go to teardown-tasks."""
+    """Advance goes to deploy-tasks; TeardownVariant and DeleteModel go to teardown-tasks; an
+    IntakeRequest waiting for its model goes back to requests."""
 
     deploy_queue: Queue
     teardown_queue: Queue
+    requests_queue: Queue
 
     def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
-        queue = self.deploy_queue if isinstance(message, Advance) else self.teardown_queue
+        if isinstance(message, Advance):
+            queue = self.deploy_queue
+        elif isinstance(message, IntakeRequest):
+            queue = self.requests_queue
+        else:
+            queue = self.teardown_queue
         return queue.send(message, delay_seconds)
 
 
@@ -29,6 +36,8 @@ class TaskWriter:
 
     store: TaskStore
     locks: ModelLocks
+    aliases: Aliases
+    slots: LiveModelSlots
     outbox: Outbox
     clock: Clock
 
@@ -49,9 +58,19 @@ class TaskWriter:
         *messages: WorkMessage,
         stage: Stage | None = None,
         delay_seconds: int = 0,
+        forget_model: bool = False,
     ) -> Task:
-        """Record the task's last status, commit it, then give the model's lease back."""
+        """Record the task's last status, commit it, then give back what the task held: the model's
+        live-model slot unless the model is live, and the model's lease (still held here, so no
+        other task of the model can reserve between the two). With `forget_model` (the workers'
+        ends: a delete done, a first deploy that failed), a model whose alias names no variant
+        loses its item with the lease; the HTTP and intake functions keep DeleteItem off their roles."""
         task.record(at=self.clock.now(), stage=stage, status=status, detail=detail)
         stored = self.commit(task, *messages, delay_seconds=delay_seconds)
-        self.locks.release(task.embedding_model_id, task.task_id)
+        alias = self.aliases.get(task.embedding_model_id)
+        if alias is None or not alias.live_variant:
+            # A deploy frees the slot it reserved; a delete frees the model's, whoever reserved it.
+            self.slots.release(task.embedding_model_id, task.task_id if task.kind == TaskKind.DEPLOY else None)
+        nothing_aliased = alias is None or not (alias.live_variant or alias.previous_variant)
+        self.locks.release(task.embedding_model_id, task.task_id, forget=forget_model and nothing_aliased)
         return stored

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from chalicelib.config import Settings
 from chalicelib.domain.messages import TeardownVariant, resume
-from chalicelib.ports import Aliases, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.domain.models import Alias, Task
+from chalicelib.ports import Aliases, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore, VariantInfo
 from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -16,6 +18,7 @@ logger = logging.getLogger(__name__)
 class SweepReport:
     rekicked: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    freed_slots: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -27,36 +30,98 @@ class Sweeper:
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
+    slots: LiveModelSlots
     outbox: Outbox
     hosting: Hosting
     clock: Clock
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
+        # Variants first. A green is created only after its task recorded the variant's name and
+        # while the task holds the model's lease, so whatever this list shows, the reads below see
+        # its owner; a green created after the list waits for the next run.
+        variants = self.hosting.list_variants(f"{self.settings.resource_prefix}-")
         owned: set[str] = set()
-        now = self.clock.now()
+        stalled: list[Task] = []
         for lock in self.locks.list_held():
             task = self.store.get(lock.task_id)
             if task is None or task.status.is_terminal:
                 continue
             if task.variant:
                 owned.add(task.variant)
-            if (now - task.updated_at).total_seconds() < self.settings.stall_seconds:
-                continue
-            self.outbox.send(resume(task))
-            report.rekicked.append(task.task_id)
-            logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
-                                                              "embedding_model_id": task.embedding_model_id})
-        for alias in self.aliases.list_live():
-            owned.update(v for v in (alias.live_variant, alias.previous_variant) if v)
-        for variant in self.hosting.list_variants(f"{self.settings.resource_prefix}-"):
-            if variant.name in owned:
+            if self._stalled(task):
+                stalled.append(task)
+        # Oldest first, and a bounded number per run: a long queue backlog looks like many stalls,
+        # and re-sending all of them every run only lengthens the queue.
+        stalled.sort(key=self._last_sign_of_life)
+        for task in stalled[: self.settings.sweep_max_rekicks]:
+            if self._rekick(task):
+                report.rekicked.append(task.task_id)
+        if len(stalled) > self.settings.sweep_max_rekicks:
+            logger.warning("more stalled tasks than one sweep re-kicks; the rest wait for the next run",
+                           extra={"stalled": len(stalled), "limit": self.settings.sweep_max_rekicks})
+        aliases: dict[str, Alias | None] = {}
+        for variant in variants:
+            if variant.name in owned or self._aliased(variant, aliases):
                 continue
             # Previous variants still baking are owned by their alias; so an unowned one is a leak.
-            self.outbox.send(TeardownVariant(variant.embedding_model_id or "", variant.name, reason="orphan sweep"))
+            # The teardown worker checks its task and the model's lease once more before deleting.
+            self.outbox.send(
+                TeardownVariant(
+                    variant.embedding_model_id or "", variant.name, reason="orphan sweep", task_id=variant.task_id
+                )
+            )
             report.orphans.append(variant.name)
             logger.warning(
                 "orphaned variant handed to teardown",
                 extra={"variant": variant.name, "embedding_model_id": variant.embedding_model_id},
             )
+        report.freed_slots = self._free_abandoned_slots()
         return report
+
+    def _free_abandoned_slots(self) -> list[str]:
+        """A task ends by freeing its live-model slot unless its model is live; a crash between
+        its last write and that leaves the slot taken. The release is conditional on the task
+        that reserved it, so a deploy that reserves the model's slot meanwhile keeps it."""
+        freed = []
+        for model_id, task_id in sorted(self.slots.holders().items()):
+            task = self.store.get(task_id)
+            if task is not None and task.is_active:
+                continue
+            alias = self.aliases.get(model_id)
+            if alias is not None and alias.live_variant:
+                continue
+            self.slots.release(model_id, task_id)
+            freed.append(model_id)
+            logger.warning("freed the live-model slot of a model neither live nor being deployed",
+                           extra={"embedding_model_id": model_id, "task_id": task_id})
+        return freed
+
+    def _last_sign_of_life(self, task: Task) -> datetime:
+        return max(task.updated_at, task.rekicked_at or task.updated_at)
+
+    def _stalled(self, task: Task) -> bool:
+        """No progress, and no re-kick either, for a whole stall window."""
+        quiet = (self.clock.now() - self._last_sign_of_life(task)).total_seconds()
+        return quiet >= self.settings.stall_seconds
+
+    def _rekick(self, task: Task) -> bool:
+        """Record the re-kick on the task, then re-send its next step: the next runs leave it alone
+        for a stall window. A task written meanwhile was not stalled. (Recorded first: a lost send
+        is found again one stall window later; a duplicate step finds the version moved on.)"""
+        if not self.store.note_rekick(task, self.clock.now()):
+            return False
+        self.outbox.send(resume(task))
+        logger.warning("re-kicked a stalled task", extra={"task_id": task.task_id,
+                                                          "embedding_model_id": task.embedding_model_id})
+        return True
+
+    def _aliased(self, variant: VariantInfo, read: dict[str, Alias | None]) -> bool:
+        """Live or previous in its model's alias, read consistently (not through an index)."""
+        model_id = variant.embedding_model_id
+        if not model_id:
+            return False
+        if model_id not in read:
+            read[model_id] = self.aliases.get(model_id)
+        alias = read[model_id]
+        return alias is not None and variant.name in (alias.live_variant, alias.previous_variant)

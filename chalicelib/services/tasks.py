@@ -4,14 +4,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
+    ConcurrentUpdateError,
     DispatchError,
     IdempotencyConflictError,
     InvalidStateError,
@@ -19,8 +22,8 @@ from chalicelib.domain.errors import (
     TaskAlreadyExistsError,
     TaskNotFoundError,
 )
-from chalicelib.domain.messages import resume
-from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus
+from chalicelib.domain.messages import IntakeRequest, resume
+from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus, iso
 from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
@@ -35,6 +38,10 @@ NOT_FOUND_BY_MODEL = {
     TaskKind.DEPLOY: "Deployment task for model with ID `{}` is not found",
     TaskKind.DELETE: "Deletion task for model with ID `{}` is not found",
 }
+# A cancel races the deploy worker's steps (one write every few seconds at first): it reads again
+# and decides again this many times before it gives up and says so.
+CANCEL_ATTEMPTS = 5
+
 DISPATCH_FAILED = {
     TaskKind.DEPLOY: "Failed to create and send model deployment task",
     TaskKind.DELETE: "Failed to create and send model deletion task",
@@ -47,6 +54,14 @@ def request_hash(kind: TaskKind, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _busy_until_deadline(busy: ModelBusyError, deadline: datetime) -> str:
+    return (
+        f"Model `{busy.embedding_model_id}` was still busy with {busy.active_kind} task "
+        f"`{busy.active_task_id}` when this request's deadline passed ({iso(deadline)}); nothing was "
+        "done. Send the request again (or with a later `deadline`) once that task has ended."
+    )
+
+
 @dataclass
 class TaskService:
     settings: Settings
@@ -57,13 +72,36 @@ class TaskService:
     clock: Clock
     artifacts: Artifacts
 
-    def submit(self, command: Submit) -> Task:
-        """Store the task, take the model's lease and dispatch it; a replay returns the stored task."""
+    def submit(self, command: Submit, refused: str | None = None) -> Task:
+        """Store the task, take the model's lease and dispatch it; a replay returns the stored task.
+        With `refused`, the task is stored as refused with that detail instead (no lease, no message)."""
         if isinstance(command, SubmitDeploy):
-            return self._submit_deploy(command)
-        return self._submit_delete(command)
+            return self._submit_deploy(command, refused)
+        return self._submit_delete(command, refused)
 
-    def _submit_deploy(self, command: SubmitDeploy) -> Task:
+    def take(self, request: IntakeRequest) -> Task | None:
+        """A request from the requests queue: submitted as an HTTP one is. For a busy model it goes
+        back to the queue and waits (real endpoints take 10-20 min), until the model is free or
+        the request's deadline passes; then it becomes a task that ends `refused`, saying why.
+        None while it waits."""
+        now = self.clock.now()
+        latest = now + timedelta(seconds=self.settings.intake_max_wait_seconds)
+        deadline = min(request.deadline or latest, latest)
+        try:
+            return self.submit(request.command)
+        except ModelBusyError as busy:
+            if now >= deadline:
+                return self.submit(request.command, refused=_busy_until_deadline(busy, deadline))
+            delay = min(self.settings.intake_retry_seconds, math.ceil((deadline - now).total_seconds()))
+            self.outbox.send(replace(request, deadline=deadline, attempt=request.attempt + 1), delay_seconds=delay)
+            logger.info(
+                "request waits for its model",
+                extra={"embedding_model_id": busy.embedding_model_id, "active_task_id": busy.active_task_id,
+                       "attempt": request.attempt + 1, "deadline": iso(deadline), "delay": delay},
+            )
+            return None
+
+    def _submit_deploy(self, command: SubmitDeploy, refused: str | None) -> Task:
         validate_deploy_request(self.settings, command.config)
 
         def pinned_config() -> dict[str, Any]:
@@ -84,9 +122,10 @@ class TaskService:
             config=pinned_config,
             reason=None,
             source=command.source,
+            refused=refused,
         )
 
-    def _submit_delete(self, command: SubmitDelete) -> Task:
+    def _submit_delete(self, command: SubmitDelete, refused: str | None) -> Task:
         fingerprint = request_hash(
             TaskKind.DELETE,
             {"embedding_model_id": command.embedding_model_id, "reason": command.reason},
@@ -99,23 +138,35 @@ class TaskService:
             config=dict,
             reason=command.reason,
             source=command.source,
+            refused=refused,
         )
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
         next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
-        a rollback's job: the task is done by then."""
-        task = self.get(TaskKind.DEPLOY, task_id)
-        if task.status.is_terminal:
-            raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
-        if task.cancel_requested:
-            return task
-        if task.status == TaskStatus.PENDING and task.variant is None:
-            # Nothing was created yet; its queued message will find it ended.
-            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
-        task.cancel_requested = True
-        task.record(at=self.clock.now(), detail="cancel requested")
-        return self.writer.advance(task)
+        a rollback's job: the task is done by then.
+
+        The worker writes the task at every step, so a cancel that loses the write to it reads the
+        task again and decides again: it lands, or it answers why it cannot (the task ended)."""
+        for _ in range(CANCEL_ATTEMPTS):
+            task = self.get(TaskKind.DEPLOY, task_id)
+            if task.status.is_terminal:
+                raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
+            if task.cancel_requested:
+                return task
+            try:
+                if task.status == TaskStatus.PENDING and task.variant is None:
+                    # Nothing was created yet; its queued message will find it ended.
+                    return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+                task.cancel_requested = True
+                task.record(at=self.clock.now(), detail="cancel requested")
+                return self.writer.advance(task)
+            except ConcurrentUpdateError:
+                logger.info("cancel lost a write to the worker; reading the task again", extra=_log_keys(task))
+        raise ConcurrentUpdateError(
+            f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the cancel was being "
+            "written; send the cancel again"
+        )
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
@@ -139,6 +190,7 @@ class TaskService:
         config: Callable[[], dict[str, Any]],
         reason: str | None,
         source: str,
+        refused: str | None = None,
     ) -> Task:
         task_id = client_id or uuid.uuid4().hex
         if client_id is not None:
@@ -147,7 +199,8 @@ class TaskService:
                 return self._replay(existing, fingerprint)
         settled = config()
         now = self.clock.now()
-        self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
+        if refused is None:
+            self._take_lock(ModelLock(embedding_model_id, task_id, kind, now))
         task = Task.new(
             task_id=task_id,
             kind=kind,
@@ -158,15 +211,24 @@ class TaskService:
             reason=reason,
             source=source,
         )
+        if refused is not None:
+            # Stored all the same, so that it is found by its id like any other request, never lost.
+            task.record(at=now, status=TaskStatus.REFUSED, detail=refused)
         try:
             stored = self.store.create(task)
         except TaskAlreadyExistsError:
-            # The same client id raced us; both of us hold the same lock, so the loser answers
-            # like a replay.
+            # The same client id raced us and stored its task first. For the same model we both
+            # hold the same lease, which is the winner's; for another model the lease we took here
+            # belongs to no task of this model, so it goes back before we answer.
             existing = self.store.get(task_id)
+            if refused is None and (existing is None or existing.embedding_model_id != embedding_model_id):
+                self.locks.release(embedding_model_id, task_id)
             if existing is None:
                 raise
             return self._replay(existing, fingerprint)
+        if refused is not None:
+            logger.warning("request refused", extra={**_log_keys(stored), "detail": refused})
+            return stored
         return self._dispatch(stored)
 
     def _replay(self, existing: Task, fingerprint: str) -> Task:
@@ -193,7 +255,8 @@ class TaskService:
         """A lock whose task ended, or never got stored, must not block the model forever."""
         holder = self.store.get(held.task_id)
         if holder is not None:
-            return holder.status.is_terminal
+            # A lease held under the id of another model's task was never this model's.
+            return holder.status.is_terminal or holder.embedding_model_id != held.embedding_model_id
         age = (wanted.acquired_at - held.acquired_at).total_seconds()
         return age > self.settings.stale_lock_seconds
 

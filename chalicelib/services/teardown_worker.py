@@ -10,7 +10,8 @@ from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, TaskStore
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than
 class TeardownWorker:
     settings: Settings
     store: TaskStore
+    locks: ModelLocks
     aliases: Aliases
     mirror: AliasMirror
     outbox: Outbox
@@ -47,19 +49,28 @@ class TeardownWorker:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
                 self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
                 return
-        alias = self.aliases.get(model_id)
+        owner = self._active_owner(message)
+        if owner is not None:
+            # An active deploy still owns it: the sweeper saw it before its owner, or the task sent
+            # this with its last write, which has not landed (or lost to a write that continues).
+            # Ask again later; by then the task has ended, and the alias or this check decides.
+            self._retry_later(
+                message, RetryableError(f"variant {variant} still belongs to active task {owner.task_id}")
+            )
+            return
+        def stop_offering(current: Alias | None) -> Alias | None:
+            # Rollback to a variant that is about to vanish must stop being offered first.
+            if current is None or current.live_variant == variant or current.previous_variant != variant:
+                return None
+            return replace(current, previous_variant=None, previous_content_hash=None)
+
+        alias = change_alias(self.aliases, model_id, stop_offering)
         if alias is not None and alias.live_variant == variant:
             logger.warning(
                 "not tearing down the live variant (rolled back to it?)",
                 extra={"embedding_model_id": model_id, "variant": variant},
             )
             return
-        if alias is not None and alias.previous_variant == variant:
-            # Rollback to a variant that is about to vanish must stop being offered first. If the
-            # alias moved under us, ConcurrentUpdateError makes SQS redeliver and we decide again.
-            self.aliases.swap(
-                replace(alias, previous_variant=None, previous_content_hash=None), expected_version=alias.version
-            )
         try:
             self.hosting.delete_variant(variant)
         except RetryableError as error:
@@ -71,6 +82,19 @@ class TeardownWorker:
             "variant torn down",
             extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
         )
+
+    def _active_owner(self, message: TeardownVariant) -> Task | None:
+        """The deploy that the variant belongs to while it runs: the task the message names (its
+        creator, or the one that hands it over) or the holder of the model's lease."""
+        candidates = {message.task_id}
+        if message.embedding_model_id:
+            held = self.locks.get(message.embedding_model_id)
+            candidates.add(held.task_id if held else None)
+        for task_id in sorted(c for c in candidates if c):
+            task = self.store.get(task_id)
+            if task is not None and task.is_active and task.kind == TaskKind.DEPLOY and task.variant == message.variant:
+                return task
+        return None
 
     def _retry_later(self, message: TeardownTasksMessage, error: RetryableError) -> None:
         attempt = message.attempt + 1
@@ -91,6 +115,7 @@ class TeardownWorker:
         try:
             self._delete(task, message)
         except ConcurrentUpdateError:
+            # Only the task row's conflicts get here (change_alias retries the alias's).
             logger.info("lost a race for the delete task; the other writer continues",
                         extra={"task_id": message.task_id})
 
@@ -106,11 +131,13 @@ class TeardownWorker:
             task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
             task = self.writer.commit(task)
         if task.stage == Stage.UNALIASING:
-            if alias is not None and (alias.live_variant or alias.previous_variant):
-                # Clients stop resolving the model before anything is deleted.
-                self.aliases.swap(
-                    Alias(model_id, None, None, task.task_id, self.clock.now()), expected_version=alias.version
-                )
+            def clear(current: Alias | None) -> Alias | None:
+                if current is None or not (current.live_variant or current.previous_variant):
+                    return None
+                return Alias(model_id, None, None, task.task_id, self.clock.now())
+
+            # Clients stop resolving the model before anything is deleted.
+            change_alias(self.aliases, model_id, clear)
             self.mirror.remove(model_id)
             task.record(
                 at=self.clock.now(),
@@ -127,6 +154,8 @@ class TeardownWorker:
         self._end(task, TaskStatus.DONE, f"deleted {len(names)} variant(s): {', '.join(names) or 'none'}")
 
     def _end(self, task: Task, status: TaskStatus, detail: str) -> None:
-        self.writer.end(task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None)
+        self.writer.end(
+            task, status, detail, stage=Stage.FINISHED if status == TaskStatus.DONE else None, forget_model=True
+        )
         logger.info("delete ended", extra={"task_id": task.task_id, "embedding_model_id": task.embedding_model_id,
                                            "status": status.value})

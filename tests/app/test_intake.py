@@ -67,11 +67,19 @@ def test_redelivered_message_does_not_make_a_second_task(aws_adapters: wiring.Ad
     assert task is not None and task.version == 1
 
 
-def test_busy_model_message_is_retried_later(aws_adapters: wiring.Adapters, upload) -> None:
+def test_busy_model_message_waits_on_the_requests_queue(
+    aws_adapters: wiring.Adapters, aws: dict[str, Any], upload
+) -> None:
+    """Defect 3.3: it used to fail the message, which reached the requests DLQ after five receives,
+    long before a real endpoint (10-20 min) freed the model. It goes back to the queue, delayed."""
     upload("m")
     invoke(sqs_event({"action": "deploy", "embedding_model_id": "m"}))
-    result = invoke(sqs_event({"action": "delete", "embedding_model_id": "m"}))
-    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    result = invoke(sqs_event({"action": "delete", "embedding_model_id": "m", "id": "retire-m"}))
+    assert result == {"batchItemFailures": []}
+    assert aws_adapters.store.get("retire-m") is None  # not a task yet: it waits
+    sqs = aws["session"].client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["queues"].requests, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
 def test_invalid_message_is_logged_as_json_with_its_reason(

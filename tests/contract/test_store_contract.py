@@ -8,11 +8,18 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from moto import mock_aws
 
-from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoModelLocks
-from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
-from chalicelib.adapters.memory import InMemoryAliases, InMemoryModelLocks, InMemoryTaskStore
+from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
+from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
+from chalicelib.adapters.memory import (
+    InMemoryAliases,
+    InMemoryLiveModelSlots,
+    InMemoryModelLocks,
+    InMemoryModels,
+    InMemoryTaskStore,
+)
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
@@ -24,19 +31,27 @@ from chalicelib.domain.models import (
     TaskStatus,
     utc_now,
 )
+from tests.fakes.lagging_index import LaggingIndexTable
 
 RETENTION = timedelta(days=90)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
-    """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention."""
+    """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention. Both
+    have their index lagging behind the writes (a GSI read is eventually consistent): every case
+    here holds while the index has not caught up."""
     if request.param == "memory":
+        store = InMemoryTaskStore(RETENTION, index_lag=True)
+        models = InMemoryModels()
         yield {
-            "store": InMemoryTaskStore(RETENTION),
-            "keeps_forever": InMemoryTaskStore(),
-            "locks": InMemoryModelLocks(),
-            "aliases": InMemoryAliases(),
+            "store": store,
+            "keeps_forever": InMemoryTaskStore(index_lag=True),
+            "locks": InMemoryModelLocks(models),
+            "aliases": InMemoryAliases(models),
+            "slots": InMemoryLiveModelSlots(),
+            "catch_up_index": store.catch_up_index,
+            "indexed_newest": store.indexed_newest,
         }
         return
     from esdeploy.bootstrap import create_tables
@@ -45,12 +60,21 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         create_tables(dynamodb.meta.client, settings)
         models = dynamodb.Table(settings.models_table)
-        tasks = dynamodb.Table(settings.tasks_table)
+        tasks = LaggingIndexTable(dynamodb.Table(settings.tasks_table))
+
+        def indexed_newest(model: str, kind: TaskKind) -> Task | None:
+            items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression=Key("model_kind").eq(
+                model_kind_key(kind, model)), ScanIndexForward=False, Limit=1)["Items"]
+            return item_to_task(items[0]) if items else None
+
         yield {
             "store": DynamoTaskStore(tasks, RETENTION),
             "keeps_forever": DynamoTaskStore(tasks, None),
             "locks": DynamoModelLocks(models),
             "aliases": DynamoAliases(models),
+            "slots": DynamoLiveModelSlots(models),
+            "catch_up_index": tasks.catch_up,
+            "indexed_newest": indexed_newest,
         }
 
 
@@ -105,6 +129,36 @@ def test_newest_for_model_is_the_latest_created_of_that_kind(backend: dict[str, 
     assert store.newest_for_model("m3", TaskKind.DEPLOY) is None
 
 
+def test_a_task_stored_a_moment_ago_is_the_newest_while_the_index_has_not_seen_it(
+    backend: dict[str, Any],
+) -> None:
+    """Issue 11: GET /deploy-status right after POST /deploy answered 404 when the index lagged."""
+    store = backend["store"]
+    store.create(make_task("old", offset=-60))
+    backend["catch_up_index"]()
+    store.create(make_task("new"))
+    indexed = backend["indexed_newest"]("m1", TaskKind.DEPLOY)
+    assert indexed is not None and indexed.task_id == "old"  # the lag is real
+    newest = store.newest_for_model("m1", TaskKind.DEPLOY)
+    assert newest is not None and newest.task_id == "new"
+    store.create(make_task("first-delete", kind=TaskKind.DELETE))
+    assert backend["indexed_newest"]("m1", TaskKind.DELETE) is None
+    newest_delete = store.newest_for_model("m1", TaskKind.DELETE)
+    assert newest_delete is not None and newest_delete.task_id == "first-delete"
+
+
+def test_the_newest_task_is_read_as_it_is_now_not_as_the_index_last_saw_it(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    backend["catch_up_index"]()
+    task.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    store.update(task)
+    indexed = backend["indexed_newest"]("m1", TaskKind.DEPLOY)
+    assert indexed is not None and indexed.status == TaskStatus.PENDING  # the lag is real
+    newest = store.newest_for_model("m1", TaskKind.DEPLOY)
+    assert newest is not None and (newest.status, newest.version) == (TaskStatus.PROCESSING, 2)
+
+
 def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None:
     store = backend["store"]
     task = store.create(make_task("t1"))
@@ -112,13 +166,14 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     task.variant = "esd-m1-abc-def"
     task.polls = 3
     task.deadline_at = utc_now() + timedelta(hours=1)
+    task.rekicked_at = utc_now()
     updated = store.update(task)
     assert updated.version == 2
     read = store.get("t1")
     assert read is not None
     assert [e.stage for e in read.events] == [Stage.QUEUED, Stage.PREFLIGHT]
     assert read.detail == "checking" and read.variant == "esd-m1-abc-def" and read.polls == 3
-    assert read.deadline_at == task.deadline_at
+    assert read.deadline_at == task.deadline_at and read.rekicked_at == task.rekicked_at
 
 
 def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:
@@ -242,3 +297,76 @@ def test_list_held_locks(backend: dict[str, Any]) -> None:
     locks.acquire(ModelLock("a", "t1", TaskKind.DEPLOY, utc_now()))
     backend["aliases"].swap(Alias("c", "esd-c", None, "t3", utc_now()), expected_version=0)
     assert [(lock.embedding_model_id, lock.task_id) for lock in locks.list_held()] == [("a", "t1"), ("b", "t2")]
+
+
+def test_releasing_a_lease_to_forget_a_model_with_nothing_aliased_removes_it(backend: dict[str, Any]) -> None:
+    """Issue 15: model items were never deleted; a deleted (or never live) model leaves nothing."""
+    aliases, locks = backend["aliases"], backend["locks"]
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
+    locks.release("m1", "t1")
+    locks.acquire(ModelLock("m1", "t2", TaskKind.DELETE, utc_now()))
+    aliases.swap(Alias("m1", None, None, "t2", utc_now()), expected_version=1)
+    locks.release("m1", "t2")
+    cleared = aliases.get("m1")
+    assert cleared is not None and cleared.live_variant is None  # kept without `forget`
+    locks.acquire(ModelLock("m1", "t3", TaskKind.DELETE, utc_now()))
+    locks.release("m1", "t3", forget=True)
+    assert aliases.get("m1") is None and locks.get("m1") is None
+    # The next deploy starts from no alias at all.
+    assert aliases.swap(Alias("m1", "esd-b", None, "t4", utc_now()), expected_version=0).version == 1
+
+
+def test_releasing_the_lease_keeps_a_model_with_a_live_or_previous_variant(backend: dict[str, Any]) -> None:
+    aliases, locks = backend["aliases"], backend["locks"]
+    locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=0)
+    locks.release("m1", "t1", forget=True)
+    locks.acquire(ModelLock("m2", "t2", TaskKind.DEPLOY, utc_now()))
+    aliases.swap(Alias("m2", None, "esd-old", "t2", utc_now()), expected_version=0)
+    locks.release("m2", "t2", forget=True)
+    locks.acquire(ModelLock("m3", "t3", TaskKind.DEPLOY, utc_now()))
+    locks.release("m3", "someone-else", forget=True)
+    alias1, alias2 = aliases.get("m1"), aliases.get("m2")
+    assert alias1 is not None and alias1.live_variant == "esd-a"
+    assert alias2 is not None and alias2.previous_variant == "esd-old"
+    held = locks.get("m3")
+    assert held is not None and held.task_id == "t3"
+
+
+def test_live_model_slots_stop_at_the_cap_and_a_model_keeps_its_own(backend: dict[str, Any]) -> None:
+    slots = backend["slots"]
+    assert slots.holders() == {}
+    assert slots.reserve("b", "t1", cap=2) is None
+    assert slots.reserve("a", "t2", cap=2) is None
+    assert slots.reserve("c", "t3", cap=2) == ["a", "b"]
+    assert slots.reserve("a", "t4", cap=2) is None  # a redeploy of a model that holds a slot
+    assert slots.holders() == {"a": "t4", "b": "t1"}
+    # Only the task that reserved last frees it (a newer deploy of the model keeps it) ...
+    slots.release("a", "t2")
+    assert slots.holders() == {"a": "t4", "b": "t1"}
+    slots.release("a", "t4")
+    assert slots.reserve("c", "t3", cap=2) is None
+    # ... or anyone, for a model that is gone (a delete).
+    slots.release("b")
+    slots.release("nothing-here")
+    assert slots.holders() == {"c": "t3"}
+
+
+def test_live_model_slots_are_not_a_model(backend: dict[str, Any]) -> None:
+    backend["slots"].reserve("a", "t1", cap=5)
+    assert backend["aliases"].list_live() == [] and backend["locks"].list_held() == []
+
+
+def test_a_rekick_is_noted_on_the_version_read_and_leaves_the_version(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    at = utc_now()
+    assert store.note_rekick(task, at) is True
+    read = store.get("t1")
+    assert read is not None and read.rekicked_at == at and read.version == 1
+    read.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+    store.update(read)
+    assert store.note_rekick(task, utc_now()) is False  # it moved on: it was not stalled
+    moved = store.get("t1")
+    assert moved is not None and moved.version == 2 and moved.stage == Stage.PREFLIGHT

@@ -20,7 +20,7 @@ def test_calls_are_attributed_to_the_function_whose_handler_runs(aws_adapters: w
         assert client.http.get("/models").status_code == 200
         assert client.lambda_.invoke("sweeper", SCHEDULED_EVENT).payload
     by_function = {(c.call.function, f"{c.call.signing_name}.{c.call.operation}") for c in recorder.calls}
-    assert ("api_handler", "dynamodb.Scan") in by_function
+    assert ("api_handler", "dynamodb.Query") in by_function  # GET /models: the live-models index
     assert ("sweeper", "sagemaker.ListEndpoints") in by_function
     assert recorder.problems() == []
 

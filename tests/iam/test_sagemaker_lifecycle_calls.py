@@ -186,9 +186,15 @@ def sweeper_rekicks_and_hands_orphans_to_teardown(world: SageMakerWorld) -> None
     stalled = world.deploy("m2")
     world.run_until(lambda: world.task(stalled["task_id"])["stage"] == "waiting")
     world.sqs.purge_queue(QueueUrl=world.urls.deploy)  # its poll message is lost
+    # A crash after a task's last write left its live-model slot taken.
+    from chalicelib import wiring
+
+    slots = wiring.adapters().slots
+    slots.reserve("crashed-model", "crashed", cap=settings.max_deployed_models)
     world.clock.advance(2 * settings.poll_max_seconds + 121)
     report = world.sweep()
     assert report == {"rekicked": [stalled["task_id"]], "orphans": [orphan]}, report
+    assert "crashed-model" not in slots.holders()
     world.run_until()
     assert world.task(stalled["task_id"])["status"] == "done"
     assert orphan not in world.resource_names()["models"]

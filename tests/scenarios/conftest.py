@@ -35,9 +35,11 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     base.clock = clock
     base.deploy_queue = TimeWarpQueue(sqs, settings.deploy_queue, clock)
     base.teardown_queue = TimeWarpQueue(sqs, settings.teardown_queue, clock)
+    base.requests_queue = TimeWarpQueue(sqs, settings.requests_queue, clock)
     wiring.use(base)
     urls = aws["queues"]
     handlers = {
+        urls.requests: "requests_worker",
         urls.deploy: "deploy_worker",
         urls.teardown: "teardown_worker",
         urls.dead_letters[settings.deploy_queue]: "deploy_dead_letters",

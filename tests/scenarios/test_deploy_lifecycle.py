@@ -233,6 +233,11 @@ def test_delete_while_live_clears_alias_then_removes_everything(world: World) ->
     assert world.hosting.owned_resources() == []
     assert world.get("/models/m1").status_code == 404
     assert world.get("/models").json_body == {"models": []}
+    # The model's item (its lease and alias) goes with it: model items do not pile up.
+    import boto3
+
+    models = boto3.resource("dynamodb", region_name="us-east-1").Table(world.adapters.settings.models_table)
+    assert "Item" not in models.get_item(Key={"embedding_model_id": "m1"}, ConsistentRead=True)
     world.assert_no_leaks()
 
 

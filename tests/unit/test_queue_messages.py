@@ -26,6 +26,7 @@ TAGS = {"embedding_model_id": "m1", "task_id": "t1", "managed-by": "esdeploy"}
     ("message", "body"),
     [
         (Advance("t1", 3), {"action": "advance", "task_id": "t1", "version": 3}),
+        (Advance("t1", 3, attempt=2), {"action": "advance", "task_id": "t1", "version": 3, "attempt": 2}),
         (DeleteModel("t2", "m1"), {"action": "delete_model", "task_id": "t2", "embedding_model_id": "m1"}),
         (
             DeleteModel("t2", "m1", attempt=4),
@@ -93,3 +94,29 @@ def test_sagemakers_state_change_event_becomes_endpoint_changed() -> None:
 def test_a_body_no_reader_understands_is_unreadable(text: str, why: str) -> None:
     with pytest.raises(UnreadableMessageError, match=why):
         read_dead_letter(text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "deploy", "embedding_model_id": "m1", "id": "run-1", "config": {"bake_seconds": 5}},
+        {"action": "delete", "embedding_model_id": "m1", "reason": "retired",
+         "deadline": "2026-01-02T03:04:05.678901Z", "attempt": 3},
+    ],
+)
+def test_a_waiting_intake_request_is_sent_back_in_the_automations_own_format(body: dict[str, Any]) -> None:
+    from chalicelib.api.intake import read_intake
+
+    request = read_intake(json.dumps(body))
+    assert to_body(request) == body
+    assert read_intake(json.dumps(to_body(request))) == request
+
+
+@pytest.mark.parametrize("deadline", ["tomorrow", "2026-01-02T03:04:05", 12])
+def test_an_intake_deadline_must_be_a_time_with_a_zone(deadline: object) -> None:
+    from chalicelib.api.intake import read_intake
+    from chalicelib.domain.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as caught:
+        read_intake(json.dumps({"action": "delete", "embedding_model_id": "m1", "deadline": deadline}))
+    assert caught.value.field == "deadline"

@@ -1,6 +1,7 @@
 """Unit tests of TaskService on in-memory fakes: idempotency, the model lock, dispatch faults."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import timedelta
@@ -10,8 +11,10 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryQueue, ManualClock
+from chalicelib.api.intake import read_intake
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import (
+    ConcurrentUpdateError,
     DispatchError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -19,10 +22,11 @@ from chalicelib.domain.errors import (
     ModelBusyError,
     TaskNotFoundError,
 )
-from chalicelib.domain.messages import Advance, DeleteModel
+from chalicelib.domain.messages import Advance, DeleteModel, IntakeRequest
 from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
 from chalicelib.services.tasks import TaskService
 from tests.fakes.artifacts import content_hash_for, minimal_manifest, publish_in_memory
+from tests.fakes.interleave import Interleave
 
 
 def tasks(adapters: wiring.Adapters) -> TaskService:
@@ -208,6 +212,130 @@ def test_cancel_of_an_ended_or_unknown_deploy_is_refused(memory_adapters: wiring
     deletion = tasks(memory_adapters).submit(parse_delete({"model_id": "other"}))
     with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{deletion.task_id}` is not found"):
         tasks(memory_adapters).cancel(deletion.task_id)
+
+
+def test_given_one_client_id_raced_across_two_models_when_the_other_stores_first_then_the_loser_holds_no_lease(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """The lease is taken before the id is claimed: the racer that loses the id must give back
+    the lease it took on its own model, or that model stays locked until the winner ends."""
+    store = memory_adapters.store
+
+    def winner_on_x() -> None:
+        memory_adapters.store = store
+        deploy(memory_adapters, embedding_model_id="x", id="same")
+
+    memory_adapters.store = Interleave(  # type: ignore[assignment]
+        store, "create", winner_on_x, when=lambda task: task.embedding_model_id == "y"
+    )
+    with pytest.raises(IdempotencyConflictError, match="same"):
+        deploy(memory_adapters, embedding_model_id="y", id="same")
+    memory_adapters.store = store
+    held_x = memory_adapters.locks.get("x")
+    assert held_x is not None and held_x.task_id == "same"
+    assert memory_adapters.locks.get("y") is None
+    assert deploy(memory_adapters, embedding_model_id="y").status == TaskStatus.PENDING
+
+
+def test_given_a_lease_held_under_another_models_task_id_when_a_deploy_comes_then_it_is_taken_over(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """A lease such a race left behind before the fix is not a real holder either."""
+    other = deploy(memory_adapters, embedding_model_id="x", id="same")
+    memory_adapters.locks.acquire(ModelLock("y", other.task_id, TaskKind.DEPLOY, memory_adapters.clock.now()))
+    task = deploy(memory_adapters, embedding_model_id="y")
+    held = memory_adapters.locks.get("y")
+    assert held is not None and held.task_id == task.task_id
+
+
+def test_given_the_worker_writes_while_a_cancel_is_written_when_cancelling_then_the_cancel_still_lands(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    store = memory_adapters.store
+
+    def worker_step() -> None:
+        current = store.get(task.task_id)
+        assert current is not None
+        current.record(at=memory_adapters.clock.now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING)
+        current.variant = "esd-m-1-2"
+        store.update(current)
+
+    memory_adapters.store = Interleave(store, "update", worker_step)  # type: ignore[assignment]
+    canceled = tasks(memory_adapters).cancel(task.task_id)
+    assert canceled.cancel_requested and canceled.stage == Stage.PREFLIGHT
+    stored = store.get(task.task_id)
+    assert stored is not None and stored.cancel_requested and stored.version == canceled.version
+
+
+def test_given_a_task_that_keeps_changing_when_cancelling_then_the_answer_says_so(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = deploy(memory_adapters, embedding_model_id="m")
+    task.record(at=memory_adapters.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    task.variant = "esd-m-1-2"
+    memory_adapters.store.update(task)
+
+    class AlwaysLosing:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def update(self, task: Any) -> Any:
+            raise ConcurrentUpdateError(f"task {task.task_id} changed since version {task.version} was read")
+
+    memory_adapters.store = AlwaysLosing(memory_adapters.store)  # type: ignore[assignment]
+    with pytest.raises(ConcurrentUpdateError, match="send the cancel again"):
+        tasks(memory_adapters).cancel(task.task_id)
+
+
+def intake(body: dict[str, Any]) -> IntakeRequest:
+    return read_intake(json.dumps({"action": "delete", **body}))
+
+
+def test_given_a_busy_model_when_a_queued_request_comes_then_it_waits_on_the_requests_queue(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    assert tasks(memory_adapters).take(intake({"embedding_model_id": "m", "id": "retire-m"})) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    settings = memory_adapters.settings
+    assert isinstance(waiting, IntakeRequest) and waiting.attempt == 1
+    assert delay == settings.intake_retry_seconds
+    assert waiting.deadline is not None
+    assert abs((waiting.deadline - clock.now()).total_seconds() - settings.intake_max_wait_seconds) < 1
+    assert memory_adapters.store.get("retire-m") is None
+    # The model frees up: the next delivery becomes the task.
+    memory_adapters.writer.end(busy, TaskStatus.DONE, "live")
+    clock.advance(delay)
+    task = tasks(memory_adapters).take(waiting)
+    assert task is not None and task.task_id == "retire-m" and task.status == TaskStatus.PENDING
+
+
+def test_given_a_model_busy_past_the_requests_deadline_then_the_request_is_a_refused_task(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    busy = deploy(memory_adapters, embedding_model_id="m")
+    deadline = clock.now() + timedelta(seconds=90)
+    request = intake({"embedding_model_id": "m", "id": "retire-m", "deadline": deadline.isoformat()})
+    assert tasks(memory_adapters).take(request) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 60 and waiting.deadline == deadline
+    clock.advance(60)
+    assert tasks(memory_adapters).take(waiting) is None
+    [(waiting, delay)] = memory_adapters.requests_queue.drain()  # type: ignore[attr-defined]
+    assert delay == 30  # never past the deadline
+    clock.advance(31)
+    refused = tasks(memory_adapters).take(waiting)
+    assert refused is not None and refused.status == TaskStatus.REFUSED and refused.task_id == "retire-m"
+    assert refused.detail is not None and busy.task_id in refused.detail and "deadline" in refused.detail
+    assert tasks(memory_adapters).get(TaskKind.DELETE, "retire-m") == refused
+    assert memory_adapters.locks.get("m") is not None and memory_adapters.locks.get("m").task_id == busy.task_id  # type: ignore[union-attr]
+    assert memory_adapters.requests_queue.messages == []  # type: ignore[attr-defined]
+    # A redelivery of the same request replays the refused task.
+    assert tasks(memory_adapters).take(waiting) == refused
 
 
 # ---- the artifact is pinned once, at submit ------------------------------------------------------

@@ -1,0 +1,39 @@
+"""Services: changing an alias — read it, decide, write conditionally; on a conflict, read and decide again."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from chalicelib.domain.errors import AliasConflictError, RetryableError
+from chalicelib.domain.models import Alias
+from chalicelib.ports import Aliases
+
+logger = logging.getLogger(__name__)
+
+# Writers of one alias are few (a swap, the bake-end teardown dropping `previous`, a delete's
+# unaliasing, a rollback), so a handful of tries always settles; past that, SQS redelivers.
+ALIAS_ATTEMPTS = 5
+
+
+def change_alias(
+    aliases: Aliases, embedding_model_id: str, decide: Callable[[Alias | None], Alias | None]
+) -> Alias | None:
+    """Write what `decide(current alias)` returns, or nothing when it returns None; returns the
+    alias as it stands afterwards. A conflicting write by another writer of the alias is not a
+    sign that someone else owns this step (only a conflict on the task row is), so it is read
+    again and decided again, never swallowed."""
+    for attempt in range(1, ALIAS_ATTEMPTS + 1):
+        current = aliases.get(embedding_model_id)
+        wanted = decide(current)
+        if wanted is None:
+            return current
+        try:
+            return aliases.swap(wanted, expected_version=current.version if current else 0)
+        except AliasConflictError as conflict:
+            logger.info(
+                "the alias changed under us; reading it again",
+                extra={"embedding_model_id": embedding_model_id, "attempt": attempt, "error": str(conflict)},
+            )
+    raise RetryableError(
+        f"the alias of {embedding_model_id} changed {ALIAS_ATTEMPTS} times while we wrote it; trying again later"
+    )

@@ -1,0 +1,80 @@
+"""Unit tests of Sweeper on the in-memory ports: how often it re-kicks, and what it leaves alone."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chalicelib import wiring
+from chalicelib.adapters.memory import ManualClock
+from chalicelib.api.schemas import parse_deploy
+from chalicelib.domain.messages import Advance
+from chalicelib.services.sweeper import Sweeper
+from chalicelib.services.tasks import TaskService
+from tests.fakes import FakeHosting
+from tests.fakes.artifacts import publish_in_memory
+
+
+def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) -> list[str]:
+    """Deploys of `count` models whose first messages sit in a long queue (none delivered yet)."""
+    adapters.hosting_factory = lambda: FakeHosting(dimension=8)
+    ids = []
+    for index in range(count):
+        publish_in_memory(adapters.artifacts, adapters.settings, f"m{index}")
+        ids.append(adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": f"m{index}"})).task_id)
+        clock.advance(1)
+    adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    return ids
+
+
+def test_given_stalled_tasks_when_the_sweeper_runs_twice_in_a_stall_window_then_each_is_rekicked_once(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    """Issue 15: with ~3,000 tasks queued, every run re-sent every one of them (429 duplicates in 8 min)."""
+    ids = queued_deploys(memory_adapters, clock, 4)
+    clock.advance(memory_adapters.settings.stall_seconds + 1)
+    sweeper = memory_adapters.build(Sweeper)
+    assert sweeper.sweep().rekicked == ids
+    sent = memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    # The step each task waits for; recording the re-kick does not move the task's version.
+    assert [message for message, _ in sent] == [Advance(task_id, 1) for task_id in ids]
+    clock.advance(600)  # the next scheduled run: still inside the stall window of the re-kick
+    assert sweeper.sweep().rekicked == []
+    assert memory_adapters.deploy_queue.messages == []  # type: ignore[attr-defined]
+    clock.advance(memory_adapters.settings.stall_seconds)
+    assert sweeper.sweep().rekicked == ids
+    stored = memory_adapters.store.get(ids[0])
+    assert stored is not None and stored.rekicked_at is not None
+
+
+def test_given_more_stalled_tasks_than_the_cap_when_the_sweeper_runs_then_it_rekicks_the_oldest_up_to_the_cap(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    ids = queued_deploys(memory_adapters, clock, 5)
+    clock.advance(memory_adapters.settings.stall_seconds + 1)
+    memory_adapters.settings = replace(memory_adapters.settings, sweep_max_rekicks=2)
+    sweeper = memory_adapters.build(Sweeper)
+    assert sweeper.sweep().rekicked == ids[:2]
+    assert sweeper.sweep().rekicked == ids[2:4]
+    assert sweeper.sweep().rekicked == ids[4:]
+    assert sweeper.sweep().rekicked == []
+
+
+def test_given_slots_left_by_ended_tasks_when_the_sweeper_runs_then_only_those_of_models_not_live_are_freed(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    """A crash between a task's last write and freeing its slot must not shrink the cap for good."""
+    from chalicelib.domain.models import Alias, Stage, TaskStatus
+
+    running, crashed, live = queued_deploys(memory_adapters, clock, 3)
+    slots = memory_adapters.slots
+    for model, task_id in (("m0", running), ("m1", crashed), ("m2", live)):
+        slots.reserve(model, task_id, cap=10)
+    for task_id in (crashed, live):
+        task = memory_adapters.store.get(task_id)
+        assert task is not None
+        task.record(at=clock.now(), stage=Stage.FINISHED, status=TaskStatus.FAILED, detail="ended")
+        memory_adapters.store.update(task)  # written, but the slot was never freed (a crash)
+    memory_adapters.aliases.swap(Alias("m2", "esd-m2-live", None, live, clock.now()), expected_version=0)
+    slots.reserve("m3", "a-task-that-was-never-stored", cap=10)
+    report = memory_adapters.build(Sweeper).sweep()
+    assert report.freed_slots == ["m1", "m3"]
+    assert slots.holders() == {"m0": running, "m2": live}
