@@ -130,8 +130,8 @@ def deploy(
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
-        task = rt.client().deploy(model_id, task_id=task_id, config=config)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().deploy(model_id, task_id=task_id, config=config)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
@@ -146,8 +146,8 @@ def delete(
     """Delete a model: unalias it and tear down every variant."""
     rt = runtime(ctx)
     with rt.guard():
-        task = rt.client().delete(model_id, task_id=task_id, reason=reason)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().delete(model_id, task_id=task_id, reason=reason)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
@@ -168,14 +168,14 @@ def status(
     with rt.guard():
         client = rt.client()
         if task_id is not None:
-            task = client.find_task(task_id)
+            handle = client.task(task_id)
         else:
             assert model is not None
-            task = client.newest_task(model, "delete" if deletion else "deploy")
+            handle = client.newest_task(model, "delete" if deletion else "deploy")
         if wait:
-            rt.task_answer(task, wait=True, wait_timeout=wait_timeout)
+            rt.task_answer(handle, wait=True, wait_timeout=wait_timeout)
         else:
-            rt.show(task, views.task_details(task))
+            rt.show(handle.task, views.task_details(handle.task))
 
 
 @app.command()
@@ -188,8 +188,8 @@ def cancel(
     """Cancel a deploy that has not swapped yet; its green variant is torn down."""
     rt = runtime(ctx)
     with rt.guard():
-        task = rt.client().cancel(task_id)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().cancel(task_id)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
