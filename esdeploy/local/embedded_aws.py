@@ -12,19 +12,25 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
-from esdeploy.local.hosting import EndpointGoneError, LocalHosting
+from esdeploy.local.hosting import EndpointGoneError
 
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+class Endpoints(Protocol):
+    """What InvokeEndpoint needs of the local hosting (LocalHosting.forward)."""
+
+    def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]: ...
+
+
 class RuntimeRoutes:
     """WSGI: InvokeEndpoint to the local hosting, every other request to moto."""
 
-    def __init__(self, moto: Wsgi, hosting: Callable[[], LocalHosting | None]) -> None:
+    def __init__(self, moto: Wsgi, hosting: Callable[[], Endpoints | None]) -> None:
         self._moto = moto
         self._hosting = hosting
 
@@ -89,7 +95,7 @@ class EmbeddedAws:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.hosting: LocalHosting | None = None
+        self.hosting: Endpoints | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
