@@ -184,6 +184,9 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     assert first.returncode == 0, first.stdout + first.stderr
     blue = json.loads(first.stdout)
     assert blue["status"] == "done" and blue["stage"] == "finished"
+    logged = run("logs", blue["task_id"])  # the local stack's log file, as its export line names it
+    assert logged.returncode == 0, logged.stderr
+    assert "deploy done" in logged.stdout and "stage=verifying" in logged.stdout
 
     second = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
     assert second.returncode == 0, second.stdout + second.stderr
