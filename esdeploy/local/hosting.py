@@ -128,7 +128,8 @@ class LocalHosting:
             variant = self._variants.get(name)
             port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
         if port is None:
-            raise EndpointGoneError(name, "not found" if variant is None else f"{variant.state.value}, not in service")
+            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            raise EndpointGoneError(name, why)
         try:
             answer = self._http.post(
                 f"http://127.0.0.1:{port}/invocations",
