@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from esdeploy.api_client import ApiError, ApiUnreachableError, SigningError
+from esdeploy.api_client import Alias, ApiError, ApiUnreachableError, SigningError, Task
 from esdeploy.client import AwsSetupError, Client, TaskHandle, TaskWaitTimeoutError
 from esdeploy.embedder import Embedder, EmbedderError, Embeddings, EndpointRefusedError, ModelNotDeployedError
 
@@ -12,6 +12,7 @@ except PackageNotFoundError:  # a checkout used without `pip install -e .`
     __version__ = "0+unknown"
 
 __all__ = [
+    "Alias",
     "ApiError",
     "ApiUnreachableError",
     "AwsSetupError",
@@ -22,6 +23,7 @@ __all__ = [
     "EndpointRefusedError",
     "ModelNotDeployedError",
     "SigningError",
+    "Task",
     "TaskHandle",
     "TaskWaitTimeoutError",
     "__version__",
