@@ -194,3 +194,21 @@ def test_logs_of_a_stage_that_is_not_there(cli: Cli, cloudwatch: Any) -> None:
     result = cli("logs", "t1", "--stage", "qa")
     assert result.exit_code == 5 and "Traceback" not in result.output
     assert "is --stage right?" in result.stderr.replace("\n", " ")
+
+
+def test_logs_ask_cloudwatch_in_the_profiles_region(cli: Cli, profiles: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ESDEPLOY_LOG_FILE", raising=False)
+    now = int(time.time() * 1000)
+    with mock_aws():
+        logs = boto3.client("logs", region_name="ap-southeast-2", aws_access_key_id="x", aws_secret_access_key="x")
+        for group in log_groups("dev"):
+            logs.create_log_group(logGroupName=group)
+        logs.create_log_stream(logGroupName=log_groups("dev")[0], logStreamName="s")
+        logs.put_log_events(logGroupName=log_groups("dev")[0], logStreamName="s",
+                            logEvents=[{"timestamp": now, "message": _line("t1", "task submitted")}])
+        cli.clock.now = time.time()
+        result = cli("--profile", "deployer", "logs", "t1")
+        elsewhere = cli("logs", "t1")  # the default profile's region (us-east-1) has no such log groups
+    assert result.exit_code == 0, result.output
+    assert "task submitted" in result.stdout
+    assert elsewhere.exit_code == 5 and "is --stage right?" in elsewhere.stderr.replace("\n", " ")
