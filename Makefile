@@ -8,7 +8,7 @@ STAGE ?= dev
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: demo local venv infra-venv test test-fast lint typecheck bench clean package deploy destroy infra-check
+.PHONY: demo local venv infra-venv test test-fast lint typecheck bench openapi clean package deploy destroy infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/coldstart.py
+
+# docs/openapi.json from the routes and the pydantic models (a test fails when it is stale).
+openapi: $(STAMP)
+	$(BIN)/python -m esdeploy.contract
 
 # ---- AWS (docs/infra.md) ----
 package: $(STAMP)

@@ -10,11 +10,12 @@ from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
-from chalicelib.api.docs import docs_page
+from chalicelib.api.docs import AssetNotFoundError, docs_asset, docs_page
+from chalicelib.api.errors import error_answer
 from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
-from chalicelib.api.responses import alias_body, task_body
-from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
+from chalicelib.api.responses import alias_body, invoke_body, models_body, task_body
+from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke, parse_json_body
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.messages import DeadLetter
 from chalicelib.domain.models import TaskKind
@@ -86,8 +87,32 @@ def health() -> dict[str, str]:
 
 @app.route("/docs", methods=["GET"], authorizer=auth)
 def docs() -> Response:
-    """Where Embedding Studio users look first: the routes, on one plain page."""
-    return Response(body=docs_page(app.routes), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    """Where Embedding Studio users look first: Swagger UI over /openapi.json."""
+    return Response(body=docs_page(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/docs/{asset}", methods=["GET"], authorizer=auth)
+def docs_files(asset: str) -> Response:
+    try:
+        content_type, text = docs_asset(asset)
+    except AssetNotFoundError as missing:
+        status, body = error_answer(missing)
+        return Response(body=body, status_code=status)
+    return Response(body=text, status_code=200,
+                    headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"})
+
+
+@app.route("/openapi.json", methods=["GET"], authorizer=auth)
+def openapi() -> Response:
+    """The contract, generated from the request and answer models on the first call (not at import)."""
+    from chalicelib.api.openapi import openapi_document
+
+    return answer(lambda: openapi_document(route_keys()))
+
+
+def route_keys() -> list[tuple[str, str]]:
+    """(method, path) of every route: what the OpenAPI document must describe, no more, no less."""
+    return [(method, path) for path, methods in app.routes.items() for method in methods]
 
 
 @app.route("/deploy", methods=["POST"], authorizer=auth)
@@ -146,7 +171,7 @@ def cancel_deploy(task_id: str) -> Response:
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: {"models": [alias_body(a) for a in wiring.service(ModelReads).live()]})
+    return answer(lambda: models_body(wiring.service(ModelReads).live()))
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
@@ -157,7 +182,7 @@ def get_model(embedding_model_id: str) -> Response:
 @app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
 def invoke_model(embedding_model_id: str) -> Response:
     """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
-    return answer(lambda: wiring.service(ModelActions).invoke(embedding_model_id, _body()))
+    return answer(lambda: invoke_body(wiring.service(ModelActions).invoke(embedding_model_id, parse_invoke(_body()))))
 
 
 @app.route(

@@ -20,7 +20,13 @@ from urllib.parse import urlparse
 import requests
 
 from chalicelib.adapters.sagemaker_shapes import platform_status
-from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    InvocationTimeoutError,
+    RetryableError,
+    TerminalHostingError,
+)
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
@@ -108,6 +114,8 @@ class LocalHosting:
             raise RetryableError(f"endpoint {name} timed out") from exc
         except requests.ConnectionError as exc:
             raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc
+        if 400 <= answer.status_code < 500:  # the request's fault, in the handler's words
+            raise EndpointRefusedError(name, answer.status_code, _detail_of(answer))
         if answer.status_code >= 400:
             raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
         try:
@@ -270,3 +278,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _detail_of(answer: requests.Response) -> str:
+    """The local endpoint says `{"detail": ...}` (esdeploy.local.endpoint); anything else as text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return answer.text[:500]

@@ -150,12 +150,10 @@ class LocalStack:
             target.addHandler(self._log_handler)
 
     def _serve_http(self, app: Any) -> None:
-        from chalice.config import Config
-        from chalice.local import create_local_server
+        from esdeploy.local.http_server import create_api_server
 
-        config = Config.create(chalice_stage="local", app_name="esdeploy", chalice_app=app)
         try:
-            self._http = create_local_server(app, config, LOOPBACK, self.port)
+            self._http = create_api_server(app, LOOPBACK, self.port)
         except OSError as error:  # taken since the check at start
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.port) from None

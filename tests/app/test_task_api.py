@@ -165,20 +165,6 @@ def test_a_method_a_route_does_not_have_is_405_in_our_shape(client: Client) -> N
     assert answer.json_body == {"detail": "Unsupported method: PUT; this path allows POST"}
 
 
-def test_docs_lists_every_route_on_a_plain_page(client: Client) -> None:
-    answer = client.http.get("/docs")
-    assert answer.status_code == 200
-    assert answer.headers["Content-Type"].startswith("text/html")
-    page = answer.body.decode()
-    assert "<script" not in page and "http" not in page.split("<body>")[1]  # nothing loaded from elsewhere
-    for path, methods in app.routes.items():
-        for method in methods:
-            row = f"<tr><td>{method}</td><td><code>{path}</code></td><td>"
-            assert row in page
-            assert f"{row}</td>" not in page, f"{method} {path} has no description on /docs"
-    assert "docs/api.md" in page
-
-
 def test_sqs_outage_fails_the_task_with_the_seed_message(
     client: Client, aws: dict[str, Any], aws_adapters: wiring.Adapters
 ) -> None:
