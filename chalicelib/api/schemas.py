@@ -1,45 +1,172 @@
-"""API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands."""
+"""API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands.
+
+The pydantic models here are the one source of each request's wire shape: the routes validate with
+them and the OpenAPI document (`chalicelib/api/openapi.py`) is generated from them. Every model
+defers building its validator to its first use: each Lambda function imports app.py, and a worker
+never validates an HTTP body (responses.py does the same).
+"""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import JsonDict, SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from chalicelib.domain.commands import DeployConfigRequest, Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.names import ID_RULE, is_valid_id
+from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
+# SageMaker's limit for a container image (CreateModel's PrimaryContainer.Image).
+IMAGE_URI_MAX = 255
+# What the endpoint's handler accepts by default (serving/inference.py: MAX_TEXTS, MAX_TEXT_CHARS;
+# docs/serving.md). The handler cannot be imported here (torch), so a test holds the two equal.
+INVOKE_MAX_TEXTS = 256
+INVOKE_MAX_TEXT_CHARS = 32768
 
+# The id rule (domain/names.py) as the document shows it; the check itself stays `is_valid_id`,
+# whose message names the rule in words.
+Id = Annotated[
+    StrictStr,
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128, "examples": ["abc123"]}),
+]
 class DeployConfigIn(BaseModel):
     """The optional `config` of a deploy request; omitted keys take the stage's defaults."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     instance_type: StrictStr | None = None
     initial_instance_count: StrictInt | None = Field(default=None, ge=1)
     model_data_url: StrictStr | None = Field(default=None, max_length=1024)
-    image_uri: StrictStr | None = Field(default=None, max_length=512)
+    image_uri: StrictStr | None = Field(default=None, max_length=IMAGE_URI_MAX)
     bake_seconds: StrictInt | None = Field(default=None, ge=0)
     # "skip": the artifact has no reference embeddings and the caller says so; the smoke test then
     # checks shape, dimension and norms only, and the task says the parity check was skipped.
     parity_check: Literal["required", "skip"] | None = None
 
 
-class DeployRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+# One of the two names of the model is required (the schema says so; `named_model` enforces it).
+_ONE_MODEL_ID: JsonDict = {"anyOf": [{"required": ["embedding_model_id"]}, {"required": ["model_id"]}]}
 
-    embedding_model_id: StrictStr
-    id: StrictStr | None = None
+
+class _ForModel(BaseModel):
+    """A request about one model. Leaving a name out is fine; an explicit null is a wrong type, as
+    the document says (a default is not validated, a sent value is)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_ONE_MODEL_ID, protected_namespaces=(), defer_build=True
+    )
+
+    embedding_model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The model to act on")
+    model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The seed's name for `embedding_model_id`")
+    id: Id | None = Field(default=None, description="Client task id: sending the same request again replays the task")
+
+    @field_validator("embedding_model_id", "model_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
+
+    def named_model(self) -> str:
+        """The model's id, from whichever name the caller used."""
+        given = [name for name in (self.embedding_model_id, self.model_id) if name is not None]
+        if not given:
+            raise InvalidRequestError("field `embedding_model_id` is required", field="embedding_model_id")
+        if len(set(given)) > 1:
+            raise InvalidRequestError(
+                "embedding_model_id and model_id name different models; send one of them",
+                field="embedding_model_id",
+            )
+        return given[0]
+
+
+class DeployRequest(_ForModel):
+    """`POST /deploy`: deploy a model as a green variant; omitted config keys take the stage's defaults."""
+
     config: DeployConfigIn | None = None
 
 
-class DeleteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class DeleteRequest(_ForModel):
+    """`POST /delete`: tear down every variant of a model and its alias."""
 
-    embedding_model_id: StrictStr
-    id: StrictStr | None = None
     reason: StrictStr | None = Field(default=None, max_length=1000)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_text(where: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise PydanticCustomError("invoke_input", f"{where} is {_json_type(text)}, not a string")
+    if len(text) > INVOKE_MAX_TEXT_CHARS:
+        raise PydanticCustomError(
+            "invoke_input", f"{where} has {len(text)} characters, over the limit of {INVOKE_MAX_TEXT_CHARS}"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON allows "\ud800", Unicode does not: the tokenizer would crash on it (an endpoint 500).
+        code = ord(text[exc.start])
+        raise PydanticCustomError(
+            "invoke_input",
+            f"{where} holds a lone surrogate (U+{code:04X}) at character {exc.start}, which is not Unicode text",
+        ) from None
+
+
+Text = Annotated[StrictStr, Field(max_length=INVOKE_MAX_TEXT_CHARS)]
+
+
+class InvokeRequest(BaseModel):
+    """`POST /models/{embedding_model_id}/invoke`: the endpoint's own request body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    inputs: Text | Annotated[list[Text], Field(min_length=1, max_length=INVOKE_MAX_TEXTS)] = Field(
+        description="A text or a list of texts (empty strings are fine)", examples=[["How do I reset my password?"]]
+    )
+    normalize: StrictBool | None = Field(default=None, description="L2-normalise the vectors (default: the model's)")
+    truncate: StrictBool | None = Field(
+        default=None, description="Cut texts at the model's token limit (default true); false refuses a longer text"
+    )
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _say_what_is_wrong(cls, inputs: Any) -> Any:
+        """The handler's own wording, so the caller reads one message whoever refuses."""
+        if isinstance(inputs, str):
+            _check_text("inputs", inputs)
+            return inputs
+        if not isinstance(inputs, list):
+            raise PydanticCustomError(
+                "invoke_input", f"inputs must be a string or a list of strings, not {_json_type(inputs)}"
+            )
+        if not inputs:
+            raise PydanticCustomError("invoke_input", "inputs is an empty list; send at least one text")
+        if len(inputs) > INVOKE_MAX_TEXTS:
+            raise PydanticCustomError(
+                "invoke_input", f"too many texts: {len(inputs)} > {INVOKE_MAX_TEXTS}; split the request"
+            )
+        for index, text in enumerate(inputs):
+            _check_text(f"inputs[{index}]", text)
+        return inputs
+
+    def payload(self) -> dict[str, Any]:
+        """What the endpoint is sent: only what the caller set."""
+        return self.model_dump(exclude_none=True)
 
 
 RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
@@ -48,7 +175,7 @@ RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
 class IntakeEnvelope(BaseModel):
     """A message on the requests queue: an action plus the same fields as the HTTP body."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     action: Literal["deploy", "delete"]
 
@@ -66,6 +193,13 @@ def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedBodyError(f"request body is not valid JSON: {exc}", field="body") from exc
+    except RecursionError:
+        # json's parser recurses per nesting level; ~1,000 brackets exhaust the stack. No request
+        # of this API nests more than three levels.
+        raise MalformedBodyError(
+            "request body nests arrays or objects too deeply to read; no request of this API nests more than 3 levels",
+            field="body",
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(
             f"request body must be a JSON object, not {type(data).__name__}", field="body"
@@ -79,20 +213,6 @@ class MalformedBodyError(InvalidRequestError):
 
 class BodyTooLargeError(InvalidRequestError):
     """The body is over the configured size limit (HTTP 413)."""
-
-
-def _model_id_from(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept the seed's `model_id` as a synonym of `embedding_model_id`."""
-    data = dict(data)
-    if "model_id" in data:
-        synonym = data.pop("model_id")
-        if "embedding_model_id" in data and data["embedding_model_id"] != synonym:
-            raise InvalidRequestError(
-                "embedding_model_id and model_id name different models; send one of them",
-                field="embedding_model_id",
-            )
-        data["embedding_model_id"] = synonym
-    return data
 
 
 def _check_ids(embedding_model_id: str, task_id: str | None) -> None:
@@ -112,25 +232,36 @@ def _first_error(exc: ValidationError) -> InvalidRequestError:
         message = f"unknown field `{location}`"
     elif error["type"] == "missing":
         message = f"field `{location}` is required"
+    elif error["type"] == "invoke_input":
+        message = error["msg"]  # names the field (and the item) itself
     else:
         message = f"field `{location}`: {error['msg']}"
     return InvalidRequestError(message, field=location)
 
 
-def _parse(model: type[RequestT], data: dict[str, Any]) -> RequestT:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validated(model: type[ModelT], data: dict[str, Any]) -> ModelT:
+    """`data` as `model`, or InvalidRequestError naming the first problem."""
     try:
-        request = model.model_validate(_model_id_from(data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from exc
-    _check_ids(request.embedding_model_id, request.id)
-    return request
+
+
+def _parse(model: type[RequestT], data: dict[str, Any]) -> tuple[RequestT, str]:
+    request = validated(model, data)
+    embedding_model_id = request.named_model()
+    _check_ids(embedding_model_id, request.id)
+    return request, embedding_model_id
 
 
 def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
-    request = _parse(DeployRequest, data)
+    request, embedding_model_id = _parse(DeployRequest, data)
     config = request.config or DeployConfigIn()
     return SubmitDeploy(
-        embedding_model_id=request.embedding_model_id,
+        embedding_model_id=embedding_model_id,
         client_task_id=request.id,
         config=DeployConfigRequest(**config.model_dump()),
         source=source,
@@ -138,21 +269,23 @@ def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
 
 
 def parse_delete(data: dict[str, Any], source: str = "http") -> SubmitDelete:
-    request = _parse(DeleteRequest, data)
+    request, embedding_model_id = _parse(DeleteRequest, data)
     return SubmitDelete(
-        embedding_model_id=request.embedding_model_id,
+        embedding_model_id=embedding_model_id,
         client_task_id=request.id,
         reason=request.reason,
         source=source,
     )
 
 
+def parse_invoke(data: dict[str, Any]) -> dict[str, Any]:
+    """An invoke body, checked as far as we know the endpoint's rules: what the endpoint is sent."""
+    return validated(InvokeRequest, data).payload()
+
+
 def parse_intake(data: dict[str, Any]) -> Submit:
     """A requests-queue message: `action` picks the command, the rest is the HTTP body."""
-    try:
-        envelope = IntakeEnvelope.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc) from exc
+    envelope = validated(IntakeEnvelope, data)
     fields = {k: v for k, v in data.items() if k != "action"}
     if envelope.action == "deploy":
         return parse_deploy(fields, source="sqs")

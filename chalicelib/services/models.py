@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState
@@ -23,7 +24,7 @@ class ModelReads:
     def alias(self, embedding_model_id: str) -> Alias:
         alias = self.aliases.get(embedding_model_id)
         if alias is None or not alias.live_variant:
-            raise ModelNotFoundError(f"Model `{embedding_model_id}` is not deployed")
+            raise ModelNotFoundError.not_deployed(embedding_model_id)
         return alias
 
     def live(self) -> list[Alias]:
@@ -34,6 +35,7 @@ class ModelReads:
 class ModelActions:
     """Embedding through the alias, and rolling the alias back: both talk to the endpoints."""
 
+    settings: Settings
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
@@ -43,10 +45,11 @@ class ModelActions:
     clock: Clock
 
     def invoke(self, embedding_model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Embed through the alias: whatever variant is live right now answers."""
+        """Embed through the alias: whatever variant is live right now answers, within the route's
+        budget (InvocationTimeoutError past it: API Gateway would cut the caller off at 29 s anyway)."""
         live = ModelReads(self.aliases).alias(embedding_model_id).live_variant
         assert live is not None
-        answer = self.hosting.invoke(live, payload)
+        answer = self.hosting.invoke(live, payload, timeout_seconds=self.settings.invoke_timeout_seconds)
         return {**answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:

@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
+from esdeploy.local.aws_server import EmbeddedAws
 from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
 from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
@@ -24,6 +25,7 @@ from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
+LOG_FILE = "esdeploy.log"
 
 POLLER_CONNECTIONS = 32
 
@@ -39,6 +41,8 @@ class StackInfo:
     region: str
     state_dir: str
     pid: int
+    ssm_prefix: str
+    log_file: str
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -61,7 +65,7 @@ class LocalStack:
         self._sweep_every = sweep_every
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: EmbeddedAws | None = None
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
         self.hosting: LocalHosting | None = None
@@ -69,6 +73,7 @@ class LocalStack:
         self._events_lock = threading.Lock()
         self._state_lock: FolderLock | None = None
         self.cleaned = Cleaned()
+        self._log_handler: logging.Handler | None = None
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -81,18 +86,15 @@ class LocalStack:
 
     def start(self) -> StackInfo:
         ensure_port_free(self.port)  # before anything starts: a taken port is one line, not a traceback
-        from moto.server import ThreadedMotoServer
-
         # Ours alone from here on; then whatever a killed earlier run left (here and in the temp folder) goes.
         self._state_lock, self.cleaned = claim_state_dir(self.state_dir)
         clean_temp_leftovers(self.cleaned)
         # moto's server logs every request at INFO; the stack's own lines are what a person reads.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         keep_dynamodb_atomic()  # the server runs in this process: its DynamoDB keeps AWS's guarantee
-        moto_port = free_port()
-        self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=moto_port, verbose=False)
+        self._moto = EmbeddedAws(LOOPBACK, free_port())
         self._moto.start()
-        aws_endpoint = f"http://{LOOPBACK}:{moto_port}"
+        aws_endpoint = self._moto.url
         # The app reads its settings (and Chalice its queue names) from the environment at import.
         os.environ.update(local_environment(aws_endpoint))
 
@@ -117,11 +119,13 @@ class LocalStack:
             region=LOCAL_REGION,
             account=LOCAL_ACCOUNT,
         )
+        self._moto.hosting = self.hosting  # InvokeEndpoint at AWS_ENDPOINT_URL reaches the local endpoints
         self._install_adapters(settings, self.hosting)
 
         import app as chalice_app
 
         template = load_cfn(TEMPLATE)
+        self._log_to_file(self.state_dir / LOG_FILE)
 
         for url, name in (
             (urls.requests, "requests_worker"),
@@ -145,6 +149,8 @@ class LocalStack:
             region=LOCAL_REGION,
             state_dir=str(self.state_dir),
             pid=os.getpid(),
+            ssm_prefix=settings.ssm_prefix,
+            log_file=str(self.state_dir / LOG_FILE),
         )
         (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
         return self.info
@@ -155,13 +161,23 @@ class LocalStack:
 
         wiring.use(wiring.aws_adapters(settings, hosting_factory=lambda: hosting))
 
-    def _serve_http(self, app: Any) -> None:
-        from chalice.config import Config
-        from chalice.local import create_local_server
+    def _log_to_file(self, path: Path) -> None:
+        """The app's JSON log lines also go to a file: what `esdeploy logs TASK_ID` reads locally
+        (on AWS, CloudWatch Logs Insights reads the same lines)."""
+        from chalicelib.logs import PARENT
+        from chalicelib.logs import logger as app_logger
 
-        config = Config.create(chalice_stage="local", app_name="esdeploy", chalice_app=app)
+        self._log_handler = logging.FileHandler(path, encoding="utf-8")
+        self._log_handler.setFormatter(app_logger.registered_formatter)
+        self._log_handler.setLevel(logging.INFO)
+        for target in (PARENT, logging.getLogger(app_logger.name)):
+            target.addHandler(self._log_handler)
+
+    def _serve_http(self, app: Any) -> None:
+        from esdeploy.local.http_server import create_api_server
+
         try:
-            self._http = create_local_server(app, config, LOOPBACK, self.port)
+            self._http = create_api_server(app, LOOPBACK, self.port)
         except OSError as error:  # taken since the check at start
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.port) from None
@@ -199,6 +215,13 @@ class LocalStack:
         from chalicelib import wiring
 
         wiring.use(None)
+        if self._log_handler is not None:
+            from chalicelib.logs import PARENT
+            from chalicelib.logs import logger as app_logger
+
+            for target in (PARENT, logging.getLogger(app_logger.name)):
+                target.removeHandler(self._log_handler)
+            self._log_handler.close()
         if self._own_state_dir:  # made by this stack (a given --state-dir is the person's; only its downloads go)
             shutil.rmtree(self.state_dir, ignore_errors=True)
         if self._state_lock is not None:

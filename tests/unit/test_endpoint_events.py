@@ -153,7 +153,7 @@ def test_a_malformed_event_is_logged_and_acknowledged_never_retried(test_env: di
         for i, body in enumerate(MALFORMED)
     ]
     logged = Records()
-    batch_logger = logging.getLogger("chalicelib.sqs_batch")  # whoever else listens (Powertools' JSON) too
+    batch_logger = logging.getLogger("chalicelib.batch")  # whoever else listens (Powertools' JSON) too
     batch_logger.addHandler(logged)
     try:
         with Client(app) as client:
