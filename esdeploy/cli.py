@@ -18,6 +18,7 @@ from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
+from esdeploy.local.environment import CREATION_SECONDS as LOCAL_CREATION_SECONDS
 from esdeploy.manifest import ManifestError, validate_model_id
 from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS, Exit
 
@@ -335,15 +336,25 @@ def local(
     state_dir: Annotated[
         Path | None,
         typer.Option(
-            "--state-dir", help="Where endpoints, logs and stack.json go (default: a temp dir, removed at exit)."
+            "--state-dir", help="Endpoints, logs, stack.json (default: a temp dir, removed at exit)."
         ),
     ] = None,
     sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
+    endpoint_creation_seconds: Annotated[
+        float,
+        typer.Option(
+            "--endpoint-creation-seconds",
+            min=0,
+            max=3600,
+            help="Seconds a local endpoint stays Creating at least (a GPU endpoint on AWS: 300-1200); "
+            "meanwhile deleting it is refused, as SageMaker refuses.",
+        ),
+    ] = LOCAL_CREATION_SECONDS,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     from esdeploy.local.run import run
 
-    raise typer.Exit(run(port, state_dir, sweep_every))
+    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -98,6 +98,17 @@ def already_exists(exc: ClientError) -> bool:
 def as_is(exc: Exception, _doing: str) -> Exception:
     """No rule of ours: the caller's code or its configuration is wrong, so it is seen as it is."""
     return exc
+
+
+def in_progress_error(operation: str, endpoint_arn: str) -> ClientError:
+    """SageMaker's answer to changing (deleting, updating) an endpoint that is Creating or Updating,
+    as botocore raises it: the stand-ins (the fake, the local stack) raise this very error through
+    `sagemaker_refusal`, so they refuse as SageMakerHosting does."""
+    response: Any = {
+        "Error": {"Code": "ValidationException", "Message": f'{IN_PROGRESS} "{endpoint_arn}".'},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    return ClientError(response, operation)
 
 
 def sagemaker_refusal(exc: Exception, doing: str) -> RetryableError | TerminalHostingError:

@@ -19,7 +19,7 @@ from chalicelib.domain.models import (
 )
 
 BY_MODEL_INDEX = "by-model"
-# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification, esdeploy/bootstrap.py).
+# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification; the embedded AWS is made from it).
 EXPIRES_AT = "expires_at"
 _dynamodb = AwsCalls("DynamoDB")
 

@@ -117,7 +117,9 @@ def _parse(body: Mapping[str, Any]) -> DeadLetter:
     if is_endpoint_state_change(body):
         changed = read_endpoint_state_change(body)
         if changed is None:
-            raise ValueError("the event has no endpoint name, status or tag map")
+            raise ValueError(
+                "the event has no endpoint name or status, or its Tags are neither a map nor a list of {key, value}"
+            )
         return changed
     parser = _PARSERS.get(body.get("action"))  # type: ignore[arg-type]
     if parser is None:

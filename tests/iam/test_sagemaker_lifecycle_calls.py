@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,11 +31,12 @@ from tests.iam.runtime import runtime_decisions
 def fresh_world(settings: Settings) -> Iterator[SageMakerWorld]:
     from app import app
     from chalicelib import wiring
-    from esdeploy.bootstrap import create_all
+    from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 
+    keep_dynamodb_atomic()
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        urls = create_all(session, settings)
+        urls = create_resources(session, os.environ)  # the test stage's environment (the settings fixture's)
         with Client(app) as client:
             world = SageMakerWorld(client=client, settings=settings, session=session, clock=WarpClock(), urls=urls)
             try:

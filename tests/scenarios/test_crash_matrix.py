@@ -18,7 +18,6 @@ from chalicelib.adapters.queue_messages import ADVANCE
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
 from chalicelib.config import dead_letter_name
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.domain.models import EndpointState
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec
 from tests.conftest import TEST_ENV
@@ -26,7 +25,7 @@ from tests.fakes.artifacts import publish_in_memory
 from tests.fakes.crash_points import CrashPlan, CrashPoint
 from tests.fakes.fake_hosting import FakeHosting
 from tests.scenarios.conftest import DIMENSION, manifest_for
-from tests.scenarios.memory_world import MemoryWorld, memory_world
+from tests.scenarios.memory_world import MemoryWorld, creating_for_one_poll, memory_world
 
 BAKE = {"bake_seconds": 60}
 TASKS = {"m1-blue": "deploy", "m1-green": "deploy", "m1-delete": "delete", "m2-poison": "deploy",
@@ -45,7 +44,7 @@ def lifecycle(world: MemoryWorld) -> None:
     teardown is refused five times (teardown DLQ), and the sweeper hands it to teardown again."""
     settings = world.adapters.settings
     prefix = settings.resource_prefix
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
+    world.hosting.script(None, creation_seconds=creating_for_one_poll(settings))
     for model_id in MODELS:
         publish_in_memory(world.adapters.artifacts, settings, model_id, manifest_for(model_id))
     leftover = f"{prefix}-leftover-00000000-11111111"
@@ -55,7 +54,7 @@ def lifecycle(world: MemoryWorld) -> None:
     world.hosting.fail("describe", RetryableError("DescribeEndpoint throttled"), times=None,
                        name=variant_name(prefix, "m2", "m2-poison"))
     evented = variant_name(prefix, "m3", "m3-evented")
-    world.hosting.script(evented, states=[EndpointState.IN_SERVICE])
+    world.hosting.script(evented, creation_seconds=0)
 
     world.intake({"action": "deploy", "embedding_model_id": "m1", "id": "m1-blue", "config": BAKE})
     world.pump()
@@ -67,7 +66,8 @@ def lifecycle(world: MemoryWorld) -> None:
     world.intake({"action": "delete", "embedding_model_id": "m3", "id": "m3-delete"})
     world.pump(until=lambda: stage_of(world, "m3-evented") == "waiting")
     world.sqs.send(settings.deploy_queue, json.dumps(
-        endpoint_state_change(evented, "IN_SERVICE", {"embedding_model_id": "m3", "task_id": "m3-evented"})
+        endpoint_state_change(evented, "IN_SERVICE", {"embedding_model_id": "m3", "task_id": "m3-evented"},
+                              region="us-east-1", account="123456789012", at=world.clock.now())
     ))
     assert world.post("/deploy", {"embedding_model_id": "m4", "id": "m4-canceled"}).status_code == 200
     world.pump(until=lambda: stage_of(world, "m4-canceled") == "waiting")

@@ -31,7 +31,6 @@ def stages(task: dict) -> list[str]:
 
 
 def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
-    world.hosting.script(None, states=[CREATING, CREATING, IN_SERVICE])
     done = first_deploy(world, "your_model_id")
     assert stages(done) == ["queued", "preflight", "creating", "waiting", "verifying", "swapping", "finished"]
     assert "smoke test passed on 3 probe texts (reference embeddings)" in [e.get("detail") for e in done["events"]]
@@ -75,7 +74,7 @@ def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -
 
 def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING, EndpointState.FAILED], reason="CUDA out of memory")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -99,7 +98,7 @@ def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> Non
 )
 def test_smoke_test_mismatch_fails_with_numbers_and_keeps_blue(world: World, answer: Answer, needle: str) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, answers=[answer])
+    world.hosting.script(answers=[answer])
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -143,7 +142,9 @@ def test_cap_on_live_models_refuses(world: World) -> None:
 
 
 def test_deadline_ends_a_stuck_deploy(world: World) -> None:
-    world.hosting.script(None, states=[CREATING])
+    # SageMaker gives up on a creation by itself, but only after an hour or more; until then it
+    # refuses to delete the endpoint.
+    world.hosting.script(creation_seconds=2 * 3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run()
@@ -152,12 +153,15 @@ def test_deadline_ends_a_stuck_deploy(world: World) -> None:
     assert "deadline of 60 min" in failed["detail"]
     polls = [d for d in world.pump.deliveries if d.handler == "deploy_worker"]
     assert 5 < len(polls) < 40  # backoff, not a tight loop
+    # The green was refused while Creating, waited for, then torn down: nothing leaks, nothing dead-letters.
+    assert world.hosting.count("delete_variant", failed["endpoint_name"]) > 1
     assert world.hosting.endpoint_names() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     world.assert_no_leaks()
 
 
 def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> None:
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -165,7 +169,7 @@ def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> Non
     name = world.task(task["task_id"])["endpoint_name"]
     before = world.clock.now()
     world.hosting.set_state(name, IN_SERVICE)
-    world.emit_endpoint_event(name, "InService")
+    world.emit_endpoint_event(name, IN_SERVICE)  # sent as AWS documents it: EndpointStatus "IN_SERVICE"
     world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "done")
     assert (world.clock.now() - before).total_seconds() < 1
     world.pump.run()  # the overtaken poll message arrives later and changes nothing
@@ -173,18 +177,22 @@ def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> Non
     assert world.hosting.count("create_variant") == 1
 
 
-def test_cancel_tears_down_the_green_variant(world: World) -> None:
+def test_cancel_tears_down_the_green_variant_once_it_stops_creating(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=1800)
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
+    green = world.task(task["task_id"])["endpoint_name"]
     answer = world.post(f"/deploy/{task['task_id']}/cancel")
     assert answer.status_code == 200, answer.json_body
     world.pump.run()
     canceled = world.task(task["task_id"])
     assert canceled["status"] == "canceled"
+    # SageMaker refused to delete it while Creating; the teardown came back until it could.
+    assert world.hosting.count("delete_variant", green) > 1
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     again = world.post(f"/deploy/{task['task_id']}/cancel")
     assert again.status_code == 409 and "already canceled" in again.json_body["detail"]
     world.assert_no_leaks()
@@ -251,7 +259,6 @@ def test_delete_of_a_model_with_nothing_deployed_is_refused(world: World) -> Non
 
 def test_every_message_delivered_twice_gives_the_same_result(world: World) -> None:
     world.pump.duplicate_every_message = True
-    world.hosting.script(None, states=[CREATING, IN_SERVICE])
     blue = first_deploy(world, bake_seconds=60)
     green_task = world.deploy("m1", bake_seconds=60)
     world.pump.run()
@@ -303,22 +310,39 @@ def test_poison_message_lands_in_the_dlq_and_fails_the_task(world: World) -> Non
 
 def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=3 * 3600)  # longer than the queue's five receives could wait
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
     green = world.task(task["task_id"])["endpoint_name"]
-    world.hosting.fail("delete_variant", RetryableError("Cannot update in-progress endpoint"), times=4, name=green)
     world.post(f"/deploy/{task['task_id']}/cancel")
-    world.pump.run()
+    world.pump.run(max_deliveries=1000)
     assert world.task(task["task_id"])["status"] == "canceled"
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    refused = [d for d in world.pump.deliveries if d.body.get("variant") == green and d.body.get("attempt")]
+    assert refused, "the teardown was never deferred: was the green deleted while Creating?"
     assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     world.assert_no_leaks()
 
 
+def test_a_delete_while_a_failed_green_is_still_creating_finishes_once_it_settles(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(creation_seconds=2 * 3600)
+    task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "failed")  # the deadline
+    green = world.task(task["task_id"])["endpoint_name"]
+    assert sorted(world.hosting.endpoint_names()) == sorted([blue["endpoint_name"], green])
+    answer = world.post("/delete", {"model_id": "m1", "reason": "retired"})
+    assert answer.status_code == 200, answer.json_body
+    world.pump.run()
+    deleted = world.task(answer.json_body["task_id"], kind="delete")
+    assert deleted["status"] == "done", deleted
+    assert world.hosting.owned_resources() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
+
+
 def test_task_outcomes_become_cloudwatch_metrics(world: World, capfd) -> None:
     capfd.readouterr()
-    world.hosting.script(None, states=[EndpointState.FAILED], reason="bad image")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="bad image")
     world.upload_artifact("m1", manifest_for("m1"))
     world.deploy("m1")
     world.pump.run()
@@ -338,7 +362,7 @@ def test_invoke_through_the_alias_reaches_the_live_variant(world: World) -> None
     assert answer.json_body["endpoint_name"] == done["endpoint_name"]
     assert len(answer.json_body["embeddings"]) == 2 and answer.json_body["dimension"] == 16
     assert world.post("/models/nope/invoke", {"inputs": ["x"]}).status_code == 404
-    world.hosting.script(None, answers=[Answer.INVOCATION_ERROR])
+    world.hosting.script(answers=[Answer.INVOCATION_ERROR])
     failed = world.post("/models/m1/invoke", {"inputs": ["x"]})
     assert failed.status_code == 502 and failed.json_body["detail"]
 

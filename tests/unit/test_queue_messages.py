@@ -66,12 +66,15 @@ def test_an_advance_sent_before_versions_were_always_sent_is_a_first_dispatch() 
 
 
 def test_sagemakers_state_change_event_becomes_endpoint_changed() -> None:
-    event = endpoint_state_change("esd-m1-a-b", "Failed", TAGS, failure_reason="ping failed")
+    event = endpoint_state_change(
+        "esd-m1-a-b", EndpointState.FAILED, TAGS, failure_reason="ping failed", region="us-east-1",
+        account="123456789012",
+    )
     assert read_deploy_tasks(json.dumps(event)) == EndpointChanged(
-        endpoint_name="esd-m1-a-b", state=EndpointState.FAILED, platform_status="Failed",
+        endpoint_name="esd-m1-a-b", state=EndpointState.FAILED, platform_status="FAILED",
         task_id="t1", embedding_model_id="m1", failure_reason="ping failed",
     )
-    untagged = endpoint_state_change("someone-elses", "InService", {})
+    untagged = endpoint_state_change("someone-elses", EndpointState.IN_SERVICE, {}, region="us-east-1", account="1")
     changed = read_deploy_tasks(json.dumps(untagged))
     assert isinstance(changed, EndpointChanged) and changed.task_id is None
     assert changed.state is EndpointState.IN_SERVICE
