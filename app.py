@@ -13,8 +13,8 @@ from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tas
 from chalicelib.api.docs import docs_page
 from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
-from chalicelib.api.responses import alias_body, task_body
-from chalicelib.api.schemas import parse_delete, parse_deploy, parse_json_body
+from chalicelib.api.responses import alias_body, model_body, task_body
+from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke, parse_json_body
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.messages import DeadLetter
 from chalicelib.domain.models import TaskKind
@@ -134,14 +134,21 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 
 @app.on_sqs_message(queue=handler_queue_name("requests"), batch_size=10)
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
-    """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service; a request
+    """Automation intake: `{"action": "deploy"|"delete"|"promote", ...}` through the same service; a request
     for a busy model waits on this queue (TaskService.take)."""
     return process_batch(event, read_intake, lambda request, _record: wiring.service(TaskService).take(request))
 
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_deploy(task_id: str) -> Response:
+    """Discards a deploy that has not swapped: its green (a candidate awaiting promotion too) is torn down."""
     return answer(lambda: task_body(wiring.service(TaskService).cancel(task_id)))
+
+
+@app.route("/deploy/{task_id}/promote", methods=["POST"], authorizer=auth)
+def promote_deploy(task_id: str) -> Response:
+    """Makes the candidate of a deploy awaiting promotion (config.promotion "manual") live."""
+    return answer(lambda: task_body(wiring.service(TaskService).promote(task_id)))
 
 
 @app.route("/models", methods=["GET"], authorizer=auth)
@@ -151,13 +158,23 @@ def list_models() -> Response:
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.service(ModelReads).alias(embedding_model_id)))
+    def run() -> dict[str, Any]:
+        view = wiring.service(ModelReads).model(embedding_model_id)
+        return model_body(view.alias, view.candidate)
+
+    return answer(run)
 
 
 @app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
 def invoke_model(embedding_model_id: str) -> Response:
-    """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
-    return answer(lambda: wiring.service(ModelActions).invoke(embedding_model_id, _body()))
+    """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it;
+    `"target": "candidate"` embeds with the candidate awaiting promotion instead."""
+
+    def run() -> dict[str, Any]:
+        candidate, payload = parse_invoke(_body())
+        return wiring.service(ModelActions).invoke(embedding_model_id, payload, candidate=candidate)
+
+    return answer(run)
 
 
 @app.route(

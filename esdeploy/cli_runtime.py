@@ -88,18 +88,19 @@ class Runtime:
         else:
             self.out.print(human)
 
-    def task_answer(self, task: Task, *, wait: bool, wait_timeout: float) -> None:
-        """After POST /deploy, /delete or /cancel: show the task, or follow it to its end."""
+    def task_answer(self, task: Task, *, wait: bool, wait_timeout: float, promoted: bool = False) -> None:
+        """After POST /deploy, /delete, /cancel or /promote: show the task, or follow it to its end
+        (a manual-promotion deploy: until its candidate awaits promotion; `promoted`: past that)."""
         if not wait:
             self.show(task, views.task_summary(task))
             if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
                 self.out.print(Text(f"follow it: esdeploy status {task['task_id']} --wait", style="dim"))
             return
-        code = self.follow(task, wait_timeout)
+        code = self.follow(task, wait_timeout, stop_at_promotion=not promoted)
         if code != Exit.DONE:
             raise typer.Exit(code)
 
-    def follow(self, task: Task, wait_timeout: float) -> Exit:
+    def follow(self, task: Task, wait_timeout: float, stop_at_promotion: bool = True) -> Exit:
         client = self.client()
 
         def fetch() -> Task:
@@ -114,6 +115,7 @@ class Runtime:
                 timeout=wait_timeout,
                 clock=self.hooks.clock,
                 sleep=self.hooks.sleep,
+                stop_at_promotion=stop_at_promotion,
             )
 
         live = self.hooks.live if self.hooks.live is not None else self.out.is_terminal

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.models import Alias, Task, iso
+from chalicelib.domain.models import Alias, Stage, Task, iso
 
 
 def task_body(task: Task) -> dict[str, Any]:
@@ -33,7 +33,20 @@ def task_body(task: Task) -> dict[str, Any]:
         body["reason"] = task.reason
     if task.variant is not None:
         body["endpoint_name"] = task.variant
+    if task.stage == Stage.AWAITING_PROMOTION and task.is_active and task.deadline_at is not None:
+        body["promote_by"] = iso(task.deadline_at)
     return body
+
+
+def model_body(alias: Alias, candidate: Task | None) -> dict[str, Any]:
+    """GET /models/{id}: the alias, and the candidate awaiting promotion (null when none)."""
+    return {
+        **alias_body(alias),
+        "candidate_endpoint_name": candidate.variant if candidate else None,
+        "candidate_content_hash": candidate.deploy_config.content_hash if candidate else None,
+        "candidate_task_id": candidate.task_id if candidate else None,
+        "candidate_promote_by": iso(candidate.deadline_at) if candidate and candidate.deadline_at else None,
+    }
 
 
 def alias_body(alias: Alias) -> dict[str, Any]:

@@ -6,7 +6,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from chalicelib.domain.commands import DeployConfigRequest, Submit, SubmitDelete, SubmitDeploy
+from chalicelib.domain.commands import (
+    DeployConfigRequest,
+    IntakeCommand,
+    PromoteDeploy,
+    SubmitDelete,
+    SubmitDeploy,
+)
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.names import ID_RULE, is_valid_id
 
@@ -24,6 +30,9 @@ class DeployConfigIn(BaseModel):
     # "skip": the artifact has no reference embeddings and the caller says so; the smoke test then
     # checks shape, dimension and norms only, and the task says the parity check was skipped.
     parity_check: Literal["required", "skip"] | None = None
+    # "manual": green waits beside blue in stage awaiting_promotion until POST /deploy/{id}/promote.
+    promotion: Literal["auto", "manual"] | None = None
+    promotion_timeout_seconds: StrictInt | None = Field(default=None, ge=60)
 
 
 class DeployRequest(BaseModel):
@@ -42,6 +51,22 @@ class DeleteRequest(BaseModel):
     reason: StrictStr | None = Field(default=None, max_length=1000)
 
 
+class PromoteRequest(BaseModel):
+    """A promote from the requests queue: which deploy task's candidate goes live."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    task_id: StrictStr
+
+
+class InvokeTarget(BaseModel):
+    """The one field of POST /models/{id}/invoke that is ours, not the endpoint's."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    target: Literal["live", "candidate"] = "live"
+
+
 RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
 
 
@@ -50,7 +75,7 @@ class IntakeEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    action: Literal["deploy", "delete"]
+    action: Literal["deploy", "delete", "promote"]
 
 
 def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
@@ -147,7 +172,26 @@ def parse_delete(data: dict[str, Any], source: str = "http") -> SubmitDelete:
     )
 
 
-def parse_intake(data: dict[str, Any]) -> Submit:
+def parse_promote(data: dict[str, Any], source: str = "sqs") -> PromoteDeploy:
+    try:
+        request = PromoteRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+    if not is_valid_id(request.task_id):
+        raise InvalidRequestError(f"task_id {request.task_id!r} is not allowed: {ID_RULE}", field="task_id")
+    return PromoteDeploy(task_id=request.task_id, source=source)
+
+
+def parse_invoke(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(whether to embed through the candidate, the payload for the endpoint without `target`)."""
+    try:
+        target = InvokeTarget.model_validate(data).target
+    except ValidationError as exc:
+        raise _first_error(exc) from exc
+    return target == "candidate", {key: value for key, value in data.items() if key != "target"}
+
+
+def parse_intake(data: dict[str, Any]) -> IntakeCommand:
     """A requests-queue message: `action` picks the command, the rest is the HTTP body."""
     try:
         envelope = IntakeEnvelope.model_validate(data)
@@ -156,4 +200,6 @@ def parse_intake(data: dict[str, Any]) -> Submit:
     fields = {k: v for k, v in data.items() if k != "action"}
     if envelope.action == "deploy":
         return parse_deploy(fields, source="sqs")
+    if envelope.action == "promote":
+        return parse_promote(fields)
     return parse_delete(fields, source="sqs")

@@ -15,6 +15,8 @@ class DeployConfigRequest:
     image_uri: str | None = None
     bake_seconds: int | None = None
     parity_check: str | None = None
+    promotion: str | None = None
+    promotion_timeout_seconds: int | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""
@@ -41,4 +43,13 @@ class SubmitDelete:
     source: str = "http"
 
 
+@dataclass(frozen=True)
+class PromoteDeploy:
+    """Swap the alias to the candidate of a deploy that awaits promotion (config.promotion manual)."""
+
+    task_id: str
+    source: str = "http"
+
+
 Submit = SubmitDeploy | SubmitDelete
+IntakeCommand = Submit | PromoteDeploy

@@ -41,6 +41,8 @@ class Stage(StrEnum):
     CREATING = "creating"
     WAITING = "waiting"
     VERIFYING = "verifying"
+    # only with config.promotion "manual": green is InService and checked, the alias is unmoved
+    AWAITING_PROMOTION = "awaiting_promotion"
     SWAPPING = "swapping"
     # delete
     UNALIASING = "unaliasing"
@@ -50,7 +52,9 @@ class Stage(StrEnum):
 
 
 # Stages in which a deploy's green variant may exist: a fault or a cancel hands it to teardown.
-STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
+STAGES_WITH_GREEN = frozenset(
+    {Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.AWAITING_PROMOTION, Stage.SWAPPING}
+)
 
 
 def utc_now() -> datetime:
@@ -82,6 +86,14 @@ class ParityCheck(StrEnum):
     SKIP = "skip"
 
 
+class Promotion(StrEnum):
+    """Who moves the alias once green passed the gate: the worker at once (`auto`), or a person or
+    a reindex job through POST /deploy/{task_id}/promote (`manual`: the reindex window)."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
 @dataclass(frozen=True)
 class DeployConfig:
     """A deploy request's config after validation, with every default filled in and the artifact
@@ -95,6 +107,9 @@ class DeployConfig:
     # None only on tasks stored before artifacts were pinned at submit.
     content_hash: str | None = None
     parity_check: ParityCheck = ParityCheck.REQUIRED
+    promotion: Promotion = Promotion.AUTO
+    # With manual promotion: how long a candidate waits for its promote before the task is canceled.
+    promotion_timeout_seconds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +120,12 @@ class DeployConfig:
             "image_uri": self.image_uri,
             "bake_seconds": self.bake_seconds,
             "parity_check": self.parity_check.value,
+            "promotion": self.promotion.value,
+            **(
+                {"promotion_timeout_seconds": self.promotion_timeout_seconds}
+                if self.promotion_timeout_seconds is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -118,6 +139,10 @@ class DeployConfig:
             bake_seconds=int(data["bake_seconds"]),
             content_hash=str(content_hash) if content_hash else None,
             parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
+            promotion=Promotion(data.get("promotion", Promotion.AUTO.value)),
+            promotion_timeout_seconds=(
+                int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
+            ),
         )
 
 
@@ -145,6 +170,8 @@ class Task:
     polls: int = 0
     deadline_at: datetime | None = None
     cancel_requested: bool = False
+    # Set by POST /deploy/{id}/promote on a task awaiting promotion; the worker then swaps.
+    promote_requested: bool = False
     # When the sweeper last re-sent this task's next step (once per stall window).
     rekicked_at: datetime | None = None
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in

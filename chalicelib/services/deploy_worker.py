@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -20,10 +21,12 @@ from chalicelib.domain.models import (
     Alias,
     EndpointState,
     ParityCheck,
+    Promotion,
     Stage,
     Task,
     TaskKind,
     TaskStatus,
+    iso,
 )
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import (
@@ -126,12 +129,15 @@ class DeployWorker:
             Stage.CREATING: self._create,
             Stage.WAITING: self._wait,
             Stage.VERIFYING: self._verify,
+            Stage.AWAITING_PROMOTION: self._await_promotion,
             Stage.SWAPPING: self._swap,
         }
         logger.info("deploy step", extra={**_keys(task), "version": task.version, "polls": task.polls})
         try:
             if task.cancel_requested and not self._is_live(task):
                 self._finish_canceled(task)
+            elif task.stage == Stage.AWAITING_PROMOTION and self._past_deadline(task) and not task.promote_requested:
+                self._promotion_timed_out(task)
             elif task.stage in STAGES_WITH_GREEN and self._past_deadline(task):
                 self._fail(task, TaskStatus.FAILED, self._deadline_detail(task))
             else:
@@ -274,12 +280,58 @@ class DeployWorker:
             if plan.references is not None
             else "shape and norms only: the parity check was skipped, config.parity_check=skip"
         )
-        task.record(
-            at=self.clock.now(),
-            stage=Stage.SWAPPING,
-            detail=f"smoke test passed on {len(plan.texts)} probe texts ({checked})",
-        )
+        passed = f"smoke test passed on {len(plan.texts)} probe texts ({checked})"
+        if task.deploy_config.promotion is Promotion.MANUAL:
+            self._hold_for_promotion(task, passed)
+            return
+        task.record(at=self.clock.now(), stage=Stage.SWAPPING, detail=passed)
         self.writer.advance(task)
+
+    def _hold_for_promotion(self, task: Task, passed: str) -> None:
+        """Green passed the gate and waits beside blue, the alias unmoved, until it is promoted
+        (TaskService.promote), canceled, or its promotion window ends."""
+        now = self.clock.now()
+        window = task.deploy_config.promotion_timeout_seconds or self.settings.default_promotion_timeout_seconds
+        # The promotion window replaces the deploy deadline: the wait is meant to be long.
+        task.deadline_at = now + timedelta(seconds=window)
+        task.polls = 0
+        task.record(
+            at=now,
+            stage=Stage.AWAITING_PROMOTION,
+            detail=f"{passed}; candidate {task.variant} awaits promotion until {iso(task.deadline_at)}: "
+            f"POST /deploy/{task.task_id}/promote to make it live, or /cancel to discard it",
+        )
+        self.writer.advance(task, delay_seconds=self._promotion_hop(task))
+
+    def _await_promotion(self, task: Task) -> None:
+        if task.promote_requested:
+            now = self.clock.now()
+            task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
+            task.record(at=now, stage=Stage.SWAPPING, detail=f"promoted: {task.variant} goes live")
+            self.writer.advance(task)
+            return
+        # A wake-up in hops until the window ends; each one is written, so a duplicate hop (or
+        # the sweeper's re-kick) finds the version moved on instead of starting a second chain.
+        task.polls += 1
+        task.updated_at = self.clock.now()
+        self.writer.advance(task, delay_seconds=self._promotion_hop(task))
+
+    def _promotion_hop(self, task: Task) -> int:
+        """Seconds to the next look: the window's end, in hops no longer than the longest poll, so
+        the sweeper (which re-kicks a task quiet for a stall window) sees it alive."""
+        assert task.deadline_at is not None
+        left = math.ceil((task.deadline_at - self.clock.now()).total_seconds()) + 1
+        return max(1, min(left, self.settings.poll_max_seconds or 1, SQS_MAX_DELAY_SECONDS))
+
+    def _promotion_timed_out(self, task: Task) -> None:
+        window = task.deploy_config.promotion_timeout_seconds or self.settings.default_promotion_timeout_seconds
+        green = self._green_teardown(task, reason="promotion window ended")
+        detail = (
+            f"canceled: candidate {task.variant} was not promoted within {_duration(window)} "
+            f"(config.promotion_timeout_seconds={window}); it is torn down and the alias stays where it was"
+        )
+        self.writer.end(task, TaskStatus.CANCELED, detail, *green, forget_model=True)
+        logger.warning("promotion window ended", extra=_keys(task))
 
     def _swap(self, task: Task) -> None:
         green = task.variant
@@ -363,6 +415,14 @@ class DeployWorker:
             f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
             f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
         )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _keys(task: Task) -> dict[str, str]:
