@@ -143,6 +143,8 @@ class VariantStatus:
     state: EndpointState
     failure_reason: str | None = None
     platform_status: str | None = None
+    # How many instances serve it now (SageMaker's CurrentInstanceCount); None when not known.
+    instance_count: int | None = None
 
 
 @dataclass(frozen=True)

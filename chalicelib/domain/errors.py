@@ -80,6 +80,11 @@ class TerminalHostingError(EsdeployError):
     """The hosting platform refused for good (quota, bad artifact, validation)."""
 
 
+class QuotaExceededError(TerminalHostingError):
+    """The platform has no quota left for what the deploy asked (SageMaker's ResourceLimitExceeded):
+    no retry helps until someone raises the quota, so the task ends `refused`, naming it."""
+
+
 class InvocationError(EsdeployError):
     """An endpoint did not answer an embedding request properly."""
 

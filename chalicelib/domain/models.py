@@ -108,6 +108,9 @@ class DeployConfig:
     content_hash: str | None = None
     parity_check: ParityCheck = ParityCheck.REQUIRED
     promotion: Promotion = Promotion.AUTO
+    # No count in the request: the preflight sets `initial_instance_count` to what the live
+    # variant runs now, so a blue scaled up under load is not replaced by one instance.
+    match_live_instance_count: bool = False
     # With manual promotion: how long a candidate waits for its promote before the task is canceled.
     promotion_timeout_seconds: int | None = None
 
@@ -121,6 +124,7 @@ class DeployConfig:
             "bake_seconds": self.bake_seconds,
             "parity_check": self.parity_check.value,
             "promotion": self.promotion.value,
+            "match_live_instance_count": self.match_live_instance_count,
             **(
                 {"promotion_timeout_seconds": self.promotion_timeout_seconds}
                 if self.promotion_timeout_seconds is not None
@@ -140,6 +144,7 @@ class DeployConfig:
             content_hash=str(content_hash) if content_hash else None,
             parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
             promotion=Promotion(data.get("promotion", Promotion.AUTO.value)),
+            match_live_instance_count=bool(data.get("match_live_instance_count", False)),
             promotion_timeout_seconds=(
                 int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
             ),

@@ -63,6 +63,7 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
         parity_check=ParityCheck(given.parity_check or ParityCheck.REQUIRED.value),
         promotion=promotion,
         promotion_timeout_seconds=timeout,
+        match_live_instance_count=given.initial_instance_count is None,
     )
 
 

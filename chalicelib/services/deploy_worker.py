@@ -12,6 +12,7 @@ from chalicelib.domain.errors import (
     ConcurrentUpdateError,
     InvocationError,
     InvocationTimeoutError,
+    QuotaExceededError,
     RetryableError,
     TerminalHostingError,
 )
@@ -147,6 +148,9 @@ class DeployWorker:
             # and owns the next step; this message has nothing left to do. (A conflict on the
             # alias is not this: change_alias reads and decides again.)
             logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
+        except QuotaExceededError as error:
+            # Not a fault of the deploy: the account's quota says no until someone raises it.
+            self._fail(task, TaskStatus.REFUSED, self._quota_detail(task, error))
         except TerminalHostingError as error:
             self._fail(task, TaskStatus.FAILED, str(error))
         except ArtifactRefusedError as error:
@@ -172,6 +176,7 @@ class DeployWorker:
                 "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
             )
             return
+        capacity = self._match_live_capacity(task)
         task.variant = variant_name(self.settings.resource_prefix, task.embedding_model_id, task.task_id)
         task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
         checked = (
@@ -183,9 +188,40 @@ class DeployWorker:
             at=now,
             stage=Stage.CREATING,
             detail=f"artifact {str(config.content_hash)[:12]} checked: manifest of {task.embedding_model_id}, "
-            f"{checked}; live-model slot reserved (cap {cap}); creating {task.variant}",
+            f"{checked}; live-model slot reserved (cap {cap}); {capacity}; creating {task.variant}",
         )
         self.writer.advance(task)
+
+    def _match_live_capacity(self, task: Task) -> str:
+        """Green's instance count, said for the task's events: the deploy's own, or (when it named
+        none) as many as the live variant runs now, read here, so a blue scaled up under load is
+        not replaced by a single instance."""
+        config = task.deploy_config
+        count = config.initial_instance_count
+        if not config.match_live_instance_count:
+            return f"green starts at {count} instance(s) (config.initial_instance_count)"
+        alias = self.aliases.get(task.embedding_model_id)
+        live = alias.live_variant if alias else None
+        if not live:
+            return f"green starts at {count} instance(s) (no live variant to match)"
+        running = self.hosting.describe(live).instance_count
+        if running is None:
+            return f"green starts at {count} instance(s) (the live {live} did not say how many it runs)"
+        task.config["initial_instance_count"] = running
+        return f"green starts at {running} instance(s), as many as the live {live} runs now"
+
+    def _quota_detail(self, task: Task, error: QuotaExceededError) -> str:
+        config = task.deploy_config
+        quota = f"{config.instance_type} for endpoint usage"
+        region = f" in {self.settings.region}" if self.settings.region else ""
+        return (
+            f"refused by the SageMaker quota '{quota}'{region}: {config.initial_instance_count} x "
+            f"{config.instance_type} were asked for. Request more in the Service Quotas console "
+            "(https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas, "
+            f"search '{quota}'), or delete unused endpoints, or deploy with fewer instances "
+            "(config.initial_instance_count) or another instance type; nothing was left running. "
+            f"SageMaker said: {error}"
+        )
 
     def _smoke_plan(self, task: Task) -> SmokePlan | None:
         """The plan from the manifest inside the pinned artifact; None when the task has ended.

@@ -21,7 +21,13 @@ from chalicelib.adapters.sagemaker_hosting import (
     SageMakerHosting,
     make_sagemaker_clients,
 )
-from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    InvocationError,
+    InvocationTimeoutError,
+    QuotaExceededError,
+    RetryableError,
+    TerminalHostingError,
+)
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
@@ -293,7 +299,7 @@ def test_create_over_quota_is_terminal_and_says_what_to_do(stubbed: StubbedSageM
     )
     stubbed.control.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
 
-    with pytest.raises(TerminalHostingError) as caught:
+    with pytest.raises(QuotaExceededError) as caught:  # a TerminalHostingError the worker ends `refused`
         stubbed.hosting.create_variant(SPEC)
 
     message = str(caught.value)

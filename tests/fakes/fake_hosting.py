@@ -80,6 +80,8 @@ class _Variant:
     tags: dict[str, str]
     last_state: EndpointState | None = None
     deleting_left: int = 0
+    # Instances serving now: the spec's count until `scale` (autoscaling, by hand) says otherwise.
+    instances: int | None = None
 
 
 @dataclass
@@ -276,6 +278,11 @@ class FakeHosting:
     def endpoint_names(self) -> list[str]:
         return [r.name for r in self.resources() if r.kind == ENDPOINT]
 
+    def scale(self, name: str, instances: int) -> None:
+        """The variant now runs `instances` instances (as autoscaling would make it)."""
+        with self._lock:
+            self._variants[name].instances = instances
+
     def spec(self, name: str) -> VariantSpec | None:
         """The spec a variant was created (or seeded) with."""
         with self._lock:
@@ -332,7 +339,11 @@ class FakeHosting:
             if state is EndpointState.FAILED:
                 reason = self._reasons.get(name) or self._reasons.get(None) or DEFAULT_FAILURE_REASON
             return VariantStatus(
-                name=name, state=state, failure_reason=reason, platform_status=platform_status(state)
+                name=name,
+                state=state,
+                failure_reason=reason,
+                platform_status=platform_status(state),
+                instance_count=variant.instances or variant.spec.initial_instance_count,
             )
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:

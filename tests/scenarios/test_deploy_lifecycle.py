@@ -364,3 +364,43 @@ def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World
     assert [json.loads(m["Body"])["action"] for m in dead] == ["promote"]
     world.pump.run()
     assert world.task("auto-1")["status"] == "done"
+
+
+def test_green_starts_at_as_many_instances_as_blue_runs_now(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.scale(blue["endpoint_name"], 3)  # scaled up under load since it went live
+    matched = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(matched["task_id"])["status"] == "done")
+    green = world.task(matched["task_id"])
+    spec = world.hosting.spec(green["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 3
+    assert green["config"]["initial_instance_count"] == 3
+    assert any(f"green starts at 3 instance(s), as many as the live {blue['endpoint_name']} runs now"
+               in (e.get("detail") or "") for e in green["events"])
+    world.pump.run()
+    told = world.deploy("m1", initial_instance_count=2)  # the deploy's own count wins
+    world.pump.run()
+    spec = world.hosting.spec(world.task(told["task_id"])["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 2
+
+
+def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World) -> None:
+    from chalicelib.domain.errors import QuotaExceededError
+
+    blue = first_deploy(world)
+    world.hosting.fail(
+        "create_variant",
+        QuotaExceededError("The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 0 Instances"),
+        after="endpoint_config",
+    )
+    task = world.deploy("m1", instance_type="ml.g5.2xlarge", initial_instance_count=2)
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused", refused
+    detail = refused["detail"]
+    assert "refused by the SageMaker quota 'ml.g5.2xlarge for endpoint usage'" in detail
+    assert "2 x ml.g5.2xlarge were asked for" in detail
+    assert "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas" in detail
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert [r.name for r in world.hosting.owned_resources()] == [blue["endpoint_name"]] * 3  # nothing half-made
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
