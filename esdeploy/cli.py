@@ -49,6 +49,17 @@ def s3_destination(value: str | None) -> str | None:
     return value
 
 
+def autoscaling_option(value: str | None) -> dict[str, int] | None:
+    """MIN:MAX:TARGET, e.g. 2:6:100 (instances, and invocations per instance a minute)."""
+    if value is None:
+        return None
+    parts = value.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"{value!r} is not MIN:MAX:TARGET, e.g. 2:6:100")
+    low, high, target = (int(p) for p in parts)
+    return {"min_instances": low, "max_instances": high, "target_invocations_per_instance": target}
+
+
 def model_id_option(value: str) -> str:
     try:
         return validate_model_id(value)
@@ -130,6 +141,15 @@ def deploy(
             help="With --manual-promotion: seconds the candidate waits for its promote (default: the stage's, 24 h).",
         ),
     ] = None,
+    autoscaling: Annotated[
+        str | None,
+        typer.Option(
+            "--autoscaling",
+            metavar="MIN:MAX:TARGET",
+            help="Target tracking on green: MIN-MAX instances at TARGET invocations per instance a minute "
+            "(default: the live variant's policy, if it has one).",
+        ),
+    ] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -147,6 +167,7 @@ def deploy(
         "parity_check": "skip" if skip_parity_check else None,
         "promotion": "manual" if manual_promotion else None,
         "promotion_timeout_seconds": promotion_timeout,
+        "autoscaling": autoscaling_option(autoscaling),
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():

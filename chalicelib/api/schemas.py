@@ -7,6 +7,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from chalicelib.domain.commands import (
+    AutoscalingRequest,
     DeployConfigRequest,
     IntakeCommand,
     PromoteDeploy,
@@ -15,6 +16,16 @@ from chalicelib.domain.commands import (
 )
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.names import ID_RULE, is_valid_id
+
+
+class AutoscalingIn(BaseModel):
+    """`config.autoscaling`: Application Auto Scaling target tracking registered on green."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    min_instances: StrictInt = Field(ge=1)
+    max_instances: StrictInt = Field(ge=1)
+    target_invocations_per_instance: StrictInt = Field(gt=0)
 
 
 class DeployConfigIn(BaseModel):
@@ -33,6 +44,7 @@ class DeployConfigIn(BaseModel):
     # "manual": green waits beside blue in stage awaiting_promotion until POST /deploy/{id}/promote.
     promotion: Literal["auto", "manual"] | None = None
     promotion_timeout_seconds: StrictInt | None = Field(default=None, ge=60)
+    autoscaling: AutoscalingIn | None = None
 
 
 class DeployRequest(BaseModel):
@@ -154,10 +166,19 @@ def _parse(model: type[RequestT], data: dict[str, Any]) -> RequestT:
 def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
     request = _parse(DeployRequest, data)
     config = request.config or DeployConfigIn()
+    given = config.model_dump(exclude={"autoscaling"})
+    scaling = config.autoscaling
     return SubmitDeploy(
         embedding_model_id=request.embedding_model_id,
         client_task_id=request.id,
-        config=DeployConfigRequest(**config.model_dump()),
+        config=DeployConfigRequest(
+            **given,
+            autoscaling=AutoscalingRequest(
+                scaling.min_instances, scaling.max_instances, scaling.target_invocations_per_instance
+            )
+            if scaling
+            else None,
+        ),
         source=source,
     )
 

@@ -6,6 +6,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class AutoscalingRequest:
+    """A deploy's `config.autoscaling` as sent: target tracking on invocations per instance."""
+
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
 class DeployConfigRequest:
     """A deploy's `config` as the caller sent it: None takes the stage's default at submit."""
 
@@ -17,6 +26,7 @@ class DeployConfigRequest:
     parity_check: str | None = None
     promotion: str | None = None
     promotion_timeout_seconds: int | None = None
+    autoscaling: AutoscalingRequest | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""

@@ -95,6 +95,38 @@ class Promotion(StrEnum):
 
 
 @dataclass(frozen=True)
+class ScalingPolicy:
+    """Target tracking on a variant's instance count (Application Auto Scaling on AWS): between
+    `min_instances` and `max_instances`, aiming at this many invocations per instance a minute."""
+
+    min_instances: int
+    max_instances: int
+    # Whole invocations per instance a minute (a DynamoDB map holds no floats).
+    target_invocations_per_instance: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "target_invocations_per_instance": self.target_invocations_per_instance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScalingPolicy:
+        return cls(
+            min_instances=int(data["min_instances"]),
+            max_instances=int(data["max_instances"]),
+            target_invocations_per_instance=int(data["target_invocations_per_instance"]),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.min_instances}-{self.max_instances} instances at "
+            f"{self.target_invocations_per_instance} invocations per instance a minute"
+        )
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     """A deploy request's config after validation, with every default filled in and the artifact
     pinned: `model_data_url` is the exact key and `content_hash` its manifest's content_sha256."""
@@ -111,6 +143,8 @@ class DeployConfig:
     # No count in the request: the preflight sets `initial_instance_count` to what the live
     # variant runs now, so a blue scaled up under load is not replaced by one instance.
     match_live_instance_count: bool = False
+    # None: green carries over the live variant's policy, if it has one.
+    autoscaling: ScalingPolicy | None = None
     # With manual promotion: how long a candidate waits for its promote before the task is canceled.
     promotion_timeout_seconds: int | None = None
 
@@ -125,6 +159,7 @@ class DeployConfig:
             "parity_check": self.parity_check.value,
             "promotion": self.promotion.value,
             "match_live_instance_count": self.match_live_instance_count,
+            "autoscaling": self.autoscaling.as_dict() if self.autoscaling else None,
             **(
                 {"promotion_timeout_seconds": self.promotion_timeout_seconds}
                 if self.promotion_timeout_seconds is not None
@@ -145,6 +180,7 @@ class DeployConfig:
             parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
             promotion=Promotion(data.get("promotion", Promotion.AUTO.value)),
             match_live_instance_count=bool(data.get("match_live_instance_count", False)),
+            autoscaling=ScalingPolicy.from_dict(data["autoscaling"]) if data.get("autoscaling") else None,
             promotion_timeout_seconds=(
                 int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
             ),

@@ -37,6 +37,7 @@ from chalicelib.ports import (
     Clock,
     Hosting,
     LiveModelSlots,
+    Scaling,
     TaskStore,
     VariantSpec,
 )
@@ -60,6 +61,7 @@ class DeployWorker:
     writer: TaskWriter
     artifacts: Artifacts
     hosting: Hosting
+    scaling: Scaling
     clock: Clock
 
     # ---- entry points -------------------------------------------------------------------
@@ -199,16 +201,24 @@ class DeployWorker:
         config = task.deploy_config
         count = config.initial_instance_count
         if not config.match_live_instance_count:
-            return f"green starts at {count} instance(s) (config.initial_instance_count)"
-        alias = self.aliases.get(task.embedding_model_id)
-        live = alias.live_variant if alias else None
-        if not live:
-            return f"green starts at {count} instance(s) (no live variant to match)"
-        running = self.hosting.describe(live).instance_count
-        if running is None:
-            return f"green starts at {count} instance(s) (the live {live} did not say how many it runs)"
-        task.config["initial_instance_count"] = running
-        return f"green starts at {running} instance(s), as many as the live {live} runs now"
+            said = f"green starts at {count} instance(s) (config.initial_instance_count)"
+        else:
+            alias = self.aliases.get(task.embedding_model_id)
+            live = alias.live_variant if alias else None
+            running = self.hosting.describe(live).instance_count if live else None
+            if not live:
+                said = f"green starts at {count} instance(s) (no live variant to match)"
+            elif running is None:
+                said = f"green starts at {count} instance(s) (the live {live} did not say how many it runs)"
+            else:
+                count = running
+                said = f"green starts at {count} instance(s), as many as the live {live} runs now"
+        scaling = config.autoscaling
+        if scaling is not None and not scaling.min_instances <= count <= scaling.max_instances:
+            count = min(max(count, scaling.min_instances), scaling.max_instances)
+            said += f", {count} within config.autoscaling's {scaling.min_instances}-{scaling.max_instances}"
+        task.config["initial_instance_count"] = count
+        return said
 
     def _quota_detail(self, task: Task, error: QuotaExceededError) -> str:
         config = task.deploy_config
@@ -372,6 +382,7 @@ class DeployWorker:
     def _swap(self, task: Task) -> None:
         green = task.variant
         assert green is not None
+        scaled = self._scale_green(task, green)
 
         def make_green_live(current: Alias | None) -> Alias | None:
             if current is not None and current.live_variant == green:
@@ -402,6 +413,8 @@ class DeployWorker:
                 )
             )
         detail = f"{task.variant} is live"
+        if scaled:
+            detail += f"; {scaled}"
         if alias.previous_variant:
             detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
         if task.deploy_config.parity_check is ParityCheck.SKIP:
@@ -414,6 +427,24 @@ class DeployWorker:
             delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
         )
         logger.info("deploy done", extra=_keys(task))
+
+    def _scale_green(self, task: Task, green: str) -> str | None:
+        """Green's autoscaling, registered before the alias moves to it: the deploy's own policy,
+        or the live variant's carried over. None when neither has one. A redelivery registers the
+        same again (both calls are upserts)."""
+        policy = task.deploy_config.autoscaling
+        source = "config.autoscaling"
+        if policy is None:
+            alias = self.aliases.get(task.embedding_model_id)
+            blue = None
+            if alias is not None:
+                blue = alias.live_variant if alias.live_variant != green else alias.previous_variant
+            policy = self.scaling.policy_of(blue) if blue else None
+            source = f"carried over from {blue}"
+        if policy is None:
+            return None
+        self.scaling.apply(green, policy)
+        return f"autoscaling {policy.describe()} ({source})"
 
     # ---- endings ----------------------------------------------------------------------------
 

@@ -405,3 +405,14 @@ def test_invoke_candidate_sends_the_target(cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert cli.api.sent[0].body == {"inputs": ["x"], "target": "candidate"}
     assert "endpoint esd-m1-cand" in result.stdout
+
+
+def test_deploy_autoscaling_option_sends_the_policy(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--autoscaling", "2:6:100")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["config"] == {
+        "autoscaling": {"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100}
+    }
+    bad = cli("deploy", "m1", "--autoscaling", "2-6")
+    assert bad.exit_code == 2 and "MIN:MAX:TARGET" in bad.output
