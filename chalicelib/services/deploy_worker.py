@@ -351,6 +351,20 @@ class DeployWorker:
 
     def _await_promotion(self, task: Task) -> None:
         if task.promote_requested:
+            assert task.variant is not None
+            # It passed the gate hours ago, maybe: an endpoint that failed or was deleted since
+            # must not become live.
+            status = self.hosting.describe(task.variant)
+            if status.state != EndpointState.IN_SERVICE:
+                shown = status.platform_status or status.state.value
+                reason = f" ({status.failure_reason})" if status.failure_reason else ""
+                self._fail(
+                    task,
+                    TaskStatus.FAILED,
+                    f"promoted, but candidate {task.variant} is {shown}{reason}, no longer in service: "
+                    "the alias stays where it was; deploy again",
+                )
+                return
             now = self.clock.now()
             task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
             task.record(at=now, stage=Stage.SWAPPING, detail=f"promoted: {task.variant} goes live")

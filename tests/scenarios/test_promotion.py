@@ -257,3 +257,16 @@ def _at(text: str) -> float:
     from chalicelib.domain.models import parse_iso
 
     return parse_iso(text).timestamp()
+
+
+def test_a_candidate_that_failed_while_it_waited_is_not_promoted(world: World) -> None:
+    blue = first_deploy(world)
+    waiting = manual_deploy(world)
+    world.hosting.set_state(waiting["endpoint_name"], EndpointState.FAILED, reason="instance health check failed")
+    assert world.post(f"/deploy/{waiting['task_id']}/promote").status_code == 200
+    world.pump.run()
+    failed = world.task(waiting["task_id"])
+    assert failed["status"] == "failed", failed
+    assert f"candidate {waiting['endpoint_name']} is Failed (instance health check failed)" in failed["detail"]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
