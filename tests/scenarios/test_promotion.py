@@ -270,3 +270,19 @@ def test_a_candidate_that_failed_while_it_waited_is_not_promoted(world: World) -
     assert f"candidate {waiting['endpoint_name']} is Failed (instance health check failed)" in failed["detail"]
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+
+
+def test_an_intake_promote_that_cannot_apply_ends_in_the_requests_dlq(world: World) -> None:
+    first_deploy(world)
+    waiting = manual_deploy(world)
+    world.post(f"/deploy/{waiting['task_id']}/cancel")
+    world.pump.run()
+    body = {"action": "promote", "task_id": waiting["task_id"]}
+    world.sqs.send_message(QueueUrl=world.urls.requests, MessageBody=json.dumps(body))
+    world.pump.run()
+    failed = [d for d in world.pump.deliveries if d.handler == "requests_worker" and d.outcome == "failed"]
+    assert len(failed) == 5  # the queue's max receive count, then SQS's redrive takes it
+    dlq = world.urls.dead_letters[world.adapters.settings.requests_queue]
+    dead = world.sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in dead] == [body]
+    assert world.task(waiting["task_id"])["status"] == "canceled"
