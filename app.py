@@ -10,22 +10,24 @@ from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
-from chalicelib.api.docs import docs_page
+from chalicelib.api.docs import AssetNotFoundError, docs_asset, docs_page
+from chalicelib.api.errors import error_answer
 from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
-from chalicelib.api.responses import alias_body, model_body, task_body
-from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke, parse_json_body
+from chalicelib.api.responses import alias_body, invoke_body, model_body, models_body, task_body
+from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke_request, parse_json_body
+from chalicelib.batch import process_sqs_batch
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
-from chalicelib.domain.messages import DeadLetter
+from chalicelib.domain.messages import DeadLetter, TeardownVariant
 from chalicelib.domain.models import TaskKind
 from chalicelib.logs import logger
-from chalicelib.services.dead_letters import DeadLetterService
+from chalicelib.metrics import count_abandoned_teardown
+from chalicelib.services.dead_letters import DeadLetterOutcome, DeadLetterService
 from chalicelib.services.deploy_worker import DeployWorker
 from chalicelib.services.models import ModelActions, ModelReads
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import TeardownWorker
-from chalicelib.sqs_batch import process_batch
 
 app = Chalice(app_name="esdeploy")
 # Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
@@ -86,8 +88,32 @@ def health() -> dict[str, str]:
 
 @app.route("/docs", methods=["GET"], authorizer=auth)
 def docs() -> Response:
-    """Where Embedding Studio users look first: the routes, on one plain page."""
-    return Response(body=docs_page(app.routes), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    """Where Embedding Studio users look first: Swagger UI over /openapi.json."""
+    return Response(body=docs_page(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/docs/{asset}", methods=["GET"], authorizer=auth)
+def docs_files(asset: str) -> Response:
+    try:
+        content_type, text = docs_asset(asset)
+    except AssetNotFoundError as missing:
+        status, body = error_answer(missing)
+        return Response(body=body, status_code=status)
+    return Response(body=text, status_code=200,
+                    headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"})
+
+
+@app.route("/openapi.json", methods=["GET"], authorizer=auth)
+def openapi() -> Response:
+    """The contract, generated from the request and answer models on the first call (not at import)."""
+    from chalicelib.api.openapi import openapi_document
+
+    return answer(lambda: openapi_document(route_keys()))
+
+
+def route_keys() -> list[tuple[str, str]]:
+    """(method, path) of every route: what the OpenAPI document must describe, no more, no less."""
+    return [(method, path) for path, methods in app.routes.items() for method in methods]
 
 
 @app.route("/deploy", methods=["POST"], authorizer=auth)
@@ -136,7 +162,10 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
     """Automation intake: `{"action": "deploy"|"delete"|"promote", ...}` through the same service; a request
     for a busy model waits on this queue (TaskService.take)."""
-    return process_batch(event, read_intake, lambda request, _record: wiring.service(TaskService).take(request))
+    return process_sqs_batch(
+        "requests_worker", event.to_dict(), read_intake,
+        lambda request, _record: wiring.service(TaskService).take(request),
+    )
 
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
@@ -153,7 +182,7 @@ def promote_deploy(task_id: str) -> Response:
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: {"models": [alias_body(a) for a in wiring.service(ModelReads).live()]})
+    return answer(lambda: models_body(wiring.service(ModelReads).live()))
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
@@ -171,8 +200,8 @@ def invoke_model(embedding_model_id: str) -> Response:
     `"target": "candidate"` embeds with the candidate awaiting promotion instead."""
 
     def run() -> dict[str, Any]:
-        candidate, payload = parse_invoke(_body())
-        return wiring.service(ModelActions).invoke(embedding_model_id, payload, candidate=candidate)
+        candidate, payload = parse_invoke_request(_body())
+        return invoke_body(wiring.service(ModelActions).invoke(embedding_model_id, payload, candidate=candidate))
 
     return answer(run)
 
@@ -190,16 +219,18 @@ def rollback_model(embedding_model_id: str) -> Response:
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
-    return process_batch(
-        event, read_deploy_tasks, lambda message, _record: wiring.service(DeployWorker).handle(message)
+    return process_sqs_batch(
+        "deploy_worker", event.to_dict(), read_deploy_tasks,
+        lambda message, _record: wiring.service(DeployWorker).handle(message),
     )
 
 
 @app.on_sqs_message(queue=handler_queue_name("teardown"), batch_size=1)
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
-    return process_batch(
-        event, read_teardown_tasks, lambda message, _record: wiring.service(TeardownWorker).handle(message)
+    return process_sqs_batch(
+        "teardown_worker", event.to_dict(), read_teardown_tasks,
+        lambda message, _record: wiring.service(TeardownWorker).handle(message),
     )
 
 
@@ -208,7 +239,9 @@ def _dead_letter(kind: str) -> Any:
         settings = wiring.adapters().settings
         source = settings.deploy_queue if kind == "deploy" else settings.teardown_queue
         count = record.get("attributes", {}).get("ApproximateReceiveCount")
-        wiring.service(DeadLetterService).handle(message, dead_letter_name(source), count)
+        outcome = wiring.service(DeadLetterService).handle(message, dead_letter_name(source), count)
+        if outcome is DeadLetterOutcome.TEARDOWN_ABANDONED and isinstance(message, TeardownVariant):
+            count_abandoned_teardown(message.variant)
 
     return handle
 
@@ -216,13 +249,13 @@ def _dead_letter(kind: str) -> Any:
 @app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
 def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
-    return process_batch(event, read_dead_letter, _dead_letter("deploy"))
+    return process_sqs_batch("deploy_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("deploy"))
 
 
 @app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
 def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
-    return process_batch(event, read_dead_letter, _dead_letter("teardown"))
+    return process_sqs_batch("teardown_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("teardown"))
 
 
 @app.schedule("rate(10 minutes)")

@@ -14,6 +14,11 @@ from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.names import PREFIX_PATTERN
 
 SQS_MAX_DELAY_SECONDS = 900
+# API Gateway ends every request at 29 s (the API function's Lambda timeout is 29 s too). The invoke
+# route's endpoint call gets ESDEPLOY_INVOKE_TIMEOUT_SECONDS to answer, once, plus up to 3 s to
+# connect; the alias read and a cold start need the rest.
+API_GATEWAY_LIMIT_SECONDS = 29
+MAX_INVOKE_TIMEOUT_SECONDS = 22
 # SageMaker's bounds for a production variant's start-up timeouts (CreateEndpointConfig).
 SAGEMAKER_STARTUP_TIMEOUT_RANGE = (60, 3600)
 # The deploy worker's Lambda timeout is 180 s; the smoke step also reads the artifact and writes.
@@ -54,6 +59,7 @@ class Settings:
     max_body_bytes: int
     stale_lock_seconds: int
     task_retention_days: int
+    invoke_timeout_seconds: int
     early_message_delay_seconds: int
     sweep_max_rekicks: int
     intake_retry_seconds: int
@@ -190,6 +196,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
         stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
         task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
+        invoke_timeout_seconds=_integer(env, "ESDEPLOY_INVOKE_TIMEOUT_SECONDS", 20, 1, MAX_INVOKE_TIMEOUT_SECONDS),
         early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
         sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
         intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),

@@ -10,17 +10,36 @@ from chalicelib.ports import TaskStore
 SERVICE = "esdeploy"
 
 
-def emit_count(name: str, kind: str) -> None:
-    """One EMF line; CloudWatch turns it into a metric without an API call from the Lambda."""
+# The alarms in infra/template.yaml read these names with exactly these dimensions.
+MESSAGES_FAILED = "MessagesFailed"  # dimensions service, function: one per message a worker failed
+TEARDOWNS_ABANDONED = "TeardownsAbandoned"  # dimension service: a variant's teardown SQS gave up on
+
+
+def emit_count(name: str, kind: str | None = None, dimensions: dict[str, str] | None = None,
+               metadata: dict[str, str] | None = None) -> None:
+    """One EMF line; CloudWatch turns it into a metric without an API call from the Lambda.
+    `dimensions` come on top of `service`; `metadata` rides along for Logs Insights only."""
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
         return
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", SERVICE)
     with single_metric(
-        name=name, unit=MetricUnit.Count, value=1, namespace=namespace, default_dimensions={"service": SERVICE}
+        name=name, unit=MetricUnit.Count, value=1, namespace=namespace,
+        default_dimensions={"service": SERVICE, **(dimensions or {})},
     ) as metric:
-        metric.add_metadata(key="kind", value=kind)
+        for key, value in {**({"kind": kind} if kind else {}), **(metadata or {})}.items():
+            metric.add_metadata(key=key, value=value)
+
+
+def count_failed_message(function: str, message_id: str) -> None:
+    """A worker failed a message: SQS redelivers it, and Lambda's Errors metric never sees it."""
+    emit_count(MESSAGES_FAILED, dimensions={"function": function}, metadata={"message_id": message_id})
+
+
+def count_abandoned_teardown(variant: str) -> None:
+    """SQS gave up on tearing down `variant`: it may still be running, and billing."""
+    emit_count(TEARDOWNS_ABANDONED, metadata={"variant": variant})
 
 
 def ended_now(task: Task) -> bool:

@@ -422,6 +422,14 @@ def validate_payload(payload: Any) -> EmbedRequest:
                 f"inputs[{index}] has {len(text)} characters, "
                 f"over the limit of {MAX_TEXT_CHARS} (ESDEPLOY_SERVING_MAX_TEXT_CHARS)"
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON's "\ud800" parses to a str the tokenizer crashes on: the caller's error, not ours.
+            raise BadRequestError(
+                f"inputs[{index}] holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+                f"{exc.start}, which is not Unicode text"
+            ) from None
     normalize = options.get("normalize")
     truncate = options.get("truncate", True)
     if normalize is not None and not isinstance(normalize, bool):

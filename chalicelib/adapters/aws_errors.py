@@ -14,7 +14,13 @@ from typing import TypeVar, overload
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from chalicelib.domain.errors import InvocationError, QuotaExceededError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    QuotaExceededError,
+    RetryableError,
+    TerminalHostingError,
+)
 
 T = TypeVar("T")
 Refusal = Callable[[Exception, str], Exception]
@@ -143,6 +149,10 @@ def invocation_refusal(endpoint: str) -> Refusal:
             original = exc.response.get("OriginalStatusCode")
             logs = exc.response.get("LogStreamArn")
             where = f"; container logs: {logs}" if logs else f"; see /aws/sagemaker/Endpoints/{endpoint}"
+            if isinstance(original, int) and 400 <= original < 500:
+                # The handler refused the request (serving/inference.py: BadRequestError). The HF
+                # toolkit says 400 for its own faults too (docs/serving.md): its message tells.
+                return EndpointRefusedError(endpoint, original, f"{message}{where}")
             status = f" {original}" if original else ""
             return InvocationError(
                 f"the model in endpoint `{endpoint}` failed the request (status{status}): {message}{where}"

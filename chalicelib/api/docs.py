@@ -1,47 +1,59 @@
-"""API layer: `GET /docs`, a small page that lists the routes (until an OpenAPI document drives Swagger UI)."""
+"""API layer: `GET /docs`, Swagger UI over `GET /openapi.json`, with its files served by the API (no CDN).
+
+Swagger UI's files come from the `openapi-ui-bundles` package (Swagger UI 5, which reads OpenAPI
+3.1). It is a development dependency, not a Lambda one: on AWS every route needs a SigV4-signed
+request, which a browser does not send, so the deployed /docs says where the document is instead
+of shipping 1.6 MB of JavaScript in every function's package.
+"""
 from __future__ import annotations
 
-from html import escape
-from typing import Any
+import importlib.util
+from pathlib import Path
 
-# One line per route; the page lists what the app really has, so a route missing here still shows up.
-_WHAT = {
-    ("POST", "/deploy"): 'Deploy a model: {"embedding_model_id", "id"?, "config"?}; answers the task',
-    ("GET", "/deploy/{task_id}"): "A deploy task with its events",
-    ("GET", "/deploy-status/{embedding_model_id}"): "The newest deploy task of a model",
-    ("POST", "/deploy/{task_id}/cancel"): "Cancel a deploy that has not swapped yet (a candidate too)",
-    ("POST", "/deploy/{task_id}/promote"): "Make the candidate of a deploy awaiting promotion live",
-    ("POST", "/delete"): 'Delete a model: {"embedding_model_id", "id"?, "reason"?}; answers the task',
-    ("GET", "/delete/{task_id}"): "A deletion task with its events",
-    ("GET", "/delete-status/{embedding_model_id}"): "The newest deletion task of a model",
-    ("GET", "/models"): "The deployed models and the endpoints behind their aliases",
-    ("GET", "/models/{embedding_model_id}"): "One model's alias: live, previous and candidate endpoint",
-    ("POST", "/models/{embedding_model_id}/rollback"): "Point the alias back at the previous variant",
-    ("POST", "/models/{embedding_model_id}/invoke"): 'Embed texts with the live variant: {"inputs": [...]}',
-    ("GET", "/health"): "Liveness",
-    ("GET", "/docs"): "This page",
-}
+from chalicelib.domain.errors import EsdeployError
 
+ASSET_TYPES = {"swagger-ui.css": "text/css; charset=utf-8", "swagger-ui-bundle.js": "text/javascript; charset=utf-8"}
 
-def docs_page(routes: dict[str, dict[str, Any]]) -> str:
-    """Plain HTML, no scripts or CDN: it must load offline and behind any gateway."""
-    rows = "\n".join(
-        f"<tr><td>{method}</td><td><code>{escape(path)}</code></td>"
-        f"<td>{escape(_WHAT.get((method, path), ''))}</td></tr>"
-        for path, methods in sorted(routes.items())
-        for method in sorted(methods)
-    )
-    return f"""<!doctype html>
+# Relative URLs: the page works at /docs locally and at /<stage>/docs behind API Gateway.
+_SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>esdeploy API</title>
-<style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto}}td{{padding:.2rem .8rem}}</style></head>
-<body><h1>esdeploy API</h1>
-<p>Blue/green deployment of embedding models to Amazon SageMaker: Embedding Studio's inference-deployment
-task API. Request bodies are JSON objects sent with <code>Content-Type: application/json</code>;
-errors answer <code>{{"detail": "..."}}</code>.</p>
-<table><tr><th>method</th><th>path</th><th>what</th></tr>
-{rows}
-</table>
-<p>The full reference, with a real request and answer for every route, is <code>docs/api.md</code>
-in the esdeploy repository; the <code>esdeploy</code> command line speaks this API for you.</p>
+<link rel="stylesheet" href="docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
 </body></html>
 """
+
+_PLAIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>esdeploy API</title></head>
+<body><h1>esdeploy API</h1>
+<p>The OpenAPI 3.1 document of this API is at <a href="openapi.json">openapi.json</a> (send it signed,
+like every request to this stage). Swagger UI is not part of the Lambda package: browse the document
+with <code>esdeploy local</code>'s <code>/docs</code>, or load <code>docs/openapi.json</code> from the
+esdeploy repository into any OpenAPI viewer. <code>docs/api.md</code> has a recorded request and answer for
+every route.</p>
+</body></html>
+"""
+
+
+class AssetNotFoundError(EsdeployError):
+    """Not a file of Swagger UI that /docs serves."""
+
+
+def _swagger_files() -> Path | None:
+    spec = importlib.util.find_spec("openapi_ui_bundles")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "swagger_ui" / "vendor"
+
+
+def docs_page() -> str:
+    return _SWAGGER_PAGE if _swagger_files() is not None else _PLAIN_PAGE
+
+
+def docs_asset(name: str) -> tuple[str, str]:
+    """(content type, text) of one of Swagger UI's files."""
+    folder = _swagger_files()
+    if name not in ASSET_TYPES or folder is None:
+        raise AssetNotFoundError(f"no such file of Swagger UI: `{name}`")
+    return ASSET_TYPES[name], (folder / name).read_text(encoding="utf-8")

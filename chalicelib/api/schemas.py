@@ -1,10 +1,28 @@
-"""API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands."""
+"""API layer: request bodies (HTTP and the requests queue) checked for shape, then turned into commands.
+
+The pydantic models here are the one source of each request's wire shape: the routes validate with
+them and the OpenAPI document (`chalicelib/api/openapi.py`) is generated from them. Every model
+defers building its validator to its first use: each Lambda function imports app.py, and a worker
+never validates an HTTP body (responses.py does the same).
+"""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import JsonDict, SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from chalicelib.domain.commands import (
     AutoscalingRequest,
@@ -15,28 +33,40 @@ from chalicelib.domain.commands import (
     SubmitDeploy,
 )
 from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.names import ID_RULE, is_valid_id
+from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
+# SageMaker's limit for a container image (CreateModel's PrimaryContainer.Image).
+IMAGE_URI_MAX = 255
+# What the endpoint's handler accepts by default (serving/inference.py: MAX_TEXTS, MAX_TEXT_CHARS;
+# docs/serving.md). The handler cannot be imported here (torch), so a test holds the two equal.
+INVOKE_MAX_TEXTS = 256
+INVOKE_MAX_TEXT_CHARS = 32768
 
+# The id rule (domain/names.py) as the document shows it; the check itself stays `is_valid_id`,
+# whose message names the rule in words.
+Id = Annotated[
+    StrictStr,
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128, "examples": ["abc123"]}),
+]
 class AutoscalingIn(BaseModel):
-    """`config.autoscaling`: Application Auto Scaling target tracking registered on green."""
+    """`config.autoscaling`: Application Auto Scaling target tracking registered on green before the swap."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     min_instances: StrictInt = Field(ge=1)
     max_instances: StrictInt = Field(ge=1)
-    target_invocations_per_instance: StrictInt = Field(gt=0)
+    target_invocations_per_instance: StrictInt = Field(gt=0, description="Invocations per instance a minute")
 
 
 class DeployConfigIn(BaseModel):
     """The optional `config` of a deploy request; omitted keys take the stage's defaults."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     instance_type: StrictStr | None = None
     initial_instance_count: StrictInt | None = Field(default=None, ge=1)
     model_data_url: StrictStr | None = Field(default=None, max_length=1024)
-    image_uri: StrictStr | None = Field(default=None, max_length=512)
+    image_uri: StrictStr | None = Field(default=None, max_length=IMAGE_URI_MAX)
     bake_seconds: StrictInt | None = Field(default=None, ge=0)
     # "skip": the artifact has no reference embeddings and the caller says so; the smoke test then
     # checks shape, dimension and norms only, and the task says the parity check was skipped.
@@ -44,39 +74,126 @@ class DeployConfigIn(BaseModel):
     # "manual": green waits beside blue in stage awaiting_promotion until POST /deploy/{id}/promote.
     promotion: Literal["auto", "manual"] | None = None
     promotion_timeout_seconds: StrictInt | None = Field(default=None, ge=60)
+    # None: green carries over the live variant's policy, if it has one.
     autoscaling: AutoscalingIn | None = None
 
 
-class DeployRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+# One of the two names of the model is required (the schema says so; `named_model` enforces it).
+_ONE_MODEL_ID: JsonDict = {"anyOf": [{"required": ["embedding_model_id"]}, {"required": ["model_id"]}]}
 
-    embedding_model_id: StrictStr
-    id: StrictStr | None = None
+
+class _ForModel(BaseModel):
+    """A request about one model. Leaving a name out is fine; an explicit null is a wrong type, as
+    the document says (a default is not validated, a sent value is)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_ONE_MODEL_ID, protected_namespaces=(), defer_build=True
+    )
+
+    embedding_model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The model to act on")
+    model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The seed's name for `embedding_model_id`")
+    id: Id | None = Field(default=None, description="Client task id: sending the same request again replays the task")
+
+    @field_validator("embedding_model_id", "model_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
+
+    def named_model(self) -> str:
+        """The model's id, from whichever name the caller used."""
+        given = [name for name in (self.embedding_model_id, self.model_id) if name is not None]
+        if not given:
+            raise InvalidRequestError("field `embedding_model_id` is required", field="embedding_model_id")
+        if len(set(given)) > 1:
+            raise InvalidRequestError(
+                "embedding_model_id and model_id name different models; send one of them",
+                field="embedding_model_id",
+            )
+        return given[0]
+
+
+class DeployRequest(_ForModel):
+    """`POST /deploy`: deploy a model as a green variant; omitted config keys take the stage's defaults."""
+
     config: DeployConfigIn | None = None
 
 
-class DeleteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class DeleteRequest(_ForModel):
+    """`POST /delete`: tear down every variant of a model and its alias."""
 
-    embedding_model_id: StrictStr
-    id: StrictStr | None = None
     reason: StrictStr | None = Field(default=None, max_length=1000)
 
 
-class PromoteRequest(BaseModel):
-    """A promote from the requests queue: which deploy task's candidate goes live."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    task_id: StrictStr
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-class InvokeTarget(BaseModel):
-    """The one field of POST /models/{id}/invoke that is ours, not the endpoint's."""
+def _check_text(where: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise PydanticCustomError("invoke_input", f"{where} is {_json_type(text)}, not a string")
+    if len(text) > INVOKE_MAX_TEXT_CHARS:
+        raise PydanticCustomError(
+            "invoke_input", f"{where} has {len(text)} characters, over the limit of {INVOKE_MAX_TEXT_CHARS}"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON allows "\ud800", Unicode does not: the tokenizer would crash on it (an endpoint 500).
+        code = ord(text[exc.start])
+        raise PydanticCustomError(
+            "invoke_input",
+            f"{where} holds a lone surrogate (U+{code:04X}) at character {exc.start}, which is not Unicode text",
+        ) from None
 
-    model_config = ConfigDict(extra="allow", strict=True)
 
-    target: Literal["live", "candidate"] = "live"
+Text = Annotated[StrictStr, Field(max_length=INVOKE_MAX_TEXT_CHARS)]
+
+
+class InvokeRequest(BaseModel):
+    """`POST /models/{embedding_model_id}/invoke`: the endpoint's own request body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    inputs: Text | Annotated[list[Text], Field(min_length=1, max_length=INVOKE_MAX_TEXTS)] = Field(
+        description="A text or a list of texts (empty strings are fine)", examples=[["How do I reset my password?"]]
+    )
+    normalize: StrictBool | None = Field(default=None, description="L2-normalise the vectors (default: the model's)")
+    truncate: StrictBool | None = Field(
+        default=None, description="Cut texts at the model's token limit (default true); false refuses a longer text"
+    )
+    target: Literal["live", "candidate"] | None = Field(
+        default=None,
+        description="`candidate`: embed with the candidate of a deploy awaiting promotion (re-embedding a corpus) "
+        "instead of the live variant",
+    )
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _say_what_is_wrong(cls, inputs: Any) -> Any:
+        """The handler's own wording, so the caller reads one message whoever refuses."""
+        if isinstance(inputs, str):
+            _check_text("inputs", inputs)
+            return inputs
+        if not isinstance(inputs, list):
+            raise PydanticCustomError(
+                "invoke_input", f"inputs must be a string or a list of strings, not {_json_type(inputs)}"
+            )
+        if not inputs:
+            raise PydanticCustomError("invoke_input", "inputs is an empty list; send at least one text")
+        if len(inputs) > INVOKE_MAX_TEXTS:
+            raise PydanticCustomError(
+                "invoke_input", f"too many texts: {len(inputs)} > {INVOKE_MAX_TEXTS}; split the request"
+            )
+        for index, text in enumerate(inputs):
+            _check_text(f"inputs[{index}]", text)
+        return inputs
+
+    def payload(self) -> dict[str, Any]:
+        """What the endpoint is sent: only what the caller set (`target` is ours, not the endpoint's)."""
+        return self.model_dump(exclude_none=True, exclude={"target"})
 
 
 RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
@@ -85,9 +202,17 @@ RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
 class IntakeEnvelope(BaseModel):
     """A message on the requests queue: an action plus the same fields as the HTTP body."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
     action: Literal["deploy", "delete", "promote"]
+
+
+class PromoteRequest(BaseModel):
+    """A promote on the requests queue: which deploy task's candidate goes live."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    task_id: StrictStr
 
 
 def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
@@ -103,6 +228,13 @@ def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedBodyError(f"request body is not valid JSON: {exc}", field="body") from exc
+    except RecursionError:
+        # json's parser recurses per nesting level; ~1,000 brackets exhaust the stack. No request
+        # of this API nests more than three levels.
+        raise MalformedBodyError(
+            "request body nests arrays or objects too deeply to read; no request of this API nests more than 3 levels",
+            field="body",
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(
             f"request body must be a JSON object, not {type(data).__name__}", field="body"
@@ -116,20 +248,6 @@ class MalformedBodyError(InvalidRequestError):
 
 class BodyTooLargeError(InvalidRequestError):
     """The body is over the configured size limit (HTTP 413)."""
-
-
-def _model_id_from(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept the seed's `model_id` as a synonym of `embedding_model_id`."""
-    data = dict(data)
-    if "model_id" in data:
-        synonym = data.pop("model_id")
-        if "embedding_model_id" in data and data["embedding_model_id"] != synonym:
-            raise InvalidRequestError(
-                "embedding_model_id and model_id name different models; send one of them",
-                field="embedding_model_id",
-            )
-        data["embedding_model_id"] = synonym
-    return data
 
 
 def _check_ids(embedding_model_id: str, task_id: str | None) -> None:
@@ -149,30 +267,40 @@ def _first_error(exc: ValidationError) -> InvalidRequestError:
         message = f"unknown field `{location}`"
     elif error["type"] == "missing":
         message = f"field `{location}` is required"
+    elif error["type"] == "invoke_input":
+        message = error["msg"]  # names the field (and the item) itself
     else:
         message = f"field `{location}`: {error['msg']}"
     return InvalidRequestError(message, field=location)
 
 
-def _parse(model: type[RequestT], data: dict[str, Any]) -> RequestT:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validated(model: type[ModelT], data: dict[str, Any]) -> ModelT:
+    """`data` as `model`, or InvalidRequestError naming the first problem."""
     try:
-        request = model.model_validate(_model_id_from(data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from exc
-    _check_ids(request.embedding_model_id, request.id)
-    return request
+
+
+def _parse(model: type[RequestT], data: dict[str, Any]) -> tuple[RequestT, str]:
+    request = validated(model, data)
+    embedding_model_id = request.named_model()
+    _check_ids(embedding_model_id, request.id)
+    return request, embedding_model_id
 
 
 def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
-    request = _parse(DeployRequest, data)
+    request, embedding_model_id = _parse(DeployRequest, data)
     config = request.config or DeployConfigIn()
-    given = config.model_dump(exclude={"autoscaling"})
     scaling = config.autoscaling
     return SubmitDeploy(
-        embedding_model_id=request.embedding_model_id,
+        embedding_model_id=embedding_model_id,
         client_task_id=request.id,
         config=DeployConfigRequest(
-            **given,
+            **config.model_dump(exclude={"autoscaling"}),
             autoscaling=AutoscalingRequest(
                 scaling.min_instances, scaling.max_instances, scaling.target_invocations_per_instance
             )
@@ -184,40 +312,36 @@ def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
 
 
 def parse_delete(data: dict[str, Any], source: str = "http") -> SubmitDelete:
-    request = _parse(DeleteRequest, data)
+    request, embedding_model_id = _parse(DeleteRequest, data)
     return SubmitDelete(
-        embedding_model_id=request.embedding_model_id,
+        embedding_model_id=embedding_model_id,
         client_task_id=request.id,
         reason=request.reason,
         source=source,
     )
 
 
+def parse_invoke(data: dict[str, Any]) -> dict[str, Any]:
+    """An invoke body, checked as far as we know the endpoint's rules: what the endpoint is sent."""
+    return validated(InvokeRequest, data).payload()
+
+
+def parse_invoke_request(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(whether the candidate awaiting promotion is asked, what the endpoint is sent)."""
+    request = validated(InvokeRequest, data)
+    return request.target == "candidate", request.payload()
+
+
 def parse_promote(data: dict[str, Any], source: str = "sqs") -> PromoteDeploy:
-    try:
-        request = PromoteRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc) from exc
+    request = validated(PromoteRequest, data)
     if not is_valid_id(request.task_id):
         raise InvalidRequestError(f"task_id {request.task_id!r} is not allowed: {ID_RULE}", field="task_id")
     return PromoteDeploy(task_id=request.task_id, source=source)
 
 
-def parse_invoke(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """(whether to embed through the candidate, the payload for the endpoint without `target`)."""
-    try:
-        target = InvokeTarget.model_validate(data).target
-    except ValidationError as exc:
-        raise _first_error(exc) from exc
-    return target == "candidate", {key: value for key, value in data.items() if key != "target"}
-
-
 def parse_intake(data: dict[str, Any]) -> IntakeCommand:
     """A requests-queue message: `action` picks the command, the rest is the HTTP body."""
-    try:
-        envelope = IntakeEnvelope.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc) from exc
+    envelope = validated(IntakeEnvelope, data)
     fields = {k: v for k, v in data.items() if k != "action"}
     if envelope.action == "deploy":
         return parse_deploy(fields, source="sqs")

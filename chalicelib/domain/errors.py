@@ -16,11 +16,32 @@ class InvalidRequestError(EsdeployError):
 
 
 class TaskNotFoundError(EsdeployError):
-    """No task (or no task of that model) exists."""
+    """No task (or no task of that model) exists. The texts are the seed's: its clients match on them."""
+
+    BY_ID = {
+        "deploy": "Deployment task with ID `{}` is not found",
+        "delete": "Deletion task with ID `{}` is not found",
+    }
+    BY_MODEL = {
+        "deploy": "Deployment task for model with ID `{}` is not found",
+        "delete": "Deletion task for model with ID `{}` is not found",
+    }
+
+    @classmethod
+    def by_id(cls, kind: str, task_id: str) -> TaskNotFoundError:
+        return cls(cls.BY_ID[kind].format(task_id))
+
+    @classmethod
+    def by_model(cls, kind: str, embedding_model_id: str) -> TaskNotFoundError:
+        return cls(cls.BY_MODEL[kind].format(embedding_model_id))
 
 
 class ModelNotFoundError(EsdeployError):
     """The model has no alias: nothing is deployed under that id."""
+
+    @classmethod
+    def not_deployed(cls, embedding_model_id: str) -> ModelNotFoundError:
+        return cls(f"Model `{embedding_model_id}` is not deployed")
 
 
 class IdempotencyConflictError(EsdeployError):
@@ -96,6 +117,16 @@ class InvocationTimeoutError(InvocationError):
         super().__init__(f"endpoint {endpoint} did not answer in {seconds:g} s")
         self.endpoint = endpoint
         self.seconds = seconds
+
+
+class EndpointRefusedError(InvocationError):
+    """The endpoint refused the request as the caller's mistake (its own 4xx): the caller must fix
+    the request, so it is passed on as a 4xx with the endpoint's words, never as our failure."""
+
+    def __init__(self, endpoint: str, status: int, message: str) -> None:
+        super().__init__(f"endpoint {endpoint} refused the request ({status}): {message}")
+        self.endpoint = endpoint
+        self.status = status
 
 
 class ArtifactRefusedError(EsdeployError):

@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
@@ -45,7 +46,7 @@ class ModelReads:
     def alias(self, embedding_model_id: str) -> Alias:
         alias = self.aliases.get(embedding_model_id)
         if alias is None or not alias.live_variant:
-            raise ModelNotFoundError(f"Model `{embedding_model_id}` is not deployed")
+            raise ModelNotFoundError.not_deployed(embedding_model_id)
         return alias
 
     def model(self, embedding_model_id: str) -> ModelView:
@@ -55,7 +56,7 @@ class ModelReads:
         alias = self.aliases.get(embedding_model_id)
         if alias is None or not alias.live_variant:
             if candidate is None:
-                raise ModelNotFoundError(f"Model `{embedding_model_id}` is not deployed")
+                raise ModelNotFoundError.not_deployed(embedding_model_id)
             alias = Alias(embedding_model_id, None, None, None, None)
         return ModelView(alias, candidate)
 
@@ -67,6 +68,7 @@ class ModelReads:
 class ModelActions:
     """Embedding through the alias, and rolling the alias back: both talk to the endpoints."""
 
+    settings: Settings
     store: TaskStore
     locks: ModelLocks
     aliases: Aliases
@@ -76,8 +78,11 @@ class ModelActions:
     clock: Clock
 
     def invoke(self, embedding_model_id: str, payload: dict[str, Any], candidate: bool = False) -> dict[str, Any]:
-        """Embed through the alias: whatever variant is live right now answers; with `candidate`,
-        the green of the deploy that awaits promotion (to re-embed a corpus before the switch)."""
+        """Embed through the alias: whatever variant is live right now answers, within the route's
+        budget (InvocationTimeoutError past it: API Gateway would cut the caller off at 29 s anyway).
+        With `candidate`, the green of the deploy that awaits promotion answers (to re-embed a corpus
+        before the switch)."""
+        timeout = self.settings.invoke_timeout_seconds
         if candidate:
             waiting = candidate_of(self.locks, self.store, embedding_model_id)
             if waiting is None or waiting.variant is None:
@@ -85,11 +90,11 @@ class ModelActions:
                     f"Model `{embedding_model_id}` has no candidate awaiting promotion "
                     '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
                 )
-            answer = self.hosting.invoke(waiting.variant, payload)
+            answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
             return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
         live = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id).live_variant
         assert live is not None
-        answer = self.hosting.invoke(live, payload)
+        answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
         return {**answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:

@@ -30,14 +30,6 @@ from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
-NOT_FOUND_BY_ID = {
-    TaskKind.DEPLOY: "Deployment task with ID `{}` is not found",
-    TaskKind.DELETE: "Deletion task with ID `{}` is not found",
-}
-NOT_FOUND_BY_MODEL = {
-    TaskKind.DEPLOY: "Deployment task for model with ID `{}` is not found",
-    TaskKind.DELETE: "Deletion task for model with ID `{}` is not found",
-}
 # A cancel races the deploy worker's steps (one write every few seconds at first): it reads again
 # and decides again this many times before it gives up and says so.
 CANCEL_ATTEMPTS = 5
@@ -215,13 +207,13 @@ class TaskService:
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
         if task is None or task.kind != kind:
-            raise TaskNotFoundError(NOT_FOUND_BY_ID[kind].format(task_id))
+            raise TaskNotFoundError.by_id(kind, task_id)
         return task
 
     def newest(self, kind: TaskKind, embedding_model_id: str) -> Task:
         task = self.store.newest_for_model(embedding_model_id, kind)
         if task is None:
-            raise TaskNotFoundError(NOT_FOUND_BY_MODEL[kind].format(embedding_model_id))
+            raise TaskNotFoundError.by_model(kind, embedding_model_id)
         return task
 
     def _submit(
@@ -279,6 +271,11 @@ class TaskService:
         if existing.request_hash != fingerprint:
             raise IdempotencyConflictError(existing.task_id)
         logger.info("replayed task", extra=_log_keys(existing))
+        if existing.status == TaskStatus.PENDING:
+            # The first attempt may have died between storing the task and sending its first
+            # step; the retry is when the caller is still there to see it start. A duplicate
+            # step finds the task's version moved on and stops.
+            return self._dispatch(existing)
         return existing
 
     def _take_lock(self, lock: ModelLock) -> None:

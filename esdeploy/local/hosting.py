@@ -20,7 +20,13 @@ from urllib.parse import urlparse
 import requests
 
 from chalicelib.adapters.sagemaker_shapes import platform_status
-from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    InvocationTimeoutError,
+    RetryableError,
+    TerminalHostingError,
+)
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
@@ -29,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 _LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(\d+)")
 StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
+
+
+class EndpointGoneError(Exception):
+    """InvokeEndpoint named an endpoint that does not exist here, or is not in service."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"Endpoint {name} of account 123456789012 {why}.")
+        self.name = name
 
 
 @dataclass
@@ -104,6 +118,8 @@ class LocalHosting:
             raise RetryableError(f"endpoint {name} timed out") from exc
         except requests.ConnectionError as exc:
             raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc
+        if 400 <= answer.status_code < 500:  # the request's fault, in the handler's words
+            raise EndpointRefusedError(name, answer.status_code, _detail_of(answer))
         if answer.status_code >= 400:
             raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
         try:
@@ -113,6 +129,33 @@ class LocalHosting:
         if not isinstance(body, dict):
             raise InvocationError(f"endpoint {name} answered a JSON {type(body).__name__}, not an object")
         return body
+
+    def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
+        """SageMaker Runtime's InvokeEndpoint for the embedded AWS: the container's status, body and type.
+
+        Raises EndpointGoneError when no such endpoint is in service, also when it was deleted while
+        the request was on its way (SageMaker answers ValidationError in both cases).
+        """
+        with self._lock:
+            variant = self._variants.get(name)
+            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+        if port is None:
+            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            raise EndpointGoneError(name, why)
+        try:
+            answer = self._http.post(
+                f"http://127.0.0.1:{port}/invocations",
+                data=body,
+                headers={"Content-Type": content_type, "Accept": accept},
+                timeout=self._timeout,
+            )
+        except requests.RequestException:  # refused, or cut off mid-answer by the teardown's SIGTERM
+            with self._lock:
+                gone = self._variants.get(name) is not variant
+            if gone:
+                raise EndpointGoneError(name, "not found") from None
+            raise
+        return answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json")
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
@@ -239,3 +282,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _detail_of(answer: requests.Response) -> str:
+    """The local endpoint says `{"detail": ...}` (esdeploy.local.endpoint); anything else as text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    return answer.text[:500]

@@ -22,6 +22,7 @@ from chalicelib.adapters.sagemaker_hosting import (
     make_sagemaker_clients,
 )
 from chalicelib.domain.errors import (
+    EndpointRefusedError,
     InvocationError,
     InvocationTimeoutError,
     QuotaExceededError,
@@ -431,7 +432,7 @@ def test_invoke_sends_json_and_parses_the_answer(stubbed: StubbedSageMaker) -> N
     assert stubbed.hosting.invoke(NAME, {"inputs": ["hello"]}) == answer
 
 
-def test_invoke_model_error_is_an_invocation_error_with_the_log_stream(stubbed: StubbedSageMaker) -> None:
+def test_invoke_model_error_400_is_the_callers_refusal_with_the_log_stream(stubbed: StubbedSageMaker) -> None:
     stubbed.runtime.add_client_error(
         "invoke_endpoint",
         "ModelError",
@@ -443,12 +444,30 @@ def test_invoke_model_error_is_an_invocation_error_with_the_log_stream(stubbed: 
         },
     )
 
-    with pytest.raises(InvocationError) as caught:
+    with pytest.raises(EndpointRefusedError) as caught:
         stubbed.hosting.invoke(NAME, {"inputs": [1]})
 
     message = str(caught.value)
-    assert f"endpoint `{NAME}` failed the request (status 400)" in message
+    assert caught.value.status == 400 and isinstance(caught.value, InvocationError)
+    assert f"endpoint {NAME} refused the request (400)" in message
     assert "inputs[0] is not a string" in message and "log-group:/aws/sagemaker/Endpoints" in message
+
+
+def test_invoke_model_error_500_is_the_models_failure(stubbed: StubbedSageMaker) -> None:
+    stubbed.runtime.add_client_error(
+        "invoke_endpoint",
+        "ModelError",
+        'Received server error (500) from primary with message "CUDA out of memory"',
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": 500},
+    )
+
+    with pytest.raises(InvocationError) as caught:
+        stubbed.hosting.invoke(NAME, {"inputs": ["hello"]})
+
+    assert not isinstance(caught.value, EndpointRefusedError)
+    assert f"endpoint `{NAME}` failed the request (status 500)" in str(caught.value)
+    assert f"/aws/sagemaker/Endpoints/{NAME}" in str(caught.value)
 
 
 def test_invoke_of_a_missing_endpoint_is_an_invocation_error(stubbed: StubbedSageMaker) -> None:

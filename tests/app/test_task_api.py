@@ -96,13 +96,18 @@ def test_not_found_texts(client: Client, path: str, detail: str) -> None:
     assert answer.json_body == {"detail": detail}
 
 
-def test_replay_returns_the_same_task_and_sends_nothing_new(client: Client, aws: dict[str, Any]) -> None:
+def test_replay_returns_the_same_task_and_sends_its_first_step_again_while_pending(
+    client: Client, aws: dict[str, Any]
+) -> None:
     body = {"embedding_model_id": "m1", "id": "client-42", "config": {"bake_seconds": 30}}
     first = post(client, "/deploy", body)
     second = post(client, "/deploy", {**body, "model_id": body["embedding_model_id"]} | {})
     assert first.status_code == second.status_code == 200
     assert second.json_body == first.json_body
-    assert len(queue_bodies(aws, aws["queues"].deploy)) == 1
+    # The first attempt may have died before its send (tests/scenarios/test_crash_matrix.py); the
+    # retry sends the same step again, and the worker runs it once (the task's version decides).
+    steps = queue_bodies(aws, aws["queues"].deploy)
+    assert len(steps) == 2 and steps[0] == steps[1]
     changed = post(client, "/deploy", {**body, "config": {"bake_seconds": 31}})
     assert changed.status_code == 409
     assert "client-42" in changed.json_body["detail"]
@@ -163,20 +168,6 @@ def test_a_method_a_route_does_not_have_is_405_in_our_shape(client: Client) -> N
     answer = client.http.put("/deploy", headers=JSON, body="{}")
     assert answer.status_code == 405
     assert answer.json_body == {"detail": "Unsupported method: PUT; this path allows POST"}
-
-
-def test_docs_lists_every_route_on_a_plain_page(client: Client) -> None:
-    answer = client.http.get("/docs")
-    assert answer.status_code == 200
-    assert answer.headers["Content-Type"].startswith("text/html")
-    page = answer.body.decode()
-    assert "<script" not in page and "http" not in page.split("<body>")[1]  # nothing loaded from elsewhere
-    for path, methods in app.routes.items():
-        for method in methods:
-            row = f"<tr><td>{method}</td><td><code>{path}</code></td><td>"
-            assert row in page
-            assert f"{row}</td>" not in page, f"{method} {path} has no description on /docs"
-    assert "docs/api.md" in page
 
 
 def test_sqs_outage_fails_the_task_with_the_seed_message(

@@ -19,7 +19,7 @@ from chalicelib.adapters.sagemaker_shapes import (
     platform_status,
     variant_tags,
 )
-from chalicelib.domain.errors import InvocationError, InvocationTimeoutError, RetryableError
+from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError, RetryableError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 
@@ -442,14 +442,14 @@ class FakeHosting:
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
     """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""
     if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InvocationError(f'endpoint `{name}` refused the request: missing "inputs"')
+        raise EndpointRefusedError(name, 400, 'missing "inputs"')
     inputs = payload["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not texts:
-        raise InvocationError(f'endpoint `{name}` refused the request: "inputs" must be a non-empty list')
+        raise EndpointRefusedError(name, 400, '"inputs" must be a non-empty list')
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InvocationError(f"endpoint `{name}` refused the request: inputs[{index}] is not a string")
+            raise EndpointRefusedError(name, 400, f"inputs[{index}] is not a string")
     return texts
 
 

@@ -245,3 +245,32 @@ def test_endpoint_log_groups_get_a_retention_every_hour(packaged: Any, stage: st
     permission = res["EndpointLogRetentionPermission"]["Properties"]
     assert permission["SourceArn"] == {"Fn::GetAtt": ["EndpointLogRetentionSchedule", "Arn"]}
     assert permission["Principal"] == "events.amazonaws.com"
+
+
+GATEWAY_ANSWERS = ("DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "INTEGRATION_TIMEOUT")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_gateways_own_answers_are_in_our_detail_shape(packaged: Any, stage: str) -> None:
+    """An unknown path, an unsigned or denied request, throttling, a timeout: API Gateway answers
+    these itself, by default as {"message": ...}. Each must read {"detail": "..."} like the app's,
+    with the gateway's message in it (rendered here as API Gateway renders the template)."""
+    import json
+
+    _, template = packaged(stage)
+    api = template["Resources"]["RestAPI"]
+    responses = api["Properties"]["GatewayResponses"]
+    assert set(GATEWAY_ANSWERS) <= set(responses)
+    # The DEFAULT_* ones cover every other type (ACCESS_DENIED, INVALID_SIGNATURE, EXPIRED_TOKEN, ...).
+    message = 'User: arn:aws:sts::123456789012:assumed-role/x is not authorized to perform: "execute-api:Invoke"'
+    for kind in GATEWAY_ANSWERS:
+        rendered = responses[kind]["ResponseTemplates"]["application/json"].replace(
+            "$context.error.messageString", json.dumps(message)
+        )
+        body = json.loads(rendered)
+        assert set(body) == {"detail"} and isinstance(body["detail"], str) and body["detail"], (kind, rendered)
+    assert "Missing Authentication Token" in json.loads(
+        responses["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"]
+    )["detail"], "the CLI's hint to add --iam keys on this text"
+    # In the API's definition: standalone GatewayResponse resources are dropped when SAM redeploys.
+    assert not resources_of(template, "AWS::ApiGateway::GatewayResponse")

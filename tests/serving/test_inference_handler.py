@@ -155,6 +155,8 @@ def test_truncation_on_by_default_and_refused_when_off(tiny_encoder: Encoder) ->
         (b"\xff\xfe\x00", "application/json", "not valid"),
         ("[" * 100_000 + "]" * 100_000, "application/json", "not valid JSON"),
         ("a,b", "text/csv", "unsupported content type 'text/csv'"),
+        ('{"inputs": ["ok", "a\\ud800"]}', "application/json", r"inputs\[1\] holds a lone surrogate \(U\+D800\)"),
+        ('"\\udfff"', "application/json", r"inputs\[0\] holds a lone surrogate \(U\+DFFF\) at character 0"),
     ],
 )
 def test_bad_requests_are_named_client_errors(

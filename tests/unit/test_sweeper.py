@@ -1,4 +1,5 @@
-"""Unit tests of Sweeper on the in-memory ports: how often it re-kicks, and what it leaves alone."""
+"""Unit tests of Sweeper on the in-memory ports: how often it re-kicks, what it hands to teardown, and
+what it leaves alone."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -6,11 +7,14 @@ from dataclasses import replace
 from chalicelib import wiring
 from chalicelib.adapters.memory import ManualClock
 from chalicelib.api.schemas import parse_deploy
-from chalicelib.domain.messages import Advance
+from chalicelib.domain.messages import Advance, TeardownVariant
+from chalicelib.domain.models import EndpointState, Stage
+from chalicelib.ports import VariantSpec
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
-from tests.fakes import FakeHosting
+from tests.fakes import ALL_PARTS, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
+from tests.unit.state_machine import deploy_at, hosted, live_deploy, run_next_step, sent
 
 
 def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) -> list[str]:
@@ -62,7 +66,7 @@ def test_given_slots_left_by_ended_tasks_when_the_sweeper_runs_then_only_those_o
     memory_adapters: wiring.Adapters, clock: ManualClock
 ) -> None:
     """A crash between a task's last write and freeing its slot must not shrink the cap for good."""
-    from chalicelib.domain.models import Alias, Stage, TaskStatus
+    from chalicelib.domain.models import Alias, TaskStatus
 
     running, crashed, live = queued_deploys(memory_adapters, clock, 3)
     slots = memory_adapters.slots
@@ -78,3 +82,34 @@ def test_given_slots_left_by_ended_tasks_when_the_sweeper_runs_then_only_those_o
     report = memory_adapters.build(Sweeper).sweep()
     assert report.freed_slots == ["m1", "m3"]
     assert slots.holders() == {"m0": running, "m2": live}
+
+
+def test_given_a_variant_nobody_owns_when_the_sweeper_runs_then_it_is_handed_to_teardown_as_an_orphan(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosting = hosted(memory_adapters)
+    orphan = VariantSpec("esd-leftover-00000000-11111111", "leftover", "crashed-task", "s3://x", "img",
+                         "ml.g5.xlarge", 1)
+    hosting.seed(orphan, parts=ALL_PARTS[:2])  # a create that died half-way
+    report = memory_adapters.build(Sweeper).sweep()
+    assert report.orphans == [orphan.name]
+    assert [m for m, _ in sent(memory_adapters, "teardown_queue")] == [
+        TeardownVariant("leftover", orphan.name, reason="orphan sweep", task_id="crashed-task")
+    ]
+
+
+def test_given_a_live_variant_a_baking_blue_and_a_green_in_flight_when_the_sweeper_runs_then_it_spares_all_three(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosting = hosted(memory_adapters)
+    live_deploy(memory_adapters, "m")
+    deploy_at(memory_adapters, Stage.SWAPPING, "m")
+    run_next_step(memory_adapters)  # m: live green, blue baking
+    sent(memory_adapters, "teardown_queue")
+    hosting.script(None, states=[EndpointState.CREATING])
+    in_flight = deploy_at(memory_adapters, Stage.WAITING, "other")
+    assert len(hosting.endpoint_names()) == 3
+    report = memory_adapters.build(Sweeper).sweep()
+    assert report.orphans == [] and report.rekicked == []
+    assert sent(memory_adapters, "teardown_queue") == []
+    assert in_flight.variant in hosting.endpoint_names()

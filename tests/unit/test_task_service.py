@@ -55,13 +55,28 @@ def test_deploy_is_stored_pending_and_dispatched(memory_adapters: wiring.Adapter
     assert tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id) == task
 
 
-def test_replay_with_same_id_and_body_returns_same_task_and_sends_nothing(
+def test_given_a_task_the_worker_started_when_its_request_is_replayed_then_the_same_task_comes_back_and_nothing_is_sent(
     memory_adapters: wiring.Adapters,
 ) -> None:
     first = deploy(memory_adapters, embedding_model_id="m", id="client-1", config={"bake_seconds": 5})
+    memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    first.record(at=memory_adapters.clock.now(), stage=Stage.CREATING, status=TaskStatus.PROCESSING)
+    started = memory_adapters.store.update(first)
+    again = deploy(memory_adapters, model_id="m", id="client-1", config={"bake_seconds": 5})
+    assert again == started
+    assert memory_adapters.deploy_queue.messages == []  # type: ignore[attr-defined]
+
+
+def test_given_a_pending_task_whose_first_step_was_lost_when_its_request_is_retried_then_the_step_is_sent_again(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """The submitting function may die between storing the task and sending its first step (the
+    crash matrix finds it); the caller's retry, HTTP or the requests queue's redelivery, sends it."""
+    first = deploy(memory_adapters, embedding_model_id="m", id="client-1", config={"bake_seconds": 5})
+    memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]  # lost with the crash
     again = deploy(memory_adapters, model_id="m", id="client-1", config={"bake_seconds": 5})
     assert again == first
-    assert len(memory_adapters.deploy_queue.messages) == 1  # type: ignore[attr-defined]
+    assert memory_adapters.deploy_queue.messages == [(Advance(first.task_id, version=1), 0)]  # type: ignore[attr-defined]
 
 
 def test_same_id_with_a_different_body_is_a_conflict(memory_adapters: wiring.Adapters) -> None:

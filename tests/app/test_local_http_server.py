@@ -1,0 +1,121 @@
+"""The local stack's HTTP server (esdeploy/local/http_server.py): bursts, slow clients, and every
+refusal it makes itself in the API's `{"detail"}` shape. Real sockets on loopback."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from app import app
+from chalicelib import wiring
+from esdeploy.local.http_server import LISTEN_BACKLOG, create_api_server
+from esdeploy.local.processes import LOOPBACK
+
+READ_TIMEOUT = 0.5
+
+
+@pytest.fixture
+def server(memory_adapters: wiring.Adapters) -> Iterator[Any]:
+    running = create_api_server(app, LOOPBACK, 0, read_timeout=READ_TIMEOUT)
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server.server_close()
+
+
+def url(server: Any, path: str = "") -> str:
+    return f"http://{LOOPBACK}:{server.server.server_address[1]}{path}"
+
+
+def raw_exchange(server: Any, request: bytes) -> tuple[int, dict[str, str], Any]:
+    """Send bytes as they are; (status, headers, JSON body) of the answer."""
+    with socket.create_connection((LOOPBACK, server.server.server_address[1]), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "needle"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "shorten the URL"),
+        (b"GET /health HTTP/1.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431,
+         "too many or too long header lines"),
+        (b"GET /health HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431, "too many or too long"),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "not valid HTTP"),
+        (b"GET /health HTTP/9.0\r\n\r\n", 505, "send HTTP/1.0 or HTTP/1.1"),
+        (b"POST /deploy HTTP/1.1\r\nContent-Length: many\r\n\r\n", 400, "Content-Length 'many' is not a number"),
+        (b"POST /deploy HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{", 413,
+         "the API takes at most 10485760 bytes"),
+    ],
+)
+def test_what_the_server_refuses_itself_is_json_with_a_detail(
+    server: Any, request_bytes: bytes, status: int, needle: str
+) -> None:
+    code, headers, body = raw_exchange(server, request_bytes)
+    assert code == status
+    assert headers["content-type"] == "application/json"
+    assert set(body) == {"detail"} and needle in body["detail"], body
+
+
+def test_a_path_no_route_has_is_the_gateways_403_in_our_shape(server: Any) -> None:
+    answer = requests.get(url(server, "/nope?x=1"), timeout=10)
+    assert answer.status_code == 403
+    assert answer.json() == {
+        "detail": "Missing Authentication Token: no route answers GET /nope; the routes are listed at /docs"
+    }
+
+
+def test_the_apps_own_answers_pass_unchanged(server: Any) -> None:
+    assert requests.get(url(server, "/health"), timeout=10).json() == {"status": "ok", "service": "esdeploy"}
+    wrong = requests.put(url(server, "/deploy"), json={}, timeout=10)
+    assert (wrong.status_code, wrong.json()) == (405, {"detail": "Unsupported method: PUT; this path allows POST"})
+    for method in ("TRACE", "FOO"):  # http.server alone answers 501, a server error, with an HTML page
+        other = requests.request(method, url(server, "/health"), timeout=10)
+        assert (other.status_code, other.headers["Allow"]) == (405, "GET")
+        assert other.json() == {"detail": f"Unsupported method: {method}; this path allows GET"}
+    head = requests.head(url(server, "/health"), timeout=10)
+    assert head.status_code == 405 and head.content == b""  # no body after HEAD: the connection stays usable
+
+
+def test_a_burst_of_new_connections_is_queued_not_dropped(memory_adapters: wiring.Adapters) -> None:
+    """Chalice's server listens with a backlog of 5: while it is busy, the 7th new connection's SYN
+    is dropped and the client waits for a retransmit (1 s, 3 s, 7 s, ...). Here nothing accepts at
+    all, so only the kernel's queue can complete the handshakes."""
+    burst = 200
+    assert burst <= LISTEN_BACKLOG
+    idle = create_api_server(app, LOOPBACK, 0)  # bound and listening, serve_forever never called
+    port = idle.server.server_address[1]
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(burst):
+            connections.append(socket.create_connection((LOOPBACK, port), timeout=0.5))
+    finally:
+        for conn in connections:
+            conn.close()
+        idle.server.server_close()
+    assert len(connections) == burst
+
+
+def test_a_silent_client_is_cut_off_and_does_not_hold_up_others(server: Any) -> None:
+    silent = [socket.create_connection((LOOPBACK, server.server.server_address[1]), timeout=30) for _ in range(20)]
+    half = socket.create_connection((LOOPBACK, server.server.server_address[1]), timeout=30)
+    half.sendall(b"POST /deploy HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    try:
+        assert requests.get(url(server, "/health"), timeout=10).status_code == 200
+        for conn in [*silent, half]:
+            assert conn.recv(1024) == b"", "the server closes a connection that stays silent past its read timeout"
+    finally:
+        for conn in [*silent, half]:
+            conn.close()
