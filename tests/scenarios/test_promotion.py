@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain.models import EndpointState
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
-from tests.scenarios.test_crashes_and_sweeper import CRASH_POINTS, CrashAfter, sweep
+from tests.scenarios.test_crashes_and_sweeper import sweep
 from tests.scenarios.test_deploy_lifecycle import first_deploy, stages
 
 WINDOW = 3600
@@ -211,46 +211,6 @@ def test_a_lost_hop_still_ends_the_window(world: World) -> None:
     assert sweep(world)["rekicked"] == [waiting["task_id"]]
     world.pump.run()
     assert world.task(waiting["task_id"])["status"] == "canceled"
-
-
-# Every call a promotion makes from the promote on (the nth of them that the flow reaches).
-PROMOTION_CRASHES = [
-    (port, method, nth)
-    for port, method in CRASH_POINTS
-    for nth in (1, 2)
-    if (port, method) not in {("store", "create"), ("hosting", "create_variant")}
-    and (nth == 1 or (port, method) in {("store", "update"), ("aliases", "swap"), ("deploy_queue", "send")})
-]
-
-
-@pytest.mark.parametrize(("port", "method", "nth"), PROMOTION_CRASHES)
-def test_a_crash_between_promotion_steps_resumes_without_leaks(
-    world: World, port: str, method: str, nth: int
-) -> None:
-    """The Lambda dies after the nth call of one port from the promote on (the HTTP promote, the
-    worker's swap, the bake's teardown of blue): redelivery and the sweeper finish the job."""
-    blue = first_deploy(world, bake_seconds=60)
-    waiting = manual_deploy(world, bake_seconds=60)
-    proxy = CrashAfter(getattr(world.adapters, port), method, nth)
-    setattr(world.adapters, port, proxy)
-
-    answer = world.post(f"/deploy/{waiting['task_id']}/promote")
-    if answer.status_code == 500:
-        answer = world.post(f"/deploy/{waiting['task_id']}/promote")  # the client retries
-    assert answer.status_code == 200, answer.json_body
-    world.pump.run()
-    world.clock.advance(world.adapters.settings.stall_seconds + 1)
-    sweep(world)  # a message lost with a crashed Lambda is found here
-    world.pump.run()
-
-    green = world.task(waiting["task_id"])
-    assert green["status"] == "done", green
-    assert world.get("/models/m1").json_body["endpoint_name"] == green["endpoint_name"]
-    assert world.hosting.endpoint_names() == [green["endpoint_name"]]
-    assert blue["endpoint_name"] not in world.hosting.endpoint_names()
-    assert world.hosting.part_creations["endpoint"] == 2
-    world.assert_no_leaks()
-    assert proxy.crashed
 
 
 def _at(text: str) -> float:
