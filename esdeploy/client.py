@@ -51,6 +51,8 @@ class TaskHandle:
     def __init__(self, client: Client, task: Task) -> None:
         self._client = client
         self.task = task
+        # Promoted through this handle: a wait goes on past awaiting_promotion to the swap.
+        self._promoted = False
 
     @property
     def task_id(self) -> str:
@@ -87,10 +89,11 @@ class TaskHandle:
         return outcome.task
 
     def follow(
-        self, view: View, *, timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS, stop_at_promotion: bool = True
+        self, view: View, *, timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS, stop_at_promotion: bool | None = None
     ) -> WaitOutcome:
         """`wait` with a progress view of the CLI's kind (updates and transient poll errors); it also
-        stops at a candidate awaiting promotion unless `stop_at_promotion` is false."""
+        stops at a candidate awaiting promotion, unless `stop_at_promotion` is false or this handle
+        promoted it."""
         client = self._client
         outcome = wait_for_task(
             lambda: client.api.task(self.task_id, self.kind),
@@ -100,7 +103,7 @@ class TaskHandle:
             timeout=timeout,
             clock=client.clock,
             sleep=client.sleep,
-            stop_at_promotion=stop_at_promotion,
+            stop_at_promotion=not self._promoted if stop_at_promotion is None else stop_at_promotion,
         )
         self.task = outcome.task
         return outcome
@@ -113,6 +116,12 @@ class TaskHandle:
     def promote(self) -> TaskHandle:
         """Make this deploy's candidate (deployed with promotion "manual", awaiting promotion) live."""
         self.task = self._client.api.promote(self.task_id)
+        self._promoted = True
+        return self
+
+    def promoted(self) -> TaskHandle:
+        """This handle, marked as having promoted its task (its waits go on past awaiting_promotion)."""
+        self._promoted = True
         return self
 
     def rollback(self) -> Alias:
@@ -242,7 +251,7 @@ class Client:
 
     def promote(self, task_id: str) -> TaskHandle:
         """Make the candidate of a deploy awaiting promotion live (the swap follows, as after a gate)."""
-        return TaskHandle(self, self.api.promote(task_id))
+        return TaskHandle(self, self.api.promote(task_id)).promoted()
 
     def rollback(self, embedding_model_id: str) -> Alias:
         return self.api.rollback(embedding_model_id)
