@@ -64,6 +64,10 @@ class Settings:
     sweep_max_rekicks: int
     intake_retry_seconds: int
     intake_max_wait_seconds: int
+    # How long a candidate deployed with promotion "manual" waits for its promote (per-deploy
+    # config.promotion_timeout_seconds, up to the max), then the task ends canceled.
+    default_promotion_timeout_seconds: int
+    max_promotion_timeout_seconds: int
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = None
 
@@ -157,6 +161,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "setting ESDEPLOY_POLL_MAX_SECONDS must not be below ESDEPLOY_POLL_INITIAL_SECONDS"
         )
     max_bake = _integer(env, "ESDEPLOY_MAX_BAKE_SECONDS", 86_400, 0, 14 * 86_400)
+    max_promotion = _integer(env, "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS", 7 * 86_400, 60, 14 * 86_400)
     return Settings(
         stage=env.get("ESDEPLOY_STAGE", "dev"),
         tasks_table=_required(env, "ESDEPLOY_TASKS_TABLE"),
@@ -196,6 +201,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
         intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),
         intake_max_wait_seconds=_integer(env, "ESDEPLOY_INTAKE_MAX_WAIT_SECONDS", 7200, 0, 86_400),
+        default_promotion_timeout_seconds=_integer(
+            env, "ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS", min(86_400, max_promotion), 60, max_promotion
+        ),
+        max_promotion_timeout_seconds=max_promotion,
         region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
     )
 

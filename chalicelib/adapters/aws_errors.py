@@ -14,7 +14,13 @@ from typing import Any, TypeVar, overload
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from chalicelib.domain.errors import EndpointRefusedError, InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    QuotaExceededError,
+    RetryableError,
+    TerminalHostingError,
+)
 
 T = TypeVar("T")
 Refusal = Callable[[Exception, str], Exception]
@@ -117,7 +123,7 @@ def sagemaker_refusal(exc: Exception, doing: str) -> RetryableError | TerminalHo
         return TerminalHostingError(f"could not {doing}: {exc}")
     code, message = error_code(exc), error_message(exc)
     if code == "ResourceLimitExceeded":
-        return TerminalHostingError(
+        return QuotaExceededError(
             f"SageMaker quota reached, could not {doing}: {message}. Request an increase in "
             "Service Quotas (SageMaker, '<instance type> for endpoint usage'), delete unused "
             "endpoints, or deploy with another instance type"

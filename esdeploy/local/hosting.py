@@ -114,7 +114,11 @@ class LocalHosting:
             if variant is None:
                 return VariantStatus(name, EndpointState.MISSING)
             return VariantStatus(
-                name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
+                name,
+                variant.state,
+                variant.failure_reason,
+                platform_status=platform_status(variant.state),
+                instance_count=variant.spec.initial_instance_count,
             )
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
     InvocationTimeoutError,
+    QuotaExceededError,
     RetryableError,
     TerminalHostingError,
 )
@@ -303,7 +304,7 @@ def test_create_over_quota_is_terminal_and_says_what_to_do(stubbed: StubbedSageM
     )
     stubbed.control.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
 
-    with pytest.raises(TerminalHostingError) as caught:
+    with pytest.raises(QuotaExceededError) as caught:  # a TerminalHostingError the worker ends `refused`
         stubbed.hosting.create_variant(SPEC)
 
     message = str(caught.value)

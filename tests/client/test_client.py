@@ -119,3 +119,20 @@ def test_a_refusal_of_the_api_is_an_api_error_with_its_status(setup: Setup) -> N
     with pytest.raises(esdeploy.ApiError) as raised:
         setup.client.rollback("never-deployed")
     assert raised.value.status == 404
+
+
+def test_a_manual_promotion_from_python_waits_at_the_candidate_then_past_it(setup: Setup) -> None:
+    client = setup.client
+    blue = client.deploy("m1", bake_seconds=0)
+    blue.wait()
+    setup.world.upload_artifact("m1", manifest_for("m1", version=2))
+    green = client.deploy("m1", bake_seconds=0, config={"promotion": "manual"})
+    waiting = green.wait()
+    assert (waiting["status"], waiting["stage"]) == ("processing", "awaiting_promotion")
+    answer = client.invoke("m1", ["re-embed me"], candidate=True)
+    assert answer["endpoint_name"] == waiting["endpoint_name"]
+    done = green.promote().wait()
+    assert done["status"] == "done", done
+    assert client.model("m1")["endpoint_name"] == waiting["endpoint_name"]
+    again = client.task(green.task_id).promote()  # a second promote changes nothing
+    assert again.task["status"] == "done"

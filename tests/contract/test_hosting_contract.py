@@ -45,6 +45,14 @@ def test_created_variant_is_in_service(harness: HostingHarness) -> None:
     assert status.failure_reason is None
 
 
+def test_describe_says_how_many_instances_serve(harness: HostingHarness) -> None:
+    spec = replace(make_spec(), initial_instance_count=2)
+    harness.hosting.create_variant(spec)
+
+    assert harness.hosting.describe(spec.name).instance_count == 2
+    assert harness.hosting.describe("esd-nothing-here").instance_count is None
+
+
 def test_creating_twice_makes_each_part_once(harness: HostingHarness) -> None:
     spec = make_spec()
     harness.hosting.create_variant(spec)

@@ -168,6 +168,7 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     task.polls = 3
     task.deadline_at = utc_now() + timedelta(hours=1)
     task.rekicked_at = utc_now()
+    task.promote_requested = True
     updated = store.update(task)
     assert updated.version == 2
     read = store.get("t1")
@@ -175,6 +176,7 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     assert [e.stage for e in read.events] == [Stage.QUEUED, Stage.PREFLIGHT]
     assert read.detail == "checking" and read.variant == "esd-m1-abc-def" and read.polls == 3
     assert read.deadline_at == task.deadline_at and read.rekicked_at == task.rekicked_at
+    assert read.promote_requested and not store.get("t1").cancel_requested
 
 
 def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:

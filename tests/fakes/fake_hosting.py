@@ -89,6 +89,8 @@ class _Variant:
     outcome: EndpointState = EndpointState.IN_SERVICE  # what it settles to (scripted at its creation)
     reason: str | None = None
     forced: EndpointState | None = None  # set_state: what it is now, whatever its creation said
+    # Instances serving now: the spec's count until `scale` (autoscaling, by hand) says otherwise.
+    instances: int | None = None
 
 
 @dataclass
@@ -186,16 +188,19 @@ class FakeHosting:
             if answers is not None:
                 self._answers.set(name, answers)
 
-    def set_state(self, name: str, state: EndpointState) -> None:
-        """From now on `name` is `state`, whatever its creation said: IN_SERVICE, or CREATING (an
-        update in progress: SageMaker's Updating, deletes refused)."""
-        if state not in (EndpointState.IN_SERVICE, EndpointState.CREATING):
-            raise ValueError("set_state takes IN_SERVICE or CREATING (Updating)")
+    def set_state(self, name: str, state: EndpointState, *, reason: str | None = None) -> None:
+        """From now on `name` is `state`, whatever its creation said: IN_SERVICE, CREATING (an
+        update in progress: SageMaker's Updating, deletes refused) or FAILED with `reason` (an
+        endpoint that broke after it came up)."""
+        if state not in (EndpointState.IN_SERVICE, EndpointState.CREATING, EndpointState.FAILED):
+            raise ValueError("set_state takes IN_SERVICE, CREATING (Updating) or FAILED")
         with self._lock:
             variant = self._variants.get(name)
             if variant is None:
                 raise ValueError(f"no variant {name}")
             variant.forced = state
+            if state is EndpointState.FAILED:
+                variant.reason = reason or DEFAULT_FAILURE_REASON
 
     def fail(
         self,
@@ -253,6 +258,11 @@ class FakeHosting:
     def endpoint_names(self) -> list[str]:
         return [r.name for r in self.owned_resources() if r.kind == ENDPOINT]
 
+    def scale(self, name: str, instances: int) -> None:
+        """The variant now runs `instances` instances (as autoscaling would make it)."""
+        with self._lock:
+            self._variants[name].instances = instances
+
     def spec(self, name: str) -> VariantSpec | None:
         """The spec a variant was created (or seeded) with."""
         with self._lock:
@@ -294,7 +304,13 @@ class FakeHosting:
                 return VariantStatus(name=name, state=EndpointState.MISSING)
             state, reason = self._state(variant)
             status = UPDATING if variant.forced is EndpointState.CREATING else platform_status(state)
-            return VariantStatus(name=name, state=state, failure_reason=reason, platform_status=status)
+            return VariantStatus(
+                name=name,
+                state=state,
+                failure_reason=reason,
+                platform_status=status,
+                instance_count=variant.instances or variant.spec.initial_instance_count,
+            )
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
@@ -371,7 +387,7 @@ class FakeHosting:
     def _state(self, variant: _Variant) -> tuple[EndpointState, str | None]:
         """What the endpoint is now: forced, still Creating, or what it settled to."""
         if variant.forced is not None:
-            return variant.forced, None
+            return variant.forced, variant.reason if variant.forced is EndpointState.FAILED else None
         if variant.ready_at is not None and self.clock.now() < variant.ready_at:
             return EndpointState.CREATING, None
         return variant.outcome, variant.reason

@@ -35,8 +35,9 @@ WORKERS = ("api", "requests_worker", "deploy_worker", "teardown_worker", "deploy
 
 
 def lifecycle(world: MemoryWorld) -> None:
-    """Every worker at work. The intake submits m1's first version; a second comes over HTTP and
-    one of its messages is lost (the sweeper re-kicks it); the old one is torn down after its bake
+    """Every worker at work. The intake submits m1's first version; a second comes over HTTP with
+    manual promotion, one of its messages is lost (the sweeper re-kicks it), and it is promoted
+    over HTTP once its candidate waits; the old one is torn down after its bake
     (rollback stops being offered first); m1 is deleted over HTTP at the end. m3 is woken by
     SageMaker's state-change event while the intake's delete of m3 waits for it; m4 is cancelled
     while its endpoint comes up. m2's endpoint never answers DescribeEndpoint, so its step reaches the
@@ -58,8 +59,18 @@ def lifecycle(world: MemoryWorld) -> None:
 
     world.intake({"action": "deploy", "embedding_model_id": "m1", "id": "m1-blue", "config": BAKE})
     world.pump()
-    assert world.post("/deploy", {"embedding_model_id": "m1", "id": "m1-green", "config": BAKE}).status_code == 200
+    # m1's second version is promoted by hand after the gate (the reindex window).
+    green = {**BAKE, "promotion": "manual"}
+    assert world.post("/deploy", {"embedding_model_id": "m1", "id": "m1-green", "config": green}).status_code == 200
     world.lose.append(lost_once(world, "m1-green", stage="waiting"))
+    awaiting = lambda: stage_of(world, "m1-green") == "awaiting_promotion"  # noqa: E731
+    for _ in range(4):  # the lost message stalls it until the sweeper's next run finds it
+        world.pump(until=awaiting)
+        if awaiting():
+            break
+        world.clock.advance(world.adapters.settings.stall_seconds + 1)
+        world.sweep()
+    assert world.post("/deploy/m1-green/promote", {}).status_code == 200
     world.settle()
 
     assert world.post("/deploy", {"embedding_model_id": "m3", "id": "m3-evented"}).status_code == 200
@@ -202,7 +213,8 @@ def test_the_happy_run_shows_every_worker_at_work_and_ends_clean() -> None:
     # Each kind of message and request is handled somewhere in the run, so it is crashed somewhere.
     assert {(p.worker, p.during) for p in plan.recorded} >= {
         ("requests_worker", "deploy"), ("requests_worker", "delete"), ("api", "/deploy"), ("api", "/delete"),
-        ("api", "/deploy/m4-canceled/cancel"), ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"),
+        ("api", "/deploy/m4-canceled/cancel"), ("api", "/deploy/m1-green/promote"),
+        ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"),
         ("teardown_worker", "teardown_variant"), ("teardown_worker", "delete_model"),
         ("deploy_dead_letters", "advance"), ("sweeper", "schedule"),
     }

@@ -388,3 +388,100 @@ def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World
     assert [json.loads(m["Body"])["action"] for m in dead] == ["promote"]
     world.pump.run()
     assert world.task("auto-1")["status"] == "done"
+
+
+def test_green_starts_at_as_many_instances_as_blue_runs_now(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.scale(blue["endpoint_name"], 3)  # scaled up under load since it went live
+    matched = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(matched["task_id"])["status"] == "done")
+    green = world.task(matched["task_id"])
+    spec = world.hosting.spec(green["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 3
+    assert green["config"]["initial_instance_count"] == 3
+    assert any(f"green starts at 3 instance(s), as many as the live {blue['endpoint_name']} runs now"
+               in (e.get("detail") or "") for e in green["events"])
+    world.pump.run()
+    told = world.deploy("m1", initial_instance_count=2)  # the deploy's own count wins
+    world.pump.run()
+    spec = world.hosting.spec(world.task(told["task_id"])["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 2
+
+
+def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World) -> None:
+    from chalicelib.domain.errors import QuotaExceededError
+
+    blue = first_deploy(world)
+    world.hosting.fail(
+        "create_variant",
+        QuotaExceededError("The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 0 Instances"),
+        after="endpoint_config",
+    )
+    task = world.deploy("m1", instance_type="ml.g5.2xlarge", initial_instance_count=2)
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused", refused
+    detail = refused["detail"]
+    assert "refused by the SageMaker quota 'ml.g5.2xlarge for endpoint usage'" in detail
+    assert "2 x ml.g5.2xlarge were asked for" in detail
+    assert "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas" in detail
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert [r.name for r in world.hosting.owned_resources()] == [blue["endpoint_name"]] * 3  # nothing half-made
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+
+
+def scalable_targets(world: World) -> dict[str, tuple[int, int]]:
+    client = world.adapters.scaling._client  # type: ignore[attr-defined]
+    found = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    return {t["ResourceId"].split("/")[1]: (t["MinCapacity"], t["MaxCapacity"]) for t in found}
+
+
+def test_autoscaling_is_registered_on_green_carried_over_and_removed_with_its_variant(world: World) -> None:
+    scaling = {"min_instances": 2, "max_instances": 4, "target_invocations_per_instance": 150}
+    blue = first_deploy(world, bake_seconds=60, autoscaling=scaling)
+    assert world.hosting.spec(blue["endpoint_name"]).initial_instance_count == 2  # type: ignore[union-attr]
+    assert scalable_targets(world) == {blue["endpoint_name"]: (2, 4)}
+    assert "autoscaling 2-4 instances at 150 invocations per instance a minute (config.autoscaling)" in blue["detail"]
+
+    carried = world.deploy("m1", bake_seconds=60)
+    world.pump.run(until=lambda: world.task(carried["task_id"])["status"] == "done")
+    green = world.task(carried["task_id"])
+    assert f"(carried over from {blue['endpoint_name']})" in green["detail"]
+    # Registered before the alias moved to it; blue keeps its own until its teardown.
+    assert scalable_targets(world) == {blue["endpoint_name"]: (2, 4), green["endpoint_name"]: (2, 4)}
+    world.pump.run()
+    assert scalable_targets(world) == {green["endpoint_name"]: (2, 4)}
+    policy = world.adapters.scaling.policy_of(green["endpoint_name"])
+    assert policy is not None and policy.target_invocations_per_instance == 150
+
+    world.post("/delete", {"model_id": "m1"})
+    world.pump.run()
+    assert scalable_targets(world) == {}
+    assert world.hosting.owned_resources() == []
+
+
+def test_a_deploy_without_autoscaling_over_a_blue_without_any_registers_none(world: World) -> None:
+    first_deploy(world, bake_seconds=0)
+    again = first_deploy(world, bake_seconds=0)
+    assert "autoscaling" not in again["detail"]
+    world.pump.run()
+    assert scalable_targets(world) == {}
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "field", "needle"),
+    [
+        ({"min_instances": 3, "max_instances": 2, "target_invocations_per_instance": 10},
+         "config.autoscaling.max_instances", "below min_instances 3"),
+        ({"min_instances": 1, "max_instances": 50, "target_invocations_per_instance": 10},
+         "config.autoscaling.max_instances", "ESDEPLOY_MAX_INSTANCE_COUNT"),
+        ({"min_instances": 1, "max_instances": 2, "target_invocations_per_instance": 0},
+         "config.autoscaling.target_invocations_per_instance", "greater than 0"),
+        ({"min_instances": 1, "max_instances": 2}, "config.autoscaling.target_invocations_per_instance", "required"),
+    ],
+)
+def test_bad_autoscaling_is_a_422_naming_the_field(world: World, autoscaling: dict, field: str, needle: str) -> None:
+    world.upload_artifact("m1", manifest_for("m1"))
+    answer = world.post("/deploy", {"embedding_model_id": "m1", "config": {"autoscaling": autoscaling}})
+    assert answer.status_code == 422, answer.json_body
+    assert answer.json_body["field"] == field and needle in answer.json_body["detail"]

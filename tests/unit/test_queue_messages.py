@@ -105,6 +105,10 @@ def test_a_body_no_reader_understands_is_unreadable(text: str, why: str) -> None
         {"action": "deploy", "embedding_model_id": "m1", "id": "run-1", "config": {"bake_seconds": 5}},
         {"action": "delete", "embedding_model_id": "m1", "reason": "retired",
          "deadline": "2026-01-02T03:04:05.678901Z", "attempt": 3},
+        {"action": "deploy", "embedding_model_id": "m1", "config": {
+            "promotion": "manual", "promotion_timeout_seconds": 600,
+            "autoscaling": {"min_instances": 1, "max_instances": 3, "target_invocations_per_instance": 50}}},
+        {"action": "promote", "task_id": "run-1"},
     ],
 )
 def test_a_waiting_intake_request_is_sent_back_in_the_automations_own_format(body: dict[str, Any]) -> None:
@@ -123,3 +127,20 @@ def test_an_intake_deadline_must_be_a_time_with_a_zone(deadline: object) -> None
     with pytest.raises(InvalidRequestError) as caught:
         read_intake(json.dumps({"action": "delete", "embedding_model_id": "m1", "deadline": deadline}))
     assert caught.value.field == "deadline"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "promote"}, "task_id"),
+        ({"action": "promote", "task_id": "run-1", "model_id": "m1"}, "model_id"),
+        ({"action": "promote", "task_id": "a b"}, "task_id"),
+    ],
+)
+def test_a_promote_message_needs_exactly_a_valid_task_id(body: dict[str, Any], field: str) -> None:
+    from chalicelib.api.intake import read_intake
+    from chalicelib.domain.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as refused:
+        read_intake(json.dumps(body))
+    assert refused.value.field == field
