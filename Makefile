@@ -44,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy app.py chalicelib serving esdeploy
 
 test: $(STAMP) $(INFRA_STAMP) lint typecheck
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest --durations=15
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e"

@@ -180,3 +180,23 @@ def silent_endpoint() -> Iterator[str]:
     for connection in accepted:
         connection.close()
     listener.close()
+
+
+# The schemathesis run (tests/e2e/test_contract_fuzz.py) puts its numbers on its test report; this
+# hook lives here, not in tests/e2e, because under pytest-xdist only the controller writes the
+# summary and it never loads the conftest files of folders that its workers collect.
+FUZZ_REPORT = "contract fuzz"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The schemathesis run's numbers where `make test` shows them, -s or not, with or without -n."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == FUZZ_REPORT and getattr(report, "when", "call") == "call"
+    ]
+    for line in lines:
+        terminalreporter.write_sep("-", FUZZ_REPORT)
+        terminalreporter.write_line(line)

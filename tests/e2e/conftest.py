@@ -58,17 +58,6 @@ def tiny_st_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return add_sentence_transformers_files(directory)
 
 
-FUZZ_REPORT = pytest.StashKey[str]()
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """The schemathesis run's numbers (test_contract_fuzz.py) where `make test` shows them, -s or not."""
-    report = config.stash.get(FUZZ_REPORT, None)
-    if report:
-        terminalreporter.write_sep("-", "contract fuzz")
-        terminalreporter.write_line(report)
-
-
 def aws_env(stack: dict[str, Any]) -> dict[str, str]:
     """The second shell of README's "Try it by hand": the two `export` lines `esdeploy local` printed."""
     return user_env(

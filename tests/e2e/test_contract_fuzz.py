@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import FUZZ_REPORT
 from tests.console_script import installed_esdeploy
-from tests.e2e.conftest import FUZZ_REPORT, aws_env
+from tests.e2e.conftest import aws_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -99,12 +100,13 @@ def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_document(
     statuses = _served(stack) - before
     served = sum(statuses.values())
     passed = run.returncode == 0
-    request.config.stash[FUZZ_REPORT] = (
+    # On the test report, so that the summary has it also when the test ran in a pytest-xdist worker.
+    request.node.user_properties.append((FUZZ_REPORT,
         f"schemathesis against esdeploy local: {generated.group(1) if generated else '?'} test cases generated, "
         f"{served} requests served, {took:.0f} s, {'no failures' if passed else 'FAILED'} "
         f"(--max-examples {examples} per operation, --seed {seed}); statuses "
         + ", ".join(f"{code}: {count}" for code, count in sorted(statuses.items()))
-    )
+    ))
     assert passed, _failures(output)
     assert generated is not None and int(generated.group(1)) > 100, output[-3000:]
     assert served > 100, "the stack's log shows fewer requests than schemathesis claims to have sent"
