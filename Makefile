@@ -28,7 +28,7 @@ demo: $(STAMP)
 local: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/esdeploy local --port $(or $(PORT),8000)
 
-# cfn-lint and checkov pin libraries at versions the app's venv cannot share: their own venv.
+# cfn-lint, checkov and parliament pin libraries at versions the app's venv cannot share: their own venv.
 $(INFRA_STAMP): requirements-infra.txt
 	$(PYTHON) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install --quiet --upgrade pip
@@ -71,6 +71,7 @@ infra-check: $(STAMP) $(INFRA_STAMP)
 	infra/package.sh prod
 	$(INFRA_VENV)/bin/cfn-lint out/dev/sam.yaml out/prod/sam.yaml
 	$(INFRA_VENV)/bin/checkov --config-file infra/.checkov.yaml -f out/dev/sam.yaml -f out/prod/sam.yaml
+	$(INFRA_VENV)/bin/python infra/lint_iam.py out/dev/sam.yaml out/prod/sam.yaml
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) out .pytest_cache .mypy_cache .ruff_cache build dist

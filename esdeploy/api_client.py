@@ -120,16 +120,18 @@ class SigV4Signer:
         return cls(region, _credentials(_botocore_session()))
 
     @classmethod
-    def for_api(cls, api_url: str, explicit_region: str | None) -> SigV4Signer:
-        """The signer `--iam` uses: region as `signing_region` finds it, the active profile's as last resort."""
+    def for_api(cls, api_url: str, explicit_region: str | None, profile: str | None = None) -> SigV4Signer:
+        """The signer `--iam` uses: region as `signing_region` finds it, the profile's as last resort
+        (`profile`, else the active one: AWS_PROFILE)."""
         from botocore.exceptions import BotoCoreError
 
-        session = _botocore_session()
+        session = _botocore_session(profile)
         try:
             profile_region = session.get_config_variable("region")
         except BotoCoreError as error:  # an unknown or broken profile is the caller's to fix: named, no traceback
-            raise SigningError(_profile_problem(error)) from None
-        return cls(signing_region(api_url, explicit_region, profile_region=profile_region), _credentials(session))
+            raise SigningError(_profile_problem(error, profile)) from None
+        region = signing_region(api_url, explicit_region, profile_region=profile_region)
+        return cls(region, _credentials(session, profile))
 
     def sign(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
         from botocore.auth import SigV4Auth
@@ -159,19 +161,19 @@ def signing_region(
     return region
 
 
-def _botocore_session() -> Any:
+def _botocore_session(profile: str | None = None) -> Any:
     import botocore.session
 
-    return botocore.session.Session()
+    return botocore.session.Session(profile=profile)
 
 
-def _credentials(session: Any) -> Any:
+def _credentials(session: Any, profile: str | None = None) -> Any:
     from botocore.exceptions import BotoCoreError
 
     try:
         credentials = session.get_credentials()
     except BotoCoreError as error:  # unknown profile, expired SSO token, unreadable config: the caller's to fix
-        raise SigningError(_profile_problem(error)) from None
+        raise SigningError(_profile_problem(error, profile)) from None
     if credentials is None:
         raise SigningError(
             "--iam needs AWS credentials and botocore found none "
@@ -180,12 +182,15 @@ def _credentials(session: Any) -> Any:
     return credentials
 
 
-def _profile_problem(error: Exception) -> str:
+def _profile_problem(error: Exception, profile: str | None = None) -> str:
     from botocore.exceptions import ProfileNotFound
 
     if isinstance(error, ProfileNotFound):
-        profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "?"
-        return f"--iam: {error} (AWS_PROFILE={profile}; `aws configure list-profiles` shows the ones there are)"
+        named = (
+            f"--profile {profile}" if profile
+            else f"AWS_PROFILE={os.environ.get('AWS_PROFILE') or os.environ.get('AWS_DEFAULT_PROFILE') or '?'}"
+        )
+        return f"--iam: {error} ({named}; `aws configure list-profiles` shows the ones there are)"
     return f"--iam could not load AWS credentials: {error}"
 
 

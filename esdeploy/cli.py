@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,19 +13,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from esdeploy import packaging, s3upload, views
+from esdeploy import __version__, packaging, s3upload, task_logs, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
+from esdeploy.client import AwsSetupError
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
 from esdeploy.manifest import ManifestError, validate_model_id
-from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
+from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS, Exit
 
 app = typer.Typer(
     name="esdeploy",
     help="Blue/green deployment of embedding models to Amazon SageMaker.",
-    epilog="Global options may also follow the command: esdeploy models --json. Exit codes: docs/cli.md.",
+    epilog="Global options may also follow the command: esdeploy models --json (--output json). Exit codes: "
+    "docs/cli.md.",
     no_args_is_help=True,
-    add_completion=False,
+    # typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
     cls=EsdeployGroup,
     # Plain click help: rich markup would eat "[default: ...]" and show "<bool>" after every flag.
     rich_markup_mode=None,
@@ -56,6 +61,17 @@ def model_id_option(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+class OutputFormat(StrEnum):
+    JSON = "json"
+    TABLE = "table"
+
+
+def show_version(value: bool | None) -> None:
+    if value:
+        typer.echo(f"esdeploy {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -74,10 +90,22 @@ def main(
         str | None,
         typer.Option(
             "--region",
-            help="Region to sign for with --iam (default: the execute-api URL's, else AWS_REGION, else the profile's).",
+            help="AWS region: to sign for with --iam (default: the execute-api URL's, else AWS_REGION, else the "
+            "profile's), and of CloudWatch Logs for `logs`.",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer and nothing else.")] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="AWS profile for --iam signing, uploads, the embedder and logs (its region is used too).",
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option("--output", case_sensitive=False, help="json: the API's JSON answer and nothing else."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="The same as --output json.")] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, help="Seconds to wait for one answer.")
     ] = DEFAULT_TIMEOUT_SECONDS,
@@ -85,11 +113,24 @@ def main(
         float,
         typer.Option("--poll-interval", envvar="ESDEPLOY_POLL_INTERVAL", min=0.1, help="Seconds between polls."),
     ] = DEFAULT_POLL_SECONDS,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
 ) -> None:
     """Blue/green deployment of embedding models to Amazon SageMaker."""
+    if json_output and output == OutputFormat.TABLE:
+        raise usage_error("--json and --output table contradict each other")
     hooks = ctx.obj if isinstance(ctx.obj, CliHooks) else CliHooks()
     ctx.obj = Runtime(
-        api=api, iam=iam, region=region, json=json_output, timeout=timeout, poll_interval=poll_interval, hooks=hooks
+        api=api,
+        iam=iam,
+        region=region,
+        json=json_output or output == OutputFormat.JSON,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        profile=profile,
+        hooks=hooks,
     )
 
 
@@ -130,8 +171,8 @@ def deploy(
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
-        task = rt.client().deploy(model_id, task_id=task_id, config=config)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().deploy(model_id, task_id=task_id, config=config)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
@@ -146,8 +187,8 @@ def delete(
     """Delete a model: unalias it and tear down every variant."""
     rt = runtime(ctx)
     with rt.guard():
-        task = rt.client().delete(model_id, task_id=task_id, reason=reason)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().delete(model_id, task_id=task_id, reason=reason)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
@@ -168,14 +209,14 @@ def status(
     with rt.guard():
         client = rt.client()
         if task_id is not None:
-            task = client.find_task(task_id)
+            handle = client.task(task_id)
         else:
             assert model is not None
-            task = client.newest_task(model, "delete" if deletion else "deploy")
+            handle = client.newest_task(model, "delete" if deletion else "deploy")
         if wait:
-            rt.task_answer(task, wait=True, wait_timeout=wait_timeout)
+            rt.task_answer(handle, wait=True, wait_timeout=wait_timeout)
         else:
-            rt.show(task, views.task_details(task))
+            rt.show(handle.task, views.task_details(handle.task))
 
 
 @app.command()
@@ -188,8 +229,8 @@ def cancel(
     """Cancel a deploy that has not swapped yet; its green variant is torn down."""
     rt = runtime(ctx)
     with rt.guard():
-        task = rt.client().cancel(task_id)
-        rt.task_answer(task, wait=wait, wait_timeout=wait_timeout)
+        handle = rt.client().cancel(task_id)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
 @app.command()
@@ -237,6 +278,58 @@ def invoke(
 
 
 @app.command()
+def logs(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="A deploy or delete task id.")],
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            envvar="ESDEPLOY_LOG_FILE",
+            help="The local stack's log file (`esdeploy local` exports it); without it: CloudWatch Logs.",
+        ),
+    ] = None,
+    stage: Annotated[
+        str, typer.Option("--stage", envvar="ESDEPLOY_STAGE", help="Stage whose log groups to query on AWS.")
+    ] = "dev",
+    since_hours: Annotated[
+        float, typer.Option("--since-hours", min=0.1, help="How far back to look on AWS (hours).")
+    ] = 72.0,
+) -> None:
+    """Show a task's log lines: CloudWatch Logs Insights over every function on AWS, the log file locally."""
+    rt = runtime(ctx)
+    try:
+        task_logs.checked_task_id(task_id)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="TASK_ID") from None
+    with rt.guard():
+        try:
+            if log_file is not None:
+                lines = task_logs.from_file(log_file, task_id)
+                where = str(log_file)
+            else:
+                lines = task_logs.from_insights(
+                    rt.client().aws_client("logs"),
+                    stage,
+                    task_id,
+                    since_seconds=since_hours * 3600,
+                    clock=rt.hooks.clock,
+                    sleep=rt.hooks.sleep,
+                )
+                where = f"the log groups of stage {stage} (last {since_hours:g} h)"
+        except task_logs.TaskLogsError as error:
+            rt.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+    if rt.json:
+        typer.echo(json.dumps({"task_id": task_id, "lines": [line.record for line in lines]}, indent=2))
+    else:
+        for line in lines:
+            rt.out.print(Text(line.text()), soft_wrap=True)
+    if not lines:
+        rt.err.print(Text(f"no log lines of task {task_id} in {where}", style="yellow"), soft_wrap=True)
+
+
+@app.command()
 def local(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Loopback port of the HTTP API.")] = 8000,
     state_dir: Annotated[
@@ -255,6 +348,7 @@ def local(
 
 @app.command()
 def package(
+    ctx: typer.Context,
     model_dir: Annotated[
         Path, typer.Argument(help="Hugging Face / sentence-transformers model directory (safetensors weights).")
     ],
@@ -299,7 +393,7 @@ def package(
     ] = None,
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
-    destination = _checked_destination(upload) if upload else None
+    destination = _checked_destination(upload, runtime(ctx)) if upload else None
     image_region = _image_region(region, destination)
     request = packaging.PackageRequest(
         model_dir=model_dir,
@@ -364,11 +458,13 @@ def _image_region(region: str | None, destination: s3upload.Destination | None) 
     return region or bucket_region or default_region()
 
 
-def _checked_destination(upload: str) -> s3upload.Destination:
+def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
     """Where --upload goes, checked before minutes of packaging are spent on an upload that cannot work."""
     try:
-        destination = s3upload.check_destination(upload)
-    except s3upload.UploadError as exc:
+        # --profile's session (and region); without it boto3's own default, as the AWS CLI does.
+        session = rt.client().boto3_session() if rt.profile else None
+        destination = s3upload.check_destination(upload, session=session)
+    except (s3upload.UploadError, AwsSetupError) as exc:
         console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(1) from None
     in_region = f" in {destination.region}" if destination.region else ""

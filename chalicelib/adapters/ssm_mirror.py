@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import AwsCalls, error_code
 from chalicelib.domain.models import Alias
+from chalicelib.domain.names import alias_parameter
 
 _ssm = AwsCalls("SSM")
 
@@ -21,7 +22,7 @@ class SsmAliasMirror:
         self._prefix = prefix.rstrip("/")
 
     def parameter_name(self, embedding_model_id: str) -> str:
-        return f"{self._prefix}/models/{embedding_model_id}/endpoint"
+        return alias_parameter(self._prefix, embedding_model_id)
 
     def publish(self, alias: Alias) -> None:
         if not alias.live_variant:

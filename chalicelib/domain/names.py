@@ -52,3 +52,8 @@ def model_name_prefix(prefix: str, embedding_model_id: str) -> str:
     room = SAGEMAKER_NAME_MAX - len(prefix) - len(tail) - _HASH_LEN - 3
     readable = slug(embedding_model_id)[:room].strip("-")
     return f"{prefix}-{readable}-{tail}-" if readable else f"{prefix}-{tail}-"
+
+
+def alias_parameter(ssm_prefix: str, embedding_model_id: str) -> str:
+    """The SSM parameter that holds a model's live endpoint name: written by the product, read by callers."""
+    return f"{ssm_prefix.rstrip('/')}/models/{embedding_model_id}/endpoint"

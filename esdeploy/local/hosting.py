@@ -37,6 +37,14 @@ _LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(
 StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
 
 
+class EndpointGoneError(Exception):
+    """InvokeEndpoint named an endpoint that does not exist here, or is not in service."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"Endpoint {name} of account 123456789012 {why}.")
+        self.name = name
+
+
 @dataclass
 class LocalVariant:
     spec: VariantSpec
@@ -117,6 +125,33 @@ class LocalHosting:
         if not isinstance(body, dict):
             raise InvocationError(f"endpoint {name} answered a JSON {type(body).__name__}, not an object")
         return body
+
+    def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
+        """SageMaker Runtime's InvokeEndpoint for the embedded AWS: the container's status, body and type.
+
+        Raises EndpointGoneError when no such endpoint is in service, also when it was deleted while
+        the request was on its way (SageMaker answers ValidationError in both cases).
+        """
+        with self._lock:
+            variant = self._variants.get(name)
+            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+        if port is None:
+            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            raise EndpointGoneError(name, why)
+        try:
+            answer = self._http.post(
+                f"http://127.0.0.1:{port}/invocations",
+                data=body,
+                headers={"Content-Type": content_type, "Accept": accept},
+                timeout=self._timeout,
+            )
+        except requests.RequestException:  # refused, or cut off mid-answer by the teardown's SIGTERM
+            with self._lock:
+                gone = self._variants.get(name) is not variant
+            if gone:
+                raise EndpointGoneError(name, "not found") from None
+            raise
+        return answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json")
 
     def delete_variant(self, name: str) -> None:
         with self._lock:

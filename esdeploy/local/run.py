@@ -41,7 +41,8 @@ def run(port: int, state_dir: Path | None, sweep_every: float = 60.0) -> int:
             f"  embedded AWS (moto) at {info.aws_endpoint}; model artifacts go to {info.artifact_upload_url}",
             f"  state in {info.state_dir}{kept}; Ctrl-C stops everything",
             "  in another shell, paste these two lines, then use esdeploy:",
-            f"    export ESDEPLOY_API={info.api_url}",
+            f"    export ESDEPLOY_API={info.api_url} ESDEPLOY_SSM_PREFIX={info.ssm_prefix} "
+            f"ESDEPLOY_LOG_FILE={info.log_file}",
             f"    export AWS_ENDPOINT_URL={info.aws_endpoint} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}",
             f"  e.g. esdeploy package MODEL_DIR --model-id ID --upload {info.artifact_upload_url}",

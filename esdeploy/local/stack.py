@@ -16,12 +16,14 @@ from typing import Any
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, platform_status, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
+from esdeploy.local.embedded_aws import EmbeddedAws
 from esdeploy.local.environment import LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.pollers import QueuePoller, Scheduler
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
+LOG_FILE = "esdeploy.log"
 
 
 
@@ -35,6 +37,8 @@ class StackInfo:
     region: str
     state_dir: str
     pid: int
+    ssm_prefix: str
+    log_file: str
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -50,12 +54,13 @@ class LocalStack:
         self._sweep_every = sweep_every
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto: Any = None
+        self._moto: EmbeddedAws | None = None
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
         self.hosting: LocalHosting | None = None
         self.info: StackInfo | None = None
         self._events_lock = threading.Lock()
+        self._log_handler: logging.Handler | None = None
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -68,15 +73,12 @@ class LocalStack:
 
     def start(self) -> StackInfo:
         ensure_port_free(self.port)  # before anything starts: a taken port is one line, not a traceback
-        from moto.server import ThreadedMotoServer
-
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # moto's server logs every request at INFO; the stack's own lines are what a person reads.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        moto_port = free_port()
-        self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=moto_port, verbose=False)
+        self._moto = EmbeddedAws(LOOPBACK, free_port())
         self._moto.start()
-        aws_endpoint = f"http://{LOOPBACK}:{moto_port}"
+        aws_endpoint = self._moto.url
         # The app reads its settings (and Chalice its queue names) from the environment at import.
         os.environ.update(local_environment(aws_endpoint))
 
@@ -95,9 +97,12 @@ class LocalStack:
         self.hosting = LocalHosting(
             session.client("s3"), self.state_dir / "endpoints", on_state_change=self._endpoint_changed
         )
+        self._moto.hosting = self.hosting  # InvokeEndpoint at AWS_ENDPOINT_URL reaches the local endpoints
         self._install_adapters(settings, self.hosting)
 
         import app as chalice_app
+
+        self._log_to_file(self.state_dir / LOG_FILE)
 
         for url, name in (
             (urls.requests, "requests_worker"),
@@ -120,6 +125,8 @@ class LocalStack:
             region=LOCAL_REGION,
             state_dir=str(self.state_dir),
             pid=os.getpid(),
+            ssm_prefix=settings.ssm_prefix,
+            log_file=str(self.state_dir / LOG_FILE),
         )
         (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
         return self.info
@@ -129,6 +136,18 @@ class LocalStack:
         from chalicelib import wiring
 
         wiring.use(wiring.aws_adapters(settings, hosting_factory=lambda: hosting))
+
+    def _log_to_file(self, path: Path) -> None:
+        """The app's JSON log lines also go to a file: what `esdeploy logs TASK_ID` reads locally
+        (on AWS, CloudWatch Logs Insights reads the same lines)."""
+        from chalicelib.logs import PARENT
+        from chalicelib.logs import logger as app_logger
+
+        self._log_handler = logging.FileHandler(path, encoding="utf-8")
+        self._log_handler.setFormatter(app_logger.registered_formatter)
+        self._log_handler.setLevel(logging.INFO)
+        for target in (PARENT, logging.getLogger(app_logger.name)):
+            target.addHandler(self._log_handler)
 
     def _serve_http(self, app: Any) -> None:
         from esdeploy.local.http_server import create_api_server
@@ -169,5 +188,12 @@ class LocalStack:
         from chalicelib import wiring
 
         wiring.use(None)
+        if self._log_handler is not None:
+            from chalicelib.logs import PARENT
+            from chalicelib.logs import logger as app_logger
+
+            for target in (PARENT, logging.getLogger(app_logger.name)):
+                target.removeHandler(self._log_handler)
+            self._log_handler.close()
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)

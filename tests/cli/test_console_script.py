@@ -24,7 +24,7 @@ def test_help_shows_every_command_and_whole_option_texts(elsewhere: Path) -> Non
     top = esdeploy("--help", cwd=elsewhere)
     assert top.returncode == 0, top.stderr
     for command in ("deploy", "status", "delete", "cancel", "rollback", "models", "model", "invoke", "local",
-                    "package"):
+                    "package", "logs"):
         assert f"\n  {command} " in top.stdout
     assert "esdeploy models --json" in top.stdout  # global options may follow the command
     package = esdeploy("package", "--help", cwd=elsewhere, env=user_env(COLUMNS="200"))
@@ -112,3 +112,22 @@ def test_local_with_a_state_dir_it_cannot_make_says_so_in_one_line(elsewhere: Pa
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert "Not a directory" in result.stderr and str(a_file) in result.stderr
+
+
+def test_shell_completion_completes_commands_and_options(elsewhere: Path) -> None:
+    """typer's completion, as bash asks for it once `esdeploy --install-completion` wired it up."""
+    commands = esdeploy(cwd=elsewhere, env=user_env(_ESDEPLOY_COMPLETE="complete_bash", COMP_WORDS="esdeploy de",
+                                                    COMP_CWORD="1"))
+    assert commands.returncode == 0 and commands.stdout.split() == ["deploy", "delete"]
+    options = esdeploy(cwd=elsewhere, env=user_env(_ESDEPLOY_COMPLETE="complete_bash", COMP_WORDS="esdeploy --pro",
+                                                   COMP_CWORD="1"))
+    assert options.stdout.split() == ["--profile"]
+    # Users get their own shell's script (typer detects it); the test names bash, whatever shell runs it.
+    script = esdeploy("--show-completion", "bash", cwd=elsewhere,
+                      env=user_env(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"))
+    assert script.returncode == 0 and "_esdeploy_completion" in script.stdout and "complete " in script.stdout
+
+
+def test_version_of_the_installed_command(elsewhere: Path) -> None:
+    result = esdeploy("--version", cwd=elsewhere)
+    assert result.returncode == 0 and result.stdout.strip() == "esdeploy 0.1.0"

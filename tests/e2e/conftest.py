@@ -73,6 +73,8 @@ def aws_env(stack: dict[str, Any]) -> dict[str, str]:
     """The second shell of README's "Try it by hand": the two `export` lines `esdeploy local` printed."""
     return user_env(
         ESDEPLOY_API=stack["api_url"],
+        ESDEPLOY_SSM_PREFIX=stack["ssm_prefix"],
+        ESDEPLOY_LOG_FILE=stack["log_file"],
         AWS_ENDPOINT_URL=stack["aws_endpoint"],
         AWS_ACCESS_KEY_ID="local",
         AWS_SECRET_ACCESS_KEY="local",

@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
+from esdeploy import Client
 from tests.console_script import installed_esdeploy
 from tests.e2e.conftest import aws_env, processes_mentioning
 
@@ -27,12 +29,25 @@ def wait_for(api: str, kind: str, task_id: str, timeout: float = 120) -> dict[st
     raise AssertionError(f"{kind} {task_id} still {task['status']}/{task['stage']} after {timeout} s")
 
 
+def embedded_client(stack: dict[str, Any]) -> Client:
+    """esdeploy.Client with boto3 clients of the embedded AWS (as AWS_ENDPOINT_URL would give them)."""
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=stack["region"])
+    return Client(
+        stack["api_url"],
+        ssm_prefix=stack["ssm_prefix"],
+        ssm_client=session.client("ssm", endpoint_url=stack["aws_endpoint"]),
+        runtime_client=session.client("sagemaker-runtime", endpoint_url=stack["aws_endpoint"]),
+    )
+
+
 def test_the_startup_lines_are_ready_to_paste(stack: dict[str, Any]) -> None:
-    """The second shell needs both: where the API is (ESDEPLOY_API) and where the embedded AWS is."""
+    """The second shell needs both: where the API is (ESDEPLOY_API; the alias path the embedder reads and the
+    log file `esdeploy logs` reads beside it) and where the embedded AWS is."""
     startup = stack["handle"].log_path.read_text()
     exports = [line.strip() for line in startup.splitlines() if line.strip().startswith("export ")]
     assert exports == [
-        f"export ESDEPLOY_API={stack['api_url']}",
+        f"export ESDEPLOY_API={stack['api_url']} ESDEPLOY_SSM_PREFIX=/esdeploy/local "
+        f"ESDEPLOY_LOG_FILE={stack['state']}/esdeploy.log",
         f"export AWS_ENDPOINT_URL={stack['aws_endpoint']} AWS_ACCESS_KEY_ID=local "
         "AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
     ]
@@ -67,6 +82,12 @@ def test_full_lifecycle_on_the_local_stack(
     assert answer["endpoint_name"] == blue["endpoint_name"]
     norm = sum(x * x for x in answer["embeddings"][0]) ** 0.5
     assert abs(norm - 1) < 1e-4  # the manifest says normalise, and the real handler did
+    # An application's embedder: the alias from SSM, straight to the endpoint through the embedded AWS's
+    # InvokeEndpoint; cached for an hour, so only a refusal can move it to the next variant.
+    embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=3600)
+    direct = embedder.embed(["hello world", "quick fox"])
+    assert direct.endpoint_name == blue["endpoint_name"]
+    assert direct.vectors[0] == pytest.approx(answer["embeddings"][0], abs=1e-6)
 
     green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 3}}, timeout=10).json()
     green = wait_for(api, "deploy", green["task_id"])
@@ -88,6 +109,10 @@ def test_full_lifecycle_on_the_local_stack(
         time.sleep(0.2)
     assert processes_mentioning(blue["endpoint_name"]) == []
     assert len(processes_mentioning(green["endpoint_name"])) == 1
+    # The embedder still has blue cached: SageMaker's "not found" sends it to the alias once, then to green.
+    after = embedder.embed(["hello world"])
+    assert after.endpoint_name == green["endpoint_name"] and embedder.re_resolved == 1
+    assert after.vectors[0] == pytest.approx(answer["embeddings"][0], abs=1e-5)
 
     deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
     deletion = wait_for(api, "delete", deletion["task_id"])
@@ -159,6 +184,9 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     assert first.returncode == 0, first.stdout + first.stderr
     blue = json.loads(first.stdout)
     assert blue["status"] == "done" and blue["stage"] == "finished"
+    logged = run("logs", blue["task_id"])  # the local stack's log file, as its export line names it
+    assert logged.returncode == 0, logged.stderr
+    assert "deploy done" in logged.stdout and "stage=verifying" in logged.stdout
 
     second = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
     assert second.returncode == 0, second.stdout + second.stderr

@@ -1,0 +1,149 @@
+"""The embedder: the alias read from SSM as the product writes it, cached, re-read once when its endpoint is gone."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+from chalicelib.domain.models import Alias
+from esdeploy import EndpointRefusedError, ModelNotDeployedError
+from esdeploy.embedder import Embedder
+from tests.client.runtime import CountingSsm, StubRuntime, model_error
+
+PREFIX = "/esdeploy/test"
+BLUE, GREEN = "esd-m1-aaaa-blue", "esd-m1-aaaa-green"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class World:
+    """SSM (moto) with the product's own mirror writing the alias, and the endpoints that exist now."""
+
+    def __init__(self, ssm: Any) -> None:
+        self.mirror = SsmAliasMirror(ssm, PREFIX)
+        self.ssm = CountingSsm(ssm)
+        self.up: set[str] = set()
+        self.refusals: dict[str, Any] = {}
+        self.runtime = StubRuntime(self.answer)
+        self.clock = Clock()
+
+    def answer(self, name: str, payload: dict[str, Any]) -> Any:
+        if name in self.refusals:
+            return self.refusals[name]
+        if name not in self.up:
+            return None
+        return {"embeddings": [[1.0, 0.0] for _ in payload["inputs"]], "dimension": 2, "served_by": name}
+
+    def swap(self, live: str | None, previous: str | None = None) -> None:
+        self.mirror.publish(Alias("m1", live, previous, "t1", datetime.now(UTC)))
+
+    def embedder(self, ttl: float = 10.0) -> Embedder:
+        return Embedder("m1", ssm=self.ssm, runtime=self.runtime, ssm_prefix=PREFIX, ttl_seconds=ttl,
+                        clock=self.clock)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        yield World(boto3.client("ssm", region_name="us-east-1"))
+
+
+def test_it_embeds_with_the_endpoint_the_alias_names(world: World) -> None:
+    world.up = {BLUE}
+    world.swap(BLUE)
+    answer = world.embedder().embed(["hello", "world"], normalize=False)
+    assert answer.endpoint_name == BLUE and answer.dimension == 2 and len(answer.vectors) == 2
+    assert world.runtime.calls == [(BLUE, {"inputs": ["hello", "world"], "normalize": False})]
+
+
+def test_the_alias_is_read_once_per_ttl(world: World) -> None:
+    world.up = {BLUE, GREEN}
+    world.swap(BLUE)
+    embedder = world.embedder(ttl=10)
+    embedder.embed(["a"])
+    world.swap(GREEN, BLUE)
+    world.clock.now += 9
+    embedder.embed(["b"])  # within the TTL: the cached alias, blue still serves during the bake
+    world.clock.now += 2
+    embedder.embed(["c"])  # TTL over: read again
+    assert world.runtime.endpoints == [BLUE, BLUE, GREEN]
+    assert world.ssm.reads == 2
+
+
+def test_after_a_swap_and_the_old_variants_teardown_the_call_goes_to_the_new_one(world: World) -> None:
+    world.up = {BLUE}
+    world.swap(BLUE)
+    embedder = world.embedder(ttl=3600)
+    assert embedder.embed(["before"]).endpoint_name == BLUE
+    world.up = {BLUE, GREEN}
+    world.swap(GREEN, BLUE)
+    world.up = {GREEN}  # bake over: blue torn down, while the embedder still has it cached
+    answer = embedder.embed(["after"])
+    assert answer.endpoint_name == GREEN
+    assert world.runtime.endpoints == [BLUE, BLUE, GREEN]  # refused once, re-resolved, sent again
+    assert embedder.re_resolved == 1
+    assert embedder.embed(["next"]).endpoint_name == GREEN and world.ssm.reads == 2  # the new name is cached
+
+
+def test_a_rollback_that_tears_down_the_cached_variant_is_followed_too(world: World) -> None:
+    world.up = {BLUE, GREEN}
+    world.swap(GREEN, BLUE)
+    embedder = world.embedder(ttl=3600)
+    assert embedder.embed(["x"]).endpoint_name == GREEN
+    world.swap(BLUE)
+    world.up = {BLUE}
+    assert embedder.embed(["x"]).endpoint_name == BLUE
+
+
+def test_a_refusal_while_the_alias_still_names_the_endpoint_is_raised_not_retried(world: World) -> None:
+    world.swap(BLUE)  # the alias names an endpoint that does not answer: nothing to move to
+    embedder = world.embedder()
+    with pytest.raises(EndpointRefusedError, match=f"{BLUE}.*ValidationError.*not found") as raised:
+        embedder.embed(["x"])
+    assert raised.value.code == "ValidationError"
+    assert world.runtime.endpoints == [BLUE]
+    assert embedder.re_resolved == 0
+
+
+def test_a_model_error_is_the_models_not_the_aliases(world: World) -> None:
+    world.swap(BLUE)
+    world.refusals[BLUE] = model_error(BLUE, 400, "input too long")
+    embedder = world.embedder()
+    with pytest.raises(EndpointRefusedError, match=r"ModelError.*input too long") as raised:
+        embedder.embed(["x"])
+    assert raised.value.code == "ModelError" and raised.value.endpoint_name == BLUE
+    assert world.ssm.reads == 1  # no second look at the alias
+
+
+def test_a_deleted_model_says_so_and_names_the_parameter(world: World) -> None:
+    world.up = {BLUE}
+    world.swap(BLUE)
+    embedder = world.embedder(ttl=3600)
+    embedder.embed(["x"])
+    world.swap(None)  # a delete removes the parameter
+    world.up = set()
+    with pytest.raises(ModelNotDeployedError, match=f"`m1` is not deployed.*{PREFIX}/models/m1/endpoint"):
+        embedder.embed(["x"])
+
+
+def test_a_model_never_deployed_is_not_deployed(world: World) -> None:
+    with pytest.raises(ModelNotDeployedError):
+        world.embedder().embed(["x"])
+    assert world.runtime.calls == []
+
+
+@pytest.mark.parametrize("texts", [[], "a string, not a list"])
+def test_texts_must_be_a_non_empty_list(world: World, texts: Any) -> None:
+    with pytest.raises(ValueError, match="non-empty list"):
+        world.embedder().embed(texts)
