@@ -14,8 +14,8 @@ from chalicelib.api.docs import AssetNotFoundError, docs_asset, docs_page
 from chalicelib.api.errors import error_answer
 from chalicelib.api.http import answer, in_our_error_shape
 from chalicelib.api.intake import read_intake
-from chalicelib.api.responses import alias_body, invoke_body, models_body, task_body
-from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke, parse_json_body
+from chalicelib.api.responses import alias_body, invoke_body, model_body, models_body, task_body
+from chalicelib.api.schemas import parse_delete, parse_deploy, parse_invoke_request, parse_json_body
 from chalicelib.batch import process_sqs_batch
 from chalicelib.config import dead_letter_name, dead_letter_queue_name, handler_queue_name
 from chalicelib.domain.messages import DeadLetter, TeardownVariant
@@ -160,7 +160,7 @@ def get_model_delete_status(embedding_model_id: str) -> Response:
 
 @app.on_sqs_message(queue=handler_queue_name("requests"), batch_size=10)
 def requests_worker(event: SQSEvent) -> dict[str, Any]:
-    """Automation intake: `{"action": "deploy"|"delete", ...}` through the same service; a request
+    """Automation intake: `{"action": "deploy"|"delete"|"promote", ...}` through the same service; a request
     for a busy model waits on this queue (TaskService.take)."""
     return process_sqs_batch(
         "requests_worker", event.to_dict(), read_intake,
@@ -170,7 +170,14 @@ def requests_worker(event: SQSEvent) -> dict[str, Any]:
 
 @app.route("/deploy/{task_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_deploy(task_id: str) -> Response:
+    """Discards a deploy that has not swapped: its green (a candidate awaiting promotion too) is torn down."""
     return answer(lambda: task_body(wiring.service(TaskService).cancel(task_id)))
+
+
+@app.route("/deploy/{task_id}/promote", methods=["POST"], authorizer=auth)
+def promote_deploy(task_id: str) -> Response:
+    """Makes the candidate of a deploy awaiting promotion (config.promotion "manual") live."""
+    return answer(lambda: task_body(wiring.service(TaskService).promote(task_id)))
 
 
 @app.route("/models", methods=["GET"], authorizer=auth)
@@ -180,13 +187,23 @@ def list_models() -> Response:
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)
 def get_model(embedding_model_id: str) -> Response:
-    return answer(lambda: alias_body(wiring.service(ModelReads).alias(embedding_model_id)))
+    def run() -> dict[str, Any]:
+        view = wiring.service(ModelReads).model(embedding_model_id)
+        return model_body(view.alias, view.candidate)
+
+    return answer(run)
 
 
 @app.route("/models/{embedding_model_id}/invoke", methods=["POST"], authorizer=auth)
 def invoke_model(embedding_model_id: str) -> Response:
-    """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it."""
-    return answer(lambda: invoke_body(wiring.service(ModelActions).invoke(embedding_model_id, parse_invoke(_body()))))
+    """Embeds texts with the model's live variant: `{"inputs": [...]}` as the endpoint takes it;
+    `"target": "candidate"` embeds with the candidate awaiting promotion instead."""
+
+    def run() -> dict[str, Any]:
+        candidate, payload = parse_invoke_request(_body())
+        return invoke_body(wiring.service(ModelActions).invoke(embedding_model_id, payload, candidate=candidate))
+
+    return answer(run)
 
 
 @app.route(

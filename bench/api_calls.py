@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ENV = {
+    "ESDEPLOY_STAGE": "bench",
     "ESDEPLOY_TASKS_TABLE": "bench-tasks", "ESDEPLOY_MODELS_TABLE": "bench-models",
     "ESDEPLOY_REQUESTS_QUEUE": "bench-requests", "ESDEPLOY_DEPLOY_QUEUE": "bench-deploy-tasks",
     "ESDEPLOY_TEARDOWN_QUEUE": "bench-teardown-tasks", "ESDEPLOY_ARTIFACT_BUCKET": "bench-artifacts",
@@ -81,12 +82,12 @@ def run_deployments(counter: CallCounter) -> None:
     from chalicelib.services.deploy_worker import DeployWorker
     from chalicelib.services.tasks import TaskService
     from chalicelib.services.teardown_worker import TeardownWorker
-    from esdeploy.bootstrap import create_all
+    from esdeploy.local.embedded_aws import create_resources
 
     settings = load_settings(os.environ)
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        urls = create_all(session, settings)
+        urls = create_resources(session, os.environ)
         upload_model(session.client("s3"), settings.artifact_root_url, Path(tempfile.mkdtemp(prefix="bench-")))
         clients = make_sagemaker_clients("us-east-1")
         hosting = SageMakerHosting(clients.control, clients.runtime, role_arn=settings.sagemaker_role_arn)

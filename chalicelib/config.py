@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     sweep_max_rekicks: int = Field(100, ge=1, le=10_000)
     intake_retry_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
     intake_max_wait_seconds: int = Field(7200, ge=0, le=86_400)
+    # How long a candidate deployed with promotion "manual" waits for its promote (per-deploy
+    # config.promotion_timeout_seconds, up to the max), then the task ends canceled.
+    max_promotion_timeout_seconds: int = Field(7 * 86_400, ge=60, le=14 * 86_400)
+    # A day, or the max when that is shorter; bounded by the max, so it comes after it.
+    default_promotion_timeout_seconds: int = Field(
+        default_factory=lambda data: min(86_400, data.get("max_promotion_timeout_seconds", 86_400)),
+        ge=60, le=14 * 86_400,
+    )
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
 
@@ -142,6 +150,14 @@ class Settings(BaseSettings):
         max_bake = info.data.get("max_bake_seconds")
         if max_bake is not None and value > max_bake:
             raise ValueError(f"must be between 0 and {max_bake} (ESDEPLOY_MAX_BAKE_SECONDS)")
+        return value
+
+    @field_validator("default_promotion_timeout_seconds")
+    @classmethod
+    def _within_max_promotion(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("max_promotion_timeout_seconds")
+        if most is not None and value > most:
+            raise ValueError(f"must be between 60 and {most} (ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS)")
         return value
 
     @field_validator("resource_prefix")
@@ -236,7 +252,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     try:
         return Settings(**_Environment(Settings, env)())
     except ValidationError as exc:
-        problems = [_problem(error) for error in exc.errors()]
+        # A default computed from a bad setting is not called: that setting is reported instead.
+        problems = [_problem(error) for error in exc.errors() if error["type"] != "default_factory_not_called"]
         summary = problems[0] if len(problems) == 1 else f"{len(problems)} settings are wrong: " + "; ".join(problems)
         raise ConfigurationError(summary) from None
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.domain.messages import WorkMessage
-from chalicelib.domain.models import Alias, EndpointState, ModelLock, Task, TaskKind
+from chalicelib.domain.models import Alias, EndpointState, ModelLock, ScalingPolicy, Task, TaskKind
 
 
 class TaskStore(Protocol):
@@ -143,6 +143,8 @@ class VariantStatus:
     state: EndpointState
     failure_reason: str | None = None
     platform_status: str | None = None
+    # How many instances serve it now (SageMaker's CurrentInstanceCount); None when not known.
+    instance_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,23 @@ class Hosting(Protocol):
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         """Every variant (or leftover part of one) whose name starts with `name_prefix`."""
+        ...
+
+
+class Scaling(Protocol):
+    """Autoscaling of a variant's instance count (Application Auto Scaling target tracking)."""
+
+    def policy_of(self, variant: str) -> ScalingPolicy | None:
+        """The target-tracking policy registered on the variant; None when it has none."""
+        ...
+
+    def apply(self, variant: str, policy: ScalingPolicy) -> None:
+        """Register the variant as a scalable target and put the policy on it; running it again
+        changes nothing."""
+        ...
+
+    def remove(self, variant: str) -> None:
+        """Remove the policy and the registration; what is gone already is fine."""
         ...
 
 

@@ -17,6 +17,7 @@ from chalicelib.ports import (
     LiveModelSlots,
     ModelLocks,
     Queue,
+    Scaling,
     TaskStore,
 )
 from chalicelib.services.outbox import Outbox, TaskWriter
@@ -29,6 +30,12 @@ ServiceT = TypeVar("ServiceT", bound="DataclassInstance")
 
 def _no_hosting() -> Hosting:
     raise RuntimeError("these adapters have no hosting: pass hosting_factory")
+
+
+def _memory_scaling() -> Scaling:
+    from chalicelib.adapters.memory import InMemoryScaling
+
+    return InMemoryScaling()
 
 
 @dataclass
@@ -53,10 +60,16 @@ class Adapters:
     clock: Clock
     # SageMaker clients cost time to build: `hosting` calls this on its first use only.
     hosting_factory: Callable[[], Hosting] = _no_hosting
+    # Likewise the Application Auto Scaling client, which only the workers need.
+    scaling_factory: Callable[[], Scaling] = _memory_scaling
 
     @cached_property
     def hosting(self) -> Hosting:
         return self.hosting_factory()
+
+    @cached_property
+    def scaling(self) -> Scaling:
+        return self.scaling_factory()
 
     @property
     def outbox(self) -> Outbox:
@@ -96,6 +109,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         sagemaker, runtime = make_sagemaker_clients()
         return SageMakerHosting(sagemaker, runtime, role_arn=config.sagemaker_role_arn)
 
+    def application_autoscaling() -> Scaling:
+        from chalicelib.adapters.application_autoscaling import ApplicationAutoScaling
+
+        return ApplicationAutoScaling(boto3.client("application-autoscaling", config=retries))
+
     return Adapters(
         settings=config,
         store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table), config.task_retention)),
@@ -109,6 +127,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         artifacts=S3Artifacts(boto3.client("s3", config=retries)),
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,
+        scaling_factory=application_autoscaling,
     )
 
 

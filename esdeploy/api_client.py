@@ -40,6 +40,7 @@ class Task(TypedDict):
     detail: NotRequired[str]
     reason: NotRequired[str]
     endpoint_name: NotRequired[str]
+    promote_by: NotRequired[str]
 
 
 class Alias(TypedDict):
@@ -50,6 +51,11 @@ class Alias(TypedDict):
     content_hash: NotRequired[str | None]
     previous_endpoint_name: str | None
     previous_content_hash: NotRequired[str | None]
+    # GET /models/{id} only: the candidate of a deploy awaiting promotion.
+    candidate_endpoint_name: NotRequired[str | None]
+    candidate_content_hash: NotRequired[str | None]
+    candidate_task_id: NotRequired[str | None]
+    candidate_promote_by: NotRequired[str | None]
     task_id: str | None
     swapped_at: str | None
     version: int
@@ -261,6 +267,9 @@ class ApiClient:
     def cancel(self, task_id: str) -> Task:
         return cast(Task, self.request("POST", f"/deploy/{segment(task_id)}/cancel", {}))
 
+    def promote(self, task_id: str) -> Task:
+        return cast(Task, self.request("POST", f"/deploy/{segment(task_id)}/promote", {}))
+
     # -- models ----------------------------------------------------------------------------------
 
     def models(self) -> list[Alias]:
@@ -273,10 +282,14 @@ class ApiClient:
     def rollback(self, embedding_model_id: str) -> Alias:
         return cast(Alias, self.request("POST", f"/models/{segment(embedding_model_id)}/rollback", {}))
 
-    def invoke(self, embedding_model_id: str, inputs: list[str], *, normalize: bool | None = None) -> dict[str, Any]:
+    def invoke(
+        self, embedding_model_id: str, inputs: list[str], *, normalize: bool | None = None, candidate: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"inputs": inputs}
         if normalize is not None:
             body["normalize"] = normalize
+        if candidate:
+            body["target"] = "candidate"
         return self.request("POST", f"/models/{segment(embedding_model_id)}/invoke", body)
 
     # -- transport -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
+from esdeploy.local.environment import CREATION_SECONDS as LOCAL_CREATION_SECONDS
 from esdeploy.manifest import ManifestError, validate_model_id
 from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS, Exit
 
@@ -52,6 +53,17 @@ def s3_destination(value: str | None) -> str | None:
         except s3upload.UploadError as exc:
             raise typer.BadParameter(str(exc)) from None
     return value
+
+
+def autoscaling_option(value: str | None) -> dict[str, int] | None:
+    """MIN:MAX:TARGET, e.g. 2:6:100 (instances, and invocations per instance a minute)."""
+    if value is None:
+        return None
+    parts = value.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"{value!r} is not MIN:MAX:TARGET, e.g. 2:6:100")
+    low, high, target = (int(p) for p in parts)
+    return {"min_instances": low, "max_instances": high, "target_invocations_per_instance": target}
 
 
 def model_id_option(value: str) -> str:
@@ -155,11 +167,38 @@ def deploy(
             help="The artifact has no reference embeddings: check shape and norms only (the task says so).",
         ),
     ] = False,
+    manual_promotion: Annotated[
+        bool,
+        typer.Option(
+            "--manual-promotion",
+            help="Keep the checked candidate beside the live one (stage awaiting_promotion) until "
+            "`esdeploy promote TASK_ID`: time to re-embed a corpus with it. --wait stops there.",
+        ),
+    ] = False,
+    promotion_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--promotion-timeout",
+            min=60,
+            help="With --manual-promotion: seconds the candidate waits for its promote (default: the stage's, 24 h).",
+        ),
+    ] = None,
+    autoscaling: Annotated[
+        str | None,
+        typer.Option(
+            "--autoscaling",
+            metavar="MIN:MAX:TARGET",
+            help="Target tracking on green: MIN-MAX instances at TARGET invocations per instance a minute "
+            "(default: the live variant's policy, if it has one).",
+        ),
+    ] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
     """Deploy a model: a new (green) endpoint, smoke-tested, then swapped in behind the alias."""
+    if promotion_timeout is not None and not manual_promotion:
+        raise usage_error("--promotion-timeout goes with --manual-promotion")
     rt = runtime(ctx)
     given = {
         "model_data_url": artifact,
@@ -168,6 +207,9 @@ def deploy(
         "image_uri": image_uri,
         "bake_seconds": bake_seconds,
         "parity_check": "skip" if skip_parity_check else None,
+        "promotion": "manual" if manual_promotion else None,
+        "promotion_timeout_seconds": promotion_timeout,
+        "autoscaling": autoscaling_option(autoscaling),
     }
     config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
@@ -234,6 +276,20 @@ def cancel(
 
 
 @app.command()
+def promote(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="A deploy task awaiting promotion (from --manual-promotion).")],
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
+) -> None:
+    """Make the candidate of a deploy awaiting promotion live; the previous variant stays up for the bake."""
+    rt = runtime(ctx)
+    with rt.guard():
+        handle = rt.client().promote(task_id)
+        rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout, promoted=True)
+
+
+@app.command()
 def rollback(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
     """Point the model's alias back at its previous variant (while the bake period keeps it up)."""
     rt = runtime(ctx)
@@ -269,11 +325,14 @@ def invoke(
         bool | None,
         typer.Option("--normalize/--no-normalize", help="L2-normalise (default: as the model was packaged)."),
     ] = None,
+    candidate: Annotated[
+        bool, typer.Option("--candidate", help="Embed with the candidate awaiting promotion, not the live variant.")
+    ] = False,
 ) -> None:
-    """Embed texts with whatever variant of the model is live now."""
+    """Embed texts with whatever variant of the model is live now (or its candidate awaiting promotion)."""
     rt = runtime(ctx)
     with rt.guard():
-        answer = rt.client().invoke(model_id, texts, normalize=normalize)
+        answer = rt.client().invoke(model_id, texts, normalize=normalize, candidate=candidate)
         rt.show(answer, views.invoke_view(model_id, texts, answer))
 
 
@@ -335,15 +394,25 @@ def local(
     state_dir: Annotated[
         Path | None,
         typer.Option(
-            "--state-dir", help="Where endpoints, logs and stack.json go (default: a temp dir, removed at exit)."
+            "--state-dir", help="Endpoints, logs, stack.json (default: a temp dir, removed at exit)."
         ),
     ] = None,
     sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
+    endpoint_creation_seconds: Annotated[
+        float,
+        typer.Option(
+            "--endpoint-creation-seconds",
+            min=0,
+            max=3600,
+            help="Seconds a local endpoint stays Creating at least (a GPU endpoint on AWS: 300-1200); "
+            "meanwhile deleting it is refused, as SageMaker refuses.",
+        ),
+    ] = LOCAL_CREATION_SECONDS,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     from esdeploy.local.run import run
 
-    raise typer.Exit(run(port, state_dir, sweep_every))
+    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
 
 
 @app.command()

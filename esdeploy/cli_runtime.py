@@ -93,23 +93,24 @@ class Runtime:
         else:
             self.out.print(human)
 
-    def task_answer(self, handle: TaskHandle, *, wait: bool, wait_timeout: float) -> None:
-        """After POST /deploy, /delete or /cancel: show the task, or follow it to its end."""
+    def task_answer(self, handle: TaskHandle, *, wait: bool, wait_timeout: float, promoted: bool = False) -> None:
+        """After POST /deploy, /delete, /cancel or /promote: show the task, or follow it to its end
+        (a manual-promotion deploy: until its candidate awaits promotion; `promoted`: past that)."""
         task = handle.task
         if not wait:
             self.show(task, views.task_summary(task))
             if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
                 self.out.print(Text(f"follow it: esdeploy status {task['task_id']} --wait", style="dim"))
             return
-        code = self.follow(handle, wait_timeout)
+        code = self.follow(handle, wait_timeout, stop_at_promotion=not promoted)
         if code != Exit.DONE:
             raise typer.Exit(code)
 
-    def follow(self, handle: TaskHandle, wait_timeout: float) -> Exit:
+    def follow(self, handle: TaskHandle, wait_timeout: float, stop_at_promotion: bool = True) -> Exit:
         task = handle.task
 
         def run(view: View) -> WaitOutcome:
-            return handle.follow(view, timeout=wait_timeout)
+            return handle.follow(view, timeout=wait_timeout, stop_at_promotion=stop_at_promotion)
 
         live = self.hooks.live if self.hooks.live is not None else self.out.is_terminal
         try:

@@ -51,6 +51,8 @@ class TaskHandle:
     def __init__(self, client: Client, task: Task) -> None:
         self._client = client
         self.task = task
+        # Promoted through this handle: a wait goes on past awaiting_promotion to the swap.
+        self._promoted = False
 
     @property
     def task_id(self) -> str:
@@ -75,7 +77,8 @@ class TaskHandle:
         return self.task
 
     def wait(self, progress: Progress | None = None, *, timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS) -> Task:
-        """Poll until the task ends and return its last state; `progress` sees every answer.
+        """Poll until the task ends (or its candidate awaits promotion: deployed with promotion
+        "manual", it waits for `promote()`) and return its last state; `progress` sees every answer.
 
         A failed, refused or canceled task is returned, not raised: its `status` and `detail` say why.
         Raises TaskWaitTimeoutError after `timeout` seconds (the task itself goes on).
@@ -85,8 +88,12 @@ class TaskHandle:
             raise TaskWaitTimeoutError(outcome.task, outcome.waited_seconds)
         return outcome.task
 
-    def follow(self, view: View, *, timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS) -> WaitOutcome:
-        """`wait` with a progress view of the CLI's kind (updates and transient poll errors)."""
+    def follow(
+        self, view: View, *, timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS, stop_at_promotion: bool | None = None
+    ) -> WaitOutcome:
+        """`wait` with a progress view of the CLI's kind (updates and transient poll errors); it also
+        stops at a candidate awaiting promotion, unless `stop_at_promotion` is false or this handle
+        promoted it."""
         client = self._client
         outcome = wait_for_task(
             lambda: client.api.task(self.task_id, self.kind),
@@ -96,6 +103,7 @@ class TaskHandle:
             timeout=timeout,
             clock=client.clock,
             sleep=client.sleep,
+            stop_at_promotion=not self._promoted if stop_at_promotion is None else stop_at_promotion,
         )
         self.task = outcome.task
         return outcome
@@ -103,6 +111,17 @@ class TaskHandle:
     def cancel(self) -> TaskHandle:
         """Cancel this deploy before it swaps (its green variant is torn down); a handle on the answer."""
         self.task = self._client.api.cancel(self.task_id)
+        return self
+
+    def promote(self) -> TaskHandle:
+        """Make this deploy's candidate (deployed with promotion "manual", awaiting promotion) live."""
+        self.task = self._client.api.promote(self.task_id)
+        self._promoted = True
+        return self
+
+    def promoted(self) -> TaskHandle:
+        """This handle, marked as having promoted its task (its waits go on past awaiting_promotion)."""
+        self._promoted = True
         return self
 
     def rollback(self) -> Alias:
@@ -230,6 +249,10 @@ class Client:
     def cancel(self, task_id: str) -> TaskHandle:
         return TaskHandle(self, self.api.cancel(task_id))
 
+    def promote(self, task_id: str) -> TaskHandle:
+        """Make the candidate of a deploy awaiting promotion live (the swap follows, as after a gate)."""
+        return TaskHandle(self, self.api.promote(task_id)).promoted()
+
     def rollback(self, embedding_model_id: str) -> Alias:
         return self.api.rollback(embedding_model_id)
 
@@ -239,9 +262,12 @@ class Client:
     def model(self, embedding_model_id: str) -> Alias:
         return self.api.model(embedding_model_id)
 
-    def invoke(self, embedding_model_id: str, texts: Sequence[str], *, normalize: bool | None = None) -> dict[str, Any]:
-        """Embed through the API (one more hop, API Gateway's limits): for a quick look; use `embedder()`."""
-        return self.api.invoke(embedding_model_id, list(texts), normalize=normalize)
+    def invoke(
+        self, embedding_model_id: str, texts: Sequence[str], *, normalize: bool | None = None, candidate: bool = False
+    ) -> dict[str, Any]:
+        """Embed through the API (one more hop, API Gateway's limits): for a quick look; use `embedder()`.
+        `candidate`: the candidate of a deploy awaiting promotion answers (re-embedding a corpus)."""
+        return self.api.invoke(embedding_model_id, list(texts), normalize=normalize, candidate=candidate)
 
     # -- embeddings, direct -----------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import requests
 
+from chalicelib.adapters.sagemaker_shapes import event_status
 from chalicelib.domain.artifacts import ArtifactLayout
-from chalicelib.domain.models import parse_iso
+from chalicelib.domain.models import EndpointState, parse_iso
 from chalicelib.services.smoke import cosine
 from esdeploy.client import Client
 from esdeploy.embedder import Embedder
@@ -241,7 +242,7 @@ def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
     name = task["endpoint_name"]
     for line in events_file.read_text().splitlines():
         event = json.loads(line)
-        if event["endpoint"] == name and event["status"] == "InService":
+        if event["endpoint"] == name and event["status"] == event_status(EndpointState.IN_SERVICE):
             verifying = next(e for e in task["events"] if e["stage"] == "verifying")
             return f"{(timestamp(verifying['at']) - event['at']):.2f} s"
     return "n/a"

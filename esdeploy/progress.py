@@ -50,6 +50,20 @@ def is_terminal(task: Task) -> bool:
     return task["status"] in TERMINAL
 
 
+def awaits_promotion(task: Task) -> bool:
+    """A manual-promotion deploy whose candidate passed the gate: a wait ends here, since only a
+    person (or a reindex job) moves it on, with `esdeploy promote`."""
+    return task["status"] == "processing" and task["stage"] == "awaiting_promotion"
+
+
+def stage_order(task: Task) -> list[str]:
+    """The stages a task goes through, in order: a manual promotion adds its wait before the swap."""
+    order = list(STAGES.get(task.get("kind", "deploy"), ()))
+    if task.get("config", {}).get("promotion") == "manual" and "swapping" in order:
+        order.insert(order.index("swapping"), "awaiting_promotion")
+    return order
+
+
 def exit_for(task: Task) -> Exit:
     """The exit code of a task that ended; a task still running is not an error to report."""
     return _BY_STATUS.get(task["status"], Exit.DONE)
@@ -126,14 +140,15 @@ def wait_for_task(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     max_errors: int = MAX_CONSECUTIVE_POLL_ERRORS,
+    stop_at_promotion: bool = True,
 ) -> WaitOutcome:
-    """Poll `fetch` until the task is terminal or `timeout` seconds have passed."""
+    """Poll `fetch` until the task is terminal (or awaits promotion) or `timeout` seconds have passed."""
     started = clock()
     deadline = started + timeout
     task = first
     errors = 0
     view.update(task)
-    while not is_terminal(task):
+    while not is_terminal(task) and not (stop_at_promotion and awaits_promotion(task)):
         remaining = deadline - clock()
         if remaining <= 0:
             return WaitOutcome(task, True, clock() - started)
@@ -200,7 +215,7 @@ class Board:
         task = self.task
         seen = spans(task)
         by_stage = {span.stage: span for span in seen}
-        order = list(STAGES.get(task.get("kind", "deploy"), ()))
+        order = stage_order(task)
         order += [span.stage for span in seen if span.stage not in order]
         current = seen[-1] if seen else None
         table = Table.grid(padding=(0, 2))

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from esdeploy.api_client import Alias, ApiError, ApiUnreachableError, Task
-from esdeploy.progress import STATUS_STYLE, WaitOutcome, format_seconds
+from esdeploy.progress import STATUS_STYLE, WaitOutcome, awaits_promotion, format_seconds
 
 PREVIEW_VALUES = 4
 PREVIEW_TEXT_CHARS = 40
@@ -74,7 +74,12 @@ def wait_ending(outcome: WaitOutcome) -> Text:
             style="yellow",
         )
     line = task_headline(task)
-    if task["status"] == "done" and task.get("endpoint_name") and task.get("kind") == "deploy":
+    if awaits_promotion(task) and not outcome.timed_out:
+        line.append(
+            f"; candidate {task.get('endpoint_name')} awaits promotion until {task.get('promote_by')}: "
+            f"esdeploy promote {task['task_id']} (or esdeploy cancel {task['task_id']})"
+        )
+    elif task["status"] == "done" and task.get("endpoint_name") and task.get("kind") == "deploy":
         line.append(f"; live endpoint {task['endpoint_name']}")
     elif task.get("detail") and task["status"] != "done":
         line.append(f": {task['detail']}")
@@ -88,6 +93,16 @@ def alias_view(alias: Alias) -> RenderableType:
         ("live artifact", alias.get("content_hash")),
         ("previous endpoint", alias.get("previous_endpoint_name")),
         ("previous artifact", alias.get("previous_content_hash")),
+        *(
+            [
+                ("candidate endpoint", alias.get("candidate_endpoint_name")),
+                ("candidate artifact", alias.get("candidate_content_hash")),
+                ("candidate task", alias.get("candidate_task_id")),
+                ("promote by", alias.get("candidate_promote_by")),
+            ]
+            if alias.get("candidate_endpoint_name")
+            else []
+        ),
         ("swapped at", alias.get("swapped_at")),
         ("task", alias.get("task_id")),
         ("version", alias.get("version")),

@@ -24,6 +24,7 @@ from chalicelib.adapters.memory import (
     ManualClock,
 )
 from chalicelib.config import Settings, load_settings
+from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 from esdeploy.local.environment import stage_environment
 from tests.fakes.artifacts import publish_to_s3
 from tests.iam.recorder import Recorder
@@ -127,13 +128,13 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
 
 
 @pytest.fixture
-def aws(settings: Settings) -> Iterator[dict[str, Any]]:
-    """moto in-process with the tables, queues (and DLQs) and bucket created as infra does."""
-    from esdeploy.bootstrap import create_all
-
+def aws(test_env: dict[str, str], settings: Settings) -> Iterator[dict[str, Any]]:
+    """moto in-process, as strict as the local stack's: infra/template.yaml's tables, queues (and
+    DLQs) and bucket, created by moto's CloudFormation, and DynamoDB's atomic conditional writes."""
+    keep_dynamodb_atomic()
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        urls = create_all(session, settings)
+        urls = create_resources(session, test_env)
         yield {"session": session, "queues": urls}
 
 

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from chalicelib.domain.errors import EndpointRefusedError, InvocationError, RetryableError, TerminalHostingError
+from chalicelib.domain.errors import (
+    EndpointRefusedError,
+    InvocationError,
+    QuotaExceededError,
+    RetryableError,
+    TerminalHostingError,
+)
 
 T = TypeVar("T")
 Refusal = Callable[[Exception, str], Exception]
@@ -100,13 +106,24 @@ def as_is(exc: Exception, _doing: str) -> Exception:
     return exc
 
 
+def in_progress_error(operation: str, endpoint_arn: str) -> ClientError:
+    """SageMaker's answer to changing (deleting, updating) an endpoint that is Creating or Updating,
+    as botocore raises it: the stand-ins (the fake, the local stack) raise this very error through
+    `sagemaker_refusal`, so they refuse as SageMakerHosting does."""
+    response: Any = {
+        "Error": {"Code": "ValidationException", "Message": f'{IN_PROGRESS} "{endpoint_arn}".'},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    return ClientError(response, operation)
+
+
 def sagemaker_refusal(exc: Exception, doing: str) -> RetryableError | TerminalHostingError:
     """What SageMaker's control plane refuses, for good or until the endpoint settles."""
     if not isinstance(exc, ClientError):
         return TerminalHostingError(f"could not {doing}: {exc}")
     code, message = error_code(exc), error_message(exc)
     if code == "ResourceLimitExceeded":
-        return TerminalHostingError(
+        return QuotaExceededError(
             f"SageMaker quota reached, could not {doing}: {message}. Request an increase in "
             "Service Quotas (SageMaker, '<instance type> for endpoint usage'), delete unused "
             "endpoints, or deploy with another instance type"

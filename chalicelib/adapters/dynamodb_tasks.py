@@ -19,7 +19,7 @@ from chalicelib.domain.models import (
 )
 
 BY_MODEL_INDEX = "by-model"
-# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification, esdeploy/bootstrap.py).
+# The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification; the embedded AWS is made from it).
 EXPIRES_AT = "expires_at"
 _dynamodb = AwsCalls("DynamoDB")
 
@@ -51,6 +51,7 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "version": task.version,
         "polls": task.polls,
         "cancel_requested": task.cancel_requested,
+        "promote_requested": task.promote_requested,
         "events": [_event_to_item(e) for e in task.events],
     }
     optional = {
@@ -115,6 +116,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         polls=int(item.get("polls", 0)),
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
         cancel_requested=bool(item.get("cancel_requested", False)),
+        promote_requested=bool(item.get("promote_requested", False)),
         rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,
         expires_at=datetime.fromtimestamp(item[EXPIRES_AT], UTC) if item.get(EXPIRES_AT) is not None else None,
     )

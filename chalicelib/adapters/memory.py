@@ -15,7 +15,7 @@ from chalicelib.domain.errors import (
     TaskAlreadyExistsError,
 )
 from chalicelib.domain.messages import WorkMessage
-from chalicelib.domain.models import Alias, ModelLock, Task, TaskKind, utc_now
+from chalicelib.domain.models import Alias, ModelLock, ScalingPolicy, Task, TaskKind, utc_now
 
 
 class InMemoryTaskStore:
@@ -274,3 +274,23 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._now += timedelta(seconds=seconds)
+
+
+class InMemoryScaling:
+    """The Scaling port in memory: which variant has which policy."""
+
+    def __init__(self) -> None:
+        self.policies: dict[str, ScalingPolicy] = {}
+        self._lock = threading.Lock()
+
+    def policy_of(self, variant: str) -> ScalingPolicy | None:
+        with self._lock:
+            return self.policies.get(variant)
+
+    def apply(self, variant: str, policy: ScalingPolicy) -> None:
+        with self._lock:
+            self.policies[variant] = policy
+
+    def remove(self, variant: str) -> None:
+        with self._lock:
+            self.policies.pop(variant, None)

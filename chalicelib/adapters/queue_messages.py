@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.adapters.sagemaker_shapes import is_endpoint_state_change, read_endpoint_state_change
-from chalicelib.domain.commands import SubmitDeploy
+from chalicelib.domain.commands import PromoteDeploy, SubmitDeploy
 from chalicelib.domain.errors import UnreadableMessageError
 from chalicelib.domain.messages import (
     Advance,
@@ -64,6 +64,8 @@ def intake_body(request: IntakeRequest) -> dict[str, Any]:
     """The automation's own format (docs/api.md), so that a request waiting for its model reads
     like the one that was sent; `deadline` says until when it waits. api/intake.py reads it."""
     command = request.command
+    if isinstance(command, PromoteDeploy):
+        return {"action": "promote", "task_id": command.task_id}
     body: dict[str, Any] = {"embedding_model_id": command.embedding_model_id}
     if isinstance(command, SubmitDeploy):
         body["action"] = "deploy"
@@ -117,7 +119,9 @@ def _parse(body: Mapping[str, Any]) -> DeadLetter:
     if is_endpoint_state_change(body):
         changed = read_endpoint_state_change(body)
         if changed is None:
-            raise ValueError("the event has no endpoint name, status or tag map")
+            raise ValueError(
+                "the event has no endpoint name or status, or its Tags are neither a map nor a list of {key, value}"
+            )
         return changed
     parser = _PARSERS.get(body.get("action"))  # type: ignore[arg-type]
     if parser is None:

@@ -92,6 +92,13 @@ def _tags_to_dict(tags: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {str(tag["Key"]): str(tag["Value"]) for tag in tags}
 
 
+def _instances(endpoint: Mapping[str, Any]) -> int | None:
+    """CurrentInstanceCount of the endpoint's variants: what serves now, autoscaling included."""
+    counts = [v.get("CurrentInstanceCount") for v in endpoint.get("ProductionVariants", [])]
+    known = [int(c) for c in counts if isinstance(c, int)]
+    return sum(known) if known else None
+
+
 class SageMakerHosting:
     """Variants as one SageMaker Model + EndpointConfig + Endpoint, all named `spec.name`."""
 
@@ -186,7 +193,9 @@ class SageMakerHosting:
                 f"SageMaker reported {status} without a reason; see CloudWatch log group "
                 f"/aws/sagemaker/Endpoints/{name}"
             )
-        return VariantStatus(name=name, state=state, failure_reason=reason, platform_status=status)
+        return VariantStatus(
+            name=name, state=state, failure_reason=reason, platform_status=status, instance_count=_instances(found)
+        )
 
     def _describe_endpoint(self, name: str) -> Mapping[str, Any] | None:
         return _sagemaker(

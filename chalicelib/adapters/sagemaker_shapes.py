@@ -5,7 +5,10 @@ from here, so that what a stand-in says is what SageMaker says. No boto3 here: s
 """
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.domain.messages import EndpointChanged
@@ -42,17 +45,30 @@ _STATUS_OF_STATE: Mapping[EndpointState, str] = {
     EndpointState.DELETING: "Deleting",
 }
 
-# EventBridge's detail-type for SageMaker endpoint state changes.
+# EventBridge's detail-type for SageMaker endpoint state changes. Its EndpointStatus is spelled in
+# upper snake case (IN_SERVICE, FAILED, CREATING, UPDATING, DELETING, ...), not as DescribeEndpoint
+# spells it (InService, ...); its Tags are a map in the documented example and a list of
+# {key, value} in the published schema. The reader takes every form; stand-ins send the example's.
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+EVENT_SOURCE = "aws.sagemaker"
 
 
 def variant_tags(spec: VariantSpec, managed_by: str = MANAGED_BY) -> dict[str, str]:
     return {TAG_MODEL_ID: spec.embedding_model_id, TAG_TASK_ID: spec.task_id, TAG_MANAGED_BY: managed_by}
 
 
+def _folded(status: str) -> str:
+    """One key for both spellings of a status: "InService" and "IN_SERVICE" are both "inservice"."""
+    return status.replace("_", "").replace(" ", "").lower()
+
+
+_STATES_BY_FOLDED: Mapping[str, EndpointState] = {_folded(status): state for status, state in ENDPOINT_STATES.items()}
+
+
 def state_of(platform_status: str) -> EndpointState:
-    """Map a SageMaker endpoint status; an unknown (newer) one is waited on, not trusted."""
-    return ENDPOINT_STATES.get(platform_status, EndpointState.CREATING)
+    """Map a SageMaker endpoint status in either spelling (DescribeEndpoint's "InService", the event's
+    "IN_SERVICE"); an unknown (newer) one is waited on, not trusted."""
+    return _STATES_BY_FOLDED.get(_folded(platform_status), EndpointState.CREATING)
 
 
 def platform_status(state: EndpointState) -> str:
@@ -60,14 +76,58 @@ def platform_status(state: EndpointState) -> str:
     return _STATUS_OF_STATE.get(state, state.value)
 
 
+def event_status(status: EndpointState | str) -> str:
+    """The state-change event's spelling of a status: InService -> IN_SERVICE, Updating -> UPDATING."""
+    text = platform_status(status) if isinstance(status, EndpointState) else status
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text).upper()
+
+
+def endpoint_arn(name: str, *, region: str, account: str) -> str:
+    # SageMaker lower-cases the name in its ARNs.
+    return f"arn:aws:sagemaker:{region}:{account}:endpoint/{name.lower()}"
+
+
 def endpoint_state_change(
-    endpoint_name: str, status: str, tags: Mapping[str, str], failure_reason: str | None = None
+    endpoint_name: str,
+    status: EndpointState | str,
+    tags: Mapping[str, str],
+    failure_reason: str | None = None,
+    *,
+    region: str,
+    account: str,
+    created_at: datetime | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The event as EventBridge delivers it to the deploy-tasks queue (stand-ins send this)."""
-    detail: dict[str, Any] = {"EndpointName": endpoint_name, "EndpointStatus": status, "Tags": dict(tags)}
+    """The event as EventBridge delivers it to the deploy-tasks queue, shaped as AWS documents it
+    ("SageMaker endpoint state change" in the SageMaker developer guide): stand-ins send this."""
+    now = at or datetime.now(UTC)
+    arn = endpoint_arn(endpoint_name, region=region, account=account)
+    detail: dict[str, Any] = {
+        "EndpointName": endpoint_name,
+        "EndpointArn": arn,
+        "EndpointConfigName": endpoint_name,  # every part of a variant carries the variant's name
+        "EndpointStatus": event_status(status),
+        "CreationTime": _epoch_millis(created_at or now),
+        "LastModifiedTime": _epoch_millis(now),
+        "Tags": dict(tags),
+    }
     if failure_reason:
         detail["FailureReason"] = failure_reason
-    return {"version": "0", "source": "aws.sagemaker", "detail-type": ENDPOINT_STATE_CHANGE, "detail": detail}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": ENDPOINT_STATE_CHANGE,
+        "source": EVENT_SOURCE,
+        "account": account,
+        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [arn],
+        "detail": detail,
+    }
+
+
+def _epoch_millis(when: datetime) -> float:
+    return float(round(when.timestamp() * 1000))
 
 
 def is_endpoint_state_change(body: Mapping[str, Any]) -> bool:
@@ -79,8 +139,9 @@ def read_endpoint_state_change(body: Mapping[str, Any]) -> EndpointChanged | Non
     detail = body.get("detail")
     if not is_endpoint_state_change(body) or not isinstance(detail, dict):
         return None
-    name, status, tags = detail.get("EndpointName"), detail.get("EndpointStatus"), detail.get("Tags") or {}
-    if not isinstance(name, str) or not isinstance(status, str) or not isinstance(tags, dict):
+    name, status = detail.get("EndpointName"), detail.get("EndpointStatus")
+    tags = _tag_map(detail.get("Tags"))
+    if not isinstance(name, str) or not name or not isinstance(status, str) or not status or tags is None:
         return None
     reason = detail.get("FailureReason")
     return EndpointChanged(
@@ -91,6 +152,26 @@ def read_endpoint_state_change(body: Mapping[str, Any]) -> EndpointChanged | Non
         embedding_model_id=_text(tags.get(TAG_MODEL_ID)),
         failure_reason=reason if isinstance(reason, str) else None,
     )
+
+
+def _tag_map(tags: object) -> dict[str, object] | None:
+    """Tags as a map (the documented example) or a list of {key, value} (the published schema;
+    Key/Value as SageMaker's API spells them is taken too); None when they are neither."""
+    if tags is None:
+        return {}
+    if isinstance(tags, dict):
+        return dict(tags)
+    if not isinstance(tags, list):
+        return None
+    found: dict[str, object] = {}
+    for tag in tags:
+        if not isinstance(tag, dict):
+            return None
+        key = tag.get("key", tag.get("Key"))
+        if not isinstance(key, str):
+            return None
+        found[key] = tag.get("value", tag.get("Value"))
+    return found
 
 
 def _text(value: object) -> str | None:

@@ -23,6 +23,7 @@ from chalicelib.api.responses import (
     ErrorOut,
     HealthOut,
     InvokeOut,
+    ModelOut,
     ModelsOut,
 )
 from chalicelib.api.schemas import IMAGE_URI_MAX, DeleteRequest, DeployRequest, InvokeRequest
@@ -31,7 +32,7 @@ from chalicelib.domain.names import ID_PATTERN, ID_RULE
 
 OPENAPI_VERSION = "3.1.0"
 # The contract's own version: a field or status that callers may rely on changes it, not a release.
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
 
@@ -138,6 +139,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The newest deploy task of a model", Answer("The task", models=(DeployTaskOut,)),
         errors={404: _not_found(str(TaskNotFoundError.by_model("deploy", "nope")))}, tag="deploy",
     ),
+    ("POST", "/deploy/{task_id}/promote"): Operation(
+        "Make the candidate of a deploy awaiting promotion live",
+        Answer("The task as the promote found it (`promote_by` still set); the worker swaps the alias next. "
+               "A second promote answers the task and changes nothing", models=(DeployTaskOut,)),
+        description="Only for a deploy with `config.promotion: \"manual\"` in stage `awaiting_promotion`: "
+        "its candidate passed the health and parity gate and waits beside the live variant (the reindex "
+        "window). The swap, bake and teardown of the previous variant follow as in an automatic deploy.",
+        errors={404: _not_found(str(TaskNotFoundError.by_id("deploy", "nope"))),
+                409: Answer("The task cannot be promoted: it was submitted with promotion `auto`, has not "
+                            "reached the gate, is being canceled, or has ended",
+                            example={"detail": "Deployment task `t1` is already canceled; there is no "
+                                               "candidate to promote"})},
+        tag="deploy",
+    ),
     ("POST", "/deploy/{task_id}/cancel"): Operation(
         "Cancel a deploy that has not swapped yet",
         Answer("The task as the cancel found it; the worker ends it and tears its green variant down",
@@ -169,7 +184,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The live models", Answer("Every model with a live alias", models=(ModelsOut,)), tag="models"
     ),
     ("GET", "/models/{embedding_model_id}"): Operation(
-        "A model's alias", Answer("The live variant, and the previous one during the bake", models=(AliasOut,)),
+        "A model's alias",
+        Answer("The live variant, the previous one during the bake, and the candidate of a deploy awaiting "
+               "promotion (`endpoint_name` is null when a first deploy's candidate is all there is)",
+               models=(ModelOut,)),
         errors={404: _not_found(str(ModelNotFoundError.not_deployed("nope")))}, tag="models",
     ),
     ("POST", "/models/{embedding_model_id}/rollback"): Operation(
@@ -181,7 +199,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="models",
     ),
     ("POST", "/models/{embedding_model_id}/invoke"): Operation(
-        "Embed texts with the model's live variant",
+        "Embed texts with the model's live variant (or its candidate awaiting promotion)",
         Answer("The endpoint's answer and the variant that gave it", models=(InvokeOut,)),
         description="The body is the endpoint's own (docs/serving.md). Its limits are checked here first; "
         "what the endpoint still refuses is answered 422 with its words. The endpoint has "
@@ -190,6 +208,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=InvokeRequest,
         errors=_body_errors({
             404: _not_found(str(ModelNotFoundError.not_deployed("nope"))),
+            409: Answer("`target: candidate`, but no deploy of the model awaits promotion"),
             422: Answer("The body breaks the endpoint's rules (too many texts, not strings, an unknown field, "
                         "a lone surrogate), checked here or refused by the endpoint itself",
                         example={"detail": "too many texts: 10000 > 256; split the request", "field": "inputs"}),

@@ -39,6 +39,14 @@ class TaskEventOut(Wire):
     detail: str | SkipJsonSchema[None] = Field(default=None, description="What happened, if worth saying")
 
 
+class AutoscalingOut(Wire):
+    """Application Auto Scaling target tracking on a variant's instance count."""
+
+    min_instances: int = Field(ge=1)
+    max_instances: int = Field(ge=1)
+    target_invocations_per_instance: int = Field(gt=0, description="Invocations per instance a minute")
+
+
 class DeployConfigOut(Wire):
     """A deploy's config with every default of the stage filled in."""
 
@@ -53,6 +61,22 @@ class DeployConfigOut(Wire):
     )
     parity_check: Literal["required", "skip"] = Field(
         description="`skip` only when the request said so: the smoke test then checks shapes, not embeddings"
+    )
+    promotion: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="`manual`: after the gate the candidate waits in stage awaiting_promotion for "
+        "POST /deploy/{task_id}/promote",
+    )
+    promotion_timeout_seconds: int | SkipJsonSchema[None] = Field(
+        default=None, description="With `manual`: how long the candidate waits for its promote, then it is canceled"
+    )
+    match_live_instance_count: bool = Field(
+        default=False,
+        description="The request named no instance count: the preflight set `initial_instance_count` to what "
+        "the live variant runs",
+    )
+    autoscaling: AutoscalingOut | SkipJsonSchema[None] = Field(
+        default=None, description="Target tracking registered on green before the swap, as the request gave it"
     )
 
 
@@ -79,6 +103,9 @@ class DeployTaskOut(_TaskOut):
     config: DeployConfigOut
     endpoint_name: str | SkipJsonSchema[None] = Field(
         default=None, description="The green variant's name, once the deploy has chosen it"
+    )
+    promote_by: Timestamp | SkipJsonSchema[None] = Field(
+        default=None, description="While its candidate awaits promotion: when the task ends canceled unpromoted"
     )
 
 
@@ -109,8 +136,11 @@ def task_out(task: Task) -> DeployTaskOut | DeleteTaskOut:
         return DeployTaskOut(
             **_common(task),
             kind="deploy",
-            config=DeployConfigOut(**task.deploy_config.as_dict()),
+            config=DeployConfigOut(**{k: v for k, v in task.deploy_config.as_dict().items() if v is not None}),
             endpoint_name=task.variant,
+            promote_by=iso(task.deadline_at)
+            if task.stage == Stage.AWAITING_PROMOTION and task.is_active and task.deadline_at is not None
+            else None,
         )
     return DeleteTaskOut(**_common(task), kind="delete", config=NoConfig(), reason=task.reason)
 
@@ -152,6 +182,26 @@ def alias_body(alias: Alias) -> dict[str, Any]:
     return alias_out(alias).body()
 
 
+class ModelOut(AliasOut):
+    """One model: its alias, and the candidate of a deploy awaiting promotion (all null when none)."""
+
+    candidate_endpoint_name: str | None = Field(description="The candidate awaiting promotion")
+    candidate_content_hash: str | None = Field(description="The content hash of the candidate's artifact")
+    candidate_task_id: str | None = Field(description="The deploy task to promote (or cancel)")
+    candidate_promote_by: Timestamp | None = Field(description="When that task ends canceled unpromoted")
+
+
+def model_body(alias: Alias, candidate: Task | None) -> dict[str, Any]:
+    """GET /models/{id}: the alias, and the candidate awaiting promotion (null when none)."""
+    return ModelOut(
+        **alias_out(alias).model_dump(),
+        candidate_endpoint_name=candidate.variant if candidate else None,
+        candidate_content_hash=candidate.deploy_config.content_hash if candidate else None,
+        candidate_task_id=candidate.task_id if candidate else None,
+        candidate_promote_by=iso(candidate.deadline_at) if candidate and candidate.deadline_at else None,
+    ).body()
+
+
 class ModelsOut(Wire):
     models: list[AliasOut] = Field(description="Every model with a live alias")
 
@@ -170,6 +220,12 @@ class InvokeOut(Wire):
     model: str = Field(description="The model id the endpoint's manifest names")
     dimension: int = Field(ge=1)
     endpoint_name: str = Field(description="The variant that answered")
+    target: Literal["candidate"] | SkipJsonSchema[None] = Field(
+        default=None, description="Sent when the candidate awaiting promotion answered"
+    )
+    task_id: str | SkipJsonSchema[None] = Field(
+        default=None, description="With `target`: the deploy task whose candidate answered"
+    )
 
 
 def invoke_body(answer: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,14 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from chalicelib.domain.commands import DeployConfigRequest, Submit, SubmitDelete, SubmitDeploy
+from chalicelib.domain.commands import (
+    AutoscalingRequest,
+    DeployConfigRequest,
+    IntakeCommand,
+    PromoteDeploy,
+    SubmitDelete,
+    SubmitDeploy,
+)
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
@@ -41,6 +48,16 @@ Id = Annotated[
     StrictStr,
     WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128, "examples": ["abc123"]}),
 ]
+class AutoscalingIn(BaseModel):
+    """`config.autoscaling`: Application Auto Scaling target tracking registered on green before the swap."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    min_instances: StrictInt = Field(ge=1)
+    max_instances: StrictInt = Field(ge=1)
+    target_invocations_per_instance: StrictInt = Field(gt=0, description="Invocations per instance a minute")
+
+
 class DeployConfigIn(BaseModel):
     """The optional `config` of a deploy request; omitted keys take the stage's defaults."""
 
@@ -54,6 +71,11 @@ class DeployConfigIn(BaseModel):
     # "skip": the artifact has no reference embeddings and the caller says so; the smoke test then
     # checks shape, dimension and norms only, and the task says the parity check was skipped.
     parity_check: Literal["required", "skip"] | None = None
+    # "manual": green waits beside blue in stage awaiting_promotion until POST /deploy/{id}/promote.
+    promotion: Literal["auto", "manual"] | None = None
+    promotion_timeout_seconds: StrictInt | None = Field(default=None, ge=60)
+    # None: green carries over the live variant's policy, if it has one.
+    autoscaling: AutoscalingIn | None = None
 
 
 # One of the two names of the model is required (the schema says so; `named_model` enforces it).
@@ -142,6 +164,11 @@ class InvokeRequest(BaseModel):
     truncate: StrictBool | None = Field(
         default=None, description="Cut texts at the model's token limit (default true); false refuses a longer text"
     )
+    target: Literal["live", "candidate"] | None = Field(
+        default=None,
+        description="`candidate`: embed with the candidate of a deploy awaiting promotion (re-embedding a corpus) "
+        "instead of the live variant",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -165,8 +192,8 @@ class InvokeRequest(BaseModel):
         return inputs
 
     def payload(self) -> dict[str, Any]:
-        """What the endpoint is sent: only what the caller set."""
-        return self.model_dump(exclude_none=True)
+        """What the endpoint is sent: only what the caller set (`target` is ours, not the endpoint's)."""
+        return self.model_dump(exclude_none=True, exclude={"target"})
 
 
 RequestT = TypeVar("RequestT", DeployRequest, DeleteRequest)
@@ -177,7 +204,15 @@ class IntakeEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
-    action: Literal["deploy", "delete"]
+    action: Literal["deploy", "delete", "promote"]
+
+
+class PromoteRequest(BaseModel):
+    """A promote on the requests queue: which deploy task's candidate goes live."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    task_id: StrictStr
 
 
 def parse_json_body(raw: bytes | str | None, max_bytes: int) -> dict[str, Any]:
@@ -260,10 +295,18 @@ def _parse(model: type[RequestT], data: dict[str, Any]) -> tuple[RequestT, str]:
 def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
     request, embedding_model_id = _parse(DeployRequest, data)
     config = request.config or DeployConfigIn()
+    scaling = config.autoscaling
     return SubmitDeploy(
         embedding_model_id=embedding_model_id,
         client_task_id=request.id,
-        config=DeployConfigRequest(**config.model_dump()),
+        config=DeployConfigRequest(
+            **config.model_dump(exclude={"autoscaling"}),
+            autoscaling=AutoscalingRequest(
+                scaling.min_instances, scaling.max_instances, scaling.target_invocations_per_instance
+            )
+            if scaling
+            else None,
+        ),
         source=source,
     )
 
@@ -283,10 +326,25 @@ def parse_invoke(data: dict[str, Any]) -> dict[str, Any]:
     return validated(InvokeRequest, data).payload()
 
 
-def parse_intake(data: dict[str, Any]) -> Submit:
+def parse_invoke_request(data: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(whether the candidate awaiting promotion is asked, what the endpoint is sent)."""
+    request = validated(InvokeRequest, data)
+    return request.target == "candidate", request.payload()
+
+
+def parse_promote(data: dict[str, Any], source: str = "sqs") -> PromoteDeploy:
+    request = validated(PromoteRequest, data)
+    if not is_valid_id(request.task_id):
+        raise InvalidRequestError(f"task_id {request.task_id!r} is not allowed: {ID_RULE}", field="task_id")
+    return PromoteDeploy(task_id=request.task_id, source=source)
+
+
+def parse_intake(data: dict[str, Any]) -> IntakeCommand:
     """A requests-queue message: `action` picks the command, the rest is the HTTP body."""
     envelope = validated(IntakeEnvelope, data)
     fields = {k: v for k, v in data.items() if k != "action"}
     if envelope.action == "deploy":
         return parse_deploy(fields, source="sqs")
+    if envelope.action == "promote":
+        return parse_promote(fields)
     return parse_delete(fields, source="sqs")

@@ -6,6 +6,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class AutoscalingRequest:
+    """A deploy's `config.autoscaling` as sent: target tracking on invocations per instance."""
+
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
 class DeployConfigRequest:
     """A deploy's `config` as the caller sent it: None takes the stage's default at submit."""
 
@@ -15,6 +24,9 @@ class DeployConfigRequest:
     image_uri: str | None = None
     bake_seconds: int | None = None
     parity_check: str | None = None
+    promotion: str | None = None
+    promotion_timeout_seconds: int | None = None
+    autoscaling: AutoscalingRequest | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""
@@ -41,4 +53,13 @@ class SubmitDelete:
     source: str = "http"
 
 
+@dataclass(frozen=True)
+class PromoteDeploy:
+    """Swap the alias to the candidate of a deploy that awaits promotion (config.promotion manual)."""
+
+    task_id: str
+    source: str = "http"
+
+
 Submit = SubmitDeploy | SubmitDelete
+IntakeCommand = Submit | PromoteDeploy

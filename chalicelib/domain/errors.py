@@ -58,11 +58,15 @@ class IdempotencyConflictError(EsdeployError):
 class ModelBusyError(EsdeployError):
     """Another deploy or delete of the same model is still pending or processing."""
 
-    def __init__(self, embedding_model_id: str, active_task_id: str, active_kind: str) -> None:
-        super().__init__(
-            f"Model `{embedding_model_id}` has an active {active_kind} task `{active_task_id}`; "
-            "wait for it to finish or cancel it"
+    def __init__(
+        self, embedding_model_id: str, active_task_id: str, active_kind: str, awaiting_promotion: bool = False
+    ) -> None:
+        advice = (
+            f"its candidate awaits promotion: promote it (POST /deploy/{active_task_id}/promote) or cancel it"
+            if awaiting_promotion
+            else "wait for it to finish or cancel it"
         )
+        super().__init__(f"Model `{embedding_model_id}` has an active {active_kind} task `{active_task_id}`; {advice}")
         self.embedding_model_id = embedding_model_id
         self.active_task_id = active_task_id
         self.active_kind = active_kind
@@ -95,6 +99,11 @@ class RetryableError(EsdeployError):
 
 class TerminalHostingError(EsdeployError):
     """The hosting platform refused for good (quota, bad artifact, validation)."""
+
+
+class QuotaExceededError(TerminalHostingError):
+    """The platform has no quota left for what the deploy asked (SageMaker's ResourceLimitExceeded):
+    no retry helps until someone raises the quota, so the task ends `refused`, naming it."""
 
 
 class InvocationError(EsdeployError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chalicelib.domain.commands import Submit
+from chalicelib.domain.commands import IntakeCommand
 from chalicelib.domain.models import STAGES_WITH_GREEN, EndpointState, Task, TaskKind
 
 
@@ -62,10 +62,10 @@ class EndpointChanged:
 
 @dataclass(frozen=True)
 class IntakeRequest:
-    """A deploy or delete from the requests queue. A request for a busy model goes back to that
-    queue to wait, until the model is free or `deadline` passes; `attempt` counts the waits."""
+    """A deploy, delete or promote from the requests queue. A deploy or delete for a busy model goes
+    back to that queue to wait, until the model is free or `deadline` passes; `attempt` counts the waits."""
 
-    command: Submit
+    command: IntakeCommand
     deadline: datetime | None = None
     attempt: int = 0
 

@@ -41,6 +41,8 @@ class Stage(StrEnum):
     CREATING = "creating"
     WAITING = "waiting"
     VERIFYING = "verifying"
+    # only with config.promotion "manual": green is InService and checked, the alias is unmoved
+    AWAITING_PROMOTION = "awaiting_promotion"
     SWAPPING = "swapping"
     # delete
     UNALIASING = "unaliasing"
@@ -50,7 +52,9 @@ class Stage(StrEnum):
 
 
 # Stages in which a deploy's green variant may exist: a fault or a cancel hands it to teardown.
-STAGES_WITH_GREEN = frozenset({Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING})
+STAGES_WITH_GREEN = frozenset(
+    {Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.AWAITING_PROMOTION, Stage.SWAPPING}
+)
 
 
 def utc_now() -> datetime:
@@ -82,6 +86,46 @@ class ParityCheck(StrEnum):
     SKIP = "skip"
 
 
+class Promotion(StrEnum):
+    """Who moves the alias once green passed the gate: the worker at once (`auto`), or a person or
+    a reindex job through POST /deploy/{task_id}/promote (`manual`: the reindex window)."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """Target tracking on a variant's instance count (Application Auto Scaling on AWS): between
+    `min_instances` and `max_instances`, aiming at this many invocations per instance a minute."""
+
+    min_instances: int
+    max_instances: int
+    # Whole invocations per instance a minute (a DynamoDB map holds no floats).
+    target_invocations_per_instance: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "target_invocations_per_instance": self.target_invocations_per_instance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScalingPolicy:
+        return cls(
+            min_instances=int(data["min_instances"]),
+            max_instances=int(data["max_instances"]),
+            target_invocations_per_instance=int(data["target_invocations_per_instance"]),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.min_instances}-{self.max_instances} instances at "
+            f"{self.target_invocations_per_instance} invocations per instance a minute"
+        )
+
+
 @dataclass(frozen=True)
 class DeployConfig:
     """A deploy request's config after validation, with every default filled in and the artifact
@@ -95,6 +139,14 @@ class DeployConfig:
     # None only on tasks stored before artifacts were pinned at submit.
     content_hash: str | None = None
     parity_check: ParityCheck = ParityCheck.REQUIRED
+    promotion: Promotion = Promotion.AUTO
+    # No count in the request: the preflight sets `initial_instance_count` to what the live
+    # variant runs now, so a blue scaled up under load is not replaced by one instance.
+    match_live_instance_count: bool = False
+    # None: green carries over the live variant's policy, if it has one.
+    autoscaling: ScalingPolicy | None = None
+    # With manual promotion: how long a candidate waits for its promote before the task is canceled.
+    promotion_timeout_seconds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +157,14 @@ class DeployConfig:
             "image_uri": self.image_uri,
             "bake_seconds": self.bake_seconds,
             "parity_check": self.parity_check.value,
+            "promotion": self.promotion.value,
+            "match_live_instance_count": self.match_live_instance_count,
+            "autoscaling": self.autoscaling.as_dict() if self.autoscaling else None,
+            **(
+                {"promotion_timeout_seconds": self.promotion_timeout_seconds}
+                if self.promotion_timeout_seconds is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -118,6 +178,12 @@ class DeployConfig:
             bake_seconds=int(data["bake_seconds"]),
             content_hash=str(content_hash) if content_hash else None,
             parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
+            promotion=Promotion(data.get("promotion", Promotion.AUTO.value)),
+            match_live_instance_count=bool(data.get("match_live_instance_count", False)),
+            autoscaling=ScalingPolicy.from_dict(data["autoscaling"]) if data.get("autoscaling") else None,
+            promotion_timeout_seconds=(
+                int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
+            ),
         )
 
 
@@ -145,6 +211,8 @@ class Task:
     polls: int = 0
     deadline_at: datetime | None = None
     cancel_requested: bool = False
+    # Set by POST /deploy/{id}/promote on a task awaiting promotion; the worker then swaps.
+    promote_requested: bool = False
     # When the sweeper last re-sent this task's next step (once per stall window).
     rekicked_at: datetime | None = None
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from chalicelib.config import Settings
 from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, parse_s3_url, read_pointer
-from chalicelib.domain.commands import DeployConfigRequest
+from chalicelib.domain.commands import AutoscalingRequest, DeployConfigRequest
 from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
-from chalicelib.domain.models import DeployConfig, ParityCheck
+from chalicelib.domain.models import DeployConfig, ParityCheck, Promotion, ScalingPolicy
 from chalicelib.ports import Artifacts
 
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
@@ -52,6 +52,8 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
             f"config.bake_seconds {bake} is over the limit of {settings.max_bake_seconds}",
             field="config.bake_seconds",
         )
+    promotion = Promotion(given.promotion or Promotion.AUTO.value)
+    timeout = _promotion_timeout(settings, promotion, given.promotion_timeout_seconds)
     return DeployConfig(
         instance_type=instance_type,
         initial_instance_count=count,
@@ -59,7 +61,46 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
         image_uri=image_uri,
         bake_seconds=bake,
         parity_check=ParityCheck(given.parity_check or ParityCheck.REQUIRED.value),
+        promotion=promotion,
+        promotion_timeout_seconds=timeout,
+        match_live_instance_count=given.initial_instance_count is None,
+        autoscaling=_autoscaling(settings, given.autoscaling),
     )
+
+
+def _autoscaling(settings: Settings, given: AutoscalingRequest | None) -> ScalingPolicy | None:
+    if given is None:
+        return None
+    field = "config.autoscaling"
+    if given.max_instances < given.min_instances:
+        raise InvalidRequestError(
+            f"{field}.max_instances {given.max_instances} is below min_instances {given.min_instances}",
+            field=f"{field}.max_instances",
+        )
+    if given.max_instances > settings.max_instance_count:
+        raise InvalidRequestError(
+            f"{field}.max_instances {given.max_instances} is over the limit of {settings.max_instance_count} "
+            "(ESDEPLOY_MAX_INSTANCE_COUNT)",
+            field=f"{field}.max_instances",
+        )
+    return ScalingPolicy(given.min_instances, given.max_instances, given.target_invocations_per_instance)
+
+
+def _promotion_timeout(settings: Settings, promotion: Promotion, given: int | None) -> int | None:
+    """How long a manual candidate may wait; only a manual promotion has one."""
+    field = "config.promotion_timeout_seconds"
+    if promotion is Promotion.AUTO:
+        if given is not None:
+            raise InvalidRequestError(f'{field} applies only with config.promotion "manual"', field=field)
+        return None
+    timeout = settings.default_promotion_timeout_seconds if given is None else given
+    if timeout > settings.max_promotion_timeout_seconds:
+        raise InvalidRequestError(
+            f"{field} {timeout} is over the limit of {settings.max_promotion_timeout_seconds} "
+            "(ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS)",
+            field=field,
+        )
+    return timeout
 
 
 def resolve_deploy_config(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from chalicelib.domain.errors import (
     ConcurrentUpdateError,
     InvocationError,
     InvocationTimeoutError,
+    QuotaExceededError,
     RetryableError,
     TerminalHostingError,
 )
@@ -20,10 +22,12 @@ from chalicelib.domain.models import (
     Alias,
     EndpointState,
     ParityCheck,
+    Promotion,
     Stage,
     Task,
     TaskKind,
     TaskStatus,
+    iso,
 )
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import (
@@ -33,6 +37,7 @@ from chalicelib.ports import (
     Clock,
     Hosting,
     LiveModelSlots,
+    Scaling,
     TaskStore,
     VariantSpec,
 )
@@ -56,6 +61,7 @@ class DeployWorker:
     writer: TaskWriter
     artifacts: Artifacts
     hosting: Hosting
+    scaling: Scaling
     clock: Clock
 
     # ---- entry points -------------------------------------------------------------------
@@ -126,12 +132,15 @@ class DeployWorker:
             Stage.CREATING: self._create,
             Stage.WAITING: self._wait,
             Stage.VERIFYING: self._verify,
+            Stage.AWAITING_PROMOTION: self._await_promotion,
             Stage.SWAPPING: self._swap,
         }
         logger.info("deploy step", extra={**_keys(task), "version": task.version, "polls": task.polls})
         try:
             if task.cancel_requested and not self._is_live(task):
                 self._finish_canceled(task)
+            elif task.stage == Stage.AWAITING_PROMOTION and self._past_deadline(task) and not task.promote_requested:
+                self._promotion_timed_out(task)
             elif task.stage in STAGES_WITH_GREEN and self._past_deadline(task):
                 self._fail(task, TaskStatus.FAILED, self._deadline_detail(task))
             else:
@@ -141,6 +150,9 @@ class DeployWorker:
             # and owns the next step; this message has nothing left to do. (A conflict on the
             # alias is not this: change_alias reads and decides again.)
             logger.info("lost a race for the task; the other writer continues", extra=_keys(task))
+        except QuotaExceededError as error:
+            # Not a fault of the deploy: the account's quota says no until someone raises it.
+            self._fail(task, TaskStatus.REFUSED, self._quota_detail(task, error))
         except TerminalHostingError as error:
             self._fail(task, TaskStatus.FAILED, str(error))
         except ArtifactRefusedError as error:
@@ -166,6 +178,7 @@ class DeployWorker:
                 "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
             )
             return
+        capacity = self._match_live_capacity(task)
         task.variant = variant_name(self.settings.resource_prefix, task.embedding_model_id, task.task_id)
         task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
         checked = (
@@ -177,9 +190,48 @@ class DeployWorker:
             at=now,
             stage=Stage.CREATING,
             detail=f"artifact {str(config.content_hash)[:12]} checked: manifest of {task.embedding_model_id}, "
-            f"{checked}; live-model slot reserved (cap {cap}); creating {task.variant}",
+            f"{checked}; live-model slot reserved (cap {cap}); {capacity}; creating {task.variant}",
         )
         self.writer.advance(task)
+
+    def _match_live_capacity(self, task: Task) -> str:
+        """Green's instance count, said for the task's events: the deploy's own, or (when it named
+        none) as many as the live variant runs now, read here, so a blue scaled up under load is
+        not replaced by a single instance."""
+        config = task.deploy_config
+        count = config.initial_instance_count
+        if not config.match_live_instance_count:
+            said = f"green starts at {count} instance(s) (config.initial_instance_count)"
+        else:
+            alias = self.aliases.get(task.embedding_model_id)
+            live = alias.live_variant if alias else None
+            running = self.hosting.describe(live).instance_count if live else None
+            if not live:
+                said = f"green starts at {count} instance(s) (no live variant to match)"
+            elif running is None:
+                said = f"green starts at {count} instance(s) (the live {live} did not say how many it runs)"
+            else:
+                count = running
+                said = f"green starts at {count} instance(s), as many as the live {live} runs now"
+        scaling = config.autoscaling
+        if scaling is not None and not scaling.min_instances <= count <= scaling.max_instances:
+            count = min(max(count, scaling.min_instances), scaling.max_instances)
+            said += f", {count} within config.autoscaling's {scaling.min_instances}-{scaling.max_instances}"
+        task.config["initial_instance_count"] = count
+        return said
+
+    def _quota_detail(self, task: Task, error: QuotaExceededError) -> str:
+        config = task.deploy_config
+        quota = f"{config.instance_type} for endpoint usage"
+        region = f" in {self.settings.region}" if self.settings.region else ""
+        return (
+            f"refused by the SageMaker quota '{quota}'{region}: {config.initial_instance_count} x "
+            f"{config.instance_type} were asked for. Request more in the Service Quotas console "
+            "(https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas, "
+            f"search '{quota}'), or delete unused endpoints, or deploy with fewer instances "
+            "(config.initial_instance_count) or another instance type; nothing was left running. "
+            f"SageMaker said: {error}"
+        )
 
     def _smoke_plan(self, task: Task) -> SmokePlan | None:
         """The plan from the manifest inside the pinned artifact; None when the task has ended.
@@ -274,16 +326,77 @@ class DeployWorker:
             if plan.references is not None
             else "shape and norms only: the parity check was skipped, config.parity_check=skip"
         )
-        task.record(
-            at=self.clock.now(),
-            stage=Stage.SWAPPING,
-            detail=f"smoke test passed on {len(plan.texts)} probe texts ({checked})",
-        )
+        passed = f"smoke test passed on {len(plan.texts)} probe texts ({checked})"
+        if task.deploy_config.promotion is Promotion.MANUAL:
+            self._hold_for_promotion(task, passed)
+            return
+        task.record(at=self.clock.now(), stage=Stage.SWAPPING, detail=passed)
         self.writer.advance(task)
+
+    def _hold_for_promotion(self, task: Task, passed: str) -> None:
+        """Green passed the gate and waits beside blue, the alias unmoved, until it is promoted
+        (TaskService.promote), canceled, or its promotion window ends."""
+        now = self.clock.now()
+        window = task.deploy_config.promotion_timeout_seconds or self.settings.default_promotion_timeout_seconds
+        # The promotion window replaces the deploy deadline: the wait is meant to be long.
+        task.deadline_at = now + timedelta(seconds=window)
+        task.polls = 0
+        task.record(
+            at=now,
+            stage=Stage.AWAITING_PROMOTION,
+            detail=f"{passed}; candidate {task.variant} awaits promotion until {iso(task.deadline_at)}: "
+            f"POST /deploy/{task.task_id}/promote to make it live, or /cancel to discard it",
+        )
+        self.writer.advance(task, delay_seconds=self._promotion_hop(task))
+
+    def _await_promotion(self, task: Task) -> None:
+        if task.promote_requested:
+            assert task.variant is not None
+            # It passed the gate hours ago, maybe: an endpoint that failed or was deleted since
+            # must not become live.
+            status = self.hosting.describe(task.variant)
+            if status.state != EndpointState.IN_SERVICE:
+                shown = status.platform_status or status.state.value
+                reason = f" ({status.failure_reason})" if status.failure_reason else ""
+                self._fail(
+                    task,
+                    TaskStatus.FAILED,
+                    f"promoted, but candidate {task.variant} is {shown}{reason}, no longer in service: "
+                    "the alias stays where it was; deploy again",
+                )
+                return
+            now = self.clock.now()
+            task.deadline_at = now + timedelta(seconds=self.settings.deploy_deadline_seconds)
+            task.record(at=now, stage=Stage.SWAPPING, detail=f"promoted: {task.variant} goes live")
+            self.writer.advance(task)
+            return
+        # A wake-up in hops until the window ends; each one is written, so a duplicate hop (or
+        # the sweeper's re-kick) finds the version moved on instead of starting a second chain.
+        task.polls += 1
+        task.updated_at = self.clock.now()
+        self.writer.advance(task, delay_seconds=self._promotion_hop(task))
+
+    def _promotion_hop(self, task: Task) -> int:
+        """Seconds to the next look: the window's end, in hops no longer than the longest poll, so
+        the sweeper (which re-kicks a task quiet for a stall window) sees it alive."""
+        assert task.deadline_at is not None
+        left = math.ceil((task.deadline_at - self.clock.now()).total_seconds()) + 1
+        return max(1, min(left, self.settings.poll_max_seconds or 1, SQS_MAX_DELAY_SECONDS))
+
+    def _promotion_timed_out(self, task: Task) -> None:
+        window = task.deploy_config.promotion_timeout_seconds or self.settings.default_promotion_timeout_seconds
+        green = self._green_teardown(task, reason="promotion window ended")
+        detail = (
+            f"canceled: candidate {task.variant} was not promoted within {_duration(window)} "
+            f"(config.promotion_timeout_seconds={window}); it is torn down and the alias stays where it was"
+        )
+        self.writer.end(task, TaskStatus.CANCELED, detail, *green, forget_model=True)
+        logger.warning("promotion window ended", extra=_keys(task))
 
     def _swap(self, task: Task) -> None:
         green = task.variant
         assert green is not None
+        scaled = self._scale_green(task, green)
 
         def make_green_live(current: Alias | None) -> Alias | None:
             if current is not None and current.live_variant == green:
@@ -314,6 +427,8 @@ class DeployWorker:
                 )
             )
         detail = f"{task.variant} is live"
+        if scaled:
+            detail += f"; {scaled}"
         if alias.previous_variant:
             detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
         if task.deploy_config.parity_check is ParityCheck.SKIP:
@@ -326,6 +441,24 @@ class DeployWorker:
             delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
         )
         logger.info("deploy done", extra=_keys(task))
+
+    def _scale_green(self, task: Task, green: str) -> str | None:
+        """Green's autoscaling, registered before the alias moves to it: the deploy's own policy,
+        or the live variant's carried over. None when neither has one. A redelivery registers the
+        same again (both calls are upserts)."""
+        policy = task.deploy_config.autoscaling
+        source = "config.autoscaling"
+        if policy is None:
+            alias = self.aliases.get(task.embedding_model_id)
+            blue = None
+            if alias is not None:
+                blue = alias.live_variant if alias.live_variant != green else alias.previous_variant
+            policy = self.scaling.policy_of(blue) if blue else None
+            source = f"carried over from {blue}"
+        if policy is None:
+            return None
+        self.scaling.apply(green, policy)
+        return f"autoscaling {policy.describe()} ({source})"
 
     # ---- endings ----------------------------------------------------------------------------
 
@@ -363,6 +496,14 @@ class DeployWorker:
             f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
             f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
         )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _keys(task: Task) -> dict[str, str]:

@@ -8,24 +8,57 @@ from typing import Any
 from chalicelib.config import Settings
 from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
-from chalicelib.domain.models import Alias, EndpointState
+from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
 from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """A model as GET /models/{id} shows it: its alias, and the candidate awaiting promotion if any."""
+
+    alias: Alias
+    candidate: Task | None = None
+
+
+def candidate_of(locks: ModelLocks, store: TaskStore, embedding_model_id: str) -> Task | None:
+    """The deploy whose green passed the gate and awaits promotion: it holds the model's lease."""
+    held = locks.get(embedding_model_id)
+    if held is None or held.kind != TaskKind.DEPLOY:
+        return None
+    task = store.get(held.task_id)
+    if task is None or not task.is_active or task.stage != Stage.AWAITING_PROMOTION or not task.variant:
+        return None
+    return task
+
+
 @dataclass
 class ModelReads:
-    """What is live: one alias read, no endpoint call (and no SageMaker client to build)."""
+    """What is live: one alias read, no endpoint call (and no SageMaker client to build); for one
+    model, also its lease and the task holding it (a candidate awaiting promotion)."""
 
     aliases: Aliases
+    locks: ModelLocks
+    store: TaskStore
 
     def alias(self, embedding_model_id: str) -> Alias:
         alias = self.aliases.get(embedding_model_id)
         if alias is None or not alias.live_variant:
             raise ModelNotFoundError.not_deployed(embedding_model_id)
         return alias
+
+    def model(self, embedding_model_id: str) -> ModelView:
+        """The alias and the candidate; a model with only a candidate (a first deploy awaiting
+        promotion) shows no live endpoint."""
+        candidate = candidate_of(self.locks, self.store, embedding_model_id)
+        alias = self.aliases.get(embedding_model_id)
+        if alias is None or not alias.live_variant:
+            if candidate is None:
+                raise ModelNotFoundError.not_deployed(embedding_model_id)
+            alias = Alias(embedding_model_id, None, None, None, None)
+        return ModelView(alias, candidate)
 
     def live(self) -> list[Alias]:
         return self.aliases.list_live()
@@ -44,12 +77,24 @@ class ModelActions:
     hosting: Hosting
     clock: Clock
 
-    def invoke(self, embedding_model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, embedding_model_id: str, payload: dict[str, Any], candidate: bool = False) -> dict[str, Any]:
         """Embed through the alias: whatever variant is live right now answers, within the route's
-        budget (InvocationTimeoutError past it: API Gateway would cut the caller off at 29 s anyway)."""
-        live = ModelReads(self.aliases).alias(embedding_model_id).live_variant
+        budget (InvocationTimeoutError past it: API Gateway would cut the caller off at 29 s anyway).
+        With `candidate`, the green of the deploy that awaits promotion answers (to re-embed a corpus
+        before the switch)."""
+        timeout = self.settings.invoke_timeout_seconds
+        if candidate:
+            waiting = candidate_of(self.locks, self.store, embedding_model_id)
+            if waiting is None or waiting.variant is None:
+                raise InvalidStateError(
+                    f"Model `{embedding_model_id}` has no candidate awaiting promotion "
+                    '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
+                )
+            answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
+            return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
+        live = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id).live_variant
         assert live is not None
-        answer = self.hosting.invoke(live, payload, timeout_seconds=self.settings.invoke_timeout_seconds)
+        answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
         return {**answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
@@ -59,7 +104,7 @@ class ModelActions:
             holder = self.store.get(held.task_id)
             if holder is not None and not holder.status.is_terminal:
                 raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
-        alias = ModelReads(self.aliases).alias(embedding_model_id)
+        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
         previous = alias.previous_variant
         if not previous:
             raise InvalidStateError(

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.domain.commands import Submit, SubmitDelete, SubmitDeploy
+from chalicelib.domain.commands import PromoteDeploy, Submit, SubmitDelete, SubmitDeploy
 from chalicelib.domain.errors import (
     ConcurrentUpdateError,
     DispatchError,
@@ -23,7 +23,7 @@ from chalicelib.domain.errors import (
     TaskNotFoundError,
 )
 from chalicelib.domain.messages import IntakeRequest, resume
-from chalicelib.domain.models import ModelLock, Task, TaskKind, TaskStatus, iso
+from chalicelib.domain.models import ModelLock, Promotion, Stage, Task, TaskKind, TaskStatus, iso
 from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
@@ -76,14 +76,17 @@ class TaskService:
         back to the queue and waits (real endpoints take 10-20 min), until the model is free or
         the request's deadline passes; then it becomes a task that ends `refused`, saying why.
         None while it waits."""
+        command = request.command
+        if isinstance(command, PromoteDeploy):
+            return self.promote(command.task_id)
         now = self.clock.now()
         latest = now + timedelta(seconds=self.settings.intake_max_wait_seconds)
         deadline = min(request.deadline or latest, latest)
         try:
-            return self.submit(request.command)
+            return self.submit(command)
         except ModelBusyError as busy:
             if now >= deadline:
-                return self.submit(request.command, refused=_busy_until_deadline(busy, deadline))
+                return self.submit(command, refused=_busy_until_deadline(busy, deadline))
             delay = min(self.settings.intake_retry_seconds, math.ceil((deadline - now).total_seconds()))
             self.outbox.send(replace(request, deadline=deadline, attempt=request.attempt + 1), delay_seconds=delay)
             logger.info(
@@ -159,6 +162,47 @@ class TaskService:
             f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the cancel was being "
             "written; send the cancel again"
         )
+
+    def promote(self, task_id: str) -> Task:
+        """Make the candidate of a deploy awaiting promotion live: the deploy worker swaps the alias
+        at its next step, which this wakes. Asking again once it was asked is answered with the
+        task as it stands (an automation's redelivery must not fail); anything else that cannot be
+        promoted is an InvalidStateError saying why."""
+        for _ in range(CANCEL_ATTEMPTS):
+            task = self.get(TaskKind.DEPLOY, task_id)
+            if task.promote_requested:
+                return task
+            self._check_promotable(task)
+            task.promote_requested = True
+            task.record(at=self.clock.now(), detail=f"promotion requested; {task.variant} goes live next")
+            try:
+                return self.writer.advance(task)
+            except ConcurrentUpdateError:
+                logger.info("promote lost a write to the worker; reading the task again", extra=_log_keys(task))
+        raise ConcurrentUpdateError(
+            f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the promote was being "
+            "written; send the promote again"
+        )
+
+    def _check_promotable(self, task: Task) -> None:
+        name = f"Deployment task `{task.task_id}`"
+        if task.status.is_terminal:
+            raise InvalidStateError(f"{name} is already {task.status.value}; there is no candidate to promote")
+        if task.deploy_config.promotion is not Promotion.MANUAL:
+            raise InvalidStateError(
+                f'{name} was submitted with config.promotion "auto": it goes live by itself once it passes the gate'
+            )
+        if task.cancel_requested:
+            raise InvalidStateError(f"{name} is being canceled; its candidate will not be promoted")
+        if task.stage != Stage.AWAITING_PROMOTION:
+            raise InvalidStateError(
+                f"{name} is in stage {task.stage.value}: a candidate can be promoted once it passed the "
+                "health and parity gate (stage awaiting_promotion)"
+            )
+        if task.deadline_at is not None and self.clock.now() > task.deadline_at:
+            raise InvalidStateError(
+                f"{name}'s promotion window ended at {iso(task.deadline_at)}; its candidate is being torn down"
+            )
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
         task = self.store.get(task_id)
@@ -246,7 +290,9 @@ class TaskService:
             held = self.locks.acquire(lock, replace_task_id=held.task_id)
             if held is None:
                 return
-        raise ModelBusyError(lock.embedding_model_id, held.task_id, held.kind.value)
+        holder = self.store.get(held.task_id)
+        waiting = holder is not None and holder.stage == Stage.AWAITING_PROMOTION and holder.is_active
+        raise ModelBusyError(lock.embedding_model_id, held.task_id, held.kind.value, awaiting_promotion=waiting)
 
     def _is_stale(self, held: ModelLock, wanted: ModelLock) -> bool:
         """A lock whose task ended, or never got stored, must not block the model forever."""

@@ -11,12 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esdeploy.local.run import READY
+from esdeploy.local.run import READY, STATE_IN
 
 
 class StackStartError(Exception):
@@ -56,29 +56,44 @@ class BackgroundStack:
 
 def start_in_background(
     port: int,
-    state_dir: Path,
+    state_dir: Path | None,
     log_path: Path,
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 120,
     command: list[str] | None = None,
+    options: Sequence[str] = (),
 ) -> BackgroundStack:
-    """Start `esdeploy local` and return once it printed that it is ready, or raise StackStartError."""
-    argv = [*(command or esdeploy_command()), "local", "--port", str(port), "--state-dir", str(state_dir)]
+    """Start `esdeploy local` (with `options`, e.g. --endpoint-creation-seconds) and return once it
+    printed that it is ready, or raise StackStartError. `state_dir` None: the stack's own temp folder."""
+    argv = [*(command or esdeploy_command()), "local", "--port", str(port), *options]
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env or os.environ), cwd=cwd
         )
-    stack = BackgroundStack(process, log_path, state_dir)
+    stack = BackgroundStack(process, log_path, state_dir or Path())
     deadline = time.monotonic() + timeout
-    while READY not in log_path.read_text(errors="replace"):
+    while (found := _state_dir_line(log_path.read_text(errors="replace"))) is None:
         if process.poll() is not None:
             raise StackStartError(f"esdeploy local exited with {process.returncode}:\n{stack.log_tail()}")
         if time.monotonic() > deadline:
             stack.stop(timeout=30)
             raise StackStartError(f"esdeploy local was not ready within {timeout:.0f} s:\n{stack.log_tail()}")
         time.sleep(0.1)
-    stack.info = json.loads((state_dir / "stack.json").read_text())
+    stack.state_dir = state_dir or Path(found)
+    stack.info = json.loads((stack.state_dir / "stack.json").read_text())
     return stack
+
+
+def _state_dir_line(log: str) -> str | None:
+    """The state folder `esdeploy local` printed once ready (the line after READY), if it has yet."""
+    if READY not in log:
+        return None
+    for line in log[log.index(READY):].splitlines():
+        if line.strip().startswith(STATE_IN):
+            return line.strip()[len(STATE_IN):].split(" (", 1)[0].split(";", 1)[0].strip()
+    return None

@@ -1,120 +1,254 @@
-"""Local stack: the embedded AWS — moto's server, plus SageMaker Runtime's InvokeEndpoint for local endpoints.
+"""Local stack: the embedded AWS — moto, keeping DynamoDB's atomic writes, with infra/template.yaml's resources.
 
-moto answers InvokeEndpoint for any name with canned data; here, `POST /endpoints/<name>/invocations`
-reaches the local endpoint process of that name instead, with SageMaker's answers: the container's
-body and content type, `ValidationError` (400) for an endpoint that does not exist or is not in
-service, `ModelError` (424) when the container answers an error. Everything else is moto's.
-So boto3's `sagemaker-runtime` client, pointed at AWS_ENDPOINT_URL, embeds with the real model.
+The local stack and the in-process test fixtures both build their AWS from here, so what they run
+on is what AWS runs: the tables, queues (with their dead-letter queues and redrive) and bucket are
+created by moto's CloudFormation from the very resource definitions `infra/template.yaml` deploys
+(no second copy to drift), and DynamoDB evaluates a condition and writes as one step.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
-from urllib.parse import unquote
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from esdeploy.local.hosting import EndpointGoneError
+import yaml
 
-_INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
-Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# The local stack serves app.py from this checkout, so infra/ is beside it (as .chalice/ is).
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+# What the app needs of the template; the rest (roles, rules, alarms, functions) is AWS's part.
+NAME_PROPERTY: Mapping[str, str] = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::S3::Bucket": "BucketName",
+}
+# The template patches every function's environment with references to its resources; the API
+# function's copy says which resource each setting names.
+_FUNCTION_ENVIRONMENT = ("Resources", "APIHandler", "Properties", "Environment", "Variables")
+_PSEUDO_PARAMETER = "AWS::"
 
 
-class Endpoints(Protocol):
-    """What InvokeEndpoint needs of the local hosting (LocalHosting.forward)."""
-
-    def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]: ...
+class TemplateError(Exception):
+    """infra/template.yaml cannot give the embedded AWS what the app needs."""
 
 
-class RuntimeRoutes:
-    """WSGI: InvokeEndpoint to the local hosting, every other request to moto."""
+@dataclass(frozen=True)
+class QueueUrls:
+    requests: str
+    deploy: str
+    teardown: str
+    dead_letters: dict[str, str]  # queue name -> the URL of its dead-letter queue (from its redrive policy)
 
-    def __init__(self, moto: Wsgi, hosting: Callable[[], Endpoints | None]) -> None:
-        self._moto = moto
-        self._hosting = hosting
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        found = _INVOCATIONS.match(environ.get("PATH_INFO", ""))
-        if environ.get("REQUEST_METHOD") != "POST" or found is None:
-            return self._moto(environ, start_response)
-        name = unquote(found.group(1))
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        hosting = self._hosting()
-        try:
-            if hosting is None:
-                raise EndpointGoneError(name, "not found")
-            status, payload, content_type = hosting.forward(
-                name,
-                body,
-                environ.get("CONTENT_TYPE") or "application/json",
-                environ.get("HTTP_ACCEPT") or "application/json",
-            )
-        except EndpointGoneError as error:
-            return _error(start_response, "400 Bad Request", "ValidationError", {"message": str(error)})
-        except Exception as error:  # the endpoint process broke off: SageMaker's own 5xx
-            return _error(start_response, "500 Internal Server Error", "InternalFailure", {"message": str(error)})
-        if status >= 400:
-            kind = "client" if status < 500 else "server"
-            text = payload.decode("utf-8", "replace")[:1000]
-            return _error(
-                start_response,
-                "424 Failed Dependency",
-                "ModelError",
-                {
-                    "message": f'Received {kind} error ({status}) from primary with message "{text}".',
-                    "OriginalStatusCode": status,
-                    "OriginalMessage": text,
-                    "LogStreamArn": f"local:{name}",
-                },
-            )
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(payload))),
-                ("x-Amzn-Invoked-Production-Variant", "AllTraffic"),
-            ],
+# ---- DynamoDB's guarantee ---------------------------------------------------------------------
+
+_dynamodb_requests = threading.RLock()
+
+
+def keep_dynamodb_atomic() -> None:
+    """Serialise moto's DynamoDB request handling in this process, one whole request at a time.
+
+    DynamoDB evaluates a ConditionExpression and writes in one step; moto's backend takes no lock,
+    so two concurrent conditional writes on one item can both pass (16 racing POST /deploy for one
+    model got two or three winners). Both the embedded server and `mock_aws()` dispatch every
+    DynamoDB request through `DynamoHandler.call_action`, so one lock there gives both the
+    guarantee. Idempotent; stays for the life of the process, as the guarantee should.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "_esdeploy_atomic", False):
+        return
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with _dynamodb_requests:
+            return original(self)
+
+    call_action._esdeploy_atomic = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+# ---- the template's resources -----------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as their long form."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_tag)
+
+
+def load_cfn(path: Path) -> dict[str, Any]:
+    """A CloudFormation YAML template as plain data (short tags in their long form)."""
+    loaded = yaml.load(path.read_text(), Loader=_CfnLoader)
+    if not isinstance(loaded, dict):
+        raise TemplateError(f"{path} is not a CloudFormation template")
+    return loaded
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids, parameters and conditions that `node` refers to (Ref, GetAtt, ${X} in Sub, If, DependsOn)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("Ref", "Condition") and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else (value[0], value[1])
+                found |= {v.split(".")[0] for v in _sub_variables(text)} - set(variables)
+                found |= references(variables)
+            elif key == "Fn::If" and isinstance(value, list) and value:
+                found.add(str(value[0]))
+                found |= references(value[1:])
+            elif key == "DependsOn":
+                found |= {value} if isinstance(value, str) else set(value)
+            else:
+                found |= references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    return found
+
+
+def _sub_variables(text: str) -> list[str]:
+    return re.findall(r"\$\{([^!}][^}]*)\}", text)
+
+
+def resource_names(template: Mapping[str, Any], environment: Mapping[str, str]) -> dict[str, str]:
+    """Logical id -> the name the stage's settings give it, read through the template's own
+    function-environment patch (`ESDEPLOY_TASKS_TABLE: !Ref TasksTable`, ...): the same mapping
+    that points the Lambdas at these resources on AWS points the embedded stack at them here."""
+    variables: Any = template
+    for key in _FUNCTION_ENVIRONMENT:
+        variables = variables.get(key, {}) if isinstance(variables, dict) else {}
+    names: dict[str, str] = {}
+    for setting, reference in variables.items():
+        targets = references(reference)
+        if len(targets) == 1 and setting in environment:
+            names[next(iter(targets))] = environment[setting]
+    return names
+
+
+def embedded_template(environment: Mapping[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
+    """The plain-CloudFormation part of the template the app needs (tables, queues, bucket), for
+    the stage `environment` describes: its Stage parameter, and its names for what the functions use."""
+    template = load_cfn(template_path)
+    resources = template.get("Resources", {})
+    chosen = {
+        logical: json.loads(json.dumps(resource))  # a deep copy: names are set below
+        for logical, resource in resources.items()
+        if resource.get("Type") in NAME_PROPERTY
+    }
+    if not chosen:
+        raise TemplateError(f"{template_path} defines none of {', '.join(NAME_PROPERTY)}")
+    for logical, name in resource_names(template, environment).items():
+        if logical in chosen:
+            chosen[logical].setdefault("Properties", {})[NAME_PROPERTY[chosen[logical]["Type"]]] = name
+    conditions = template.get("Conditions", {})
+    used = references(chosen)
+    used_conditions = {c: conditions[c] for c in sorted(used & set(conditions))}
+    used |= references(used_conditions)
+    parameters = template.get("Parameters", {})
+    outside = used - set(chosen) - set(conditions) - set(parameters)
+    unknown = sorted(name for name in outside if not name.startswith(_PSEUDO_PARAMETER))
+    if unknown:
+        raise TemplateError(
+            f"the tables, queues and bucket of {template_path} refer to {', '.join(unknown)}, "
+            "which the embedded AWS does not create"
         )
-        return [payload]
+    kept_parameters: dict[str, Any] = {}
+    for name in sorted(used & set(parameters)):
+        parameter = {k: v for k, v in parameters[name].items() if k not in ("AllowedValues", "AllowedPattern")}
+        if name != "Stage" and "Default" not in parameter:
+            raise TemplateError(f"parameter {name} of {template_path} has no default for the embedded AWS")
+        kept_parameters[name] = parameter
+    return {
+        "AWSTemplateFormatVersion": template.get("AWSTemplateFormatVersion", "2010-09-09"),
+        "Description": f"esdeploy {environment.get('ESDEPLOY_STAGE', '')} - embedded AWS (from {template_path.name})",
+        "Parameters": kept_parameters,
+        "Conditions": used_conditions,
+        "Resources": chosen,
+    }
 
 
-def _error(start_response: Callable[..., Any], status: str, code: str, body: dict[str, Any]) -> list[bytes]:
-    raw = json.dumps(body).encode("utf-8")
-    start_response(
-        status,
-        [("Content-Type", "application/json"), ("Content-Length", str(len(raw))), ("x-amzn-ErrorType", code)],
+def create_resources(
+    session: Any, environment: Mapping[str, str], template_path: Path = TEMPLATE
+) -> QueueUrls:
+    """Create the stage's tables, queues and bucket with moto's CloudFormation; the queues' URLs.
+
+    `session` is a boto3 session against moto (in-process `mock_aws()` or the embedded server);
+    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names).
+    """
+    stage = environment.get("ESDEPLOY_STAGE", "")
+    if not stage:
+        raise TemplateError("ESDEPLOY_STAGE is not set: the template's resources are named by stage")
+    body = embedded_template(environment, template_path)
+    cloudformation = session.client("cloudformation")
+    stack = f"esdeploy-{stage}"
+    parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}] if "Stage" in body["Parameters"] else []
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(body), Parameters=parameters)
+    (created,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    if created["StackStatus"] != "CREATE_COMPLETE":
+        raise TemplateError(
+            f"the embedded stack {stack} is {created['StackStatus']}: {created.get('StackStatusReason')}"
+        )
+    _what_moto_skips(session, cloudformation.describe_stack_resources(StackName=stack)["StackResources"], body)
+    return _queue_urls(session.client("sqs"), environment)
+
+
+def _what_moto_skips(session: Any, created: list[dict[str, Any]], body: Mapping[str, Any]) -> None:
+    """Apply the template's properties that moto's CloudFormation does not (a table's TTL), from
+    the template as well: the app reads them back (describe_time_to_live) and must find them."""
+    dynamodb = session.client("dynamodb")
+    for resource in created:
+        props = body["Resources"].get(resource["LogicalResourceId"], {}).get("Properties", {})
+        ttl = props.get("TimeToLiveSpecification")
+        if resource["ResourceType"] == "AWS::DynamoDB::Table" and ttl:
+            dynamodb.update_time_to_live(
+                TableName=resource["PhysicalResourceId"],
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
+
+
+def _queue_urls(sqs: Any, environment: Mapping[str, str]) -> QueueUrls:
+    def url(name: str) -> str:
+        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+    names = {
+        kind: environment[setting]
+        for kind, setting in (
+            ("requests", "ESDEPLOY_REQUESTS_QUEUE"),
+            ("deploy", "ESDEPLOY_DEPLOY_QUEUE"),
+            ("teardown", "ESDEPLOY_TEARDOWN_QUEUE"),
+        )
+    }
+    urls = {kind: url(name) for kind, name in names.items()}
+    dead_letters: dict[str, str] = {}
+    for kind, name in names.items():
+        attributes = sqs.get_queue_attributes(QueueUrl=urls[kind], AttributeNames=["RedrivePolicy"])["Attributes"]
+        target = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+        dead_letters[name] = url(target.rsplit(":", 1)[-1])
+    return QueueUrls(
+        requests=urls["requests"], deploy=urls["deploy"], teardown=urls["teardown"], dead_letters=dead_letters
     )
-    return [raw]
-
-
-class EmbeddedAws:
-    """moto's threaded server with the runtime routes in front; `hosting` is set once it exists."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.hosting: Endpoints | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> None:
-        from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        app = RuntimeRoutes(DomainDispatcherApplication(create_backend_app), lambda: self.hosting)
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)

@@ -29,6 +29,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from esdeploy.artifact_check import extract_archive, load_handler
+from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,9 @@ class _Stop(BaseException):
 
 def serve(artifact: Path, host: str, port: int) -> int:
     """Extract, bind, load, serve until a signal; always removes the temporary directory."""
-    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-endpoint-"))
+    workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
+    # Held while this process lives: a stack starting later removes the folder only once it is gone.
+    FolderLock(workdir, ENDPOINT_LOCK).try_acquire()
     stop = threading.Event()
     state = ServerState()
     loading = True

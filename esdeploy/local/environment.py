@@ -8,6 +8,9 @@ from pathlib import Path
 CHALICE_CONFIG = Path(__file__).resolve().parents[2] / ".chalice" / "config.json"
 LOCAL_STAGE = "local"
 LOCAL_REGION = "us-east-1"
+# How long a local endpoint stays Creating at least (`esdeploy local --endpoint-creation-seconds`,
+# a local-only knob): by default only until its model has loaded.
+CREATION_SECONDS = 0.0
 
 
 def stage_environment(stage: str | None, config_path: Path = CHALICE_CONFIG) -> dict[str, str]:

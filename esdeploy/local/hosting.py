@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from chalicelib.adapters.sagemaker_shapes import platform_status
+from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
+from chalicelib.adapters.sagemaker_shapes import endpoint_arn, platform_status
 from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
@@ -30,6 +32,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
+from esdeploy.local.environment import CREATION_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +57,16 @@ class LocalVariant:
     port: int | None = None
     process: subprocess.Popen[str] | None = None
     output: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    settles_at: float = 0.0  # time.monotonic() when its creation time is up
+    outcome: tuple[EndpointState, str | None] | None = None  # how its creation ended, said once it is up
+    timer: threading.Timer | None = None
 
 
 class LocalHosting:
     """Create starts a `python -m esdeploy.local.endpoint` process on a free loopback port: Creating
-    until the model has loaded (`/ping` would say 200), InService then, Failed if it cannot load.
+    until the model has loaded (`/ping` would say 200) and at least `creation_seconds` have passed
+    (a GPU endpoint takes minutes), InService then, Failed if it cannot load. While it is Creating,
+    a delete is refused with SageMaker's "Cannot update in-progress endpoint", as SageMaker does.
     Every state change is reported to `on_state_change`, which the stack turns into the same
     "Endpoint State Change" message EventBridge would put on the deploy-tasks queue."""
 
@@ -69,12 +77,18 @@ class LocalHosting:
         on_state_change: StateListener | None = None,
         python: str = sys.executable,
         invoke_timeout: float = 60.0,
+        creation_seconds: float = CREATION_SECONDS,
+        region: str = "us-east-1",
+        account: str = "123456789012",
     ) -> None:
         self._s3 = s3_client
         self._workdir = workdir
         self._listener = on_state_change
         self._python = python
         self._timeout = invoke_timeout
+        self._creation_seconds = creation_seconds
+        self._region = region
+        self._account = account
         self._variants: dict[str, LocalVariant] = {}
         self._lock = threading.RLock()
         self._http = requests.Session()
@@ -85,8 +99,13 @@ class LocalHosting:
         with self._lock:
             if spec.name in self._variants:
                 return  # redelivered step: found, not duplicated
-            variant = LocalVariant(spec=spec, directory=self._workdir / spec.name)
+            variant = LocalVariant(
+                spec=spec,
+                directory=self._workdir / spec.name,
+                settles_at=time.monotonic() + self._creation_seconds,
+            )
             self._variants[spec.name] = variant
+        self._report(variant, EndpointState.CREATING, None)
         threading.Thread(target=self._bring_up, args=(variant,), name=f"up-{spec.name}", daemon=True).start()
 
     def describe(self, name: str) -> VariantStatus:
@@ -95,7 +114,11 @@ class LocalHosting:
             if variant is None:
                 return VariantStatus(name, EndpointState.MISSING)
             return VariantStatus(
-                name, variant.state, variant.failure_reason, platform_status=platform_status(variant.state)
+                name,
+                variant.state,
+                variant.failure_reason,
+                platform_status=platform_status(variant.state),
+                instance_count=variant.spec.initial_instance_count,
             )
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
@@ -155,12 +178,22 @@ class LocalHosting:
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
-            variant = self._variants.pop(name, None)
+            variant = self._variants.get(name)
+            if variant is not None and variant.state == EndpointState.CREATING:
+                arn = endpoint_arn(name, region=self._region, account=self._account)
+                raise sagemaker_refusal(in_progress_error("DeleteEndpoint", arn), f"delete endpoint `{name}`")
+            self._variants.pop(name, None)
         if variant is None:
             return
+        self._report(variant, EndpointState.DELETING, None)
+        self._remove(variant)
+        logger.info("local endpoint deleted", extra={"variant": name})
+
+    def _remove(self, variant: LocalVariant) -> None:
+        if variant.timer is not None:
+            variant.timer.cancel()
         self._stop(variant)
         shutil.rmtree(variant.directory, ignore_errors=True)
-        logger.info("local endpoint deleted", extra={"variant": name})
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         with self._lock:
@@ -180,11 +213,12 @@ class LocalHosting:
     # ---- local extras -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every endpoint process (Ctrl-C of the stack must leave nothing running)."""
+        """Stop every endpoint process, Creating ones too (Ctrl-C of the stack must leave nothing running)."""
         with self._lock:
-            names = list(self._variants)
-        for name in names:
-            self.delete_variant(name)
+            variants = list(self._variants.values())
+            self._variants.clear()
+        for variant in variants:
+            self._remove(variant)
         self._http.close()
 
     # ---- bringing one variant up -----------------------------------------------------------
@@ -193,7 +227,7 @@ class LocalHosting:
         try:
             artifact = self._download(variant)
         except TerminalHostingError as error:
-            self._set_state(variant, EndpointState.FAILED, str(error))
+            self._settle(variant, EndpointState.FAILED, str(error))
             return
         command = [self._python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -221,17 +255,14 @@ class LocalHosting:
                 if found:
                     variant.port = int(found.group(1))
                 elif line.startswith(endpoint.READY):
-                    self._set_state(variant, EndpointState.IN_SERVICE, None)
+                    self._settle(variant, EndpointState.IN_SERVICE, None)
                 elif line.startswith(endpoint.FAILED):
-                    self._set_state(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
+                    self._settle(variant, EndpointState.FAILED, line[len(endpoint.FAILED):].strip())
             except Exception:
                 logger.exception("local endpoint: acting on its output failed", extra={"variant": variant.spec.name})
         code = variant.process.wait()
-        with self._lock:
-            still_ours = self._variants.get(variant.spec.name) is variant
-        if still_ours and variant.state != EndpointState.FAILED:
-            tail = " | ".join(list(variant.output)[-5:])
-            self._set_state(variant, EndpointState.FAILED, f"serving process exited with {code}: {tail}")
+        tail = " | ".join(list(variant.output)[-5:])
+        self._settle(variant, EndpointState.FAILED, f"serving process exited with {code}: {tail}")
 
     def _download(self, variant: LocalVariant) -> Path:
         parsed = urlparse(variant.spec.model_data_url)
@@ -245,16 +276,44 @@ class LocalHosting:
             ) from exc
         return target
 
-    def _set_state(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:
+    def _settle(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:
+        """The endpoint loaded, could not, or its process ended: a failure is final, and nothing is
+        said before its creation time is up (then SageMaker would report it too)."""
         with self._lock:
+            if self._variants.get(variant.spec.name) is not variant:
+                return  # deleted meanwhile
+            if variant.outcome is not None and variant.outcome[0] == EndpointState.FAILED:
+                return
+            variant.outcome = (state, reason)
+            due = variant.settles_at - time.monotonic()
+            if due > 0:
+                if variant.timer is None:
+                    variant.timer = threading.Timer(due, self._creation_over, (variant,))
+                    variant.timer.daemon = True
+                    variant.timer.start()
+                return
+        self._creation_over(variant)
+
+    def _creation_over(self, variant: LocalVariant) -> None:
+        with self._lock:
+            if self._variants.get(variant.spec.name) is not variant or variant.outcome is None:
+                return
+            state, reason = variant.outcome
             if variant.state == state:
                 return
             variant.state = state
             variant.failure_reason = reason
+        self._report(variant, state, reason)
+
+    def _report(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:
         logger.info("local endpoint state", extra={"variant": variant.spec.name, "state": state.value,
                                                    "reason": reason, "port": variant.port})
         if self._listener is not None:
-            self._listener(variant.spec, state, reason)
+            try:
+                self._listener(variant.spec, state, reason)
+            except Exception:  # EventBridge's delivery is not the caller's business
+                logger.exception("local endpoint: reporting a state change failed",
+                                 extra={"variant": variant.spec.name})
 
     def _stop(self, variant: LocalVariant) -> None:
         process = variant.process

@@ -1,14 +1,16 @@
 """Local stack: feeds SQS queues to the same handlers Lambda calls, keeping SQS semantics."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from esdeploy.local.environment import LOCAL_REGION
+from esdeploy.local.environment import CHALICE_CONFIG, LOCAL_REGION
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,23 @@ class LambdaContext:
         return 300_000
 
 
+def event_source_concurrency(
+    function_name: str, template: Mapping[str, Any], config_path: Path = CHALICE_CONFIG
+) -> int:
+    """How many batches Lambda hands `function_name` at once: its SQS event source's
+    MaximumConcurrency (in `template`, infra/template.yaml), else its reserved concurrency
+    (.chalice/config.json), else 1."""
+    logical = "".join(part.capitalize() for part in function_name.split("_"))  # Chalice's resource name
+    resource = template.get("Resources", {}).get(logical, {})
+    for event in resource.get("Properties", {}).get("Events", {}).values():
+        maximum = event.get("Properties", {}).get("ScalingConfig", {}).get("MaximumConcurrency")
+        if isinstance(maximum, int) and maximum > 0:
+            return maximum
+    functions = json.loads(config_path.read_text()).get("lambda_functions", {})
+    reserved = functions.get(function_name, {}).get("reserved_concurrency")
+    return reserved if isinstance(reserved, int) and reserved > 0 else 1
+
+
 def sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
     """A ReceiveMessage message as Lambda's SQS event source hands it to a function."""
     return {
@@ -50,7 +69,9 @@ class QueuePoller(threading.Thread):
     """Like Lambda's event source mapping: long-poll, invoke with a one-record batch, delete on
     success. A reported failure is left for SQS: it reappears after `retry_seconds` (a shorter
     visibility timeout than the queue's, so a laptop demo does not stall) and moto's redrive
-    moves it to the DLQ after the queue's max receive count — as on AWS."""
+    moves it to the DLQ after the queue's max receive count — as on AWS. The stack runs as many
+    pollers per queue as Lambda would run the function at once (`event_source_concurrency`), so
+    one slow message does not hold the others."""
 
     def __init__(
         self,
@@ -61,8 +82,9 @@ class QueuePoller(threading.Thread):
         stop: threading.Event,
         retry_seconds: int = 2,
         wait_seconds: int = 1,
+        index: int = 1,
     ) -> None:
-        super().__init__(name=f"poll-{function_name}", daemon=True)
+        super().__init__(name=f"poll-{function_name}-{index}", daemon=True)
         self._sqs = sqs
         self._url = queue_url
         self._function = function_name

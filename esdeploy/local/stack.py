@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, platform_status, variant_tags
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
-from esdeploy.local.embedded_aws import EmbeddedAws
-from esdeploy.local.environment import LOCAL_REGION, local_environment
+from esdeploy.local.aws_server import EmbeddedAws
+from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
+from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_environment
 from esdeploy.local.hosting import LocalHosting
-from esdeploy.local.pollers import QueuePoller, Scheduler
+from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
+from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "esdeploy.log"
+
+POLLER_CONNECTIONS = 32
 
 
 
@@ -47,8 +51,15 @@ class StackInfo:
 class LocalStack:
     """Everything in one process tree on 127.0.0.1. `start()`, then `stop()` (or use `with`)."""
 
-    def __init__(self, port: int = 8000, state_dir: Path | None = None, sweep_every: float = 60.0) -> None:
+    def __init__(
+        self,
+        port: int = 8000,
+        state_dir: Path | None = None,
+        sweep_every: float = 60.0,
+        endpoint_creation_seconds: float = CREATION_SECONDS,
+    ) -> None:
         self.port = port
+        self._creation_seconds = endpoint_creation_seconds
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="esdeploy-local-"))
         self._sweep_every = sweep_every
@@ -60,6 +71,8 @@ class LocalStack:
         self.hosting: LocalHosting | None = None
         self.info: StackInfo | None = None
         self._events_lock = threading.Lock()
+        self._state_lock: FolderLock | None = None
+        self.cleaned = Cleaned()
         self._log_handler: logging.Handler | None = None
 
     def __enter__(self) -> LocalStack:
@@ -73,9 +86,12 @@ class LocalStack:
 
     def start(self) -> StackInfo:
         ensure_port_free(self.port)  # before anything starts: a taken port is one line, not a traceback
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Ours alone from here on; then whatever a killed earlier run left (here and in the temp folder) goes.
+        self._state_lock, self.cleaned = claim_state_dir(self.state_dir)
+        clean_temp_leftovers(self.cleaned)
         # moto's server logs every request at INFO; the stack's own lines are what a person reads.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        keep_dynamodb_atomic()  # the server runs in this process: its DynamoDB keeps AWS's guarantee
         self._moto = EmbeddedAws(LOOPBACK, free_port())
         self._moto.start()
         aws_endpoint = self._moto.url
@@ -83,25 +99,32 @@ class LocalStack:
         os.environ.update(local_environment(aws_endpoint))
 
         import boto3
+        from botocore.config import Config
 
         from chalicelib.config import load_settings
-        from esdeploy.bootstrap import create_all
 
         settings = load_settings(os.environ)
         session = boto3.Session(region_name=LOCAL_REGION)
-        urls = create_all(session, settings, visibility_timeout=30)
-        sqs = session.client("sqs")
+        urls = create_resources(session, os.environ)
+        # One client for every poller (Lambda runs several per queue) and the events: a connection each.
+        sqs = session.client("sqs", config=Config(max_pool_connections=POLLER_CONNECTIONS))
         self._sqs = sqs
         self._deploy_url = urls.deploy
 
         self.hosting = LocalHosting(
-            session.client("s3"), self.state_dir / "endpoints", on_state_change=self._endpoint_changed
+            session.client("s3"),
+            self.state_dir / "endpoints",
+            on_state_change=self._endpoint_changed,
+            creation_seconds=self._creation_seconds,
+            region=LOCAL_REGION,
+            account=LOCAL_ACCOUNT,
         )
         self._moto.hosting = self.hosting  # InvokeEndpoint at AWS_ENDPOINT_URL reaches the local endpoints
         self._install_adapters(settings, self.hosting)
 
         import app as chalice_app
 
+        template = load_cfn(TEMPLATE)
         self._log_to_file(self.state_dir / LOG_FILE)
 
         for url, name in (
@@ -112,7 +135,8 @@ class LocalStack:
             (urls.dead_letters[settings.teardown_queue], "teardown_dead_letters"),
         ):
             handler = getattr(chalice_app, name)
-            self._threads.append(QueuePoller(sqs, url, name, handler, self._stop))
+            for index in range(1, event_source_concurrency(name, template) + 1):
+                self._threads.append(QueuePoller(sqs, url, name, handler, self._stop, index=index))
         self._threads.append(Scheduler("sweeper", chalice_app.sweeper, self._sweep_every, self._stop))
         for thread in self._threads:
             thread.start()
@@ -164,11 +188,14 @@ class LocalStack:
     # ---- EventBridge's part -----------------------------------------------------------------
 
     def _endpoint_changed(self, spec: VariantSpec, state: EndpointState, reason: str | None) -> None:
-        status = platform_status(state)
-        event = endpoint_state_change(spec.name, status, variant_tags(spec), reason)
+        """Every state change, as EventBridge delivers SageMaker's documented event to the deploy queue."""
+        event = endpoint_state_change(
+            spec.name, state, variant_tags(spec), reason, region=LOCAL_REGION, account=LOCAL_ACCOUNT
+        )
+        status = event["detail"]["EndpointStatus"]
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
-        if state in (EndpointState.IN_SERVICE, EndpointState.FAILED) and not self._stop.is_set():
+        if not self._stop.is_set():
             self._sqs.send_message(QueueUrl=self._deploy_url, MessageBody=json.dumps(event))
 
     # ---- stop -------------------------------------------------------------------------------
@@ -195,5 +222,8 @@ class LocalStack:
             for target in (PARENT, logging.getLogger(app_logger.name)):
                 target.removeHandler(self._log_handler)
             self._log_handler.close()
-        if self._own_state_dir:
+        if self._own_state_dir:  # made by this stack (a given --state-dir is the person's; only its downloads go)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._state_lock is not None:
+            self._state_lock.release()
+            self._state_lock = None

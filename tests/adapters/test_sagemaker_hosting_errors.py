@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 
+from chalicelib.adapters.memory import ManualClock
 from chalicelib.adapters.sagemaker_hosting import (
     CONTAINER_ENVIRONMENT,
     SageMakerHosting,
@@ -25,12 +27,15 @@ from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
     InvocationTimeoutError,
+    QuotaExceededError,
     RetryableError,
     TerminalHostingError,
 )
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec
+from esdeploy.local.hosting import LocalHosting
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
+from tests.fakes import FakeHosting
 
 NAME = "esd-e5-small-1a2b3c4d-5e6f7a8b"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
@@ -299,7 +304,7 @@ def test_create_over_quota_is_terminal_and_says_what_to_do(stubbed: StubbedSageM
     )
     stubbed.control.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
 
-    with pytest.raises(TerminalHostingError) as caught:
+    with pytest.raises(QuotaExceededError) as caught:  # a TerminalHostingError the worker ends `refused`
         stubbed.hosting.create_variant(SPEC)
 
     message = str(caught.value)
@@ -401,6 +406,44 @@ def test_delete_of_an_endpoint_still_creating_is_retryable_and_keeps_the_rest(
 
     with pytest.raises(RetryableError, match="still Creating or Updating"):
         stubbed.hosting.delete_variant(NAME)
+
+
+class _SlowDownload:
+    """An S3 client whose download never ends while the test runs: the local endpoint stays Creating."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def download_file(self, *_: Any) -> None:
+        self.release.wait(30)
+        raise RuntimeError("the test is over")
+
+
+def test_the_stand_ins_refuse_to_delete_a_creating_endpoint_exactly_as_sagemaker_hosting_does(
+    stubbed: StubbedSageMaker, tmp_path: Path
+) -> None:
+    stubbed.control.add_client_error(
+        "delete_endpoint", "ValidationException", f'Cannot update in-progress endpoint "{ARN}:endpoint/{NAME}".'
+    )
+    with pytest.raises(RetryableError) as sagemaker:
+        stubbed.hosting.delete_variant(NAME)
+
+    fake = FakeHosting(clock=ManualClock(), creation_seconds=600)
+    fake.create_variant(SPEC)
+    with pytest.raises(RetryableError) as faked:
+        fake.delete_variant(NAME)
+
+    s3 = _SlowDownload()
+    local = LocalHosting(s3, tmp_path, creation_seconds=600)
+    local.create_variant(SPEC)
+    try:
+        with pytest.raises(RetryableError) as stood_in:
+            local.delete_variant(NAME)
+    finally:
+        s3.release.set()
+        local.close()
+
+    assert str(faked.value) == str(sagemaker.value) == str(stood_in.value)
 
 
 def test_delete_throttled_is_retryable(stubbed: StubbedSageMaker) -> None:

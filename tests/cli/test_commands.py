@@ -361,3 +361,58 @@ def test_ctrl_c_while_waiting_leaves_the_task_running(cli: Cli) -> None:
     result = cli.runner.invoke(app, ["--api", "http://api.test", "deploy", "m1", "--wait"], obj=hooks)
     assert result.exit_code == 130
     assert "the task goes on: esdeploy status t1 --wait" in result.stderr
+
+
+def test_deploy_manual_promotion_sends_the_config_and_wait_stops_at_the_candidate(cli: Cli) -> None:
+    awaiting = [*DEPLOY_TRAIL[:5], ("awaiting_promotion", "processing")]
+    cli.api.on("POST", "/deploy", (200, task()))
+    cli.api.on(
+        "GET", "/deploy/t1",
+        (200, task("processing", "awaiting_promotion", trail=awaiting, endpoint_name="esd-m1-x",
+                   promote_by="2025-01-02T00:00:00.000000Z", config={"promotion": "manual"})),
+    )
+    result = cli("deploy", "m1", "--manual-promotion", "--promotion-timeout", "600", "--wait")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body == {
+        "embedding_model_id": "m1", "config": {"promotion": "manual", "promotion_timeout_seconds": 600}
+    }
+    last = result.stdout.strip().splitlines()[-1]
+    assert "candidate esd-m1-x awaits promotion until 2025-01-02T00:00:00.000000Z: esdeploy promote t1" in last
+    assert cli("deploy", "m1", "--promotion-timeout", "600").exit_code == 2
+
+
+def test_promote_posts_and_waits_past_the_candidate_to_done(cli: Cli) -> None:
+    awaiting = [*DEPLOY_TRAIL[:5], ("awaiting_promotion", "processing")]
+    cli.api.on("POST", "/deploy/t1/promote", (200, task("processing", "awaiting_promotion", trail=awaiting)))
+    cli.api.on(
+        "GET", "/deploy/t1",
+        (200, task("processing", "awaiting_promotion", trail=awaiting)),
+        (200, task("done", "finished", trail=[*awaiting, ("swapping", "processing")], endpoint_name="esd-m1-x")),
+    )
+    result = cli("promote", "t1", "--wait")
+    assert result.exit_code == 0, result.output
+    assert (cli.api.sent[0].method, cli.api.sent[0].path) == ("POST", "/deploy/t1/promote")
+    assert result.stdout.strip().splitlines()[-1].startswith("deploy task t1 for m1: done (finished)")
+    cli.api.on("POST", "/deploy/t2/promote", (409, {"detail": "Deployment task `t2` is already canceled"}))
+    refused = cli("promote", "t2")
+    assert refused.exit_code == 5 and "already canceled" in refused.stderr
+
+
+def test_invoke_candidate_sends_the_target(cli: Cli) -> None:
+    answer = {"embeddings": [[1.0, 0.0]], "dimension": 2, "endpoint_name": "esd-m1-cand", "target": "candidate"}
+    cli.api.on("POST", "/models/m1/invoke", (200, answer))
+    result = cli("invoke", "m1", "x", "--candidate")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body == {"inputs": ["x"], "target": "candidate"}
+    assert "endpoint esd-m1-cand" in result.stdout
+
+
+def test_deploy_autoscaling_option_sends_the_policy(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--autoscaling", "2:6:100")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["config"] == {
+        "autoscaling": {"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100}
+    }
+    bad = cli("deploy", "m1", "--autoscaling", "2-6")
+    assert bad.exit_code == 2 and "MIN:MAX:TARGET" in bad.output

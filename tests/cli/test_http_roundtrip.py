@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from chalicelib.ports import EndpointState
 from esdeploy.cli import app
 from esdeploy.cli_runtime import CliHooks
 from tests.cli.conftest import FakeClock
@@ -45,7 +44,6 @@ def stack(world: World, api_url: str) -> Stack:
 
 def deploy_m1(stack: Stack, *extra: str) -> Any:
     artifact = stack.world.upload_artifact("m1", manifest_for("m1"))
-    stack.world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     return stack("deploy", "m1", "--artifact", artifact, "--bake-seconds", "0", *extra)
 
 
@@ -121,3 +119,27 @@ def test_errors_go_to_stderr_and_nothing_else_does(stack: Stack) -> None:
     result = stack("model", "nope")
     assert result.exit_code == 5 and result.stdout == ""
     assert result.stderr == "error (HTTP 404): Model `nope` is not deployed\n"
+
+
+def test_manual_promotion_through_the_cli(stack: Stack) -> None:
+    assert deploy_m1(stack, "--wait", "--id", "blue").exit_code == 0
+    stack.world.upload_artifact("m1", manifest_for("m1", version=2))
+    waited = stack("deploy", "m1", "--manual-promotion", "--promotion-timeout", "7200", "--id", "green", "--wait")
+    assert waited.exit_code == 0, waited.output
+    last = waited.stdout.strip().splitlines()[-1]
+    assert "processing (awaiting_promotion)" in last and "esdeploy promote green" in last
+    candidate = json.loads(stack("--json", "status", "green").stdout)["endpoint_name"]
+
+    shown = stack("model", "m1").stdout
+    assert f"candidate endpoint  {candidate}" in shown and content_hash_for("m1", 2) in shown
+    through = json.loads(stack("--json", "invoke", "m1", "reindex me", "--candidate").stdout)
+    assert through["endpoint_name"] == candidate and through["target"] == "candidate"
+    live = json.loads(stack("--json", "invoke", "m1", "query").stdout)
+    assert live["endpoint_name"] != candidate
+
+    promoted = stack("promote", "green", "--wait")
+    assert promoted.exit_code == 0, promoted.output
+    assert promoted.stdout.strip().splitlines()[-1].startswith("deploy task green for m1: done (finished)")
+    assert json.loads(stack("--json", "model", "m1").stdout)["endpoint_name"] == candidate
+    again = stack("invoke", "m1", "x", "--candidate")
+    assert again.exit_code == 5 and "no candidate awaiting promotion" in again.stderr

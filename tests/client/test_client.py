@@ -49,7 +49,6 @@ def _ssm(world: World) -> Any:
 @pytest.fixture
 def setup(world: World, api_url: str) -> Setup:
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     return Setup(world, api_url)
 
 
@@ -99,18 +98,20 @@ def test_deploy_wait_embed_swap_rollback_delete(setup: Setup) -> None:
 
 
 def test_a_failed_deploy_is_returned_with_its_detail_not_raised(setup: Setup) -> None:
-    setup.world.hosting.script(None, states=[EndpointState.FAILED])
+    setup.world.hosting.script(None, outcome=EndpointState.FAILED)
     ended = setup.client.deploy("m1", task_id="doomed").wait()
     assert ended["status"] == "failed" and ended["detail"]
 
 
 def test_wait_gives_up_after_its_timeout_and_the_task_goes_on(setup: Setup) -> None:
-    setup.world.hosting.script(None, states=[EndpointState.CREATING])
+    setup.world.hosting.script(None, creation_seconds=10**9)
     handle = setup.client.deploy("m1", task_id="slow")
     with pytest.raises(TaskWaitTimeoutError, match="deploy task slow still processing") as raised:
         handle.wait(timeout=5)
     assert raised.value.task["status"] == "processing"
     assert handle.cancel().task["task_id"] == "slow"
+    # SageMaker refuses to delete an endpoint while it is Creating; this one finishes, then goes.
+    setup.world.hosting.set_state(handle.status()["endpoint_name"], EndpointState.IN_SERVICE)
     assert handle.wait()["status"] == "canceled"
 
 
@@ -118,3 +119,20 @@ def test_a_refusal_of_the_api_is_an_api_error_with_its_status(setup: Setup) -> N
     with pytest.raises(esdeploy.ApiError) as raised:
         setup.client.rollback("never-deployed")
     assert raised.value.status == 404
+
+
+def test_a_manual_promotion_from_python_waits_at_the_candidate_then_past_it(setup: Setup) -> None:
+    client = setup.client
+    blue = client.deploy("m1", bake_seconds=0)
+    blue.wait()
+    setup.world.upload_artifact("m1", manifest_for("m1", version=2))
+    green = client.deploy("m1", bake_seconds=0, config={"promotion": "manual"})
+    waiting = green.wait()
+    assert (waiting["status"], waiting["stage"]) == ("processing", "awaiting_promotion")
+    answer = client.invoke("m1", ["re-embed me"], candidate=True)
+    assert answer["endpoint_name"] == waiting["endpoint_name"]
+    done = green.promote().wait()
+    assert done["status"] == "done", done
+    assert client.model("m1")["endpoint_name"] == waiting["endpoint_name"]
+    again = client.task(green.task_id).promote()  # a second promote changes nothing
+    assert again.task["status"] == "done"

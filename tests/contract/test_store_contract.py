@@ -37,7 +37,7 @@ RETENTION = timedelta(days=90)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict[str, Any]]:
+def backend(request: pytest.FixtureRequest, test_env: dict[str, str], settings: Settings) -> Iterator[dict[str, Any]]:
     """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention. Both
     have their index lagging behind the writes (a GSI read is eventually consistent): every case
     here holds while the index has not caught up."""
@@ -54,11 +54,12 @@ def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[dict
             "indexed_newest": store.indexed_newest,
         }
         return
-    from esdeploy.bootstrap import create_tables
+    from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 
+    keep_dynamodb_atomic()
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        create_tables(dynamodb.meta.client, settings)
+        create_resources(boto3.Session(region_name="us-east-1"), test_env)
         models = dynamodb.Table(settings.models_table)
         tasks = LaggingIndexTable(dynamodb.Table(settings.tasks_table))
 
@@ -167,6 +168,7 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     task.polls = 3
     task.deadline_at = utc_now() + timedelta(hours=1)
     task.rekicked_at = utc_now()
+    task.promote_requested = True
     updated = store.update(task)
     assert updated.version == 2
     read = store.get("t1")
@@ -174,6 +176,7 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     assert [e.stage for e in read.events] == [Stage.QUEUED, Stage.PREFLIGHT]
     assert read.detail == "checking" and read.variant == "esd-m1-abc-def" and read.polls == 3
     assert read.deadline_at == task.deadline_at and read.rekicked_at == task.rekicked_at
+    assert read.promote_requested and not store.get("t1").cancel_requested
 
 
 def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:

@@ -188,9 +188,22 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     assert logged.returncode == 0, logged.stderr
     assert "deploy done" in logged.stdout and "stage=verifying" in logged.stdout
 
-    second = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
+    # The reindex window: the candidate waits beside blue until promoted; --wait stops there.
+    second = run("--json", "deploy", model, "--bake-seconds", "2", "--manual-promotion",
+                 "--autoscaling", "1:2:100", "--wait")
     assert second.returncode == 0, second.stdout + second.stderr
-    green = json.loads(second.stdout)
+    candidate = json.loads(second.stdout)
+    assert (candidate["status"], candidate["stage"]) == ("processing", "awaiting_promotion"), candidate
+    through = run("--json", "invoke", model, "re-embed me", "--candidate")
+    assert through.returncode == 0, through.stderr
+    assert json.loads(through.stdout)["endpoint_name"] == candidate["endpoint_name"]
+    still_blue = json.loads(run("--json", "model", model).stdout)
+    assert still_blue["endpoint_name"] == blue["endpoint_name"]
+    assert still_blue["candidate_endpoint_name"] == candidate["endpoint_name"]
+    promoted = run("--json", "promote", candidate["task_id"], "--wait")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    green = json.loads(promoted.stdout)
+    assert green["status"] == "done" and "autoscaling 1-2 instances" in green["detail"]
 
     listed = run("models", "--json")  # a global option after the command, as in the AWS CLI
     assert listed.returncode == 0

@@ -1,4 +1,12 @@
-"""Test fake: an in-memory, scriptable Hosting port with call counters and a resource view."""
+"""Test fake: an in-memory Hosting port, as strict as SageMaker where the scenarios depend on it.
+
+An endpoint is Creating for `creation_seconds` on the fake's clock (GPU endpoints take 5-20
+minutes), then settles to the outcome scripted when it was created. While it is Creating (or set
+to Updating), a delete is refused with SageMaker's own "Cannot update in-progress endpoint" error,
+typed by the real adapter's rules. It has what the scenarios use and no more: scripts and faults
+for every variant or one by name, leftovers planted as a crashed task leaves them. Its own checks are in
+tests/fakes/test_fake_hosting.py; tests/contract holds what it and SageMakerHosting must both keep.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,20 +16,19 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
 from chalicelib.adapters.sagemaker_shapes import (
-    MANAGED_BY,
-    TAG_MANAGED_BY,
-    TAG_MODEL_ID,
-    TAG_TASK_ID,
+    endpoint_arn,
     platform_status,
-    variant_tags,
 )
-from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError, RetryableError
+from chalicelib.adapters.system_clock import SystemClock
+from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
-from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
+from chalicelib.ports import Clock, VariantInfo, VariantSpec, VariantStatus
 
 MODEL = "model"
 ENDPOINT_CONFIG = "endpoint_config"
@@ -30,6 +37,10 @@ ALL_PARTS: tuple[str, ...] = (MODEL, ENDPOINT_CONFIG, ENDPOINT)
 METHODS: tuple[str, ...] = ("create_variant", "describe", "invoke", "delete_variant", "list_variants")
 DEFAULT_DIMENSION = 384
 DEFAULT_FAILURE_REASON = "fake: the endpoint failed to start"
+# Where the fake's endpoints live, for the ARNs in SageMaker's error texts (moto's defaults).
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+UPDATING = "Updating"
 
 
 def fake_embedding(text: str, dimension: int) -> list[float]:
@@ -52,11 +63,9 @@ class Answer(StrEnum):
     NOT_UNIT_NORM = "not_unit_norm"  # good vectors times 2
     NAN = "nan"  # good vectors with NaN as their first element
     WRONG_VECTORS = "wrong_vectors"  # unit vectors pointing the opposite way (cosine -1)
-    WRONG_MODEL = "wrong_model"  # good vectors, but "model" names another model
     WRONG_COUNT = "wrong_count"  # one embedding fewer than there were inputs
     INVOCATION_ERROR = "invocation_error"  # raises InvocationError (the container said 4xx/5xx)
     NO_ANSWER = "no_answer"  # hangs: InvocationTimeoutError when the caller set a timeout
-    RETRYABLE_ERROR = "retryable_error"  # raises RetryableError (throttled, timed out)
 
 
 # A custom answer: called with (variant name, payload); returns the answer or raises.
@@ -70,16 +79,18 @@ class FakeResource:
 
     kind: str  # "model" | "endpoint_config" | "endpoint"
     name: str
-    tags: dict[str, str]
 
 
 @dataclass
 class _Variant:
     spec: VariantSpec
     parts: set[str]
-    tags: dict[str, str]
-    last_state: EndpointState | None = None
-    deleting_left: int = 0
+    ready_at: datetime | None = None  # the endpoint is Creating until then
+    outcome: EndpointState = EndpointState.IN_SERVICE  # what it settles to (scripted at its creation)
+    reason: str | None = None
+    forced: EndpointState | None = None  # set_state: what it is now, whatever its creation said
+    # Instances serving now: the spec's count until `scale` (autoscaling, by hand) says otherwise.
+    instances: int | None = None
 
 
 @dataclass
@@ -87,38 +98,31 @@ class _Fault:
     method: str
     error: BaseException
     remaining: int | None  # None: every call
-    name: str | None
+    name: str | None  # None: any variant
     after: str | None
 
 
 @dataclass
-class _Scripts:
-    """Named scripts win; variants without one each consume their own copy of the default."""
+class _Answers:
+    """Named scripts win; every other variant consumes its own copy of the default, restarted
+    when the default changes."""
 
-    default: list[Any]
-    named: dict[str, list[Any]] = field(default_factory=dict)
-    copies: dict[str, list[Any]] = field(default_factory=dict)
+    steps: list[AnswerStep]
+    named: dict[str, list[AnswerStep]] = field(default_factory=dict)
+    copies: dict[str, list[AnswerStep]] = field(default_factory=dict)
 
-    def set(self, name: str | None, steps: Sequence[Any]) -> None:
+    def set(self, name: str | None, steps: Sequence[AnswerStep]) -> None:
         if not steps:
             raise ValueError("a script needs at least one step")
-        if name is None:
-            self.default = list(steps)
-            self.copies.clear()
-        else:
+        if name is not None:
             self.named[name] = list(steps)
+            return
+        self.steps = list(steps)
+        self.copies.clear()
 
-    def _queue(self, name: str) -> list[Any]:
-        if name in self.named:
-            return self.named[name]
-        return self.copies.setdefault(name, list(self.default))
-
-    def peek(self, name: str) -> Any:
-        return self._queue(name)[0]
-
-    def next(self, name: str) -> Any:
-        queue = self._queue(name)
-        # The last step sticks, so [CREATING, IN_SERVICE] stays in service once it got there.
+    def next(self, name: str) -> AnswerStep:
+        queue = self.named[name] if name in self.named else self.copies.setdefault(name, list(self.steps))
+        # The last step sticks, so [INVOCATION_ERROR, GOOD] stays good once it got there.
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     def forget_copy(self, name: str) -> None:
@@ -128,31 +132,25 @@ class _Scripts:
 class FakeHosting:
     """The Hosting port in memory. Script it, inject faults, then assert on calls and resources.
 
-    Defaults: an endpoint is IN_SERVICE at its first describe and answers GOOD with
-    `dimension` elements; delete removes everything at once.
+    Defaults: an endpoint takes `creation_seconds` (0: InService at once) on `clock`, then is
+    IN_SERVICE and answers GOOD with `dimension` elements; a delete removes everything at once.
     """
 
     def __init__(
-        self,
-        *,
-        dimension: int = DEFAULT_DIMENSION,
-        states: Sequence[EndpointState] = (EndpointState.IN_SERVICE,),
-        deleting_describes: int = 0,
-        managed_by: str = MANAGED_BY,
+        self, *, dimension: int = DEFAULT_DIMENSION, clock: Clock | None = None, creation_seconds: float = 0
     ) -> None:
         self.dimension = dimension
-        self.deleting_describes = deleting_describes
-        self.managed_by = managed_by
-        self.calls: Counter[str] = Counter()
-        self.call_log: list[tuple[str, str | None]] = []
+        self.clock: Clock = clock or SystemClock()
+        self.creation_seconds = creation_seconds
         self.part_creations: Counter[str] = Counter()
-        self.part_deletions: Counter[str] = Counter()
-        self.invoke_timeouts: list[float | None] = []
+        self._call_log: list[tuple[str, str | None]] = []
+        self.invoke_timeouts: list[float | None] = []  # the bound each invocation was given
         self._variants: dict[str, _Variant] = {}
-        self._states = _Scripts(default=list(states))
-        self._answers = _Scripts(default=[Answer.GOOD])
-        self._reasons: dict[str | None, str] = {}
-        self._dimensions: dict[str, int] = {}
+        # What the next endpoint created (of one name, or of any: None) is scripted to do.
+        self._creation: dict[str, float] = {}
+        self._outcome: dict[str | None, EndpointState] = {None: EndpointState.IN_SERVICE}
+        self._reason: dict[str | None, str] = {None: DEFAULT_FAILURE_REASON}
+        self._answers = _Answers(steps=[Answer.GOOD])
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
 
@@ -160,48 +158,49 @@ class FakeHosting:
 
     def script(
         self,
-        name: str | None,
+        name: str | None = None,
         *,
-        states: Sequence[EndpointState] | None = None,
+        creation_seconds: float | None = None,
+        outcome: EndpointState | None = None,
         reason: str | None = None,
         answers: Sequence[AnswerStep] | None = None,
-        dimension: int | None = None,
     ) -> None:
-        """Script one variant (`name`) or every variant without its own script (None).
+        """Script the variant `name` (it may not exist yet), or every variant without a script of its own.
 
-        `states`: what successive describes report, one step each; the last one sticks.
-        `reason`: the failure reason reported with FAILED. `answers`: how successive invokes
-        answer, same rule. `dimension`: the size of this variant's GOOD vectors (a name only).
-        A variant may be scripted before it exists. Setting a default restarts every
-        unscripted variant on the new default.
+        `creation_seconds`: how long an endpoint stays Creating (from its CreateEndpoint).
+        `outcome`: what it then settles to, IN_SERVICE (default) or FAILED with `reason`; an
+        endpoint keeps what was scripted when it was created (a live blue stays live).
+        `answers`: how successive invokes answer (an Answer, or a function of the name and the
+        payload); the last one sticks. Endpoints start on new answers at once.
         """
+        if outcome not in (None, EndpointState.IN_SERVICE, EndpointState.FAILED):
+            raise ValueError("an endpoint settles to IN_SERVICE or FAILED")
         with self._lock:
-            if states is not None:
-                self._states.set(name, states)
+            if creation_seconds is not None:
+                if name is None:
+                    self.creation_seconds = creation_seconds
+                else:
+                    self._creation[name] = creation_seconds
+            if outcome is not None:
+                self._outcome[name] = outcome
             if reason is not None:
-                self._reasons[name] = reason
+                self._reason[name] = reason
             if answers is not None:
                 self._answers.set(name, answers)
-            if dimension is not None:
-                if name is None:
-                    self.dimension = dimension
-                else:
-                    self._dimensions[name] = dimension
 
-    def set_state(self, name: str, state: EndpointState, reason: str | None = None) -> None:
-        """From now on `name` reports `state`. MISSING removes its endpoint (the rest stays),
-        as when someone deletes it by hand."""
+    def set_state(self, name: str, state: EndpointState, *, reason: str | None = None) -> None:
+        """From now on `name` is `state`, whatever its creation said: IN_SERVICE, CREATING (an
+        update in progress: SageMaker's Updating, deletes refused) or FAILED with `reason` (an
+        endpoint that broke after it came up)."""
+        if state not in (EndpointState.IN_SERVICE, EndpointState.CREATING, EndpointState.FAILED):
+            raise ValueError("set_state takes IN_SERVICE, CREATING (Updating) or FAILED")
         with self._lock:
             variant = self._variants.get(name)
-            if state is EndpointState.MISSING:
-                if variant is not None:
-                    variant.parts.discard(ENDPOINT)
-                    variant.last_state = None
-                    self._drop_if_empty(name)
-                return
-            self.script(name, states=[state], reason=reason)
-            if variant is not None:
-                variant.last_state = state
+            if variant is None:
+                raise ValueError(f"no variant {name}")
+            variant.forced = state
+            if state is EndpointState.FAILED:
+                variant.reason = reason or DEFAULT_FAILURE_REASON
 
     def fail(
         self,
@@ -212,7 +211,7 @@ class FakeHosting:
         name: str | None = None,
         after: str | None = None,
     ) -> None:
-        """Make the next `times` calls of `method` (on `name`, or on any) raise `error`.
+        """Make the next `times` calls of `method` (on the variant `name`, or on any) raise `error`.
 
         times=None fails every call until `clear_faults()`. For create_variant,
         `after="model"` or `after="endpoint_config"` creates the parts up to and including
@@ -231,50 +230,38 @@ class FakeHosting:
         with self._lock:
             self._faults.clear()
 
-    def seed(
-        self,
-        spec: VariantSpec,
-        *,
-        parts: Iterable[str] = ALL_PARTS,
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        """Plant resources as if made earlier (leftovers, foreign endpoints); not counted."""
+    def seed(self, spec: VariantSpec, *, parts: Iterable[str] = ALL_PARTS, creating_for: float = 0) -> None:
+        """Plant our resources as if made earlier (a crashed task's leftovers); not counted.
+        `creating_for`: seconds its endpoint is still Creating from now."""
         chosen = set(parts)
         if not chosen <= set(ALL_PARTS):
             raise ValueError(f"parts must be among {ALL_PARTS}")
         with self._lock:
-            variant = self._variants.get(spec.name)
-            if variant is None:
-                chosen_tags = self._tags(spec) if tags is None else dict(tags)
-                variant = _Variant(spec=spec, parts=set(), tags=chosen_tags)
-                self._variants[spec.name] = variant
+            variant = self._variant(spec)
             variant.parts |= chosen
-
-    def reset_counters(self) -> None:
-        with self._lock:
-            self.calls.clear()
-            self.call_log.clear()
-            self.part_creations.clear()
-            self.part_deletions.clear()
+            if ENDPOINT in chosen:
+                self._start_creating(variant, creating_for)
 
     # -- inspection -------------------------------------------------------------------------
 
-    def resources(self) -> list[FakeResource]:
-        """Every model, endpoint config and endpoint that exists now (Deleting ones included)."""
+    def owned_resources(self) -> list[FakeResource]:
+        """Every model, endpoint config and endpoint that exists now (all ours: the fake holds no
+        one else's): what must be empty when no model is deployed."""
         with self._lock:
             return [
-                FakeResource(kind=kind, name=name, tags=dict(variant.tags))
+                FakeResource(kind=kind, name=name)
                 for name, variant in sorted(self._variants.items())
                 for kind in ALL_PARTS
                 if kind in variant.parts
             ]
 
-    def owned_resources(self) -> list[FakeResource]:
-        """The resources tagged as ours: what must be empty when no model is deployed."""
-        return [r for r in self.resources() if r.tags.get(TAG_MANAGED_BY) == self.managed_by]
-
     def endpoint_names(self) -> list[str]:
-        return [r.name for r in self.resources() if r.kind == ENDPOINT]
+        return [r.name for r in self.owned_resources() if r.kind == ENDPOINT]
+
+    def scale(self, name: str, instances: int) -> None:
+        """The variant now runs `instances` instances (as autoscaling would make it)."""
+        with self._lock:
+            self._variants[name].instances = instances
 
     def spec(self, name: str) -> VariantSpec | None:
         """The spec a variant was created (or seeded) with."""
@@ -285,7 +272,7 @@ class FakeHosting:
     def count(self, method: str, name: str | None = None) -> int:
         """Calls of `method`, optionally only those about `name` (list_variants: the prefix)."""
         with self._lock:
-            return sum(1 for m, n in self.call_log if m == method and (name is None or n == name))
+            return sum(1 for m, n in self._call_log if m == method and (name is None or n == name))
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -298,14 +285,13 @@ class FakeHosting:
             parts = list(ALL_PARTS)
             if fault is not None:
                 parts = parts[: parts.index(fault.after or MODEL) + 1]
-            variant = self._variants.get(spec.name)
-            if variant is None:
-                variant = _Variant(spec=spec, parts=set(), tags=self._tags(spec))
-                self._variants[spec.name] = variant
+            variant = self._variant(spec)
             for part in parts:
                 if part not in variant.parts:
                     variant.parts.add(part)
                     self.part_creations[part] += 1
+                    if part == ENDPOINT:
+                        self._start_creating(variant, self._creation.get(spec.name, self.creation_seconds))
             if fault is not None:
                 raise fault.error
 
@@ -316,23 +302,14 @@ class FakeHosting:
             variant = self._variants.get(name)
             if variant is None or ENDPOINT not in variant.parts:
                 return VariantStatus(name=name, state=EndpointState.MISSING)
-            if variant.deleting_left > 0:
-                variant.deleting_left -= 1
-                if variant.deleting_left == 0:
-                    variant.parts.discard(ENDPOINT)
-                    self._drop_if_empty(name)
-                return VariantStatus(
-                    name=name, state=EndpointState.DELETING, platform_status=platform_status(EndpointState.DELETING)
-                )
-            state: EndpointState = self._states.next(name)
-            variant.last_state = state
-            if state is EndpointState.MISSING:
-                return VariantStatus(name=name, state=state)
-            reason = None
-            if state is EndpointState.FAILED:
-                reason = self._reasons.get(name) or self._reasons.get(None) or DEFAULT_FAILURE_REASON
+            state, reason = self._state(variant)
+            status = UPDATING if variant.forced is EndpointState.CREATING else platform_status(state)
             return VariantStatus(
-                name=name, state=state, failure_reason=reason, platform_status=platform_status(state)
+                name=name,
+                state=state,
+                failure_reason=reason,
+                platform_status=status,
+                instance_count=variant.instances or variant.spec.initial_instance_count,
             )
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
@@ -341,15 +318,15 @@ class FakeHosting:
             self.invoke_timeouts.append(timeout_seconds)
             self._raise_fault("invoke", name)
             variant = self._variants.get(name)
-            if variant is None or ENDPOINT not in variant.parts or variant.deleting_left > 0:
+            if variant is None or ENDPOINT not in variant.parts:
                 raise InvocationError(f"endpoint `{name}` refused the request: it does not exist")
-            state = variant.last_state or self._states.peek(name)
+            state, _ = self._state(variant)
             if state is not EndpointState.IN_SERVICE:
                 raise InvocationError(
                     f"endpoint `{name}` refused the request: it is {state.value}, not in service"
                 )
-            step: AnswerStep = self._answers.next(name)
-            dimension = self._dimensions.get(name, self.dimension)
+            step = self._answers.next(name)
+            dimension = self.dimension
             model_id = variant.spec.embedding_model_id
         if not isinstance(step, Answer):
             return step(name, payload)
@@ -357,8 +334,7 @@ class FakeHosting:
             if timeout_seconds is None:
                 raise AssertionError(f"invoke of `{name}` without a timeout would hang on this endpoint")
             raise InvocationTimeoutError(name, timeout_seconds)
-        texts = _texts(name, payload)
-        return _answer(step, name, texts, model_id, dimension)
+        return _answer(step, name, _texts(name, payload), model_id, dimension)
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
@@ -367,19 +343,12 @@ class FakeHosting:
             variant = self._variants.get(name)
             if variant is None:
                 return
-            for part in (ENDPOINT_CONFIG, MODEL):
-                if part in variant.parts:
-                    variant.parts.discard(part)
-                    self.part_deletions[part] += 1
-            if ENDPOINT in variant.parts and variant.deleting_left == 0:
-                self.part_deletions[ENDPOINT] += 1
-                if self.deleting_describes > 0:
-                    variant.deleting_left = self.deleting_describes
-                else:
-                    variant.parts.discard(ENDPOINT)
-            self._states.forget_copy(name)
+            if ENDPOINT in variant.parts and self._state(variant)[0] is EndpointState.CREATING:
+                # DeleteEndpoint is refused first, so nothing of the variant goes (as in SageMakerHosting).
+                arn = endpoint_arn(name, region=REGION, account=ACCOUNT)
+                raise sagemaker_refusal(in_progress_error("DeleteEndpoint", arn), f"delete endpoint `{name}`")
+            del self._variants[name]
             self._answers.forget_copy(name)
-            self._drop_if_empty(name)
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         with self._lock:
@@ -388,8 +357,8 @@ class FakeHosting:
             return [
                 VariantInfo(
                     name=name,
-                    embedding_model_id=variant.tags.get(TAG_MODEL_ID),
-                    task_id=variant.tags.get(TAG_TASK_ID),
+                    embedding_model_id=variant.spec.embedding_model_id,
+                    task_id=variant.spec.task_id,
                     has_endpoint=ENDPOINT in variant.parts,
                     has_endpoint_config=ENDPOINT_CONFIG in variant.parts,
                     has_model=MODEL in variant.parts,
@@ -400,12 +369,31 @@ class FakeHosting:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _tags(self, spec: VariantSpec) -> dict[str, str]:
-        return variant_tags(spec, self.managed_by)
+    def _variant(self, spec: VariantSpec) -> _Variant:
+        variant = self._variants.get(spec.name)
+        if variant is None:
+            variant = _Variant(spec=spec, parts=set())
+            self._variants[spec.name] = variant
+        return variant
+
+    def _start_creating(self, variant: _Variant, seconds: float) -> None:
+        """Its endpoint was just created: Creating for `seconds`, then what is scripted now."""
+        name = variant.spec.name
+        variant.ready_at = self.clock.now() + timedelta(seconds=seconds)
+        variant.outcome = self._outcome.get(name, self._outcome[None])
+        failed = variant.outcome is EndpointState.FAILED
+        variant.reason = self._reason.get(name, self._reason[None]) if failed else None
+
+    def _state(self, variant: _Variant) -> tuple[EndpointState, str | None]:
+        """What the endpoint is now: forced, still Creating, or what it settled to."""
+        if variant.forced is not None:
+            return variant.forced, variant.reason if variant.forced is EndpointState.FAILED else None
+        if variant.ready_at is not None and self.clock.now() < variant.ready_at:
+            return EndpointState.CREATING, None
+        return variant.outcome, variant.reason
 
     def _record(self, method: str, name: str | None) -> None:
-        self.calls[method] += 1
-        self.call_log.append((method, name))
+        self._call_log.append((method, name))
 
     def _take_fault(self, method: str, name: str) -> _Fault | None:
         for fault in self._faults:
@@ -421,12 +409,6 @@ class FakeHosting:
         fault = self._take_fault(method, name)
         if fault is not None:
             raise fault.error
-
-    def _drop_if_empty(self, name: str) -> None:
-        variant = self._variants.get(name)
-        if variant is not None and not variant.parts:
-            del self._variants[name]
-
 
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
     """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""
@@ -445,8 +427,6 @@ def _texts(name: str, payload: dict[str, Any]) -> list[str]:
 def _answer(step: Answer, name: str, texts: list[str], model_id: str, dimension: int) -> dict[str, Any]:
     if step is Answer.INVOCATION_ERROR:
         raise InvocationError(f"the model in endpoint `{name}` failed the request (fake ModelError)")
-    if step is Answer.RETRYABLE_ERROR:
-        raise RetryableError(f"endpoint `{name}` is busy (fake ThrottlingException)")
     size = dimension + 1 if step is Answer.WRONG_DIMENSION else dimension
     vectors = [fake_embedding(text, size) for text in texts]
     if step is Answer.NOT_UNIT_NORM:
@@ -457,5 +437,4 @@ def _answer(step: Answer, name: str, texts: list[str], model_id: str, dimension:
         vectors = [[-x for x in v] for v in vectors]
     elif step is Answer.WRONG_COUNT:
         vectors = vectors[:-1]
-    model = f"{model_id}-other" if step is Answer.WRONG_MODEL else model_id
-    return {"embeddings": vectors, "model": model, "dimension": size}
+    return {"embeddings": vectors, "model": model_id, "dimension": size}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,11 +31,12 @@ from tests.iam.runtime import runtime_decisions
 def fresh_world(settings: Settings) -> Iterator[SageMakerWorld]:
     from app import app
     from chalicelib import wiring
-    from esdeploy.bootstrap import create_all
+    from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 
+    keep_dynamodb_atomic()
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
-        urls = create_all(session, settings)
+        urls = create_resources(session, os.environ)  # the test stage's environment (the settings fixture's)
         with Client(app) as client:
             world = SageMakerWorld(client=client, settings=settings, session=session, clock=WarpClock(), urls=urls)
             try:
@@ -73,11 +75,15 @@ def deploy_and_invoke_through_the_alias(world: SageMakerWorld) -> None:
 
 
 def redeploy_tears_down_blue_after_the_bake(world: SageMakerWorld) -> None:
-    blue = first_deploy(world, bake_seconds=1200)
-    green = first_deploy(world, bake_seconds=1200)
+    scaling = {"min_instances": 1, "max_instances": 3, "target_invocations_per_instance": 200}
+    blue = first_deploy(world, bake_seconds=1200, autoscaling=scaling)
+    green = first_deploy(world, bake_seconds=1200)  # carries blue's autoscaling over
     world.run_until()  # the bake passes on the warp clock; blue's teardown runs
     assert world.resource_names()["endpoints"] == [green["endpoint_name"]]
     assert blue["endpoint_name"] not in world.resource_names()["models"]
+    scaling = world.session.client("application-autoscaling")
+    targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == [f"endpoint/{green['endpoint_name']}/variant/AllTraffic"]
 
 
 def rollback_then_the_rolled_away_green_goes(world: SageMakerWorld) -> None:

@@ -11,35 +11,16 @@ from typing import Any
 
 import yaml
 
+# The one CloudFormation reader, the embedded AWS's: what the local stack reads, the checks read.
+from esdeploy.local.embedded_aws import load_cfn, references
+
+__all__ = ["load_cfn", "references"]
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 STAGES = ("dev", "prod")
 # Where the linters live (requirements-infra.txt); they conflict with the app's dependencies.
 INFRA_VENV = Path(os.environ.get("ESDEPLOY_INFRA_VENV", ROOT / ".venv-infra"))
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as their long form."""
-
-
-def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _short_tag)
-
-
-def load_cfn(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
 
 
 def chalice_config() -> dict[str, Any]:
@@ -93,29 +74,6 @@ def substitute(value: Any, params: dict[str, str]) -> Any:
 
         return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", one, value["Fn::Sub"])
     return value
-
-
-def references(node: Any) -> set[str]:
-    """Logical ids that `node` refers to (Ref, GetAtt, ${X} in Sub, DependsOn)."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
-            elif key == "Fn::Sub":
-                text, variables = (value, {}) if isinstance(value, str) else (value[0], value[1])
-                found |= {v.split(".")[0] for v in re.findall(r"\$\{([^!}][^}]*)\}", text)}
-                found |= references(variables)
-            elif key == "DependsOn":
-                found |= {value} if isinstance(value, str) else set(value)
-            else:
-                found |= references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= references(item)
-    return found
 
 
 def without_serverless(template: dict[str, Any]) -> dict[str, Any]:

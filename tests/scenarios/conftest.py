@@ -16,6 +16,8 @@ from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock, World
 
 PROBES = ["first probe text", "second probe, a little longer than the first", "3"]
 DIMENSION = 16
+# A GPU endpoint takes 5-20 minutes to come up; the warp clock makes the wait free.
+ENDPOINT_CREATION_SECONDS = 600
 
 
 def manifest_for(model_id: str, dimension: int = DIMENSION, version: int = 1) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     session = aws["session"]
     sqs = session.client("sqs")
     clock = WarpClock()
-    hosting = FakeHosting(dimension=DIMENSION)
+    hosting = FakeHosting(dimension=DIMENSION, clock=clock, creation_seconds=ENDPOINT_CREATION_SECONDS)
     base = wiring.aws_adapters(settings, hosting_factory=lambda: hosting)
     base.clock = clock
     base.deploy_queue = TimeWarpQueue(sqs, settings.deploy_queue, clock)

@@ -20,10 +20,10 @@ from chalicelib.adapters.queue_messages import to_body
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.adapters.sqs_queue import SqsQueue
 from chalicelib.domain.messages import WorkMessage
-from chalicelib.domain.models import iso, parse_iso
+from chalicelib.domain.models import EndpointState, iso, parse_iso
 from esdeploy.local.pollers import sqs_record
 from tests.fakes.artifacts import publish_to_s3
-from tests.fakes.fake_hosting import FakeHosting
+from tests.fakes.fake_hosting import ACCOUNT, REGION, FakeHosting
 
 HELD_SECONDS = 3600
 
@@ -178,10 +178,14 @@ class World:
     def task(self, task_id: str, kind: str = "deploy") -> dict[str, Any]:
         return self.get(f"/{kind}/{task_id}").json_body
 
-    def emit_endpoint_event(self, name: str, status: str) -> None:
+    def emit_endpoint_event(self, name: str, status: EndpointState | str) -> None:
+        """What EventBridge puts on the deploy-tasks queue when SageMaker reports `status`, in the
+        documented shape (EndpointStatus IN_SERVICE, Tags a map)."""
         spec = self.hosting.spec(name)
         assert spec is not None
-        event = endpoint_state_change(name, status, variant_tags(spec))
+        event = endpoint_state_change(
+            name, status, variant_tags(spec), region=REGION, account=ACCOUNT, at=self.clock.now()
+        )
         self.sqs.send_message(QueueUrl=self.urls.deploy, MessageBody=json.dumps(event))
 
     def assert_no_leaks(self) -> None:

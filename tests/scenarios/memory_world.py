@@ -27,7 +27,7 @@ from chalicelib.adapters.memory import (
     InMemoryTaskStore,
     ManualClock,
 )
-from chalicelib.config import dead_letter_name, load_settings
+from chalicelib.config import Settings, dead_letter_name, load_settings
 from tests.fakes.crash_points import WRITES, Crash, CrashingPort, CrashPlan
 from tests.fakes.fake_hosting import FakeHosting
 from tests.fakes.simulated_sqs import SimulatedQueuePort, SimulatedSqs
@@ -160,11 +160,18 @@ def scheduled_event() -> dict[str, Any]:
             "resources": [], "detail": {}}
 
 
+
+def creating_for_one_poll(settings: Settings) -> float:
+    """A creation time that the first DescribeEndpoint sees as Creating and the second as InService."""
+    return settings.poll_initial_seconds + settings.poll_delay(1) / 2
+
+
 @contextmanager
 def memory_world(env: dict[str, str], plan: CrashPlan, hosting: FakeHosting) -> Iterator[MemoryWorld]:
     """The app on in-memory ports, each wrapped so that `plan` sees (and may crash after) every write."""
     settings = load_settings(env)
     clock = ManualClock(START)
+    hosting.clock = clock  # endpoints take their creation time on the world's clock
     sqs = SimulatedSqs(clock)
     for name in (settings.requests_queue, settings.deploy_queue, settings.teardown_queue):
         sqs.create_queue(dead_letter_name(name), VISIBILITY_SECONDS)

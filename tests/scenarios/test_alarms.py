@@ -16,7 +16,6 @@ import pytest
 
 from chalicelib.config import dead_letter_name
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.domain.models import EndpointState
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec
 from tests.conftest import TEST_ENV
@@ -24,7 +23,7 @@ from tests.fakes.artifacts import publish_in_memory
 from tests.fakes.crash_points import CrashPlan
 from tests.fakes.fake_hosting import FakeHosting
 from tests.scenarios.conftest import DIMENSION, manifest_for
-from tests.scenarios.memory_world import MemoryWorld, memory_world
+from tests.scenarios.memory_world import MemoryWorld, creating_for_one_poll, memory_world
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("infra_support", ROOT / "tests" / "infra" / "infra_support.py")
@@ -83,7 +82,7 @@ def emitted(out: str) -> Iterator[tuple[str, str, dict[str, str]]]:
 @pytest.fixture
 def world() -> Iterator[MemoryWorld]:
     with memory_world(TEST_ENV, CrashPlan(), FakeHosting(dimension=DIMENSION)) as made:
-        made.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
+        made.hosting.script(None, creation_seconds=creating_for_one_poll(made.adapters.settings))
         publish_in_memory(made.adapters.artifacts, made.adapters.settings, "m1", manifest_for("m1"))
         yield made
 

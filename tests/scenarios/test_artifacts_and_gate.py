@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.models import EndpointState
 from tests.fakes.artifacts import NO_MANIFEST, archive_bytes, content_hash_for
 from tests.fakes.fake_hosting import Answer, fake_embedding
 from tests.scenarios.conftest import DIMENSION, PROBES, manifest_for
@@ -48,7 +47,6 @@ def test_two_versions_live_under_two_keys_and_the_alias_shows_each_ones_content_
 
 def test_an_upload_during_a_deploy_changes_nothing_in_that_deploy(world: World) -> None:
     """Today's references are checked against today's artifact: "latest" moving mid-deploy is not seen."""
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     v1_url = world.upload_artifact("m1", manifest_for("m1", version=1))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -168,7 +166,7 @@ def test_references_checked_only_when_skipped_explicitly_and_the_task_says_so(wo
 
 def test_a_skipped_parity_check_still_refuses_wrong_shapes(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1"), inside=without(manifest_for("m1"), "reference_embeddings"))
-    world.hosting.script(None, answers=[Answer.WRONG_DIMENSION])
+    world.hosting.script(answers=[Answer.WRONG_DIMENSION])
     failed = deploy_to_the_end(world, parity_check="skip")
     assert failed["status"] == "failed" and "dimension 17, the manifest says 16" in failed["detail"]
 
@@ -185,7 +183,7 @@ def test_a_manifest_beside_the_tarball_is_not_trusted(world: World) -> None:
 
 def test_a_green_that_does_not_answer_the_probe_fails_naming_the_bound(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.script(None, answers=[Answer.NO_ANSWER])
+    world.hosting.script(answers=[Answer.NO_ANSWER])
     failed = deploy_to_the_end(world)
     assert failed["status"] == "failed" and failed["stage"] == "verifying"
     assert failed["detail"] == (
@@ -205,7 +203,7 @@ def test_the_probe_sends_the_pinned_manifests_texts(world: World) -> None:
         return {"embeddings": [fake_embedding(t, DIMENSION) for t in payload["inputs"]], "dimension": DIMENSION}
 
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.script(None, answers=[record])
+    world.hosting.script(answers=[record])
     assert deploy_to_the_end(world)["status"] == "done"
     assert seen == [{"inputs": PROBES}]
     assert json.dumps(seen)  # plain JSON went out

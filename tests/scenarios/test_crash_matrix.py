@@ -18,7 +18,6 @@ from chalicelib.adapters.queue_messages import ADVANCE
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
 from chalicelib.config import dead_letter_name
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.domain.models import EndpointState
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec
 from tests.conftest import TEST_ENV
@@ -26,7 +25,7 @@ from tests.fakes.artifacts import publish_in_memory
 from tests.fakes.crash_points import CrashPlan, CrashPoint
 from tests.fakes.fake_hosting import FakeHosting
 from tests.scenarios.conftest import DIMENSION, manifest_for
-from tests.scenarios.memory_world import MemoryWorld, memory_world
+from tests.scenarios.memory_world import MemoryWorld, creating_for_one_poll, memory_world
 
 BAKE = {"bake_seconds": 60}
 TASKS = {"m1-blue": "deploy", "m1-green": "deploy", "m1-delete": "delete", "m2-poison": "deploy",
@@ -36,8 +35,9 @@ WORKERS = ("api", "requests_worker", "deploy_worker", "teardown_worker", "deploy
 
 
 def lifecycle(world: MemoryWorld) -> None:
-    """Every worker at work. The intake submits m1's first version; a second comes over HTTP and
-    one of its messages is lost (the sweeper re-kicks it); the old one is torn down after its bake
+    """Every worker at work. The intake submits m1's first version; a second comes over HTTP with
+    manual promotion, one of its messages is lost (the sweeper re-kicks it), and it is promoted
+    over HTTP once its candidate waits; the old one is torn down after its bake
     (rollback stops being offered first); m1 is deleted over HTTP at the end. m3 is woken by
     SageMaker's state-change event while the intake's delete of m3 waits for it; m4 is cancelled
     while its endpoint comes up. m2's endpoint never answers DescribeEndpoint, so its step reaches the
@@ -45,7 +45,7 @@ def lifecycle(world: MemoryWorld) -> None:
     teardown is refused five times (teardown DLQ), and the sweeper hands it to teardown again."""
     settings = world.adapters.settings
     prefix = settings.resource_prefix
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
+    world.hosting.script(None, creation_seconds=creating_for_one_poll(settings))
     for model_id in MODELS:
         publish_in_memory(world.adapters.artifacts, settings, model_id, manifest_for(model_id))
     leftover = f"{prefix}-leftover-00000000-11111111"
@@ -55,19 +55,30 @@ def lifecycle(world: MemoryWorld) -> None:
     world.hosting.fail("describe", RetryableError("DescribeEndpoint throttled"), times=None,
                        name=variant_name(prefix, "m2", "m2-poison"))
     evented = variant_name(prefix, "m3", "m3-evented")
-    world.hosting.script(evented, states=[EndpointState.IN_SERVICE])
+    world.hosting.script(evented, creation_seconds=0)
 
     world.intake({"action": "deploy", "embedding_model_id": "m1", "id": "m1-blue", "config": BAKE})
     world.pump()
-    assert world.post("/deploy", {"embedding_model_id": "m1", "id": "m1-green", "config": BAKE}).status_code == 200
+    # m1's second version is promoted by hand after the gate (the reindex window).
+    green = {**BAKE, "promotion": "manual"}
+    assert world.post("/deploy", {"embedding_model_id": "m1", "id": "m1-green", "config": green}).status_code == 200
     world.lose.append(lost_once(world, "m1-green", stage="waiting"))
+    awaiting = lambda: stage_of(world, "m1-green") == "awaiting_promotion"  # noqa: E731
+    for _ in range(4):  # the lost message stalls it until the sweeper's next run finds it
+        world.pump(until=awaiting)
+        if awaiting():
+            break
+        world.clock.advance(world.adapters.settings.stall_seconds + 1)
+        world.sweep()
+    assert world.post("/deploy/m1-green/promote", {}).status_code == 200
     world.settle()
 
     assert world.post("/deploy", {"embedding_model_id": "m3", "id": "m3-evented"}).status_code == 200
     world.intake({"action": "delete", "embedding_model_id": "m3", "id": "m3-delete"})
     world.pump(until=lambda: stage_of(world, "m3-evented") == "waiting")
     world.sqs.send(settings.deploy_queue, json.dumps(
-        endpoint_state_change(evented, "IN_SERVICE", {"embedding_model_id": "m3", "task_id": "m3-evented"})
+        endpoint_state_change(evented, "IN_SERVICE", {"embedding_model_id": "m3", "task_id": "m3-evented"},
+                              region="us-east-1", account="123456789012", at=world.clock.now())
     ))
     assert world.post("/deploy", {"embedding_model_id": "m4", "id": "m4-canceled"}).status_code == 200
     world.pump(until=lambda: stage_of(world, "m4-canceled") == "waiting")
@@ -202,7 +213,8 @@ def test_the_happy_run_shows_every_worker_at_work_and_ends_clean() -> None:
     # Each kind of message and request is handled somewhere in the run, so it is crashed somewhere.
     assert {(p.worker, p.during) for p in plan.recorded} >= {
         ("requests_worker", "deploy"), ("requests_worker", "delete"), ("api", "/deploy"), ("api", "/delete"),
-        ("api", "/deploy/m4-canceled/cancel"), ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"),
+        ("api", "/deploy/m4-canceled/cancel"), ("api", "/deploy/m1-green/promote"),
+        ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"),
         ("teardown_worker", "teardown_variant"), ("teardown_worker", "delete_model"),
         ("deploy_dead_letters", "advance"), ("sweeper", "schedule"),
     }

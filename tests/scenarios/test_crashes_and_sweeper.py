@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import ALL_PARTS
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
@@ -20,7 +19,6 @@ def sweep(world: World) -> dict[str, Any]:
 
 
 def test_sweeper_rekicks_a_task_whose_message_was_lost(world: World) -> None:
-    world.hosting.script(None, states=[EndpointState.CREATING, EndpointState.IN_SERVICE])
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -50,3 +48,16 @@ def test_sweeper_hands_orphans_to_teardown_and_spares_owned_variants(world: Worl
     assert [r.name for r in world.hosting.owned_resources()] == [live] * 3
     teardown = [d for d in world.pump.deliveries if d.body.get("reason") == "orphan sweep"]
     assert json.dumps(teardown[0].body["variant"]) == '"esd-leftover-00000000-11111111"'
+
+
+def test_the_sweeper_hands_a_creating_orphan_to_teardown_which_waits_for_it_to_settle(world: World) -> None:
+    from chalicelib.ports import VariantSpec
+
+    orphan = VariantSpec("esd-leftover-00000000-22222222", "leftover", "crashed-task", "s3://x", "img",
+                         "ml.g5.xlarge", 1)
+    world.hosting.seed(orphan, creating_for=1800)  # its task crashed right after CreateEndpoint
+    assert sweep(world)["orphans"] == [orphan.name]
+    world.pump.run()
+    assert world.hosting.count("delete_variant", orphan.name) > 1  # refused while Creating, then done
+    assert world.hosting.owned_resources() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)

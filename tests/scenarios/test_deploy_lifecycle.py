@@ -31,7 +31,6 @@ def stages(task: dict) -> list[str]:
 
 
 def test_first_deploy_goes_live_behind_the_alias(world: World) -> None:
-    world.hosting.script(None, states=[CREATING, CREATING, IN_SERVICE])
     done = first_deploy(world, "your_model_id")
     assert stages(done) == ["queued", "preflight", "creating", "waiting", "verifying", "swapping", "finished"]
     assert "smoke test passed on 3 probe texts (reference embeddings)" in [e.get("detail") for e in done["events"]]
@@ -75,7 +74,7 @@ def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -
 
 def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING, EndpointState.FAILED], reason="CUDA out of memory")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -99,7 +98,7 @@ def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> Non
 )
 def test_smoke_test_mismatch_fails_with_numbers_and_keeps_blue(world: World, answer: Answer, needle: str) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, answers=[answer])
+    world.hosting.script(answers=[answer])
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
@@ -143,7 +142,9 @@ def test_cap_on_live_models_refuses(world: World) -> None:
 
 
 def test_deadline_ends_a_stuck_deploy(world: World) -> None:
-    world.hosting.script(None, states=[CREATING])
+    # SageMaker gives up on a creation by itself, but only after an hour or more; until then it
+    # refuses to delete the endpoint.
+    world.hosting.script(creation_seconds=2 * 3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run()
@@ -152,12 +153,15 @@ def test_deadline_ends_a_stuck_deploy(world: World) -> None:
     assert "deadline of 60 min" in failed["detail"]
     polls = [d for d in world.pump.deliveries if d.handler == "deploy_worker"]
     assert 5 < len(polls) < 40  # backoff, not a tight loop
+    # The green was refused while Creating, waited for, then torn down: nothing leaks, nothing dead-letters.
+    assert world.hosting.count("delete_variant", failed["endpoint_name"]) > 1
     assert world.hosting.endpoint_names() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     world.assert_no_leaks()
 
 
 def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> None:
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=3600)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
@@ -165,7 +169,7 @@ def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> Non
     name = world.task(task["task_id"])["endpoint_name"]
     before = world.clock.now()
     world.hosting.set_state(name, IN_SERVICE)
-    world.emit_endpoint_event(name, "InService")
+    world.emit_endpoint_event(name, IN_SERVICE)  # sent as AWS documents it: EndpointStatus "IN_SERVICE"
     world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "done")
     assert (world.clock.now() - before).total_seconds() < 1
     world.pump.run()  # the overtaken poll message arrives later and changes nothing
@@ -173,18 +177,22 @@ def test_endpoint_event_wakes_the_task_before_the_next_poll(world: World) -> Non
     assert world.hosting.count("create_variant") == 1
 
 
-def test_cancel_tears_down_the_green_variant(world: World) -> None:
+def test_cancel_tears_down_the_green_variant_once_it_stops_creating(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=1800)
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
+    green = world.task(task["task_id"])["endpoint_name"]
     answer = world.post(f"/deploy/{task['task_id']}/cancel")
     assert answer.status_code == 200, answer.json_body
     world.pump.run()
     canceled = world.task(task["task_id"])
     assert canceled["status"] == "canceled"
+    # SageMaker refused to delete it while Creating; the teardown came back until it could.
+    assert world.hosting.count("delete_variant", green) > 1
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     again = world.post(f"/deploy/{task['task_id']}/cancel")
     assert again.status_code == 409 and "already canceled" in again.json_body["detail"]
     world.assert_no_leaks()
@@ -251,7 +259,6 @@ def test_delete_of_a_model_with_nothing_deployed_is_refused(world: World) -> Non
 
 def test_every_message_delivered_twice_gives_the_same_result(world: World) -> None:
     world.pump.duplicate_every_message = True
-    world.hosting.script(None, states=[CREATING, IN_SERVICE])
     blue = first_deploy(world, bake_seconds=60)
     green_task = world.deploy("m1", bake_seconds=60)
     world.pump.run()
@@ -303,22 +310,39 @@ def test_poison_message_lands_in_the_dlq_and_fails_the_task(world: World) -> Non
 
 def test_teardown_of_an_endpoint_still_creating_is_deferred_not_dead_lettered(world: World) -> None:
     blue = first_deploy(world)
-    world.hosting.script(None, states=[CREATING])
+    world.hosting.script(creation_seconds=3 * 3600)  # longer than the queue's five receives could wait
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")
     green = world.task(task["task_id"])["endpoint_name"]
-    world.hosting.fail("delete_variant", RetryableError("Cannot update in-progress endpoint"), times=4, name=green)
     world.post(f"/deploy/{task['task_id']}/cancel")
-    world.pump.run()
+    world.pump.run(max_deliveries=1000)
     assert world.task(task["task_id"])["status"] == "canceled"
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    refused = [d for d in world.pump.deliveries if d.body.get("variant") == green and d.body.get("attempt")]
+    assert refused, "the teardown was never deferred: was the green deleted while Creating?"
     assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
     world.assert_no_leaks()
 
 
+def test_a_delete_while_a_failed_green_is_still_creating_finishes_once_it_settles(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.script(creation_seconds=2 * 3600)
+    task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(task["task_id"])["status"] == "failed")  # the deadline
+    green = world.task(task["task_id"])["endpoint_name"]
+    assert sorted(world.hosting.endpoint_names()) == sorted([blue["endpoint_name"], green])
+    answer = world.post("/delete", {"model_id": "m1", "reason": "retired"})
+    assert answer.status_code == 200, answer.json_body
+    world.pump.run()
+    deleted = world.task(answer.json_body["task_id"], kind="delete")
+    assert deleted["status"] == "done", deleted
+    assert world.hosting.owned_resources() == []
+    assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
+
+
 def test_task_outcomes_become_cloudwatch_metrics(world: World, capfd) -> None:
     capfd.readouterr()
-    world.hosting.script(None, states=[EndpointState.FAILED], reason="bad image")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="bad image")
     world.upload_artifact("m1", manifest_for("m1"))
     world.deploy("m1")
     world.pump.run()
@@ -338,7 +362,7 @@ def test_invoke_through_the_alias_reaches_the_live_variant(world: World) -> None
     assert answer.json_body["endpoint_name"] == done["endpoint_name"]
     assert len(answer.json_body["embeddings"]) == 2 and answer.json_body["dimension"] == 16
     assert world.post("/models/nope/invoke", {"inputs": ["x"]}).status_code == 404
-    world.hosting.script(None, answers=[Answer.INVOCATION_ERROR])
+    world.hosting.script(answers=[Answer.INVOCATION_ERROR])
     failed = world.post("/models/m1/invoke", {"inputs": ["x"]})
     assert failed.status_code == 502 and failed.json_body["detail"]
 
@@ -364,3 +388,100 @@ def test_automation_intake_invalid_message_ends_in_the_requests_dlq(world: World
     assert [json.loads(m["Body"])["action"] for m in dead] == ["promote"]
     world.pump.run()
     assert world.task("auto-1")["status"] == "done"
+
+
+def test_green_starts_at_as_many_instances_as_blue_runs_now(world: World) -> None:
+    blue = first_deploy(world)
+    world.hosting.scale(blue["endpoint_name"], 3)  # scaled up under load since it went live
+    matched = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(matched["task_id"])["status"] == "done")
+    green = world.task(matched["task_id"])
+    spec = world.hosting.spec(green["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 3
+    assert green["config"]["initial_instance_count"] == 3
+    assert any(f"green starts at 3 instance(s), as many as the live {blue['endpoint_name']} runs now"
+               in (e.get("detail") or "") for e in green["events"])
+    world.pump.run()
+    told = world.deploy("m1", initial_instance_count=2)  # the deploy's own count wins
+    world.pump.run()
+    spec = world.hosting.spec(world.task(told["task_id"])["endpoint_name"])
+    assert spec is not None and spec.initial_instance_count == 2
+
+
+def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World) -> None:
+    from chalicelib.domain.errors import QuotaExceededError
+
+    blue = first_deploy(world)
+    world.hosting.fail(
+        "create_variant",
+        QuotaExceededError("The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 0 Instances"),
+        after="endpoint_config",
+    )
+    task = world.deploy("m1", instance_type="ml.g5.2xlarge", initial_instance_count=2)
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused", refused
+    detail = refused["detail"]
+    assert "refused by the SageMaker quota 'ml.g5.2xlarge for endpoint usage'" in detail
+    assert "2 x ml.g5.2xlarge were asked for" in detail
+    assert "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas" in detail
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert [r.name for r in world.hosting.owned_resources()] == [blue["endpoint_name"]] * 3  # nothing half-made
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+
+
+def scalable_targets(world: World) -> dict[str, tuple[int, int]]:
+    client = world.adapters.scaling._client  # type: ignore[attr-defined]
+    found = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    return {t["ResourceId"].split("/")[1]: (t["MinCapacity"], t["MaxCapacity"]) for t in found}
+
+
+def test_autoscaling_is_registered_on_green_carried_over_and_removed_with_its_variant(world: World) -> None:
+    scaling = {"min_instances": 2, "max_instances": 4, "target_invocations_per_instance": 150}
+    blue = first_deploy(world, bake_seconds=60, autoscaling=scaling)
+    assert world.hosting.spec(blue["endpoint_name"]).initial_instance_count == 2  # type: ignore[union-attr]
+    assert scalable_targets(world) == {blue["endpoint_name"]: (2, 4)}
+    assert "autoscaling 2-4 instances at 150 invocations per instance a minute (config.autoscaling)" in blue["detail"]
+
+    carried = world.deploy("m1", bake_seconds=60)
+    world.pump.run(until=lambda: world.task(carried["task_id"])["status"] == "done")
+    green = world.task(carried["task_id"])
+    assert f"(carried over from {blue['endpoint_name']})" in green["detail"]
+    # Registered before the alias moved to it; blue keeps its own until its teardown.
+    assert scalable_targets(world) == {blue["endpoint_name"]: (2, 4), green["endpoint_name"]: (2, 4)}
+    world.pump.run()
+    assert scalable_targets(world) == {green["endpoint_name"]: (2, 4)}
+    policy = world.adapters.scaling.policy_of(green["endpoint_name"])
+    assert policy is not None and policy.target_invocations_per_instance == 150
+
+    world.post("/delete", {"model_id": "m1"})
+    world.pump.run()
+    assert scalable_targets(world) == {}
+    assert world.hosting.owned_resources() == []
+
+
+def test_a_deploy_without_autoscaling_over_a_blue_without_any_registers_none(world: World) -> None:
+    first_deploy(world, bake_seconds=0)
+    again = first_deploy(world, bake_seconds=0)
+    assert "autoscaling" not in again["detail"]
+    world.pump.run()
+    assert scalable_targets(world) == {}
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "field", "needle"),
+    [
+        ({"min_instances": 3, "max_instances": 2, "target_invocations_per_instance": 10},
+         "config.autoscaling.max_instances", "below min_instances 3"),
+        ({"min_instances": 1, "max_instances": 50, "target_invocations_per_instance": 10},
+         "config.autoscaling.max_instances", "ESDEPLOY_MAX_INSTANCE_COUNT"),
+        ({"min_instances": 1, "max_instances": 2, "target_invocations_per_instance": 0},
+         "config.autoscaling.target_invocations_per_instance", "greater than 0"),
+        ({"min_instances": 1, "max_instances": 2}, "config.autoscaling.target_invocations_per_instance", "required"),
+    ],
+)
+def test_bad_autoscaling_is_a_422_naming_the_field(world: World, autoscaling: dict, field: str, needle: str) -> None:
+    world.upload_artifact("m1", manifest_for("m1"))
+    answer = world.post("/deploy", {"embedding_model_id": "m1", "config": {"autoscaling": autoscaling}})
+    assert answer.status_code == 422, answer.json_body
+    assert answer.json_body["field"] == field and needle in answer.json_body["detail"]

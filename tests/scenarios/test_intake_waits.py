@@ -4,15 +4,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from chalicelib.domain.models import EndpointState, iso
+from chalicelib.domain.models import iso
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
 
-SLOW_ENDPOINT = [EndpointState.CREATING] * 8 + [EndpointState.IN_SERVICE]  # about 20 min of polls
+SLOW_ENDPOINT_SECONDS = 20 * 60  # a GPU endpoint at the slow end of its 5-20 minutes
 
 
 def slow_deploy(world: World) -> dict:
-    world.hosting.script(None, states=SLOW_ENDPOINT)
+    world.hosting.script(creation_seconds=SLOW_ENDPOINT_SECONDS)
     world.upload_artifact("m1", manifest_for("m1"))
     task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(task["task_id"])["stage"] == "waiting")

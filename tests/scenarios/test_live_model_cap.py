@@ -35,9 +35,9 @@ def test_given_a_full_cap_when_a_deploy_of_a_new_model_fails_or_a_model_is_delet
     world: World,
 ) -> None:
     deploy_all(world, "a", "b")
-    world.hosting.script(None, states=[EndpointState.FAILED], reason="CUDA out of memory")
+    world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
     assert deploy_all(world, "c")["c"]["status"] == "failed"
-    world.hosting.script(None, states=[EndpointState.IN_SERVICE])
+    world.hosting.script(outcome=EndpointState.IN_SERVICE)
     assert deploy_all(world, "d")["d"]["status"] == "done"  # c's slot came back when it failed
     assert deploy_all(world, "e")["e"]["status"] == "refused"
     answer = world.post("/delete", {"model_id": "a"})

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from esdeploy.local.embedded_aws import EmbeddedAws
+from esdeploy.local.aws_server import EmbeddedAws
 from esdeploy.local.hosting import EndpointGoneError
 from esdeploy.local.processes import LOOPBACK, free_port
 

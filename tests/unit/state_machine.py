@@ -8,7 +8,7 @@ from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryQueue
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.messages import Advance, TeardownVariant, WorkMessage
-from chalicelib.domain.models import Stage, Task
+from chalicelib.domain.models import EndpointState, Stage, Task
 from chalicelib.services.deploy_worker import DeployWorker
 from chalicelib.services.tasks import TaskService
 from tests.fakes import FakeHosting, fake_embedding
@@ -18,9 +18,16 @@ DIMENSION = 8
 PROBES = ("first probe text", "a second, longer probe text")
 
 
-def hosted(adapters: wiring.Adapters, **options: Any) -> FakeHosting:
-    """A FakeHosting the adapters use from now on; its GOOD answers match `uploaded` manifests."""
+# An endpoint that stays Creating for as long as any test looks at it.
+STILL_CREATING = 10**9
+
+
+def hosted(adapters: wiring.Adapters, *, outcome: EndpointState | None = None, **options: Any) -> FakeHosting:
+    """A FakeHosting the adapters use from now on; its GOOD answers match `uploaded` manifests.
+    `outcome`: what its endpoints settle to (FAILED for a green that fails)."""
     hosting = FakeHosting(dimension=DIMENSION, **options)
+    if outcome is not None:
+        hosting.script(outcome=outcome)
     adapters.hosting_factory = lambda: hosting
     adapters.__dict__.pop("hosting", None)  # forget a hosting built before
     return hosting

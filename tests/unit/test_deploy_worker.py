@@ -16,6 +16,7 @@ from chalicelib.services.tasks import TaskService
 from tests.fakes import Answer, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
 from tests.unit.state_machine import (
+    STILL_CREATING,
     deploy_at,
     hosted,
     live_deploy,
@@ -92,7 +93,7 @@ def test_given_a_deploy_in_creating_when_the_step_runs_then_the_pinned_artifact_
 def test_given_an_endpoint_still_creating_when_polled_then_the_next_poll_comes_later_each_time(
     memory_adapters: wiring.Adapters,
 ) -> None:
-    hosting = hosted(memory_adapters, states=[EndpointState.CREATING])
+    hosting = hosted(memory_adapters, creation_seconds=STILL_CREATING)
     task = deploy_at(memory_adapters, Stage.WAITING)
     delays = []
     for _ in range(3):
@@ -166,7 +167,7 @@ def test_given_a_live_blue_when_green_is_swapped_in_then_blue_stays_for_the_bake
 def test_given_an_endpoint_that_failed_when_polled_then_the_task_fails_with_its_reason_and_green_goes(
     memory_adapters: wiring.Adapters,
 ) -> None:
-    hosted(memory_adapters, states=[EndpointState.FAILED])
+    hosted(memory_adapters, outcome=EndpointState.FAILED)
     task = deploy_at(memory_adapters, Stage.WAITING)
     task = run_next_step(memory_adapters)
     assert task.status == TaskStatus.FAILED
@@ -194,7 +195,7 @@ def test_given_a_green_that_answers_other_vectors_when_verified_then_the_task_fa
 def test_given_a_deploy_past_its_deadline_when_its_poll_arrives_then_it_fails_saying_so_and_green_goes(
     memory_adapters: wiring.Adapters, clock: ManualClock
 ) -> None:
-    hosted(memory_adapters, states=[EndpointState.CREATING])
+    hosted(memory_adapters, creation_seconds=STILL_CREATING)
     task = deploy_at(memory_adapters, Stage.WAITING)
     clock.advance(memory_adapters.settings.deploy_deadline_seconds + 1)
     task = run_next_step(memory_adapters)
@@ -217,7 +218,7 @@ def test_given_a_message_older_than_the_task_when_it_arrives_then_nothing_happen
 def test_given_a_cancel_while_waiting_when_the_next_step_runs_then_the_task_ends_canceled_and_green_goes(
     memory_adapters: wiring.Adapters,
 ) -> None:
-    hosted(memory_adapters, states=[EndpointState.CREATING])
+    hosted(memory_adapters, creation_seconds=STILL_CREATING)
     task = deploy_at(memory_adapters, Stage.WAITING)
     next_step(memory_adapters)
     memory_adapters.build(TaskService).cancel(task.task_id)

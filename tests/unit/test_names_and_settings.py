@@ -61,6 +61,8 @@ def test_missing_setting_is_named(test_env: dict[str, str]) -> None:
         ("ESDEPLOY_RESOURCE_PREFIX", "Has-Dash"),
         ("ESDEPLOY_TASK_RETENTION_DAYS", "-1"),
         ("ESDEPLOY_TASK_RETENTION_DAYS", "forever"),
+        ("ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS", str(15 * 86_400)),
+        ("ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS", "30"),
     ],
 )
 def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: str) -> None:
@@ -157,3 +159,10 @@ def test_the_stall_window_outlasts_the_longest_poll(test_env: dict[str, str]) ->
     assert settings.stall_seconds == 720
     assert max(settings.poll_delay(polls) for polls in range(1, 40)) == 300 < settings.stall_seconds
     assert [settings.poll_delay(polls) for polls in (1, 2, 3)] == [30, 45, 67]
+
+
+def test_a_default_promotion_window_over_the_max_is_named(test_env: dict[str, str]) -> None:
+    env = {**test_env, "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS": "3600"}
+    assert load_settings(env).default_promotion_timeout_seconds == 3600  # the 24 h default shrinks to the max
+    with pytest.raises(ConfigurationError, match="ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS"):
+        load_settings({**env, "ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS": "7200"})

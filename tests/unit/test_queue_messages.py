@@ -66,12 +66,15 @@ def test_an_advance_sent_before_versions_were_always_sent_is_a_first_dispatch() 
 
 
 def test_sagemakers_state_change_event_becomes_endpoint_changed() -> None:
-    event = endpoint_state_change("esd-m1-a-b", "Failed", TAGS, failure_reason="ping failed")
+    event = endpoint_state_change(
+        "esd-m1-a-b", EndpointState.FAILED, TAGS, failure_reason="ping failed", region="us-east-1",
+        account="123456789012",
+    )
     assert read_deploy_tasks(json.dumps(event)) == EndpointChanged(
-        endpoint_name="esd-m1-a-b", state=EndpointState.FAILED, platform_status="Failed",
+        endpoint_name="esd-m1-a-b", state=EndpointState.FAILED, platform_status="FAILED",
         task_id="t1", embedding_model_id="m1", failure_reason="ping failed",
     )
-    untagged = endpoint_state_change("someone-elses", "InService", {})
+    untagged = endpoint_state_change("someone-elses", EndpointState.IN_SERVICE, {}, region="us-east-1", account="1")
     changed = read_deploy_tasks(json.dumps(untagged))
     assert isinstance(changed, EndpointChanged) and changed.task_id is None
     assert changed.state is EndpointState.IN_SERVICE
@@ -102,6 +105,10 @@ def test_a_body_no_reader_understands_is_unreadable(text: str, why: str) -> None
         {"action": "deploy", "embedding_model_id": "m1", "id": "run-1", "config": {"bake_seconds": 5}},
         {"action": "delete", "embedding_model_id": "m1", "reason": "retired",
          "deadline": "2026-01-02T03:04:05.678901Z", "attempt": 3},
+        {"action": "deploy", "embedding_model_id": "m1", "config": {
+            "promotion": "manual", "promotion_timeout_seconds": 600,
+            "autoscaling": {"min_instances": 1, "max_instances": 3, "target_invocations_per_instance": 50}}},
+        {"action": "promote", "task_id": "run-1"},
     ],
 )
 def test_a_waiting_intake_request_is_sent_back_in_the_automations_own_format(body: dict[str, Any]) -> None:
@@ -120,3 +127,20 @@ def test_an_intake_deadline_must_be_a_time_with_a_zone(deadline: object) -> None
     with pytest.raises(InvalidRequestError) as caught:
         read_intake(json.dumps({"action": "delete", "embedding_model_id": "m1", "deadline": deadline}))
     assert caught.value.field == "deadline"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "promote"}, "task_id"),
+        ({"action": "promote", "task_id": "run-1", "model_id": "m1"}, "model_id"),
+        ({"action": "promote", "task_id": "a b"}, "task_id"),
+    ],
+)
+def test_a_promote_message_needs_exactly_a_valid_task_id(body: dict[str, Any], field: str) -> None:
+    from chalicelib.api.intake import read_intake
+    from chalicelib.domain.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as refused:
+        read_intake(json.dumps(body))
+    assert refused.value.field == field

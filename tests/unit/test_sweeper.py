@@ -6,13 +6,13 @@ from chalicelib import wiring
 from chalicelib.adapters.memory import ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.messages import Advance, TeardownVariant
-from chalicelib.domain.models import EndpointState, Stage
+from chalicelib.domain.models import Stage
 from chalicelib.ports import VariantSpec
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from tests.fakes import ALL_PARTS, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
-from tests.unit.state_machine import deploy_at, hosted, live_deploy, run_next_step, sent
+from tests.unit.state_machine import STILL_CREATING, deploy_at, hosted, live_deploy, run_next_step, sent
 
 
 def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) -> list[str]:
@@ -104,7 +104,7 @@ def test_given_a_live_variant_a_baking_blue_and_a_green_in_flight_when_the_sweep
     deploy_at(memory_adapters, Stage.SWAPPING, "m")
     run_next_step(memory_adapters)  # m: live green, blue baking
     sent(memory_adapters, "teardown_queue")
-    hosting.script(None, states=[EndpointState.CREATING])
+    hosting.script(None, creation_seconds=STILL_CREATING)
     in_flight = deploy_at(memory_adapters, Stage.WAITING, "other")
     assert len(hosting.endpoint_names()) == 3
     report = memory_adapters.build(Sweeper).sweep()

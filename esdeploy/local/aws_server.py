@@ -1,0 +1,120 @@
+"""Local stack: the embedded AWS server — moto, plus SageMaker Runtime's InvokeEndpoint for local endpoints.
+
+moto answers InvokeEndpoint for any name with canned data; here, `POST /endpoints/<name>/invocations`
+reaches the local endpoint process of that name instead, with SageMaker's answers: the container's
+body and content type, `ValidationError` (400) for an endpoint that does not exist or is not in
+service, `ModelError` (424) when the container answers an error. Everything else is moto's.
+So boto3's `sagemaker-runtime` client, pointed at AWS_ENDPOINT_URL, embeds with the real model.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from esdeploy.local.hosting import EndpointGoneError
+
+_INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Endpoints(Protocol):
+    """What InvokeEndpoint needs of the local hosting (LocalHosting.forward)."""
+
+    def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]: ...
+
+
+class RuntimeRoutes:
+    """WSGI: InvokeEndpoint to the local hosting, every other request to moto."""
+
+    def __init__(self, moto: Wsgi, hosting: Callable[[], Endpoints | None]) -> None:
+        self._moto = moto
+        self._hosting = hosting
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        found = _INVOCATIONS.match(environ.get("PATH_INFO", ""))
+        if environ.get("REQUEST_METHOD") != "POST" or found is None:
+            return self._moto(environ, start_response)
+        name = unquote(found.group(1))
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        hosting = self._hosting()
+        try:
+            if hosting is None:
+                raise EndpointGoneError(name, "not found")
+            status, payload, content_type = hosting.forward(
+                name,
+                body,
+                environ.get("CONTENT_TYPE") or "application/json",
+                environ.get("HTTP_ACCEPT") or "application/json",
+            )
+        except EndpointGoneError as error:
+            return _error(start_response, "400 Bad Request", "ValidationError", {"message": str(error)})
+        except Exception as error:  # the endpoint process broke off: SageMaker's own 5xx
+            return _error(start_response, "500 Internal Server Error", "InternalFailure", {"message": str(error)})
+        if status >= 400:
+            kind = "client" if status < 500 else "server"
+            text = payload.decode("utf-8", "replace")[:1000]
+            return _error(
+                start_response,
+                "424 Failed Dependency",
+                "ModelError",
+                {
+                    "message": f'Received {kind} error ({status}) from primary with message "{text}".',
+                    "OriginalStatusCode": status,
+                    "OriginalMessage": text,
+                    "LogStreamArn": f"local:{name}",
+                },
+            )
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(payload))),
+                ("x-Amzn-Invoked-Production-Variant", "AllTraffic"),
+            ],
+        )
+        return [payload]
+
+
+def _error(start_response: Callable[..., Any], status: str, code: str, body: dict[str, Any]) -> list[bytes]:
+    raw = json.dumps(body).encode("utf-8")
+    start_response(
+        status,
+        [("Content-Type", "application/json"), ("Content-Length", str(len(raw))), ("x-amzn-ErrorType", code)],
+    )
+    return [raw]
+
+
+class EmbeddedAws:
+    """moto's threaded server with the runtime routes in front; `hosting` is set once it exists."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.hosting: Endpoints | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = RuntimeRoutes(DomainDispatcherApplication(create_backend_app), lambda: self.hosting)
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

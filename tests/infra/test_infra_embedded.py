@@ -1,0 +1,137 @@
+"""The embedded AWS (the local stack and the in-process fixtures) is made from infra/template.yaml itself.
+
+Its tables, queues and bucket are created by moto's CloudFormation from the template's own resource
+definitions, so what the app runs on here is what a deployed stage runs on: keys and indexes,
+visibility timeouts, retention, redrive to the dead-letter queues, encryption. moto ignores a few
+properties (table SSE and point-in-time recovery, bucket versioning, public access block and
+lifecycle); cfn-lint, checkov and test_infra_template.py check those on the template.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from chalicelib.config import Settings
+from esdeploy.local.embedded_aws import TEMPLATE, TemplateError, create_resources, embedded_template, load_cfn
+
+RESOURCES = load_cfn(TEMPLATE)["Resources"]
+QUEUES = {logical: r["Properties"] for logical, r in RESOURCES.items() if r.get("Type") == "AWS::SQS::Queue"}
+TABLES = {logical: r["Properties"] for logical, r in RESOURCES.items() if r.get("Type") == "AWS::DynamoDB::Table"}
+
+
+def queue_attributes(sqs: Any, name: str) -> dict[str, str]:
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    attributes: dict[str, str] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return attributes
+
+
+def names(template: dict[str, Any], kind: str) -> dict[str, str]:
+    prop = {"AWS::SQS::Queue": "QueueName", "AWS::DynamoDB::Table": "TableName"}[kind]
+    return {logical: r["Properties"][prop] for logical, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def created(aws: dict[str, Any], kind: str) -> dict[str, str]:
+    """Logical id -> the name of what moto's CloudFormation made for it (a queue's from its URL)."""
+    resources = aws["session"].client("cloudformation").describe_stack_resources(StackName="esdeploy-test")
+    return {
+        r["LogicalResourceId"]: r["PhysicalResourceId"].rsplit("/", 1)[-1]
+        for r in resources["StackResources"]
+        if r["ResourceType"] == kind
+    }
+
+
+def test_every_queue_has_the_templates_timeouts_retention_redrive_and_encryption(
+    aws: dict[str, Any], test_env: dict[str, str]
+) -> None:
+    sqs = aws["session"].client("sqs")
+    queue_names = created(aws, "AWS::SQS::Queue")
+    assert set(queue_names) == set(QUEUES)
+    for logical, props in QUEUES.items():
+        attributes = queue_attributes(sqs, queue_names[logical])
+        assert attributes["VisibilityTimeout"] == str(props.get("VisibilityTimeout", 30)), logical
+        assert attributes["MessageRetentionPeriod"] == str(props.get("MessageRetentionPeriod", 345600)), logical
+        assert attributes["SqsManagedSseEnabled"] == str(props["SqsManagedSseEnabled"]).lower(), logical
+        if "RedrivePolicy" in props:
+            redrive = json.loads(attributes["RedrivePolicy"])
+            target = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            assert redrive["maxReceiveCount"] == props["RedrivePolicy"]["maxReceiveCount"], logical
+            assert redrive["deadLetterTargetArn"].endswith(":" + queue_names[target]), logical
+
+
+def test_every_table_has_the_templates_keys_indexes_billing_and_expiry(aws: dict[str, Any]) -> None:
+    dynamodb = aws["session"].client("dynamodb")
+    table_names = created(aws, "AWS::DynamoDB::Table")
+    for logical, props in TABLES.items():
+        table = dynamodb.describe_table(TableName=table_names[logical])["Table"]
+        assert table["KeySchema"] == props["KeySchema"], logical
+        assert sorted(table["AttributeDefinitions"], key=str) == sorted(props["AttributeDefinitions"], key=str)
+        assert table["BillingModeSummary"]["BillingMode"] == props["BillingMode"], logical
+        indexes = {i["IndexName"]: (i["KeySchema"], i["Projection"]) for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes == {
+            i["IndexName"]: (i["KeySchema"], i["Projection"]) for i in props.get("GlobalSecondaryIndexes", [])
+        }, logical
+        ttl = dynamodb.describe_time_to_live(TableName=table_names[logical])["TimeToLiveDescription"]
+        if "TimeToLiveSpecification" in props:  # moto's CloudFormation skips it; embedded_aws applies it
+            assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == (
+                props["TimeToLiveSpecification"]["AttributeName"], "ENABLED"
+            ), logical
+        else:
+            assert ttl["TimeToLiveStatus"] == "DISABLED", logical
+
+
+def test_the_bucket_is_encrypted_and_tagged_as_the_template_says(aws: dict[str, Any], settings: Settings) -> None:
+    s3 = aws["session"].client("s3")
+    props = next(r["Properties"] for r in RESOURCES.values() if r.get("Type") == "AWS::S3::Bucket")
+    rules = s3.get_bucket_encryption(Bucket=settings.artifact_bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    expected = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert [r["ApplyServerSideEncryptionByDefault"] for r in rules] == [
+        r["ServerSideEncryptionByDefault"] for r in expected
+    ]
+    assert s3.get_bucket_tagging(Bucket=settings.artifact_bucket)["TagSet"] == props["Tags"]
+
+
+def test_the_stage_names_its_resources_through_the_templates_function_environment(test_env: dict[str, str]) -> None:
+    """On AWS the template points the functions at its resources (ESDEPLOY_TASKS_TABLE: !Ref TasksTable);
+    the embedded AWS reads that same mapping backwards to name each resource as the stage says."""
+    template = embedded_template(test_env)
+    assert names(template, "AWS::DynamoDB::Table") == {
+        "TasksTable": test_env["ESDEPLOY_TASKS_TABLE"], "ModelsTable": test_env["ESDEPLOY_MODELS_TABLE"]
+    }
+    queues = {logical: r["Properties"]["QueueName"] for logical, r in template["Resources"].items()
+              if r["Type"] == "AWS::SQS::Queue"}
+    assert queues["DeployTasksQueue"] == test_env["ESDEPLOY_DEPLOY_QUEUE"]
+    # Dead-letter queues keep the template's own names (for the stage's Stage parameter).
+    assert queues["DeployTasksDeadLetterQueue"] == {"Fn::Sub": "esdeploy-${Stage}-deploy-tasks-dlq"}
+    (bucket,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::S3::Bucket")
+    assert bucket["Properties"]["BucketName"] == test_env["ESDEPLOY_ARTIFACT_BUCKET"]
+    assert template["Parameters"] == {"Stage": {"Type": "String"}}  # the stage list guards AWS, not us
+
+
+def test_a_change_to_the_template_reaches_the_embedded_aws(tmp_path: Path, test_env: dict[str, str]) -> None:
+    text = TEMPLATE.read_text()
+    changed = tmp_path / "template.yaml"
+    changed.write_text(text.replace("VisibilityTimeout: 1080", "VisibilityTimeout: 1200"))
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        urls = create_resources(session, test_env, template_path=changed)
+        attributes = session.client("sqs").get_queue_attributes(QueueUrl=urls.deploy, AttributeNames=["All"])
+    assert attributes["Attributes"]["VisibilityTimeout"] == "1200"
+
+
+def test_a_resource_that_needs_what_the_embedded_aws_does_not_make_is_named(
+    tmp_path: Path, test_env: dict[str, str]
+) -> None:
+    template = yaml.safe_load(json.dumps(load_cfn(TEMPLATE)))
+    template["Resources"]["ModelsTable"]["Properties"]["Tags"].append(
+        {"Key": "alarm", "Value": {"Ref": "AlarmTopic"}}
+    )
+    broken = tmp_path / "template.yaml"
+    broken.write_text(json.dumps(template))
+    with pytest.raises(TemplateError, match="refer to AlarmTopic, which the embedded AWS does not create"):
+        embedded_template(test_env, broken)
