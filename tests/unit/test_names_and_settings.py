@@ -166,3 +166,10 @@ def test_a_default_promotion_window_over_the_max_is_named(test_env: dict[str, st
     assert load_settings(env).default_promotion_timeout_seconds == 3600  # the 24 h default shrinks to the max
     with pytest.raises(ConfigurationError, match="ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS"):
         load_settings({**env, "ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS": "7200"})
+
+
+def test_a_bad_max_promotion_window_is_the_only_error_it_causes(test_env: dict[str, str]) -> None:
+    """The default window is computed from the max: with the max broken, only the max is named."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**test_env, "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS": "30"})
+    assert str(caught.value) == "setting ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS=30 must be between 60 and 1209600"
