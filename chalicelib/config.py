@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
-from typing import TypeVar
+from typing import Annotated
+
+import annotated_types
+from pydantic import AliasChoices, AliasGenerator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.errors import ConfigurationError
@@ -23,53 +33,155 @@ MAX_INVOKE_TIMEOUT_SECONDS = 22
 SAGEMAKER_STARTUP_TIMEOUT_RANGE = (60, 3600)
 # The deploy worker's Lambda timeout is 180 s; the smoke step also reads the artifact and writes.
 MAX_SMOKE_TIMEOUT_SECONDS = 150
+SSM_PATH = re.compile(r"/[A-Za-z0-9_.\-/]+")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything the Lambdas read from their environment: each stage's values are in .chalice/config.json,
-    and a setting it leaves out takes the default written here (and only here)."""
+    and a setting it leaves out takes the default written here (and only here). Field `x` is read from
+    `ESDEPLOY_X` (`region` from AWS_REGION or AWS_DEFAULT_REGION); build it with `load_settings`, which
+    reports every bad or missing variable at once."""
 
-    stage: str
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=True,
+        alias_generator=AliasGenerator(validation_alias=lambda name: f"ESDEPLOY_{name.upper()}"),
+        extra="ignore",
+        validate_default=True,
+    )
+
+    stage: str = "dev"
     tasks_table: str
     models_table: str
     requests_queue: str
     deploy_queue: str
     teardown_queue: str
     artifact_bucket: str
-    artifact_prefix: str
-    allowed_instance_types: tuple[str, ...]
-    default_instance_type: str
-    max_instance_count: int
+    artifact_prefix: str = "models/"
+    # A comma-separated list, not JSON (NoDecode): the stages write `ml.g5.xlarge,ml.g5.2xlarge`.
+    allowed_instance_types: Annotated[tuple[str, ...], NoDecode] = ("ml.g5.xlarge", "ml.g5.2xlarge")
+    # Empty: the first allowed type.
+    default_instance_type: str = ""
+    max_instance_count: int = Field(4, ge=1, le=100)
     # Resolved for the stage's region when infra/package.sh packages it; None: callers name one.
-    default_image_uri: str | None
-    default_bake_seconds: int
-    max_bake_seconds: int
+    default_image_uri: str | None = None
+    max_bake_seconds: int = Field(86_400, ge=0, le=14 * 86_400)
+    # Bounded by max_bake_seconds too, so it comes after it.
+    default_bake_seconds: int = Field(600, ge=0, le=14 * 86_400)
     sagemaker_role_arn: str
-    resource_prefix: str
-    ssm_prefix: str
-    max_deployed_models: int
-    poll_initial_seconds: int
-    poll_max_seconds: int
-    deploy_deadline_seconds: int
-    smoke_min_cosine: float
-    smoke_timeout_seconds: int
-    container_startup_timeout_seconds: int
-    model_download_timeout_seconds: int
-    max_body_bytes: int
-    stale_lock_seconds: int
-    task_retention_days: int
-    invoke_timeout_seconds: int
-    early_message_delay_seconds: int
-    sweep_max_rekicks: int
-    intake_retry_seconds: int
-    intake_max_wait_seconds: int
+    resource_prefix: str = "esd"
+    ssm_prefix: str = "esdeploy"
+    # The slots are one DynamoDB item (400 KB at most): 1,000 ids of 128 characters fit.
+    max_deployed_models: int = Field(10, ge=1, le=1_000)
+    poll_initial_seconds: int = Field(30, ge=0, le=SQS_MAX_DELAY_SECONDS)
+    poll_max_seconds: int = Field(300, ge=0, le=SQS_MAX_DELAY_SECONDS)
+    deploy_deadline_seconds: int = Field(3600, ge=60, le=86_400)
+    smoke_min_cosine: float = Field(0.999, ge=0.0, le=1.0)
+    smoke_timeout_seconds: int = Field(60, ge=1, le=MAX_SMOKE_TIMEOUT_SECONDS)
+    container_startup_timeout_seconds: int = Field(600, ge=SAGEMAKER_STARTUP_TIMEOUT_RANGE[0],
+                                                   le=SAGEMAKER_STARTUP_TIMEOUT_RANGE[1])
+    model_download_timeout_seconds: int = Field(600, ge=SAGEMAKER_STARTUP_TIMEOUT_RANGE[0],
+                                                le=SAGEMAKER_STARTUP_TIMEOUT_RANGE[1])
+    max_body_bytes: int = Field(64 * 1024, ge=256, le=6 * 1024 * 1024)
+    stale_lock_seconds: int = Field(120, ge=1, le=86_400)
+    task_retention_days: int = Field(90, ge=0, le=36_500)
+    invoke_timeout_seconds: int = Field(20, ge=1, le=MAX_INVOKE_TIMEOUT_SECONDS)
+    early_message_delay_seconds: int = Field(5, ge=1, le=60)
+    sweep_max_rekicks: int = Field(100, ge=1, le=10_000)
+    intake_retry_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
+    intake_max_wait_seconds: int = Field(7200, ge=0, le=86_400)
     # How long a candidate deployed with promotion "manual" waits for its promote (per-deploy
     # config.promotion_timeout_seconds, up to the max), then the task ends canceled.
-    default_promotion_timeout_seconds: int
-    max_promotion_timeout_seconds: int
+    max_promotion_timeout_seconds: int = Field(7 * 86_400, ge=60, le=14 * 86_400)
+    # A day, or the max when that is shorter; bounded by the max, so it comes after it.
+    default_promotion_timeout_seconds: int = Field(
+        default_factory=lambda data: min(86_400, data.get("max_promotion_timeout_seconds", 86_400)),
+        ge=60, le=14 * 86_400,
+    )
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
-    region: str | None = None
+    region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what load_settings hands over: the environment it was given (the process's or a
+        # test's), never os.environ behind its back, nor a .env file or secrets directory.
+        return (init_settings,)
+
+    @field_validator("artifact_prefix")
+    @classmethod
+    def _a_folder(cls, value: str) -> str:
+        prefix = value.lstrip("/")
+        return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+    @field_validator("allowed_instance_types", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(t.strip() for t in value.split(",") if t.strip()) if isinstance(value, str) else value
+
+    @field_validator("allowed_instance_types")
+    @classmethod
+    def _at_least_one(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("names no instance type")
+        return value
+
+    @field_validator("default_instance_type")
+    @classmethod
+    def _one_of_allowed(cls, value: str, info: ValidationInfo) -> str:
+        allowed: tuple[str, ...] = info.data.get("allowed_instance_types", ())
+        if not allowed:
+            return value  # reported under ESDEPLOY_ALLOWED_INSTANCE_TYPES
+        if not value:
+            return allowed[0]
+        if value not in allowed:
+            raise ValueError(f"must be one of ESDEPLOY_ALLOWED_INSTANCE_TYPES ({', '.join(allowed)})")
+        return value
+
+    @field_validator("default_bake_seconds")
+    @classmethod
+    def _within_max_bake(cls, value: int, info: ValidationInfo) -> int:
+        max_bake = info.data.get("max_bake_seconds")
+        if max_bake is not None and value > max_bake:
+            raise ValueError(f"must be between 0 and {max_bake} (ESDEPLOY_MAX_BAKE_SECONDS)")
+        return value
+
+    @field_validator("default_promotion_timeout_seconds")
+    @classmethod
+    def _within_max_promotion(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("max_promotion_timeout_seconds")
+        if most is not None and value > most:
+            raise ValueError(f"must be between 60 and {most} (ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS)")
+        return value
+
+    @field_validator("resource_prefix")
+    @classmethod
+    def _a_name_prefix(cls, value: str) -> str:
+        if not PREFIX_PATTERN.fullmatch(value):
+            raise ValueError(f"must match {PREFIX_PATTERN.pattern}")
+        return value
+
+    @field_validator("ssm_prefix")
+    @classmethod
+    def _an_ssm_path(cls, value: str) -> str:
+        path = "/" + value.strip("/")
+        if not SSM_PATH.fullmatch(path):
+            raise ValueError(f"makes {path!r}, which is not a valid SSM path")
+        return path
+
+    @field_validator("poll_max_seconds")
+    @classmethod
+    def _not_below_initial(cls, value: int, info: ValidationInfo) -> int:
+        initial = info.data.get("poll_initial_seconds")
+        if initial is not None and value < initial:
+            raise ValueError(f"must not be below ESDEPLOY_POLL_INITIAL_SECONDS ({initial})")
+        return value
 
     @property
     def artifact_layout(self) -> ArtifactLayout:
@@ -97,116 +209,53 @@ class Settings:
         return 2 * self.poll_max_seconds + 120
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigurationError(f"setting {name} is missing: set it in .chalice/config.json")
-    return value
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source (names, aliases, parsing) over the mapping load_settings
+    is given: `_load_env_vars` is the one place where the stock source reads os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # A blank value is an unset one: the setting takes its default, or is reported missing.
+        return {name: value.strip() for name, value in self._environ.items() if value.strip()}
 
 
-NumberT = TypeVar("NumberT", int, float)
+def _problem(error: ErrorDetails) -> str:
+    """One line per bad variable, in the words the hand-written parser used."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    kind, value = error["type"], error.get("input")
+    if kind == "missing":
+        return f"setting {name} is missing: set it in .chalice/config.json"
+    if kind in {"int_parsing", "int_from_float"}:
+        return f"setting {name}={value!r} is not an integer"
+    if kind == "float_parsing":
+        return f"setting {name}={value!r} is not a number"
+    if kind in {"greater_than_equal", "less_than_equal"}:
+        low, high = _bounds(name)
+        return f"setting {name}={value} must be between {low} and {high}"
+    if kind == "value_error":
+        return f"setting {name}={value!r} {error.get('ctx', {}).get('error', error['msg'])}"
+    return f"setting {name}={value!r}: {error['msg']}"
 
 
-def _bounded(
-    env: Mapping[str, str], name: str, default: NumberT, low: NumberT, high: NumberT, parse: Callable[[str], NumberT]
-) -> NumberT:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = parse(raw)
-    except ValueError as exc:
-        noun = "an integer" if parse is int else "a number"
-        raise ConfigurationError(f"setting {name}={raw!r} is not {noun}") from exc
-    if not low <= value <= high:
-        raise ConfigurationError(f"setting {name}={value} must be between {low} and {high}")
-    return value
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return _bounded(env, name, default, low, high, int)
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _bounded(env, name, default, low, high, float)
+def _bounds(variable: str) -> tuple[object, object]:
+    field = next(f for f in Settings.model_fields.values() if f.validation_alias == variable)
+    low = next(m.ge for m in field.metadata if isinstance(m, annotated_types.Ge))
+    high = next(m.le for m in field.metadata if isinstance(m, annotated_types.Le))
+    return low, high
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate every setting at once so that a broken stage fails with all names visible."""
-    prefix = env.get("ESDEPLOY_ARTIFACT_PREFIX", "models/").strip().lstrip("/")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    instance_types = tuple(
-        t.strip()
-        for t in env.get("ESDEPLOY_ALLOWED_INSTANCE_TYPES", "ml.g5.xlarge,ml.g5.2xlarge").split(",")
-        if t.strip()
-    )
-    default_type = env.get("ESDEPLOY_DEFAULT_INSTANCE_TYPE", instance_types[0] if instance_types else "")
-    if not instance_types or default_type not in instance_types:
-        raise ConfigurationError(
-            "setting ESDEPLOY_DEFAULT_INSTANCE_TYPE must be one of ESDEPLOY_ALLOWED_INSTANCE_TYPES"
-        )
-    resource_prefix = env.get("ESDEPLOY_RESOURCE_PREFIX", "esd").strip()
-    if not PREFIX_PATTERN.fullmatch(resource_prefix):
-        raise ConfigurationError(
-            f"setting ESDEPLOY_RESOURCE_PREFIX={resource_prefix!r} must match {PREFIX_PATTERN.pattern}"
-        )
-    ssm_prefix = "/" + env.get("ESDEPLOY_SSM_PREFIX", "esdeploy").strip().strip("/")
-    if not re.fullmatch(r"/[A-Za-z0-9_.\-/]+", ssm_prefix):
-        raise ConfigurationError(f"setting ESDEPLOY_SSM_PREFIX={ssm_prefix!r} is not a valid SSM path")
-    poll_initial = _integer(env, "ESDEPLOY_POLL_INITIAL_SECONDS", 30, 0, SQS_MAX_DELAY_SECONDS)
-    poll_max = _integer(env, "ESDEPLOY_POLL_MAX_SECONDS", 300, 0, SQS_MAX_DELAY_SECONDS)
-    if poll_max < poll_initial:
-        raise ConfigurationError(
-            "setting ESDEPLOY_POLL_MAX_SECONDS must not be below ESDEPLOY_POLL_INITIAL_SECONDS"
-        )
-    max_bake = _integer(env, "ESDEPLOY_MAX_BAKE_SECONDS", 86_400, 0, 14 * 86_400)
-    max_promotion = _integer(env, "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS", 7 * 86_400, 60, 14 * 86_400)
-    return Settings(
-        stage=env.get("ESDEPLOY_STAGE", "dev"),
-        tasks_table=_required(env, "ESDEPLOY_TASKS_TABLE"),
-        models_table=_required(env, "ESDEPLOY_MODELS_TABLE"),
-        requests_queue=_required(env, "ESDEPLOY_REQUESTS_QUEUE"),
-        deploy_queue=_required(env, "ESDEPLOY_DEPLOY_QUEUE"),
-        teardown_queue=_required(env, "ESDEPLOY_TEARDOWN_QUEUE"),
-        artifact_bucket=_required(env, "ESDEPLOY_ARTIFACT_BUCKET"),
-        artifact_prefix=prefix,
-        allowed_instance_types=instance_types,
-        default_instance_type=default_type,
-        max_instance_count=_integer(env, "ESDEPLOY_MAX_INSTANCE_COUNT", 4, 1, 100),
-        default_image_uri=env.get("ESDEPLOY_DEFAULT_IMAGE_URI", "").strip() or None,
-        default_bake_seconds=_integer(env, "ESDEPLOY_DEFAULT_BAKE_SECONDS", 600, 0, max_bake),
-        max_bake_seconds=max_bake,
-        sagemaker_role_arn=_required(env, "ESDEPLOY_SAGEMAKER_ROLE_ARN"),
-        resource_prefix=resource_prefix,
-        ssm_prefix=ssm_prefix,
-        # The slots are one DynamoDB item (400 KB at most): 1,000 ids of 128 characters fit.
-        max_deployed_models=_integer(env, "ESDEPLOY_MAX_DEPLOYED_MODELS", 10, 1, 1_000),
-        poll_initial_seconds=poll_initial,
-        poll_max_seconds=poll_max,
-        deploy_deadline_seconds=_integer(env, "ESDEPLOY_DEPLOY_DEADLINE_SECONDS", 3600, 60, 86_400),
-        smoke_min_cosine=_number(env, "ESDEPLOY_SMOKE_MIN_COSINE", 0.999, 0.0, 1.0),
-        smoke_timeout_seconds=_integer(env, "ESDEPLOY_SMOKE_TIMEOUT_SECONDS", 60, 1, MAX_SMOKE_TIMEOUT_SECONDS),
-        container_startup_timeout_seconds=_integer(
-            env, "ESDEPLOY_CONTAINER_STARTUP_TIMEOUT_SECONDS", 600, *SAGEMAKER_STARTUP_TIMEOUT_RANGE
-        ),
-        model_download_timeout_seconds=_integer(
-            env, "ESDEPLOY_MODEL_DOWNLOAD_TIMEOUT_SECONDS", 600, *SAGEMAKER_STARTUP_TIMEOUT_RANGE
-        ),
-        max_body_bytes=_integer(env, "ESDEPLOY_MAX_BODY_BYTES", 64 * 1024, 256, 6 * 1024 * 1024),
-        stale_lock_seconds=_integer(env, "ESDEPLOY_STALE_LOCK_SECONDS", 120, 1, 86_400),
-        task_retention_days=_integer(env, "ESDEPLOY_TASK_RETENTION_DAYS", 90, 0, 36_500),
-        invoke_timeout_seconds=_integer(env, "ESDEPLOY_INVOKE_TIMEOUT_SECONDS", 20, 1, MAX_INVOKE_TIMEOUT_SECONDS),
-        early_message_delay_seconds=_integer(env, "ESDEPLOY_EARLY_MESSAGE_DELAY_SECONDS", 5, 1, 60),
-        sweep_max_rekicks=_integer(env, "ESDEPLOY_SWEEP_MAX_REKICKS", 100, 1, 10_000),
-        intake_retry_seconds=_integer(env, "ESDEPLOY_INTAKE_RETRY_SECONDS", 60, 1, SQS_MAX_DELAY_SECONDS),
-        intake_max_wait_seconds=_integer(env, "ESDEPLOY_INTAKE_MAX_WAIT_SECONDS", 7200, 0, 86_400),
-        default_promotion_timeout_seconds=_integer(
-            env, "ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS", min(86_400, max_promotion), 60, max_promotion
-        ),
-        max_promotion_timeout_seconds=max_promotion,
-        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
-    )
+    try:
+        return Settings(**_Environment(Settings, env)())
+    except ValidationError as exc:
+        # A default computed from a bad setting is not called: that setting is reported instead.
+        problems = [_problem(error) for error in exc.errors() if error["type"] != "default_factory_not_called"]
+        summary = problems[0] if len(problems) == 1 else f"{len(problems)} settings are wrong: " + "; ".join(problems)
+        raise ConfigurationError(summary) from None
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -236,7 +235,7 @@ def slow_endpoint(aws_adapters: wiring.Adapters) -> Iterator[tuple[SlowRuntime, 
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )
     hosting = SageMakerHosting(boto3.client("sagemaker", region_name="us-east-1"), client, role_arn="arn")
-    memory_adapters.settings = replace(memory_adapters.settings, invoke_timeout_seconds=1)
+    memory_adapters.settings = memory_adapters.settings.model_copy(update={"invoke_timeout_seconds": 1})
     memory_adapters.hosting_factory = lambda: hosting
     endpoint = variant_name(memory_adapters.settings.resource_prefix, "m1", "t1")
     memory_adapters.aliases.swap(Alias("m1", endpoint, None, "t1", memory_adapters.clock.now()), expected_version=0)

@@ -70,6 +70,51 @@ def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: 
         load_settings({**test_env, name: value})
 
 
+def test_every_bad_setting_is_named_at_once(test_env: dict[str, str]) -> None:
+    """A broken stage shows everything to fix in one deploy, not one variable per attempt."""
+    env = {**test_env, "ESDEPLOY_MAX_INSTANCE_COUNT": "lots", "ESDEPLOY_POLL_MAX_SECONDS": "5000"}
+    del env["ESDEPLOY_SAGEMAKER_ROLE_ARN"]
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.startswith("3 settings are wrong: ")
+    assert "setting ESDEPLOY_MAX_INSTANCE_COUNT='lots' is not an integer" in message
+    assert "setting ESDEPLOY_POLL_MAX_SECONDS=5000 must be between 0 and 900" in message
+    assert "setting ESDEPLOY_SAGEMAKER_ROLE_ARN is missing: set it in .chalice/config.json" in message
+
+
+def test_a_setting_checked_against_another_is_named_with_it(test_env: dict[str, str]) -> None:
+    env = {**test_env, "ESDEPLOY_POLL_INITIAL_SECONDS": "60", "ESDEPLOY_POLL_MAX_SECONDS": "30",
+           "ESDEPLOY_MAX_BAKE_SECONDS": "100", "ESDEPLOY_DEFAULT_BAKE_SECONDS": "200"}
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env)
+    assert str(caught.value) == (
+        "2 settings are wrong: "
+        "setting ESDEPLOY_DEFAULT_BAKE_SECONDS='200' must be between 0 and 100 (ESDEPLOY_MAX_BAKE_SECONDS); "
+        "setting ESDEPLOY_POLL_MAX_SECONDS='30' must not be below ESDEPLOY_POLL_INITIAL_SECONDS (60)"
+    )
+
+
+def test_a_blank_setting_is_an_unset_one(test_env: dict[str, str]) -> None:
+    settings = load_settings({**test_env, "ESDEPLOY_MAX_INSTANCE_COUNT": "  ", "ESDEPLOY_DEFAULT_IMAGE_URI": ""})
+    assert (settings.max_instance_count, settings.default_image_uri) == (4, None)
+    with pytest.raises(ConfigurationError, match="setting ESDEPLOY_TASKS_TABLE is missing"):
+        load_settings({**test_env, "ESDEPLOY_TASKS_TABLE": " "})
+
+
+def test_settings_read_only_the_environment_they_are_given(
+    test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_settings(env) is what the local stack and the tests rely on: the process's own
+    variables must not fill in what `env` leaves out."""
+    monkeypatch.setenv("ESDEPLOY_TASKS_TABLE", "the-process-table")
+    monkeypatch.setenv("ESDEPLOY_MAX_INSTANCE_COUNT", "7")
+    env = {k: v for k, v in test_env.items() if k != "ESDEPLOY_TASKS_TABLE"}
+    with pytest.raises(ConfigurationError, match="ESDEPLOY_TASKS_TABLE is missing"):
+        load_settings(env)
+    assert load_settings(test_env).max_instance_count == 4
+
+
 def test_the_packager_accepts_exactly_the_ids_the_api_accepts() -> None:
     # esdeploy/manifest.py keeps its own copy (it must stay importable without chalicelib).
     from esdeploy import manifest
@@ -121,3 +166,10 @@ def test_a_default_promotion_window_over_the_max_is_named(test_env: dict[str, st
     assert load_settings(env).default_promotion_timeout_seconds == 3600  # the 24 h default shrinks to the max
     with pytest.raises(ConfigurationError, match="ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS"):
         load_settings({**env, "ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS": "7200"})
+
+
+def test_a_bad_max_promotion_window_is_the_only_error_it_causes(test_env: dict[str, str]) -> None:
+    """The default window is computed from the max: with the max broken, only the max is named."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**test_env, "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS": "30"})
+    assert str(caught.value) == "setting ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS=30 must be between 60 and 1209600"

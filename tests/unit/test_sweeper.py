@@ -2,8 +2,6 @@
 what it leaves alone."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from chalicelib import wiring
 from chalicelib.adapters.memory import ManualClock
 from chalicelib.api.schemas import parse_deploy
@@ -54,7 +52,7 @@ def test_given_more_stalled_tasks_than_the_cap_when_the_sweeper_runs_then_it_rek
 ) -> None:
     ids = queued_deploys(memory_adapters, clock, 5)
     clock.advance(memory_adapters.settings.stall_seconds + 1)
-    memory_adapters.settings = replace(memory_adapters.settings, sweep_max_rekicks=2)
+    memory_adapters.settings = memory_adapters.settings.model_copy(update={"sweep_max_rekicks": 2})
     sweeper = memory_adapters.build(Sweeper)
     assert sweeper.sweep().rekicked == ids[:2]
     assert sweeper.sweep().rekicked == ids[2:4]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -426,7 +425,7 @@ def test_model_data_url_is_parsed_as_strictly_as_s3_reads_it(
 
 def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_adapters: wiring.Adapters) -> None:
     """SageMaker refuses cross-region ECR images, after minutes; we say so at submit."""
-    settings = replace(memory_adapters.settings, region="eu-west-1")
+    settings = memory_adapters.settings.model_copy(update={"region": "eu-west-1"})
     memory_adapters.settings = settings
     eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
     with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
