@@ -199,21 +199,22 @@ def deploy(
     """Deploy a model: a new (green) endpoint, smoke-tested, then swapped in behind the alias."""
     if promotion_timeout is not None and not manual_promotion:
         raise usage_error("--promotion-timeout goes with --manual-promotion")
+    scaling = autoscaling_option(autoscaling)
     rt = runtime(ctx)
-    given = {
-        "model_data_url": artifact,
-        "instance_type": instance_type,
-        "initial_instance_count": instance_count,
-        "image_uri": image_uri,
-        "bake_seconds": bake_seconds,
-        "parity_check": "skip" if skip_parity_check else None,
-        "promotion": "manual" if manual_promotion else None,
-        "promotion_timeout_seconds": promotion_timeout,
-        "autoscaling": autoscaling_option(autoscaling),
-    }
-    config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
-        handle = rt.client().deploy(model_id, task_id=task_id, config=config)
+        handle = rt.client().deploy(
+            model_id,
+            artifact=artifact,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            image_uri=image_uri,
+            bake_seconds=bake_seconds,
+            skip_parity_check=skip_parity_check,
+            manual_promotion=manual_promotion,
+            promotion_timeout_seconds=promotion_timeout,
+            autoscaling=scaling,
+            task_id=task_id,
+        )
         rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 

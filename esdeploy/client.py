@@ -215,13 +215,20 @@ class Client:
         image_uri: str | None = None,
         bake_seconds: int | None = None,
         skip_parity_check: bool = False,
+        manual_promotion: bool = False,
+        promotion_timeout_seconds: int | None = None,
+        autoscaling: Mapping[str, int] | None = None,
         task_id: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> TaskHandle:
         """Submit a deploy (green variant, parity gate, swap); returns at once with a handle to `wait()` on.
 
-        `artifact` defaults to the model's latest uploaded version; `config` takes any other deploy
-        setting the API accepts. The same `task_id` again returns the same task.
+        `artifact` defaults to the model's latest uploaded version. `manual_promotion`: the checked
+        candidate waits beside the live variant until `promote()` (at most `promotion_timeout_seconds`).
+        `autoscaling`: {"min_instances", "max_instances", "target_invocations_per_instance"}.
+        Only what is given is sent; the stage fills in the rest.
+        `config` takes any other deploy setting the API accepts. The same `task_id` again returns the
+        same task.
         """
         given = {
             "model_data_url": artifact,
@@ -230,6 +237,9 @@ class Client:
             "image_uri": image_uri,
             "bake_seconds": bake_seconds,
             "parity_check": "skip" if skip_parity_check else None,
+            "promotion": "manual" if manual_promotion else None,
+            "promotion_timeout_seconds": promotion_timeout_seconds,
+            "autoscaling": None if autoscaling is None else dict(autoscaling),
         }
         body = {**(config or {}), **{key: value for key, value in given.items() if value is not None}}
         return TaskHandle(self, self.api.deploy(embedding_model_id, task_id=task_id, config=body))
