@@ -192,11 +192,37 @@ def deploy(
             "(default: the live variant's policy, if it has one).",
         ),
     ] = None,
+    rollback_alarms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rollback-alarm",
+            metavar="NAME",
+            help="A CloudWatch alarm that, in ALARM during the bake, rolls the alias back (repeatable).",
+        ),
+    ] = None,
+    max_5xx_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            "--max-5xx-per-minute",
+            min=0,
+            help="Green's own rollback alarm: more 5XX invocation errors a minute than this during the bake "
+            "(default: the stage's).",
+        ),
+    ] = None,
+    max_latency_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--max-latency-ms",
+            min=1,
+            help="Green's own rollback alarm: model latency above this many milliseconds during the bake "
+            "(default: the stage's).",
+        ),
+    ] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
-    """Deploy a model: a new (green) endpoint, smoke-tested, then swapped in behind the alias."""
+    """Deploy a model: a new (green) endpoint, smoke-tested, swapped in behind the alias, then baked."""
     if promotion_timeout is not None and not manual_promotion:
         raise usage_error("--promotion-timeout goes with --manual-promotion")
     scaling = autoscaling_option(autoscaling)
@@ -213,6 +239,9 @@ def deploy(
             manual_promotion=manual_promotion,
             promotion_timeout_seconds=promotion_timeout,
             autoscaling=scaling,
+            rollback_alarms=rollback_alarms or None,
+            max_5xx_errors_per_minute=max_5xx_per_minute,
+            max_model_latency_ms=max_latency_ms,
             task_id=task_id,
         )
         rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)

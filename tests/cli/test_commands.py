@@ -416,3 +416,22 @@ def test_deploy_autoscaling_option_sends_the_policy(cli: Cli) -> None:
     }
     bad = cli("deploy", "m1", "--autoscaling", "2-6")
     assert bad.exit_code == 2 and "MIN:MAX:TARGET" in bad.output
+
+
+def test_deploy_bake_options_send_the_rollback_alarms_and_thresholds(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--rollback-alarm", "search-p99", "--rollback-alarm", "search-errors",
+                 "--max-5xx-per-minute", "5", "--max-latency-ms", "800")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["config"] == {
+        "rollback_alarms": ["search-p99", "search-errors"],
+        "max_5xx_errors_per_minute": 5,
+        "max_model_latency_ms": 800,
+    }
+    cli.api.sent.clear()
+    assert cli("deploy", "m1", "--max-5xx-per-minute", "0").exit_code == 0  # any 5XX at all rolls back
+    assert cli.api.sent[0].body["config"] == {"max_5xx_errors_per_minute": 0}
+    for bad in (["--max-latency-ms", "0"], ["--max-5xx-per-minute", "-1"], ["--max-latency-ms", "fast"]):
+        refused = cli("deploy", "m1", *bad)
+        assert refused.exit_code == 2 and bad[0] in refused.output, refused.output
+    assert len(cli.api.sent) == 1

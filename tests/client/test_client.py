@@ -146,7 +146,10 @@ def test_deploy_sends_only_what_it_is_given_its_own_arguments_over_config() -> N
         manual_promotion=True,
         promotion_timeout_seconds=600,
         autoscaling={"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100},
-        config={"bake_seconds": 60, "promotion_timeout_seconds": 60},
+        rollback_alarms=("search-p99", "search-errors"),
+        max_5xx_errors_per_minute=0,
+        max_model_latency_ms=800,
+        config={"bake_seconds": 60, "max_model_latency_ms": 100},
     )
     assert handle.task_id == "t1"
     assert api.sent[0].body == {
@@ -156,8 +159,15 @@ def test_deploy_sends_only_what_it_is_given_its_own_arguments_over_config() -> N
             "promotion": "manual",
             "promotion_timeout_seconds": 600,
             "autoscaling": {"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100},
+            "rollback_alarms": ["search-p99", "search-errors"],
+            "max_5xx_errors_per_minute": 0,
+            "max_model_latency_ms": 800,
         },
     }
     api.sent.clear()
+    client.deploy("m1", rollback_alarms="search-p99")  # one name, not its letters
     client.deploy("m1")
-    assert [sent.body for sent in api.sent] == [{"embedding_model_id": "m1"}]
+    assert [sent.body for sent in api.sent] == [
+        {"embedding_model_id": "m1", "config": {"rollback_alarms": ["search-p99"]}},
+        {"embedding_model_id": "m1"},
+    ]
