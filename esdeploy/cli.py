@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from esdeploy import __version__, packaging, s3upload, task_logs, views
+from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
@@ -440,6 +440,7 @@ def local(
     ] = LOCAL_CREATION_SECONDS,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
+    require_extra("local", "local")
     from esdeploy.local.run import run
 
     raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
@@ -492,6 +493,7 @@ def package(
     ] = None,
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
+    require_extra("package", "package")
     destination = _checked_destination(upload, runtime(ctx)) if upload else None
     image_region = _image_region(region, destination)
     request = packaging.PackageRequest(
@@ -538,6 +540,21 @@ def package(
                       soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+def require_extra(extra: str, command: str) -> None:
+    """`pip install esdeploy` brings the client and the CLI; `command` needs what `esdeploy[extra]` adds."""
+    lacking = extras.missing(extra)
+    if lacking:
+        console.print(
+            Text(
+                f"error: esdeploy {command} needs {', '.join(lacking)}, not installed here: "
+                f"pip install 'esdeploy[{extra}]' (from a checkout: pip install -e '.[{extra}]')",
+                style="red",
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _image_region(region: str | None, destination: s3upload.Destination | None) -> str:

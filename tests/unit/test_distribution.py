@@ -13,6 +13,9 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from esdeploy import extras
+from esdeploy.extras import extras_in, parse
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 OURS = {"esdeploy", "chalicelib", "serving", "app"}
@@ -26,28 +29,20 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse(requirement: str) -> tuple[str, set[str], str]:
-    """(name, extras, marker) of a requirement string."""
-    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?[^;]*(?:;(.*))?", requirement)
-    assert found, requirement
-    extras = {extra.strip() for extra in (found.group(2) or "").split(",") if extra.strip()}
-    return canonical(found.group(1)), extras, found.group(3) or ""
-
-
 def provided(requirements: Iterable[str]) -> set[str]:
     """Distributions the requirements install: each one, and what its installed metadata requires
     (with the extras asked for); one level deep, as `import botocore` relies on boto3's pin."""
     names: set[str] = set()
     for requirement in requirements:
         name, extras, _ = parse(requirement)
-        names.add(name)
-        if name == "esdeploy":
+        names.add(canonical(name))
+        if canonical(name) == "esdeploy":
             continue  # one extra naming another: its requirements are listed with it
         for dependency in importlib.metadata.requires(name) or []:
             sub, _, marker = parse(dependency)
-            wanted = set(re.findall(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker))
-            if not wanted or wanted & extras:
-                names.add(sub)
+            wanted = extras_in(marker)
+            if not wanted or wanted & set(extras):
+                names.add(canonical(sub))
     return names
 
 
@@ -139,3 +134,9 @@ def test_everything_else_esdeploy_imports_comes_with_an_extra() -> None:
     missing = undeclared({m: w for m, w in everything.items() if m not in DEV_ONLY}, requirements)
     assert missing == []
 
+
+def test_every_extra_names_distributions_installed_here() -> None:
+    """The dev venv installs every extra's requirements; a name that resolves to nothing is a typo
+    that would make `esdeploy package` / `esdeploy local` refuse to start."""
+    assert set(PROJECT["optional-dependencies"]) == {"package", "local"}
+    assert extras.missing("package") == [] and extras.missing("local") == []
