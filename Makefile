@@ -10,9 +10,10 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 
 .PHONY: demo local venv infra-venv test test-fast lint typecheck bench openapi clean package deploy destroy infra-check
 
+# pip below 26.3: chalice 1.34 declares pip<26.3, so a newer pip would be downgraded again, with a warning.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade "pip<26.3"
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)

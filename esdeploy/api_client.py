@@ -41,6 +41,7 @@ class Task(TypedDict):
     reason: NotRequired[str]
     endpoint_name: NotRequired[str]
     promote_by: NotRequired[str]
+    live_at: NotRequired[str]  # when a deploy's green went live (its swap)
 
 
 class Alias(TypedDict):

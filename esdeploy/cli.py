@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from esdeploy import __version__, packaging, s3upload, task_logs, views
+from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
@@ -192,28 +192,58 @@ def deploy(
             "(default: the live variant's policy, if it has one).",
         ),
     ] = None,
+    rollback_alarms: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rollback-alarm",
+            metavar="NAME",
+            help="A CloudWatch alarm that, in ALARM during the bake, rolls the alias back (repeatable).",
+        ),
+    ] = None,
+    max_5xx_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            "--max-5xx-per-minute",
+            min=0,
+            help="Green's own rollback alarm: more 5XX invocation errors a minute than this during the bake "
+            "(default: the stage's).",
+        ),
+    ] = None,
+    max_latency_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--max-latency-ms",
+            min=1,
+            help="Green's own rollback alarm: model latency above this many milliseconds during the bake "
+            "(default: the stage's).",
+        ),
+    ] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
-    """Deploy a model: a new (green) endpoint, smoke-tested, then swapped in behind the alias."""
+    """Deploy a model: a new (green) endpoint, smoke-tested, swapped in behind the alias, then baked."""
     if promotion_timeout is not None and not manual_promotion:
         raise usage_error("--promotion-timeout goes with --manual-promotion")
+    scaling = autoscaling_option(autoscaling)
     rt = runtime(ctx)
-    given = {
-        "model_data_url": artifact,
-        "instance_type": instance_type,
-        "initial_instance_count": instance_count,
-        "image_uri": image_uri,
-        "bake_seconds": bake_seconds,
-        "parity_check": "skip" if skip_parity_check else None,
-        "promotion": "manual" if manual_promotion else None,
-        "promotion_timeout_seconds": promotion_timeout,
-        "autoscaling": autoscaling_option(autoscaling),
-    }
-    config = {key: value for key, value in given.items() if value is not None}
     with rt.guard():
-        handle = rt.client().deploy(model_id, task_id=task_id, config=config)
+        handle = rt.client().deploy(
+            model_id,
+            artifact=artifact,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            image_uri=image_uri,
+            bake_seconds=bake_seconds,
+            skip_parity_check=skip_parity_check,
+            manual_promotion=manual_promotion,
+            promotion_timeout_seconds=promotion_timeout,
+            autoscaling=scaling,
+            rollback_alarms=rollback_alarms or None,
+            max_5xx_errors_per_minute=max_5xx_per_minute,
+            max_model_latency_ms=max_latency_ms,
+            task_id=task_id,
+        )
         rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
 
 
@@ -410,6 +440,7 @@ def local(
     ] = LOCAL_CREATION_SECONDS,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
+    require_extra("local", "local")
     from esdeploy.local.run import run
 
     raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
@@ -462,6 +493,7 @@ def package(
     ] = None,
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
+    require_extra("package", "package")
     destination = _checked_destination(upload, runtime(ctx)) if upload else None
     image_region = _image_region(region, destination)
     request = packaging.PackageRequest(
@@ -508,6 +540,21 @@ def package(
                       soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+def require_extra(extra: str, command: str) -> None:
+    """`pip install esdeploy` brings the client and the CLI; `command` needs what `esdeploy[extra]` adds."""
+    lacking = extras.missing(extra)
+    if lacking:
+        console.print(
+            Text(
+                f"error: esdeploy {command} needs {', '.join(lacking)}, not installed here: "
+                f"pip install 'esdeploy[{extra}]' (from a checkout: pip install -e '.[{extra}]')",
+                style="red",
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _image_region(region: str | None, destination: s3upload.Destination | None) -> str:

@@ -151,6 +151,13 @@ class _Callback:
         pass
 
 
+def _names(names: Sequence[str] | None) -> list[str] | None:
+    """A list for the JSON body; one name given as a string is that one name, not its letters."""
+    if names is None:
+        return None
+    return [names] if isinstance(names, str) else list(names)
+
+
 class Client:
     """esdeploy from Python.
 
@@ -215,13 +222,25 @@ class Client:
         image_uri: str | None = None,
         bake_seconds: int | None = None,
         skip_parity_check: bool = False,
+        manual_promotion: bool = False,
+        promotion_timeout_seconds: int | None = None,
+        autoscaling: Mapping[str, int] | None = None,
+        rollback_alarms: Sequence[str] | None = None,
+        max_5xx_errors_per_minute: int | None = None,
+        max_model_latency_ms: int | None = None,
         task_id: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> TaskHandle:
-        """Submit a deploy (green variant, parity gate, swap); returns at once with a handle to `wait()` on.
+        """Submit a deploy (green variant, parity gate, swap, bake); returns at once with a handle to `wait()` on.
 
-        `artifact` defaults to the model's latest uploaded version; `config` takes any other deploy
-        setting the API accepts. The same `task_id` again returns the same task.
+        `artifact` defaults to the model's latest uploaded version. `manual_promotion`: the checked
+        candidate waits beside the live variant until `promote()` (at most `promotion_timeout_seconds`).
+        `autoscaling`: {"min_instances", "max_instances", "target_invocations_per_instance"}.
+        During the bake, any alarm in `rollback_alarms` (CloudWatch alarm names), or green's own
+        5XX or latency alarm (thresholds `max_5xx_errors_per_minute`, `max_model_latency_ms`), in
+        ALARM rolls the alias back. Only what is given is sent; the stage fills in the rest.
+        `config` takes any other deploy setting the API accepts. The same `task_id` again returns the
+        same task.
         """
         given = {
             "model_data_url": artifact,
@@ -230,6 +249,12 @@ class Client:
             "image_uri": image_uri,
             "bake_seconds": bake_seconds,
             "parity_check": "skip" if skip_parity_check else None,
+            "promotion": "manual" if manual_promotion else None,
+            "promotion_timeout_seconds": promotion_timeout_seconds,
+            "autoscaling": None if autoscaling is None else dict(autoscaling),
+            "rollback_alarms": _names(rollback_alarms),
+            "max_5xx_errors_per_minute": max_5xx_errors_per_minute,
+            "max_model_latency_ms": max_model_latency_ms,
         }
         body = {**(config or {}), **{key: value for key, value in given.items() if value is not None}}
         return TaskHandle(self, self.api.deploy(embedding_model_id, task_id=task_id, config=body))

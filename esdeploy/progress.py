@@ -24,7 +24,8 @@ DEFAULT_WAIT_TIMEOUT_SECONDS = 1800.0
 MAX_CONSECUTIVE_POLL_ERRORS = 5
 
 STAGES: dict[str, tuple[str, ...]] = {
-    "deploy": ("queued", "preflight", "creating", "waiting", "verifying", "swapping", "finished"),
+    # baking: green is live, the previous variant stays up and the rollback alarms are watched.
+    "deploy": ("queued", "preflight", "creating", "waiting", "verifying", "swapping", "baking", "finished"),
     "delete": ("queued", "unaliasing", "tearing_down", "finished"),
 }
 

@@ -45,6 +45,7 @@ def task_summary(task: Task) -> RenderableType:
                 ("reason", task.get("reason")),
                 ("endpoint", task.get("endpoint_name")),
                 ("created", task["created_at"]),
+                ("went live", task.get("live_at")),
                 ("updated", task["updated_at"]),
             ]
         ),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cfn_yaml  # infra/cfn_yaml.py: Python puts a script's own folder first on sys.path
 import yaml
 
 INFRA = Path(__file__).resolve().parent
@@ -94,29 +95,8 @@ class Suppression:
 # ---- CloudFormation, just enough to read policy documents --------------------------------------
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Sub, !GetAtt, ...) read as their long form."""
-
-
-def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _short_tag)
-
-
 def load_template(path: Path) -> dict[str, Any]:
-    loaded = yaml.load(path.read_text(), Loader=_CfnLoader)
+    loaded = cfn_yaml.load(path)
     if not isinstance(loaded, dict) or "Resources" not in loaded:
         raise LintError(f"{path} is not a CloudFormation template")
     return loaded

@@ -30,9 +30,9 @@ from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
-# A cancel races the deploy worker's steps (one write every few seconds at first): it reads again
-# and decides again this many times before it gives up and says so.
-CANCEL_ATTEMPTS = 5
+# A cancel or promote races the deploy worker's steps (one write every few seconds at first): it
+# reads again and decides again this many times before it gives up and says so.
+WRITE_ATTEMPTS = 5
 
 DISPATCH_FAILED = {
     TaskKind.DEPLOY: "Failed to create and send model deployment task",
@@ -139,49 +139,49 @@ class TaskService:
     def cancel(self, task_id: str) -> Task:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
         next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
-        a rollback's job: the task is done by then.
+        a rollback's job: the task is done by then."""
+        return self._write_deploy_task(task_id, "cancel", self._cancel)
 
-        The worker writes the task at every step, so a cancel that loses the write to it reads the
-        task again and decides again: it lands, or it answers why it cannot (the task ended)."""
-        for _ in range(CANCEL_ATTEMPTS):
-            task = self.get(TaskKind.DEPLOY, task_id)
-            if task.status.is_terminal:
-                raise InvalidStateError(f"Deployment task `{task_id}` is already {task.status.value}")
-            if task.cancel_requested:
-                return task
-            try:
-                if task.status == TaskStatus.PENDING and task.variant is None:
-                    # Nothing was created yet; its queued message will find it ended.
-                    return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
-                task.cancel_requested = True
-                task.record(at=self.clock.now(), detail="cancel requested")
-                return self.writer.advance(task)
-            except ConcurrentUpdateError:
-                logger.info("cancel lost a write to the worker; reading the task again", extra=_log_keys(task))
-        raise ConcurrentUpdateError(
-            f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the cancel was being "
-            "written; send the cancel again"
-        )
+    def _cancel(self, task: Task) -> Task:
+        if task.status.is_terminal:
+            raise InvalidStateError(f"Deployment task `{task.task_id}` is already {task.status.value}")
+        if task.cancel_requested:
+            return task
+        if task.status == TaskStatus.PENDING and task.variant is None:
+            # Nothing was created yet; its queued message will find it ended.
+            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+        task.cancel_requested = True
+        task.record(at=self.clock.now(), detail="cancel requested")
+        return self.writer.advance(task)
 
     def promote(self, task_id: str) -> Task:
         """Make the candidate of a deploy awaiting promotion live: the deploy worker swaps the alias
         at its next step, which this wakes. Asking again once it was asked is answered with the
         task as it stands (an automation's redelivery must not fail); anything else that cannot be
         promoted is an InvalidStateError saying why."""
-        for _ in range(CANCEL_ATTEMPTS):
+        return self._write_deploy_task(task_id, "promote", self._promote)
+
+    def _promote(self, task: Task) -> Task:
+        if task.promote_requested:
+            return task
+        self._check_promotable(task)
+        task.promote_requested = True
+        task.record(at=self.clock.now(), detail=f"promotion requested; {task.variant} goes live next")
+        return self.writer.advance(task)
+
+    def _write_deploy_task(self, task_id: str, action: str, write: Callable[[Task], Task]) -> Task:
+        """Read the deploy task and let `write` decide and write from what it read. The worker writes
+        the task at every step, so a write that loses to it reads the task again and decides again:
+        it lands, or it answers why it cannot (the task ended meanwhile)."""
+        for _ in range(WRITE_ATTEMPTS):
             task = self.get(TaskKind.DEPLOY, task_id)
-            if task.promote_requested:
-                return task
-            self._check_promotable(task)
-            task.promote_requested = True
-            task.record(at=self.clock.now(), detail=f"promotion requested; {task.variant} goes live next")
             try:
-                return self.writer.advance(task)
+                return write(task)
             except ConcurrentUpdateError:
-                logger.info("promote lost a write to the worker; reading the task again", extra=_log_keys(task))
+                logger.info("%s lost a write to the worker; reading the task again", action, extra=_log_keys(task))
         raise ConcurrentUpdateError(
-            f"Deployment task `{task_id}` changed {CANCEL_ATTEMPTS} times while the promote was being "
-            "written; send the promote again"
+            f"Deployment task `{task_id}` changed {WRITE_ATTEMPTS} times while the {action} was being "
+            f"written; send the {action} again"
         )
 
     def _check_promotable(self, task: Task) -> None:

@@ -8,15 +8,15 @@ created by moto's CloudFormation from the very resource definitions `infra/templ
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import yaml
 
 # The local stack serves app.py from this checkout, so infra/ is beside it (as .chalice/ is).
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -76,30 +76,19 @@ def keep_dynamodb_atomic() -> None:
 # ---- the template's resources -----------------------------------------------------------------
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as their long form."""
-
-
-def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _short_tag)
+@functools.cache
+def _cfn_yaml() -> ModuleType:
+    """infra/cfn_yaml.py, the one CloudFormation reader (lint_iam.py's too), from beside the template."""
+    spec = importlib.util.spec_from_file_location("esdeploy_infra_cfn_yaml", TEMPLATE.parent / "cfn_yaml.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_cfn(path: Path) -> dict[str, Any]:
     """A CloudFormation YAML template as plain data (short tags in their long form)."""
-    loaded = yaml.load(path.read_text(), Loader=_CfnLoader)
+    loaded = _cfn_yaml().load(path)
     if not isinstance(loaded, dict):
         raise TemplateError(f"{path} is not a CloudFormation template")
     return loaded

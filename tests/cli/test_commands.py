@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ DEPLOY_TRAIL = [
     ("waiting", "processing"),
     ("verifying", "processing"),
     ("swapping", "processing"),
+    ("baking", "processing"),
 ]
 ALIAS = {
     "embedding_model_id": "m1",
@@ -65,7 +67,13 @@ def test_deploy_human_output_names_the_task_and_how_to_follow_it(cli: Cli) -> No
 
 @pytest.mark.parametrize(
     ("status", "stage", "code"),
-    [("done", "finished", 0), ("failed", "waiting", 1), ("refused", "preflight", 6), ("canceled", "creating", 3)],
+    [
+        ("done", "finished", 0),
+        ("failed", "waiting", 1),
+        ("failed", "baking", 1),  # a rollback alarm went off during the bake: the alias is back on blue
+        ("refused", "preflight", 6),
+        ("canceled", "creating", 3),
+    ],
 )
 def test_deploy_wait_exit_code_says_how_it_ended(cli: Cli, status: str, stage: str, code: int) -> None:
     trail = DEPLOY_TRAIL[: DEPLOY_TRAIL.index((stage, "processing")) + 1] if stage != "finished" else DEPLOY_TRAIL
@@ -416,3 +424,33 @@ def test_deploy_autoscaling_option_sends_the_policy(cli: Cli) -> None:
     }
     bad = cli("deploy", "m1", "--autoscaling", "2-6")
     assert bad.exit_code == 2 and "MIN:MAX:TARGET" in bad.output
+
+
+def test_deploy_bake_options_send_the_rollback_alarms_and_thresholds(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--rollback-alarm", "search-p99", "--rollback-alarm", "search-errors",
+                 "--max-5xx-per-minute", "5", "--max-latency-ms", "800")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["config"] == {
+        "rollback_alarms": ["search-p99", "search-errors"],
+        "max_5xx_errors_per_minute": 5,
+        "max_model_latency_ms": 800,
+    }
+    cli.api.sent.clear()
+    assert cli("deploy", "m1", "--max-5xx-per-minute", "0").exit_code == 0  # any 5XX at all rolls back
+    assert cli.api.sent[0].body["config"] == {"max_5xx_errors_per_minute": 0}
+    for bad in (["--max-latency-ms", "0"], ["--max-5xx-per-minute", "-1"], ["--max-latency-ms", "fast"]):
+        refused = cli("deploy", "m1", *bad)
+        assert refused.exit_code == 2 and bad[0] in refused.output, refused.output
+    assert len(cli.api.sent) == 1
+
+
+def test_status_shows_when_a_deploy_went_live_and_its_bake(cli: Cli) -> None:
+    went_live = "2025-01-01T00:00:06.000000Z"
+    cli.api.on("GET", "/deploy/t1", (200, task("processing", "baking", trail=DEPLOY_TRAIL, live_at=went_live)))
+    result = cli("status", "t1")
+    assert result.exit_code == 0, result.output
+    assert "deploy task t1 for m1: processing (baking)" in result.stdout
+    assert re.search(rf"went live\s+{went_live}", result.stdout)
+    cli.api.on("GET", "/deploy/t2", (200, task("processing", "waiting", task_id="t2", trail=DEPLOY_TRAIL[:4])))
+    assert "went live" not in cli("status", "t2").stdout  # not live yet: no such row

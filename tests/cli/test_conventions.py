@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from esdeploy import __version__
+from esdeploy import __version__, extras
 from esdeploy.task_logs import from_insights, insights_query, log_groups
 from tests.cli.conftest import Cli
 
@@ -212,3 +213,30 @@ def test_logs_ask_cloudwatch_in_the_profiles_region(cli: Cli, profiles: None, mo
     assert result.exit_code == 0, result.output
     assert "task submitted" in result.stdout
     assert elsewhere.exit_code == 5 and "is --stage right?" in elsewhere.stderr.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "lacking"),
+    [
+        (["package", ".", "--model-id", "m1"], "package", "torch"),
+        (["local", "--port", "8123"], "local", "chalice"),
+        (["local", "--port", "8123"], "local", "torch"),  # esdeploy[local] includes esdeploy[package]
+    ],
+)
+def test_a_command_whose_extra_is_not_installed_says_what_to_install(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, command: list[str], extra: str, lacking: str
+) -> None:
+    """`pip install esdeploy` is the client and the CLI; package and local need their extras."""
+    installed = extras.version
+
+    def version(name: str) -> str:
+        if name == lacking:
+            raise PackageNotFoundError(name)
+        return installed(name)
+
+    monkeypatch.setattr(extras, "version", version)
+    result = cli(*command)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    said = f"esdeploy {command[0]} needs {lacking}, not installed here: pip install 'esdeploy[{extra}]'"
+    assert said in result.stderr
+    assert cli.api.sent == []

@@ -108,8 +108,17 @@ def test_board_shows_done_current_and_coming_stages() -> None:
     assert lines[1].startswith("✓  queued") and lines[1].endswith("1.0s")
     assert "creating" in lines[3] and lines[3].endswith("42.5s")
     assert lines[3][0] not in "✓·✗"  # the spinner
-    assert [line[0] for line in lines[4:8]] == ["·"] * 4
-    assert [line.split()[1] for line in lines[4:8]] == ["waiting", "verifying", "swapping", "finished"]
+    assert [line[0] for line in lines[4:9]] == ["·"] * 5
+    assert [line.split()[1] for line in lines[4:9]] == ["waiting", "verifying", "swapping", "baking", "finished"]
+
+
+def test_board_shows_the_bake_after_the_swap_as_the_current_stage() -> None:
+    baking = task("processing", "baking", trail=DEPLOY_TRAIL, detail="esd-m1-x is live; watching 3 alarms")
+    lines = [line.rstrip() for line in rendered(Board(baking, clock=FakeClock().time)).splitlines()]
+    rows = {line.split()[1]: line for line in lines[1:]}
+    assert list(rows) == ["queued", "preflight", "creating", "waiting", "verifying", "swapping", "baking", "finished"]
+    assert rows["swapping"].startswith("✓") and rows["finished"].startswith("·")
+    assert rows["baking"][0] not in "✓·✗" and rows["baking"].endswith("watching 3 alarms")  # the spinner
 
 
 def test_board_never_shows_negative_time_on_a_slow_local_clock() -> None:

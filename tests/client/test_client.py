@@ -8,7 +8,7 @@ import pytest
 import esdeploy
 from chalicelib.ports import EndpointState
 from esdeploy import Client, ModelNotDeployedError, TaskHandle, TaskWaitTimeoutError
-from tests.cli.conftest import FakeClock
+from tests.cli.conftest import URL, FakeApi, FakeClock, task
 from tests.client.runtime import StubRuntime
 from tests.scenarios.conftest import manifest_for
 from tests.scenarios.harness import World
@@ -136,3 +136,38 @@ def test_a_manual_promotion_from_python_waits_at_the_candidate_then_past_it(setu
     assert client.model("m1")["endpoint_name"] == waiting["endpoint_name"]
     again = client.task(green.task_id).promote()  # a second promote changes nothing
     assert again.task["status"] == "done"
+
+
+def test_deploy_sends_only_what_it_is_given_its_own_arguments_over_config() -> None:
+    api = FakeApi().on("POST", "/deploy", (200, task()))
+    client = Client(URL, http=api.session())
+    handle = client.deploy(
+        "m1",
+        manual_promotion=True,
+        promotion_timeout_seconds=600,
+        autoscaling={"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100},
+        rollback_alarms=("search-p99", "search-errors"),
+        max_5xx_errors_per_minute=0,
+        max_model_latency_ms=800,
+        config={"bake_seconds": 60, "max_model_latency_ms": 100},
+    )
+    assert handle.task_id == "t1"
+    assert api.sent[0].body == {
+        "embedding_model_id": "m1",
+        "config": {
+            "bake_seconds": 60,
+            "promotion": "manual",
+            "promotion_timeout_seconds": 600,
+            "autoscaling": {"min_instances": 2, "max_instances": 6, "target_invocations_per_instance": 100},
+            "rollback_alarms": ["search-p99", "search-errors"],
+            "max_5xx_errors_per_minute": 0,
+            "max_model_latency_ms": 800,
+        },
+    }
+    api.sent.clear()
+    client.deploy("m1", rollback_alarms="search-p99")  # one name, not its letters
+    client.deploy("m1")
+    assert [sent.body for sent in api.sent] == [
+        {"embedding_model_id": "m1", "config": {"rollback_alarms": ["search-p99"]}},
+        {"embedding_model_id": "m1"},
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-# The one CloudFormation reader, the embedded AWS's: what the local stack reads, the checks read.
+# The one CloudFormation reader (infra/cfn_yaml.py, via the embedded AWS): what the local stack reads, checks read.
 from esdeploy.local.embedded_aws import load_cfn, references
 
 __all__ = ["load_cfn", "references"]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
+from chalicelib.adapters.aws_errors import sagemaker_refusal
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
 from tests.fakes.fake_hosting import Answer
@@ -282,15 +284,25 @@ def test_retryable_faults_are_redelivered_and_recover(world: World) -> None:
     assert len(failed) == 3
 
 
+def sagemaker_answers(code: str, message: str, doing: str) -> Exception:
+    """What SageMakerHosting raises when SageMaker answers `code`: the real adapter's own classification."""
+    return sagemaker_refusal(ClientError({"Error": {"Code": code, "Message": message}}, "CreateEndpoint"), doing)
+
+
 def test_terminal_hosting_fault_fails_and_cleans_up(world: World) -> None:
     world.upload_artifact("m1", manifest_for("m1"))
-    world.hosting.fail(
-        "create_variant", TerminalHostingError("ResourceLimitExceeded: ml.g5.xlarge quota is 0"), after="model"
+    rejected = sagemaker_answers(
+        "ValidationException",
+        "The execution role ARN arn:aws:iam::123456789012:role/gone is invalid.",
+        "create endpoint `m1`",
     )
+    assert type(rejected) is TerminalHostingError  # neither retryable nor a quota: the deploy's own fault
+    world.hosting.fail("create_variant", rejected, after="model")
     task = world.deploy("m1")
     world.pump.run()
     failed = world.task(task["task_id"])
-    assert failed["status"] == "failed" and "quota" in failed["detail"]
+    assert failed["status"] == "failed"
+    assert "role/gone is invalid" in failed["detail"] and "Check the deploy config" in failed["detail"]
     assert world.hosting.owned_resources() == []
 
 
@@ -409,14 +421,14 @@ def test_green_starts_at_as_many_instances_as_blue_runs_now(world: World) -> Non
 
 
 def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World) -> None:
-    from chalicelib.domain.errors import QuotaExceededError
-
     blue = first_deploy(world)
-    world.hosting.fail(
-        "create_variant",
-        QuotaExceededError("The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 0 Instances"),
-        after="endpoint_config",
+    # SageMaker's ResourceLimitExceeded as the real adapter types it (a QuotaExceededError).
+    over_quota = sagemaker_answers(
+        "ResourceLimitExceeded",
+        "The account-level service limit 'ml.g5.2xlarge for endpoint usage' is 0 Instances",
+        "create endpoint `m1`",
     )
+    world.hosting.fail("create_variant", over_quota, after="endpoint_config")
     task = world.deploy("m1", instance_type="ml.g5.2xlarge", initial_instance_count=2)
     world.pump.run()
     refused = world.task(task["task_id"])

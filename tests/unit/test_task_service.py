@@ -282,11 +282,13 @@ def test_given_the_worker_writes_while_a_cancel_is_written_when_cancelling_then_
     assert stored is not None and stored.cancel_requested and stored.version == canceled.version
 
 
-def test_given_a_task_that_keeps_changing_when_cancelling_then_the_answer_says_so(
-    memory_adapters: wiring.Adapters,
+@pytest.mark.parametrize("action", ["cancel", "promote"])
+def test_given_a_task_that_keeps_changing_when_cancelling_or_promoting_then_the_answer_says_so(
+    memory_adapters: wiring.Adapters, action: str
 ) -> None:
-    task = deploy(memory_adapters, embedding_model_id="m")
-    task.record(at=memory_adapters.clock.now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    # A candidate awaiting promotion: both a cancel and a promote of it are allowed.
+    task = deploy(memory_adapters, embedding_model_id="m", config={"promotion": "manual"})
+    task.record(at=memory_adapters.clock.now(), stage=Stage.AWAITING_PROMOTION, status=TaskStatus.PROCESSING)
     task.variant = "esd-m-1-2"
     memory_adapters.store.update(task)
 
@@ -301,8 +303,9 @@ def test_given_a_task_that_keeps_changing_when_cancelling_then_the_answer_says_s
             raise ConcurrentUpdateError(f"task {task.task_id} changed since version {task.version} was read")
 
     memory_adapters.store = AlwaysLosing(memory_adapters.store)  # type: ignore[assignment]
-    with pytest.raises(ConcurrentUpdateError, match="send the cancel again"):
-        tasks(memory_adapters).cancel(task.task_id)
+    gave_up = f"changed 5 times while the {action} was being written; send the {action} again"
+    with pytest.raises(ConcurrentUpdateError, match=gave_up):
+        getattr(tasks(memory_adapters), action)(task.task_id)
 
 
 def intake(body: dict[str, Any]) -> IntakeRequest:
