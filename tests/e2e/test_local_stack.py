@@ -29,6 +29,16 @@ def wait_for(api: str, kind: str, task_id: str, timeout: float = 120) -> dict[st
     raise AssertionError(f"{kind} {task_id} still {task['status']}/{task['stage']} after {timeout} s")
 
 
+def wait_for_stage(api: str, task_id: str, stage: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = requests.get(f"{api}/deploy/{task_id}", timeout=10).json()
+        if task["stage"] == stage or task["status"] in {"done", "failed", "refused", "canceled"}:
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"deploy {task_id} still {task['status']}/{task['stage']} after {timeout} s")
+
+
 def embedded_client(stack: dict[str, Any]) -> Client:
     """esdeploy.Client with boto3 clients of the embedded AWS (as AWS_ENDPOINT_URL would give them)."""
     session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=stack["region"])
@@ -90,14 +100,17 @@ def test_full_lifecycle_on_the_local_stack(
     assert direct.vectors[0] == pytest.approx(answer["embeddings"][0], abs=1e-6)
 
     green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 3}}, timeout=10).json()
-    green = wait_for(api, "deploy", green["task_id"])
-    assert green["status"] == "done", green
+    green = wait_for_stage(api, green["task_id"], "baking")
+    assert (green["status"], green["stage"]) == ("processing", "baking"), green
+    # During the bake green serves and blue is kept for a one-write rollback.
     alias = requests.get(f"{api}/models/{MODEL}", timeout=10).json()
     assert alias["endpoint_name"] == green["endpoint_name"]
     assert alias["previous_endpoint_name"] == blue["endpoint_name"]
     swapped = requests.post(f"{api}/models/{MODEL}/invoke", json={"inputs": ["hello world"]}, timeout=30).json()
     assert swapped["endpoint_name"] == green["endpoint_name"]
     assert swapped["embeddings"][0] == pytest.approx(answer["embeddings"][0], abs=1e-5)  # same weights
+    green = wait_for(api, "deploy", green["task_id"])
+    assert green["status"] == "done" and "no watched alarm in ALARM" in green["detail"], green
 
     # After the bake the blue endpoint process is gone.
     deadline = time.time() + 60
@@ -203,7 +216,9 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     promoted = run("--json", "promote", candidate["task_id"], "--wait")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     green = json.loads(promoted.stdout)
-    assert green["status"] == "done" and "autoscaling 1-2 instances" in green["detail"]
+    assert green["status"] == "done" and green["stage"] == "finished", green
+    [swap] = [e for e in green["events"] if e["stage"] == "baking" and "is live" in (e.get("detail") or "")]
+    assert "autoscaling 1-2 instances" in swap["detail"]
 
     listed = run("models", "--json")  # a global option after the command, as in the AWS CLI
     assert listed.returncode == 0
