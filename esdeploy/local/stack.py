@@ -27,6 +27,7 @@ from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free,
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "esdeploy.log"
+ALARM_EVENTS = "alarm-events.jsonl"  # every alarm the stand-in moved, for a person, the demo and the tests
 
 POLLER_CONNECTIONS = 32
 
@@ -141,7 +142,7 @@ class LocalStack:
         self._threads.append(Scheduler("sweeper", chalice_app.sweeper, self._sweep_every, self._stop))
         # CloudWatch's part: moto keeps alarms but never moves them; this evaluates them on the local endpoints.
         self._threads.append(
-            AlarmStandIn(session.client("cloudwatch"), self.hosting.invocations, self._deliver, self._stop,
+            AlarmStandIn(session.client("cloudwatch"), self.hosting.invocations, self._alarm_changed, self._stop,
                          region=LOCAL_REGION, account=LOCAL_ACCOUNT)
         )
         for thread in self._threads:
@@ -201,6 +202,15 @@ class LocalStack:
         status = event["detail"]["EndpointStatus"]
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
+        self._deliver(event)
+
+    def _alarm_changed(self, event: dict[str, Any]) -> None:
+        """The alarm stand-in moved an alarm: CloudWatch's event, as EventBridge delivers it to the deploy queue."""
+        detail = event["detail"]
+        with self._events_lock, (self.state_dir / ALARM_EVENTS).open("a") as log:
+            log.write(json.dumps({"at": time.time(), "alarm": detail["alarmName"], "state": detail["state"]["value"],
+                                  "previous": detail["previousState"]["value"],
+                                  "reason": detail["state"]["reason"]}) + "\n")
         self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:

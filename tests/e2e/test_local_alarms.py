@@ -1,0 +1,100 @@
+"""End to end: on the installed `esdeploy local`, a live endpoint made to misbehave moves its alarms."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from tests.console_script import installed_esdeploy
+from tests.e2e.conftest import aws_env
+from tests.e2e.test_local_stack import embedded_client, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MODEL = "tiny_alarms.model"
+
+
+def cloudwatch(stack: dict[str, Any]) -> Any:
+    return boto3.client("cloudwatch", endpoint_url=stack["aws_endpoint"], region_name=stack["region"],
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def put_contract_alarms(client: Any, variant: str, max_5xx: int) -> list[str]:
+    """The contract's `V-invocation-5xx` and `V-model-latency` (issue 13 §2), as the core creates them at the swap."""
+    common: dict[str, Any] = {
+        "Namespace": "AWS/SageMaker",
+        "Dimensions": [{"Name": "EndpointName", "Value": variant}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        "Period": 60, "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
+        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching", "ActionsEnabled": False,
+    }
+    client.put_metric_alarm(AlarmName=f"{variant}-invocation-5xx", MetricName="Invocation5XXErrors",
+                            Statistic="Sum", Threshold=float(max_5xx), **common)
+    client.put_metric_alarm(AlarmName=f"{variant}-model-latency", MetricName="ModelLatency",
+                            Statistic="Average", Threshold=2_000_000.0, **common)
+    return [f"{variant}-invocation-5xx", f"{variant}-model-latency"]
+
+
+def alarm_state(client: Any, name: str) -> tuple[str, str]:
+    (alarm,) = client.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return alarm["StateValue"], alarm["StateReason"]
+
+
+def test_misbehave_on_a_live_endpoint_moves_its_5xx_alarm_to_alarm_and_sends_the_event(
+    stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
+) -> None:
+    api = stack["api_url"]
+    packaged = subprocess.run(
+        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
+         "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
+        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
+    )
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    task = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 0}}, timeout=10).json()
+    task = wait_for(api, "deploy", task["task_id"])
+    assert task["status"] == "done", task
+    variant = task["endpoint_name"]
+    watch = cloudwatch(stack)
+    errors_alarm, latency_alarm = put_contract_alarms(watch, variant, max_5xx=3)
+    embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=3600)
+    for _ in range(5):
+        assert embedder.embed(["healthy"]).endpoint_name == variant
+    time.sleep(5)  # a few rounds of the stand-in: healthy traffic leaves both alarms OK
+    assert alarm_state(watch, errors_alarm)[0] == "OK"
+
+    # What a person runs, in the shell with the two export lines.
+    flipped = subprocess.run(
+        [sys.executable, "-m", "esdeploy.local.misbehave", variant, "--errors", "1.0"],
+        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=60,
+    )
+    assert flipped.returncode == 0, flipped.stderr
+    assert json.loads(flipped.stdout) == {"endpoint": variant, "errors": 1.0, "latency_ms": 0}
+    # Fail until the stand-in notices (a minute boundary may split the first few errors).
+    failed = 0
+    deadline = time.time() + 30
+    while time.time() < deadline and alarm_state(watch, errors_alarm)[0] != "ALARM":
+        try:
+            embedder.embed(["failing on purpose"])
+        except Exception:
+            failed += 1
+        time.sleep(0.2)
+    state, reason = alarm_state(watch, errors_alarm)
+    assert state == "ALARM" and failed > 3
+    found = re.fullmatch(r"Threshold Crossed: 1 datapoint \[(\d+)\.0 \(\d\d/\d\d/\d\d \d\d:\d\d:00\)\] "
+                         r"was greater than the threshold \(3\.0\)\.", reason)
+    assert found is not None and int(found.group(1)) > 3, reason
+    assert alarm_state(watch, latency_alarm)[0] == "OK"
+    moved = [json.loads(line) for line in (stack["state"] / "alarm-events.jsonl").read_text().splitlines()]
+    assert {"alarm": errors_alarm, "state": "ALARM", "previous": "OK"}.items() <= moved[-1].items()
+
+    subprocess.run([sys.executable, "-m", "esdeploy.local.misbehave", variant, "--errors", "0"],
+                   cwd=outside_repo, env=aws_env(stack), check=True, capture_output=True, timeout=60)
+    assert embedder.embed(["healed"]).endpoint_name == variant
+    deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
+    assert wait_for(api, "delete", deletion["task_id"])["status"] == "done"
