@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.errors import ConfigurationError
+from chalicelib.domain.models import MAX_5XX_ERRORS_PER_MINUTE_RANGE, MAX_MODEL_LATENCY_MS_RANGE
 from chalicelib.domain.names import PREFIX_PATTERN
 
 SQS_MAX_DELAY_SECONDS = 900
@@ -98,6 +99,15 @@ class Settings(BaseSettings):
         default_factory=lambda data: min(86_400, data.get("max_promotion_timeout_seconds", 86_400)),
         ge=60, le=14 * 86_400,
     )
+    # esdeploy's own alarms on a green variant, created at the swap and watched during the bake
+    # (per-deploy config.max_5xx_errors_per_minute / config.max_model_latency_ms override them).
+    rollback_max_5xx_errors_per_minute: int = Field(
+        5, ge=MAX_5XX_ERRORS_PER_MINUTE_RANGE[0], le=MAX_5XX_ERRORS_PER_MINUTE_RANGE[1]
+    )
+    rollback_max_model_latency_ms: int = Field(2000, ge=MAX_MODEL_LATENCY_MS_RANGE[0], le=MAX_MODEL_LATENCY_MS_RANGE[1])
+    # The hop between two looks at the alarms during a bake (an alarm's EventBridge event wakes
+    # the task sooner).
+    bake_check_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
 

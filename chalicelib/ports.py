@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chalicelib.domain.messages import WorkMessage
-from chalicelib.domain.models import Alias, EndpointState, ModelLock, ScalingPolicy, Task, TaskKind
+from chalicelib.domain.models import (
+    AlarmReading,
+    AlarmThresholds,
+    Alias,
+    EndpointState,
+    ModelLock,
+    ScalingPolicy,
+    Task,
+    TaskKind,
+)
 
 
 class TaskStore(Protocol):
@@ -197,6 +206,34 @@ class Scaling(Protocol):
 
     def remove(self, variant: str) -> None:
         """Remove the policy and the registration; what is gone already is fine."""
+        ...
+
+
+@dataclass(frozen=True)
+class VariantAlarms:
+    """What esdeploy's own alarms of one variant watch, and whose they are (their tags)."""
+
+    variant: str
+    embedding_model_id: str
+    task_id: str
+    thresholds: AlarmThresholds
+
+
+class Alarms(Protocol):
+    """Alarms on a variant's metrics (CloudWatch on AWS): esdeploy's own two per variant, and the
+    caller's that a deploy lists, read by name."""
+
+    def put_variant_alarms(self, alarms: VariantAlarms) -> tuple[str, ...]:
+        """Create or update the variant's two alarms (`variant_alarm_names`); returns their names.
+        Running it again changes nothing."""
+        ...
+
+    def read(self, names: tuple[str, ...]) -> dict[str, AlarmReading]:
+        """The alarms of these names as they stand; a name with no alarm is left out."""
+        ...
+
+    def delete_variant_alarms(self, variant: str) -> None:
+        """Delete the variant's two alarms; what is gone already is fine."""
         ...
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from chalicelib.config import Settings, settings
 from chalicelib.ports import (
+    Alarms,
     Aliases,
     AliasMirror,
     Artifacts,
@@ -38,6 +39,12 @@ def _memory_scaling() -> Scaling:
     return InMemoryScaling()
 
 
+def _memory_alarms() -> Alarms:
+    from chalicelib.adapters.memory import InMemoryAlarms
+
+    return InMemoryAlarms()
+
+
 @dataclass
 class Adapters:
     """Settings and one adapter per port. Build them with `aws_adapters()`, or by hand in tests.
@@ -62,10 +69,16 @@ class Adapters:
     hosting_factory: Callable[[], Hosting] = _no_hosting
     # Likewise the Application Auto Scaling client, which only the workers need.
     scaling_factory: Callable[[], Scaling] = _memory_scaling
+    # And the CloudWatch client (the deploy and teardown workers).
+    alarms_factory: Callable[[], Alarms] = _memory_alarms
 
     @cached_property
     def hosting(self) -> Hosting:
         return self.hosting_factory()
+
+    @cached_property
+    def alarms(self) -> Alarms:
+        return self.alarms_factory()
 
     @cached_property
     def scaling(self) -> Scaling:
@@ -114,6 +127,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
 
         return ApplicationAutoScaling(boto3.client("application-autoscaling", config=retries))
 
+    def cloudwatch_alarms() -> Alarms:
+        from chalicelib.adapters.cloudwatch_alarms import CloudWatchAlarms
+
+        return CloudWatchAlarms(boto3.client("cloudwatch", config=retries))
+
     return Adapters(
         settings=config,
         store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table), config.task_retention)),
@@ -128,6 +146,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,
         scaling_factory=application_autoscaling,
+        alarms_factory=cloudwatch_alarms,
     )
 
 

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import (
+    InMemoryAlarms,
     InMemoryAliases,
     InMemoryAliasMirror,
     InMemoryArtifacts,
@@ -121,6 +122,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
         requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
+        alarms_factory=lambda: InMemoryAlarms(clock),
     )
     wiring.use(adapters)
     yield adapters

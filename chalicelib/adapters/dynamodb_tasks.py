@@ -59,6 +59,8 @@ def task_to_item(task: Task) -> dict[str, Any]:
         "detail": task.detail,
         "variant": task.variant,
         "deadline_at": iso(task.deadline_at) if task.deadline_at else None,
+        "live_at": iso(task.live_at) if task.live_at else None,
+        "rollback_detail": task.rollback_detail,
         "rekicked_at": iso(task.rekicked_at) if task.rekicked_at else None,
         # DynamoDB's TTL wants a Number in epoch seconds.
         EXPIRES_AT: int(task.expires_at.timestamp()) if task.expires_at else None,
@@ -115,6 +117,8 @@ def item_to_task(item: dict[str, Any]) -> Task:
         variant=item.get("variant"),
         polls=int(item.get("polls", 0)),
         deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
+        live_at=parse_iso(item["live_at"]) if item.get("live_at") else None,
+        rollback_detail=item.get("rollback_detail"),
         cancel_requested=bool(item.get("cancel_requested", False)),
         promote_requested=bool(item.get("promote_requested", False)),
         rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,9 @@ from chalicelib.domain.errors import (
     TaskAlreadyExistsError,
 )
 from chalicelib.domain.messages import WorkMessage
-from chalicelib.domain.models import Alias, ModelLock, ScalingPolicy, Task, TaskKind, utc_now
+from chalicelib.domain.models import AlarmReading, AlarmState, Alias, ModelLock, ScalingPolicy, Task, TaskKind, utc_now
+from chalicelib.domain.names import variant_alarm_names
+from chalicelib.ports import VariantAlarms
 
 
 class InMemoryTaskStore:
@@ -294,3 +296,66 @@ class InMemoryScaling:
     def remove(self, variant: str) -> None:
         with self._lock:
             self.policies.pop(variant, None)
+
+
+@dataclass
+class MemoryAlarm:
+    """One alarm in memory: what it watches (esdeploy's own carry the request), its state and tags."""
+
+    name: str
+    state: AlarmState = AlarmState.INSUFFICIENT_DATA
+    reason: str = "Unchecked: Initial alarm creation"
+    since: datetime | None = None
+    request: dict[str, Any] | None = None
+
+
+class InMemoryAlarms:
+    """The Alarms port in memory. A test (or a stand-in) moves an alarm with `set_state`, as
+    CloudWatch would from the endpoint's metrics, and adds the caller's own alarms with `define`."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self.alarms: dict[str, MemoryAlarm] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def _now(self) -> datetime:
+        return self._clock.now() if self._clock is not None else utc_now()
+
+    def put_variant_alarms(self, alarms: VariantAlarms) -> tuple[str, ...]:
+        from chalicelib.adapters.cloudwatch_shapes import variant_alarm_requests
+
+        names = []
+        with self._lock:
+            for request in variant_alarm_requests(alarms):
+                name = request["AlarmName"]
+                existing = self.alarms.get(name)
+                if existing is None:
+                    self.alarms[name] = MemoryAlarm(name, since=self._now(), request=request)
+                else:
+                    existing.request = request  # an update keeps the state, as PutMetricAlarm does
+                names.append(name)
+        return tuple(names)
+
+    def read(self, names: tuple[str, ...]) -> dict[str, AlarmReading]:
+        with self._lock:
+            return {
+                name: AlarmReading(name, alarm.state, alarm.reason, alarm.since)
+                for name in names
+                if (alarm := self.alarms.get(name)) is not None
+            }
+
+    def delete_variant_alarms(self, variant: str) -> None:
+        with self._lock:
+            for name in variant_alarm_names(variant):
+                self.alarms.pop(name, None)
+
+    def define(self, name: str) -> None:
+        """An alarm of the caller's own (not esdeploy's), in state OK."""
+        with self._lock:
+            self.alarms.setdefault(name, MemoryAlarm(name, AlarmState.OK, "defined by the test", self._now()))
+
+    def set_state(self, name: str, state: AlarmState, reason: str) -> None:
+        """What SetAlarmState does; ResourceNotFound (KeyError here) for an alarm that does not exist."""
+        with self._lock:
+            alarm = self.alarms[name]
+            alarm.state, alarm.reason, alarm.since = state, reason, self._now()

@@ -1,6 +1,7 @@
 """Adapters: the JSON of the work-queue messages, and one reader per queue.
 
-Every message type has one parser here (SageMaker's event has its own in sagemaker_shapes). A
+Every message type has one parser here (SageMaker's event has its own in sagemaker_shapes,
+CloudWatch's in cloudwatch_shapes). A
 body none of them understands is an UnreadableMessageError: the batch handler logs it and
 acknowledges it, because no retry can make it readable.
 """
@@ -10,11 +11,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.adapters.cloudwatch_shapes import is_alarm_state_change, read_alarm_state_change
 from chalicelib.adapters.sagemaker_shapes import is_endpoint_state_change, read_endpoint_state_change
 from chalicelib.domain.commands import PromoteDeploy, SubmitDeploy
 from chalicelib.domain.errors import UnreadableMessageError
 from chalicelib.domain.messages import (
     Advance,
+    AlarmChanged,
     DeadLetter,
     DeleteModel,
     DeployTasksMessage,
@@ -84,7 +87,7 @@ def intake_body(request: IntakeRequest) -> dict[str, Any]:
 
 def read_deploy_tasks(text: str) -> DeployTasksMessage:
     message = read_dead_letter(text)
-    if isinstance(message, Advance | EndpointChanged):
+    if isinstance(message, Advance | EndpointChanged | AlarmChanged):
         return message
     raise _misplaced(message, "deploy-tasks")
 
@@ -123,6 +126,13 @@ def _parse(body: Mapping[str, Any]) -> DeadLetter:
                 "the event has no endpoint name or status, or its Tags are neither a map nor a list of {key, value}"
             )
         return changed
+    if is_alarm_state_change(body):
+        alarm = read_alarm_state_change(body)
+        if alarm is None:
+            raise ValueError(
+                "the event has no detail.alarmName, or no detail.state.value of OK, ALARM or INSUFFICIENT_DATA"
+            )
+        return alarm
     parser = _PARSERS.get(body.get("action"))  # type: ignore[arg-type]
     if parser is None:
         raise ValueError(f"no such action; expected one of {', '.join(sorted(_PARSERS))}")

@@ -78,6 +78,15 @@ class DeployConfigOut(Wire):
     autoscaling: AutoscalingOut | SkipJsonSchema[None] = Field(
         default=None, description="Target tracking registered on green before the swap, as the request gave it"
     )
+    rollback_alarms: list[str] | SkipJsonSchema[None] = Field(
+        default=None, description="The caller's CloudWatch alarms watched during the bake, as the request gave them"
+    )
+    max_5xx_errors_per_minute: int | SkipJsonSchema[None] = Field(
+        default=None, ge=0, description="The request's threshold of esdeploy's 5XX alarm (else the stage's)"
+    )
+    max_model_latency_ms: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1, description="The request's threshold of esdeploy's latency alarm (else the stage's)"
+    )
 
 
 class NoConfig(Wire):
@@ -106,6 +115,10 @@ class DeployTaskOut(_TaskOut):
     )
     promote_by: Timestamp | SkipJsonSchema[None] = Field(
         default=None, description="While its candidate awaits promotion: when the task ends canceled unpromoted"
+    )
+    live_at: Timestamp | SkipJsonSchema[None] = Field(
+        default=None,
+        description="When the alias moved to this deploy's variant (the swap); the bake (stage baking) runs from here",
     )
 
 
@@ -141,6 +154,7 @@ def task_out(task: Task) -> DeployTaskOut | DeleteTaskOut:
             promote_by=iso(task.deadline_at)
             if task.stage == Stage.AWAITING_PROMOTION and task.is_active and task.deadline_at is not None
             else None,
+            live_at=iso(task.live_at) if task.live_at else None,
         )
     return DeleteTaskOut(**_common(task), kind="delete", config=NoConfig(), reason=task.reason)
 

@@ -33,6 +33,12 @@ from chalicelib.domain.commands import (
     SubmitDeploy,
 )
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.models import (
+    ALARM_NAME_MAX,
+    MAX_5XX_ERRORS_PER_MINUTE_RANGE,
+    MAX_MODEL_LATENCY_MS_RANGE,
+    MAX_ROLLBACK_ALARMS,
+)
 from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
 # SageMaker's limit for a container image (CreateModel's PrimaryContainer.Image).
@@ -48,6 +54,9 @@ Id = Annotated[
     StrictStr,
     WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128, "examples": ["abc123"]}),
 ]
+AlarmName = Annotated[StrictStr, Field(min_length=1, max_length=ALARM_NAME_MAX)]
+
+
 class AutoscalingIn(BaseModel):
     """`config.autoscaling`: Application Auto Scaling target tracking registered on green before the swap."""
 
@@ -76,6 +85,27 @@ class DeployConfigIn(BaseModel):
     promotion_timeout_seconds: StrictInt | None = Field(default=None, ge=60)
     # None: green carries over the live variant's policy, if it has one.
     autoscaling: AutoscalingIn | None = None
+    rollback_alarms: list[AlarmName] | None = Field(
+        default=None,
+        max_length=MAX_ROLLBACK_ALARMS,
+        description="CloudWatch alarms of yours watched during the bake beside esdeploy's own two: any of them "
+        "in ALARM rolls the alias back to the previous variant. An alarm that does not exist is named in the "
+        "task's events at the swap and does not stop the deploy",
+    )
+    max_5xx_errors_per_minute: StrictInt | None = Field(
+        default=None,
+        ge=MAX_5XX_ERRORS_PER_MINUTE_RANGE[0],
+        le=MAX_5XX_ERRORS_PER_MINUTE_RANGE[1],
+        description="esdeploy's 5XX alarm on green fires above this many 5XX invocation errors in a minute "
+        "(default: the stage's ESDEPLOY_ROLLBACK_MAX_5XX_ERRORS_PER_MINUTE)",
+    )
+    max_model_latency_ms: StrictInt | None = Field(
+        default=None,
+        ge=MAX_MODEL_LATENCY_MS_RANGE[0],
+        le=MAX_MODEL_LATENCY_MS_RANGE[1],
+        description="esdeploy's latency alarm on green fires above this average model latency over a minute "
+        "(default: the stage's ESDEPLOY_ROLLBACK_MAX_MODEL_LATENCY_MS)",
+    )
 
 
 # One of the two names of the model is required (the schema says so; `named_model` enforces it).
@@ -300,7 +330,8 @@ def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
         embedding_model_id=embedding_model_id,
         client_task_id=request.id,
         config=DeployConfigRequest(
-            **config.model_dump(exclude={"autoscaling"}),
+            **config.model_dump(exclude={"autoscaling", "rollback_alarms"}),
+            rollback_alarms=tuple(config.rollback_alarms) if config.rollback_alarms is not None else None,
             autoscaling=AutoscalingRequest(
                 scaling.min_instances, scaling.max_instances, scaling.target_invocations_per_instance
             )

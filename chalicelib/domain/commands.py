@@ -27,6 +27,9 @@ class DeployConfigRequest:
     promotion: str | None = None
     promotion_timeout_seconds: int | None = None
     autoscaling: AutoscalingRequest | None = None
+    rollback_alarms: tuple[str, ...] | None = None
+    max_5xx_errors_per_minute: int | None = None
+    max_model_latency_ms: int | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""

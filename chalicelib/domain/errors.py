@@ -59,13 +59,22 @@ class ModelBusyError(EsdeployError):
     """Another deploy or delete of the same model is still pending or processing."""
 
     def __init__(
-        self, embedding_model_id: str, active_task_id: str, active_kind: str, awaiting_promotion: bool = False
+        self,
+        embedding_model_id: str,
+        active_task_id: str,
+        active_kind: str,
+        awaiting_promotion: bool = False,
+        baking_until: str | None = None,
     ) -> None:
-        advice = (
-            f"its candidate awaits promotion: promote it (POST /deploy/{active_task_id}/promote) or cancel it"
-            if awaiting_promotion
-            else "wait for it to finish or cancel it"
-        )
+        if awaiting_promotion:
+            advice = f"its candidate awaits promotion: promote it (POST /deploy/{active_task_id}/promote) or cancel it"
+        elif baking_until:
+            advice = (
+                f"it is baking (its green is live, the previous variant kept for a rollback) until {baking_until}: "
+                "wait for the bake to end, or cancel it (a cancel during the bake rolls back)"
+            )
+        else:
+            advice = "wait for it to finish or cancel it"
         super().__init__(f"Model `{embedding_model_id}` has an active {active_kind} task `{active_task_id}`; {advice}")
         self.embedding_model_id = embedding_model_id
         self.active_task_id = active_task_id

@@ -1,6 +1,7 @@
 """Domain layer: the messages on the queues, one type each (their JSON lives in adapters/queue_messages.py).
 
-deploy-tasks carries Advance (ours) and EndpointChanged (SageMaker's, through EventBridge);
+deploy-tasks carries Advance (ours), EndpointChanged (SageMaker's, through EventBridge) and
+AlarmChanged (CloudWatch's, through EventBridge);
 teardown-tasks carries TeardownVariant and DeleteModel; requests carries IntakeRequest (read by
 api/intake.py, the automation's format). Each dead-letter queue gets its queue's.
 """
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chalicelib.domain.commands import IntakeCommand
-from chalicelib.domain.models import STAGES_WITH_GREEN, EndpointState, Task, TaskKind
+from chalicelib.domain.models import STAGES_WITH_GREEN, AlarmState, EndpointState, Task, TaskKind
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,17 @@ class EndpointChanged:
 
 
 @dataclass(frozen=True)
+class AlarmChanged:
+    """CloudWatch says an alarm changed state: a hint that wakes the baking tasks watching it (they
+    read the alarm again before they decide)."""
+
+    alarm_name: str
+    state: AlarmState
+    reason: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class IntakeRequest:
     """A deploy, delete or promote from the requests queue. A deploy or delete for a busy model goes
     back to that queue to wait, until the model is free or `deadline` passes; `attempt` counts the waits."""
@@ -72,9 +84,9 @@ class IntakeRequest:
 
 # What we send (and so what comes back from a dead-letter queue, with SageMaker's events).
 WorkMessage = Advance | DeleteModel | TeardownVariant | IntakeRequest
-DeployTasksMessage = Advance | EndpointChanged
+DeployTasksMessage = Advance | EndpointChanged | AlarmChanged
 TeardownTasksMessage = TeardownVariant | DeleteModel
-DeadLetter = Advance | DeleteModel | TeardownVariant | EndpointChanged
+DeadLetter = Advance | DeleteModel | TeardownVariant | EndpointChanged | AlarmChanged
 
 
 def resume(task: Task) -> Advance | DeleteModel:

@@ -44,6 +44,9 @@ class Stage(StrEnum):
     # only with config.promotion "manual": green is InService and checked, the alias is unmoved
     AWAITING_PROMOTION = "awaiting_promotion"
     SWAPPING = "swapping"
+    # green is live, blue still up for a rollback in one write; esdeploy's alarms (and the deploy's
+    # config.rollback_alarms) are watched until the bake ends
+    BAKING = "baking"
     # delete
     UNALIASING = "unaliasing"
     TEARING_DOWN = "tearing_down"
@@ -53,8 +56,41 @@ class Stage(StrEnum):
 
 # Stages in which a deploy's green variant may exist: a fault or a cancel hands it to teardown.
 STAGES_WITH_GREEN = frozenset(
-    {Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.AWAITING_PROMOTION, Stage.SWAPPING}
+    {Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.AWAITING_PROMOTION, Stage.SWAPPING, Stage.BAKING}
 )
+
+
+class AlarmState(StrEnum):
+    """A CloudWatch alarm's state, as DescribeAlarms and the state-change event spell it."""
+
+    OK = "OK"
+    ALARM = "ALARM"
+    INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+
+@dataclass(frozen=True)
+class AlarmReading:
+    """One watched alarm as it stands: its state, since when, and CloudWatch's reason."""
+
+    name: str
+    state: AlarmState
+    reason: str = ""
+    since: datetime | None = None
+
+
+# Bounds of a deploy's alarm config and of the stage's defaults (chalicelib/config.py).
+MAX_ROLLBACK_ALARMS = 10
+ALARM_NAME_MAX = 255  # CloudWatch's limit for an alarm name
+MAX_5XX_ERRORS_PER_MINUTE_RANGE = (0, 100_000)
+MAX_MODEL_LATENCY_MS_RANGE = (1, 600_000)
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """What esdeploy's own two alarms of a variant fire on (per minute)."""
+
+    max_5xx_errors_per_minute: int
+    max_model_latency_ms: int
 
 
 def utc_now() -> datetime:
@@ -147,6 +183,11 @@ class DeployConfig:
     autoscaling: ScalingPolicy | None = None
     # With manual promotion: how long a candidate waits for its promote before the task is canceled.
     promotion_timeout_seconds: int | None = None
+    # CloudWatch alarms of the caller's, watched during the bake beside esdeploy's own two.
+    rollback_alarms: tuple[str, ...] = ()
+    # None: the stage's ESDEPLOY_ROLLBACK_MAX_* settings at the swap.
+    max_5xx_errors_per_minute: int | None = None
+    max_model_latency_ms: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +206,13 @@ class DeployConfig:
                 if self.promotion_timeout_seconds is not None
                 else {}
             ),
+            **({"rollback_alarms": list(self.rollback_alarms)} if self.rollback_alarms else {}),
+            **(
+                {"max_5xx_errors_per_minute": self.max_5xx_errors_per_minute}
+                if self.max_5xx_errors_per_minute is not None
+                else {}
+            ),
+            **({"max_model_latency_ms": self.max_model_latency_ms} if self.max_model_latency_ms is not None else {}),
         }
 
     @classmethod
@@ -184,7 +232,14 @@ class DeployConfig:
             promotion_timeout_seconds=(
                 int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
             ),
+            rollback_alarms=tuple(str(name) for name in data.get("rollback_alarms") or ()),
+            max_5xx_errors_per_minute=_optional_int(data.get("max_5xx_errors_per_minute")),
+            max_model_latency_ms=_optional_int(data.get("max_model_latency_ms")),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -213,6 +268,11 @@ class Task:
     cancel_requested: bool = False
     # Set by POST /deploy/{id}/promote on a task awaiting promotion; the worker then swaps.
     promote_requested: bool = False
+    # When the alias moved to green (the swap); the bake runs from here.
+    live_at: datetime | None = None
+    # Written during the bake when a watched alarm fired, before the alias goes back to blue: the
+    # step that moves it (and its redelivery after a crash) ends the task failed with this detail.
+    rollback_detail: str | None = None
     # When the sweeper last re-sent this task's next step (once per stall window).
     rekicked_at: datetime | None = None
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in

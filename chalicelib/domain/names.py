@@ -57,3 +57,13 @@ def model_name_prefix(prefix: str, embedding_model_id: str) -> str:
 def alias_parameter(ssm_prefix: str, embedding_model_id: str) -> str:
     """The SSM parameter that holds a model's live endpoint name: written by the product, read by callers."""
     return f"{ssm_prefix.rstrip('/')}/models/{embedding_model_id}/endpoint"
+
+
+# esdeploy's own alarms of a variant (docs/api.md): created at the swap, deleted with the variant.
+ALARM_5XX_SUFFIX = "-invocation-5xx"
+ALARM_LATENCY_SUFFIX = "-model-latency"
+
+
+def variant_alarm_names(variant: str) -> tuple[str, str]:
+    """The names of the two CloudWatch alarms esdeploy keeps on a variant: 5XX errors, model latency."""
+    return f"{variant}{ALARM_5XX_SUFFIX}", f"{variant}{ALARM_LATENCY_SUFFIX}"

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import DeadLetter, TeardownVariant, green_teardown
-from chalicelib.domain.models import TaskStatus
+from chalicelib.domain.messages import AlarmChanged, DeadLetter, TeardownVariant, green_teardown
+from chalicelib.domain.models import Stage, Task, TaskStatus
 from chalicelib.ports import TaskStore
 from chalicelib.services.outbox import TaskWriter
 
@@ -36,6 +37,10 @@ class DeadLetterService:
                 extra={"task_id": message.task_id, "variant": message.variant, "queue": queue},
             )
             return DeadLetterOutcome.TEARDOWN_ABANDONED
+        if isinstance(message, AlarmChanged):
+            # Only a hint: the baking tasks read their alarms at their next look anyway.
+            logger.error("alarm state change kept failing", extra={"alarm": message.alarm_name, "queue": queue})
+            return DeadLetterOutcome.NO_TASK
         if message.task_id is None:
             logger.error("dead letter without a task", extra={"queue": queue, "message": repr(message)})
             return DeadLetterOutcome.NO_TASK
@@ -48,12 +53,37 @@ class DeadLetterService:
                 f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "
                 f"Search the worker logs for task_id {task.task_id} for the error."
             )
-            green = green_teardown(task, reason="deploy failed (dead letter)")
+            blue = self._blue_after_bake(task)
+            # A live green is not torn down (the teardown worker would refuse it anyway).
+            green = () if blue else green_teardown(task, reason="deploy failed (dead letter)")
+            if blue:
+                detail += (
+                    f" Green {task.variant} stays live; {blue[0].variant} is torn down when the bake would have ended."
+                )
             try:
-                self.writer.end(task, TaskStatus.FAILED, detail, *green)
+                self.writer.end(task, TaskStatus.FAILED, detail, *green, *blue)
             except ConcurrentUpdateError:
                 continue
             logger.error("task failed from dead letter", extra={"task_id": task.task_id, "queue": queue})
             return DeadLetterOutcome.TASK_FAILED
         # Written by someone else three times in a row: fail the message, SQS brings it back.
         raise ConcurrentUpdateError(f"task {message.task_id} kept changing while its dead letter was handled")
+
+    def _blue_after_bake(self, task: Task) -> tuple[TeardownVariant, ...]:
+        """A deploy whose bake could not go on leaves green live (the teardown worker never removes a
+        live variant) and blue with nobody to remove it: blue's teardown, at the bake's end."""
+        if task.stage != Stage.BAKING or not task.variant:
+            return ()
+        alias = self.writer.aliases.get(task.embedding_model_id)
+        if alias is None or alias.live_variant != task.variant or not alias.previous_variant:
+            return ()
+        ends = (task.live_at or task.updated_at) + timedelta(seconds=task.deploy_config.bake_seconds)
+        return (
+            TeardownVariant(
+                task.embedding_model_id,
+                alias.previous_variant,
+                reason=f"replaced by {task.variant}; its deploy's bake ended by a dead letter",
+                not_before=ends,
+                task_id=task.task_id,
+            ),
+        )

@@ -9,7 +9,14 @@ from chalicelib.config import Settings
 from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, parse_s3_url, read_pointer
 from chalicelib.domain.commands import AutoscalingRequest, DeployConfigRequest
 from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
-from chalicelib.domain.models import DeployConfig, ParityCheck, Promotion, ScalingPolicy
+from chalicelib.domain.models import (
+    ALARM_NAME_MAX,
+    MAX_ROLLBACK_ALARMS,
+    DeployConfig,
+    ParityCheck,
+    Promotion,
+    ScalingPolicy,
+)
 from chalicelib.ports import Artifacts
 
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
@@ -65,7 +72,32 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
         promotion_timeout_seconds=timeout,
         match_live_instance_count=given.initial_instance_count is None,
         autoscaling=_autoscaling(settings, given.autoscaling),
+        rollback_alarms=_rollback_alarms(given.rollback_alarms),
+        max_5xx_errors_per_minute=given.max_5xx_errors_per_minute,
+        max_model_latency_ms=given.max_model_latency_ms,
     )
+
+
+def _rollback_alarms(given: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The caller's alarm names, each once; the schema checked their number and length."""
+    field = "config.rollback_alarms"
+    names = given or ()
+    if len(names) > MAX_ROLLBACK_ALARMS:
+        raise InvalidRequestError(
+            f"{field} names {len(names)} alarms; at most {MAX_ROLLBACK_ALARMS} are watched", field=field
+        )
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if not name.strip() or len(name) > ALARM_NAME_MAX:
+            raise InvalidRequestError(
+                f"{field}[{index}] {name[:40]!r} is not a CloudWatch alarm name (1-{ALARM_NAME_MAX} characters, "
+                "not blank)",
+                field=field,
+            )
+        if name in seen:
+            raise InvalidRequestError(f"{field} names {name!r} twice; name each alarm once", field=field)
+        seen.add(name)
+    return names
 
 
 def _autoscaling(settings: Settings, given: AutoscalingRequest | None) -> ScalingPolicy | None:

@@ -16,9 +16,19 @@ from chalicelib.domain.errors import (
     RetryableError,
     TerminalHostingError,
 )
-from chalicelib.domain.messages import Advance, DeployTasksMessage, EndpointChanged, TeardownVariant, green_teardown
+from chalicelib.domain.messages import (
+    Advance,
+    AlarmChanged,
+    DeployTasksMessage,
+    EndpointChanged,
+    TeardownVariant,
+    green_teardown,
+)
 from chalicelib.domain.models import (
     STAGES_WITH_GREEN,
+    AlarmReading,
+    AlarmState,
+    AlarmThresholds,
     Alias,
     EndpointState,
     ParityCheck,
@@ -29,16 +39,19 @@ from chalicelib.domain.models import (
     TaskStatus,
     iso,
 )
-from chalicelib.domain.names import variant_name
+from chalicelib.domain.names import variant_alarm_names, variant_name
 from chalicelib.ports import (
+    Alarms,
     Aliases,
     AliasMirror,
     Artifacts,
     Clock,
     Hosting,
     LiveModelSlots,
+    ModelLocks,
     Scaling,
     TaskStore,
+    VariantAlarms,
     VariantSpec,
 )
 from chalicelib.services.alias_writes import change_alias
@@ -62,14 +75,19 @@ class DeployWorker:
     artifacts: Artifacts
     hosting: Hosting
     scaling: Scaling
+    alarms: Alarms
+    locks: ModelLocks
     clock: Clock
 
     # ---- entry points -------------------------------------------------------------------
 
     def handle(self, message: DeployTasksMessage) -> None:
-        """One message from the deploy-tasks queue: our own Advance, or SageMaker's state change."""
+        """One message from the deploy-tasks queue: our own Advance, SageMaker's endpoint state change
+        or CloudWatch's alarm state change."""
         if isinstance(message, EndpointChanged):
             self.on_endpoint_changed(message)
+        elif isinstance(message, AlarmChanged):
+            self.on_alarm_changed(message)
         else:
             self.advance(message)
 
@@ -124,6 +142,22 @@ class DeployWorker:
         )
         self._step(task)
 
+    def on_alarm_changed(self, event: AlarmChanged) -> None:
+        """CloudWatch said an alarm went to ALARM: every baking deploy that watches it looks at its
+        alarms now instead of at its next hop (and decides from what DescribeAlarms says)."""
+        if event.state != AlarmState.ALARM:
+            return
+        for lock in self.locks.list_held():
+            if lock.kind != TaskKind.DEPLOY:
+                continue
+            task = self.store.get(lock.task_id)
+            if task is None or not task.is_active or task.stage != Stage.BAKING:
+                continue
+            if event.alarm_name not in self._watched(task):
+                continue
+            logger.info("woken by alarm state change", extra={**_keys(task), "alarm": event.alarm_name})
+            self._step(task)
+
     # ---- the state machine ----------------------------------------------------------------
 
     def _step(self, task: Task) -> None:
@@ -134,10 +168,14 @@ class DeployWorker:
             Stage.VERIFYING: self._verify,
             Stage.AWAITING_PROMOTION: self._await_promotion,
             Stage.SWAPPING: self._swap,
+            Stage.BAKING: self._bake,
         }
         logger.info("deploy step", extra={**_keys(task), "version": task.version, "polls": task.polls})
         try:
-            if task.cancel_requested and not self._is_live(task):
+            if task.stage == Stage.BAKING:
+                # Green is live: a cancel is a rollback, and the bake has its own end.
+                self._bake(task)
+            elif task.cancel_requested and not self._is_live(task):
                 self._finish_canceled(task)
             elif task.stage == Stage.AWAITING_PROMOTION and self._past_deadline(task) and not task.promote_requested:
                 self._promotion_timed_out(task)
@@ -396,7 +434,15 @@ class DeployWorker:
     def _swap(self, task: Task) -> None:
         green = task.variant
         assert green is not None
+        config = task.deploy_config
         scaled = self._scale_green(task, green)
+        # The alarms exist before green takes traffic (a redelivery puts them again: an upsert).
+        thresholds = self._thresholds(task)
+        own = self.alarms.put_variant_alarms(
+            VariantAlarms(green, task.embedding_model_id, task.task_id, thresholds)
+        )
+        found = self.alarms.read(config.rollback_alarms) if config.rollback_alarms else {}
+        missing = [name for name in config.rollback_alarms if name not in found]
 
         def make_green_live(current: Alias | None) -> Alias | None:
             if current is not None and current.live_variant == green:
@@ -407,40 +453,163 @@ class DeployWorker:
                 previous_variant=current.live_variant if current else None,
                 task_id=task.task_id,
                 swapped_at=self.clock.now(),
-                live_content_hash=task.deploy_config.content_hash,
+                live_content_hash=config.content_hash,
                 previous_content_hash=current.live_content_hash if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
         assert alias is not None
         self.mirror.publish(alias)
-        bake = task.deploy_config.bake_seconds
-        blue: list[TeardownVariant] = []
-        if alias.previous_variant and alias.previous_variant != task.variant:
-            blue.append(
-                TeardownVariant(
-                    task.embedding_model_id,
-                    alias.previous_variant,
-                    reason=f"replaced by {task.variant}; bake period of {bake} s over",
-                    not_before=self.clock.now() + timedelta(seconds=bake),
-                    task_id=task.task_id,
-                )
-            )
-        detail = f"{task.variant} is live"
+        now = self.clock.now()
+        # The swap's own time, also when a redelivery finds it made.
+        task.live_at = alias.swapped_at if alias.task_id == task.task_id and alias.swapped_at else now
+        blue = alias.previous_variant if alias.previous_variant != green else None
+        bake = config.bake_seconds
+        detail = f"{green} is live"
         if scaled:
             detail += f"; {scaled}"
-        if alias.previous_variant:
-            detail += f"; {alias.previous_variant} stays up for {bake} s for rollback, then is removed"
-        if task.deploy_config.parity_check is ParityCheck.SKIP:
+        if config.parity_check is ParityCheck.SKIP:
             detail += "; the parity check was skipped (config.parity_check=skip): only shape and norms were checked"
-        if task.cancel_requested:
-            detail += " (a cancel arrived after the swap; roll back to undo)"
-        # SQS delays stop at 900 s; the teardown worker chains hops until not_before.
-        self.writer.end(
-            task, TaskStatus.DONE, detail, *blue, stage=Stage.FINISHED,
-            delay_seconds=min(bake, SQS_MAX_DELAY_SECONDS),
+        watching = (
+            f"alarms {', '.join(own)} (5XX errors over {thresholds.max_5xx_errors_per_minute} a minute, "
+            f"model latency over {thresholds.max_model_latency_ms} ms)"
         )
-        logger.info("deploy done", extra=_keys(task))
+        if config.rollback_alarms:
+            watching += f" and config.rollback_alarms {', '.join(config.rollback_alarms)}"
+        if missing:
+            watching += (
+                f"; config.rollback_alarms {', '.join(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist in CloudWatch, so "
+                f"{'it cannot fire' if len(missing) == 1 else 'they cannot fire'} (watched from the moment "
+                "one exists; the deploy goes on)"
+            )
+        if blue is None or bake == 0:
+            if blue is None:
+                detail += (
+                    "; the first live variant of the model: there is nothing to roll back to, so no bake; "
+                    f"{', '.join(own)} stay on it and go with it"
+                )
+            else:
+                detail += f"; no bake (config.bake_seconds=0): {blue} is torn down now"
+            if task.cancel_requested:
+                detail += " (a cancel arrived after the swap; roll back to undo)"
+            done = self._blue_teardown(task, blue, reason=f"replaced by {green}; no bake") if blue else ()
+            self.writer.end(task, TaskStatus.DONE, detail, *done, stage=Stage.FINISHED)
+            logger.info("deploy done", extra=_keys(task))
+            return
+        ends = task.live_at + timedelta(seconds=bake)
+        detail += (
+            f"; baking until {iso(ends)} ({_duration(bake)}): {blue} stays up for a rollback in one write, "
+            f"{watching} are watched every {_duration(self.settings.bake_check_seconds)} "
+            "(ESDEPLOY_BAKE_CHECK_SECONDS); any of them in ALARM rolls back to " + blue
+        )
+        task.polls = 0
+        task.record(at=now, stage=Stage.BAKING, detail=detail)
+        self.writer.advance(task, delay_seconds=self._bake_hop(task))
+        logger.info("deploy live, baking", extra=_keys(task))
+
+    # ---- the bake -------------------------------------------------------------------------------
+
+    def _bake(self, task: Task) -> None:
+        """One look during the bake: a decided rollback, a cancel, a rollback by hand, the alarms,
+        the bake's end; else the next look, one written hop later."""
+        green = task.variant
+        assert green is not None
+        if task.rollback_detail:
+            self._roll_back(task, TaskStatus.FAILED, task.rollback_detail)
+            return
+        if task.cancel_requested:
+            self._roll_back(
+                task, TaskStatus.CANCELED,
+                f"canceled during the bake: the alias went back to the previous variant and {green} is torn down",
+            )
+            return
+        alias = self.aliases.get(task.embedding_model_id)
+        if alias is None or alias.live_variant != green:
+            live = alias.live_variant if alias else None
+            since = f" since {iso(alias.swapped_at)}" if alias and alias.swapped_at else ""
+            detail = (
+                f"canceled: rolled back by hand during the bake (POST /models/{task.embedding_model_id}/rollback): "
+                f"the alias is on {live or 'no variant'}{since}; {green} is torn down"
+            )
+            self.writer.end(task, TaskStatus.CANCELED, detail, *self._green_teardown(task, "rolled back by hand"))
+            logger.warning("rolled back by hand during the bake", extra=_keys(task))
+            return
+        blue = alias.previous_variant
+        firing = sorted(
+            (r for r in self.alarms.read(self._watched(task)).values() if r.state == AlarmState.ALARM),
+            key=lambda r: (r.since is None, r.since or self.clock.now(), r.name),
+        )
+        now = self.clock.now()
+        if firing and blue:
+            # Written first, so the step that moves the alias (or its redelivery after a crash)
+            # knows why, even when the alarm is OK again by then.
+            task.rollback_detail = _alarm_detail(firing, green, blue)
+            task.record(at=now, detail=f"{firing[0].name} is in ALARM: rolling back to {blue}")
+            self.writer.advance(task)
+            return
+        assert task.live_at is not None
+        ends = task.live_at + timedelta(seconds=task.deploy_config.bake_seconds)
+        if now >= ends:
+            gone = self._blue_teardown(task, blue, reason=f"replaced by {green}; bake over") if blue else ()
+            detail = (
+                f"bake of {_duration(task.deploy_config.bake_seconds)} over with no watched alarm in ALARM; "
+                f"{green} stays live" + (f" and {blue} is torn down" if blue else "")
+            )
+            self.writer.end(task, TaskStatus.DONE, detail, *gone, stage=Stage.FINISHED)
+            logger.info("deploy done: bake over", extra=_keys(task))
+            return
+        # A wake-up in hops until the bake ends; each one is written (see _await_promotion).
+        task.polls += 1
+        task.updated_at = now
+        self.writer.advance(task, delay_seconds=self._bake_hop(task))
+
+    def _roll_back(self, task: Task, status: TaskStatus, detail: str) -> None:
+        """The alias back to blue in one conditional write (only while green is live and blue is the
+        previous variant), its mirror published, the task ended, green handed to teardown."""
+        green = task.variant
+
+        def back_to_blue(current: Alias | None) -> Alias | None:
+            if current is None or current.live_variant != green or not current.previous_variant:
+                return None
+            return Alias(
+                task.embedding_model_id,
+                current.previous_variant,
+                None,
+                current.task_id,
+                self.clock.now(),
+                live_content_hash=current.previous_content_hash,
+            )
+
+        alias = change_alias(self.aliases, task.embedding_model_id, back_to_blue)
+        if alias is not None:
+            self.mirror.publish(alias)
+        reason = "rolled back during the bake" if status is TaskStatus.FAILED else "canceled during the bake"
+        self.writer.end(task, status, detail, *self._green_teardown(task, reason))
+        logger.warning("rolled back during the bake", extra={**_keys(task), "detail": detail})
+
+    def _watched(self, task: Task) -> tuple[str, ...]:
+        own = variant_alarm_names(task.variant) if task.variant else ()
+        return (*own, *task.deploy_config.rollback_alarms)
+
+    def _thresholds(self, task: Task) -> AlarmThresholds:
+        config = task.deploy_config
+        errors = config.max_5xx_errors_per_minute
+        latency = config.max_model_latency_ms
+        return AlarmThresholds(
+            max_5xx_errors_per_minute=self.settings.rollback_max_5xx_errors_per_minute if errors is None else errors,
+            max_model_latency_ms=self.settings.rollback_max_model_latency_ms if latency is None else latency,
+        )
+
+    def _bake_hop(self, task: Task) -> int:
+        """Seconds to the next look: ESDEPLOY_BAKE_CHECK_SECONDS, never past the bake's end."""
+        assert task.live_at is not None
+        ends = task.live_at + timedelta(seconds=task.deploy_config.bake_seconds)
+        left = math.ceil((ends - self.clock.now()).total_seconds())
+        return max(1, min(left, self.settings.bake_check_seconds, SQS_MAX_DELAY_SECONDS))
+
+    def _blue_teardown(self, task: Task, blue: str, reason: str) -> tuple[TeardownVariant, ...]:
+        return (TeardownVariant(task.embedding_model_id, blue, reason=reason, task_id=task.task_id),)
 
     def _scale_green(self, task: Task, green: str) -> str | None:
         """Green's autoscaling, registered before the alias moves to it: the deploy's own policy,
@@ -496,6 +665,18 @@ class DeployWorker:
             f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
             f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
         )
+
+
+def _alarm_detail(firing: list[AlarmReading], green: str, blue: str) -> str:
+    first = firing[0]
+    at = iso(first.since) if first.since else "an unknown time"
+    detail = (
+        f"rolled back: alarm {first.name} went to ALARM at {at} during the bake of {green}"
+        f" ({first.reason or 'no reason given'}); the alias is back on {blue} and {green} is torn down"
+    )
+    if len(firing) > 1:
+        detail += f"; also in ALARM: {', '.join(r.name for r in firing[1:])}"
+    return detail
 
 
 def _duration(seconds: int) -> str:

@@ -98,13 +98,19 @@ class ModelActions:
         return {**answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
-        """Point the alias back at the previous variant while it still exists; one conditional write."""
+        """Point the alias back at the previous variant while it still exists; one conditional write.
+        Allowed while the deploy that made the live variant live is baking: that task sees the alias
+        moved at its next look, ends canceled and hands its green to teardown (so this does not)."""
+        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
+        baking = None
         held = self.locks.get(embedding_model_id)
         if held is not None:
             holder = self.store.get(held.task_id)
             if holder is not None and not holder.status.is_terminal:
-                raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
-        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
+                if holder.stage == Stage.BAKING and holder.variant and holder.variant == alias.live_variant:
+                    baking = holder
+                else:
+                    raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
         previous = alias.previous_variant
         if not previous:
             raise InvalidStateError(
@@ -130,7 +136,9 @@ class ModelActions:
             expected_version=alias.version,
         )
         self.mirror.publish(written)
-        self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))
+        if baking is None:
+            self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))
         logger.info("rolled back", extra={"embedding_model_id": embedding_model_id, "live": previous,
-                                          "rolled_away": rolled_away})
+                                          "rolled_away": rolled_away,
+                                          "baking_task_id": baking.task_id if baking else None})
         return written

@@ -138,8 +138,9 @@ class TaskService:
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
-        next step (tearing green down), which this wakes with a fresh Advance. After the swap it is
-        a rollback's job: the task is done by then.
+        next step (tearing green down), which this wakes with a fresh Advance. During the bake (green
+        live, blue still up) the worker rolls the alias back to blue first. After the bake the task
+        is done: there is nothing left to cancel.
 
         The worker writes the task at every step, so a cancel that loses the write to it reads the
         task again and decides again: it lands, or it answers why it cannot (the task ended)."""
@@ -292,7 +293,13 @@ class TaskService:
                 return
         holder = self.store.get(held.task_id)
         waiting = holder is not None and holder.stage == Stage.AWAITING_PROMOTION and holder.is_active
-        raise ModelBusyError(lock.embedding_model_id, held.task_id, held.kind.value, awaiting_promotion=waiting)
+        baking_until = None
+        if holder is not None and holder.is_active and holder.stage == Stage.BAKING and holder.live_at is not None:
+            baking_until = iso(holder.live_at + timedelta(seconds=holder.deploy_config.bake_seconds))
+        raise ModelBusyError(
+            lock.embedding_model_id, held.task_id, held.kind.value,
+            awaiting_promotion=waiting, baking_until=baking_until,
+        )
 
     def _is_stale(self, held: ModelLock, wanted: ModelLock) -> bool:
         """A lock whose task ended, or never got stored, must not block the model forever."""

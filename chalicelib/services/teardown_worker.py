@@ -10,7 +10,7 @@ from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, Scaling, TaskStore
+from chalicelib.ports import Alarms, Aliases, AliasMirror, Clock, Hosting, ModelLocks, Scaling, TaskStore
 from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox, TaskWriter
 
@@ -32,6 +32,7 @@ class TeardownWorker:
     writer: TaskWriter
     hosting: Hosting
     scaling: Scaling
+    alarms: Alarms
     clock: Clock
 
     def handle(self, message: TeardownTasksMessage) -> None:
@@ -73,8 +74,9 @@ class TeardownWorker:
             )
             return
         try:
-            # Its autoscaling goes first: a registration must not outlive (or fight) the deletion.
+            # Its autoscaling and its alarms go first: neither may outlive (or fight) the deletion.
             self.scaling.remove(variant)
+            self.alarms.delete_variant_alarms(variant)
             self.hosting.delete_variant(variant)
         except RetryableError as error:
             # An endpoint still Creating cannot be deleted, and that can last an hour: come back
@@ -151,6 +153,7 @@ class TeardownWorker:
         try:
             for name in names:
                 self.scaling.remove(name)
+                self.alarms.delete_variant_alarms(name)
                 self.hosting.delete_variant(name)
         except RetryableError as error:
             self._retry_later(message, error)

@@ -80,12 +80,20 @@ def deploy_at(adapters: wiring.Adapters, stage: Stage, model_id: str = "m", **co
     raise AssertionError(f"the deploy never reached {stage}: it is {task.stage} / {task.status}")
 
 
-def live_deploy(adapters: wiring.Adapters, model_id: str = "m", **config: Any) -> Task:
-    """A deploy run to its end (done), its messages drained."""
+def live_deploy(adapters: wiring.Adapters, model_id: str = "m", keep_teardowns: bool = False, **config: Any) -> Task:
+    """A deploy run to its end (done: after its bake, when it replaced a live variant), the clock
+    moved through its delays, its messages drained (the teardowns it sent kept with `keep_teardowns`)."""
     task = deploy_at(adapters, Stage.SWAPPING, model_id, **config)
-    task = run_next_step(adapters)
-    queue(adapters, "teardown_queue").drain()
-    return task
+    for _ in range(1000):
+        if not task.is_active:
+            if not keep_teardowns:
+                queue(adapters, "teardown_queue").drain()
+            return task
+        message, delay = next_step(adapters)
+        adapters.clock.advance(delay)  # type: ignore[attr-defined]
+        adapters.build(DeployWorker).handle(message)
+        task = stored(adapters, message.task_id)
+    raise AssertionError(f"the deploy never ended: it is {task.stage} / {task.status}")
 
 
 def stored(adapters: wiring.Adapters, task_id: str) -> Task:

@@ -2,16 +2,19 @@
 messages that come too early or too late. One scenario per test."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import ManualClock
+from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.errors import RetryableError
-from chalicelib.domain.messages import Advance, EndpointChanged, TeardownVariant
-from chalicelib.domain.models import EndpointState, Stage, Task, TaskStatus
-from chalicelib.domain.names import variant_name
+from chalicelib.domain.messages import Advance, AlarmChanged, EndpointChanged, TeardownVariant
+from chalicelib.domain.models import AlarmState, EndpointState, Stage, Task, TaskStatus, iso
+from chalicelib.domain.names import variant_alarm_names, variant_name
 from chalicelib.services.deploy_worker import MAX_EARLY_RESENDS, DeployWorker
+from chalicelib.services.models import ModelActions
 from chalicelib.services.tasks import TaskService
 from tests.fakes import Answer, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
@@ -147,21 +150,180 @@ def test_given_a_green_that_answers_the_probes_when_verified_then_it_becomes_liv
     assert memory_adapters.slots.holders() == {"m": task.task_id}  # live: it keeps its slot
 
 
-def test_given_a_live_blue_when_green_is_swapped_in_then_blue_stays_for_the_bake_and_its_teardown_is_scheduled(
+def test_given_a_live_blue_when_green_is_swapped_in_then_it_bakes_with_its_alarms_and_blue_stays(
     memory_adapters: wiring.Adapters,
 ) -> None:
     hosted(memory_adapters)
     blue = live_deploy(memory_adapters, bake_seconds=1200)
-    green = deploy_at(memory_adapters, Stage.SWAPPING, bake_seconds=1200)
+    green = deploy_at(memory_adapters, Stage.SWAPPING, bake_seconds=1200, max_model_latency_ms=750)
     swapped_at = memory_adapters.clock.now()
     green = run_next_step(memory_adapters)
     alias = memory_adapters.aliases.get("m")
     assert alias is not None and (alias.live_variant, alias.previous_variant) == (green.variant, blue.variant)
-    [(teardown, delay)] = sent(memory_adapters, "teardown_queue")
-    assert isinstance(teardown, TeardownVariant) and teardown.variant == blue.variant
-    assert teardown.not_before is not None
-    assert 1199 <= (teardown.not_before - swapped_at).total_seconds() <= 1201
-    assert delay == 900  # SQS's longest delay; the teardown worker chains the rest
+    assert (green.status, green.stage) == (TaskStatus.PROCESSING, Stage.BAKING)
+    assert green.live_at is not None and 0 <= (green.live_at - swapped_at).total_seconds() < 1
+    assert sent(memory_adapters, "teardown_queue") == []  # blue is not handed over before the bake ends
+    assert memory_adapters.locks.get("m") is not None  # the lease is held through the bake
+    five_xx, latency = variant_alarm_names(green.variant or "")
+    requests = {name: alarm.request for name, alarm in alarms_of(memory_adapters).alarms.items()}
+    assert set(requests) == {five_xx, latency, *variant_alarm_names(blue.variant or "")}  # blue keeps its own
+    assert requests[latency] is not None and requests[latency]["Threshold"] == 750 * 1000  # microseconds
+    assert requests[five_xx] is not None and requests[five_xx]["Threshold"] == float(
+        memory_adapters.settings.rollback_max_5xx_errors_per_minute
+    )
+    assert green.detail is not None and five_xx in green.detail and str(blue.variant) in green.detail
+    assert next_step(memory_adapters) == (
+        Advance(green.task_id, green.version), memory_adapters.settings.bake_check_seconds
+    )
+
+
+def test_given_a_first_deploy_when_swapped_in_then_it_is_done_at_once_with_no_bake_but_its_alarms(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters)
+    task = deploy_at(memory_adapters, Stage.SWAPPING, bake_seconds=1200)
+    task = run_next_step(memory_adapters)
+    assert (task.status, task.stage) == (TaskStatus.DONE, Stage.FINISHED)
+    assert task.live_at is not None
+    assert task.detail is not None and "nothing to roll back to, so no bake" in task.detail
+    assert set(alarms_of(memory_adapters).alarms) == set(variant_alarm_names(task.variant or ""))
+    assert memory_adapters.locks.get("m") is None
+
+
+def baking(adapters: wiring.Adapters, bake_seconds: int = 1200, **config: object) -> tuple[Task, Task]:
+    """(blue, green): green live and baking, its first look waiting on deploy-tasks."""
+    hosted(adapters)
+    blue = live_deploy(adapters, bake_seconds=bake_seconds)
+    green = deploy_at(adapters, Stage.SWAPPING, bake_seconds=bake_seconds, **config)
+    green = run_next_step(adapters)
+    assert green.stage == Stage.BAKING
+    return blue, green
+
+
+def alarms_of(adapters: wiring.Adapters) -> InMemoryAlarms:
+    alarms = adapters.alarms
+    assert isinstance(alarms, InMemoryAlarms)
+    return alarms
+
+
+def test_given_a_quiet_bake_when_each_look_runs_then_it_hops_until_the_end_and_then_hands_blue_over(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    blue, green = baking(memory_adapters, bake_seconds=150)
+    delays = []
+    task = green
+    while task.is_active:
+        message, delay = next_step(memory_adapters)
+        delays.append(delay)
+        clock.advance(delay)
+        memory_adapters.build(DeployWorker).handle(message)
+        task = stored(memory_adapters, green.task_id)
+    assert delays == [60, 60, 30]  # never past the bake's end
+    assert (task.status, task.stage) == (TaskStatus.DONE, Stage.FINISHED)
+    assert teardowns_sent(memory_adapters) == [blue.variant]
+    assert memory_adapters.locks.get("m") is None
+
+
+def test_given_a_bake_when_esdeploys_alarm_goes_to_alarm_then_the_alias_goes_back_and_the_task_fails_naming_it(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    blue, green = baking(memory_adapters)
+    five_xx, _ = variant_alarm_names(green.variant or "")
+    alarms_of(memory_adapters).set_state(five_xx, AlarmState.ALARM, "Threshold Crossed: 1 datapoint [9.0] > 5.0")
+    decided = run_next_step(memory_adapters)  # the decision is written first...
+    assert decided.rollback_detail is not None and decided.is_active
+    task = run_next_step(memory_adapters)  # ...then the alias moves and the task ends
+    assert task.status == TaskStatus.FAILED
+    assert task.detail is not None and five_xx in task.detail and "Threshold Crossed" in task.detail
+    assert iso(alarms_of(memory_adapters).alarms[five_xx].since or task.updated_at) in task.detail
+    alias = memory_adapters.aliases.get("m")
+    assert alias is not None and (alias.live_variant, alias.previous_variant) == (blue.variant, None)
+    assert memory_adapters.mirror.parameters == {"m": blue.variant}  # type: ignore[attr-defined]
+    assert teardowns_sent(memory_adapters) == [green.variant]
+    assert memory_adapters.locks.get("m") is None
+
+
+def test_given_a_bake_when_a_listed_rollback_alarm_fires_then_it_rolls_back_too(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters)
+    alarms_of(memory_adapters).define("checkout-errors")
+    blue, green = baking(memory_adapters, rollback_alarms=["checkout-errors", "never-made"])
+    assert green.detail is not None and "never-made does not exist in CloudWatch" in green.detail
+    alarms_of(memory_adapters).set_state("checkout-errors", AlarmState.ALARM, "Threshold Crossed")
+    run_next_step(memory_adapters)
+    task = run_next_step(memory_adapters)
+    assert task.status == TaskStatus.FAILED and task.detail is not None and "checkout-errors" in task.detail
+    alias = memory_adapters.aliases.get("m")
+    assert alias is not None and alias.live_variant == blue.variant
+
+
+def test_given_a_crash_after_the_rollback_write_when_the_step_runs_again_then_it_still_ends_failed_naming_the_alarm(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    blue, green = baking(memory_adapters)
+    five_xx, _ = variant_alarm_names(green.variant or "")
+    alarms_of(memory_adapters).set_state(five_xx, AlarmState.ALARM, "Threshold Crossed")
+    run_next_step(memory_adapters)
+    message, _ = next_step(memory_adapters)
+    # The alias went back to blue, then the process died before the task was written.
+    alias = memory_adapters.aliases.get("m")
+    assert alias is not None
+    memory_adapters.aliases.swap(
+        replace(alias, live_variant=blue.variant, previous_variant=None), expected_version=alias.version
+    )
+    alarms_of(memory_adapters).set_state(five_xx, AlarmState.OK, "back to normal")  # and it recovered since
+    memory_adapters.build(DeployWorker).handle(message)  # SQS redelivers the step
+    task = stored(memory_adapters, green.task_id)
+    assert task.status == TaskStatus.FAILED and task.detail is not None and five_xx in task.detail
+
+
+def test_given_a_bake_when_it_is_canceled_then_the_alias_goes_back_and_the_task_ends_canceled(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    blue, green = baking(memory_adapters)
+    next_step(memory_adapters)  # the hop, not delivered
+    memory_adapters.build(TaskService).cancel(green.task_id)
+    task = run_next_step(memory_adapters)
+    assert task.status == TaskStatus.CANCELED and task.detail is not None and "during the bake" in task.detail
+    alias = memory_adapters.aliases.get("m")
+    assert alias is not None and alias.live_variant == blue.variant
+    assert teardowns_sent(memory_adapters) == [green.variant]
+
+
+def test_given_a_bake_when_rolled_back_by_hand_then_the_next_look_ends_it_canceled_and_only_it_hands_green_over(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    blue, green = baking(memory_adapters)
+    alias = memory_adapters.build(ModelActions).rollback("m")
+    assert alias.live_variant == blue.variant
+    assert teardowns_sent(memory_adapters) == []  # the baking task hands green over, once
+    five_xx, _ = variant_alarm_names(green.variant or "")
+    alarms_of(memory_adapters).set_state(five_xx, AlarmState.ALARM, "Threshold Crossed")  # too late to matter
+    task = run_next_step(memory_adapters)
+    assert task.status == TaskStatus.CANCELED
+    assert task.detail is not None and "rolled back by hand" in task.detail
+    assert teardowns_sent(memory_adapters) == [green.variant]
+    alias_now = memory_adapters.aliases.get("m")
+    assert alias_now is not None and alias_now.live_variant == blue.variant
+
+
+def test_given_a_bake_when_a_watched_alarm_event_arrives_then_the_task_looks_at_once(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    _blue, green = baking(memory_adapters)
+    hop, _ = next_step(memory_adapters)  # due in a minute: not delivered
+    five_xx, _ = variant_alarm_names(green.variant or "")
+    alarms_of(memory_adapters).set_state(five_xx, AlarmState.ALARM, "Threshold Crossed")
+    worker = memory_adapters.build(DeployWorker)
+    worker.handle(AlarmChanged("someone-elses-alarm", AlarmState.ALARM))
+    assert stored(memory_adapters, green.task_id).rollback_detail is None  # not watched: nothing happens
+    worker.handle(AlarmChanged(five_xx, AlarmState.ALARM))
+    assert stored(memory_adapters, green.task_id).rollback_detail is not None
+    run_next_step(memory_adapters)
+    assert stored(memory_adapters, green.task_id).status == TaskStatus.FAILED
+    worker.handle(hop)  # the hop that was scheduled finds the task ended
+    assert sent(memory_adapters, "deploy_queue") == []
 
 
 def test_given_an_endpoint_that_failed_when_polled_then_the_task_fails_with_its_reason_and_green_goes(

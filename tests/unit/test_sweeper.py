@@ -12,7 +12,7 @@ from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from tests.fakes import ALL_PARTS, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
-from tests.unit.state_machine import STILL_CREATING, deploy_at, hosted, live_deploy, run_next_step, sent
+from tests.unit.state_machine import STILL_CREATING, deploy_at, hosted, live_deploy, next_step, run_next_step, sent
 
 
 def queued_deploys(adapters: wiring.Adapters, clock: ManualClock, count: int) -> list[str]:
@@ -102,8 +102,8 @@ def test_given_a_live_variant_a_baking_blue_and_a_green_in_flight_when_the_sweep
     hosting = hosted(memory_adapters)
     live_deploy(memory_adapters, "m")
     deploy_at(memory_adapters, Stage.SWAPPING, "m")
-    run_next_step(memory_adapters)  # m: live green, blue baking
-    sent(memory_adapters, "teardown_queue")
+    assert run_next_step(memory_adapters).stage == Stage.BAKING  # m: live green, blue kept for the bake
+    next_step(memory_adapters)  # its next look at the alarms, not delivered
     hosting.script(None, creation_seconds=STILL_CREATING)
     in_flight = deploy_at(memory_adapters, Stage.WAITING, "other")
     assert len(hosting.endpoint_names()) == 3

@@ -2,16 +2,19 @@
 endpoints SageMaker cannot delete yet, delete tasks; nothing is deleted that an active deploy owns."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import ManualClock
+from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.errors import RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownVariant
 from chalicelib.domain.models import Stage, Task, TaskStatus
-from chalicelib.domain.names import variant_name
+from chalicelib.domain.names import variant_alarm_names, variant_name
 from chalicelib.ports import VariantSpec
+from chalicelib.services.dead_letters import DeadLetterOutcome, DeadLetterService
 from chalicelib.services.models import ModelActions
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import MAX_TEARDOWN_ATTEMPTS, TEARDOWN_RETRY_SECONDS, TeardownWorker
@@ -21,6 +24,7 @@ from tests.unit.state_machine import (
     deploy_at,
     hosted,
     live_deploy,
+    next_step,
     run_next_step,
     sent,
     stored,
@@ -75,14 +79,43 @@ def test_given_a_green_handed_over_by_its_task_when_the_task_has_ended_then_it_i
 
 
 def blue_replaced_by_green(adapters: wiring.Adapters, bake_seconds: int = 1200) -> tuple[Task, Task, TeardownVariant]:
-    """m live on green, blue baking as the alias's previous variant; blue's teardown as sent."""
+    """m live on green, blue kept as the alias's previous variant, and the bake cut short: the deploy
+    DLQ's handler ended the baking task (its step kept failing), so blue's teardown waits for the
+    bake's end (`not_before`) with nobody watching alarms. Returns blue, green and that teardown."""
     hosted(adapters)
     blue = live_deploy(adapters, bake_seconds=bake_seconds)
     deploy_at(adapters, Stage.SWAPPING, bake_seconds=bake_seconds)
     green = run_next_step(adapters)
+    assert green.stage == Stage.BAKING
+    message, _ = next_step(adapters)
+    outcome = adapters.build(DeadLetterService).handle(message, "esdeploy-test-deploy-tasks-dlq", "5")
+    assert outcome is DeadLetterOutcome.TASK_FAILED
     [(teardown, _delay)] = sent(adapters, "teardown_queue")
-    assert isinstance(teardown, TeardownVariant)
-    return blue, green, teardown
+    assert isinstance(teardown, TeardownVariant) and teardown.variant == blue.variant
+    assert teardown.not_before == (green.live_at or clock_never()) + timedelta(seconds=bake_seconds)
+    return blue, stored(adapters, green.task_id), teardown
+
+
+def clock_never() -> datetime:
+    raise AssertionError("a baking task has its live_at")
+
+
+def test_given_a_bake_that_ends_when_its_last_look_runs_then_blue_is_handed_over_and_deleted_with_its_alarms(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters)
+    blue = live_deploy(memory_adapters, bake_seconds=120)
+    green = live_deploy(memory_adapters, keep_teardowns=True, bake_seconds=120)
+    assert green.status == TaskStatus.DONE
+    [(teardown, delay)] = sent(memory_adapters, "teardown_queue")
+    assert isinstance(teardown, TeardownVariant) and teardown.variant == blue.variant and delay == 0
+    memory_adapters.build(TeardownWorker).handle(teardown)
+    alias = memory_adapters.aliases.get("m")
+    assert alias is not None and (alias.live_variant, alias.previous_variant) == (green.variant, None)
+    assert memory_adapters.hosting.endpoint_names() == [green.variant]  # type: ignore[attr-defined]
+    alarms = memory_adapters.alarms
+    assert isinstance(alarms, InMemoryAlarms)
+    assert set(alarms.alarms) == set(variant_alarm_names(green.variant or ""))  # blue's went with it
 
 
 def test_given_a_bake_longer_than_sqs_delays_when_blue_teardown_arrives_early_then_it_hops_again_and_deletes_nothing(
