@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
 from esdeploy.local.alarm_evaluation import AlarmRule, evaluate
-from esdeploy.local.alarm_events import alarm_state_change
 from esdeploy.local.invocation_metrics import InvocationRecords
 
 logger = logging.getLogger(__name__)

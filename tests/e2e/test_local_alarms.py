@@ -13,6 +13,10 @@ import boto3
 import pytest
 import requests
 
+from chalicelib.adapters.cloudwatch_shapes import variant_alarm_requests
+from chalicelib.domain.models import AlarmThresholds
+from chalicelib.domain.names import variant_alarm_names
+from chalicelib.ports import VariantAlarms
 from tests.console_script import installed_esdeploy
 from tests.e2e.conftest import aws_env
 from tests.e2e.test_local_stack import embedded_client, wait_for
@@ -27,18 +31,11 @@ def cloudwatch(stack: dict[str, Any]) -> Any:
 
 
 def put_contract_alarms(client: Any, variant: str, max_5xx: int) -> list[str]:
-    """The contract's `V-invocation-5xx` and `V-model-latency` (issue 13 §2), as the core creates them at the swap."""
-    common: dict[str, Any] = {
-        "Namespace": "AWS/SageMaker",
-        "Dimensions": [{"Name": "EndpointName", "Value": variant}, {"Name": "VariantName", "Value": "AllTraffic"}],
-        "Period": 60, "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
-        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching", "ActionsEnabled": False,
-    }
-    client.put_metric_alarm(AlarmName=f"{variant}-invocation-5xx", MetricName="Invocation5XXErrors",
-                            Statistic="Sum", Threshold=float(max_5xx), **common)
-    client.put_metric_alarm(AlarmName=f"{variant}-model-latency", MetricName="ModelLatency",
-                            Statistic="Average", Threshold=2_000_000.0, **common)
-    return [f"{variant}-invocation-5xx", f"{variant}-model-latency"]
+    """esdeploy's two alarms of `variant` (the core's own PutMetricAlarm requests), with a low 5XX threshold."""
+    alarms = VariantAlarms(variant, MODEL, "e2e", AlarmThresholds(max_5xx, 2000))
+    for request in variant_alarm_requests(alarms):
+        client.put_metric_alarm(**request)
+    return list(variant_alarm_names(variant))
 
 
 def alarm_state(client: Any, name: str) -> tuple[str, str]:

@@ -10,6 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.adapters.cloudwatch_shapes import variant_alarm_requests
+from chalicelib.domain.models import AlarmThresholds
+from chalicelib.ports import VariantAlarms
 from esdeploy.local.alarm_standin import AlarmStandIn
 from esdeploy.local.invocation_metrics import InvocationRecords
 
@@ -26,18 +29,10 @@ class Clock:
 
 
 def put_contract_alarms(cloudwatch: Any, variant: str, max_5xx: int = 5, max_latency_ms: int = 2000) -> None:
-    """The two alarms the core creates at the swap, as the contract's table defines them."""
-    common: dict[str, Any] = {
-        "Namespace": "AWS/SageMaker",
-        "Dimensions": [{"Name": "EndpointName", "Value": variant}, {"Name": "VariantName", "Value": "AllTraffic"}],
-        "Period": 60, "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
-        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
-        "ActionsEnabled": False, "Tags": [{"Key": "managed-by", "Value": "esdeploy"}],
-    }
-    cloudwatch.put_metric_alarm(AlarmName=f"{variant}-invocation-5xx", MetricName="Invocation5XXErrors",
-                                Statistic="Sum", Threshold=float(max_5xx), **common)
-    cloudwatch.put_metric_alarm(AlarmName=f"{variant}-model-latency", MetricName="ModelLatency",
-                                Statistic="Average", Threshold=float(max_latency_ms * 1000), **common)
+    """The two alarms the core creates at the swap (its own PutMetricAlarm requests)."""
+    alarms = VariantAlarms(variant, "m1", "task-1", AlarmThresholds(max_5xx, max_latency_ms))
+    for request in variant_alarm_requests(alarms):
+        cloudwatch.put_metric_alarm(**request)
 
 
 @pytest.fixture
