@@ -17,8 +17,10 @@ from chalicelib.adapters.cloudwatch_shapes import variant_alarm_requests
 from chalicelib.domain.models import AlarmThresholds
 from chalicelib.domain.names import variant_alarm_names
 from chalicelib.ports import VariantAlarms
+from esdeploy.demo import TERMINAL, timestamp
+from esdeploy.local.misbehave import Misbehaviour, set_misbehaviour
 from tests.console_script import installed_esdeploy
-from tests.e2e.conftest import aws_env
+from tests.e2e.conftest import aws_env, processes_mentioning
 from tests.e2e.test_local_stack import embedded_client, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -43,16 +45,23 @@ def alarm_state(client: Any, name: str) -> tuple[str, str]:
     return alarm["StateValue"], alarm["StateReason"]
 
 
-def test_misbehave_on_a_live_endpoint_moves_its_5xx_alarm_to_alarm_and_sends_the_event(
-    stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
-) -> None:
-    api = stack["api_url"]
+@pytest.fixture(scope="module")
+def uploaded(stack: dict[str, Any], tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory,
+             outside_repo: Path) -> str:
+    """The tiny model packaged and uploaded once, as a person does; each test deploys and deletes it."""
     packaged = subprocess.run(
         [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
-         "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
+         "--output", str(tmp_path_factory.mktemp("dist") / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
         cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
     )
     assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    return MODEL
+
+
+def test_misbehave_on_a_live_endpoint_moves_its_5xx_alarm_to_alarm_and_sends_the_event(
+    stack: dict[str, Any], uploaded: str, outside_repo: Path
+) -> None:
+    api = stack["api_url"]
     task = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 0}}, timeout=10).json()
     task = wait_for(api, "deploy", task["task_id"])
     assert task["status"] == "done", task
@@ -93,5 +102,62 @@ def test_misbehave_on_a_live_endpoint_moves_its_5xx_alarm_to_alarm_and_sends_the
     subprocess.run([sys.executable, "-m", "esdeploy.local.misbehave", variant, "--errors", "0"],
                    cwd=outside_repo, env=aws_env(stack), check=True, capture_output=True, timeout=60)
     assert embedder.embed(["healed"]).endpoint_name == variant
+    deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
+    assert wait_for(api, "delete", deletion["task_id"])["status"] == "done"
+
+
+def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
+    stack: dict[str, Any], uploaded: str
+) -> None:
+    api = stack["api_url"]
+    blue = requests.post(f"{api}/deploy", json={"model_id": MODEL}, timeout=10).json()
+    blue = wait_for(api, "deploy", blue["task_id"])
+    assert blue["status"] == "done", blue  # a first deploy: nothing to roll back to, no bake
+    bake = 20
+    green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {
+        "bake_seconds": bake, "max_5xx_errors_per_minute": 3}}, timeout=10).json()
+    deadline = time.time() + 120
+    while time.time() < deadline and green.get("live_at") is None and green.get("status") not in TERMINAL:
+        time.sleep(0.3)
+        green = requests.get(f"{api}/deploy/{green['task_id']}", timeout=10).json()
+    assert green["stage"] == "baking" and green["live_at"], green
+    variant = green["endpoint_name"]
+    embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=1)
+    deadline = time.time() + 10
+    while embedder.embed(["which one?"]).endpoint_name != variant:
+        assert time.time() < deadline, "the embedder never reached green"
+        time.sleep(0.2)
+
+    set_misbehaviour(stack["aws_endpoint"], variant, Misbehaviour(errors=1.0))
+    failed = 0
+    back_on_blue: float | None = None
+    task = green
+    deadline = timestamp(green["live_at"]) + bake + 30
+    while time.time() < deadline and task["status"] not in TERMINAL:
+        try:
+            embedder.embed(["failing on purpose"])
+        except Exception:
+            failed += 1
+        if back_on_blue is None and requests.get(f"{api}/models/{MODEL}", timeout=10).json()[
+                "endpoint_name"] == blue["endpoint_name"]:
+            back_on_blue = time.time()
+        task = requests.get(f"{api}/deploy/{green['task_id']}", timeout=10).json()
+        time.sleep(0.1)
+
+    assert task["status"] == "failed", task
+    assert f"alarm {variant}-invocation-5xx went to ALARM" in task["detail"], task["detail"]
+    assert failed > 3
+    assert back_on_blue is not None and back_on_blue - timestamp(green["live_at"]) < bake, (back_on_blue, green)
+    alias = requests.get(f"{api}/models/{MODEL}", timeout=10).json()
+    assert alias["endpoint_name"] == blue["endpoint_name"]
+    moved = [json.loads(line) for line in (stack["state"] / "alarm-events.jsonl").read_text().splitlines()]
+    assert any(m["alarm"] == f"{variant}-invocation-5xx" and m["state"] == "ALARM" for m in moved)
+    # Green is torn down (its alarms with it); blue serves the application again.
+    deadline = time.time() + 60
+    while time.time() < deadline and processes_mentioning(variant):
+        time.sleep(0.2)
+    assert processes_mentioning(variant) == []
+    assert cloudwatch(stack).describe_alarms(AlarmNamePrefix=variant)["MetricAlarms"] == []
+    assert embedder.embed(["healed"]).endpoint_name == blue["endpoint_name"]
     deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
     assert wait_for(api, "delete", deletion["task_id"])["status"] == "done"
