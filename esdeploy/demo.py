@@ -241,14 +241,26 @@ class InvocationLoop(threading.Thread):
 
 
 def stage_table(task: dict[str, Any]) -> list[str]:
+    """Time spent in each stage, from its first event to the next stage's (the last stage: to the task's
+    last event, e.g. a bake that ended in a rollback)."""
+    runs = [list(run) for _, run in itertools.groupby(task["events"], key=lambda event: event["stage"])]
     rows: list[str] = []
-    events = task["events"]
-    for current, following in itertools.pairwise(events):
-        if current["stage"] == following["stage"]:
-            continue
-        took = timestamp(following["at"]) - timestamp(current["at"])
-        rows.append(f"    {current['stage']:<13} {took:7.2f} s")
+    for index, run in enumerate(runs):
+        end = runs[index + 1][0] if index + 1 < len(runs) else run[-1]
+        if end is run[0]:
+            continue  # the stage it ended in, with nothing after its first event
+        took = timestamp(end["at"]) - timestamp(run[0]["at"])
+        rows.append(f"    {run[0]['stage']:<13} {took:7.2f} s")
     return rows
+
+
+def print_tasks(title: str, tasks: dict[str, dict[str, Any]]) -> None:
+    """The report's head: each task's status and the time it spent in each stage."""
+    print(f"\n==== {title} ====")
+    for label, task in tasks.items():
+        print(f"  {label}: {task['status']}")
+        for row in stage_table(task):
+            print(row)
 
 
 def leftover_processes(marker: str) -> list[str]:
@@ -352,11 +364,7 @@ def run_demo(port: int, keep: bool) -> int:
     finally:
         demo.stop_stack()
     leftovers = leftover_processes(str(workdir))
-    print("\n==== esdeploy demo report ====")
-    for label, task in tasks.items():
-        print(f"  {label}: {task['status']}")
-        for row in stage_table(task):
-            print(row)
+    print_tasks("esdeploy demo report", tasks)
     for label in ("deploy v1", "deploy v2"):
         if label in tasks:
             print(f"  {label}: InService -> worker acting on it: {swap_wake_delay(demo, tasks[label])}"

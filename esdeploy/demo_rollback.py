@@ -26,7 +26,7 @@ from esdeploy.demo import (
     Report,
     finish,
     leftover_processes,
-    stage_table,
+    print_tasks,
     started,
     timestamp,
 )
@@ -117,11 +117,7 @@ def run_demo_rollback(port: int, keep: bool, bake_seconds: int) -> int:
             loop.stop.set()
         demo.stop_stack()
     leftovers = leftover_processes(str(workdir))
-    print("\n==== esdeploy demo-rollback report ====")
-    for label, task in tasks.items():
-        print(f"  {label}: {task['status']}")
-        for row in stage_table(task):
-            print(row)
+    print_tasks("esdeploy demo-rollback report", tasks)
     final = tasks.get("deploy v2", {})
     rolled_back = (
         bool(outcome)

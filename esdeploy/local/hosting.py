@@ -164,12 +164,7 @@ class LocalHosting:
         Raises EndpointGoneError when no such endpoint is in service, also when it was deleted while
         the request was on its way (SageMaker answers ValidationError in both cases).
         """
-        with self._lock:
-            variant = self._variants.get(name)
-            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
-        if port is None:
-            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
-            raise EndpointGoneError(name, why)
+        variant, port = self._serving(name)
         started = time.perf_counter()
         try:
             answer = self._http.post(
@@ -191,16 +186,21 @@ class LocalHosting:
     def misbehave(self, name: str, misbehaviour: Misbehaviour) -> Misbehaviour:
         """Local only: the endpoint answers 500 for `errors` of its invocations and/or `latency_ms`
         later, from now on (esdeploy.local.misbehave); the setting now in force."""
-        with self._lock:
-            variant = self._variants.get(name)
-            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
-        if port is None:
-            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
-            raise EndpointGoneError(name, why)
+        _, port = self._serving(name)
         answer = self._http.post(f"http://127.0.0.1:{port}{ENDPOINT_ROUTE}", json=misbehaviour.as_dict(), timeout=30)
         if answer.status_code != 200:
             raise MisbehaviourError(_detail_of(answer))
         return Misbehaviour.parse(answer.json())
+
+    def _serving(self, name: str) -> tuple[LocalVariant, int]:
+        """The variant in service under `name` and its port, or EndpointGoneError (SageMaker's ValidationError)."""
+        with self._lock:
+            variant = self._variants.get(name)
+            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+        if variant is None or port is None:
+            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            raise EndpointGoneError(name, why)
+        return variant, port
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
