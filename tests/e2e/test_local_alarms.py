@@ -116,10 +116,7 @@ def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
     bake = 20
     green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {
         "bake_seconds": bake, "max_5xx_errors_per_minute": 3}}, timeout=10).json()
-    deadline = time.time() + 120
-    while time.time() < deadline and green.get("live_at") is None and green.get("status") not in TERMINAL:
-        time.sleep(0.3)
-        green = requests.get(f"{api}/deploy/{green['task_id']}", timeout=10).json()
+    green = wait_for(api, "deploy", green["task_id"], until_live=True)
     assert green["stage"] == "baking" and green["live_at"], green
     variant = green["endpoint_name"]
     embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=1)
