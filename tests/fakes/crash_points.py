@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.domain.messages import Advance, TeardownVariant
+from chalicelib.domain.models import Alias
 
 # Port attribute on wiring.Adapters -> the methods of it that change something.
 WRITES: dict[str, frozenset[str]] = {
@@ -23,6 +24,7 @@ WRITES: dict[str, frozenset[str]] = {
     "teardown_queue": frozenset({"send"}),
     "requests_queue": frozenset({"send"}),
     "hosting": frozenset({"create_variant", "delete_variant"}),
+    "alarms": frozenset({"put_variant_alarms", "delete_variant_alarms"}),
 }
 
 
@@ -103,6 +105,9 @@ def subject_of(args: tuple[Any, ...]) -> str:
         return f"{kind}:{first.task_id}@v{first.version}"
     if isinstance(first, TeardownVariant):
         return f"{kind}:{first.variant}"
+    if isinstance(first, Alias):
+        # Which way it points: a swap and the rollback that undoes it are two different writes.
+        return f"{kind}:{first.embedding_model_id}->{first.live_variant or 'none'}"
     for attribute in ("task_id", "name", "embedding_model_id", "variant"):
         value = getattr(first, attribute, None)
         if isinstance(value, str):

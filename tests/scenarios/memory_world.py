@@ -18,6 +18,7 @@ from chalice.test import Client
 from app import app
 from chalicelib import wiring
 from chalicelib.adapters.memory import (
+    InMemoryAlarms,
     InMemoryAliases,
     InMemoryAliasMirror,
     InMemoryArtifacts,
@@ -121,7 +122,7 @@ class MemoryWorld:
                 continue
             worker = self.handlers[queue]
             self.plan.worker = worker
-            self.plan.during = str(body.get("action") or ("endpoint_changed" if "detail-type" in body else "?"))
+            self.plan.during = str(body.get("action") or _event_kind(body))
             try:
                 payload = self.client.lambda_.invoke(worker, {"Records": [record]}).payload
             except Crash:
@@ -152,6 +153,12 @@ class MemoryWorld:
 
     def waiting(self, queue: str) -> list[dict[str, Any]]:
         return self.sqs.bodies(queue)
+
+
+def _event_kind(body: dict[str, Any]) -> str:
+    if body.get("source") == "aws.cloudwatch":
+        return "alarm_changed"
+    return "endpoint_changed" if "detail-type" in body else "?"
 
 
 def scheduled_event() -> dict[str, Any]:
@@ -187,12 +194,14 @@ def memory_world(env: dict[str, str], plan: CrashPlan, hosting: FakeHosting) -> 
         "teardown_queue": SimulatedQueuePort(sqs, settings.teardown_queue),
         "requests_queue": SimulatedQueuePort(sqs, settings.requests_queue),
         "hosting": hosting,
+        "alarms": InMemoryAlarms(clock),
     }
     wrapped = {name: CrashingPort(port, name, plan) if name in WRITES else port for name, port in ports.items()}
     crashing_hosting = wrapped.pop("hosting")
+    crashing_alarms = wrapped.pop("alarms")
     adapters = wiring.Adapters(
         settings=settings, artifacts=InMemoryArtifacts(), clock=clock,
-        hosting_factory=lambda: crashing_hosting, **wrapped,
+        hosting_factory=lambda: crashing_hosting, alarms_factory=lambda: crashing_alarms, **wrapped,
     )
     handlers = {
         settings.requests_queue: "requests_worker",

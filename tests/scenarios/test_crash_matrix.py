@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
+from chalicelib.adapters.memory import InMemoryAlarms
 from chalicelib.adapters.queue_messages import ADVANCE
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
 from chalicelib.config import dead_letter_name
 from chalicelib.domain.errors import RetryableError, TerminalHostingError
-from chalicelib.domain.names import variant_name
+from chalicelib.domain.models import AlarmState
+from chalicelib.domain.names import variant_alarm_names, variant_name
 from chalicelib.ports import VariantSpec
 from tests.conftest import TEST_ENV
 from tests.fakes.artifacts import publish_in_memory
@@ -29,16 +32,19 @@ from tests.scenarios.memory_world import MemoryWorld, creating_for_one_poll, mem
 
 BAKE = {"bake_seconds": 60}
 TASKS = {"m1-blue": "deploy", "m1-green": "deploy", "m1-delete": "delete", "m2-poison": "deploy",
-         "m3-evented": "deploy", "m3-delete": "delete", "m4-canceled": "deploy"}
-MODELS = ("m1", "m2", "m3", "m4")
+         "m3-evented": "deploy", "m3-delete": "delete", "m4-canceled": "deploy",
+         "m5-blue": "deploy", "m5-alarmed": "deploy", "m5-delete": "delete"}
+MODELS = ("m1", "m2", "m3", "m4", "m5")
 WORKERS = ("api", "requests_worker", "deploy_worker", "teardown_worker", "deploy_dead_letters", "sweeper")
 
 
 def lifecycle(world: MemoryWorld) -> None:
     """Every worker at work. The intake submits m1's first version; a second comes over HTTP with
     manual promotion, one of its messages is lost (the sweeper re-kicks it), and it is promoted
-    over HTTP once its candidate waits; the old one is torn down after its bake
-    (rollback stops being offered first); m1 is deleted over HTTP at the end. m3 is woken by
+    over HTTP once its candidate waits, bakes, and the old one is torn down after the bake
+    (rollback stops being offered first); m1 is deleted over HTTP at the end. m5's second version
+    goes live and its 5XX alarm goes to ALARM during its bake: CloudWatch's event wakes it, the
+    alias goes back to m5's first version and the second is torn down with its alarms. m3 is woken by
     SageMaker's state-change event while the intake's delete of m3 waits for it; m4 is cancelled
     while its endpoint comes up. m2's endpoint never answers DescribeEndpoint, so its step reaches the
     deploy DLQ, whose handler fails the task and tears its green down. A leftover variant's
@@ -84,9 +90,26 @@ def lifecycle(world: MemoryWorld) -> None:
     world.pump(until=lambda: stage_of(world, "m4-canceled") == "waiting")
     assert world.post("/deploy/m4-canceled/cancel", {}).status_code == 200
     world.pump()
+    assert world.post("/deploy", {"embedding_model_id": "m5", "id": "m5-blue", "config": BAKE}).status_code == 200
+    world.pump()
+    assert world.post("/deploy", {"embedding_model_id": "m5", "id": "m5-alarmed", "config": BAKE}).status_code == 200
+    world.pump(until=lambda: stage_of(world, "m5-alarmed") == "baking")
+    alarmed = variant_alarm_names(variant_name(prefix, "m5", "m5-alarmed"))[0]
+    world.adapters.alarms.set_state(alarmed, AlarmState.ALARM, "Threshold Crossed")  # type: ignore[attr-defined]
+    world.sqs.send(settings.deploy_queue, json.dumps(
+        alarm_state_change(alarmed, AlarmState.ALARM, "Threshold Crossed", world.clock.now(),
+                           account="123456789012", region="us-east-1")
+    ))
+    world.pump()
+    assert world.post("/delete", {"embedding_model_id": "m5", "id": "m5-delete"}).status_code == 200
+    world.pump()
     assert world.post("/delete", {"embedding_model_id": "m1", "id": "m1-delete"}).status_code == 200
     assert world.post("/deploy", {"embedding_model_id": "m2", "id": "m2-poison"}).status_code == 200
     world.settle()
+
+
+def alarmed_name(world: MemoryWorld) -> str:
+    return variant_alarm_names(variant_name(world.adapters.settings.resource_prefix, "m5", "m5-alarmed"))[0]
 
 
 def stage_of(world: MemoryWorld, task_id: str) -> str | None:
@@ -116,6 +139,7 @@ class Outcome:
 
     statuses: dict[str, str]
     running: list[str]  # SageMaker resources of ours still there (they bill)
+    alarms: list[str]  # CloudWatch alarms of ours still there
     endpoints_created: int
     live_models: list[str]
     published_aliases: dict[str, str]
@@ -123,6 +147,12 @@ class Outcome:
     leases_of_active_tasks: list[str]
     waiting_messages: dict[str, int]
     new_deploys_accepted: dict[str, int]
+
+
+def alarms_of(world: MemoryWorld) -> InMemoryAlarms:
+    alarms = world.adapters.alarms._target  # type: ignore[attr-defined]  # under the crashing wrapper
+    assert isinstance(alarms, InMemoryAlarms)
+    return alarms
 
 
 def outcome(world: MemoryWorld) -> Outcome:
@@ -137,6 +167,7 @@ def outcome(world: MemoryWorld) -> Outcome:
     result = Outcome(
         statuses=statuses,
         running=sorted({r.name for r in world.hosting.owned_resources()}),
+        alarms=sorted(alarms_of(world).alarms),
         endpoints_created=world.hosting.part_creations["endpoint"],
         live_models=[a.embedding_model_id for a in adapters.aliases.list_live()],
         published_aliases=dict(adapters.mirror.parameters),  # type: ignore[attr-defined]
@@ -192,9 +223,11 @@ def test_the_happy_run_shows_every_worker_at_work_and_ends_clean() -> None:
     world, plan, result = happy_run()
     assert result == Outcome(
         statuses={"m1-blue": "done", "m1-green": "done", "m1-delete": "done", "m2-poison": "failed",
-                  "m3-evented": "done", "m3-delete": "done", "m4-canceled": "canceled"},
+                  "m3-evented": "done", "m3-delete": "done", "m4-canceled": "canceled",
+                  "m5-blue": "done", "m5-alarmed": "failed", "m5-delete": "done"},
         running=[],
-        endpoints_created=5,
+        alarms=[],
+        endpoints_created=7,
         live_models=[],
         published_aliases={},
         slots={},
@@ -214,13 +247,26 @@ def test_the_happy_run_shows_every_worker_at_work_and_ends_clean() -> None:
     assert {(p.worker, p.during) for p in plan.recorded} >= {
         ("requests_worker", "deploy"), ("requests_worker", "delete"), ("api", "/deploy"), ("api", "/delete"),
         ("api", "/deploy/m4-canceled/cancel"), ("api", "/deploy/m1-green/promote"),
-        ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"),
+        ("deploy_worker", "advance"), ("deploy_worker", "endpoint_changed"), ("deploy_worker", "alarm_changed"),
         ("teardown_worker", "teardown_variant"), ("teardown_worker", "delete_model"),
         ("deploy_dead_letters", "advance"), ("sweeper", "schedule"),
     }
     # Blue's teardown after the bake stops offering it for rollback before it deletes it.
     assert any(p.worker == "teardown_worker" and p.during == "teardown_variant" and p.port == "aliases"
                for p in plan.recorded)
+    # The bakes' writes are crashed too: a look at the alarms (a written hop), the bake's end, and
+    # the alarm's rollback (the decision, the alias back on m5's first version, the task's end).
+    written = {p.subject for p in plan.recorded if p.worker == "deploy_worker" and p.port == "store"}
+    assert {"Task:m1-green:baking/processing", "Task:m1-green:finished/done",
+            "Task:m5-alarmed:baking/processing", "Task:m5-alarmed:baking/failed"} <= written
+    back_to_blue = f"Alias:m5->{variant_name(settings.resource_prefix, 'm5', 'm5-blue')}"
+    assert [(p.worker, p.port) for p in plan.recorded if p.subject == back_to_blue] == [
+        ("deploy_worker", "aliases"), ("deploy_worker", "mirror"),  # the swap of m5-blue is the first's
+        ("deploy_worker", "aliases"), ("deploy_worker", "mirror"),  # the rollback
+    ]
+    alarmed = world.adapters.store.get("m5-alarmed")
+    assert alarmed is not None and alarmed.detail is not None
+    assert alarmed_name(world) in alarmed.detail and "Threshold Crossed" in alarmed.detail
     # m3's endpoint event woke it: the poll it had scheduled found the task moved on.
     assert world.hosting.count("describe", variant_name(settings.resource_prefix, "m3", "m3-evented")) == 1
 

@@ -66,7 +66,7 @@ def test_a_candidate_waits_beside_blue_until_promoted(world: World) -> None:
     world.pump.run()
     done = world.task(waiting["task_id"])
     assert done["status"] == "done", done
-    assert stages(done)[-4:] == ["verifying", "awaiting_promotion", "swapping", "finished"]
+    assert stages(done)[-5:] == ["verifying", "awaiting_promotion", "swapping", "baking", "finished"]
     model = world.get("/models/m1").json_body
     assert model["endpoint_name"] == candidate and model["candidate_endpoint_name"] is None
     assert world.hosting.endpoint_names() == [candidate]  # blue torn down after the bake

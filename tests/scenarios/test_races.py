@@ -32,7 +32,8 @@ def test_given_a_deploy_just_accepted_when_a_cancel_races_its_first_step_then_th
 
 
 def live_green_baking_blue(world: World) -> tuple[str, str]:
-    """Blue then green deployed with a long bake: the alias is live=green, previous=blue."""
+    """Blue then green deployed with a long bake, green's bake just over (its task done) and blue's
+    teardown not delivered yet: the alias is live=green, previous=blue."""
     world.upload_artifact("m1", manifest_for("m1"))
     names = []
     for _ in range(2):
@@ -64,16 +65,19 @@ def test_given_the_bake_end_teardown_clears_previous_when_a_swap_writes_the_alia
         when=lambda alias, expected_version: alias.live_variant not in (None, blue, green),
     )
     third = world.deploy("m1", bake_seconds=3600)
-    # No sweeper runs: the task must finish on its own messages.
-    world.pump.run(until=lambda: world.task(third["task_id"])["status"] == "done", max_deliveries=20)
+    # No sweeper runs: the task must get past its swap on its own messages.
+    world.pump.run(until=lambda: world.task(third["task_id"])["stage"] == "baking", max_deliveries=20)
     assert world.adapters.aliases.fired  # type: ignore[attr-defined]
     world.adapters.aliases = aliases
-    done = world.task(third["task_id"])
-    assert done["status"] == "done", done
+    live = world.task(third["task_id"])
+    assert (live["status"], live["stage"]) == ("processing", "baking"), live
     alias = world.get("/models/m1").json_body
-    assert (alias["endpoint_name"], alias["previous_endpoint_name"]) == (done["endpoint_name"], green)
-    assert world.adapters.locks.get("m1") is None
+    assert (alias["endpoint_name"], alias["previous_endpoint_name"]) == (live["endpoint_name"], green)
+    held = world.adapters.locks.get("m1")
+    assert held is not None and held.task_id == third["task_id"]  # held through the bake, not stuck
     assert blue not in world.hosting.endpoint_names()
+    world.pump.run(until=lambda: world.task(third["task_id"])["status"] == "done")
+    assert world.adapters.locks.get("m1") is None
 
 
 def test_given_the_bake_end_teardown_clears_previous_when_a_delete_unaliases_then_the_delete_retries(

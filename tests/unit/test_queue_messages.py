@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
 from chalicelib.adapters.queue_messages import (
     read_dead_letter,
     read_deploy_tasks,
@@ -15,8 +16,15 @@ from chalicelib.adapters.queue_messages import (
 )
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
 from chalicelib.domain.errors import UnreadableMessageError
-from chalicelib.domain.messages import Advance, DeleteModel, EndpointChanged, TeardownVariant, WorkMessage
-from chalicelib.domain.models import EndpointState
+from chalicelib.domain.messages import (
+    Advance,
+    AlarmChanged,
+    DeleteModel,
+    EndpointChanged,
+    TeardownVariant,
+    WorkMessage,
+)
+from chalicelib.domain.models import AlarmState, EndpointState
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 TAGS = {"embedding_model_id": "m1", "task_id": "t1", "managed-by": "esdeploy"}
@@ -80,10 +88,28 @@ def test_sagemakers_state_change_event_becomes_endpoint_changed() -> None:
     assert changed.state is EndpointState.IN_SERVICE
 
 
+def test_cloudwatchs_alarm_state_change_event_becomes_alarm_changed() -> None:
+    event = alarm_state_change("esd-m1-a-b-invocation-5xx", AlarmState.ALARM, "Threshold Crossed: 1 datapoint",
+                               AT, account="123456789012", region="us-east-1")
+    assert event["detail"]["state"]["timestamp"] == "2026-01-02T03:04:05.678+0000"  # CloudWatch's own form
+    assert read_deploy_tasks(json.dumps(event)) == AlarmChanged(
+        "esd-m1-a-b-invocation-5xx", AlarmState.ALARM, "Threshold Crossed: 1 datapoint", AT.replace(microsecond=678000)
+    )
+    # The documented example, as AWS prints it: a hint is read even without a usable timestamp.
+    documented = {**event, "detail": {**event["detail"], "state": {"value": "ALARM", "reason": "r", "timestamp": "?"}}}
+    assert read_deploy_tasks(json.dumps(documented)) == AlarmChanged("esd-m1-a-b-invocation-5xx", AlarmState.ALARM, "r")
+    with pytest.raises(UnreadableMessageError, match="does not belong on teardown-tasks"):
+        read_teardown_tasks(json.dumps(event))
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
         ("not json", "not JSON"),
+        ('{"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch", "detail": {}}',
+         "no detail.alarmName"),
+        ('{"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch", '
+         '"detail": {"alarmName": "a", "state": {"value": "PANIC"}}}', "OK, ALARM or INSUFFICIENT_DATA"),
         ("[1, 2]", "a JSON list, not an object"),
         ('{"action": "promote", "task_id": "t1"}', "no such action"),
         ('{"task_id": "t1"}', "no such action"),
