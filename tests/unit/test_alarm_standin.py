@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,31 +47,42 @@ def state(cloudwatch: Any, name: str) -> tuple[str, str]:
     return alarm["StateValue"], alarm["StateReason"]
 
 
-def stand_in(cloudwatch: Any, records: InvocationRecords, clock: Clock) -> tuple[AlarmStandIn, list[dict[str, Any]]]:
-    published: list[dict[str, Any]] = []
-    return AlarmStandIn(cloudwatch, records, published.append, threading.Event(), region="us-east-1",
-                        account="123456789012", clock=clock), published
+@dataclass
+class World:
+    """A stand-in over moto's CloudWatch and one local endpoint's records, on a clock the test moves."""
+
+    clock: Clock
+    records: InvocationRecords
+    standin: AlarmStandIn
+    published: list[dict[str, Any]]
 
 
-def test_5xx_over_the_threshold_moves_the_alarm_to_alarm_and_sends_the_event(cloudwatch: Any) -> None:
+@pytest.fixture
+def world(cloudwatch: Any) -> World:
     clock = Clock(START)
     records = InvocationRecords(clock)
     records.register(VARIANT)
-    put_contract_alarms(cloudwatch, VARIANT)
-    standin, published = stand_in(cloudwatch, records, clock)
-    for _ in range(7):
-        records.record(VARIANT, 500, 3_000)
-    for _ in range(30):
-        records.record(VARIANT, 200, 3_000)
+    published: list[dict[str, Any]] = []
+    standin = AlarmStandIn(cloudwatch, records, published.append, threading.Event(), region="us-east-1",
+                           account="123456789012", clock=clock)
+    return World(clock, records, standin, published)
 
-    moves = standin.evaluate_once()
+
+def test_5xx_over_the_threshold_moves_the_alarm_to_alarm_and_sends_the_event(cloudwatch: Any, world: World) -> None:
+    put_contract_alarms(cloudwatch, VARIANT)
+    for _ in range(7):
+        world.records.record(VARIANT, 500, 3_000)
+    for _ in range(30):
+        world.records.record(VARIANT, 200, 3_000)
+
+    moves = world.standin.evaluate_once()
 
     errors = f"{VARIANT}-invocation-5xx"
     assert [(m.alarm_name, m.previous, m.state) for m in moves] == [(errors, "OK", "ALARM")]
     assert state(cloudwatch, errors) == (
         "ALARM", "Threshold Crossed: 1 datapoint [7.0 (02/12/26 03:10:00)] was greater than the threshold (5.0).")
     assert state(cloudwatch, f"{VARIANT}-model-latency")[0] == "OK"  # 3 ms on average
-    (event,) = published
+    (event,) = world.published
     assert event["detail-type"] == "CloudWatch Alarm State Change" and event["source"] == "aws.cloudwatch"
     assert event["resources"] == [f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{errors}"]
     assert event["detail"]["alarmName"] == errors
@@ -79,42 +91,31 @@ def test_5xx_over_the_threshold_moves_the_alarm_to_alarm_and_sends_the_event(clo
     assert event["detail"]["state"]["timestamp"] == "2026-12-02T03:10:20.000+0000"
     assert event["detail"]["previousState"]["value"] == "OK"
 
-    assert standin.evaluate_once() == []  # no change, no second event
-    assert len(published) == 1
+    assert world.standin.evaluate_once() == []  # no change, no second event
+    assert len(world.published) == 1
 
 
-def test_the_alarm_goes_back_to_ok_when_a_quiet_minute_follows(cloudwatch: Any) -> None:
-    clock = Clock(START)
-    records = InvocationRecords(clock)
-    records.register(VARIANT)
+def test_the_alarm_goes_back_to_ok_when_a_quiet_minute_follows(cloudwatch: Any, world: World) -> None:
     put_contract_alarms(cloudwatch, VARIANT, max_5xx=0)
-    standin, published = stand_in(cloudwatch, records, clock)
-    records.record(VARIANT, None, None)  # no answer at all: a 5xx
-    assert [m.state for m in standin.evaluate_once()] == ["ALARM"]
-    clock.now += 60
-    (move,) = standin.evaluate_once()
+    world.records.record(VARIANT, None, None)  # no answer at all: a 5xx
+    assert [m.state for m in world.standin.evaluate_once()] == ["ALARM"]
+    world.clock.now += 60
+    (move,) = world.standin.evaluate_once()
     assert (move.previous, move.state) == ("ALARM", "OK")
     assert move.reason.startswith("Threshold Crossed: no datapoints were received for 1 period")
-    assert [e["detail"]["state"]["value"] for e in published] == ["ALARM", "OK"]
-    assert published[1]["detail"]["previousState"]["value"] == "ALARM"
+    assert [e["detail"]["state"]["value"] for e in world.published] == ["ALARM", "OK"]
+    assert world.published[1]["detail"]["previousState"]["value"] == "ALARM"
 
 
-def test_slow_answers_move_the_latency_alarm(cloudwatch: Any) -> None:
-    clock = Clock(START)
-    records = InvocationRecords(clock)
-    records.register(VARIANT)
+def test_slow_answers_move_the_latency_alarm(cloudwatch: Any, world: World) -> None:
     put_contract_alarms(cloudwatch, VARIANT, max_latency_ms=200)
-    standin, _ = stand_in(cloudwatch, records, clock)
-    records.record(VARIANT, 200, 450_000)
-    assert [(m.alarm_name, m.state) for m in standin.evaluate_once()] == [(f"{VARIANT}-model-latency", "ALARM")]
+    world.records.record(VARIANT, 200, 450_000)
+    assert [(m.alarm_name, m.state) for m in world.standin.evaluate_once()] == [(f"{VARIANT}-model-latency", "ALARM")]
     assert state(cloudwatch, f"{VARIANT}-model-latency")[1] == (
         "Threshold Crossed: 1 datapoint [450000.0 (02/12/26 03:10:00)] was greater than the threshold (200000.0).")
 
 
-def test_alarms_on_other_endpoints_and_other_metrics_are_left_as_they_are(cloudwatch: Any) -> None:
-    clock = Clock(START)
-    records = InvocationRecords(clock)
-    records.register(VARIANT)
+def test_alarms_on_other_endpoints_and_other_metrics_are_left_as_they_are(cloudwatch: Any, world: World) -> None:
     put_contract_alarms(cloudwatch, "an-endpoint-on-real-aws", max_5xx=0)  # not a local endpoint
     cloudwatch.put_metric_alarm(
         AlarmName="lambda-errors", Namespace="AWS/Lambda", MetricName="Errors", Statistic="Sum",
@@ -122,10 +123,9 @@ def test_alarms_on_other_endpoints_and_other_metrics_are_left_as_they_are(cloudw
         ComparisonOperator="GreaterThanThreshold", TreatMissingData="breaching",
     )
     cloudwatch.set_alarm_state(AlarmName="lambda-errors", StateValue="ALARM", StateReason="set by a person")
-    standin, published = stand_in(cloudwatch, records, clock)
-    records.record(VARIANT, 500, 1_000)
-    assert standin.evaluate_once() == []
-    assert published == []
+    world.records.record(VARIANT, 500, 1_000)
+    assert world.standin.evaluate_once() == []
+    assert world.published == []
     assert state(cloudwatch, "lambda-errors") == ("ALARM", "set by a person")
     assert state(cloudwatch, "an-endpoint-on-real-aws-invocation-5xx")[0] == "OK"
 
