@@ -7,7 +7,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import AlarmChanged, DeadLetter, TeardownVariant, green_teardown
+from chalicelib.domain.messages import Advance, AlarmChanged, DeadLetter, TeardownVariant, green_teardown
 from chalicelib.domain.models import Stage, Task, TaskStatus
 from chalicelib.ports import TaskStore
 from chalicelib.services.outbox import TaskWriter
@@ -19,6 +19,7 @@ class DeadLetterOutcome(StrEnum):
     TASK_FAILED = "task_failed"
     TASK_ALREADY_ENDED = "task_already_ended"
     TEARDOWN_ABANDONED = "teardown_abandoned"  # the handler counts it: the abandoned-teardown alarm
+    SUPERSEDED = "superseded"  # a step the task has moved past: a newer message carries it on
     NO_TASK = "no_task"
 
 
@@ -48,6 +49,12 @@ class DeadLetterService:
             task = self.store.get(message.task_id)
             if task is None or task.status.is_terminal:
                 return DeadLetterOutcome.TASK_ALREADY_ENDED
+            if isinstance(message, Advance) and message.version < task.version:
+                # A newer step of the task wrote after this message was sent (a hop the bake or a
+                # promote overtook): whatever kept it from being handled says nothing about the task.
+                logger.warning("superseded dead letter acknowledged",
+                               extra={"task_id": task.task_id, "version": message.version, "queue": queue})
+                return DeadLetterOutcome.SUPERSEDED
             detail = (
                 f"the {task.kind.value} worker failed on this task's message "
                 f"{receive_count or 'several'} times in stage {task.stage.value}; SQS moved it to {queue}. "

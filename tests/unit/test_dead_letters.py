@@ -36,6 +36,19 @@ def test_given_a_deploy_step_that_kept_failing_when_its_message_reaches_the_dlq_
     assert memory_adapters.locks.get("m") is None and memory_adapters.slots.holders() == {}
 
 
+def test_given_a_step_the_task_has_moved_past_when_it_reaches_the_dlq_then_the_active_task_is_left_as_it_is(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """A stale hop (a promotion window's, overtaken by the promote) that waited out its receives must
+    not fail the deploy that is now baking."""
+    hosted(memory_adapters)
+    task = deploy_at(memory_adapters, Stage.VERIFYING)
+    outcome = memory_adapters.build(DeadLetterService).handle(Advance(task.task_id, task.version - 1), DEPLOY_DLQ, "5")
+    assert outcome is DeadLetterOutcome.SUPERSEDED
+    assert stored(memory_adapters, task.task_id) == task
+    assert sent(memory_adapters, "teardown_queue") == []
+
+
 def test_given_a_task_that_ended_meanwhile_when_its_old_message_reaches_the_dlq_then_the_task_is_left_as_it_is(
     memory_adapters: wiring.Adapters,
 ) -> None:
