@@ -584,6 +584,9 @@ class DeployWorker:
         alias = change_alias(self.aliases, task.embedding_model_id, back_to_blue)
         if alias is not None:
             self.mirror.publish(alias)
+            if alias.live_variant == green:
+                # Nothing to go back to (the previous variant was dropped): say so, keep green.
+                detail += "; but the alias names no previous variant any more, so green stays live"
         reason = "rolled back during the bake" if status is TaskStatus.FAILED else "canceled during the bake"
         self.writer.end(task, status, detail, *self._green_teardown(task, reason))
         logger.warning("rolled back during the bake", extra={**_keys(task), "detail": detail})

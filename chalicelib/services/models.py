@@ -101,16 +101,21 @@ class ModelActions:
         """Point the alias back at the previous variant while it still exists; one conditional write.
         Allowed while the deploy that made the live variant live is baking: that task sees the alias
         moved at its next look, ends canceled and hands its green to teardown (so this does not)."""
-        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
         baking = None
         held = self.locks.get(embedding_model_id)
         if held is not None:
             holder = self.store.get(held.task_id)
             if holder is not None and not holder.status.is_terminal:
-                if holder.stage == Stage.BAKING and holder.variant and holder.variant == alias.live_variant:
-                    baking = holder
-                else:
+                if holder.stage != Stage.BAKING or not holder.variant:
                     raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
+                baking = holder
+        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
+        if baking is not None and alias.live_variant != baking.variant:
+            # Rolled back already (by hand or by an alarm): its task ends at its next look.
+            raise InvalidStateError(
+                f"Model `{embedding_model_id}` was rolled back during the bake of deploy task `{baking.task_id}` "
+                f"already; {alias.live_variant} is live"
+            )
         previous = alias.previous_variant
         if not previous:
             raise InvalidStateError(

@@ -21,7 +21,7 @@ from esdeploy.demo import TERMINAL, timestamp
 from esdeploy.local.misbehave import Misbehaviour, set_misbehaviour
 from tests.console_script import installed_esdeploy
 from tests.e2e.conftest import aws_env, processes_mentioning
-from tests.e2e.test_local_stack import embedded_client, wait_for
+from tests.e2e.test_local_stack import embedded_client, wait_for, wait_for_stage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "tiny_alarms.model"
@@ -116,7 +116,7 @@ def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
     bake = 20
     green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {
         "bake_seconds": bake, "max_5xx_errors_per_minute": 3}}, timeout=10).json()
-    green = wait_for(api, "deploy", green["task_id"], until_live=True)
+    green = wait_for_stage(api, green["task_id"], "baking")
     assert green["stage"] == "baking" and green["live_at"], green
     variant = green["endpoint_name"]
     embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=1)

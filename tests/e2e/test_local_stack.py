@@ -19,15 +19,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "tiny_e2e.model"
 
 
-def wait_for(api: str, kind: str, task_id: str, timeout: float = 120, until_live: bool = False) -> dict[str, Any]:
-    """The task once it has ended (or, `until_live`, once its variant is live: its bake has begun)."""
+def wait_for(api: str, kind: str, task_id: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         task = requests.get(f"{api}/{kind}/{task_id}", timeout=10).json()
-        if task["status"] in {"done", "failed", "refused", "canceled"} or (until_live and task.get("live_at")):
+        if task["status"] in {"done", "failed", "refused", "canceled"}:
             return task
         time.sleep(0.3)
     raise AssertionError(f"{kind} {task_id} still {task['status']}/{task['stage']} after {timeout} s")
+
+
+def wait_for_stage(api: str, task_id: str, stage: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = requests.get(f"{api}/deploy/{task_id}", timeout=10).json()
+        if task["stage"] == stage or task["status"] in {"done", "failed", "refused", "canceled"}:
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"deploy {task_id} still {task['status']}/{task['stage']} after {timeout} s")
 
 
 def embedded_client(stack: dict[str, Any]) -> Client:
@@ -90,10 +99,10 @@ def test_full_lifecycle_on_the_local_stack(
     assert direct.endpoint_name == blue["endpoint_name"]
     assert direct.vectors[0] == pytest.approx(answer["embeddings"][0], abs=1e-6)
 
-    green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 8}}, timeout=10).json()
-    green = wait_for(api, "deploy", green["task_id"], until_live=True)
+    green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 3}}, timeout=10).json()
+    green = wait_for_stage(api, green["task_id"], "baking")
     assert (green["status"], green["stage"]) == ("processing", "baking"), green
-    # During the bake blue stays up for a rollback in one write.
+    # During the bake green serves and blue is kept for a one-write rollback.
     alias = requests.get(f"{api}/models/{MODEL}", timeout=10).json()
     assert alias["endpoint_name"] == green["endpoint_name"]
     assert alias["previous_endpoint_name"] == blue["endpoint_name"]
@@ -101,7 +110,7 @@ def test_full_lifecycle_on_the_local_stack(
     assert swapped["endpoint_name"] == green["endpoint_name"]
     assert swapped["embeddings"][0] == pytest.approx(answer["embeddings"][0], abs=1e-5)  # same weights
     green = wait_for(api, "deploy", green["task_id"])
-    assert green["status"] == "done", green
+    assert green["status"] == "done" and "no watched alarm in ALARM" in green["detail"], green
 
     # After the bake the blue endpoint process is gone.
     deadline = time.time() + 60
@@ -207,9 +216,9 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     promoted = run("--json", "promote", candidate["task_id"], "--wait")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     green = json.loads(promoted.stdout)
-    assert green["status"] == "done", green
-    # The swap said so; the bake's end wrote the final detail after it (the history keeps both).
-    assert any("autoscaling 1-2 instances" in (event.get("detail") or "") for event in green["events"]), green
+    assert green["status"] == "done" and green["stage"] == "finished", green
+    [swap] = [e for e in green["events"] if e["stage"] == "baking" and "is live" in (e.get("detail") or "")]
+    assert "autoscaling 1-2 instances" in swap["detail"]
 
     listed = run("models", "--json")  # a global option after the command, as in the AWS CLI
     assert listed.returncode == 0

@@ -9,7 +9,7 @@ import pytest
 from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
-from chalicelib.domain.errors import RetryableError
+from chalicelib.domain.errors import InvalidStateError, RetryableError
 from chalicelib.domain.messages import Advance, AlarmChanged, EndpointChanged, TeardownVariant
 from chalicelib.domain.models import AlarmState, EndpointState, Stage, Task, TaskStatus, iso
 from chalicelib.domain.names import variant_alarm_names, variant_name
@@ -298,6 +298,8 @@ def test_given_a_bake_when_rolled_back_by_hand_then_the_next_look_ends_it_cancel
     alias = memory_adapters.build(ModelActions).rollback("m")
     assert alias.live_variant == blue.variant
     assert teardowns_sent(memory_adapters) == []  # the baking task hands green over, once
+    with pytest.raises(InvalidStateError, match=r"rolled back during the bake .* already"):
+        memory_adapters.build(ModelActions).rollback("m")
     five_xx, _ = variant_alarm_names(green.variant or "")
     alarms_of(memory_adapters).set_state(five_xx, AlarmState.ALARM, "Threshold Crossed")  # too late to matter
     task = run_next_step(memory_adapters)

@@ -63,6 +63,11 @@ def test_missing_setting_is_named(test_env: dict[str, str]) -> None:
         ("ESDEPLOY_TASK_RETENTION_DAYS", "forever"),
         ("ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS", str(15 * 86_400)),
         ("ESDEPLOY_DEFAULT_PROMOTION_TIMEOUT_SECONDS", "30"),
+        ("ESDEPLOY_BAKE_CHECK_SECONDS", "0"),
+        ("ESDEPLOY_BAKE_CHECK_SECONDS", "901"),
+        ("ESDEPLOY_ROLLBACK_MAX_5XX_ERRORS_PER_MINUTE", "-1"),
+        ("ESDEPLOY_ROLLBACK_MAX_MODEL_LATENCY_MS", "0"),
+        ("ESDEPLOY_ROLLBACK_MAX_MODEL_LATENCY_MS", "600001"),
     ],
 )
 def test_malformed_setting_is_named(test_env: dict[str, str], name: str, value: str) -> None:

@@ -111,3 +111,20 @@ def test_given_a_live_variant_a_baking_blue_and_a_green_in_flight_when_the_sweep
     assert report.orphans == [] and report.rekicked == []
     assert sent(memory_adapters, "teardown_queue") == []
     assert in_flight.variant in hosting.endpoint_names()
+
+
+def test_given_a_baking_deploy_whose_next_look_was_lost_when_the_sweeper_runs_then_the_bake_goes_on(
+    memory_adapters: wiring.Adapters, clock: ManualClock
+) -> None:
+    hosting = hosted(memory_adapters)
+    live_deploy(memory_adapters, "m", bake_seconds=3600)
+    deploy_at(memory_adapters, Stage.SWAPPING, "m", bake_seconds=3600)
+    green = run_next_step(memory_adapters)
+    assert green.stage == Stage.BAKING
+    next_step(memory_adapters)  # lost with a crashed Lambda
+    clock.advance(memory_adapters.settings.stall_seconds + 1)
+    report = memory_adapters.build(Sweeper).sweep()
+    assert report.rekicked == [green.task_id] and report.orphans == []
+    assert len(hosting.endpoint_names()) == 2  # blue and green both spared
+    resumed, _delay = next_step(memory_adapters)
+    assert resumed == Advance(green.task_id, green.version)
