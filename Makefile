@@ -8,7 +8,7 @@ STAGE ?= dev
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: demo local venv infra-venv test test-fast lint typecheck bench openapi clean package deploy destroy infra-check
+.PHONY: demo demo-rollback local venv infra-venv test test-fast lint typecheck bench openapi clean package deploy destroy infra-check
 
 # pip below 26.3: chalice 1.34 declares pip<26.3, so a newer pip would be downgraded again, with a warning.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -24,6 +24,11 @@ venv: $(STAMP)
 # port (default: a free one), KEEP=1 to keep the work folder (logs, artifacts).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep)
+
+# A bad version rolled back by its alarms within its bake (README): v2 made to misbehave while it bakes.
+# BAKE=60 for another bake (seconds); PORT and KEEP as for demo.
+demo-rollback: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo_rollback $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep) $(if $(BAKE),--bake-seconds $(BAKE))
 
 # The same as `.venv/bin/esdeploy local --port 8000` (PORT=... for another port).
 local: $(STAMP)

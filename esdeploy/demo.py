@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,10 @@ class Demo:
             raise RuntimeError(f"{method} {path} answered {answer.status_code}: {answer.text}")
         return answer.json()
 
-    def wait(self, kind: str, task_id: str, timeout: float = 600) -> dict[str, Any]:
+    def wait(
+        self, kind: str, task_id: str, timeout: float = 600, until: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
+        """The task once `until` says so (default: once it has ended), reporting each stage it reaches."""
         deadline = time.time() + timeout
         seen = ""
         while time.time() < deadline:
@@ -103,10 +106,10 @@ class Demo:
             if task["stage"] != seen:
                 seen = task["stage"]
                 self.report.step(f"  {kind} {task_id[:8]}: {task['status']} / {task['stage']}")
-            if task["status"] in TERMINAL:
+            if task["status"] in TERMINAL or (until is not None and until(task)):
                 return task
             time.sleep(0.5)
-        raise RuntimeError(f"{kind} task {task_id} did not end in {timeout} s")
+        raise RuntimeError(f"{kind} task {task_id} did not {'get there' if until else 'end'} in {timeout} s")
 
     def embedder(self, ttl_seconds: float) -> Embedder:
         """What an application uses: the alias from SSM, InvokeEndpoint at the embedded AWS."""
@@ -160,15 +163,27 @@ class Demo:
         return digest
 
     def deploy(self, label: str) -> dict[str, Any]:
-        task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": {"bake_seconds": 30}})
-        self.report.step(
-            f"deploy {label}: task {task['task_id']}, pinned to content {task['config']['content_hash'][:12]}"
-        )
-        done = self.wait("deploy", task["task_id"])
+        """A first deploy: nothing to bake against, so it is done at the swap."""
+        done = self.wait("deploy", self.submit(label, {"bake_seconds": 30}))
         if done["status"] != "done":
             raise RuntimeError(f"deploy {label} ended {done['status']}: {done.get('detail')}")
         self.report.step(f"deploy {label} live on {done['endpoint_name']}")
         return done
+
+    def deploy_live(self, label: str, config: dict[str, Any]) -> dict[str, Any]:
+        """A deploy that replaces a live version: the task once its variant is live (its bake has begun)."""
+        live = self.wait("deploy", self.submit(label, config), until=lambda task: task.get("live_at") is not None)
+        if live["status"] in TERMINAL and live["status"] != "done":
+            raise RuntimeError(f"deploy {label} ended {live['status']}: {live.get('detail')}")
+        self.report.step(f"deploy {label} live on {live['endpoint_name']} at {live['live_at']}, now {live['stage']}")
+        return live
+
+    def submit(self, label: str, config: dict[str, Any]) -> str:
+        task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": config})
+        self.report.step(
+            f"deploy {label}: task {task['task_id']}, pinned to content {task['config']['content_hash'][:12]}"
+        )
+        return str(task["task_id"])
 
     def still_there(self, label: str, content_hash: str) -> None:
         """An earlier version's artifact is never overwritten: its key still holds its content."""
@@ -196,23 +211,27 @@ class Demo:
 
 
 class InvocationLoop(threading.Thread):
-    """An application's loop: `embedder()` straight at the endpoints (not the API), without pause; every
-    error is counted."""
+    """An application's loop: `embedder()` straight at the endpoints (not the API), `pause` seconds apart
+    (default: without pause); every error is counted, the first one's time kept."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, pause: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.embedder = embedder
+        self.pause = pause
         self.stop = threading.Event()
         self.ok = 0
         self.errors: list[str] = []
+        self.first_error_at: float | None = None
         self.endpoints: Counter[str] = Counter()
         self.order: list[str] = []
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        while not self.stop.wait(self.pause):
             try:
                 name = self.embedder.embed(["blue/green swap probe"]).endpoint_name
             except Exception as exc:  # whatever reaches the application counts as a failed invocation
+                if self.first_error_at is None:
+                    self.first_error_at = time.time()
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             self.ok += 1
@@ -222,14 +241,26 @@ class InvocationLoop(threading.Thread):
 
 
 def stage_table(task: dict[str, Any]) -> list[str]:
+    """Time spent in each stage, from its first event to the next stage's (the last stage: to the task's
+    last event, e.g. a bake that ended in a rollback)."""
+    runs = [list(run) for _, run in itertools.groupby(task["events"], key=lambda event: event["stage"])]
     rows: list[str] = []
-    events = task["events"]
-    for current, following in itertools.pairwise(events):
-        if current["stage"] == following["stage"]:
-            continue
-        took = timestamp(following["at"]) - timestamp(current["at"])
-        rows.append(f"    {current['stage']:<13} {took:7.2f} s")
+    for index, run in enumerate(runs):
+        end = runs[index + 1][0] if index + 1 < len(runs) else run[-1]
+        if end is run[0]:
+            continue  # the stage it ended in, with nothing after its first event
+        took = timestamp(end["at"]) - timestamp(run[0]["at"])
+        rows.append(f"    {run[0]['stage']:<13} {took:7.2f} s")
     return rows
+
+
+def print_tasks(title: str, tasks: dict[str, dict[str, Any]]) -> None:
+    """The report's head: each task's status and the time it spent in each stage."""
+    print(f"\n==== {title} ====")
+    for label, task in tasks.items():
+        print(f"  {label}: {task['status']}")
+        for row in stage_table(task):
+            print(row)
 
 
 def leftover_processes(marker: str) -> list[str]:
@@ -248,16 +279,34 @@ def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
     return "n/a"
 
 
-def run_demo(port: int, keep: bool) -> int:
-    report = Report()
-    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-demo-"))
-    demo = Demo(port, workdir, report)
+def started(demo: Demo, target: str) -> bool:
+    """Start the demo's stack; False (said on stderr, the work folder removed) when it did not start."""
     try:
         demo.start_stack()
     except StackStartError as error:
         # The cause is in the stack's own words; the temp folders are of no use to anyone.
-        print(f"make demo: the local stack did not start ({workdir} removed). {error}", file=sys.stderr)
+        print(f"make {target}: the local stack did not start ({demo.workdir} removed). {error}", file=sys.stderr)
+        shutil.rmtree(demo.workdir, ignore_errors=True)
+        return False
+    return True
+
+
+def finish(report: Report, workdir: Path, keep: bool, succeeded: bool, target: str) -> int:
+    """The report's last line: the work folder kept (asked, or for a failure) or removed; the exit code."""
+    total = f"  total {time.time() - report.started:.1f} s"
+    if keep or not succeeded:
+        print(f"{total}; logs and artifacts kept in {workdir}")
+    else:
         shutil.rmtree(workdir, ignore_errors=True)
+        print(f"{total}; work folder removed (make {target} KEEP=1 keeps it)")
+    return 0 if succeeded else 1
+
+
+def run_demo(port: int, keep: bool) -> int:
+    report = Report()
+    workdir = Path(tempfile.mkdtemp(prefix="esdeploy-demo-"))
+    demo = Demo(port, workdir, report)
+    if not started(demo, "demo"):
         return 1
     tasks: dict[str, dict[str, Any]] = {}
     loop_result = ""
@@ -276,7 +325,8 @@ def run_demo(port: int, keep: bool) -> int:
         loop = InvocationLoop(demo.embedder(ttl_seconds=ALIAS_TTL))
         loop.start()
         time.sleep(1)
-        tasks["deploy v2"] = demo.deploy("v2 (green replaces blue)")
+        # Live, and baking: v1 stays up for a rollback until the bake ends (longer than this demo).
+        v2 = demo.deploy_live("v2 (green replaces blue)", {"bake_seconds": 600})
         time.sleep(ALIAS_TTL + 1)  # every cached alias has moved to v2
         swapped = demo.call("GET", f"/models/{MODEL_ID}")
         report.step(
@@ -289,6 +339,9 @@ def run_demo(port: int, keep: bool) -> int:
         )
         if alias["content_hash"] != v1_hash:
             raise RuntimeError(f"the rollback serves content {alias['content_hash']}, not v1's {v1_hash}")
+        # A rollback by hand during the bake: the baking task notices at its next look and ends canceled.
+        tasks["deploy v2"] = demo.wait("deploy", v2["task_id"])
+        report.step(f"deploy v2 {tasks['deploy v2']['status']}: {tasks['deploy v2']['detail']}")
         demo.wait_gone(swapped["endpoint_name"])
         time.sleep(1)
         loop.stop.set()
@@ -311,26 +364,16 @@ def run_demo(port: int, keep: bool) -> int:
     finally:
         demo.stop_stack()
     leftovers = leftover_processes(str(workdir))
-    print("\n==== esdeploy demo report ====")
-    for label, task in tasks.items():
-        print(f"  {label}: {task['status']}")
-        for row in stage_table(task):
-            print(row)
+    print_tasks("esdeploy demo report", tasks)
     for label in ("deploy v1", "deploy v2"):
         if label in tasks:
             print(f"  {label}: InService -> worker acting on it: {swap_wake_delay(demo, tasks[label])}"
                   " (EventBridge-style wake-up, no poll wait)")
     print(f"  {loop_result}")
     print(f"  leftover processes: {len(leftovers)} {leftovers or ''}")
-    complete = len(tasks) == 3 and all(t["status"] == "done" for t in tasks.values())
-    succeeded = complete and not leftovers and swap_errors == 0
-    total = f"  total {time.time() - report.started:.1f} s"
-    if keep or not succeeded:
-        print(f"{total}; logs and artifacts kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-        print(f"{total}; work folder removed (make demo KEEP=1 keeps it)")
-    return 0 if succeeded else 1
+    expected = {"deploy v1": "done", "deploy v2": "canceled", "delete": "done"}
+    complete = {label: task["status"] for label, task in tasks.items()} == expected
+    return finish(report, workdir, keep, complete and not leftovers and swap_errors == 0, "demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from esdeploy.local.hosting import EndpointGoneError
+from esdeploy.local.misbehave import ROUTE_PREFIX, ROUTE_SUFFIX, Misbehaviour, MisbehaviourError
 
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_MISBEHAVE = re.compile("^" + re.escape(ROUTE_PREFIX) + r"([^/]+)" + re.escape(ROUTE_SUFFIX) + "$")
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -26,21 +28,27 @@ class Endpoints(Protocol):
 
     def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]: ...
 
+    def misbehave(self, name: str, misbehaviour: Misbehaviour) -> Misbehaviour: ...
+
 
 class RuntimeRoutes:
-    """WSGI: InvokeEndpoint to the local hosting, every other request to moto."""
+    """WSGI: InvokeEndpoint to the local hosting, the local-only misbehave switch
+    (esdeploy.local.misbehave) too, every other request to moto."""
 
     def __init__(self, moto: Wsgi, hosting: Callable[[], Endpoints | None]) -> None:
         self._moto = moto
         self._hosting = hosting
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        found = _INVOCATIONS.match(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        misbehave = _MISBEHAVE.match(path)
+        if environ.get("REQUEST_METHOD") == "POST" and misbehave is not None:
+            return self._misbehave(unquote(misbehave.group(1)), _body(environ), start_response)
+        found = _INVOCATIONS.match(path)
         if environ.get("REQUEST_METHOD") != "POST" or found is None:
             return self._moto(environ, start_response)
         name = unquote(found.group(1))
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        body = _body(environ)
         hosting = self._hosting()
         try:
             if hosting is None:
@@ -78,6 +86,32 @@ class RuntimeRoutes:
             ],
         )
         return [payload]
+
+
+    def _misbehave(self, name: str, body: bytes, start_response: Callable[..., Any]) -> list[bytes]:
+        """Local only: `{"errors": 0..1, "latency_ms": N}` for a local endpoint in service."""
+        hosting = self._hosting()
+        try:
+            wanted = Misbehaviour.parse(json.loads(body or b"{}"))
+            if hosting is None:
+                raise EndpointGoneError(name, "not found")
+            now = hosting.misbehave(name, wanted)
+        except (ValueError, MisbehaviourError) as error:  # JSONDecodeError is a ValueError
+            return _json(start_response, "400 Bad Request", {"detail": str(error)})
+        except EndpointGoneError as error:
+            return _json(start_response, "404 Not Found", {"detail": str(error)})
+        return _json(start_response, "200 OK", {"endpoint": name, **now.as_dict()})
+
+
+def _body(environ: dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return bytes(environ["wsgi.input"].read(length)) if length else b""
+
+
+def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+    raw = json.dumps(body).encode("utf-8")
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
+    return [raw]
 
 
 def _error(start_response: Callable[..., Any], status: str, code: str, body: dict[str, Any]) -> list[bytes]:

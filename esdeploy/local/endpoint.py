@@ -21,6 +21,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ from typing import Any
 
 from esdeploy.artifact_check import extract_archive, load_handler
 from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
+from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class ServerState:
         self.model: Any = None
         self.ready = threading.Event()
         self.max_body_bytes = 6 * 1024 * 1024  # SageMaker's own invocation limit until the handler says
+        # Local only (esdeploy.local.misbehave): 500s and latency on purpose, once it is serving.
+        self.misbehaviour = Misbehaviour()
 
     def is_bad_request(self, exc: BaseException) -> bool:
         bad_request = getattr(self.handler, "BadRequestError", None)
@@ -69,6 +73,9 @@ class InvocationHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
+        if self.path == ENDPOINT_ROUTE:
+            self._set_misbehaviour()
+            return
         if self.path != "/invocations":
             self._discard_body()
             self._send_json(HTTPStatus.NOT_FOUND, {"detail": f"no route POST {self.path}"})
@@ -89,6 +96,13 @@ class InvocationHandler(BaseHTTPRequestHandler):
             )
             return
         body = self.rfile.read(length)
+        misbehaviour = state.misbehaviour
+        if misbehaviour.latency_ms:
+            time.sleep(misbehaviour.latency_ms / 1000)
+        if misbehaviour.fails_now():
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                            {"detail": "failing on purpose: esdeploy local misbehave switch is on"})
+            return
         handler = state.handler
         try:
             request = handler.input_fn(body, self.headers.get("Content-Type"))
@@ -103,6 +117,20 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         self._send(HTTPStatus.OK, data, "application/json")
+
+    def _set_misbehaviour(self) -> None:
+        """POST /esdeploy/misbehave {"errors": 0..1, "latency_ms": N}: answers the setting now in force."""
+        length = self._content_length()
+        if length is None:
+            return
+        try:
+            wanted = Misbehaviour.parse(json.loads(self.rfile.read(length) or b"{}"))
+        except (ValueError, MisbehaviourError) as exc:  # JSONDecodeError is a ValueError
+            self._send_json(HTTPStatus.BAD_REQUEST, {"detail": str(exc)})
+            return
+        self.server.state.misbehaviour = wanted
+        logger.warning("misbehave switch set: %s", wanted.as_dict())
+        self._send_json(HTTPStatus.OK, wanted.as_dict())
 
     def _content_length(self) -> int | None:
         raw = self.headers.get("Content-Length")

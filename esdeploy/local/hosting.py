@@ -33,6 +33,8 @@ from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
 from esdeploy.local.environment import CREATION_SECONDS
+from esdeploy.local.invocation_metrics import InvocationRecords
+from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class LocalHosting:
         self._variants: dict[str, LocalVariant] = {}
         self._lock = threading.RLock()
         self._http = requests.Session()
+        # Every invocation, once, whichever way it came: what the alarm stand-in reads SageMaker's metrics from.
+        self.invocations = InvocationRecords()
 
     # ---- the port ---------------------------------------------------------------------------
 
@@ -105,6 +109,7 @@ class LocalHosting:
                 settles_at=time.monotonic() + self._creation_seconds,
             )
             self._variants[spec.name] = variant
+        self.invocations.register(spec.name)
         self._report(variant, EndpointState.CREATING, None)
         threading.Thread(target=self._bring_up, args=(variant,), name=f"up-{spec.name}", daemon=True).start()
 
@@ -127,16 +132,20 @@ class LocalHosting:
             port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
         if port is None:
             raise InvocationError(f"endpoint {name} is not in service")
+        started = time.perf_counter()
         try:
             answer = self._http.post(
                 f"http://127.0.0.1:{port}/invocations", json=payload, timeout=timeout_seconds or self._timeout
             )
         except requests.Timeout as exc:
+            self.invocations.record(name, None, None)
             if timeout_seconds is not None:
                 raise InvocationTimeoutError(name, timeout_seconds) from None
             raise RetryableError(f"endpoint {name} timed out") from exc
         except requests.ConnectionError as exc:
+            self.invocations.record(name, None, None)
             raise InvocationError(f"endpoint {name} refused the connection: {exc}") from exc
+        self.invocations.record(name, answer.status_code, _micros_since(started))
         if 400 <= answer.status_code < 500:  # the request's fault, in the handler's words
             raise EndpointRefusedError(name, answer.status_code, _detail_of(answer))
         if answer.status_code >= 400:
@@ -155,12 +164,8 @@ class LocalHosting:
         Raises EndpointGoneError when no such endpoint is in service, also when it was deleted while
         the request was on its way (SageMaker answers ValidationError in both cases).
         """
-        with self._lock:
-            variant = self._variants.get(name)
-            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
-        if port is None:
-            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
-            raise EndpointGoneError(name, why)
+        variant, port = self._serving(name)
+        started = time.perf_counter()
         try:
             answer = self._http.post(
                 f"http://127.0.0.1:{port}/invocations",
@@ -173,8 +178,29 @@ class LocalHosting:
                 gone = self._variants.get(name) is not variant
             if gone:
                 raise EndpointGoneError(name, "not found") from None
+            self.invocations.record(name, None, None)
             raise
+        self.invocations.record(name, answer.status_code, _micros_since(started))
         return answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json")
+
+    def misbehave(self, name: str, misbehaviour: Misbehaviour) -> Misbehaviour:
+        """Local only: the endpoint answers 500 for `errors` of its invocations and/or `latency_ms`
+        later, from now on (esdeploy.local.misbehave); the setting now in force."""
+        _, port = self._serving(name)
+        answer = self._http.post(f"http://127.0.0.1:{port}{ENDPOINT_ROUTE}", json=misbehaviour.as_dict(), timeout=30)
+        if answer.status_code != 200:
+            raise MisbehaviourError(_detail_of(answer))
+        return Misbehaviour.parse(answer.json())
+
+    def _serving(self, name: str) -> tuple[LocalVariant, int]:
+        """The variant in service under `name` and its port, or EndpointGoneError (SageMaker's ValidationError)."""
+        with self._lock:
+            variant = self._variants.get(name)
+            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+        if variant is None or port is None:
+            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            raise EndpointGoneError(name, why)
+        return variant, port
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
@@ -337,6 +363,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _micros_since(started: float) -> int:
+    """Microseconds since `started` (time.perf_counter()): the ModelLatency SageMaker reports."""
+    return int((time.perf_counter() - started) * 1_000_000)
 
 
 def _detail_of(answer: requests.Response) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
+from esdeploy.local.alarm_standin import AlarmStandIn
 from esdeploy.local.aws_server import EmbeddedAws
 from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
 from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_environment
@@ -26,6 +27,7 @@ from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free,
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "esdeploy.log"
+ALARM_EVENTS = "alarm-events.jsonl"  # every alarm the stand-in moved, for a person, the demo and the tests
 
 POLLER_CONNECTIONS = 32
 
@@ -138,6 +140,11 @@ class LocalStack:
             for index in range(1, event_source_concurrency(name, template) + 1):
                 self._threads.append(QueuePoller(sqs, url, name, handler, self._stop, index=index))
         self._threads.append(Scheduler("sweeper", chalice_app.sweeper, self._sweep_every, self._stop))
+        # CloudWatch's part: moto keeps alarms but never moves them; this evaluates them on the local endpoints.
+        self._threads.append(
+            AlarmStandIn(session.client("cloudwatch"), self.hosting.invocations, self._alarm_changed, self._stop,
+                         region=LOCAL_REGION, account=LOCAL_ACCOUNT)
+        )
         for thread in self._threads:
             thread.start()
 
@@ -195,6 +202,19 @@ class LocalStack:
         status = event["detail"]["EndpointStatus"]
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
+        self._deliver(event)
+
+    def _alarm_changed(self, event: dict[str, Any]) -> None:
+        """The alarm stand-in moved an alarm: CloudWatch's event, as EventBridge delivers it to the deploy queue."""
+        detail = event["detail"]
+        with self._events_lock, (self.state_dir / ALARM_EVENTS).open("a") as log:
+            log.write(json.dumps({"at": time.time(), "alarm": detail["alarmName"], "state": detail["state"]["value"],
+                                  "previous": detail["previousState"]["value"],
+                                  "reason": detail["state"]["reason"]}) + "\n")
+        self._deliver(event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        """What EventBridge's rules do with SageMaker's and CloudWatch's events: onto the deploy-tasks queue."""
         if not self._stop.is_set():
             self._sqs.send_message(QueueUrl=self._deploy_url, MessageBody=json.dumps(event))
 

@@ -1,0 +1,160 @@
+"""End to end: on the installed `esdeploy local`, a live endpoint made to misbehave moves its alarms."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.adapters.cloudwatch_shapes import variant_alarm_requests
+from chalicelib.domain.models import AlarmThresholds
+from chalicelib.domain.names import variant_alarm_names
+from chalicelib.ports import VariantAlarms
+from esdeploy.demo import TERMINAL, timestamp
+from esdeploy.local.misbehave import Misbehaviour, set_misbehaviour
+from tests.console_script import installed_esdeploy
+from tests.e2e.conftest import aws_env, processes_mentioning
+from tests.e2e.test_local_stack import embedded_client, wait_for, wait_for_stage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MODEL = "tiny_alarms.model"
+
+
+def cloudwatch(stack: dict[str, Any]) -> Any:
+    return boto3.client("cloudwatch", endpoint_url=stack["aws_endpoint"], region_name=stack["region"],
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def put_contract_alarms(client: Any, variant: str, max_5xx: int) -> list[str]:
+    """esdeploy's two alarms of `variant` (the core's own PutMetricAlarm requests), with a low 5XX threshold."""
+    alarms = VariantAlarms(variant, MODEL, "e2e", AlarmThresholds(max_5xx, 2000))
+    for request in variant_alarm_requests(alarms):
+        client.put_metric_alarm(**request)
+    return list(variant_alarm_names(variant))
+
+
+def alarm_state(client: Any, name: str) -> tuple[str, str]:
+    (alarm,) = client.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return alarm["StateValue"], alarm["StateReason"]
+
+
+@pytest.fixture(scope="module")
+def uploaded(stack: dict[str, Any], tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory,
+             outside_repo: Path) -> str:
+    """The tiny model packaged and uploaded once, as a person does; each test deploys and deletes it."""
+    packaged = subprocess.run(
+        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
+         "--output", str(tmp_path_factory.mktemp("dist") / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
+        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
+    )
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    return MODEL
+
+
+def test_misbehave_on_a_live_endpoint_moves_its_5xx_alarm_to_alarm_and_sends_the_event(
+    stack: dict[str, Any], uploaded: str, outside_repo: Path
+) -> None:
+    api = stack["api_url"]
+    task = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {"bake_seconds": 0}}, timeout=10).json()
+    task = wait_for(api, "deploy", task["task_id"])
+    assert task["status"] == "done", task
+    variant = task["endpoint_name"]
+    watch = cloudwatch(stack)
+    errors_alarm, latency_alarm = put_contract_alarms(watch, variant, max_5xx=3)
+    embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=3600)
+    for _ in range(5):
+        assert embedder.embed(["healthy"]).endpoint_name == variant
+    time.sleep(5)  # a few rounds of the stand-in: healthy traffic leaves both alarms OK
+    assert alarm_state(watch, errors_alarm)[0] == "OK"
+
+    # What a person runs, in the shell with the two export lines.
+    flipped = subprocess.run(
+        [sys.executable, "-m", "esdeploy.local.misbehave", variant, "--errors", "1.0"],
+        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=60,
+    )
+    assert flipped.returncode == 0, flipped.stderr
+    assert json.loads(flipped.stdout) == {"endpoint": variant, "errors": 1.0, "latency_ms": 0}
+    # Fail until the stand-in notices (a minute boundary may split the first few errors).
+    failed = 0
+    deadline = time.time() + 30
+    while time.time() < deadline and alarm_state(watch, errors_alarm)[0] != "ALARM":
+        try:
+            embedder.embed(["failing on purpose"])
+        except Exception:
+            failed += 1
+        time.sleep(0.2)
+    state, reason = alarm_state(watch, errors_alarm)
+    assert state == "ALARM" and failed > 3
+    found = re.fullmatch(r"Threshold Crossed: 1 datapoint \[(\d+)\.0 \(\d\d/\d\d/\d\d \d\d:\d\d:00\)\] "
+                         r"was greater than the threshold \(3\.0\)\.", reason)
+    assert found is not None and int(found.group(1)) > 3, reason
+    assert alarm_state(watch, latency_alarm)[0] == "OK"
+    moved = [json.loads(line) for line in (stack["state"] / "alarm-events.jsonl").read_text().splitlines()]
+    assert {"alarm": errors_alarm, "state": "ALARM", "previous": "OK"}.items() <= moved[-1].items()
+
+    subprocess.run([sys.executable, "-m", "esdeploy.local.misbehave", variant, "--errors", "0"],
+                   cwd=outside_repo, env=aws_env(stack), check=True, capture_output=True, timeout=60)
+    assert embedder.embed(["healed"]).endpoint_name == variant
+    deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
+    assert wait_for(api, "delete", deletion["task_id"])["status"] == "done"
+
+
+def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
+    stack: dict[str, Any], uploaded: str
+) -> None:
+    api = stack["api_url"]
+    blue = requests.post(f"{api}/deploy", json={"model_id": MODEL}, timeout=10).json()
+    blue = wait_for(api, "deploy", blue["task_id"])
+    assert blue["status"] == "done", blue  # a first deploy: nothing to roll back to, no bake
+    bake = 20
+    green = requests.post(f"{api}/deploy", json={"model_id": MODEL, "config": {
+        "bake_seconds": bake, "max_5xx_errors_per_minute": 3}}, timeout=10).json()
+    green = wait_for_stage(api, green["task_id"], "baking")
+    assert green["stage"] == "baking" and green["live_at"], green
+    variant = green["endpoint_name"]
+    embedder = embedded_client(stack).embedder(MODEL, ttl_seconds=1)
+    deadline = time.time() + 10
+    while embedder.embed(["which one?"]).endpoint_name != variant:
+        assert time.time() < deadline, "the embedder never reached green"
+        time.sleep(0.2)
+
+    set_misbehaviour(stack["aws_endpoint"], variant, Misbehaviour(errors=1.0))
+    failed = 0
+    back_on_blue: float | None = None
+    task = green
+    deadline = timestamp(green["live_at"]) + bake + 30
+    while time.time() < deadline and task["status"] not in TERMINAL:
+        try:
+            embedder.embed(["failing on purpose"])
+        except Exception:
+            failed += 1
+        if back_on_blue is None and requests.get(f"{api}/models/{MODEL}", timeout=10).json()[
+                "endpoint_name"] == blue["endpoint_name"]:
+            back_on_blue = time.time()
+        task = requests.get(f"{api}/deploy/{green['task_id']}", timeout=10).json()
+        time.sleep(0.1)
+
+    assert task["status"] == "failed", task
+    assert f"alarm {variant}-invocation-5xx went to ALARM" in task["detail"], task["detail"]
+    assert failed > 3
+    assert back_on_blue is not None and back_on_blue - timestamp(green["live_at"]) < bake, (back_on_blue, green)
+    alias = requests.get(f"{api}/models/{MODEL}", timeout=10).json()
+    assert alias["endpoint_name"] == blue["endpoint_name"]
+    moved = [json.loads(line) for line in (stack["state"] / "alarm-events.jsonl").read_text().splitlines()]
+    assert any(m["alarm"] == f"{variant}-invocation-5xx" and m["state"] == "ALARM" for m in moved)
+    # Green is torn down (its alarms with it); blue serves the application again.
+    deadline = time.time() + 60
+    while time.time() < deadline and processes_mentioning(variant):
+        time.sleep(0.2)
+    assert processes_mentioning(variant) == []
+    assert cloudwatch(stack).describe_alarms(AlarmNamePrefix=variant)["MetricAlarms"] == []
+    assert embedder.embed(["healed"]).endpoint_name == blue["endpoint_name"]
+    deletion = requests.post(f"{api}/delete", json={"model_id": MODEL, "reason": "e2e"}, timeout=10).json()
+    assert wait_for(api, "delete", deletion["task_id"])["status"] == "done"
