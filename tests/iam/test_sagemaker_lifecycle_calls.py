@@ -329,27 +329,48 @@ SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
 }
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_each_call_of_the_lifecycle_is_allowed(scenario: str, settings: Settings, iam_checked_calls: Recorder) -> None:
+Grant = tuple[str, str, str]  # (function, statement, action)
+
+# What each scenario's calls were allowed by, and whether SageMaker calls were among them, filled as
+# the scenarios run in this process: the every-grant test reads them instead of running them again.
+GRANTS_USED_BY_SCENARIO: dict[str, tuple[set[Grant], bool]] = {}
+
+
+def run_scenario(scenario: str, settings: Settings, recorder: Recorder) -> None:
+    """Run one scenario in a fresh world (it runs to its end or raises) and keep what it used."""
+    before = len(recorder.calls)
     with fresh_world(settings) as world:
         SCENARIOS[scenario](world)
-    assert iam_checked_calls.calls, "no call reached the recorder"
+    calls = recorder.calls[before:]
+    assert calls, "no call reached the recorder"
+    used: set[Grant] = set()
+    for evaluated in calls:
+        for authorization, decision in evaluated.decisions:
+            if authorization.principal == "function" and decision.allowed:
+                used |= {(evaluated.call.function or "", s.where, decision.request.action)
+                         for s in decision.allowed_by}
+    GRANTS_USED_BY_SCENARIO[scenario] = (used, any(c.call.signing_name == "sagemaker" for c in calls))
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_each_call_of_the_lifecycle_is_allowed(scenario: str, settings: Settings, iam_checked_calls: Recorder) -> None:
+    run_scenario(scenario, settings, iam_checked_calls)
 
 
 def test_every_grant_of_every_function_policy_is_needed(settings: Settings, iam_checked_calls: Recorder) -> None:
     """Least privilege, from the other side: each action of each statement in a function's policy
     allowed at least one call that function made in the lifecycle (or the Lambda service's own
-    calls for it: logs, the SQS event source). A grant nothing uses is one to remove."""
-    for scenario in SCENARIOS.values():
-        with fresh_world(settings) as world:
-            scenario(world)
-    used: set[tuple[str, str, str]] = set()
-    for evaluated in iam_checked_calls.calls:
-        for authorization, decision in evaluated.decisions:
-            if authorization.principal == "function" and decision.allowed:
-                used |= {(evaluated.call.function or "", s.where, decision.request.action)
-                         for s in decision.allowed_by}
-    assert any(c.call.signing_name == "sagemaker" for c in iam_checked_calls.calls), "the real adapter is not in use"
+    calls for it: logs, the SQS event source). A grant nothing uses is one to remove.
+
+    The scenarios above ran in this process already (a file stays on one worker, in order) and left
+    what they used; any that did not (this test run alone, or with -k) run here."""
+    for scenario in SCENARIOS:
+        if scenario not in GRANTS_USED_BY_SCENARIO:
+            run_scenario(scenario, settings, iam_checked_calls)
+    used: set[Grant] = set()
+    for grants, _ in (GRANTS_USED_BY_SCENARIO[name] for name in SCENARIOS):
+        used |= grants
+    assert any(saw for _, saw in GRANTS_USED_BY_SCENARIO.values()), "the real adapter is not in use"
     values = StackValues.from_settings(settings, "us-east-1", "123456789012")
     for function, decision in runtime_decisions(values):
         assert decision.allowed, decision.explain()
