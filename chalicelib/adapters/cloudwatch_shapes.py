@@ -6,11 +6,11 @@ No boto3 here.
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.eventbridge import event_envelope
 from chalicelib.adapters.sagemaker_shapes import (
     MANAGED_BY,
     PRODUCTION_VARIANT,
@@ -95,22 +95,20 @@ def alarm_state_change(
     """The EventBridge event CloudWatch sends when `alarm_name` goes to `state`, as AWS documents it."""
     stamp = at.astimezone(UTC)
     when = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}+0000"
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": ALARM_STATE_CHANGE,
-        "source": EVENT_SOURCE,
-        "account": account,
-        "time": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"],
-        "detail": {
+    return event_envelope(
+        detail_type=ALARM_STATE_CHANGE,
+        source=EVENT_SOURCE,
+        account=account,
+        region=region,
+        at=stamp,
+        resources=[f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"],
+        detail={
             "alarmName": alarm_name,
             "state": {"value": str(state), "reason": reason, "timestamp": when},
             "previousState": {"value": str(previous), "reason": "", "timestamp": when},
             "configuration": {"description": ""},
         },
-    }
+    )
 
 
 def is_alarm_state_change(body: Mapping[str, Any]) -> bool:

@@ -6,11 +6,11 @@ from here, so that what a stand-in says is what SageMaker says. No boto3 here: s
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.adapters.eventbridge import event_envelope
 from chalicelib.domain.messages import EndpointChanged
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
@@ -113,17 +113,15 @@ def endpoint_state_change(
     }
     if failure_reason:
         detail["FailureReason"] = failure_reason
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": ENDPOINT_STATE_CHANGE,
-        "source": EVENT_SOURCE,
-        "account": account,
-        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [arn],
-        "detail": detail,
-    }
+    return event_envelope(
+        detail_type=ENDPOINT_STATE_CHANGE,
+        source=EVENT_SOURCE,
+        account=account,
+        region=region,
+        at=now,
+        resources=[arn],
+        detail=detail,
+    )
 
 
 def _epoch_millis(when: datetime) -> float:
