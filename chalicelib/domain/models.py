@@ -332,6 +332,13 @@ class Task:
     def deploy_config(self) -> DeployConfig:
         return DeployConfig.from_dict(self.config)
 
+    @property
+    def bake_ends_at(self) -> datetime | None:
+        """When a deploy's bake ends: its swap plus config.bake_seconds; None before the swap."""
+        if self.live_at is None:
+            return None
+        return self.live_at + timedelta(seconds=self.deploy_config.bake_seconds)
+
     def record(
         self,
         *,

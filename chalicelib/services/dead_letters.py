@@ -84,7 +84,7 @@ class DeadLetterService:
         alias = self.writer.aliases.get(task.embedding_model_id)
         if alias is None or alias.live_variant != task.variant or not alias.previous_variant:
             return ()
-        ends = (task.live_at or task.updated_at) + timedelta(seconds=task.deploy_config.bake_seconds)
+        ends = task.bake_ends_at or task.updated_at + timedelta(seconds=task.deploy_config.bake_seconds)
         return (
             TeardownVariant(
                 task.embedding_model_id,

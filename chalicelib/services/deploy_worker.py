@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
 from chalicelib.domain.errors import (
@@ -418,8 +418,8 @@ class DeployWorker:
         """Seconds to the next look: the window's end, in hops no longer than the longest poll, so
         the sweeper (which re-kicks a task quiet for a stall window) sees it alive."""
         assert task.deadline_at is not None
-        left = math.ceil((task.deadline_at - self.clock.now()).total_seconds()) + 1
-        return max(1, min(left, self.settings.poll_max_seconds or 1, SQS_MAX_DELAY_SECONDS))
+        # One second past the end: the window is over only once `now > deadline_at`.
+        return _hop(self.clock.now(), task.deadline_at, self.settings.poll_max_seconds or 1, margin=1)
 
     def _promotion_timed_out(self, task: Task) -> None:
         window = task.deploy_config.promotion_timeout_seconds or self.settings.default_promotion_timeout_seconds
@@ -497,7 +497,8 @@ class DeployWorker:
             self.writer.end(task, TaskStatus.DONE, detail, *done, stage=Stage.FINISHED)
             logger.info("deploy done", extra=_keys(task))
             return
-        ends = task.live_at + timedelta(seconds=bake)
+        ends = task.bake_ends_at
+        assert ends is not None
         detail += (
             f"; baking until {iso(ends)} ({_duration(bake)}): {blue} stays up for a rollback in one write, "
             f"{watching} are watched every {_duration(self.settings.bake_check_seconds)} "
@@ -548,8 +549,8 @@ class DeployWorker:
             task.record(at=now, detail=f"{firing[0].name} is in ALARM: rolling back to {blue}")
             self.writer.advance(task)
             return
-        assert task.live_at is not None
-        ends = task.live_at + timedelta(seconds=task.deploy_config.bake_seconds)
+        ends = task.bake_ends_at
+        assert ends is not None
         if now >= ends:
             gone = self._blue_teardown(task, blue, reason=f"replaced by {green}; bake over") if blue else ()
             detail = (
@@ -606,10 +607,9 @@ class DeployWorker:
 
     def _bake_hop(self, task: Task) -> int:
         """Seconds to the next look: ESDEPLOY_BAKE_CHECK_SECONDS, never past the bake's end."""
-        assert task.live_at is not None
-        ends = task.live_at + timedelta(seconds=task.deploy_config.bake_seconds)
-        left = math.ceil((ends - self.clock.now()).total_seconds())
-        return max(1, min(left, self.settings.bake_check_seconds, SQS_MAX_DELAY_SECONDS))
+        ends = task.bake_ends_at
+        assert ends is not None
+        return _hop(self.clock.now(), ends, self.settings.bake_check_seconds)
 
     def _blue_teardown(self, task: Task, blue: str, reason: str) -> tuple[TeardownVariant, ...]:
         return (TeardownVariant(task.embedding_model_id, blue, reason=reason, task_id=task.task_id),)
@@ -668,6 +668,13 @@ class DeployWorker:
             f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
             f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
         )
+
+
+def _hop(now: datetime, until: datetime, longest: int, margin: int = 0) -> int:
+    """Seconds to the next written look on the way to `until` (plus `margin`): at least 1, at most
+    `longest` and SQS's longest delay."""
+    left = math.ceil((until - now).total_seconds()) + margin
+    return max(1, min(left, longest, SQS_MAX_DELAY_SECONDS))
 
 
 def _alarm_detail(firing: list[AlarmReading], green: str, blue: str) -> str:

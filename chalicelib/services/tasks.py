@@ -294,8 +294,9 @@ class TaskService:
         holder = self.store.get(held.task_id)
         waiting = holder is not None and holder.stage == Stage.AWAITING_PROMOTION and holder.is_active
         baking_until = None
-        if holder is not None and holder.is_active and holder.stage == Stage.BAKING and holder.live_at is not None:
-            baking_until = iso(holder.live_at + timedelta(seconds=holder.deploy_config.bake_seconds))
+        ends = holder.bake_ends_at if holder is not None and holder.is_active and holder.stage == Stage.BAKING else None
+        if ends is not None:
+            baking_until = iso(ends)
         raise ModelBusyError(
             lock.embedding_model_id, held.task_id, held.kind.value,
             awaiting_promotion=waiting, baking_until=baking_until,

@@ -74,10 +74,7 @@ class TeardownWorker:
             )
             return
         try:
-            # Its autoscaling and its alarms go first: neither may outlive (or fight) the deletion.
-            self.scaling.remove(variant)
-            self.alarms.delete_variant_alarms(variant)
-            self.hosting.delete_variant(variant)
+            self._remove(variant)
         except RetryableError as error:
             # An endpoint still Creating cannot be deleted, and that can last an hour: come back
             # later on our own schedule rather than burn the queue's receive count into the DLQ.
@@ -87,6 +84,13 @@ class TeardownWorker:
             "variant torn down",
             extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
         )
+
+    def _remove(self, variant: str) -> None:
+        """Everything of one variant. Its autoscaling and its alarms go first: neither may outlive
+        (or fight) the deletion. RetryableError while its endpoint cannot be deleted yet."""
+        self.scaling.remove(variant)
+        self.alarms.delete_variant_alarms(variant)
+        self.hosting.delete_variant(variant)
 
     def _active_owner(self, message: TeardownVariant) -> Task | None:
         """The deploy that the variant belongs to while it runs: the task the message names (its
@@ -152,9 +156,7 @@ class TeardownWorker:
             task = self.writer.commit(task)
         try:
             for name in names:
-                self.scaling.remove(name)
-                self.alarms.delete_variant_alarms(name)
-                self.hosting.delete_variant(name)
+                self._remove(name)
         except RetryableError as error:
             self._retry_later(message, error)
             return
