@@ -298,7 +298,8 @@ def cancel(
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
-    """Cancel a deploy that has not swapped yet; its green variant is torn down."""
+    """Cancel a deploy that has not ended: its green variant is torn down (during the bake, after the
+    alias went back to the previous variant)."""
     rt = runtime(ctx)
     with rt.guard():
         handle = rt.client().cancel(task_id)

@@ -154,8 +154,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="deploy",
     ),
     ("POST", "/deploy/{task_id}/cancel"): Operation(
-        "Cancel a deploy that has not swapped yet",
-        Answer("The task as the cancel found it; the worker ends it and tears its green variant down",
+        "Cancel a deploy that has not ended; during its bake, roll it back",
+        Answer("The task as the cancel found it; the worker ends it and tears its green variant down "
+               "(during the bake, after moving the alias back to the previous variant)",
                models=(DeployTaskOut,)),
         errors={404: _not_found(str(TaskNotFoundError.by_id("deploy", "nope"))),
                 409: Answer("The task has ended already, or changed while the cancel was written")},
