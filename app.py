@@ -39,11 +39,14 @@ app.log.setLevel("INFO")
 
 @app.middleware("all")
 def fresh_log_keys(event: Any, get_response: Any) -> Any:
-    """A warm Lambda reuses the logger: keys of the previous invocation must not leak into this one."""
-    logger.clear_state()
-    context = getattr(event, "context", None)
-    if context is not None:
-        logger.append_keys(request_id=getattr(context, "aws_request_id", None))
+    """Each invocation's keys on its own lines only: a warm Lambda reuses the logger, and the local
+    stack runs invocations side by side in threads (HTTP requests, queue pollers). Powertools'
+    thread-safe keys live in a context variable, one per thread; `append_keys` would be global."""
+    logger.thread_safe_clear_keys()
+    # An HTTP request's `context` is API Gateway's request context; Lambda's is its `lambda_context`.
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    if context is not None and not isinstance(context, dict):
+        logger.thread_safe_append_keys(request_id=getattr(context, "aws_request_id", None))
     return get_response(event)
 
 
@@ -77,7 +80,7 @@ def error_shape(event: Any, get_response: Any) -> Any:
 def _body() -> dict[str, Any]:
     request = app.current_request
     assert request is not None  # Chalice sets it for every route call
-    logger.append_keys(request_path=request.path, http_method=request.method)
+    logger.thread_safe_append_keys(request_path=request.path, http_method=request.method)
     return parse_json_body(request.raw_body, wiring.adapters().settings.max_body_bytes)
 
 

@@ -71,19 +71,74 @@ class ApiRequestHandler(ChaliceRequestHandler):
         self._send_json(code, {"detail": detail or message or (status.phrase if status else "refused")},
                         {"Connection": "close"})
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, less HTTP/0.9: a request line without a version has no status line
+        or headers in its answer, so the client would get a bare body it cannot tell from an error."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9: a request line needs a version")
+            return False
+        return True
+
     def _parse_payload(self) -> tuple[dict[str, Any], bytes | None]:
-        """Chalice's reading of the body, with a Content-Length that may be missing, wrong or huge."""
-        raw = self.headers.get("content-length", "0").strip() or "0"
-        if not raw.isdigit():
-            raise _Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {raw!r} is not a number of bytes")
-        length = int(raw)
+        """Chalice's reading of the body, with a Content-Length that may be missing, wrong, huge,
+        repeated or longer than what comes; an unread body closes the connection (`_Refused`)."""
+        length = self._content_length()
         if length > MAX_PAYLOAD_BYTES:
             raise _Refused(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"request body is {length} bytes; the API takes at most {MAX_PAYLOAD_BYTES} bytes",
             )
-        body = self.rfile.read(length) if length > 0 else None
-        return dict(self.headers), body
+        return dict(self.headers), self._read_body(length) if length > 0 else None
+
+    def _content_length(self) -> int:
+        """The body's one length. Two Content-Length headers, or a Transfer-Encoding this server does
+        not decode, could make a proxy in front and this server see different requests in the same
+        bytes (request smuggling): refused, as RFC 9112 sections 6.3 and 11.2 allow."""
+        lengths = self.headers.get_all("content-length") or []
+        codings = self.headers.get_all("transfer-encoding") or []
+        if codings and lengths:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                "the request has both Transfer-Encoding and Content-Length: send the body with Content-Length only",
+            )
+        if codings:
+            raise _Refused(
+                HTTPStatus.NOT_IMPLEMENTED,
+                f"Transfer-Encoding {', '.join(codings)} is not supported here: send the body with a Content-Length",
+            )
+        if len(lengths) > 1:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                f"the request has {len(lengths)} Content-Length headers ({', '.join(lengths)}): send exactly one",
+            )
+        raw = (lengths[0] if lengths else "0").strip() or "0"
+        if not raw.isdigit():
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {raw!r} is not a number of bytes")
+        return int(raw)
+
+    def _read_body(self, length: int) -> bytes:
+        """Exactly `length` bytes, or a 400 that says how many came: the client stopped sending (read
+        timeout) or closed its side."""
+        body = bytearray()
+        why = ""
+        while len(body) < length:
+            try:
+                chunk = self.rfile.read1(length - len(body))
+            except TimeoutError:
+                why = f"nothing more came for {self.timeout:g} s"
+                break
+            if not chunk:
+                why = "the client closed its side"
+                break
+            body += chunk
+        if len(body) < length:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                f"the request body ended after {len(body)} of the {length} bytes its Content-Length announced ({why})",
+            )
+        return bytes(body)
 
     def _generic_handle(self) -> None:
         try:
