@@ -92,7 +92,15 @@ def health() -> dict[str, str]:
 @app.route("/docs", methods=["GET"], authorizer=auth)
 def docs() -> Response:
     """Where Embedding Studio users look first: Swagger UI over /openapi.json."""
-    return Response(body=docs_page(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    request = app.current_request
+    at_path = str(request.context.get("path") or "/docs") if request is not None else "/docs"
+    return Response(body=docs_page(at_path), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/favicon.ico", methods=["GET"], authorizer=auth)
+def favicon() -> Response:
+    """A browser asks for it by itself: no icon, and no error in its console."""
+    return Response(body="", status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @app.route("/docs/{asset}", methods=["GET"], authorizer=auth)

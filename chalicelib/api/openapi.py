@@ -58,6 +58,7 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: Mapping[int, Answer] = field(default_factory=dict)
     aws: bool = True  # reads or writes AWS: 503 when AWS is busy
+    ok_status: int = 200
 
 
 # Answers every route may give.
@@ -113,6 +114,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Swagger UI's script and style sheet, served by the API itself (no CDN)",
         Answer("The file", models=(), media=("text/css", "text/javascript"), schema={"type": "string"}),
         errors={404: _not_found("no such file of Swagger UI: `nope.js`")}, tag="service", aws=False,
+    ),
+    ("GET", "/favicon.ico"): Operation(
+        "No icon", Answer("Nothing: a browser asks for it by itself, and an empty answer is no error", models=(),
+                          media=()),
+        tag="service", aws=False, ok_status=204,
     ),
     ("GET", "/openapi.json"): Operation(
         "This document", Answer("OpenAPI 3.1", models=(), schema={"type": "object"}), tag="service", aws=False
@@ -326,7 +332,10 @@ def _parameters(path: str) -> list[dict[str, Any]]:
 
 
 def _operation(method: str, path: str, operation: Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": operation.ok.description, "content": _content(operation.ok)}}
+    ok: dict[str, Any] = {"description": operation.ok.description}
+    if operation.ok.media:
+        ok["content"] = _content(operation.ok)
+    responses: dict[str, Any] = {str(operation.ok_status): ok}
     errors = dict(operation.errors)
     errors.setdefault(415, UNSUPPORTED)
     if operation.aws:
