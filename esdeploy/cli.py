@@ -13,36 +13,43 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
+from chalicelib.domain.names import ID_RULE, is_valid_id
+from esdeploy import __version__, exits, extras, packaging, s3upload, task_logs, views
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
+from esdeploy.cli_help import HELP_OPTION_NAMES
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
+from esdeploy.exits import Exit
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
 from esdeploy.local.environment import CREATION_SECONDS as LOCAL_CREATION_SECONDS
 from esdeploy.manifest import ManifestError, validate_model_id
-from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS, Exit
+from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
 
 app = typer.Typer(
     name="esdeploy",
     help="Blue/green deployment of embedding models to Amazon SageMaker.",
-    epilog="Global options may also follow the command: esdeploy models --json (--output json). Exit codes: "
-    "docs/cli.md.",
+    epilog="Global options may also follow the command: esdeploy models --json (--output json). "
+    + exits.help_line(),
     no_args_is_help=True,
     # typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell).
     add_completion=True,
     cls=EsdeployGroup,
     # Plain click help: rich markup would eat "[default: ...]" and show "<bool>" after every flag.
     rich_markup_mode=None,
-    context_settings={"max_content_width": 110},
+    context_settings={"max_content_width": 110, "help_option_names": HELP_OPTION_NAMES},
 )
 console = Console(stderr=True)
 
 Wait = Annotated[bool, typer.Option("--wait", help="Show the task's stages live until it ends; exit code says how.")]
 WaitTimeout = Annotated[
-    float, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 4).")
+    float,
+    typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="Give up waiting after this many seconds (exit 4)."),
 ]
 TaskIdOption = Annotated[
-    str | None, typer.Option("--id", help="Client task id: sending the same request again returns the same task.")
+    str | None,
+    typer.Option(
+        "--id", metavar="CLIENT_TASK_ID", help="Client task id: sending the same request again returns the same task."
+    ),
 ]
 
 
@@ -73,6 +80,23 @@ def model_id_option(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+def checked_model_id(value: str | None) -> str | None:
+    """Every command checks the ids it is given before it sends anything: a wrong one is a usage
+    error (exit 2) wherever it is typed, not an HTTP 4xx on one command and exit 2 on another."""
+    if value is not None and not is_valid_id(value):
+        raise typer.BadParameter(f"{value!r} is not a model id ({ID_RULE})")
+    return value
+
+
+def checked_task_id(value: str | None) -> str | None:
+    if value is not None and not is_valid_id(value):
+        raise typer.BadParameter(f"{value!r} is not a task id ({ID_RULE})")
+    return value
+
+
+ModelId = Annotated[str, typer.Argument(callback=checked_model_id, help="Embedding model id.")]
+
+
 class OutputFormat(StrEnum):
     JSON = "json"
     TABLE = "table"
@@ -88,7 +112,10 @@ def show_version(value: bool | None) -> None:
 def main(
     ctx: typer.Context,
     api: Annotated[
-        str, typer.Option("--api", envvar="ESDEPLOY_API", callback=api_url, help="Base URL of the esdeploy API.")
+        str,
+        typer.Option(
+            "--api", envvar="ESDEPLOY_API", callback=api_url, metavar="URL", help="Base URL of the esdeploy API."
+        ),
     ] = DEFAULT_API_URL,
     iam: Annotated[
         bool,
@@ -119,11 +146,19 @@ def main(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="The same as --output json.")] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, help="Seconds to wait for one answer.")
+        float, typer.Option(
+            "--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, metavar="SECONDS", help="Seconds to wait for one answer."
+        )
     ] = DEFAULT_TIMEOUT_SECONDS,
     poll_interval: Annotated[
         float,
-        typer.Option("--poll-interval", envvar="ESDEPLOY_POLL_INTERVAL", min=0.1, help="Seconds between polls."),
+        typer.Option(
+            "--poll-interval",
+            envvar="ESDEPLOY_POLL_INTERVAL",
+            min=0.1,
+            metavar="SECONDS",
+            help="Seconds between polls while waiting.",
+        ),
     ] = DEFAULT_POLL_SECONDS,
     version: Annotated[
         bool | None,
@@ -149,13 +184,19 @@ def main(
 @app.command()
 def deploy(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
+    model_id: ModelId,
     artifact: Annotated[
         str | None,
-        typer.Option("--artifact", help="s3://.../model.tar.gz (default: what <model id>/latest.json names now)."),
+        typer.Option(
+            "--artifact",
+            metavar="S3_URL",
+            help="s3://.../model.tar.gz (default: what MODEL_ID/latest.json names now).",
+        ),
     ] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
-    instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
+    instance_count: Annotated[
+        int | None, typer.Option("--instance-count", min=1, metavar="N", help="Instances behind green.")
+    ] = None,
     image_uri: Annotated[str | None, typer.Option("--image-uri", help="Serving container image.")] = None,
     bake_seconds: Annotated[
         int | None, typer.Option("--bake-seconds", min=0, help="How long the previous variant stays up.")
@@ -180,6 +221,7 @@ def deploy(
         typer.Option(
             "--promotion-timeout",
             min=60,
+            metavar="SECONDS",
             help="With --manual-promotion: seconds the candidate waits for its promote (default: the stage's, 24 h).",
         ),
     ] = None,
@@ -205,6 +247,7 @@ def deploy(
         typer.Option(
             "--max-5xx-per-minute",
             min=0,
+            metavar="N",
             help="Green's own rollback alarm: more 5XX invocation errors a minute than this during the bake "
             "(default: the stage's).",
         ),
@@ -250,8 +293,8 @@ def deploy(
 @app.command()
 def delete(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Why; kept with the task.")] = None,
+    model_id: ModelId,
+    reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why; kept with the task.")] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -266,8 +309,15 @@ def delete(
 @app.command()
 def status(
     ctx: typer.Context,
-    task_id: Annotated[str | None, typer.Argument(help="A deploy or delete task id.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="The newest task of this model instead.")] = None,
+    task_id: Annotated[
+        str | None, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", metavar="MODEL_ID", callback=checked_model_id, help="The newest task of this model instead."
+        ),
+    ] = None,
     deletion: Annotated[bool, typer.Option("--delete", help="With --model: its newest deletion task.")] = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -294,7 +344,7 @@ def status(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy task id.")],
+    task_id: Annotated[str, typer.Argument(callback=checked_task_id, help="A deploy task id.")],
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
@@ -309,7 +359,12 @@ def cancel(
 @app.command()
 def promote(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy task awaiting promotion (from --manual-promotion).")],
+    task_id: Annotated[
+        str,
+        typer.Argument(
+            callback=checked_task_id, help="A deploy task awaiting promotion (from --manual-promotion)."
+        ),
+    ],
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
@@ -321,7 +376,7 @@ def promote(
 
 
 @app.command()
-def rollback(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+def rollback(ctx: typer.Context, model_id: ModelId) -> None:
     """Point the model's alias back at its previous variant (while the bake period keeps it up)."""
     rt = runtime(ctx)
     with rt.guard():
@@ -339,7 +394,7 @@ def models(ctx: typer.Context) -> None:
 
 
 @app.command()
-def model(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+def model(ctx: typer.Context, model_id: ModelId) -> None:
     """Show one model's alias: live and previous endpoint, last swap."""
     rt = runtime(ctx)
     with rt.guard():
@@ -350,8 +405,8 @@ def model(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embe
 @app.command()
 def invoke(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
-    texts: Annotated[list[str], typer.Argument(help="One or more texts to embed.")],
+    model_id: ModelId,
+    texts: Annotated[list[str], typer.Argument(metavar="TEXT", help="One or more texts to embed.")],
     normalize: Annotated[
         bool | None,
         typer.Option("--normalize/--no-normalize", help="L2-normalise (default: as the model was packaged)."),
@@ -370,12 +425,13 @@ def invoke(
 @app.command()
 def logs(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy or delete task id.")],
+    task_id: Annotated[str, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")],
     log_file: Annotated[
         Path | None,
         typer.Option(
             "--log-file",
             envvar="ESDEPLOY_LOG_FILE",
+            metavar="PATH",
             help="The local stack's log file (`esdeploy local` exports it); without it: CloudWatch Logs.",
         ),
     ] = None,
@@ -388,10 +444,6 @@ def logs(
 ) -> None:
     """Show a task's log lines: CloudWatch Logs Insights over every function on AWS, the log file locally."""
     rt = runtime(ctx)
-    try:
-        task_logs.checked_task_id(task_id)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="TASK_ID") from None
     with rt.guard():
         try:
             if log_file is not None:
@@ -428,7 +480,9 @@ def local(
             "--state-dir", help="Endpoints, logs, stack.json (default: a temp dir, removed at exit)."
         ),
     ] = None,
-    sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
+    sweep_every: Annotated[
+        float, typer.Option("--sweep-every", metavar="SECONDS", help="Seconds between sweeper runs.")
+    ] = 60.0,
     endpoint_creation_seconds: Annotated[
         float,
         typer.Option(
@@ -454,17 +508,26 @@ def package(
         Path, typer.Argument(help="Hugging Face / sentence-transformers model directory (safetensors weights).")
     ],
     model_id: Annotated[
-        str, typer.Option("--model-id", callback=model_id_option, help="Embedding model id (letters, digits, . _ -).")
+        str,
+        typer.Option(
+            "--model-id",
+            metavar="MODEL_ID",
+            callback=model_id_option,
+            help="Embedding model id (letters, digits, . _ -).",
+        ),
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where model.tar.gz goes (default: dist/<model-id>/model.tar.gz)."),
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Where model.tar.gz goes (default: dist/MODEL_ID/model.tar.gz)."
+        ),
     ] = None,
     upload: Annotated[
         str | None,
         typer.Option(
             "--upload",
             callback=s3_destination,
+            metavar="S3_URL",
             help="s3://bucket/prefix: checked first, then uploaded to <prefix>/<model-id>/<content hash>/ "
             "(never overwritten) and made the model's latest version.",
         ),
@@ -479,15 +542,17 @@ def package(
             help="Image region (default: the --upload bucket's; else AWS_REGION or us-east-1).",
         ),
     ] = None,
-    pooling: Annotated[str | None, typer.Option("--pooling", help="mean | cls | max (default: the model's).")] = None,
+    pooling: Annotated[
+        str | None, typer.Option("--pooling", metavar="mean|cls|max", help="Pooling (default: the model's).")
+    ] = None,
     normalize: Annotated[
         bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise (default: the model's).")
     ] = None,
     max_seq_length: Annotated[
-        int | None, typer.Option("--max-seq-length", help="Token window (default: the model's).")
+        int | None, typer.Option("--max-seq-length", metavar="TOKENS", help="Token window (default: the model's).")
     ] = None,
     probe: Annotated[
-        list[str] | None, typer.Option("--probe", help="A probe text for the smoke test (repeatable).")
+        list[str] | None, typer.Option("--probe", metavar="TEXT", help="A probe text for the smoke test (repeatable).")
     ] = None,
     check_python: Annotated[
         str | None, typer.Option("--check-python", help="Interpreter for the fresh-process check.")
@@ -514,7 +579,7 @@ def package(
             result = packaging.package(request, progress=lambda step: status.update(step))
     except (packaging.PackagingError, OSError) as exc:  # OSError: an --output folder that cannot be written, ...
         console.print(Text(f"package failed: {exc}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(Exit.FAILED) from None
     _print_summary(result)
     if destination is not None:
         try:
@@ -530,7 +595,7 @@ def package(
             )
         except s3upload.UploadError as exc:
             console.print(Text(f"upload failed: {exc}", style="red"), soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(Exit.FAILED) from None
         if uploaded.already_there:
             console.print(
                 Text(f"already uploaded: {uploaded.archive_url} (same content hash; kept as it is)"), soft_wrap=True
@@ -555,7 +620,7 @@ def require_extra(extra: str, command: str) -> None:
             ),
             soft_wrap=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
 
 
 def _image_region(region: str | None, destination: s3upload.Destination | None) -> str:
@@ -571,7 +636,7 @@ def _image_region(region: str | None, destination: s3upload.Destination | None) 
             ),
             soft_wrap=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
     return region or bucket_region or default_region()
 
 
@@ -583,7 +648,7 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
         destination = s3upload.check_destination(upload, session=session)
     except (s3upload.UploadError, AwsSetupError) as exc:
         console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(Exit.FAILED) from None
     in_region = f" in {destination.region}" if destination.region else ""
     console.print(
         Text(f"the upload goes to s3://{destination.bucket}/{destination.prefix} on {destination.where}{in_region}"),

@@ -19,9 +19,11 @@ from typer.core import TyperGroup
 
 from esdeploy import views
 from esdeploy.api_client import ApiError, ApiUnreachableError, SigningError
+from esdeploy.cli_help import in_words
 from esdeploy.client import AwsSetupError, Client, TaskHandle
 from esdeploy.embedder import EmbedderError
-from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view
+from esdeploy.exits import Exit
+from esdeploy.progress import LineView, QuietView, View, WaitOutcome, live_view
 
 # Piped output is read by scripts and people alike: no folding of ids at 80 columns.
 _PIPE_WIDTH = 200
@@ -168,7 +170,14 @@ def api_url(value: str) -> str:
 
 
 class EsdeployGroup(TyperGroup):
-    """Global options work after the command too (`esdeploy models --json`), as in the AWS CLI."""
+    """Global options work after the command too (`esdeploy models --json`), as in the AWS CLI; help
+    speaks in words (esdeploy/cli_help.py) for the group and every command it is built with."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        in_words(self.params)
+        for command in self.commands.values():
+            in_words(command.params)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(self, ctx, args))

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
 from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -17,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from esdeploy.api_client import ApiError, ApiUnreachableError, Task
+from esdeploy.exits import Exit
 
 DEFAULT_POLL_SECONDS = 1.5
 DEFAULT_WAIT_TIMEOUT_SECONDS = 1800.0
@@ -28,19 +28,6 @@ STAGES: dict[str, tuple[str, ...]] = {
     "deploy": ("queued", "preflight", "creating", "waiting", "verifying", "swapping", "baking", "finished"),
     "delete": ("queued", "unaliasing", "tearing_down", "finished"),
 }
-
-
-class Exit(IntEnum):
-    """How a command ended; documented in docs/cli.md."""
-
-    DONE = 0
-    FAILED = 1
-    USAGE = 2  # click's code for a usage error, as every CLI has it
-    CANCELED = 3
-    WAIT_TIMEOUT = 4
-    ERROR = 5  # HTTP errors, API unreachable, no credentials to sign with
-    REFUSED = 6  # not 2: a script must tell "the task was refused" from "I called it wrong"
-    INTERRUPTED = 130  # Ctrl-C while watching: the task itself goes on
 
 
 _BY_STATUS = {"done": Exit.DONE, "failed": Exit.FAILED, "refused": Exit.REFUSED, "canceled": Exit.CANCELED}

@@ -140,10 +140,12 @@ class TaskService:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
         next step (tearing green down), which this wakes with a fresh Advance. During the bake (green
         live, blue still up) the worker rolls the alias back to blue first. After the bake the task
-        is done: there is nothing left to cancel."""
+        is done: there is nothing left to cancel. A task that ended canceled is answered as it stands."""
         return self._write_deploy_task(task_id, "cancel", self._cancel)
 
     def _cancel(self, task: Task) -> Task:
+        if task.status == TaskStatus.CANCELED:
+            return task  # asked again (a retry, a second click): it is what was asked for, as with promote
         if task.status.is_terminal:
             raise InvalidStateError(f"Deployment task `{task.task_id}` is already {task.status.value}")
         if task.cancel_requested:

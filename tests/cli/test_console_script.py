@@ -29,7 +29,7 @@ def test_help_shows_every_command_and_whole_option_texts(elsewhere: Path) -> Non
     assert "esdeploy models --json" in top.stdout  # global options may follow the command
     package = esdeploy("package", "--help", cwd=elsewhere, env=user_env(COLUMNS="200"))
     assert package.returncode == 0, package.stderr
-    assert "(default: dist/<model-id>/model.tar.gz)" in package.stdout
+    assert "(default: dist/MODEL_ID/model.tar.gz)" in package.stdout
     assert "Image region (default: the --upload bucket's; else AWS_REGION or us-east-1)." in package.stdout
     assert "Token window (default: the model's)" in package.stdout
     local = esdeploy("local", "--help", cwd=elsewhere, env=user_env(COLUMNS="200"))
