@@ -425,7 +425,13 @@ def invoke(
 @app.command()
 def logs(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")],
+    task_id: Annotated[
+        str | None, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", metavar="MODEL_ID", callback=checked_model_id, help="A model's lines, of every task."),
+    ] = None,
     log_file: Annotated[
         Path | None,
         typer.Option(
@@ -442,18 +448,22 @@ def logs(
         float, typer.Option("--since-hours", min=0.1, help="How far back to look on AWS (hours).")
     ] = 72.0,
 ) -> None:
-    """Show a task's log lines: CloudWatch Logs Insights over every function on AWS, the log file locally."""
+    """Show what happened to a task (or, with --model, to a model lately): its log lines, without the
+    reads of it (status polls); CloudWatch Logs Insights over every function on AWS, the log file locally."""
+    if (task_id is None) == (model is None):
+        raise usage_error("give a TASK_ID or --model MODEL_ID (one of them)")
+    wanted = task_logs.of_task(task_id) if task_id is not None else task_logs.of_model(str(model))
     rt = runtime(ctx)
     with rt.guard():
         try:
             if log_file is not None:
-                lines = task_logs.from_file(log_file, task_id)
+                lines = task_logs.from_file(log_file, wanted)
                 where = str(log_file)
             else:
                 lines = task_logs.from_insights(
                     rt.client().aws_client("logs"),
                     stage,
-                    task_id,
+                    wanted,
                     since_seconds=since_hours * 3600,
                     clock=rt.hooks.clock,
                     sleep=rt.hooks.sleep,
@@ -463,12 +473,18 @@ def logs(
             rt.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
     if rt.json:
-        typer.echo(json.dumps({"task_id": task_id, "lines": [line.record for line in lines]}, indent=2))
+        typer.echo(json.dumps({wanted.key: wanted.value, "lines": [line.record for line in lines]}, indent=2))
     else:
         for line in lines:
-            rt.out.print(Text(line.text()), soft_wrap=True)
+            rt.out.print(Text(line.text(with_task=model is not None)), soft_wrap=True)
     if not lines:
-        rt.err.print(Text(f"no log lines of task {task_id} in {where}", style="yellow"), soft_wrap=True)
+        hint = f"is the {wanted.noun} id right?"
+        if task_id is not None:
+            hint += f" (`esdeploy status {task_id}` says whether the task exists)"
+        if log_file is None:
+            hint += "; --since-hours looks further back"
+        rt.err.print(Text(f"error: no log lines of {wanted} in {where}: {hint}", style="red"), soft_wrap=True)
+        raise typer.Exit(Exit.ERROR)
 
 
 @app.command()
