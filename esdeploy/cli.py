@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from chalicelib.domain.names import ID_RULE, is_valid_id
@@ -338,7 +337,7 @@ def status(
         if wait:
             rt.task_answer(handle, wait=True, wait_timeout=wait_timeout)
         else:
-            rt.show(handle.task, views.task_details(handle.task))
+            rt.show(handle.task, views.task_details(handle.task, plain=rt.plain))
 
 
 @app.command()
@@ -381,7 +380,7 @@ def rollback(ctx: typer.Context, model_id: ModelId) -> None:
     rt = runtime(ctx)
     with rt.guard():
         alias = rt.client().rollback(model_id)
-        rt.show(alias, views.rollback_view(alias))
+        rt.show(alias, views.rollback_view(alias, plain=rt.plain))
 
 
 @app.command()
@@ -390,7 +389,7 @@ def models(ctx: typer.Context) -> None:
     rt = runtime(ctx)
     with rt.guard():
         aliases = rt.client().models()
-        rt.show({"models": aliases}, views.models_table(aliases))
+        rt.show({"models": aliases}, views.models_table(aliases, plain=rt.plain))
 
 
 @app.command()
@@ -399,7 +398,7 @@ def model(ctx: typer.Context, model_id: ModelId) -> None:
     rt = runtime(ctx)
     with rt.guard():
         alias = rt.client().model(model_id)
-        rt.show(alias, views.alias_view(alias))
+        rt.show(alias, views.alias_view(alias, plain=rt.plain))
 
 
 @app.command()
@@ -419,7 +418,7 @@ def invoke(
     rt = runtime(ctx)
     with rt.guard():
         answer = rt.client().invoke(model_id, texts, normalize=normalize, candidate=candidate)
-        rt.show(answer, views.invoke_view(model_id, texts, answer))
+        rt.show(answer, views.invoke_view(model_id, texts, answer, plain=rt.plain))
 
 
 @app.command()
@@ -674,24 +673,4 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
 
 
 def _print_summary(result: packaging.PackageResult) -> None:
-    manifest = result.manifest
-    table = Table(show_header=False, box=None)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")  # hashes and image URIs must stay whole
-    table.add_row("archive", f"{result.archive} ({result.archive_bytes / 1e6:.1f} MB)")
-    table.add_row("manifest", str(result.manifest_path))
-    table.add_row(
-        "model",
-        f"{manifest.model_id}: dim {manifest.dimension}, {manifest.pooling} pooling, "
-        f"normalize={manifest.normalize}, max {manifest.max_seq_length} tokens",
-    )
-    table.add_row("content sha256", manifest.content_sha256)
-    table.add_row("image", manifest.image_uri)
-    table.add_row(
-        "check",
-        f"loaded in a fresh process in {result.check.get('load_seconds')} s, "
-        f"min cosine {result.check.get('min_cosine')} over {len(manifest.probe_texts)} probe texts",
-    )
-    if result.st_min_cosine is not None:
-        table.add_row("parity", f"min cosine {result.st_min_cosine:.6f} with sentence-transformers")
-    console.print(table)
+    console.print(views.package_summary(result, plain=not console.is_terminal), soft_wrap=not console.is_terminal)

@@ -30,6 +30,9 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Plain wait lines keep their columns whatever stage comes: as wide as the longest stage name.
+STAGE_WIDTH = max(len(stage) for stage in (*STAGES["deploy"], *STAGES["delete"], "awaiting_promotion"))
+
 _BY_STATUS = {"done": Exit.DONE, "failed": Exit.FAILED, "refused": Exit.REFUSED, "canceled": Exit.CANCELED}
 TERMINAL = frozenset(_BY_STATUS)
 
@@ -180,7 +183,7 @@ class LineView:
         created = parse_time(task["created_at"])
         for event in events[self._printed :]:
             offset = (parse_time(event["at"]) - created).total_seconds()
-            line = f"+{format_seconds(max(offset, 0.0)):>8}  {event['stage']:<13} {event['status']:<11} "
+            line = f"+{format_seconds(max(offset, 0.0)):>8}  {event['stage']:<{STAGE_WIDTH}} {event['status']:<11} "
             line += event.get("detail", "")
             self.console.print(Text(line.rstrip()), soft_wrap=True)
         self._printed = len(events)

@@ -1,0 +1,92 @@
+"""Output into a pipe or a file is plain, stable lines (no borders, no padding, never wrapped, one
+line per event); tables only on a terminal, fitted to its width."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from esdeploy import views
+from esdeploy.manifest import Manifest
+from esdeploy.packaging import PackageResult
+from esdeploy.progress import LineView
+from tests.cli.conftest import Cli, task
+from tests.cli.test_commands import ALIAS
+
+HASH = "8ed8855bdd96b0f2a1e5c9d3e7f4a6b8c0d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0"
+ALIAS_2 = {**ALIAS, "embedding_model_id": "a-much-longer-model-id", "endpoint_name": "esd-long-1",
+           "previous_endpoint_name": None, "task_id": "t2"}
+
+
+def plain_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    assert all(line == line.rstrip() for line in lines), "no trailing blanks"
+    return lines
+
+
+def test_models_into_a_pipe_is_a_header_and_one_line_per_model(cli: Cli) -> None:
+    cli.api.on("GET", "/models", (200, {"models": [ALIAS, ALIAS_2]}))
+    lines = plain_lines(cli("models").stdout)
+    assert [line.split() for line in lines] == [
+        ["MODEL", "LIVE_ENDPOINT", "PREVIOUS_ENDPOINT", "SWAPPED_AT", "TASK"],
+        ["m1", "esd-m1-aaaa-bbbb", "esd-m1-aaaa-cccc", "2025-01-01T00:05:00.000000Z", "t1"],
+        ["a-much-longer-model-id", "esd-long-1", "-", "2025-01-01T00:05:00.000000Z", "t2"],
+    ]
+    assert len({line.index(line.split()[1]) for line in lines}) == 1, "columns line up"
+
+
+def test_models_on_a_terminal_is_a_table_fitted_to_its_width(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: the output is a terminal
+    monkeypatch.setenv("COLUMNS", "70")
+    cli.api.on("GET", "/models", (200, {"models": [ALIAS]}))
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", cli("models").stdout)  # the header is bold
+    assert "┃ model" in shown and "live endpoint" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 70
+    assert "…" not in shown, "ids fold onto a second line; they are never cut"
+
+
+def test_status_into_a_pipe_is_not_padded_or_wrapped(cli: Cli) -> None:
+    long_detail = "artifact checked: manifest of m1, 5 probe texts with reference embeddings; " * 4
+    shown = task("done", "finished", trail=[("queued", "pending"), ("creating", "processing")],
+                 detail=long_detail.strip(), config={"content_hash": HASH, "instance_type": "ml.g5.xlarge"})
+    cli.api.on("GET", "/deploy/t1", (200, shown))
+    lines = plain_lines(cli("status", "t1").stdout)
+    assert f"  content_hash   {HASH}" in lines
+    events = lines[lines.index(next(line for line in lines if line.startswith("AT "))):]
+    assert [line.split()[1:3] for line in events] == [
+        ["STAGE", "STATUS"], ["queued", "pending"], ["creating", "processing"], ["finished", "done"]
+    ]
+    assert events[-1].endswith(long_detail.strip()), "a long detail stays on its line"
+    assert all(len(line) < 100 for line in events[:-1]), "short rows are not padded to the longest"
+
+
+def test_wait_lines_keep_their_columns_at_awaiting_promotion() -> None:
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    view = LineView(console)
+    trail = [("queued", "pending"), ("verifying", "processing"), ("awaiting_promotion", "processing"),
+             ("swapping", "processing")]
+    view.update(task("processing", "swapping", trail=trail))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    status_at = {line.index(" " + line.split()[2] + " ", len(line.split()[0]) + 2 + len(line.split()[1]))
+                 if len(line.split()) > 3 else line.rindex(" " + line.split()[2]) for line in lines}
+    assert len(status_at) == 1, lines
+
+
+def test_the_package_summary_keeps_the_content_hash_whole_in_a_narrow_pipe(tmp_path: Path) -> None:
+    manifest = Manifest(
+        model_id="m1", dimension=2, pooling="mean", normalize=True, max_seq_length=256, probe_texts=["a"],
+        reference_embeddings=[[0.6, 0.8]], torch_version="2.13.0", transformers_version="4.49.0",
+        content_sha256=HASH, image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0",
+        instance_type="ml.g5.xlarge", region="us-east-1", created_at="2026-01-01T00:00:00Z",
+    )
+    result = PackageResult(archive=tmp_path / "model.tar.gz", manifest_path=tmp_path / "manifest.json",
+                           archive_bytes=90_000_000, manifest=manifest,
+                           check={"load_seconds": 1.2, "min_cosine": 0.999999}, st_min_cosine=None)
+    narrow = Console(file=io.StringIO(), width=40, color_system=None)
+    narrow.print(views.package_summary(result, plain=True), soft_wrap=True)
+    lines = plain_lines(narrow.file.getvalue())  # type: ignore[attr-defined]
+    assert f"content sha256  {HASH}" in lines
+    assert any(line.startswith("image           763104351884.dkr.ecr") for line in lines)
