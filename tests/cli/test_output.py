@@ -79,7 +79,8 @@ def test_the_package_summary_keeps_the_content_hash_whole_in_a_narrow_pipe(tmp_p
     manifest = Manifest(
         model_id="m1", dimension=2, pooling="mean", normalize=True, max_seq_length=256, probe_texts=["a"],
         reference_embeddings=[[0.6, 0.8]], torch_version="2.13.0", transformers_version="4.49.0",
-        content_sha256=HASH, image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0",
+        content_sha256=HASH,
+        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0",
         instance_type="ml.g5.xlarge", region="us-east-1", created_at="2026-01-01T00:00:00Z",
     )
     result = PackageResult(archive=tmp_path / "model.tar.gz", manifest_path=tmp_path / "manifest.json",
