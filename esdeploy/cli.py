@@ -101,6 +101,13 @@ class OutputFormat(StrEnum):
     TABLE = "table"
 
 
+class LogFormat(StrEnum):
+    """`esdeploy local`'s lines (esdeploy/local/readable.py)."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 def show_version(value: bool | None) -> None:
     if value:
         typer.echo(f"esdeploy {__version__}")
@@ -508,12 +515,21 @@ def local(
             "meanwhile deleting it is refused, as SageMaker refuses.",
         ),
     ] = LOCAL_CREATION_SECONDS,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="text: one readable line per request, task step, endpoint change, alarm, warning; "
+            "json: the app's JSON log lines (the log file has them either way).",
+        ),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     require_extra("local", "local")
     from esdeploy.local.run import run
 
-    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
+    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds, log_format.value))
 
 
 @app.command()

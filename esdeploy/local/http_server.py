@@ -11,6 +11,7 @@ timeout per connection, one thread per connection, and every error it answers it
 from __future__ import annotations
 
 import json
+import logging
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,8 @@ from chalice.local import (
     LocalDevServer,
     LocalGatewayException,
 )
+
+logger = logging.getLogger(__name__)
 
 # Connections the kernel queues before `accept` (Linux caps it at net.core.somaxconn, 4096 by default).
 LISTEN_BACKLOG = 1024
@@ -53,6 +56,17 @@ class ApiRequestHandler(ChaliceRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """No access log line: the app logs every request it answers ("http request"), and
+        `esdeploy local` shows that line."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """http.server's own complaints (a bad request line) as a warning of the stack's. An idle
+        keep-alive connection that reaches the read timeout (a browser's) is routine, not a warning."""
+        text = format % args
+        level = logging.DEBUG if text.startswith("Request timed out") else logging.WARNING
+        logger.log(level, "local API server: %s", text, extra={"client": self.address_string()})
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's refusals (bad request line, 414, 431, 501, ...) as JSON, not an HTML page."""
