@@ -47,7 +47,10 @@ def fresh_log_keys(event: Any, get_response: Any) -> Any:
     context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
     if context is not None and not isinstance(context, dict):
         logger.thread_safe_append_keys(request_id=getattr(context, "aws_request_id", None))
-    return get_response(event)
+    try:
+        return get_response(event)
+    finally:
+        logger.thread_safe_clear_keys()  # a line the thread logs after this invocation is not of it
 
 
 @app.middleware("http")
@@ -193,7 +196,7 @@ def promote_deploy(task_id: str) -> Response:
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: models_body(wiring.service(ModelReads).live()))
+    return answer(lambda: models_body([(view.alias, view.candidate) for view in wiring.service(ModelReads).listing()]))
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)

@@ -45,14 +45,15 @@ class Task(TypedDict):
 
 
 class Alias(TypedDict):
-    """Which variant of a model is live, as `GET /models/{id}` answers it."""
+    """Which variant of a model is live (and which candidate awaits promotion), as `GET /models/{id}`
+    answers it and `GET /models` lists it."""
 
     embedding_model_id: str
     endpoint_name: str | None
     content_hash: NotRequired[str | None]
     previous_endpoint_name: str | None
     previous_content_hash: NotRequired[str | None]
-    # GET /models/{id} only: the candidate of a deploy awaiting promotion.
+    # GET /models/{id} and GET /models: the candidate of a deploy awaiting promotion (null when none).
     candidate_endpoint_name: NotRequired[str | None]
     candidate_content_hash: NotRequired[str | None]
     candidate_task_id: NotRequired[str | None]

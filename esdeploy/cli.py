@@ -678,7 +678,8 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
         session = rt.client().boto3_session() if rt.profile else None
         destination = s3upload.check_destination(upload, session=session)
     except (s3upload.UploadError, AwsSetupError) as exc:
-        console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
+        said = exc.cli_message if isinstance(exc, AwsSetupError) else str(exc)
+        console.print(Text(f"upload check failed: {said}", style="red"), soft_wrap=True)
         raise typer.Exit(Exit.FAILED) from None
     in_region = f" in {destination.region}" if destination.region else ""
     console.print(

@@ -80,7 +80,10 @@ class Runtime:
         except ApiUnreachableError as error:
             self.err.print(views.unreachable(error), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
-        except (SigningError, AwsSetupError, EmbedderError) as error:
+        except AwsSetupError as error:
+            self.err.print(Text(f"error: {error.cli_message}", style="red"), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+        except (SigningError, EmbedderError) as error:
             self.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
 

@@ -31,7 +31,12 @@ Progress = Callable[[Task], None]
 
 
 class AwsSetupError(Exception):
-    """The AWS profile, region or credentials needed for the call are missing or broken."""
+    """The AWS profile, region or credentials needed for the call are missing or broken. The message
+    names what to pass in Python; `cli_message`, when the CLI would say it otherwise, its flags."""
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class TaskWaitTimeoutError(Exception):
@@ -325,8 +330,10 @@ class Client:
         try:
             return self.boto3_session().client(service)
         except NoRegionError:
+            ways = "set AWS_REGION, or give the profile a region"
             raise AwsSetupError(
-                f"{service} needs a region: pass region= (--region), set AWS_REGION, or give the profile a region"
+                f"{service} needs a region: pass region= to esdeploy.Client, {ways}",
+                cli_message=f"{service} needs a region: pass --region, {ways}",
             ) from None
         except BotoCoreError as error:
             raise AwsSetupError(f"{service}: {error}") from None

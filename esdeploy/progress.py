@@ -17,6 +17,7 @@ from rich.text import Text
 
 from esdeploy.api_client import ApiError, ApiUnreachableError, Task
 from esdeploy.exits import Exit
+from esdeploy.wording import for_the_cli
 
 DEFAULT_POLL_SECONDS = 1.5
 DEFAULT_WAIT_TIMEOUT_SECONDS = 1800.0
@@ -184,7 +185,7 @@ class LineView:
         for event in events[self._printed :]:
             offset = (parse_time(event["at"]) - created).total_seconds()
             line = f"+{format_seconds(max(offset, 0.0)):>8}  {event['stage']:<{STAGE_WIDTH}} {event['status']:<11} "
-            line += event.get("detail", "")
+            line += for_the_cli(event.get("detail", ""))
             self.console.print(Text(line.rstrip()), soft_wrap=True)
         self._printed = len(events)
 
@@ -213,7 +214,7 @@ class Board:
         for stage in order:
             span = by_stage.get(stage)
             icon, took, style = self._row(span, span is current)
-            detail = Text(span.detail or "", style="dim") if span else Text("")
+            detail = Text(for_the_cli(span.detail or ""), style="dim") if span else Text("")
             table.add_row(icon, Text(stage, style=style), Text(took, style=style), detail)
         header = Text.assemble(
             (f"{task.get('kind', 'task')} ", "bold"),

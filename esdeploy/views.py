@@ -12,6 +12,7 @@ from rich.text import Text
 
 from esdeploy.api_client import Alias, ApiError, ApiUnreachableError, Task
 from esdeploy.progress import STATUS_STYLE, WaitOutcome, awaits_promotion, format_seconds
+from esdeploy.wording import flag_of, for_the_cli
 
 if TYPE_CHECKING:
     from esdeploy.packaging import PackageResult
@@ -73,7 +74,7 @@ def task_summary(task: Task, *, plain: bool = False) -> RenderableType:
         task_headline(task),
         key_values(
             [
-                ("detail", task.get("detail")),
+                ("detail", for_the_cli(task.get("detail") or "")),
                 ("reason", task.get("reason")),
                 ("endpoint", task.get("endpoint_name")),
                 ("created", task["created_at"]),
@@ -87,7 +88,7 @@ def task_summary(task: Task, *, plain: bool = False) -> RenderableType:
 
 def task_details(task: Task, *, plain: bool = False) -> RenderableType:
     """`status`: the summary, the config it runs with, and every event."""
-    rows = [(e["at"], e["stage"], e["status"], e.get("detail", "")) for e in task.get("events", [])]
+    rows = [(e["at"], e["stage"], e["status"], for_the_cli(e.get("detail", ""))) for e in task.get("events", [])]
     events = table(("at", "stage", "status", "detail"), rows, plain=plain, box=None, header_style="dim")
     config = sorted(task.get("config", {}).items())
     parts: list[RenderableType] = [task_summary(task, plain=plain)]
@@ -115,7 +116,7 @@ def wait_ending(outcome: WaitOutcome) -> Text:
     elif task["status"] == "done" and task.get("endpoint_name") and task.get("kind") == "deploy":
         line.append(f"; live endpoint {task['endpoint_name']}")
     elif task.get("detail") and task["status"] != "done":
-        line.append(f": {task['detail']}")
+        line.append(f": {for_the_cli(task['detail'])}")
     return line
 
 
@@ -154,9 +155,12 @@ def rollback_view(alias: Alias, *, plain: bool = False) -> RenderableType:
 def models_table(aliases: Sequence[Alias], *, plain: bool = False) -> RenderableType:
     if not aliases:
         return Text("no models are deployed", style="dim")
-    keys = ("embedding_model_id", "endpoint_name", "previous_endpoint_name", "swapped_at", "task_id")
+    keys = ["embedding_model_id", "endpoint_name", "previous_endpoint_name", "swapped_at", "task_id"]
+    header = ["model", "live endpoint", "previous endpoint", "swapped at", "task"]
+    if any(alias.get("candidate_endpoint_name") for alias in aliases):  # a deploy awaits promotion
+        keys += ["candidate_endpoint_name", "candidate_task_id"]
+        header += ["candidate", "candidate task"]
     rows = [[str(alias.get(key) or "-") for key in keys] for alias in aliases]
-    header = ("model", "live endpoint", "previous endpoint", "swapped at", "task")
     return table(header, rows, plain=plain, header_style="bold")
 
 
@@ -228,9 +232,10 @@ def _norm(vector: Sequence[float]) -> float:
 
 def api_error(error: ApiError, *, iam: bool) -> Text:
     """The server's own words first, then what helps act on them."""
-    text = Text.assemble(("error", "bold red"), (f" (HTTP {error.status}): {error.detail}", "red"))
+    text = Text.assemble(("error", "bold red"), (f" (HTTP {error.status}): {for_the_cli(error.detail)}", "red"))
     if error.field:
-        text.append(f"\n  field: {error.field}", style="red")
+        flag = flag_of(error.field)
+        text.append(f"\n  option: {flag}" if flag else f"\n  field: {error.field}", style="red")
     if error.active_task_id:
         kind = f" ({error.active_task_kind})" if error.active_task_kind else ""
         text.append(f"\n  active task: {error.active_task_id}{kind}", style="red")

@@ -389,8 +389,8 @@ def build_document(routes: Iterable[tuple[str, str]]) -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {"title": "esdeploy", "version": CONTRACT_VERSION, "description": DESCRIPTION},
         "tags": [
-            {"name": "deploy", "description": "Deploy tasks (the seed's routes, plus cancel)"},
-            {"name": "delete", "description": "Deletion tasks (the seed's routes)"},
+            {"name": "deploy", "description": "Deploy tasks: submit, read, cancel, promote"},
+            {"name": "delete", "description": "Deletion tasks: submit, read"},
             {"name": "models", "description": "What is live: aliases, rollback, invoke"},
             {"name": "service", "description": "Health and this documentation"},
         ],

@@ -13,7 +13,7 @@ class TaskKind(StrEnum):
 
 
 class TaskStatus(StrEnum):
-    """The seed's public status enum."""
+    """A task's public status: Embedding Studio's enum."""
 
     PENDING = "pending"
     PROCESSING = "processing"

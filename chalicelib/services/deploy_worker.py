@@ -212,8 +212,8 @@ class DeployWorker:
             self._fail(
                 task,
                 TaskStatus.REFUSED,
-                f"{len(full)} models are deployed or being deployed ({shown}), the cap is {cap} "
-                "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
+                f"{len(full)} models are deployed or being deployed ({shown}), the stage's cap is {cap}: "
+                "delete a model or raise the cap",
             )
             return
         capacity = self._match_live_capacity(task)
@@ -348,8 +348,7 @@ class DeployWorker:
             self._fail(
                 task,
                 TaskStatus.FAILED,
-                f"smoke test: the endpoint did not answer the probe texts in {timeout} s "
-                "(ESDEPLOY_SMOKE_TIMEOUT_SECONDS)",
+                f"smoke test: the endpoint did not answer the probe texts within the stage's {timeout} s",
             )
             return
         except InvocationError as error:
@@ -501,8 +500,8 @@ class DeployWorker:
         assert ends is not None
         detail += (
             f"; baking until {iso(ends)} ({_duration(bake)}): {blue} stays up for a rollback in one write, "
-            f"{watching} are watched every {_duration(self.settings.bake_check_seconds)} "
-            "(ESDEPLOY_BAKE_CHECK_SECONDS); any of them in ALARM rolls back to " + blue
+            f"{watching} are watched every {_duration(self.settings.bake_check_seconds)}; "
+            "any of them in ALARM rolls back to " + blue
         )
         task.polls = 0
         task.record(at=now, stage=Stage.BAKING, detail=detail)
@@ -665,8 +664,8 @@ class DeployWorker:
     def _deadline_detail(self, task: Task) -> str:
         minutes = self.settings.deploy_deadline_seconds / 60
         return (
-            f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
-            f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
+            f"the stage's deploy deadline of {minutes:g} min passed in stage {task.stage.value}; "
+            "the green variant is torn down"
         )
 
 

@@ -65,7 +65,8 @@ def alarm_line(name: str, previous: str, state: str, reason: str) -> tuple[str, 
 
 def other_line(record: dict[str, Any]) -> tuple[str, str]:
     """A warning or error the app logged: its message, then its own fields."""
-    skip = {"level", "location", "message", "timestamp", "service", "name", "xray_trace_id", "exception_name"}
+    skip = {"level", "location", "message", "timestamp", "service", "name", "xray_trace_id", "exception_name",
+            "request_id"}
     fields = " ".join(
         f"{key}={value if isinstance(value, str) else json.dumps(value)}"
         for key, value in record.items()

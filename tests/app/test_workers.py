@@ -108,3 +108,18 @@ def test_each_line_carries_the_request_id_of_the_invocation_that_logged_it(memor
     assert len(unreadable) == 2
     assert {line["request_id"] for line in unreadable} == {"request-1", "request-2"}
     assert all(line["request_id"] == ids[line["thread"]] for line in meet.lines)
+
+
+def test_a_line_logged_after_an_invocation_carries_no_request_id_of_it(memory_adapters: wiring.Adapters) -> None:
+    """A queue poller's thread logs between the invocations it makes: those lines are nobody's request."""
+    from chalicelib.logs import PARENT
+
+    meet = _MeetThenFormat(parties=1)
+    PARENT.addHandler(meet)
+    try:
+        handlers.deploy_worker(sqs_event("not json"), SimpleNamespace(aws_request_id="request-1"))
+        logging.getLogger("chalicelib.poller").warning("between invocations")
+    finally:
+        PARENT.removeHandler(meet)
+    assert [line.get("request_id") for line in meet.lines if line["message"].startswith("unreadable")] == ["request-1"]
+    assert [line.get("request_id") for line in meet.lines if line["message"] == "between invocations"] == [None]

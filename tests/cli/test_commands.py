@@ -274,7 +274,9 @@ def test_error_rendering_names_field_and_active_task(cli: Cli) -> None:
     result = cli("--json", "deploy", "m1")
     assert result.exit_code == 5
     assert json.loads(result.stdout) == bad  # scripts get the server's own error body
-    assert "field: config.bake_seconds" in result.stderr
+    # The CLI names its option where the API named its field; --json keeps the API's words.
+    assert "option `--bake-seconds`: Input should be greater than or equal to 0" in result.stderr
+    assert "option: --bake-seconds" in result.stderr and "config.bake_seconds" not in result.stderr
 
 
 def test_detail_with_brackets_prints_verbatim(cli: Cli) -> None:

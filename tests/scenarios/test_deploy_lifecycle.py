@@ -142,7 +142,7 @@ def test_cap_on_live_models_refuses(world: World) -> None:
     world.pump.run()
     refused = world.task(task["task_id"])
     assert refused["status"] == "refused"
-    assert "the cap is 3" in refused["detail"] and "ESDEPLOY_MAX_DEPLOYED_MODELS" in refused["detail"]
+    assert "the stage's cap is 3: delete a model or raise the cap" in refused["detail"]
     # A redeploy of a live model is not a new model and goes through.
     assert first_deploy(world, "a")["status"] == "done"
 
