@@ -491,7 +491,7 @@ def test_a_deploy_without_autoscaling_over_a_blue_without_any_registers_none(wor
         ({"min_instances": 3, "max_instances": 2, "target_invocations_per_instance": 10},
          "config.autoscaling.max_instances", "below min_instances 3"),
         ({"min_instances": 1, "max_instances": 50, "target_invocations_per_instance": 10},
-         "config.autoscaling.max_instances", "ESDEPLOY_MAX_INSTANCE_COUNT"),
+         "config.autoscaling.max_instances", "over the stage's limit of"),
         ({"min_instances": 1, "max_instances": 2, "target_invocations_per_instance": 0},
          "config.autoscaling.target_invocations_per_instance", "greater than 0"),
         ({"min_instances": 1, "max_instances": 2}, "config.autoscaling.target_invocations_per_instance", "required"),

@@ -176,7 +176,7 @@ def test_what_cannot_be_promoted_says_why(world: World) -> None:
         ({"promotion_timeout_seconds": 600}, "config.promotion_timeout_seconds", 'only with config.promotion "manual"'),
         ({"promotion": "manual", "promotion_timeout_seconds": 30}, "config.promotion_timeout_seconds", "60"),
         ({"promotion": "manual", "promotion_timeout_seconds": 10**7}, "config.promotion_timeout_seconds",
-         "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS"),
+         "over the stage's limit of"),
     ],
 )
 def test_bad_promotion_config_is_a_422_naming_the_field(
