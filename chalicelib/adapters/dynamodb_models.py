@@ -144,6 +144,7 @@ class DynamoAliases:
             ("swapped_at", iso(alias.swapped_at) if alias.swapped_at else None),
             ("live_content_hash", alias.live_content_hash),
             ("previous_content_hash", alias.previous_content_hash),
+            ("previous_alias_task_id", alias.previous_task_id),
         ):
             if value is None:
                 removes.append(attribute)
@@ -279,4 +280,5 @@ def _item_to_alias(item: dict[str, Any]) -> Alias:
         version=int(item["alias_version"]),
         live_content_hash=item.get("live_content_hash"),
         previous_content_hash=item.get("previous_content_hash"),
+        previous_task_id=item.get("previous_alias_task_id"),
     )

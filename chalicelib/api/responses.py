@@ -174,6 +174,7 @@ class AliasOut(Wire):
     previous_endpoint_name: str | None = Field(description="The variant a rollback returns to, during the bake period")
     previous_content_hash: str | None = Field(description="The content hash of the previous variant's artifact")
     task_id: str | None = Field(description="The deploy task that made the live variant live")
+    previous_task_id: str | None = Field(description="The deploy task that made the previous variant live")
     swapped_at: Timestamp | None
     version: int = Field(description="Grows by one with every write of the alias")
 
@@ -189,6 +190,7 @@ def alias_out(alias: Alias) -> AliasOut:
         previous_endpoint_name=alias.previous_variant,
         previous_content_hash=alias.previous_content_hash if alias.previous_variant else None,
         task_id=alias.task_id,
+        previous_task_id=alias.previous_task_id if alias.previous_variant else None,
         swapped_at=iso(alias.swapped_at) if alias.swapped_at else None,
         version=alias.version,
     )

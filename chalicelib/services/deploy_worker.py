@@ -454,6 +454,7 @@ class DeployWorker:
                 swapped_at=self.clock.now(),
                 live_content_hash=config.content_hash,
                 previous_content_hash=current.live_content_hash if current else None,
+                previous_task_id=current.task_id if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
@@ -576,7 +577,7 @@ class DeployWorker:
                 task.embedding_model_id,
                 current.previous_variant,
                 None,
-                current.task_id,
+                current.previous_task_id,  # the task of the variant live again, not the rolled-back one
                 self.clock.now(),
                 live_content_hash=current.previous_content_hash,
             )

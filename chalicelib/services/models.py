@@ -161,7 +161,7 @@ class ModelActions:
                 embedding_model_id,
                 previous,
                 None,
-                alias.task_id,
+                alias.previous_task_id,  # the task of the variant live again, not the rolled-back one
                 self.clock.now(),
                 live_content_hash=alias.previous_content_hash,
             ),

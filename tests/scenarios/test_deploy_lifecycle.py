@@ -220,9 +220,14 @@ def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -
     green_task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
     green = world.task(green_task["task_id"])
+    before = world.get("/models/m1").json_body
+    assert (before["task_id"], before["previous_task_id"]) == (green["task_id"], blue["task_id"])
     answer = world.post("/models/m1/rollback")
     assert answer.status_code == 200, answer.json_body
     assert answer.json_body["endpoint_name"] == blue["endpoint_name"]
+    # `models` names the task whose variant is live again, not the one rolled back.
+    assert (answer.json_body["task_id"], answer.json_body["previous_task_id"]) == (blue["task_id"], None)
+    assert [m["task_id"] for m in world.get("/models").json_body["models"]] == [blue["task_id"]]
     world.pump.run()
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert green["endpoint_name"] not in world.hosting.endpoint_names()
