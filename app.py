@@ -28,6 +28,7 @@ from chalicelib.services.models import ModelActions, ModelReads
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import TeardownWorker
+from chalicelib.version import VERSION
 
 app = Chalice(app_name="esdeploy")
 # Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
@@ -89,7 +90,7 @@ def _body() -> dict[str, Any]:
 
 @app.route("/health", methods=["GET"], authorizer=auth)
 def health() -> dict[str, str]:
-    return {"status": "ok", "service": "esdeploy"}
+    return {"status": "ok", "service": "esdeploy", "version": VERSION}
 
 
 @app.route("/docs", methods=["GET"], authorizer=auth)

@@ -63,6 +63,12 @@ class Alias(TypedDict):
     version: int
 
 
+class Models(TypedDict):
+    """Every model with a live variant or a candidate, as `GET /models` answers it."""
+
+    models: list[Alias]
+
+
 class ApiError(Exception):
     """The API answered with an error status (or something that is not the JSON it promises)."""
 
@@ -274,9 +280,8 @@ class ApiClient:
 
     # -- models ----------------------------------------------------------------------------------
 
-    def models(self) -> list[Alias]:
-        answer = self.request("GET", "/models")
-        return cast(list[Alias], answer.get("models", []))
+    def models(self) -> Models:
+        return cast(Models, self.request("GET", "/models"))
 
     def model(self, embedding_model_id: str) -> Alias:
         return cast(Alias, self.request("GET", f"/models/{segment(embedding_model_id)}"))

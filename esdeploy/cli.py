@@ -395,8 +395,8 @@ def models(ctx: typer.Context) -> None:
     """List deployed models and the endpoints behind their aliases."""
     rt = runtime(ctx)
     with rt.guard():
-        aliases = rt.client().models()
-        rt.show({"models": aliases}, views.models_table(aliases, plain=rt.plain))
+        answer = rt.client().models()
+        rt.show(answer, views.models_table(answer["models"], plain=rt.plain))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from esdeploy.api_client import (
     Alias,
     ApiClient,
     ApiError,
+    Models,
     SigV4Signer,
     Task,
 )
@@ -286,7 +287,9 @@ class Client:
     def rollback(self, embedding_model_id: str) -> Alias:
         return self.api.rollback(embedding_model_id)
 
-    def models(self) -> list[Alias]:
+    def models(self) -> Models:
+        """`{"models": [alias, ...]}`: GET /models's answer, as every method here returns the API's
+        answer (the same shape as `esdeploy --output json models` prints)."""
         return self.api.models()
 
     def model(self, embedding_model_id: str) -> Alias:

@@ -29,10 +29,9 @@ from chalicelib.api.responses import (
 from chalicelib.api.schemas import IMAGE_URI_MAX, DeleteRequest, DeployRequest, InvokeRequest
 from chalicelib.domain.errors import ModelNotFoundError, TaskNotFoundError
 from chalicelib.domain.names import ID_PATTERN, ID_RULE
+from chalicelib.version import VERSION
 
 OPENAPI_VERSION = "3.1.0"
-# The contract's own version: a field or status that callers may rely on changes it, not a release.
-CONTRACT_VERSION = "1.2.0"
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
 
@@ -387,7 +386,7 @@ def build_document(routes: Iterable[tuple[str, str]]) -> dict[str, Any]:
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, operation)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": "esdeploy", "version": CONTRACT_VERSION, "description": DESCRIPTION},
+        "info": {"title": "esdeploy", "version": VERSION, "description": DESCRIPTION},
         "tags": [
             {"name": "deploy", "description": "Deploy tasks: submit, read, cancel, promote"},
             {"name": "delete", "description": "Deletion tasks: submit, read"},

@@ -272,6 +272,7 @@ def invoke_body(answer: dict[str, Any]) -> dict[str, Any]:
 class HealthOut(Wire):
     status: Literal["ok"]
     service: Literal["esdeploy"]
+    version: str = Field(description="esdeploy's version: the same as `esdeploy --version` and this document's")
 
 
 class ErrorOut(Wire):

@@ -13,6 +13,7 @@ import requests
 
 from app import app
 from chalicelib import wiring
+from chalicelib.version import VERSION
 from esdeploy.local.http_server import LISTEN_BACKLOG, create_api_server
 from esdeploy.local.processes import LOOPBACK
 
@@ -81,7 +82,8 @@ def test_a_path_no_route_has_is_the_gateways_403_in_our_shape(server: Any) -> No
 
 
 def test_the_apps_own_answers_pass_unchanged(server: Any) -> None:
-    assert requests.get(url(server, "/health"), timeout=10).json() == {"status": "ok", "service": "esdeploy"}
+    assert requests.get(url(server, "/health"), timeout=10).json() == {"status": "ok", "service": "esdeploy",
+                                                                        "version": VERSION}
     wrong = requests.put(url(server, "/deploy"), json={}, timeout=10)
     assert (wrong.status_code, wrong.json()) == (405, {"detail": "Unsupported method: PUT; this path allows POST"})
     for method in ("TRACE", "FOO"):  # http.server alone answers 501, a server error, with an HTML page

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.version import VERSION
 from esdeploy.local.processes import LOOPBACK, free_port
 from tests.console_script import esdeploy, no_aws_credentials, user_env
 
@@ -130,4 +131,4 @@ def test_shell_completion_completes_commands_and_options(elsewhere: Path) -> Non
 
 def test_version_of_the_installed_command(elsewhere: Path) -> None:
     result = esdeploy("--version", cwd=elsewhere)
-    assert result.returncode == 0 and result.stdout.strip() == "esdeploy 0.1.0"
+    assert result.returncode == 0 and result.stdout.strip() == f"esdeploy {VERSION}"

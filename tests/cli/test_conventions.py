@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.version import VERSION
 from esdeploy import __version__, extras
 from esdeploy.task_logs import from_insights, insights_query, log_groups
 from tests.cli.conftest import Cli
@@ -23,7 +24,7 @@ MODELS = {"models": [{"embedding_model_id": "m1", "endpoint_name": "esd-m1-a", "
 def test_version(cli: Cli) -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout == f"esdeploy {__version__}\n"
-    assert __version__ == "0.1.0"  # pyproject's, as installed
+    assert __version__ == VERSION == version("esdeploy")  # chalicelib/version.py's, which pyproject reads
     assert cli.api.sent == []
 
 
