@@ -605,13 +605,14 @@ def package(
         probe_texts=tuple(probe) if probe else packaging.PROBE_TEXTS,
         check_python=check_python or sys.executable,
     )
+    earlier = packaging.earlier_build(request.output)
     try:
         with console.status("packaging") as status:
             result = packaging.package(request, progress=lambda step: status.update(step))
     except (packaging.PackagingError, OSError) as exc:  # OSError: an --output folder that cannot be written, ...
         console.print(Text(f"package failed: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(Exit.FAILED) from None
-    _print_summary(result)
+    _print_summary(result, earlier)
     if destination is not None:
         try:
             uploaded = s3upload.upload_artifact(
@@ -689,5 +690,6 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
     return destination
 
 
-def _print_summary(result: packaging.PackageResult) -> None:
-    console.print(views.package_summary(result, plain=not console.is_terminal), soft_wrap=not console.is_terminal)
+def _print_summary(result: packaging.PackageResult, earlier: str | None) -> None:
+    plain = not console.is_terminal
+    console.print(views.package_summary(result, plain=plain, replaced=earlier), soft_wrap=plain)

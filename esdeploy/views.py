@@ -164,11 +164,23 @@ def models_table(aliases: Sequence[Alias], *, plain: bool = False) -> Renderable
     return table(header, rows, plain=plain, header_style="bold")
 
 
-def package_summary(result: PackageResult, *, plain: bool = False) -> RenderableType:
-    """What `package` built and checked (on stderr: stdout carries only the archive's path)."""
+def replaced_words(earlier: str | None, now: str) -> str | None:
+    """What a build said about the archive it wrote over (`earlier`: packaging.earlier_build's)."""
+    if earlier is None:
+        return None
+    if earlier == now:
+        return f"an earlier build of the same content ({now[:12]}): nothing changed"
+    was = f"content {earlier[:12]}" if earlier else "content unknown (no readable manifest.json beside it)"
+    return f"an earlier build, {was}, now {now[:12]}; it is gone (--output PATH keeps builds apart)"
+
+
+def package_summary(result: PackageResult, *, plain: bool = False, replaced: str | None = None) -> RenderableType:
+    """What `package` built and checked (on stderr: stdout carries only the archive's path), and what
+    it wrote over (`replaced`: the earlier build's content hash, "" if unknown, None if none)."""
     manifest = result.manifest
     rows = [
         ("archive", f"{result.archive} ({result.archive_bytes / 1e6:.1f} MB)"),
+        ("replaced", replaced_words(replaced, manifest.content_sha256)),
         ("manifest", str(result.manifest_path)),
         (
             "model",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
-from esdeploy import views
+from esdeploy import packaging, views
 from esdeploy.manifest import Manifest
-from esdeploy.packaging import PackageResult
+from esdeploy.packaging import PackageRequest, PackageResult
 from esdeploy.progress import LineView
 from tests.cli.conftest import Cli, task
 from tests.cli.test_commands import ALIAS
@@ -75,14 +76,54 @@ def test_wait_lines_keep_their_columns_at_awaiting_promotion() -> None:
     assert len(status_at) == 1, lines
 
 
-def test_the_package_summary_keeps_the_content_hash_whole_in_a_narrow_pipe(tmp_path: Path) -> None:
-    manifest = Manifest(
+def _manifest(content: str) -> Manifest:
+    return Manifest(
         model_id="m1", dimension=2, pooling="mean", normalize=True, max_seq_length=256, probe_texts=["a"],
         reference_embeddings=[[0.6, 0.8]], torch_version="2.13.0", transformers_version="4.49.0",
-        content_sha256=HASH,
+        content_sha256=content,
         image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0",
         instance_type="ml.g5.xlarge", region="us-east-1", created_at="2026-01-01T00:00:00Z",
     )
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The packager's output, without its minutes: each call writes the archive and manifest.json beside
+    it, with the next content hash of the list."""
+    contents: list[str] = []
+
+    def package(request: PackageRequest, progress: Any = None) -> PackageResult:
+        manifest = _manifest(contents.pop(0))
+        request.output.parent.mkdir(parents=True, exist_ok=True)
+        request.output.write_bytes(manifest.content_sha256.encode())
+        beside = request.output.parent / "manifest.json"
+        beside.write_text(manifest.to_json())
+        return PackageResult(archive=request.output, manifest_path=beside, manifest=manifest,
+                             archive_bytes=64, check={"load_seconds": 0.1, "min_cosine": 1.0})
+
+    monkeypatch.setattr(packaging, "package", package)
+    return contents
+
+
+def test_a_second_package_says_what_it_replaced(cli: Cli, builds: list[str], tmp_path: Path) -> None:
+    """`dist/<model>/model.tar.gz` is written over by the next build of the model: said, with both hashes."""
+    other = "1" * 64
+    builds += [HASH, HASH, other]
+    output = tmp_path / "dist" / "m1" / "model.tar.gz"
+    args = ("package", str(tmp_path), "--model-id", "m1", "--output", str(output))
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    assert "replaced" not in first.stderr and first.stdout == f"{output}\n"
+    same = cli(*args)
+    assert f"replaced        an earlier build of the same content ({HASH[:12]}): nothing changed" in same.stderr
+    changed = cli(*args)
+    said = " ".join(changed.stderr.split())
+    assert f"replaced an earlier build, content {HASH[:12]}, now {other[:12]}; it is gone" in said
+    assert changed.stdout == f"{output}\n", "stdout stays the archive's path alone"
+
+
+def test_the_package_summary_keeps_the_content_hash_whole_in_a_narrow_pipe(tmp_path: Path) -> None:
+    manifest = _manifest(HASH)
     result = PackageResult(archive=tmp_path / "model.tar.gz", manifest_path=tmp_path / "manifest.json",
                            archive_bytes=90_000_000, manifest=manifest,
                            check={"load_seconds": 1.2, "min_cosine": 0.999999}, st_min_cosine=None)
