@@ -78,6 +78,32 @@ def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -
     world.assert_no_leaks()
 
 
+def test_redeploying_the_artifact_that_is_live_says_so_at_once(world: World) -> None:
+    """The same content again is a whole blue/green swap (a new endpoint: minutes, and money): not
+    refused, since changing the instance type or replacing a degraded endpoint is a reason, but said
+    in the first answer, with what does change."""
+    blue = first_deploy(world)
+    content = blue["config"]["content_hash"]
+    again = world.deploy("m1")
+    assert again["detail"] == (
+        f"{blue['endpoint_name']} serves this artifact already (content {content[:12]}): this deploy replaces it "
+        "with a new endpoint of the same content and changes nothing else either; cancel the task if that is "
+        "not what you meant"
+    )
+    assert [event["stage"] for event in again["events"]] == ["queued", "queued"]
+    world.post(f"/deploy/{again['task_id']}/cancel")
+    world.pump.run()
+    bigger = world.deploy("m1", instance_type="ml.g5.2xlarge")
+    assert bigger["detail"].endswith(
+        "a new endpoint of the same content and changes only instance_type ml.g5.xlarge -> ml.g5.2xlarge; "
+        "cancel the task if that is not what you meant"
+    )
+    world.post(f"/deploy/{bigger['task_id']}/cancel")
+    world.pump.run()
+    world.upload_artifact("m1", manifest_for("m1", version=2))
+    assert "detail" not in world.deploy("m1")  # another artifact: nothing to say
+
+
 def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
     blue = first_deploy(world)
     world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
