@@ -58,7 +58,8 @@ class Alias(TypedDict):
     candidate_content_hash: NotRequired[str | None]
     candidate_task_id: NotRequired[str | None]
     candidate_promote_by: NotRequired[str | None]
-    task_id: str | None
+    task_id: str | None  # the deploy task that made the live variant live (after a rollback too)
+    previous_task_id: NotRequired[str | None]  # the one that made the previous variant live
     swapped_at: str | None
     version: int
 

@@ -127,6 +127,7 @@ def alias_view(alias: Alias, *, plain: bool = False) -> RenderableType:
         ("live artifact", alias.get("content_hash")),
         ("previous endpoint", alias.get("previous_endpoint_name")),
         ("previous artifact", alias.get("previous_content_hash")),
+        ("previous task", alias.get("previous_task_id")),
         *(
             [
                 ("candidate endpoint", alias.get("candidate_endpoint_name")),

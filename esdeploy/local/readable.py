@@ -159,31 +159,32 @@ class ReadableLogHandler(logging.Handler):
             self.reporter.log(parsed)
 
 
-Swapped = list[tuple[logging.Logger, logging.Handler]]
+Swapped = list[tuple[logging.Logger, list[logging.Handler]]]
 
 
 def readable_console(reporter: Reporter, formatter: logging.Formatter, loggers: Iterable[logging.Logger]) -> Swapped:
-    """On each of `loggers`, the reporter's handler instead of a handler writing to stdout (Powertools'
-    JSON lines); what was swapped, for `restore_console`."""
+    """On each of `loggers`, the reporter's handler in place of any handler writing to stdout
+    (Powertools' JSON lines); each logger's handlers as they were, for `restore_console`."""
     readable = ReadableLogHandler(reporter, formatter)
     swapped: Swapped = []
     for target in loggers:
+        swapped.append((target, list(target.handlers)))
         for handler in list(target.handlers):
             if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
                 target.removeHandler(handler)
-                swapped.append((target, handler))
         target.addHandler(readable)
-        swapped.append((target, readable))
     return swapped
 
 
 def restore_console(swapped: Swapped) -> None:
-    """The loggers as they were before `readable_console`."""
-    for target, handler in reversed(swapped):
-        if isinstance(handler, ReadableLogHandler):
-            target.removeHandler(handler)
-        else:
-            target.addHandler(handler)
+    """The loggers' handlers as they were before `readable_console`, in their order."""
+    for target, handlers in swapped:
+        for handler in list(target.handlers):
+            if isinstance(handler, ReadableLogHandler):
+                target.removeHandler(handler)
+        for index, handler in enumerate(handlers):
+            if handler not in target.handlers:
+                target.handlers.insert(index, handler)
 
 
 class ReportingTaskStore:

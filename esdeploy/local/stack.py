@@ -24,7 +24,7 @@ from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
 from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
-from esdeploy.local.readable import Reporter, ReportingTaskStore, readable_console, restore_console
+from esdeploy.local.readable import Reporter, ReportingTaskStore, Swapped, readable_console, restore_console
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "esdeploy.log"
@@ -80,7 +80,7 @@ class LocalStack:
         self._state_lock: FolderLock | None = None
         self.cleaned = Cleaned()
         self._log_handler: logging.Handler | None = None
-        self._console_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+        self._console_handlers: Swapped = []
 
     def __enter__(self) -> LocalStack:
         self.start()

@@ -106,7 +106,7 @@ def test_the_apps_json_on_stdout_becomes_readable_lines_and_comes_back(reporter:
         "api       GET /health -> 200 (0.2 ms)",
         "warning   advance for an unknown deploy task  task_id=t9",
     ]
-    assert [set(target.handlers) for target in loggers] == [set(handlers) for handlers in before]
+    assert [list(target.handlers) for target in loggers] == before  # in their order too
 
 
 def _on_stdout(handler: logging.Handler) -> bool:
