@@ -31,7 +31,7 @@ QUERY_TIMEOUT_SECONDS = 120.0
 _ENDED = {"Failed", "Cancelled", "Timeout"}
 READS = frozenset({"GET", "HEAD"})
 # Shown as columns, or the same on every line of a task: left out of the key=value tail.
-_PLAIN = {"level", "location", "message", "timestamp", "service", "task_id", "xray_trace_id", "cold_start",
+_PLAIN = {"level", "location", "message", "timestamp", "service", "name", "task_id", "xray_trace_id", "cold_start",
           "function_name", "function_memory_size", "function_arn", "function_request_id", "sampling_rate"}
 
 

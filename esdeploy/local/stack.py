@@ -104,6 +104,10 @@ class LocalStack:
         aws_endpoint = self._moto.url
         # The app reads its settings (and Chalice its queue names) from the environment at import.
         os.environ.update(local_environment(aws_endpoint))
+        if self.reporter is not None:
+            # The EMF metric lines Powertools prints (for CloudWatch, which is not here) would be the
+            # only JSON left on the readable console; --log-format json keeps them.
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
         import boto3
         from botocore.config import Config
@@ -206,7 +210,8 @@ class LocalStack:
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.port) from None
             raise
-        self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
+        # The server itself, not chalice's wrapper, which prints "Serving on ..." (the ready line says it).
+        self._http_thread = threading.Thread(target=self._http.server.serve_forever, name="http", daemon=True)
         self._http_thread.start()
 
     # ---- EventBridge's part -----------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_an_unknown_profile_is_named_without_a_traceback(cli: Cli, profiles: Non
 def _line(task_id: str, message: str, **fields: Any) -> str:
     return json.dumps({"level": "INFO", "location": "x:1", "message": message,
                        "timestamp": "2026-01-01 00:00:01,000+0000", "service": "esdeploy", "task_id": task_id,
-                       **fields})
+                       "name": "chalicelib.services.tasks", **fields})
 
 
 @pytest.fixture
@@ -110,6 +110,7 @@ def test_logs_of_a_task_from_the_local_stacks_file(cli: Cli, log_file: Path) -> 
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert "task submitted" in lines[0] and "kind=deploy" in lines[0]
+    assert "name=" not in result.stdout  # the logger's name says nothing the columns do not
     assert "deploy step" in lines[1] and "stage=creating" in lines[1]
 
 

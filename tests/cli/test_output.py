@@ -132,3 +132,22 @@ def test_the_package_summary_keeps_the_content_hash_whole_in_a_narrow_pipe(tmp_p
     lines = plain_lines(narrow.file.getvalue())  # type: ignore[attr-defined]
     assert f"content sha256  {HASH}" in lines
     assert any(line.startswith("image           763104351884.dkr.ecr") for line in lines)
+
+
+def test_an_upload_into_a_pipe_prints_no_progress_bar_cut_at_80_columns(tmp_path: Path) -> None:
+    """A bar's last frame in a pipe was the URL cut with an ellipsis; the line after the upload says
+    where it went."""
+    import boto3
+    from moto import mock_aws
+
+    from esdeploy.s3upload import upload_artifact
+
+    archive, beside = tmp_path / "model.tar.gz", tmp_path / "manifest.json"
+    archive.write_bytes(b"x" * 4096)
+    beside.write_text("{}")
+    piped = Console(file=io.StringIO(), width=80, color_system=None)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="artifacts")
+        upload_artifact(archive, beside, "s3://artifacts/models", "m1", HASH, s3_client=s3, console=piped)
+    assert piped.file.getvalue() == ""  # type: ignore[attr-defined]

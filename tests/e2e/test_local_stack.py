@@ -203,8 +203,9 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     assert "http_method=GET" not in logged.stdout, "the CLI's own status polls are left out"
 
     # What the person who started `esdeploy local` saw meanwhile: one readable line per thing.
-    seen = [line[10:] for line in stack["handle"].log_path.read_text(errors="replace").splitlines()]
-    assert not [line for line in seen if line.lstrip().startswith("{")], "no JSON log line on the terminal"
+    terminal = stack["handle"].log_path.read_text(errors="replace").splitlines()
+    assert not [line for line in terminal if line.lstrip().startswith("{")], "no JSON line on the terminal"
+    seen = [line[10:] for line in terminal]  # without the time
     assert any(line.startswith("api       POST /deploy -> 200") and blue["task_id"] in line for line in seen)
     for told in (f"task      deploy {blue['task_id']} {model}: queued (pending)  deploy task accepted via http",
                  f"endpoint  {blue['endpoint_name']} Creating",
