@@ -58,8 +58,8 @@ class ApiRequestHandler(ChaliceRequestHandler):
         return self.server_version
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """No access log line: the app logs every request it answers ("http request"), and
-        `esdeploy local` shows that line."""
+        """No access log line: the app logs every request it answers ("http request"), this server
+        every answer it gives itself (`_send_json`), and `esdeploy local` shows those lines."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """http.server's own complaints (a bad request line) as a warning of the stack's. An idle
@@ -197,6 +197,13 @@ class ApiRequestHandler(ChaliceRequestHandler):
         self._send_json(error.CODE, {"detail": detail}, headers)
 
     def _send_json(self, code: int, body: dict[str, Any], headers: dict[str, Any]) -> None:
+        """An answer of this server's own (a refusal, or the gateway's 403/405), logged as the app
+        logs the requests it answers: one "http request" line, whoever answered."""
+        logger.info(
+            "http request",
+            extra={"http_method": self.command or "-", "route": (getattr(self, "path", "") or "-").split("?", 1)[0],
+                   "status_code": code, "answered_by": "local API server", "detail": body.get("detail")},
+        )
         data = json.dumps(body).encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

@@ -30,15 +30,18 @@ _SOURCE_WIDTH = 8  # "endpoint", the longest source
 
 
 def request_line(record: dict[str, Any]) -> tuple[str, str]:
-    """("api", text) of an "http request" log line; the route with its parameters filled in."""
+    """("api", text) of an "http request" log line; the route with its parameters filled in (a path
+    the local API server answered itself is the path as asked)."""
     route = str(record.get("route") or "?")
     try:
         path = route.format(**(record.get("path_params") or {}))
-    except (KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, ValueError, AttributeError):
         path = route
     text = f"{record.get('http_method', '?')} {path} -> {record.get('status_code', '?')}"
     if record.get("duration_ms") is not None:
         text += f" ({record['duration_ms']:g} ms)"
+    if record.get("answered_by"):
+        text += f" ({record['answered_by']}: {record.get('detail')})"
     about = [str(record[key]) for key in ("task_id", "embedding_model_id") if record.get(key)]
     if about:
         text += "  " + " of ".join(about)

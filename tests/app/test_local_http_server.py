@@ -3,6 +3,7 @@ refusal it makes itself in the API's `{"detail"}` shape. Real sockets on loopbac
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -65,12 +66,16 @@ def raw_exchange(server: Any, request: bytes, *, half_close: bool = True) -> tup
     ],
 )
 def test_what_the_server_refuses_itself_is_json_with_a_detail(
-    server: Any, request_bytes: bytes, status: int, needle: str
+    server: Any, request_bytes: bytes, status: int, needle: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="esdeploy.local.http_server")
     code, headers, body = raw_exchange(server, request_bytes)
     assert code == status
     assert headers["content-type"] == "application/json"
     assert set(body) == {"detail"} and needle in body["detail"], body
+    # Logged as the app logs the requests it answers (esdeploy local prints it as an `api` line).
+    [logged] = [r for r in caplog.records if r.getMessage() == "http request"]
+    assert (logged.status_code, logged.answered_by) == (status, "local API server")  # type: ignore[attr-defined]
 
 
 def test_a_path_no_route_has_is_the_gateways_403_in_our_shape(server: Any) -> None:

@@ -54,6 +54,15 @@ def test_a_request_is_one_line_and_repeated_polls_are_counted(reporter: Reporter
     ]
 
 
+def test_an_answer_of_the_local_server_itself_is_an_api_line_too(reporter: Reporter, out: io.StringIO) -> None:
+    reporter.log({"level": "INFO", "message": "http request", "http_method": "GET", "route": "/nope",
+                  "status_code": 403, "answered_by": "local API server",
+                  "detail": "Missing Authentication Token: no route answers GET /nope"})
+    assert said(out) == [
+        "api       GET /nope -> 403 (local API server: Missing Authentication Token: no route answers GET /nope)"
+    ]
+
+
 def test_steps_are_told_by_the_task_and_warnings_about_it_are_not_repeated(
     reporter: Reporter, out: io.StringIO, memory_adapters: wiring.Adapters
 ) -> None:
