@@ -266,3 +266,9 @@ def load() -> tuple[Needed, ...]:
 
 def functions() -> list[str]:
     return sorted({entry.function for entry in load()})
+
+
+def logical_id(function: str) -> str:
+    """A function's logical id in the packaged stack (Chalice's APIHandler, DeployWorker, ...; the
+    template's own EndpointLogRetention)."""
+    return "APIHandler" if function == "api_handler" else "".join(part.title() for part in function.split("_"))

@@ -17,9 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chalice.utils import to_cfn_resource_name
-
-from esdeploy.iam.code_calls import ECR_IMAGE, StageNames
+from esdeploy.iam.code_calls import ECR_IMAGE, StageNames, logical_id
 from esdeploy.iam.evaluation import CannotEvaluateError, Statement
 from tests.infra.infra_support import load_cfn
 
@@ -130,9 +128,6 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def logical_id(function: str) -> str:
-    """A function's logical id in the packaged template (Chalice's naming; infra/template.yaml's own)."""
-    return "APIHandler" if function == "api_handler" else to_cfn_resource_name(function)
 
 
 def template_functions() -> list[str]:

@@ -21,6 +21,8 @@ from infra_support import (
     wildcard_allowlist,
 )
 
+from esdeploy.iam.code_calls import logical_id
+
 POLICY_FILES = sorted((INFRA / "iam").glob("*.json"))
 
 
@@ -142,6 +144,7 @@ def test_each_packaged_function_role_carries_exactly_its_policy_file(packaged: A
             continue
         handler = function["Properties"]["Handler"].split(".", 1)[1]
         name = "api_handler" if handler == "app" else handler
+        assert logical == logical_id(name), "esdeploy doctor finds each function by this logical id"
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
         roles.add(role)
         props = resources[role]["Properties"]
