@@ -217,6 +217,19 @@ def test_an_image_the_execution_role_may_not_pull_fails_the_image_check(account:
     assert "ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on arn:aws:ecr:us-east-1:763104351884:repository/" in problem
 
 
+def test_an_ssm_prefix_without_the_stacks_parameter_says_to_deploy_again(account: Account) -> None:
+    ssm = account.client("ssm")
+    name = f"{TEST_ENV['ESDEPLOY_SSM_PREFIX']}/stack/artifact-bucket"
+    ssm.delete_parameter(Name=name)
+    try:
+        code, output = doctor()
+    finally:
+        ssm.put_parameter(Name=name, Value=TEST_ENV["ESDEPLOY_ARTIFACT_BUCKET"], Type="String")
+    assert code == 1
+    assert problems(output) == [line(output, "ssm")]
+    assert f"{name} does not exist" in line(output, "ssm") and "make deploy STAGE=test" in line(output, "ssm")
+
+
 def test_dead_letters_say_how_many_tasks_died_and_why(account: Account) -> None:
     dynamodb, sqs = account.client("dynamodb"), account.client("sqs")
     dynamodb.put_item(TableName=TEST_ENV["ESDEPLOY_TASKS_TABLE"], Item={
