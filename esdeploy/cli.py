@@ -424,7 +424,9 @@ def doctor(
     ctx: typer.Context,
     stage: Annotated[
         str,
-        typer.Option("--stage", envvar="ESDEPLOY_STAGE", help="The deployed stage to check (stack esdeploy-STAGE)."),
+        typer.Option(
+            "--stage", envvar="ESDEPLOY_STAGE", metavar="STAGE", help="The stage to check (stack esdeploy-STAGE)."
+        ),
     ] = "dev",
 ) -> None:
     """Check, read-only, that the account and a deployed stage are ready: one line per check, exit 1 on a problem."""

@@ -229,7 +229,7 @@ class Doctor:
         try:
             answer = self._http_get(url, self._session, self.region)
         except Exception as error:  # the API's own errors, unreachable, unsigned: all one line
-            yield Finding("api", False, f"GET {url}health: {error}",
+            yield Finding("api", False, f"GET {url.rstrip('/')}/health: {error}",
                           "the caller needs execute-api:Invoke on the API (docs/infra.md, \"Every stage: IAM\")"
                           if "403" in str(error) else "check the API stage in the API Gateway console")
             return
@@ -254,10 +254,11 @@ class Doctor:
             yield Finding("functions", False, f"{stack} has no function for {', '.join(missing)}",
                           f"{self._redeploy} from this checkout")
             return
-        self._stage.names = self._names()
+        # The checks after this one read the stage's names from its outputs (the outputs check names any missing).
+        self._stage.names = self._names() if all(name in self._stage.outputs for name in OUTPUTS) else None
         yield Finding("functions", True, f"{len(self._stage.functions)} functions, each with its own role")
 
-    def _names(self) -> StageNames | None:
+    def _names(self) -> StageNames:
         outputs = self._stage.outputs
         environment = self._stage.functions["deploy_worker"].environment
         return StageNames(
