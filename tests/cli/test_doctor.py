@@ -263,6 +263,21 @@ def test_before_the_first_deploy_the_account_is_checked_all_the_same(account: Ac
     assert "role deploy_worker" not in output
 
 
+def test_a_stack_that_is_not_a_whole_esdeploy_stack_names_what_it_lacks(account: Account) -> None:
+    """A stack of tables and queues only (the embedded AWS without its account part): no outputs, no
+    functions; each says so, and what needs them is left out."""
+    bare = {**TEST_ENV, "ESDEPLOY_STAGE": "bare", **{k: v.replace("-test-", "-bare-") for k, v in TEST_ENV.items()
+                                                     if k.endswith(("_TABLE", "_QUEUE", "_BUCKET"))}}
+    create_resources(account.session, bare)
+    result = CliRunner().invoke(app, ["doctor", "--stage", "bare"])
+    assert result.exit_code == 1, result.output
+    output = result.stdout
+    assert line(output, "stack").startswith("ok")
+    assert "esdeploy-bare lacks the outputs Stage, ResourcePrefix" in line(output, "outputs")
+    assert "has no function for api_handler" in line(output, "functions")
+    assert "role deploy_worker" not in output and "Traceback" not in result.output
+
+
 def test_an_unknown_profile_is_exit_5_before_any_check(account: Account) -> None:
     result = CliRunner().invoke(app, ["--profile", "nosuch-profile", "doctor", "--stage", STAGE])
     assert result.exit_code == 5
