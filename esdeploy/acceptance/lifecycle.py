@@ -146,9 +146,8 @@ class Lifecycle:
         # A swap refused by Application Auto Scaling's validation is this step's finding, not the
         # run's end: the model is still live on v1, so the steps after it still measure their facts.
         events = task["events"]
-        refused_at_swap = (
-            task["status"] == "failed" and first_at(events, "swapping") is not None and first_at(events, "baking") is None
-        )
+        swapped, baked = first_at(events, "swapping"), first_at(events, "baking")
+        refused_at_swap = task["status"] == "failed" and swapped is not None and baked is None
         self._expect(step, task, task["status"] == "done", stop=not refused_at_swap)
 
     def delete_while_creating(self) -> None:

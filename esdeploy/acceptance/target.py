@@ -7,7 +7,7 @@ shows are then reported as not measurable, and v2's alarm is forced with the mis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from esdeploy import s3upload
@@ -34,9 +34,13 @@ class Target:
     resource_prefix: str | None = None
     # The embedded AWS of esdeploy local (its misbehave switch); None on AWS.
     aws_endpoint: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def aws(self, service: str) -> Any:
-        return self.client.aws_client(service)
+        """One boto3 client per service for the whole run (the teardown's checks ask many times)."""
+        if service not in self._clients:
+            self._clients[service] = self.client.aws_client(service)
+        return self._clients[service]
 
     @property
     def metrics_namespace(self) -> str:
