@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.text import Text
 
 from esdeploy.acceptance.artifact import DEFAULT_MODEL_ID, MINILM, Artifact, ArtifactError, package_minilm, read_archive
-from esdeploy.acceptance.facts import LIFECYCLE_FACTS, LOCAL_PROBE_LIMIT, PROBE, PROBE_FACTS, Findings
+from esdeploy.acceptance.facts import LIFECYCLE_FACTS, LOCAL_PROBE_LIMIT, PROBE, PROBE_FACTS, Findings, Outcome
 from esdeploy.acceptance.lifecycle import Lifecycle, Options, StepFailedError
 from esdeploy.acceptance.observer import EventObserver
 from esdeploy.acceptance.plan import DEFAULT_CREATION_MINUTES, Plan
 from esdeploy.acceptance.prices import UnknownInstanceTypeError, cheapest_cpu_type, price_of
-from esdeploy.acceptance.probe import InferenceComponentsProbe, ProbeNames
+from esdeploy.acceptance.probe import InferenceComponentsProbe, ProbeNames, component_events
 from esdeploy.acceptance.report import Report
 from esdeploy.acceptance.target import Target, TargetError, resolve_target
 from esdeploy.acceptance.teardown import OBSERVER_PREFIX, RUN_TAG, Scope, Teardown
@@ -75,6 +75,7 @@ class Acceptance:
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
+        self._probe_findings: Findings | None = None
         self.started = self.clock()
         self.run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
 
@@ -179,6 +180,7 @@ class Acceptance:
         findings = Findings(LIFECYCLE_FACTS, local=target.local)
         findings.local_limits()
         probe_findings = Findings(PROBE_FACTS, local=False) if request.probes else None
+        self._probe_findings = probe_findings
         report = Report(
             run_id=self.run_id,
             started_at=_iso(self.started),
@@ -275,6 +277,11 @@ class Acceptance:
         if lifecycle is not None:
             try:
                 lifecycle.record_events()
+                probe = self._probe_findings
+                if probe is not None and probe.found["component_events"].outcome == Outcome.MEASURED:
+                    # Events that arrived after the probe's own look count too.
+                    components = ProbeNames(self.run_id).components
+                    probe.measured("component_events", component_events(observer.seen, components))
             except Exception as error:
                 self.say(f"reading the observer's events failed: {type(error).__name__}: {error}")
         scope = Scope(
@@ -310,7 +317,8 @@ class Acceptance:
     def _teardown(self, target: Target, scope: Scope) -> Teardown:
         return Teardown(
             target, scope, self.say, timeout=self.request.teardown_timeout_seconds,
-            interval=min(self.client.poll_interval * 2, 5.0), clock=self.clock, sleep=self.sleep,
+            interval=min(self.client.poll_interval * 2, 5.0), recheck_seconds=2.0 if target.local else 20.0,
+            clock=self.clock, sleep=self.sleep,
         )
 
     def _resource_prefix(self, model_id: str) -> str | None:

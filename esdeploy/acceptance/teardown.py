@@ -52,6 +52,7 @@ class Teardown:
         *,
         timeout: float = 3600,
         interval: float = 5.0,
+        recheck_seconds: float = 20.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -60,6 +61,9 @@ class Teardown:
         self.say = say
         self.timeout = timeout
         self.interval = interval
+        # Between two rounds of checks (a dozen List/Describe calls): an endpoint that was Creating
+        # takes minutes to go, and SageMaker throttles List* per account.
+        self.recheck_seconds = recheck_seconds
         self.clock = clock
         self.sleep = sleep
 
@@ -182,7 +186,7 @@ class Teardown:
             if not left or self.clock() >= deadline:
                 return left
             self.say(f"teardown: waiting for {len(left)} thing(s) to go: {'; '.join(left[:3])}")
-            self.sleep(self.interval * 2)
+            self.sleep(self.recheck_seconds)
 
     def leftovers(self) -> list[str]:
         """Everything in scope that AWS (and the esdeploy API) still shows, each named."""
