@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
+from esdeploy.acceptance.cli_command import acceptance as acceptance_command
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
@@ -557,6 +558,9 @@ def package(
                       soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+app.command(name="acceptance")(acceptance_command)
 
 
 def require_extra(extra: str, command: str) -> None:
