@@ -32,9 +32,10 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         Exit.FAILED,
         "failed",
         "with `--wait`: the task ended `failed` (its `detail` says why; the green variant was cleaned up). "
-        "`package`: packaging, the upload or the upload check failed. `local`: the stack could not start "
-        "(e.g. the port is taken). `package` / `local`: the extra they need (`esdeploy[package]`, "
-        "`esdeploy[local]`) is not installed; the message says what to install",
+        "`doctor`: a check found a problem. `package`: packaging, the upload or the upload check failed. "
+        "`local`: the stack could not start (e.g. the port is taken). `package` / `local`: the extra they "
+        "need (`esdeploy[package]`, `esdeploy[local]`) is not installed; the message says what to install. "
+        "`acceptance`: a step did not go as documented, or something of the run is left (both named)",
     ),
     ExitCode(
         Exit.USAGE,
@@ -59,7 +60,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         "a task that cannot be canceled or promoted any more: 409; a body it refused: 4xx; its own fault: "
         "5xx), the API unreachable, or `--iam` without credentials or region, or with an unknown "
         "`--profile` / `AWS_PROFILE`; `logs`: no log line matched, or the log file or CloudWatch Logs "
-        "could not be read",
+        "could not be read; `doctor`: no credentials, region or profile to ask AWS with",
     ),
     ExitCode(
         Exit.REFUSED, "refused", "with `--wait`: the task ended `refused` (e.g. nothing to delete, the live-model cap)"
@@ -67,7 +68,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(
         Exit.INTERRUPTED,
         "interrupted",
-        "Ctrl-C while waiting; the task goes on (`esdeploy status ID --wait` picks it up again)",
+        "Ctrl-C while waiting; the task goes on (`esdeploy status ID --wait` picks it up again). "
+        "`acceptance`: Ctrl-C, after it tore down what the run made",
     ),
 )
 
