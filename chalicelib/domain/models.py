@@ -13,7 +13,7 @@ class TaskKind(StrEnum):
 
 
 class TaskStatus(StrEnum):
-    """The seed's public status enum."""
+    """A task's public status: Embedding Studio's enum."""
 
     PENDING = "pending"
     PROCESSING = "processing"
@@ -395,3 +395,5 @@ class Alias:
     version: int = 0
     live_content_hash: str | None = None
     previous_content_hash: str | None = None
+    # The deploy task that made the previous variant live: the alias's `task_id` again after a rollback.
+    previous_task_id: str | None = None

@@ -216,8 +216,8 @@ class DeployWorker:
             self._fail(
                 task,
                 TaskStatus.REFUSED,
-                f"{len(full)} models are deployed or being deployed ({shown}), the cap is {cap} "
-                "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap",
+                f"{len(full)} models are deployed or being deployed ({shown}), the stage's cap is {cap}: "
+                "delete a model or raise the cap",
             )
             return
         capacity = self._match_live_capacity(task)
@@ -352,8 +352,7 @@ class DeployWorker:
             self._fail(
                 task,
                 TaskStatus.FAILED,
-                f"smoke test: the endpoint did not answer the probe texts in {timeout} s "
-                "(ESDEPLOY_SMOKE_TIMEOUT_SECONDS)",
+                f"smoke test: the endpoint did not answer the probe texts within the stage's {timeout} s",
             )
             return
         except InvocationError as error:
@@ -459,6 +458,7 @@ class DeployWorker:
                 swapped_at=self.clock.now(),
                 live_content_hash=config.content_hash,
                 previous_content_hash=current.live_content_hash if current else None,
+                previous_task_id=current.task_id if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
@@ -505,8 +505,8 @@ class DeployWorker:
         assert ends is not None
         detail += (
             f"; baking until {iso(ends)} ({_duration(bake)}): {blue} stays up for a rollback in one write, "
-            f"{watching} are watched every {_duration(self.settings.bake_check_seconds)} "
-            "(ESDEPLOY_BAKE_CHECK_SECONDS); any of them in ALARM rolls back to " + blue
+            f"{watching} are watched every {_duration(self.settings.bake_check_seconds)}; "
+            "any of them in ALARM rolls back to " + blue
         )
         task.polls = 0
         task.record(at=now, stage=Stage.BAKING, detail=detail)
@@ -581,7 +581,7 @@ class DeployWorker:
                 task.embedding_model_id,
                 current.previous_variant,
                 None,
-                current.task_id,
+                current.previous_task_id,  # the task of the variant live again, not the rolled-back one
                 self.clock.now(),
                 live_content_hash=current.previous_content_hash,
             )
@@ -669,8 +669,8 @@ class DeployWorker:
     def _deadline_detail(self, task: Task) -> str:
         minutes = self.settings.deploy_deadline_seconds / 60
         return (
-            f"deploy deadline of {minutes:g} min passed in stage {task.stage.value} "
-            f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
+            f"the stage's deploy deadline of {minutes:g} min passed in stage {task.stage.value}; "
+            "the green variant is torn down"
         )
 
 

@@ -24,7 +24,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import IntakeRequest, resume
 from chalicelib.domain.models import ModelLock, Promotion, Stage, Task, TaskKind, TaskStatus, iso
-from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
+from chalicelib.ports import Aliases, Artifacts, Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # A cancel or promote races the deploy worker's steps (one write every few seconds at first): it
 # reads again and decides again this many times before it gives up and says so.
 WRITE_ATTEMPTS = 5
+
+# What makes a variant's endpoint what it is, besides its artifact.
+VARIANT_SHAPE = ("instance_type", "initial_instance_count", "image_uri")
 
 DISPATCH_FAILED = {
     TaskKind.DEPLOY: "Failed to create and send model deployment task",
@@ -59,6 +62,7 @@ class TaskService:
     settings: Settings
     store: TaskStore
     locks: ModelLocks
+    aliases: Aliases
     outbox: Outbox
     writer: TaskWriter
     clock: Clock
@@ -140,10 +144,12 @@ class TaskService:
         """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
         next step (tearing green down), which this wakes with a fresh Advance. During the bake (green
         live, blue still up) the worker rolls the alias back to blue first. After the bake the task
-        is done: there is nothing left to cancel."""
+        is done: there is nothing left to cancel. A task that ended canceled is answered as it stands."""
         return self._write_deploy_task(task_id, "cancel", self._cancel)
 
     def _cancel(self, task: Task) -> Task:
+        if task.status == TaskStatus.CANCELED:
+            return task  # asked again (a retry, a second click): it is what was asked for, as with promote
         if task.status.is_terminal:
             raise InvalidStateError(f"Deployment task `{task.task_id}` is already {task.status.value}")
         if task.cancel_requested:
@@ -251,6 +257,8 @@ class TaskService:
         if refused is not None:
             # Stored all the same, so that it is found by its id like any other request, never lost.
             task.record(at=now, status=TaskStatus.REFUSED, detail=refused)
+        elif kind == TaskKind.DEPLOY and (note := self._same_as_live(task)) is not None:
+            task.record(at=now, detail=note)
         try:
             stored = self.store.create(task)
         except TaskAlreadyExistsError:
@@ -267,6 +275,27 @@ class TaskService:
             logger.warning("request refused", extra={**_log_keys(stored), "detail": refused})
             return stored
         return self._dispatch(stored)
+
+    def _same_as_live(self, task: Task) -> str | None:
+        """A deploy of the very artifact the live variant serves: a whole blue/green swap (a new
+        endpoint, minutes of GPU time) for the same content. Legitimate (to change the instance
+        type, or to replace a degraded endpoint), so not refused; said at once, in the task's first
+        answer, with what does change."""
+        content = task.config.get("content_hash")
+        alias = self.aliases.get(task.embedding_model_id)
+        if not content or alias is None or not alias.live_variant or alias.live_content_hash != content:
+            return None
+        live = self.store.get(alias.task_id) if alias.task_id else None
+        changes = [
+            f"{key} {live.config.get(key)} -> {task.config.get(key)}"
+            for key in VARIANT_SHAPE
+            if live is not None and live.config.get(key) != task.config.get(key)
+        ]
+        what = "changes only " + ", ".join(changes) if changes else "changes nothing else either"
+        return (
+            f"{alias.live_variant} serves this artifact already (content {content[:12]}): this deploy replaces "
+            f"it with a new endpoint of the same content and {what}; cancel the task if that is not what you meant"
+        )
 
     def _replay(self, existing: Task, fingerprint: str) -> Task:
         if existing.request_hash != fingerprint:
