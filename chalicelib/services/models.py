@@ -91,11 +91,18 @@ class ModelActions:
                     '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
                 )
             answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
-            return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
+            return {
+                "model": embedding_model_id,
+                **answer,
+                "endpoint_name": waiting.variant,
+                "target": "candidate",
+                "task_id": waiting.task_id,
+            }
         live = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id).live_variant
         assert live is not None
         answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
-        return {**answer, "endpoint_name": live}
+        # TEI's answer names no model; the handler's names the manifest's, which the gate held equal to this one.
+        return {"model": embedding_model_id, **answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
         """Point the alias back at the previous variant while it still exists; one conditional write.

@@ -22,6 +22,7 @@ import requests
 
 from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
 from chalicelib.adapters.sagemaker_shapes import endpoint_arn, platform_status
+from chalicelib.adapters.serving_wire import AnswerError, decode_answer_bytes, error_text
 from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
@@ -35,6 +36,7 @@ from esdeploy.local import endpoint
 from esdeploy.local.environment import CREATION_SECONDS
 from esdeploy.local.invocation_metrics import InvocationRecords
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
+from esdeploy.local.serving_processes import serving_process
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +153,9 @@ class LocalHosting:
         if answer.status_code >= 400:
             raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
         try:
-            body = answer.json()
-        except ValueError as exc:
-            raise InvocationError(f"endpoint {name} answered something that is not JSON") from exc
-        if not isinstance(body, dict):
-            raise InvocationError(f"endpoint {name} answered a JSON {type(body).__name__}, not an object")
-        return body
+            return decode_answer_bytes(answer.content).as_dict()
+        except AnswerError as error:
+            raise InvocationError(f"endpoint {name} answered no usable embeddings: {error}") from None
 
     def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
         """SageMaker Runtime's InvokeEndpoint for the embedded AWS: the container's status, body and type.
@@ -255,8 +254,7 @@ class LocalHosting:
         except TerminalHostingError as error:
             self._settle(variant, EndpointState.FAILED, str(error))
             return
-        command = [self._python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        command, env = serving_process(variant.spec, artifact, self._python)
         with self._lock:
             if variant.spec.name not in self._variants:
                 return  # deleted while downloading
@@ -371,11 +369,5 @@ def _micros_since(started: float) -> int:
 
 
 def _detail_of(answer: requests.Response) -> str:
-    """The local endpoint says `{"detail": ...}` (esdeploy.local.endpoint); anything else as text."""
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return body["detail"]
-    return answer.text[:500]
+    """What the serving process said, in either serving's words (serving_wire.error_text)."""
+    return error_text(answer.content)[:500]

@@ -28,7 +28,7 @@ def template(stage: str, security: list[Any] | None) -> dict[str, Any]:
     return {
         "Parameters": {name: {"Type": "String"} for name in (
             "Stage", "ResourcePrefix", "ArtifactPrefix", "SsmPrefix", "ServingImageAccount",
-            "ServingImageRepository")},
+            "ServingImageRepository", "TeiImageAccount")},
         "Resources": {
             "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {"Environment": {"Variables": {
                 "ESDEPLOY_STAGE": stage,
@@ -56,6 +56,7 @@ def test_pins_parameters_from_the_function_environment() -> None:
         "SsmPrefix": "/esdeploy/dev",
         "ServingImageAccount": "763104351884",
         "ServingImageRepository": "huggingface-pytorch-inference",
+        "TeiImageAccount": "141502667606",
     }
     assert done["Rules"]["PackagedStage"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "Stage"}, "dev"]}
 
