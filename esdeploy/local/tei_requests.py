@@ -72,10 +72,27 @@ def parse_embed_request(body: bytes, content_type: str | None) -> EmbedRequest:
         raise BodyRejection(422, f"Failed to deserialize the JSON body into the target type: {error}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BodyRejection(400, f"Failed to parse the request body as JSON: {error}") from None
+    if _has_lone_surrogate(data):
+        # Python's json takes "\ud800" as a string; serde_json refuses it as it parses.
+        raise BodyRejection(400, "Failed to parse the request body as JSON: lone leading surrogate in hex escape")
     try:
         return _embed_request(data)
     except _DataError as error:
         raise BodyRejection(422, f"Failed to deserialize the JSON body into the target type: {error}") from None
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(data, list):
+        return any(_has_lone_surrogate(item) for item in data)
+    if isinstance(data, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(value) for key, value in data.items())
+    return False
 
 
 def _embed_request(data: Any) -> EmbedRequest:
