@@ -17,10 +17,14 @@ from esdeploy.local import endpoint, tei_standin
 MODULES = {Serving.HANDLER: endpoint.__name__, Serving.TEI: tei_standin.__name__}
 
 
-def serving_process(spec: VariantSpec, artifact: Path, python: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of the process that serves `spec` from `artifact` on a free port."""
-    command = [python, "-u", "-m", MODULES[spec.serving], "--artifact", str(artifact), "--port", "0"]
+def serving_process(spec: VariantSpec | None, artifact: Path, python: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of the process that serves `spec` (None: a handler variant) from
+    `artifact` on a free port. Both processes take the same options (`--workdir`, `--parent-pid` too)."""
+    serving = spec.serving if spec is not None else Serving.HANDLER
+    command = [python, "-u", "-m", MODULES[serving], "--artifact", str(artifact), "--port", "0"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if spec is None:
+        return command, env
     if spec.serving is Serving.TEI:
         env.update(container_environment(Serving.TEI, spec.dtype))
         if spec.dtype is None and processor_of(spec.instance_type) is Processor.GPU:

@@ -13,17 +13,18 @@ MAX_BATCH_TOKENS, PAYLOAD_LIMIT), reads the model folder TEI's way (esdeploy.loc
   text (415, 400, 422, 413);
 - POST /esdeploy/misbehave: the local-only misbehave switch (esdeploy.local.misbehave), as the handler's endpoint.
 
-Its HTTP behaviour is checked against TEI's own OpenAPI document of that version (tests/data/tei), and it prints
-the same start-up lines as esdeploy.local.endpoint, which the local hosting waits for. Loopback only.
+Its HTTP behaviour is checked against TEI's own OpenAPI document of that version (shared/tei), and it prints
+the same start-up lines as esdeploy.local.endpoint, which the local hosting waits for, and lives as it does (the
+same `--workdir` and `--parent-pid`: it never outlives the stack that started it). Loopback only.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from chalicelib.adapters.serving_wire import SAGEMAKER_MODEL_DIR
@@ -42,6 +42,7 @@ from chalicelib.domain.serving import TEI_MAX_CLIENT_BATCH_SIZE, TEI_VERSION
 from esdeploy.artifact_check import extract_archive
 from esdeploy.local.endpoint import FAILED, LISTENING, READY, require_loopback
 from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
+from esdeploy.local.lifeline import Lifeline
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 from esdeploy.local.tei_model import TeiLoadError, TeiModel, TeiRequestError, read_folder
 from esdeploy.local.tei_requests import BodyRejection, EmbedRequest, parse_embed_request
@@ -343,23 +344,32 @@ def model_folder(settings: TeiSettings, extracted: Path) -> Path:
     )
 
 
-class _Stop(BaseException):
-    """Raised from the signal handler to abandon a model load."""
+def serve(
+    artifact: Path, host: str, port: int, env: Mapping[str, str], workdir: Path | None = None,
+    parent_pid: int | None = None,
+) -> int:
+    """Extract, bind, load, serve until told to stop; always removes the working folder. The same life as
+    esdeploy.local.endpoint's: `workdir` (the local stack passes one inside its state folder) or a new temporary
+    one, held by a lock; with `parent_pid` it stops when the stack that started it is gone (esdeploy.local.lifeline)."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(workdir, ENDPOINT_LOCK)
+    lock.try_acquire()
+    lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))
+    serving = threading.Event()
 
+    def abandon(reason: str) -> None:
+        logger.warning("ending at once (%s); removing %s", reason, workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        _flush_quietly()
+        os._exit(0)
 
-def serve(artifact: Path, host: str, port: int, env: Mapping[str, str]) -> int:
-    """Extract, bind, load, serve until SIGTERM/SIGINT; always removes the temporary folder."""
-    workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
-    FolderLock(workdir, ENDPOINT_LOCK).try_acquire()  # the stack's housekeeping leaves a held folder alone
-    stop = threading.Event()
-    loading = True
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        if loading:
-            raise _Stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    lifeline = Lifeline(abandon, orderly=serving.is_set, parent_pid=parent_pid)
+    lifeline.start()
+    if lifeline.parent_gone():
+        abandon(f"its stack (pid {parent_pid}) was gone at start")
     server: TeiServer | None = None
     try:
         settings = TeiSettings.from_environment(env)
@@ -371,25 +381,29 @@ def serve(artifact: Path, host: str, port: int, env: Mapping[str, str]) -> int:
         _announce(f"{LISTENING} http://{host}:{bound} (workdir {workdir}; TEI {TEI_VERSION} stand-in)")
         folder = read_folder(model_folder(settings, extracted), settings.pooling)
         state.model = TeiModel(folder, settings.dtype)
-        loading = False
+        serving.set()
+        if lifeline.stop.is_set():
+            return 0
         state.ready.set()
         _announce(f"{READY} TEI stand-in, {folder.pooling} pooling, {settings.dtype}, on port {bound}")
-        stop.wait()
-        return 0
-    except _Stop:
+        lifeline.stop.wait()
         return 0
     except Exception as exc:
         logger.exception("TEI stand-in failed")
-        _announce(f"{FAILED} {type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):  # nobody may be reading any more (a killed stack's pipe)
+            _announce(f"{FAILED} {type(exc).__name__}: {exc}")
         return 1
     finally:
-        loading = False
         if server is not None:
             server.shutdown()
             server.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 def _announce(line: str) -> None:
@@ -402,17 +416,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact folder")
     parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--workdir", type=Path, help="folder to extract into (default: a new temporary folder)")
+    parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = require_loopback(args.host)
     if not args.artifact.exists():
         parser.error(f"{args.artifact} does not exist")
-    return serve(args.artifact, host, args.port, os.environ)
+    return serve(args.artifact, host, args.port, os.environ, args.workdir, args.parent_pid)
 
 
 if __name__ == "__main__":
     status = main()
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_quietly()
     os._exit(status)  # cleaned up already; skipping torch's teardown saves seconds on every swap
