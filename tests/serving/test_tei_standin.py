@@ -185,3 +185,43 @@ def test_schemathesis_invalid_requests_are_refused_without_a_server_error(tei: R
                         "--checks", "not_a_server_error,negative_data_rejection", "--max-examples", "30")
 
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+
+
+DYING_STACK = """
+import os, signal, sys
+from pathlib import Path
+from chalicelib.domain.serving import Serving
+from chalicelib.ports import VariantSpec
+from esdeploy.local.hosting import start_endpoint_process
+spec = VariantSpec("esdlocal-tiny-0-1", "tiny", "t", "", "", "ml.c6i.large", 1, serving=Serving.TEI)
+process = start_endpoint_process(Path(sys.argv[1]), Path(sys.argv[2]), sys.executable, spec)
+print(process.pid, flush=True)
+for line in process.stdout:
+    if line.startswith(sys.argv[3]):
+        break
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_tei_variant_never_outlives_the_stack_that_started_it(tiny_st_model_dir: Path, tmp_path: Path) -> None:
+    """The local hosting starts the stand-in for a tei variant, with the endpoint's lifeline: a stack killed
+    with `kill -9` while it serves takes the stand-in with it, and its folder."""
+    from esdeploy.local.endpoint import READY
+    from tests.serving.test_local_endpoint_lifeline import alive, wait_gone
+
+    workdir = tmp_path / "state" / "endpoints" / "esdlocal-tiny-0-1" / "run"
+    stack = subprocess.Popen(
+        [sys.executable, "-c", DYING_STACK, str(tiny_st_model_dir), str(workdir), READY],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"},
+    )
+    assert stack.stdout is not None
+    pid = int(stack.stdout.readline())
+    try:
+        assert "esdeploy.local.tei_standin" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        assert stack.wait(timeout=120) == -signal.SIGKILL  # after the stand-in said it is ready
+        assert wait_gone(pid, timeout=30), f"the TEI stand-in {pid} outlived its stack"
+        assert not workdir.exists()
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
