@@ -16,6 +16,7 @@ from chalicelib.domain.models import (
     Task,
     TaskKind,
 )
+from chalicelib.domain.serving import Dtype, Serving
 
 
 class TaskStore(Protocol):
@@ -144,6 +145,9 @@ class VariantSpec:
     # rather than billing until the deploy deadline; None leaves the platform's own default.
     startup_timeout_seconds: int | None = None
     download_timeout_seconds: int | None = None
+    # What runs in the container (its image is `image_uri`), and the precision asked for (None: its default).
+    serving: Serving = Serving.HANDLER
+    dtype: Dtype | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,10 @@ class Hosting(Protocol):
     def describe(self, name: str) -> VariantStatus: ...
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
-        """Send one JSON embedding request; InvocationError if the answer is not usable.
-        With `timeout_seconds`: InvocationTimeoutError when no answer came in that time."""
+        """Send one JSON embedding request; the answer decoded, whichever serving gave it:
+        `{"embeddings", "dimension", "serving"}` and `model` when the serving names it.
+        InvocationError if the answer is not usable. With `timeout_seconds`: InvocationTimeoutError when
+        no answer came in that time."""
         ...
 
     def delete_variant(self, name: str) -> None:

@@ -5,6 +5,10 @@ rollback and delete). An Embedder caches it for a short TTL. When SageMaker refu
 endpoint (ValidationError: it was torn down after a swap, or a rollback moved the alias away),
 it reads the alias again once and, if the alias moved, sends the same request to the new
 endpoint: a caller does not fail across a swap, a rollback or the old variant's teardown.
+
+Either serving may answer (the alias can move from a handler variant to a TEI one): answers are read by
+chalicelib.adapters.serving_wire, and a batch goes out in requests of at most 32 texts (TEI's
+MAX_CLIENT_BATCH_SIZE), all to one endpoint, so that every vector of one answer comes from one variant.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.serving_wire import AnswerError, decode_answer_bytes
 from chalicelib.domain.names import alias_parameter
+from chalicelib.domain.serving import SAFE_TEXTS_PER_REQUEST
 
 DEFAULT_ALIAS_TTL_SECONDS = 10.0
 _JSON = "application/json"
@@ -52,12 +58,18 @@ class EndpointRefusedError(EmbedderError):
 
 @dataclass(frozen=True)
 class Embeddings:
-    """One answer: a vector per input text, and which endpoint (variant) computed them."""
+    """One answer: a vector per input text, and which endpoint (variant) computed them; `answer` is the
+    decoded answer (`embeddings`, `dimension`, `serving`, and `model` when the serving names it)."""
 
     vectors: list[list[float]]
     dimension: int
     endpoint_name: str
     answer: dict[str, Any]
+
+    @property
+    def serving(self) -> str:
+        """Which serving answered: "handler" or "tei"."""
+        return str(self.answer["serving"])
 
 
 class Embedder:
@@ -72,6 +84,7 @@ class Embedder:
         ssm_prefix: str,
         ttl_seconds: float = DEFAULT_ALIAS_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        max_texts_per_request: int = SAFE_TEXTS_PER_REQUEST,
     ) -> None:
         self.embedding_model_id = embedding_model_id
         self.parameter = alias_parameter(ssm_prefix, embedding_model_id)
@@ -79,6 +92,9 @@ class Embedder:
         self._runtime = runtime
         self._ttl = ttl_seconds
         self._clock = clock
+        if max_texts_per_request < 1:
+            raise ValueError("max_texts_per_request must be at least 1")
+        self._batch = max_texts_per_request
         self._lock = threading.Lock()
         self._cached: tuple[str, float] | None = None  # endpoint name, read at
         self.re_resolved = 0  # how often a refused endpoint sent it back to SSM (and the alias had moved)
@@ -94,13 +110,15 @@ class Embedder:
     def embed(self, texts: Sequence[str], *, normalize: bool | None = None) -> Embeddings:
         if isinstance(texts, str) or not texts:
             raise ValueError("texts must be a non-empty list of strings")
-        payload: dict[str, Any] = {"inputs": list(texts)}
-        if normalize is not None:
-            payload["normalize"] = normalize
-        body = json.dumps(payload).encode("utf-8")
+        options: dict[str, Any] = {} if normalize is None else {"normalize": normalize}
+        texts = list(texts)
+        bodies = [
+            json.dumps({"inputs": texts[start:start + self._batch], **options}).encode("utf-8")
+            for start in range(0, len(texts), self._batch)
+        ]
         endpoint = self.endpoint_name()
         try:
-            return self._invoke(endpoint, body)
+            return self._invoke(endpoint, bodies)
         except ClientError as error:
             if _code(error) != _ENDPOINT_GONE:
                 raise _refused(endpoint, error) from None
@@ -110,7 +128,8 @@ class Embedder:
         with self._lock:
             self.re_resolved += 1
         try:
-            return self._invoke(moved_to, body)
+            # All of the batch again, on the new variant: one answer never mixes two versions' vectors.
+            return self._invoke(moved_to, bodies)
         except ClientError as error:
             raise _refused(moved_to, error) from None
 
@@ -128,18 +147,17 @@ class Embedder:
             self._cached = (name, self._clock())
         return name
 
-    def _invoke(self, endpoint: str, body: bytes) -> Embeddings:
-        response = self._runtime.invoke_endpoint(EndpointName=endpoint, ContentType=_JSON, Accept=_JSON, Body=body)
-        raw = response["Body"].read()
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise EmbedderError(f"endpoint `{endpoint}` answered a body that is not JSON: {raw[:200]!r}") from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("embeddings"), list):
-            raise EmbedderError(f"endpoint `{endpoint}` answered without an embeddings list: {str(answer)[:200]}")
-        vectors = answer["embeddings"]
-        dimension = int(answer.get("dimension") or (len(vectors[0]) if vectors else 0))
-        return Embeddings(vectors=vectors, dimension=dimension, endpoint_name=endpoint, answer=answer)
+    def _invoke(self, endpoint: str, bodies: Sequence[bytes]) -> Embeddings:
+        answers = []
+        for body in bodies:
+            response = self._runtime.invoke_endpoint(EndpointName=endpoint, ContentType=_JSON, Accept=_JSON, Body=body)
+            try:
+                answers.append(decode_answer_bytes(response["Body"].read()))
+            except AnswerError as error:
+                raise EmbedderError(f"endpoint `{endpoint}` answered no usable embeddings: {error}") from None
+        vectors = [vector for answer in answers for vector in answer.vectors]
+        answer = {**answers[0].as_dict(), "embeddings": vectors}
+        return Embeddings(vectors=vectors, dimension=answers[0].dimension, endpoint_name=endpoint, answer=answer)
 
 
 def _code(error: ClientError) -> str:

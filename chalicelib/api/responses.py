@@ -87,6 +87,13 @@ class DeployConfigOut(Wire):
     max_model_latency_ms: int | SkipJsonSchema[None] = Field(
         default=None, ge=1, description="The request's threshold of esdeploy's latency alarm (else the stage's)"
     )
+    serving: Literal["handler", "tei"] = Field(
+        default="handler",
+        description="What runs in the endpoint: esdeploy's handler, or text-embeddings-inference (TEI)",
+    )
+    dtype: Literal["float16", "float32"] | SkipJsonSchema[None] = Field(
+        default=None, description="The precision the request asked for (else the serving's default)"
+    )
 
 
 class NoConfig(Wire):
@@ -242,9 +249,10 @@ class InvokeOut(Wire):
     """The live variant's answer, and which variant gave it."""
 
     embeddings: list[list[float]] = Field(description="One vector per input, in input order")
-    model: str = Field(description="The model id the endpoint's manifest names")
+    model: str = Field(description="The model id the endpoint's manifest names (the alias's, for TEI)")
     dimension: int = Field(ge=1)
     endpoint_name: str = Field(description="The variant that answered")
+    serving: Literal["handler", "tei"] = Field(description="Which serving answered (its answer shape says)")
     target: Literal["candidate"] | SkipJsonSchema[None] = Field(
         default=None, description="Sent when the candidate awaiting promotion answered"
     )

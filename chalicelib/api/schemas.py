@@ -106,6 +106,17 @@ class DeployConfigIn(BaseModel):
         description="esdeploy's latency alarm on green fires above this average model latency over a minute "
         "(default: the stage's ESDEPLOY_ROLLBACK_MAX_MODEL_LATENCY_MS)",
     )
+    serving: Literal["handler", "tei"] | None = Field(
+        default=None,
+        description="What runs in the endpoint: `handler` (default; esdeploy's handler in AWS's Hugging Face PyTorch "
+        "image) or `tei` (AWS's text-embeddings-inference image, GPU or CPU by the instance type). The artifact "
+        "must have been packaged for it (esdeploy package --serving)",
+    )
+    dtype: Literal["float16", "float32"] | None = Field(
+        default=None,
+        description="The precision the serving runs in (default: float16 on a GPU, float32 on a CPU); float32 "
+        "when float16 cannot hold the parity gate's threshold",
+    )
 
 
 # One of the two names of the model is required (the schema says so; `named_model` enforces it).

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.domain.serving import Dtype, Serving
+
 
 class TaskKind(StrEnum):
     DEPLOY = "deploy"
@@ -188,6 +190,10 @@ class DeployConfig:
     # None: the stage's ESDEPLOY_ROLLBACK_MAX_* settings at the swap.
     max_5xx_errors_per_minute: int | None = None
     max_model_latency_ms: int | None = None
+    # What runs in the endpoint (handler or TEI); the artifact must have been packaged for it.
+    serving: Serving = Serving.HANDLER
+    # None: the serving's own default (float16 on a GPU, float32 on a CPU).
+    dtype: Dtype | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +219,8 @@ class DeployConfig:
                 else {}
             ),
             **({"max_model_latency_ms": self.max_model_latency_ms} if self.max_model_latency_ms is not None else {}),
+            "serving": self.serving.value,
+            **({"dtype": self.dtype.value} if self.dtype is not None else {}),
         }
 
     @classmethod
@@ -235,6 +243,9 @@ class DeployConfig:
             rollback_alarms=tuple(str(name) for name in data.get("rollback_alarms") or ()),
             max_5xx_errors_per_minute=_optional_int(data.get("max_5xx_errors_per_minute")),
             max_model_latency_ms=_optional_int(data.get("max_model_latency_ms")),
+            # Tasks stored before servings existed ran the handler.
+            serving=Serving(data.get("serving", Serving.HANDLER.value)),
+            dtype=Dtype(data["dtype"]) if data.get("dtype") else None,
         )
 
 

@@ -31,6 +31,7 @@ from chalicelib.domain.models import (
     AlarmState,
     AlarmThresholds,
     Alias,
+    DeployConfig,
     EndpointState,
     ParityCheck,
     Promotion,
@@ -41,6 +42,7 @@ from chalicelib.domain.models import (
     iso,
 )
 from chalicelib.domain.names import variant_alarm_names, variant_name
+from chalicelib.domain.serving import Dtype, Processor, processor_of
 from chalicelib.ports import (
     Alarms,
     Aliases,
@@ -298,6 +300,7 @@ class DeployWorker:
             embedding_model_id=task.embedding_model_id,
             content_hash=config.content_hash,
             parity=config.parity_check,
+            serving=config.serving,
         )
 
     def _create(self, task: Task) -> None:
@@ -314,6 +317,8 @@ class DeployWorker:
                 initial_instance_count=config.initial_instance_count,
                 startup_timeout_seconds=self.settings.container_startup_timeout_seconds,
                 download_timeout_seconds=self.settings.model_download_timeout_seconds,
+                serving=config.serving,
+                dtype=config.dtype,
             )
         )
         task.record(at=self.clock.now(), stage=Stage.WAITING, detail=f"endpoint {task.variant} requested")
@@ -358,7 +363,7 @@ class DeployWorker:
         except InvocationError as error:
             self._fail(task, TaskStatus.FAILED, f"smoke test: the endpoint did not answer properly: {error}")
             return
-        problem = check_answer(plan, answer, self.settings.smoke_min_cosine)
+        problem = check_answer(plan, answer, self.settings.smoke_min_cosine, _float16_hint(task.deploy_config))
         if problem:
             self._fail(task, TaskStatus.FAILED, problem)
             return
@@ -704,3 +709,14 @@ def _duration(seconds: int) -> str:
 def _keys(task: Task) -> dict[str, str]:
     return {"task_id": task.task_id, "embedding_model_id": task.embedding_model_id, "stage": task.stage.value}
 
+
+
+def _float16_hint(config: DeployConfig) -> str:
+    """What to try when a GPU variant's embeddings miss the references: both servings run float16 on a GPU
+    unless the deploy says float32 (the references were computed in float32 on a CPU)."""
+    if processor_of(config.instance_type) is not Processor.GPU or config.dtype is Dtype.FLOAT32:
+        return ""
+    return (
+        f". On a GPU the {config.serving.value} serving runs in float16 by default: deploy again with "
+        'config.dtype "float32" (esdeploy deploy --dtype float32) to serve in the references\' precision'
+    )

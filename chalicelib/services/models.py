@@ -114,7 +114,13 @@ class ModelActions:
                     '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
                 )
             answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
-            return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
+            return {
+                "model": embedding_model_id,
+                **answer,
+                "endpoint_name": waiting.variant,
+                "target": "candidate",
+                "task_id": waiting.task_id,
+            }
         alias = self.aliases.get(embedding_model_id)
         live = alias.live_variant if alias is not None else None
         if live is None:
@@ -122,7 +128,8 @@ class ModelActions:
                 raise ModelNotFoundError.only_a_candidate(embedding_model_id, waiting.task_id)
             raise ModelNotFoundError.not_deployed(embedding_model_id)
         answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
-        return {**answer, "endpoint_name": live}
+        # TEI's answer names no model; the handler's names the manifest's, which the gate held equal to this one.
+        return {"model": embedding_model_id, **answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
         """Point the alias back at the previous variant while it still exists; one conditional write.

@@ -471,7 +471,16 @@ def test_invoke_sends_json_and_parses_the_answer(stubbed: StubbedSageMaker) -> N
         },
     )
 
-    assert stubbed.hosting.invoke(NAME, {"inputs": ["hello"]}) == answer
+    assert stubbed.hosting.invoke(NAME, {"inputs": ["hello"]}) == {**answer, "serving": "handler"}
+
+
+def test_invoke_reads_teis_bare_list_of_vectors(stubbed: StubbedSageMaker) -> None:
+    """TEI answers /invocations with a JSON list, one vector per input, and names no model."""
+    stubbed.runtime.add_response("invoke_endpoint", {"Body": body(b"[[0.6,0.8],[1.0,0.0]]")})
+
+    answer = stubbed.hosting.invoke(NAME, {"inputs": ["hello", "again"]})
+
+    assert answer == {"embeddings": [[0.6, 0.8], [1.0, 0.0]], "dimension": 2, "serving": "tei"}
 
 
 def test_invoke_model_error_400_is_the_callers_refusal_with_the_log_stream(stubbed: StubbedSageMaker) -> None:
@@ -542,8 +551,10 @@ def test_invoke_throttled_or_5xx_is_retryable(stubbed: StubbedSageMaker, code: s
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"<html>502 Bad Gateway</html>", "not JSON: b'<html>502"),
-        (b"[[0.1, 0.2]]", "answered JSON list where an object"),
+        (b"<html>502 Bad Gateway</html>", "not JSON: '<html>502"),
+        (b'{"error": "x"}', "neither serving answers like this"),
+        (b'[["a", 0.2]]', r"the answer\[0\] holds a value that is not a finite number"),
+        (b'{"embeddings": [[0.1], [0.1, 0.2]]}', r"embeddings\[1\] has 2 values"),
         (b"", "not JSON"),
     ],
 )

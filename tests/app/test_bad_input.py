@@ -150,7 +150,7 @@ def test_a_good_invoke_sends_the_endpoint_only_what_the_caller_set(live: Any) ->
     answer = post(client, "/models/m1/invoke", {"inputs": "hello", "normalize": True})
     assert answer.status_code == 200
     assert answer.json_body == {"embeddings": [[1.0, 0.0, 0.0, 0.0]], "model": "m1", "dimension": 4,
-                                "endpoint_name": endpoint}
+                                "endpoint_name": endpoint, "serving": "handler"}
     assert seen == [{"inputs": "hello", "normalize": True}]
 
 

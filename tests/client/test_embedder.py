@@ -12,7 +12,7 @@ from moto import mock_aws
 from chalicelib.adapters.ssm_mirror import SsmAliasMirror
 from chalicelib.domain.models import Alias
 from esdeploy import EndpointRefusedError, ModelNotDeployedError
-from esdeploy.embedder import Embedder
+from esdeploy.embedder import Embedder, EmbedderError
 from tests.client.runtime import CountingSsm, StubRuntime, model_error
 
 PREFIX = "/esdeploy/test"
@@ -147,3 +147,54 @@ def test_a_model_never_deployed_is_not_deployed(world: World) -> None:
 def test_texts_must_be_a_non_empty_list(world: World, texts: Any) -> None:
     with pytest.raises(ValueError, match="non-empty list"):
         world.embedder().embed(texts)
+
+
+def tei_answer(name: str, payload: dict[str, Any]) -> Any:
+    """TEI: a bare list of vectors, one per input; more than 32 inputs is its 413 (a ModelError through SageMaker)."""
+    inputs = payload["inputs"]
+    if len(inputs) > 32:
+        return model_error(name, 413, '{"error":"batch size > maximum allowed batch size 32"}')
+    return [[float(text.split()[-1]), 1.0] for text in inputs]
+
+
+def test_a_batch_goes_to_tei_in_requests_of_32_and_comes_back_in_order(world: World) -> None:
+    world.swap(BLUE)
+    world.runtime = StubRuntime(lambda name, payload: tei_answer(name, payload) if name == BLUE else None)
+    texts = [f"text {i}" for i in range(70)]
+
+    answer = world.embedder().embed(texts)
+
+    assert [len(payload["inputs"]) for _, payload in world.runtime.calls] == [32, 32, 6]
+    assert world.runtime.endpoints == [BLUE, BLUE, BLUE]
+    assert [vector[0] for vector in answer.vectors] == [float(i) for i in range(70)]
+    assert (answer.serving, answer.dimension, answer.endpoint_name) == ("tei", 2, BLUE)
+
+
+def test_a_variant_gone_mid_batch_sends_the_whole_batch_again_to_the_new_one(world: World) -> None:
+    """A handler blue answers the first request, is torn down, the alias names a TEI green: every vector of
+    the answer comes from green, never half from each (two versions' vectors are not comparable)."""
+    world.swap(GREEN, BLUE)
+    served: list[str] = []
+
+    def answer(name: str, payload: dict[str, Any]) -> Any:
+        if name == BLUE and not served:
+            served.append(name)
+            return {"embeddings": [[9.0, 9.0] for _ in payload["inputs"]], "dimension": 2}
+        return tei_answer(name, payload) if name == GREEN else None
+
+    world.runtime = StubRuntime(answer)
+    embedder = world.embedder(ttl=3600)
+    embedder._cached = (BLUE, world.clock.now)  # it read the alias before the swap
+
+    result = embedder.embed([f"text {i}" for i in range(40)])
+
+    assert world.runtime.endpoints == [BLUE, BLUE, GREEN, GREEN]
+    assert result.endpoint_name == GREEN and result.serving == "tei"
+    assert [vector[0] for vector in result.vectors] == [float(i) for i in range(40)]
+
+
+def test_an_answer_of_neither_serving_is_an_embedder_error(world: World) -> None:
+    world.swap(BLUE)
+    world.runtime = StubRuntime(lambda name, payload: {"error": "nope"})
+    with pytest.raises(EmbedderError, match="no usable embeddings: neither serving answers like this"):
+        world.embedder().embed(["x"])

@@ -444,7 +444,13 @@ def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_ad
     eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
     with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
         deploy(memory_adapters, embedding_model_id="m")
-    assert caught.value.field == "config.image_uri" and "the stage's default image" in caught.value.message
+    assert caught.value.field == "config.image_uri"
+    assert "the stage's handler image for gpu instance types" in caught.value.message
+    assert "ESDEPLOY_" not in caught.value.message  # the API's words, not the settings'
+    memory_adapters.settings = settings.model_copy(update={"serving_images": {}})
+    with pytest.raises(InvalidRequestError, match="the stage's default image"):
+        deploy(memory_adapters, embedding_model_id="m")
+    memory_adapters.settings = settings
     with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
         deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
     assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).config["image_uri"] == (
