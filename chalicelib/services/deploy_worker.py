@@ -13,6 +13,7 @@ from chalicelib.domain.errors import (
     InvocationError,
     InvocationTimeoutError,
     QuotaExceededError,
+    QuotaKind,
     RetryableError,
     TerminalHostingError,
 )
@@ -259,16 +260,17 @@ class DeployWorker:
         return said
 
     def _quota_detail(self, task: Task, error: QuotaExceededError) -> str:
+        """Names the quota SageMaker named (an instance type's, the instance total, or the count of
+        models, endpoint configurations or endpoints), and what helps with that one."""
         config = task.deploy_config
-        quota = f"{config.instance_type} for endpoint usage"
         region = f" in {self.settings.region}" if self.settings.region else ""
+        which = f"the SageMaker quota '{error.quota}'" if error.quota else "a SageMaker quota"
+        asked = f"{config.initial_instance_count} x {config.instance_type} were asked for"
+        if error.kind is QuotaKind.RESOURCES:
+            asked = f"creating {task.variant} needs one more of what it counts"
         return (
-            f"refused by the SageMaker quota '{quota}'{region}: {config.initial_instance_count} x "
-            f"{config.instance_type} were asked for. Request more in the Service Quotas console "
-            "(https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas, "
-            f"search '{quota}'), or delete unused endpoints, or deploy with fewer instances "
-            "(config.initial_instance_count) or another instance type; nothing was left running. "
-            f"SageMaker said: {error}"
+            f"refused by {which}{region}: {asked}. {error.remedy()}; nothing was left running. "
+            f"SageMaker said: {error.said}"
         )
 
     def _smoke_plan(self, task: Task) -> SmokePlan | None:

@@ -446,6 +446,28 @@ def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World)
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
 
 
+def test_a_count_quota_is_named_as_sagemaker_named_it_with_what_helps(world: World) -> None:
+    """ResourceLimitExceeded also comes from the count of models, endpoint configurations or endpoints:
+    the detail names that quota, not the instance type's, and does not advise another instance type."""
+    blue = first_deploy(world)
+    message = (
+        "The account-level service limit 'Number of models' is 1000 Models, with current utilization of "
+        "1000 Models and a request delta of 1 Models. Please use AWS Service Quotas to request an increase "
+        "for this quota."
+    )
+    world.hosting.fail("create_variant", sagemaker_answers("ResourceLimitExceeded", message, "create model `m1`"))
+    task = world.deploy("m1", instance_type="ml.g5.2xlarge")
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused", refused
+    detail = refused["detail"]
+    assert detail.startswith("refused by the SageMaker quota 'Number of models'")
+    assert "search 'Number of models'" in detail and "no longer uses" in detail
+    assert "for endpoint usage" not in detail and "were asked for" not in detail
+    assert detail.endswith(f"SageMaker said: {message}")
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+
+
 def scalable_targets(world: World) -> dict[str, tuple[int, int]]:
     client = world.adapters.scaling._client  # type: ignore[attr-defined]
     found = client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
