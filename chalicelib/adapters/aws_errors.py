@@ -47,6 +47,9 @@ TRANSIENT_CODES = frozenset(
         "ModelNotReadyException",  # SageMaker Runtime: the container is still loading
         "RequestTimeout",
         "RequestTimeoutException",
+        # SSM: another update of the same parameter is in progress ("supports one update at a
+        # time"), sent as a 400. Publishing an alias meets it when two writers publish at once.
+        "TooManyUpdates",
     }
 )
 
@@ -150,10 +153,10 @@ def sagemaker_refusal(exc: Exception, doing: str) -> RetryableError | TerminalHo
         return TerminalHostingError(f"could not {doing}: {exc}")
     code, message = error_code(exc), error_message(exc)
     if code == "ResourceLimitExceeded":
-        quota, kind = quota_named(message)
+        quota, counts = quota_named(message)
         return QuotaExceededError(
-            f"SageMaker quota reached, could not {doing}: {message}. {quota_remedy(quota, kind)}",
-            said=message, quota=quota, kind=kind,
+            f"SageMaker quota reached, could not {doing}: {message}. {quota_remedy(quota, counts)}",
+            said=message, quota=quota, kind=counts,
         )
     if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
         return TerminalHostingError(
