@@ -531,6 +531,9 @@ class DeployWorker:
         if alias is None or alias.live_variant != green:
             live = alias.live_variant if alias else None
             since = f" since {iso(alias.swapped_at)}" if alias and alias.swapped_at else ""
+            if alias is not None:
+                # The rollback's own mirror write may have failed: clients stop resolving green now.
+                self.mirror.publish(alias)
             detail = (
                 f"canceled: rolled back by hand during the bake (POST /models/{task.embedding_model_id}/rollback): "
                 f"the alias is on {live or 'no variant'}{since}; {green} is torn down"

@@ -112,12 +112,16 @@ class ModelActions:
         alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
         if baking is not None and alias.live_variant != baking.variant:
             # Rolled back already (by hand or by an alarm): its task ends at its next look.
+            if self._finish_unpublished_rollback(alias, baking):
+                return alias
             raise InvalidStateError(
                 f"Model `{embedding_model_id}` was rolled back during the bake of deploy task `{baking.task_id}` "
                 f"already; {alias.live_variant} is live"
             )
         previous = alias.previous_variant
         if not previous:
+            if self._finish_unpublished_rollback(alias, baking):
+                return alias
             raise InvalidStateError(
                 f"Model `{embedding_model_id}` has no previous variant to roll back to "
                 "(none was deployed before, or its bake period is over and it was removed)"
@@ -140,10 +144,31 @@ class ModelActions:
             ),
             expected_version=alias.version,
         )
-        self.mirror.publish(written)
+        # The teardown is sent before the mirror is written: if that write fails, the teardown
+        # worker publishes the alias again before it removes the variant the mirror still names.
         if baking is None:
             self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))
+        self.mirror.publish(written)
         logger.info("rolled back", extra={"embedding_model_id": embedding_model_id, "live": previous,
                                           "rolled_away": rolled_away,
                                           "baking_task_id": baking.task_id if baking else None})
         return written
+
+    def _finish_unpublished_rollback(self, alias: Alias, baking: Task | None) -> bool:
+        """A rollback asked again after its alias write landed but its mirror write did not (SSM
+        throttled: the caller saw an error and retried). The alias offers nothing to roll back to any
+        more, yet its copy in SSM names another variant, the one rolled away from: publish the alias
+        and answer as the first call would have. The rolled-away variant goes to teardown (again: a
+        duplicate finds it gone), unless a baking deploy hands it over itself. False when the mirror
+        is in step: then nothing is left to finish, and the caller hears why."""
+        named = self.mirror.published(alias.embedding_model_id)
+        if named is None or named == alias.live_variant:
+            return False
+        if baking is None:
+            self.outbox.send(TeardownVariant(
+                alias.embedding_model_id, named, reason=f"rolled back to {alias.live_variant}"))
+        self.mirror.publish(alias)
+        logger.warning("finished a rollback whose mirror write had not landed",
+                       extra={"embedding_model_id": alias.embedding_model_id, "live": alias.live_variant,
+                              "mirror_named": named})
+        return True
