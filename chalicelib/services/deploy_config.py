@@ -22,7 +22,8 @@ from chalicelib.ports import Artifacts
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
 # role may pull only our serving images, so anything else would fail 10 minutes later.
 _IMAGE_URI = re.compile(
-    r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[a-f0-9]{64})$"
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repository>[a-z0-9._/-]+)"
+    r"(:[\w.-]+|@sha256:[a-f0-9]{64})$"
 )
 _URL_FIELD = "config.model_data_url"
 
@@ -224,4 +225,29 @@ def _image_uri(settings: Settings, given: str | None) -> str:
             + ("" if given else " (re-package the stage: AWS_REGION=" + settings.region + " infra/package.sh STAGE)"),
             field="config.image_uri",
         )
+    if given is not None:
+        _check_pull_scope(settings, given)
     return image
+
+
+def _check_pull_scope(settings: Settings, given: str) -> None:
+    """The stage's execution role may pull from one ECR repository only: the default image's, in the
+    stage's region (infra/template.yaml, PullServingImage: infra/finalize.py derives the repository
+    from ESDEPLOY_DEFAULT_IMAGE_URI). Any tag or digest of it is fine; another repository or account
+    would be created, then fail when SageMaker cannot pull it, minutes later. A stage without a
+    default image names no scope, and then nothing is assumed."""
+    default = _IMAGE_URI.fullmatch(settings.default_image_uri or "")
+    image = _IMAGE_URI.fullmatch(given)
+    if default is None or image is None:
+        return
+    region = settings.region or default["region"]
+    allowed = f"{default['account']}.dkr.ecr.{region}.amazonaws.com/{default['repository']}"
+    if (image["account"], image["region"], image["repository"]) == (default["account"], region, default["repository"]):
+        return
+    raise InvalidRequestError(
+        f"config.image_uri {given} is not in the one repository this stage's SageMaker execution role may "
+        f"pull from, {allowed} (the repository of ESDEPLOY_DEFAULT_IMAGE_URI; infra/template.yaml, "
+        "PullServingImage), so SageMaker could not start it. Name a tag or digest of that repository, or "
+        "package the stage with this image as ESDEPLOY_DEFAULT_IMAGE_URI (.chalice/config.json, infra/package.sh)",
+        field="config.image_uri",
+    )

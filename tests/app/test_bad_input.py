@@ -182,6 +182,10 @@ def test_an_image_uri_over_sagemakers_255_characters_is_a_422_naming_the_field(m
             "field": "config.image_uri",
         }
         longest = registry + "r" * (IMAGE_URI_MAX - len(registry) - len(":1")) + ":1"
+        # A stage whose serving repository has so long a name: the execution role may pull only from it.
+        memory_adapters.settings = memory_adapters.settings.model_copy(
+            update={"default_image_uri": longest.removesuffix(":1") + ":0"}
+        )
         fits = post(client, "/deploy", {"model_id": "m1", "config": {"image_uri": longest}})
         assert fits.status_code == 200
 
