@@ -144,6 +144,8 @@ class DynamoAliases:
             ("swapped_at", iso(alias.swapped_at) if alias.swapped_at else None),
             ("live_content_hash", alias.live_content_hash),
             ("previous_content_hash", alias.previous_content_hash),
+            ("live_dimension", alias.live_dimension),
+            ("previous_dimension", alias.previous_dimension),
         ):
             if value is None:
                 removes.append(attribute)
@@ -279,4 +281,11 @@ def _item_to_alias(item: dict[str, Any]) -> Alias:
         version=int(item["alias_version"]),
         live_content_hash=item.get("live_content_hash"),
         previous_content_hash=item.get("previous_content_hash"),
+        live_dimension=_optional_int(item.get("live_dimension")),
+        previous_dimension=_optional_int(item.get("previous_dimension")),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    # DynamoDB reads numbers back as Decimal.
+    return None if value is None else int(value)

@@ -87,6 +87,11 @@ class DeployConfigOut(Wire):
     max_model_latency_ms: int | SkipJsonSchema[None] = Field(
         default=None, ge=1, description="The request's threshold of esdeploy's latency alarm (else the stage's)"
     )
+    dimension: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1,
+        description="The model's embedding dimension, kept once green answered with it in the smoke test: it "
+        "bounds how many texts one invoke answer can carry",
+    )
 
 
 class NoConfig(Wire):

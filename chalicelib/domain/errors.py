@@ -17,6 +17,25 @@ class InvalidRequestError(EsdeployError):
         self.field = field
 
 
+class AnswerTooLargeError(InvalidRequestError):
+    """The answer to an embedding request would pass the 6 MB a synchronous answer may carry: the
+    caller must send fewer texts at a time, `texts_that_fit` of them (a 413, naming `inputs`)."""
+
+    def __init__(self, texts: int, dimension: int, estimate_bytes: int, texts_that_fit: int) -> None:
+        most = (
+            f"send at most {texts_that_fit} texts per request"
+            if texts_that_fit
+            else "not even one vector of this model fits one answer"
+        )
+        super().__init__(
+            f"{texts} texts would make an answer of about {estimate_bytes / 1_048_576:.1f} MB with this model's "
+            f"{dimension}-dimensional vectors, over the 6 MB a SageMaker real-time endpoint and a synchronous "
+            f"Lambda answer at most: {most} (esdeploy's embedder() splits its batches so)",
+            field="inputs",
+        )
+        self.texts_that_fit = texts_that_fit
+
+
 class TaskNotFoundError(EsdeployError):
     """No task (or no task of that model) exists. The texts are the seed's: its clients match on them."""
 

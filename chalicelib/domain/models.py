@@ -188,6 +188,9 @@ class DeployConfig:
     # None: the stage's ESDEPLOY_ROLLBACK_MAX_* settings at the swap.
     max_5xx_errors_per_minute: int | None = None
     max_model_latency_ms: int | None = None
+    # The model's embedding dimension (its manifest's), set once green answered with it in the smoke
+    # test; None before that, and on tasks stored before it was kept.
+    dimension: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +216,7 @@ class DeployConfig:
                 else {}
             ),
             **({"max_model_latency_ms": self.max_model_latency_ms} if self.max_model_latency_ms is not None else {}),
+            **({"dimension": self.dimension} if self.dimension is not None else {}),
         }
 
     @classmethod
@@ -235,6 +239,7 @@ class DeployConfig:
             rollback_alarms=tuple(str(name) for name in data.get("rollback_alarms") or ()),
             max_5xx_errors_per_minute=_optional_int(data.get("max_5xx_errors_per_minute")),
             max_model_latency_ms=_optional_int(data.get("max_model_latency_ms")),
+            dimension=_optional_int(data.get("dimension")),
         )
 
 
@@ -385,7 +390,8 @@ class ModelLock:
 @dataclass(frozen=True)
 class Alias:
     """The record that says which variant of a model is live (and which was before), and the
-    content hash of the artifact each of them serves."""
+    content hash of the artifact each of them serves, and its embedding dimension (None on aliases
+    written before it was kept): what bounds how many texts one answer can carry."""
 
     embedding_model_id: str
     live_variant: str | None
@@ -395,3 +401,5 @@ class Alias:
     version: int = 0
     live_content_hash: str | None = None
     previous_content_hash: str | None = None
+    live_dimension: int | None = None
+    previous_dimension: int | None = None

@@ -367,6 +367,8 @@ class DeployWorker:
             else "shape and norms only: the parity check was skipped, config.parity_check=skip"
         )
         passed = f"smoke test passed on {len(plan.texts)} probe texts ({checked})"
+        # Green answered with the manifest's dimension: the alias keeps it, to bound invoke batches.
+        task.config["dimension"] = plan.dimension
         if task.deploy_config.promotion is Promotion.MANUAL:
             self._hold_for_promotion(task, passed)
             return
@@ -457,6 +459,8 @@ class DeployWorker:
                 swapped_at=self.clock.now(),
                 live_content_hash=config.content_hash,
                 previous_content_hash=current.live_content_hash if current else None,
+                live_dimension=config.dimension,
+                previous_dimension=current.live_dimension if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
@@ -585,6 +589,7 @@ class DeployWorker:
                 current.task_id,
                 self.clock.now(),
                 live_content_hash=current.previous_content_hash,
+                live_dimension=current.previous_dimension,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, back_to_blue)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
+from chalicelib.domain.answer_size import answer_bytes, texts_that_fit
+from chalicelib.domain.errors import AnswerTooLargeError, InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
@@ -64,6 +65,18 @@ class ModelReads:
         return self.aliases.list_live()
 
 
+def _answer_fits(payload: dict[str, Any], dimension: int | None) -> None:
+    """AnswerTooLargeError before the endpoint is asked, when its answer could not come back: past
+    6 MB SageMaker fails the invocation, and the route could not return it either. A variant whose
+    dimension was not kept (made before it was) is bounded by the text count alone."""
+    if dimension is None:
+        return
+    inputs = payload.get("inputs")
+    texts = len(inputs) if isinstance(inputs, list) else 1
+    if texts > texts_that_fit(dimension):
+        raise AnswerTooLargeError(texts, dimension, answer_bytes(texts, dimension), texts_that_fit(dimension))
+
+
 @dataclass
 class ModelActions:
     """Embedding through the alias, and rolling the alias back: both talk to the endpoints."""
@@ -90,10 +103,13 @@ class ModelActions:
                     f"Model `{embedding_model_id}` has no candidate awaiting promotion "
                     '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
                 )
+            _answer_fits(payload, waiting.deploy_config.dimension)
             answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
             return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
-        live = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id).live_variant
+        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
+        live = alias.live_variant
         assert live is not None
+        _answer_fits(payload, alias.live_dimension)
         answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
         return {**answer, "endpoint_name": live}
 
@@ -141,6 +157,7 @@ class ModelActions:
                 alias.task_id,
                 self.clock.now(),
                 live_content_hash=alias.previous_content_hash,
+                live_dimension=alias.previous_dimension,
             ),
             expected_version=alias.version,
         )

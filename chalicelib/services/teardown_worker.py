@@ -64,7 +64,7 @@ class TeardownWorker:
             # Rollback to a variant that is about to vanish must stop being offered first.
             if current is None or current.live_variant == variant or current.previous_variant != variant:
                 return None
-            return replace(current, previous_variant=None, previous_content_hash=None)
+            return replace(current, previous_variant=None, previous_content_hash=None, previous_dimension=None)
 
         alias = change_alias(self.aliases, model_id, stop_offering)
         if alias is not None and alias.live_variant == variant:
