@@ -40,7 +40,7 @@ from chalicelib.domain.models import (
     TaskStatus,
     iso,
 )
-from chalicelib.domain.names import variant_alarm_names, variant_name
+from chalicelib.domain.names import resource_name_prefix, variant_alarm_names, variant_name
 from chalicelib.ports import (
     Alarms,
     Aliases,
@@ -482,6 +482,13 @@ class DeployWorker:
         )
         if config.rollback_alarms:
             watching += f" and config.rollback_alarms {', '.join(config.rollback_alarms)}"
+        woken_by = resource_name_prefix(self.settings.resource_prefix)
+        polled = [name for name in config.rollback_alarms if not name.startswith(woken_by)]
+        if polled:
+            watching += (
+                f" ({', '.join(polled)} read at each look only: a state change wakes the bake at once "
+                f"only for alarms named {woken_by}*)"
+            )
         if missing:
             watching += (
                 f"; config.rollback_alarms {', '.join(missing)} "

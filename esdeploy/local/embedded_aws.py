@@ -120,8 +120,23 @@ def references(node: Any) -> set[str]:
     return found
 
 
+_SUB_VARIABLE = re.compile(r"\$\{([^!}][^}]*)\}")
+
+
 def _sub_variables(text: str) -> list[str]:
-    return re.findall(r"\$\{([^!}][^}]*)\}", text)
+    return _SUB_VARIABLE.findall(text)
+
+
+def resolve_sub(text: str, values: Mapping[str, str], where: str) -> str:
+    """An `Fn::Sub` string with each `${Name}` replaced by `values[Name]`; TemplateError naming
+    `where` for a name without a value."""
+
+    def value(found: re.Match[str]) -> str:
+        if found.group(1) not in values:
+            raise TemplateError(f"{where} uses ${{{found.group(1)}}}, which the embedded AWS has no value for")
+        return values[found.group(1)]
+
+    return _SUB_VARIABLE.sub(value, text)
 
 
 def resource_names(template: Mapping[str, Any], environment: Mapping[str, str]) -> dict[str, str]:
