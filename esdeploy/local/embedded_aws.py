@@ -3,7 +3,8 @@
 The local stack and the in-process test fixtures both build their AWS from here, so what they run
 on is what AWS runs: the tables, queues (with their dead-letter queues and redrive) and bucket are
 created by moto's CloudFormation from the very resource definitions `infra/template.yaml` deploys
-(no second copy to drift), and DynamoDB evaluates a condition and writes as one step.
+(no second copy to drift), DynamoDB evaluates a condition and writes as one step, and SQS refuses
+a message over its queue's size or with a character it does not take (strict_sqs.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from esdeploy.local.strict_sqs import keep_sqs_strict
 
 # The local stack serves app.py from this checkout, so infra/ is beside it (as .chalice/ is).
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -202,8 +205,10 @@ def create_resources(
     """Create the stage's tables, queues and bucket with moto's CloudFormation; the queues' URLs.
 
     `session` is a boto3 session against moto (in-process `mock_aws()` or the embedded server);
-    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names).
+    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names). From here
+    on this process's SQS refuses what SQS refuses (strict_sqs: message size and characters).
     """
+    keep_sqs_strict()
     stage = environment.get("ESDEPLOY_STAGE", "")
     if not stage:
         raise TemplateError("ESDEPLOY_STAGE is not set: the template's resources are named by stage")
