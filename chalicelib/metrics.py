@@ -13,6 +13,7 @@ SERVICE = "esdeploy"
 # The alarms in infra/template.yaml read these names with exactly these dimensions.
 MESSAGES_FAILED = "MessagesFailed"  # dimensions service, function: one per message a worker failed
 TEARDOWNS_ABANDONED = "TeardownsAbandoned"  # dimension service: a variant's teardown SQS gave up on
+UNREADABLE_ITEMS = "UnreadableItems"  # dimension service: a stored item a reader could not read
 
 
 def emit_count(name: str, kind: str | None = None, dimensions: dict[str, str] | None = None,
@@ -40,6 +41,11 @@ def count_failed_message(function: str, message_id: str) -> None:
 def count_abandoned_teardown(variant: str) -> None:
     """SQS gave up on tearing down `variant`: it may still be running, and billing."""
     emit_count(TEARDOWNS_ABANDONED, metadata={"variant": variant})
+
+
+def count_unreadable_item(table: str) -> None:
+    """A reader met an item it cannot read (a hand edit, an older version's write) and went on without it."""
+    emit_count(UNREADABLE_ITEMS, metadata={"table": table})
 
 
 def ended_now(task: Task) -> bool:

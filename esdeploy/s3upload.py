@@ -99,7 +99,7 @@ def check_destination(destination: str, *, session: Any | None = None) -> Destin
             )
         s3 = session.client("s3", config=config)
         endpoint = str(s3.meta.endpoint_url)
-    if _is_aws(endpoint):
+    if is_aws_endpoint(endpoint):
         with _named_errors("cannot tell which AWS account the credentials belong to"):
             sts = session.client("sts", region_name=session.region_name or "us-east-1", config=config)
             identity = sts.get_caller_identity()
@@ -136,7 +136,8 @@ def _named_errors(what: str) -> Iterator[None]:
         raise UploadError(f"{what}: {exc}") from None
 
 
-def _is_aws(endpoint: str) -> bool:
+def is_aws_endpoint(endpoint: str) -> bool:
+    """Whether a boto3 client's endpoint is AWS itself (not AWS_ENDPOINT_URL's moto, say)."""
     host = urlsplit(endpoint).hostname or ""
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 

@@ -8,8 +8,9 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed, error_code
-from chalicelib.domain.errors import AliasConflictError, RetryableError
-from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso, parse_iso
+from chalicelib.adapters.dynamodb_items import ItemFields, readable, report_unreadable, reported
+from chalicelib.domain.errors import AliasConflictError, RetryableError, UnreadableItemError
+from chalicelib.domain.models import Alias, ModelLock, TaskKind, iso
 
 # Lock and alias share one item so that the console shows, per model, what is live and
 # what is running; their attributes are disjoint so their conditional writes never clash.
@@ -19,6 +20,7 @@ LIVE_INDEX = "live-models"
 LISTED = "listed"
 LISTED_LIVE = "live"
 SLOTS_KEY = "#live-model-slots"
+MODEL_KEY = "embedding_model_id"
 _dynamodb = AwsCalls("DynamoDB")
 
 
@@ -67,12 +69,7 @@ class DynamoModelLocks:
         item = answer.get("Item") or {}
         if "lock_task_id" not in item:
             return None
-        return ModelLock(
-            embedding_model_id=embedding_model_id,
-            task_id=item["lock_task_id"],
-            kind=TaskKind(item["lock_kind"]),
-            acquired_at=parse_iso(item["lock_acquired_at"]),
-        )
+        return reported(lambda: self._lock_of(item))
 
     def release(self, embedding_model_id: str, task_id: str, forget: bool = False) -> None:
         if forget:
@@ -103,16 +100,18 @@ class DynamoModelLocks:
         )
 
     def list_held(self) -> list[ModelLock]:
-        locks = [
-            ModelLock(
-                embedding_model_id=item["embedding_model_id"],
-                task_id=item["lock_task_id"],
-                kind=TaskKind(item["lock_kind"]),
-                acquired_at=parse_iso(item["lock_acquired_at"]),
-            )
-            for item in scan_all(self._table, "attribute_exists(lock_task_id)", "list the model locks")
-        ]
-        return sorted(locks, key=lambda lock: lock.embedding_model_id)
+        """Every held lease; an item that cannot be read is reported and left out (the sweep goes on)."""
+        items = scan_all(self._table, "attribute_exists(lock_task_id)", "list the model locks")
+        return sorted(readable(items, self._lock_of), key=lambda lock: lock.embedding_model_id)
+
+    def _lock_of(self, item: dict[str, Any]) -> ModelLock:
+        fields = ItemFields(item, self._table.name, MODEL_KEY)
+        return ModelLock(
+            embedding_model_id=fields.text(MODEL_KEY),
+            task_id=fields.text("lock_task_id"),
+            kind=fields.choice("lock_kind", TaskKind),
+            acquired_at=fields.time("lock_acquired_at"),
+        )
 
 
 class DynamoAliases:
@@ -125,7 +124,7 @@ class DynamoAliases:
             lambda: self._table.get_item(Key={"embedding_model_id": embedding_model_id}, ConsistentRead=True),
         )
         item = answer.get("Item") or {}
-        return _item_to_alias(item) if "alias_version" in item else None
+        return reported(lambda: self._alias_of(item)) if "alias_version" in item else None
 
     def swap(self, alias: Alias, expected_version: int) -> Alias:
         sets = ["alias_version = :new"]
@@ -188,7 +187,22 @@ class DynamoAliases:
             if "LastEvaluatedKey" not in answer:
                 break
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        return [_item_to_alias(item) for item in items if item.get("live_variant")]
+        return readable((item for item in items if item.get("live_variant")), self._alias_of)
+
+    def _alias_of(self, item: dict[str, Any]) -> Alias:
+        fields = ItemFields(item, self._table.name, MODEL_KEY)
+        return Alias(
+            embedding_model_id=fields.text(MODEL_KEY),
+            live_variant=fields.optional_text("live_variant"),
+            previous_variant=fields.optional_text("previous_variant"),
+            task_id=fields.optional_text("alias_task_id"),
+            swapped_at=fields.optional_time("swapped_at"),
+            version=fields.integer("alias_version"),
+            live_content_hash=fields.optional_text("live_content_hash"),
+            previous_content_hash=fields.optional_text("previous_content_hash"),
+            live_dimension=fields.optional_integer("live_dimension"),
+            previous_dimension=fields.optional_integer("previous_dimension"),
+        )
 
 
 class DynamoLiveModelSlots:
@@ -252,11 +266,25 @@ class DynamoLiveModelSlots:
         _dynamodb("free a live-model slot", lambda: self._table.update_item(**request), tolerate=condition_failed)
 
     def holders(self) -> dict[str, str]:
+        """Model id -> the task holding its slot; an entry that cannot be read is reported and left out."""
         answer = _dynamodb(
             "read the live-model slots",
             lambda: self._table.get_item(Key={"embedding_model_id": SLOTS_KEY}, ConsistentRead=True),
         )
-        return {str(model): str(task) for model, task in (answer.get("Item") or {}).get("slots", {}).items()}
+        fields = ItemFields({**(answer.get("Item") or {}), MODEL_KEY: SLOTS_KEY}, self._table.name, MODEL_KEY)
+        try:
+            slots = fields.mapping("slots")
+        except UnreadableItemError as error:
+            report_unreadable(error)
+            return {}
+        held = {}
+        for model, task in slots.items():
+            if isinstance(task, str):
+                held[str(model)] = task
+            else:
+                report_unreadable(fields.fault(f"the slot of model `{model}` holds a {type(task).__name__}, "
+                                               "not a task id"))
+        return held
 
 
 def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
@@ -269,23 +297,3 @@ def scan_all(table: Any, condition: str, doing: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in answer:
             return items
         kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
-def _item_to_alias(item: dict[str, Any]) -> Alias:
-    return Alias(
-        embedding_model_id=item["embedding_model_id"],
-        live_variant=item.get("live_variant"),
-        previous_variant=item.get("previous_variant"),
-        task_id=item.get("alias_task_id"),
-        swapped_at=parse_iso(item["swapped_at"]) if item.get("swapped_at") else None,
-        version=int(item["alias_version"]),
-        live_content_hash=item.get("live_content_hash"),
-        previous_content_hash=item.get("previous_content_hash"),
-        live_dimension=_optional_int(item.get("live_dimension")),
-        previous_dimension=_optional_int(item.get("previous_dimension")),
-    )
-
-
-def _optional_int(value: Any) -> int | None:
-    # DynamoDB reads numbers back as Decimal.
-    return None if value is None else int(value)

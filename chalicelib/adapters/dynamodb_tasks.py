@@ -7,6 +7,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
+from chalicelib.adapters.dynamodb_items import ItemFields, reported
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
     Stage,
@@ -15,10 +16,10 @@ from chalicelib.domain.models import (
     TaskKind,
     TaskStatus,
     iso,
-    parse_iso,
 )
 
 BY_MODEL_INDEX = "by-model"
+TASK_KEY = "task_id"
 # The table's TTL attribute (infra/template.yaml's TimeToLiveSpecification; the embedded AWS is made from it).
 EXPIRES_AT = "expires_at"
 _dynamodb = AwsCalls("DynamoDB")
@@ -89,40 +90,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def item_to_task(item: dict[str, Any]) -> Task:
-    item = _plain(item)
+def item_to_task(item: dict[str, Any], table: str = "tasks") -> Task:
+    """The task an item holds; UnreadableItemError (naming `table`, the key and the fault) if it cannot be read."""
+    fields = ItemFields(_plain(item), table, TASK_KEY)
+    expires_at = fields.optional_integer(EXPIRES_AT)
     return Task(
-        task_id=item["task_id"],
-        kind=TaskKind(item["kind"]),
-        embedding_model_id=item["embedding_model_id"],
-        status=TaskStatus(item["status"]),
-        stage=Stage(item["stage"]),
-        created_at=parse_iso(item["created_at"]),
-        updated_at=parse_iso(item["updated_at"]),
-        request_hash=item["request_hash"],
-        config=dict(item.get("config") or {}),
-        reason=item.get("reason"),
-        detail=item.get("detail"),
-        events=[
-            TaskEvent(
-                at=parse_iso(e["at"]),
-                stage=Stage(e["stage"]),
-                status=TaskStatus(e["status"]),
-                detail=e.get("detail"),
-            )
-            for e in item.get("events", [])
-        ],
-        source=item.get("source", "http"),
-        version=int(item["version"]),
-        variant=item.get("variant"),
-        polls=int(item.get("polls", 0)),
-        deadline_at=parse_iso(item["deadline_at"]) if item.get("deadline_at") else None,
-        live_at=parse_iso(item["live_at"]) if item.get("live_at") else None,
-        rollback_detail=item.get("rollback_detail"),
-        cancel_requested=bool(item.get("cancel_requested", False)),
-        promote_requested=bool(item.get("promote_requested", False)),
-        rekicked_at=parse_iso(item["rekicked_at"]) if item.get("rekicked_at") else None,
-        expires_at=datetime.fromtimestamp(item[EXPIRES_AT], UTC) if item.get(EXPIRES_AT) is not None else None,
+        task_id=fields.text(TASK_KEY),
+        kind=fields.choice("kind", TaskKind),
+        embedding_model_id=fields.text("embedding_model_id"),
+        status=fields.choice("status", TaskStatus),
+        stage=fields.choice("stage", Stage),
+        created_at=fields.time("created_at"),
+        updated_at=fields.time("updated_at"),
+        request_hash=fields.text("request_hash"),
+        config=dict(fields.mapping("config")),
+        reason=fields.optional_text("reason"),
+        detail=fields.optional_text("detail"),
+        events=[_event_of(fields, index, event) for index, event in enumerate(fields.listing("events"))],
+        source=fields.optional_text("source") or "http",
+        version=fields.integer("version"),
+        variant=fields.optional_text("variant"),
+        polls=fields.integer("polls", default=0),
+        deadline_at=fields.optional_time("deadline_at"),
+        live_at=fields.optional_time("live_at"),
+        rollback_detail=fields.optional_text("rollback_detail"),
+        cancel_requested=bool(fields.item.get("cancel_requested", False)),
+        promote_requested=bool(fields.item.get("promote_requested", False)),
+        rekicked_at=fields.optional_time("rekicked_at"),
+        expires_at=datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None,
+    )
+
+
+def _event_of(task: ItemFields, index: int, event: Any) -> TaskEvent:
+    if not isinstance(event, dict):
+        raise task.fault(f"events[{index}] is not a map")
+    fields = ItemFields({**event, TASK_KEY: task.key}, task.table, TASK_KEY, within=f"events[{index}].")
+    return TaskEvent(
+        at=fields.time("at"),
+        stage=fields.choice("stage", Stage),
+        status=fields.choice("status", TaskStatus),
+        detail=fields.optional_text("detail"),
     )
 
 
@@ -170,7 +177,7 @@ class DynamoTaskStore:
     def get(self, task_id: str) -> Task | None:
         answer = _dynamodb("read the task", lambda: self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True))
         item = answer.get("Item")
-        return item_to_task(item) if item and "kind" in item else None
+        return reported(lambda: item_to_task(item, self._table.name)) if item and "kind" in item else None
 
     def newest_for_model(self, embedding_model_id: str, kind: TaskKind) -> Task | None:
         pointer = _dynamodb(

@@ -21,6 +21,7 @@ from chalicelib.domain.errors import (
     ModelNotFoundError,
     RetryableError,
     TaskNotFoundError,
+    UnreadableItemError,
 )
 from chalicelib.domain.models import TaskKind
 
@@ -56,4 +57,6 @@ def error_answer(error: EsdeployError) -> tuple[int, dict[str, Any]]:
         )
         return status, busy.body()
     field = (error.field or None) if isinstance(error, InvalidRequestError) else None
-    return status, ErrorOut(detail=str(error) if status != 500 else "Internal error", field=field).body()
+    # A stored item nobody can read says which and why: an operator repairs it, no retry will.
+    said = status != 500 or isinstance(error, UnreadableItemError)
+    return status, ErrorOut(detail=str(error) if said else "Internal error", field=field).body()

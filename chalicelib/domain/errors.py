@@ -218,3 +218,17 @@ class UnreadableMessageError(EsdeployError):
 
 class ConfigurationError(EsdeployError):
     """A setting is missing or malformed; the message names it."""
+
+
+class UnreadableItemError(EsdeployError):
+    """A stored item lacks an attribute or holds one of the wrong type (a hand edit in the console, a
+    write from an older version): the readers that scan many items skip it and go on with the rest."""
+
+    def __init__(self, table: str, key: str, problem: str) -> None:
+        super().__init__(
+            f"the item `{key}` of table {table} cannot be read: {problem}; repair or delete it "
+            "(the DynamoDB console edits it)"
+        )
+        self.table = table
+        self.key = key
+        self.problem = problem

@@ -16,6 +16,7 @@ from chalicelib.domain.errors import (
     QuotaKind,
     RetryableError,
     TerminalHostingError,
+    UnreadableItemError,
 )
 from chalicelib.domain.messages import (
     Advance,
@@ -151,7 +152,10 @@ class DeployWorker:
         for lock in self.locks.list_held():
             if lock.kind != TaskKind.DEPLOY:
                 continue
-            task = self.store.get(lock.task_id)
+            try:
+                task = self.store.get(lock.task_id)
+            except UnreadableItemError:
+                continue  # reported by the store; the other baking deploys still look
             if task is None or not task.is_active or task.stage != Stage.BAKING:
                 continue
             if event.alarm_name not in self._watched(task):

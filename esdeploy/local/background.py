@@ -76,17 +76,25 @@ def start_in_background(
             argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env or os.environ), cwd=cwd
         )
     stack = BackgroundStack(process, log_path, state_dir or Path())
+    try:
+        found = _wait_until_ready(stack, timeout)
+        stack.state_dir = state_dir or Path(found)
+        stack.info = json.loads((stack.state_dir / "stack.json").read_text())
+    except BaseException:  # not ready, or the caller gave up (Ctrl-C, a test's timeout): nothing stays running
+        stack.stop(timeout=30)
+        raise
+    return stack
+
+
+def _wait_until_ready(stack: BackgroundStack, timeout: float) -> str:
     deadline = time.monotonic() + timeout
-    while (found := _state_dir_line(log_path.read_text(errors="replace"))) is None:
-        if process.poll() is not None:
-            raise StackStartError(f"esdeploy local exited with {process.returncode}:\n{stack.log_tail()}")
+    while (found := _state_dir_line(stack.log_path.read_text(errors="replace"))) is None:
+        if stack.process.poll() is not None:
+            raise StackStartError(f"esdeploy local exited with {stack.process.returncode}:\n{stack.log_tail()}")
         if time.monotonic() > deadline:
-            stack.stop(timeout=30)
             raise StackStartError(f"esdeploy local was not ready within {timeout:.0f} s:\n{stack.log_tail()}")
         time.sleep(0.1)
-    stack.state_dir = state_dir or Path(found)
-    stack.info = json.loads((stack.state_dir / "stack.json").read_text())
-    return stack
+    return found
 
 
 def _state_dir_line(log: str) -> str | None:

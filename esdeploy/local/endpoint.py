@@ -5,18 +5,19 @@ temporary directory, imports its own ``code/inference.py`` as the container woul
 SageMaker container contract with the stdlib HTTP server on a loopback address only. Client errors
 (the handler's BadRequestError) are answered 400 ``{"detail": "..."}``; anything else is a 500. The real
 HF toolkit answers every handler exception with 400, so a local 500 points at a server-side bug.
-It stops cleanly on SIGTERM/SIGINT and removes its temporary directory.
+It stops cleanly on SIGTERM/SIGINT, and when started with ``--parent-pid`` also when that parent is
+gone (esdeploy.local.lifeline); either way it removes its working directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -26,11 +27,12 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from esdeploy.artifact_check import extract_archive, load_handler
 from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
+from esdeploy.local.lifeline import Lifeline
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 
 logger = logging.getLogger(__name__)
@@ -194,25 +196,35 @@ def require_loopback(host: str) -> str:
     raise SystemExit(f"--host {host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)")
 
 
-class _Stop(BaseException):
-    """Raised from the signal handler to abandon a model load (BaseException: no `except Exception` eats it)."""
+def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, parent_pid: int | None = None) -> int:
+    """Extract, bind, load, serve until told to stop; always removes the working folder.
 
-
-def serve(artifact: Path, host: str, port: int) -> int:
-    """Extract, bind, load, serve until a signal; always removes the temporary directory."""
-    workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
-    # Held while this process lives: a stack starting later removes the folder only once it is gone.
-    FolderLock(workdir, ENDPOINT_LOCK).try_acquire()
-    stop = threading.Event()
+    `workdir` (the local stack passes one inside its own state folder, which its stop removes) or a
+    new temporary folder. With `parent_pid`, the process also stops when that process is no longer
+    its parent: a local endpoint never outlives the stack that started it."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+    # Held while this process lives: a stack starting later removes the folder only once it is gone,
+    # and ends this process first if the stack that started it is gone (the pids say so).
+    lock = FolderLock(workdir, ENDPOINT_LOCK)
+    lock.try_acquire()
+    lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))
     state = ServerState()
-    loading = True
+    serving = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        if loading:
-            raise _Stop()
+    def abandon(reason: str) -> None:
+        # Nothing served yet (or an orderly stop that hangs): end now, leaving nothing behind.
+        logger.warning("ending at once (%s); removing %s", reason, workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        _flush_quietly()
+        os._exit(0)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    lifeline = Lifeline(abandon, orderly=serving.is_set, parent_pid=parent_pid)
+    lifeline.start()
+    if lifeline.parent_gone():  # the stack died before this process got here
+        abandon(f"its stack (pid {parent_pid}) was gone at start")
     server: EndpointServer | None = None
     thread: threading.Thread | None = None
     try:
@@ -226,29 +238,33 @@ def serve(artifact: Path, host: str, port: int) -> int:
         state.handler = load_handler(model_dir)
         state.max_body_bytes = int(getattr(state.handler, "MAX_BODY_BYTES", state.max_body_bytes))
         state.model = state.handler.model_fn(str(model_dir))
-        loading = False
+        serving.set()
+        if lifeline.stop.is_set():  # told to stop while loading, and `abandon` did not end it
+            return 0
         state.ready.set()
         _announce(f"{READY} model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
-        stop.wait()
-        logger.info("signal received, stopping")
-        return 0
-    except _Stop:
+        lifeline.stop.wait()
+        logger.info("stopping (%s)", lifeline.reason)
         return 0
     except Exception as exc:
         logger.exception("endpoint failed")
-        _announce(f"{FAILED} {type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):  # nobody may be reading any more (a killed stack's pipe)
+            _announce(f"{FAILED} {type(exc).__name__}: {exc}")
         return 1
     finally:
-        loading = False
         if server is not None:
             server.shutdown()
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
         shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         logger.info("stopped; removed %s", workdir)
+
+
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 def _announce(line: str) -> None:
@@ -262,19 +278,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact directory")
     parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--workdir", type=Path, help="folder to extract into (default: a new temporary folder)")
+    parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = require_loopback(args.host)
     if not args.artifact.exists():
         parser.error(f"{args.artifact} does not exist")
-    return serve(args.artifact, host, args.port)
+    return serve(args.artifact, host, args.port, args.workdir, args.parent_pid)
 
 
 if __name__ == "__main__":
     status = main()
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_quietly()
     # Everything is cleaned up by now; skipping interpreter teardown saves ~2 s of torch unloading,
     # which the local stack pays on every endpoint swap.
     os._exit(status)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -62,6 +63,7 @@ class LocalVariant:
     settles_at: float = 0.0  # time.monotonic() when its creation time is up
     outcome: tuple[EndpointState, str | None] | None = None  # how its creation ended, said once it is up
     timer: threading.Timer | None = None
+    bring_up: threading.Thread | None = None  # downloads, starts the process and reads its output to the end
 
 
 class LocalHosting:
@@ -111,7 +113,9 @@ class LocalHosting:
             self._variants[spec.name] = variant
         self.invocations.register(spec.name)
         self._report(variant, EndpointState.CREATING, None)
-        threading.Thread(target=self._bring_up, args=(variant,), name=f"up-{spec.name}", daemon=True).start()
+        variant.bring_up = threading.Thread(target=self._bring_up, args=(variant,), name=f"up-{spec.name}",
+                                            daemon=True)
+        variant.bring_up.start()
 
     def describe(self, name: str) -> VariantStatus:
         with self._lock:
@@ -245,6 +249,11 @@ class LocalHosting:
             self._variants.clear()
         for variant in variants:
             self._remove(variant)
+        for variant in variants:
+            # A download still running would write into a removed folder: wait for it, then remove again.
+            if variant.bring_up is not None:
+                variant.bring_up.join(timeout=30)
+            self._remove(variant)
         self._http.close()
 
     # ---- bringing one variant up -----------------------------------------------------------
@@ -255,22 +264,12 @@ class LocalHosting:
         except TerminalHostingError as error:
             self._settle(variant, EndpointState.FAILED, str(error))
             return
-        command = [self._python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
-            if variant.spec.name not in self._variants:
-                return  # deleted while downloading
-            variant.process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                # Own session: a terminal's Ctrl-C reaches the stack, which stops endpoints in order;
-                # the parent-death signal covers a stack that is killed outright.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            if self._variants.get(variant.spec.name) is not variant:
+                shutil.rmtree(variant.directory, ignore_errors=True)  # deleted while downloading
+                return
+            # Its working folder inside the variant's, which the stack removes when it deletes the variant.
+            variant.process = start_endpoint_process(artifact, variant.directory / "run", self._python)
         assert variant.process.stdout is not None
         # Read to the end, whatever a line leads to: an endpoint whose pipe nobody reads blocks on its next log line.
         for line in variant.process.stdout:
@@ -354,8 +353,28 @@ class LocalHosting:
             process.wait(timeout=5)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this child when the stack process dies, however it dies."""
+def start_endpoint_process(artifact: Path, workdir: Path, python: str = sys.executable) -> subprocess.Popen[str]:
+    """`python -m esdeploy.local.endpoint` for one variant, tied to this process: it stops when this
+    process dies, however it dies (the parent-death signal, and its own watch of this pid). Its output
+    is a pipe: the caller must read it to the end."""
+    command = [python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0",
+               "--workdir", str(workdir.resolve()), "--parent-pid", str(os.getpid())]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        # Own session: a terminal's Ctrl-C reaches the stack, which stops endpoints in order.
+        start_new_session=True,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+    )
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGTERM this child when the stack process dies, however it dies. A stack that died
+    between the fork and this call sends nothing: then the child ends here. (The endpoint watches
+    its parent's pid as well: esdeploy.local.lifeline.)"""
     try:
         import ctypes
 
@@ -363,6 +382,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:
         pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _micros_since(started: float) -> int:

@@ -5,16 +5,22 @@ local endpoint process one on `<its temp folder>/.esdeploy-endpoint.lock`; the k
 lock when its process dies, however it dies. So a folder whose lock can be taken belongs to no live
 process, and what our earlier runs made in it can go; a folder whose lock is held is left alone.
 Only folders that carry our lock file are ever touched: what esdeploy made, nothing else.
+Endpoint processes live in their stack's state folder (`endpoints/<variant>/run`); they stop by
+themselves when their stack dies (esdeploy.local.lifeline), and a start that finds one still running
+in a dead stack's folder ends it before removing the folder.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,8 @@ STATE_PREFIX = "esdeploy-local-"
 ENDPOINT_PREFIX = "esdeploy-endpoint-"
 # In a state folder, what a run makes that outlives it when the run is killed.
 DOWNLOADS = "endpoints"
+# What a local endpoint's command line runs (python -m esdeploy.local.endpoint).
+ENDPOINT_MODULE = "esdeploy.local.endpoint"
 
 
 class StateDirInUseError(Exception):
@@ -46,15 +54,17 @@ class Cleaned:
 
     paths: list[Path] = field(default_factory=list)
     bytes: int = 0
+    ended: list[int] = field(default_factory=list)  # pids of endpoint processes a dead stack left running
 
     def add(self, path: Path) -> None:
         self.bytes += _size(path)
         self.paths.append(path)
 
     def summary(self) -> str:
+        ended = f"; ended {len(self.ended)} endpoint process(es) it left running" if self.ended else ""
         return (
             f"removed {self.bytes / 1e6:.1f} MB that an earlier esdeploy local left when it did not stop "
-            f"cleanly: {', '.join(str(p) for p in self.paths)}"
+            f"cleanly: {', '.join(str(p) for p in self.paths)}{ended}"
         )
 
 
@@ -97,11 +107,11 @@ class FolderLock:
         self._fd = fd
         return True
 
-    def write_owner(self) -> None:
-        """Who holds it (a pid), for the message another start shows."""
+    def write_owner(self, owner: str | None = None) -> None:
+        """Who holds it (default: this pid), for the message another start shows and for ending orphans."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+            os.pwrite(self._fd, (owner or str(os.getpid())).encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -124,6 +134,8 @@ def claim_state_dir(state_dir: Path) -> tuple[FolderLock, Cleaned]:
     cleaned = Cleaned()
     downloads = state_dir / DOWNLOADS
     if ours_before and downloads.is_dir():
+        # The stack that made them is dead (its lock was free), so any endpoint still running here is an orphan.
+        cleaned.ended.extend(end_orphaned_endpoints(downloads))
         for leftover in sorted(downloads.iterdir()):
             cleaned.add(leftover)
             _remove(leftover)
@@ -141,12 +153,70 @@ def clean_temp_leftovers(cleaned: Cleaned, temp_dir: Path | None = None) -> Clea
                 continue  # a live stack or endpoint
         except OSError:
             continue  # not ours to judge (another user's, read-only)
+        if lock_name == STACK_LOCK:
+            # A dead stack's folder: the endpoints it started may still run in it, holding their own locks.
+            cleaned.ended.extend(end_orphaned_endpoints(folder))
         try:
             cleaned.add(folder)
             _remove(folder)
         finally:
             lock.release()
     return cleaned
+
+
+def end_orphaned_endpoints(folder: Path, grace: float = 10.0) -> list[int]:
+    """End the local endpoint processes whose lock lies under `folder`, a dead stack's folder
+    (SIGTERM, then SIGKILL), and return their pids. A pid is ended only if it still is that endpoint
+    (its command line names the lock's folder), so a recycled pid is never touched."""
+    ended = []
+    for lock_path in sorted(folder.rglob(ENDPOINT_LOCK)):
+        pid = _endpoint_pid(lock_path)
+        if pid is not None and _end(pid, grace):
+            ended.append(pid)
+            logger.warning("ended a local endpoint its stack left running", extra={"pid": pid,
+                                                                                  "folder": str(lock_path.parent)})
+    return ended
+
+
+def _endpoint_pid(lock_path: Path) -> int | None:
+    """The pid a live endpoint wrote into its lock file, if that process still is this endpoint."""
+    lock = FolderLock(lock_path.parent, lock_path.name)
+    try:
+        if lock.try_acquire():
+            lock.release()
+            return None  # nobody holds it
+        for _ in range(20):  # the endpoint writes its pid just after it takes the lock
+            if text := lock_path.read_text():
+                break
+            time.sleep(0.05)
+        pid = int(json.loads(text)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    cmdline = _cmdline(pid)
+    if ENDPOINT_MODULE not in cmdline or str(lock_path.parent.resolve()) not in cmdline:
+        return None
+    return pid
+
+
+def _end(pid: int, grace: float) -> bool:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _cmdline(pid):
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _candidates(root: Path) -> Iterator[tuple[Path, str]]:

@@ -280,8 +280,17 @@ def downloads(state: Path) -> list[Path]:
     return sorted((state / "endpoints").glob("*/model.tar.gz"))
 
 
+@pytest.fixture
+def started() -> Iterator[list[BackgroundStack]]:
+    """Stacks a test starts; any still running when it ends (a failure, a timeout) is stopped, then killed."""
+    stacks: list[BackgroundStack] = []
+    yield stacks
+    for running in stacks:
+        running.stop(timeout=30)
+
+
 def test_what_a_killed_stack_left_goes_at_the_next_start_and_a_live_stacks_folder_stays(
-    stack: dict[str, Any], published: list[str], tmp_path: Path
+    stack: dict[str, Any], published: list[str], tmp_path: Path, started: list[BackgroundStack]
 ) -> None:
     temp = tmp_path / "tmp"  # the stacks' temp folder: where default state folders go
     temp.mkdir()
@@ -289,6 +298,7 @@ def test_what_a_killed_stack_left_goes_at_the_next_start_and_a_live_stacks_folde
     given = tmp_path / "given-state"
 
     killed = start(tmp_path, "killed", state=given, env=env)
+    started.append(killed)
     copy_artifacts(stack, killed.info)
     task = requests.post(f"{killed.info['api_url']}/deploy", json={"model_id": QUICK}, timeout=10).json()
     deadline = time.monotonic() + 60
@@ -296,16 +306,20 @@ def test_what_a_killed_stack_left_goes_at_the_next_start_and_a_live_stacks_folde
         assert time.monotonic() < deadline, f"never downloaded: {task}"
         time.sleep(0.1)
     killed_default = start(tmp_path, "killed-default", env=env)
+    started.append(killed_default)
     live = start(tmp_path, "live", env=env)
+    started.append(live)
     for victim in (killed, killed_default):
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(timeout=10)
     deadline = time.monotonic() + 30
     while processes_mentioning(str(given)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # its endpoint processes follow it (parent-death signal)
+        time.sleep(0.2)  # its endpoint processes follow it (they watch the stack: esdeploy.local.lifeline)
+    assert processes_mentioning(str(given)) == []  # no endpoint outlives its stack
     assert downloads(given) and killed_default.state_dir.exists()  # what kill -9 leaves behind
 
     again = start(tmp_path, "again", state=given, env=env)
+    started.append(again)
     try:
         assert downloads(given) == []
         assert not killed_default.state_dir.exists()

@@ -2,19 +2,27 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from esdeploy.local.housekeeping import (
     ENDPOINT_LOCK,
+    ENDPOINT_MODULE,
     STACK_LOCK,
     Cleaned,
     FolderLock,
     StateDirInUseError,
     claim_state_dir,
     clean_temp_leftovers,
+    end_orphaned_endpoints,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def folder(path: Path, *, lock: str | None = None, download: bool = False) -> Path:
@@ -98,3 +106,93 @@ def test_a_lock_file_appears_already_locked(tmp_path: Path) -> None:
     second = FolderLock(tmp_path, STACK_LOCK)
     assert second.try_acquire()
     second.release()
+
+
+# ---- endpoint processes a dead stack left running (issue 24) ------------------------------------
+
+# Holds an endpoint's lock as a local endpoint does, its command line naming the module and its folder;
+# argv: the folder, whether it ignores SIGTERM (a wedged one), the pid to write into the lock.
+ORPHAN = """
+import json, os, signal, sys, time
+from pathlib import Path
+from esdeploy.local.housekeeping import ENDPOINT_LOCK, FolderLock
+workdir = Path(sys.argv[3]); workdir.mkdir(parents=True, exist_ok=True)
+lock = FolderLock(workdir, ENDPOINT_LOCK)
+assert lock.try_acquire()
+lock.write_owner(json.dumps({"pid": int(sys.argv[5] or os.getpid()), "parent_pid": 1}))
+if sys.argv[4] == "wedged":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def orphans() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(workdir: Path, mode: str = "polite", writes_pid: str = "") -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", ORPHAN, ENDPOINT_MODULE, "--workdir", str(workdir), mode, writes_pid],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert process.stdout is not None and process.stdout.readline() == "holding\n"
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_a_reused_state_folder_first_ends_the_endpoints_its_dead_stack_left_running(
+    tmp_path: Path, orphans: Callable[..., subprocess.Popen[str]]
+) -> None:
+    state = folder(tmp_path / "state", lock=STACK_LOCK, download=True)
+    orphan = orphans(state / "endpoints" / "esdlocal-m1-0-1" / "run")
+
+    lock, cleaned = claim_state_dir(state)
+    lock.release()
+
+    assert orphan.wait(timeout=15) is not None  # ended, not left serving
+    assert cleaned.ended == [orphan.pid]
+    assert not (state / "endpoints" / "esdlocal-m1-0-1").exists()
+    assert "ended 1 endpoint process(es) it left running" in cleaned.summary()
+
+
+def test_an_endpoint_that_ignores_sigterm_is_killed(
+    tmp_path: Path, orphans: Callable[..., subprocess.Popen[str]]
+) -> None:
+    wedged = orphans(tmp_path / "endpoints" / "v" / "run", "wedged")
+
+    assert end_orphaned_endpoints(tmp_path / "endpoints", grace=0.5) == [wedged.pid]
+    assert wedged.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_a_pid_that_is_no_longer_the_endpoint_is_never_signalled(
+    tmp_path: Path, orphans: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """The lock names a pid the kernel gave to another program since: that program is left alone."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        orphans(tmp_path / "endpoints" / "v" / "run", writes_pid=str(bystander.pid))
+        assert end_orphaned_endpoints(tmp_path / "endpoints", grace=0.5) == []
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_dead_stacks_default_folder_in_the_temp_folder_goes_with_the_endpoints_it_left(
+    tmp_path: Path, orphans: Callable[..., subprocess.Popen[str]]
+) -> None:
+    dead_stack = folder(tmp_path / "esdeploy-local-dead", lock=STACK_LOCK)
+    orphan = orphans(dead_stack / "endpoints" / "esdlocal-m1-0-1" / "run")
+
+    cleaned = clean_temp_leftovers(Cleaned(), tmp_path)
+
+    assert orphan.wait(timeout=15) is not None
+    assert cleaned.ended == [orphan.pid] and cleaned.paths == [dead_stack]
+    assert not dead_stack.exists()
