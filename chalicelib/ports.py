@@ -246,6 +246,12 @@ class Alarms(Protocol):
 class AliasMirror(Protocol):
     """A read-only copy of each alias for other clients and the console (SSM on AWS)."""
 
-    def publish(self, alias: Alias) -> None: ...
+    def publish(self, alias: Alias) -> None:
+        """Name the alias's live variant; an alias with none removes the model's copy."""
+        ...
 
     def remove(self, embedding_model_id: str) -> None: ...
+
+    def published(self, embedding_model_id: str) -> str | None:
+        """The variant the copy names now (what `embedder()` resolves); None when there is none."""
+        ...

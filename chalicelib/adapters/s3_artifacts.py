@@ -36,13 +36,14 @@ class S3Artifacts:
 
     def read_pointer(self, url: str) -> Any | None:
         location = parse_s3_url(url)
-        answer = _s3(
-            f"read the latest-artifact pointer {url}",
-            lambda: self._client.get_object(
-                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_POINTER_BYTES - 1}"
-            ),
-            tolerate=_missing,
+        answer, empty = self._ranged_get(
+            f"read the latest-artifact pointer {url}", location.bucket, location.key, MAX_POINTER_BYTES
         )
+        if empty:
+            raise ArtifactRefusedError(
+                f"the latest-artifact pointer {url} is an empty file (0 bytes): upload the model again "
+                "(esdeploy package --upload writes the pointer anew), or name the artifact to deploy"
+            )
         if answer is None:
             return None
         try:
@@ -52,19 +53,8 @@ class S3Artifacts:
 
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
         location = parse_s3_url(model_data_url)
-        empty = False
-
-        def tolerate(exc: ClientError) -> bool:
-            nonlocal empty
-            empty = _empty(exc)
-            return empty or _missing(exc)
-
-        answer = _s3(
-            f"read the manifest inside {model_data_url}",
-            lambda: self._client.get_object(
-                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_ARCHIVE_HEAD_BYTES - 1}"
-            ),
-            tolerate=tolerate,
+        answer, empty = self._ranged_get(
+            f"read the manifest inside {model_data_url}", location.bucket, location.key, MAX_ARCHIVE_HEAD_BYTES
         )
         if empty:
             raise ArtifactRefusedError(f"the artifact {model_data_url} is an empty file")
@@ -75,6 +65,23 @@ class S3Artifacts:
             return manifest_in_archive(body, model_data_url)
         finally:
             body.close()
+
+    def _ranged_get(self, doing: str, bucket: str, key: str, most: int) -> tuple[dict[str, Any] | None, bool]:
+        """The object's first `most` bytes: (the answer, False); (None, False) when there is no such
+        object; (None, True) when it is empty, which S3 answers to a ranged GET with InvalidRange."""
+        empty = False
+
+        def tolerate(exc: ClientError) -> bool:
+            nonlocal empty
+            empty = _empty(exc)
+            return empty or _missing(exc)
+
+        answer = _s3(
+            doing,
+            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{most - 1}"),
+            tolerate=tolerate,
+        )
+        return answer, empty
 
 
 def manifest_in_archive(stream: IO[bytes], where: str) -> dict[str, Any]:

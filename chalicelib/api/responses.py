@@ -94,6 +94,11 @@ class DeployConfigOut(Wire):
     dtype: Literal["float16", "float32"] | SkipJsonSchema[None] = Field(
         default=None, description="The precision the request asked for (else the serving's default)"
     )
+    dimension: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1,
+        description="The model's embedding dimension, kept once green answered with it in the smoke test: it "
+        "bounds how many texts one invoke answer can carry",
+    )
 
 
 class NoConfig(Wire):

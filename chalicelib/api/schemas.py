@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from chalicelib.domain.answer_size import MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.commands import (
     AutoscalingRequest,
     DeployConfigRequest,
@@ -45,7 +46,7 @@ from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 IMAGE_URI_MAX = 255
 # What the endpoint's handler accepts by default (serving/inference.py: MAX_TEXTS, MAX_TEXT_CHARS;
 # docs/serving.md). The handler cannot be imported here (torch), so a test holds the two equal.
-INVOKE_MAX_TEXTS = 256
+INVOKE_MAX_TEXTS = MAX_TEXTS_PER_REQUEST
 INVOKE_MAX_TEXT_CHARS = 32768
 
 # The id rule (domain/names.py) as the document shows it; the check itself stays `is_valid_id`,

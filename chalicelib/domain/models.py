@@ -194,6 +194,9 @@ class DeployConfig:
     serving: Serving = Serving.HANDLER
     # None: the serving's own default (float16 on a GPU, float32 on a CPU).
     dtype: Dtype | None = None
+    # The model's embedding dimension (its manifest's), set once green answered with it in the smoke
+    # test; None before that, and on tasks stored before it was kept.
+    dimension: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -221,6 +224,7 @@ class DeployConfig:
             **({"max_model_latency_ms": self.max_model_latency_ms} if self.max_model_latency_ms is not None else {}),
             "serving": self.serving.value,
             **({"dtype": self.dtype.value} if self.dtype is not None else {}),
+            **({"dimension": self.dimension} if self.dimension is not None else {}),
         }
 
     @classmethod
@@ -246,6 +250,7 @@ class DeployConfig:
             # Tasks stored before servings existed ran the handler.
             serving=Serving(data.get("serving", Serving.HANDLER.value)),
             dtype=Dtype(data["dtype"]) if data.get("dtype") else None,
+            dimension=_optional_int(data.get("dimension")),
         )
 
 
@@ -396,7 +401,8 @@ class ModelLock:
 @dataclass(frozen=True)
 class Alias:
     """The record that says which variant of a model is live (and which was before), and the
-    content hash of the artifact each of them serves."""
+    content hash of the artifact each of them serves, and its embedding dimension (None on aliases
+    written before it was kept): what bounds how many texts one answer can carry."""
 
     embedding_model_id: str
     live_variant: str | None
@@ -408,3 +414,5 @@ class Alias:
     previous_content_hash: str | None = None
     # The deploy task that made the previous variant live: the alias's `task_id` again after a rollback.
     previous_task_id: str | None = None
+    live_dimension: int | None = None
+    previous_dimension: int | None = None

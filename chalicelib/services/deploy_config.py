@@ -23,7 +23,8 @@ from chalicelib.ports import Artifacts
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
 # role may pull only our serving images, so anything else would fail 10 minutes later.
 _IMAGE_URI = re.compile(
-    r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[a-f0-9]{64})$"
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repository>[a-z0-9._/-]+)"
+    r"(:[\w.-]+|@sha256:[a-f0-9]{64})$"
 )
 _URL_FIELD = "config.model_data_url"
 
@@ -250,6 +251,8 @@ def _image_uri(settings: Settings, given: str | None, serving: Serving, instance
             + ("" if given else " (re-package the stage: AWS_REGION=" + settings.region + " infra/package.sh STAGE)"),
             field="config.image_uri",
         )
+    if given is not None:
+        _check_pull_scope(settings, given)
     return image
 
 
@@ -259,4 +262,26 @@ def _no_stage_image(serving: Serving, processor: Processor, instance_type: str) 
         f"this stage has no {serving.value} image for {processor.value} instance types such as {instance_type} "
         "(packaging the stage resolves one for its region: docs/infra.md): name one in config.image_uri, "
         "or choose another instance type"
+    )
+
+
+def _check_pull_scope(settings: Settings, given: str) -> None:
+    """The stage's execution role may pull only from the repositories of the stage's own serving
+    images, in the stage's region (infra/template.yaml, PullServingImage: the handler's repository,
+    which infra/finalize.py derives from the default image, and TEI's `tei` and `tei-cpu`). Any tag or
+    digest of them is fine; another repository or account would be created, then fail when SageMaker
+    cannot pull it, minutes later. A stage that names no image names no scope: nothing is assumed."""
+    image = _IMAGE_URI.fullmatch(given)
+    stage_images = [_IMAGE_URI.fullmatch(uri) for uri in (settings.default_image_uri, *settings.serving_images.values())
+                    if uri]
+    scopes = {(m["account"], settings.region or m["region"], m["repository"]) for m in stage_images if m}
+    if image is None or not scopes or (image["account"], image["region"], image["repository"]) in scopes:
+        return
+    allowed = ", ".join(sorted(f"{account}.dkr.ecr.{region}.amazonaws.com/{repository}"
+                               for account, region, repository in scopes))
+    raise InvalidRequestError(
+        f"config.image_uri {given} is not in a repository this stage's SageMaker execution role may pull "
+        f"from ({allowed}), so SageMaker could not start it. Name a tag or digest of one of them, or "
+        "package the stage with this image as its default (docs/infra.md)",
+        field="config.image_uri",
     )

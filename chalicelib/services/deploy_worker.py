@@ -13,6 +13,7 @@ from chalicelib.domain.errors import (
     InvocationError,
     InvocationTimeoutError,
     QuotaExceededError,
+    QuotaKind,
     RetryableError,
     TerminalHostingError,
     UnreadableItemError,
@@ -41,7 +42,7 @@ from chalicelib.domain.models import (
     TaskStatus,
     iso,
 )
-from chalicelib.domain.names import variant_alarm_names, variant_name
+from chalicelib.domain.names import resource_name_prefix, variant_alarm_names, variant_name
 from chalicelib.domain.serving import Dtype, Processor, processor_of
 from chalicelib.ports import (
     Alarms,
@@ -265,16 +266,17 @@ class DeployWorker:
         return said
 
     def _quota_detail(self, task: Task, error: QuotaExceededError) -> str:
+        """Names the quota SageMaker named (an instance type's, the instance total, or the count of
+        models, endpoint configurations or endpoints), and what helps with that one."""
         config = task.deploy_config
-        quota = f"{config.instance_type} for endpoint usage"
         region = f" in {self.settings.region}" if self.settings.region else ""
+        which = f"the SageMaker quota '{error.quota}'" if error.quota else "a SageMaker quota"
+        asked = f"{config.initial_instance_count} x {config.instance_type} were asked for"
+        if error.kind is QuotaKind.RESOURCES:
+            asked = f"creating {task.variant} needs one more of what it counts"
         return (
-            f"refused by the SageMaker quota '{quota}'{region}: {config.initial_instance_count} x "
-            f"{config.instance_type} were asked for. Request more in the Service Quotas console "
-            "(https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas, "
-            f"search '{quota}'), or delete unused endpoints, or deploy with fewer instances "
-            "(config.initial_instance_count) or another instance type; nothing was left running. "
-            f"SageMaker said: {error}"
+            f"refused by {which}{region}: {asked}. {error.remedy()}; nothing was left running. "
+            f"SageMaker said: {error.said}"
         )
 
     def _smoke_plan(self, task: Task) -> SmokePlan | None:
@@ -373,6 +375,8 @@ class DeployWorker:
             else "shape and norms only: the parity check was skipped, config.parity_check=skip"
         )
         passed = f"smoke test passed on {len(plan.texts)} probe texts ({checked})"
+        # Green answered with the manifest's dimension: the alias keeps it, to bound invoke batches.
+        task.config["dimension"] = plan.dimension
         if task.deploy_config.promotion is Promotion.MANUAL:
             self._hold_for_promotion(task, passed)
             return
@@ -464,6 +468,8 @@ class DeployWorker:
                 live_content_hash=config.content_hash,
                 previous_content_hash=current.live_content_hash if current else None,
                 previous_task_id=current.task_id if current else None,
+                live_dimension=config.dimension,
+                previous_dimension=current.live_dimension if current else None,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, make_green_live)
@@ -485,6 +491,13 @@ class DeployWorker:
         )
         if config.rollback_alarms:
             watching += f" and config.rollback_alarms {', '.join(config.rollback_alarms)}"
+        woken_by = resource_name_prefix(self.settings.resource_prefix)
+        polled = [name for name in config.rollback_alarms if not name.startswith(woken_by)]
+        if polled:
+            watching += (
+                f" ({', '.join(polled)} read at each look only: a state change wakes the bake at once "
+                f"only for alarms named {woken_by}*)"
+            )
         if missing:
             watching += (
                 f"; config.rollback_alarms {', '.join(missing)} "
@@ -538,6 +551,9 @@ class DeployWorker:
         if alias is None or alias.live_variant != green:
             live = alias.live_variant if alias else None
             since = f" since {iso(alias.swapped_at)}" if alias and alias.swapped_at else ""
+            if alias is not None:
+                # The rollback's own mirror write may have failed: clients stop resolving green now.
+                self.mirror.publish(alias)
             detail = (
                 f"canceled: rolled back by hand during the bake (POST /models/{task.embedding_model_id}/rollback): "
                 f"the alias is on {live or 'no variant'}{since}; {green} is torn down"
@@ -589,6 +605,7 @@ class DeployWorker:
                 current.previous_task_id,  # the task of the variant live again, not the rolled-back one
                 self.clock.now(),
                 live_content_hash=current.previous_content_hash,
+                live_dimension=current.previous_dimension,
             )
 
         alias = change_alias(self.aliases, task.embedding_model_id, back_to_blue)

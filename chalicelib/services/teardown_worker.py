@@ -64,7 +64,8 @@ class TeardownWorker:
             # Rollback to a variant that is about to vanish must stop being offered first.
             if current is None or current.live_variant == variant or current.previous_variant != variant:
                 return None
-            return replace(current, previous_variant=None, previous_content_hash=None, previous_task_id=None)
+            return replace(current, previous_variant=None, previous_content_hash=None, previous_task_id=None,
+                           previous_dimension=None)
 
         alias = change_alias(self.aliases, model_id, stop_offering)
         if alias is not None and alias.live_variant == variant:
@@ -74,6 +75,7 @@ class TeardownWorker:
             )
             return
         try:
+            self._mirror_off(model_id, variant, alias)
             self._remove(variant)
         except RetryableError as error:
             # An endpoint still Creating cannot be deleted, and that can last an hour: come back
@@ -83,6 +85,20 @@ class TeardownWorker:
         logger.info(
             "variant torn down",
             extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
+        )
+
+    def _mirror_off(self, model_id: str, variant: str, alias: Alias | None) -> None:
+        """The alias's copy in SSM (what every `embedder()` resolves) must not name a variant that is
+        about to go. It can, when the write that moved the alias away from it was not followed by its
+        mirror's (a rollback whose PutParameter was throttled): the alias is the truth, so its copy is
+        published again first. RetryableError while SSM cannot be written; nothing is removed then."""
+        if not model_id or self.mirror.published(model_id) != variant:
+            return
+        self.mirror.publish(alias or Alias(model_id, None, None, None, None))
+        logger.warning(
+            "the alias's copy in SSM named the variant being torn down; published the alias again first",
+            extra={"embedding_model_id": model_id, "variant": variant,
+                   "live": alias.live_variant if alias else None},
         )
 
     def _remove(self, variant: str) -> None:
