@@ -16,19 +16,21 @@ ALIAS_ATTEMPTS = 5
 
 
 def change_alias(
-    aliases: Aliases, embedding_model_id: str, decide: Callable[[Alias | None], Alias | None]
+    aliases: Aliases, embedding_model_id: str, transition: Callable[[Alias], Alias | None]
 ) -> Alias | None:
-    """Write what `decide(current alias)` returns, or nothing when it returns None; returns the
-    alias as it stands afterwards. A conflicting write by another writer of the alias is not a
-    sign that someone else owns this step (only a conflict on the task row is), so it is read
-    again and decided again, never swallowed."""
+    """Write what `transition(current alias)` returns (one of Alias's transition methods; a model
+    with none stored reads as `Alias.none`), or nothing when it returns None; returns the alias as
+    it stands afterwards (None: none stored). The one way the alias changes. A conflicting write by
+    another writer of the alias is not a sign that someone else owns this step (only a conflict on
+    the task row is), so it is read again and decided again, never swallowed."""
     for attempt in range(1, ALIAS_ATTEMPTS + 1):
-        current = aliases.get(embedding_model_id)
-        wanted = decide(current)
+        stored = aliases.get(embedding_model_id)
+        current = stored or Alias.none(embedding_model_id)
+        wanted = transition(current)
         if wanted is None:
-            return current
+            return stored
         try:
-            return aliases.swap(wanted, expected_version=current.version if current else 0)
+            return aliases.swap(wanted, expected_version=current.version)
         except AliasConflictError as conflict:
             logger.info(
                 "the alias changed under us; reading it again",

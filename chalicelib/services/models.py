@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import InvalidStateError, ModelBusyError, ModelNotFoundError
+from chalicelib.domain.errors import AliasConflictError, InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -129,17 +130,16 @@ class ModelActions:
             )
         rolled_away = alias.live_variant
         assert rolled_away is not None
-        written = self.aliases.swap(
-            Alias(
-                embedding_model_id,
-                previous,
-                None,
-                alias.task_id,
-                self.clock.now(),
-                live_content_hash=alias.previous_content_hash,
-            ),
-            expected_version=alias.version,
+        # Only from the pair checked here: if the alias moved meanwhile, that pair's rollback is not ours to make.
+        written = change_alias(
+            self.aliases, embedding_model_id,
+            lambda current: current.roll_back(self.clock.now(), live=rolled_away, previous=previous),
         )
+        if written is None or (written.live_variant, written.previous_variant) != (previous, None):
+            raise AliasConflictError(
+                f"the alias of `{embedding_model_id}` changed while it was rolled back: it names "
+                f"{written.live_variant if written else 'no variant'} now; read it again and roll back again if wanted"
+            )
         self.mirror.publish(written)
         if baking is None:
             self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))

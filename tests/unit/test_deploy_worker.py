@@ -87,7 +87,7 @@ def test_given_a_deploy_in_creating_when_the_step_runs_then_the_pinned_artifact_
     task = run_next_step(memory_adapters)
     assert task.stage == Stage.WAITING
     spec = hosting.spec(task.variant or "")
-    assert spec is not None and spec.model_data_url == task.config["model_data_url"]
+    assert spec is not None and spec.model_data_url == task.deploy_config.model_data_url
     assert next_step(memory_adapters) == (
         Advance(task.task_id, task.version), memory_adapters.settings.poll_initial_seconds
     )
