@@ -8,7 +8,7 @@ STAGE ?= dev
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: demo demo-rollback local venv infra-venv test test-fast lint typecheck bench openapi clean package deploy destroy infra-check
+.PHONY: demo demo-rollback local venv infra-venv test test-fast lint typecheck bench openapi iam-calls clean package deploy destroy infra-check
 
 # pip below 26.3: chalice 1.34 declares pip<26.3, so a newer pip would be downgraded again, with a warning.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -64,6 +64,11 @@ bench: $(STAMP)
 # docs/openapi.json from the routes and the pydantic models (a test fails when it is stale).
 openapi: $(STAMP)
 	$(BIN)/python -m esdeploy.contract
+
+# esdeploy/iam/code_calls.json, what each function's code asks IAM for (esdeploy doctor simulates it),
+# from the IAM tests' lifecycle (a test fails when it is stale).
+iam-calls: $(STAMP)
+	ESDEPLOY_WRITE_IAM_CALLS=1 $(BIN)/python -m pytest -p no:xdist -q tests/iam/test_sagemaker_lifecycle_calls.py tests/iam/test_endpoint_log_retention.py
 
 # ---- AWS (docs/infra.md) ----
 package: $(STAMP)

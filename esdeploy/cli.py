@@ -421,6 +421,22 @@ def logs(
 
 
 @app.command()
+def doctor(
+    ctx: typer.Context,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage", envvar="ESDEPLOY_STAGE", metavar="STAGE", help="The stage to check (stack esdeploy-STAGE)."
+        ),
+    ] = "dev",
+) -> None:
+    """Check, read-only, that the account and a deployed stage are ready: one line per check, exit 1 on a problem."""
+    from esdeploy import doctor as checks
+
+    raise typer.Exit(checks.run(runtime(ctx), stage))
+
+
+@app.command()
 def local(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Loopback port of the HTTP API.")] = 8000,
     state_dir: Annotated[

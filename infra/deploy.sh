@@ -33,6 +33,9 @@ if ! aws s3api head-bucket --bucket "$bucket" 2>/dev/null; then
     BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
 fi
 
+# Application Auto Scaling's role for SageMaker variants: made once per account (docs/infra.md).
+"$root/infra/service-linked-roles.sh"
+
 # `cloudformation deploy` keeps a stack's previous parameter values unless told otherwise, so
 # pass every value finalize.py pinned: a changed .chalice/config.json must reach the stack.
 pinned="$(cat "$out/parameters.txt")"  # one Name=value per line; split on purpose below

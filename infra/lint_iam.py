@@ -65,8 +65,11 @@ class Finding:
 
     @property
     def actions(self) -> list[str]:
-        """The action(s) a finding names: parliament's checks say `action`, its community auditors `actions`."""
+        """The action(s) a finding names: parliament's checks say `action`, its community auditors `actions`,
+        and RESOURCE_STAR lists them as its detail."""
         named = self.location.get("actions") or self.location.get("action") or []
+        if not named and isinstance(self.detail, list) and all(":" in str(item) for item in self.detail):
+            named = self.detail
         return [str(a) for a in (named if isinstance(named, list) else [named])]
 
     def line(self) -> str:
@@ -81,15 +84,22 @@ class Suppression:
     action: str | None
     reason: str
 
-    def covers(self, finding: Finding) -> bool:
-        return (
-            finding.issue == self.issue
-            and re.fullmatch(self.policy, finding.policy) is not None
-            and (
-                self.action is None
-                or any(re.fullmatch(self.action, action, re.IGNORECASE) for action in finding.actions)
-            )
-        )
+    def covers(self, finding: Finding, action: str | None = None) -> bool:
+        """Whether this suppression covers the finding (one `action` of it; None: any part of it)."""
+        if finding.issue != self.issue or re.fullmatch(self.policy, finding.policy) is None:
+            return False
+        if self.action is None:
+            return True
+        actions = [action] if action is not None else finding.actions
+        return any(re.fullmatch(self.action, named, re.IGNORECASE) for named in actions)
+
+
+def is_open(finding: Finding, suppressions: list[Suppression]) -> bool:
+    """A finding stays open unless every action it names is covered (one suppressed action must not
+    hide another in the same finding); a finding that names none needs a suppression without action."""
+    if not finding.actions:
+        return not any(s.covers(finding) and s.action is None for s in suppressions)
+    return any(not any(s.covers(finding, action) for s in suppressions) for action in finding.actions)
 
 
 # ---- CloudFormation, just enough to read policy documents --------------------------------------
@@ -224,7 +234,7 @@ def run(templates: list[Path], suppressions: list[Suppression]) -> tuple[list[Fi
     for path in templates:
         policies += list(template_policies(path))
     findings = [finding for label, document in policies for finding in lint(label, document)]
-    open_findings = [f for f in findings if not any(s.covers(f) for s in suppressions)]
+    open_findings = [f for f in findings if is_open(f, suppressions)]
     stale = [s for s in suppressions if not any(s.covers(f) for f in findings)]
     return open_findings, stale, len(policies)
 

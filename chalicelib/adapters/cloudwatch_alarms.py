@@ -52,7 +52,9 @@ class CloudWatchAlarms:
         return found
 
     def _describe(self, names: list[str]) -> dict[str, Any]:
-        # The caller's config.rollback_alarms may be composite alarms too.
+        # The caller's config.rollback_alarms may be composite alarms too. CloudWatch returns those
+        # only when AlarmTypes asks for them, and only to a caller whose cloudwatch:DescribeAlarms is
+        # scoped to "*": the deploy worker's is (docs/infra.md, esdeploy/iam/aws_checks.py).
         answer: dict[str, Any] = _cloudwatch(
             f"read alarms {', '.join(names)}",
             lambda: self._client.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm", "CompositeAlarm"]),

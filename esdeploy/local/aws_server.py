@@ -3,8 +3,10 @@
 moto answers InvokeEndpoint for any name with canned data; here, `POST /endpoints/<name>/invocations`
 reaches the local endpoint process of that name instead, with SageMaker's answers: the container's
 body and content type, `ValidationError` (400) for an endpoint that does not exist or is not in
-service, `ModelError` (424) when the container answers an error. Everything else is moto's.
-So boto3's `sagemaker-runtime` client, pointed at AWS_ENDPOINT_URL, embeds with the real model.
+service, `ModelError` (424) when the container answers an error. SageMaker's Service Quotas and
+IAM's policy simulator, which moto lacks, are answered by esdeploy/local/account.py. Everything
+else is moto's. So boto3's `sagemaker-runtime` client, pointed at AWS_ENDPOINT_URL, embeds with the
+real model, and `esdeploy doctor` reads the embedded account as it reads one on AWS.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from esdeploy.local.account import AccountRoutes, SageMakerQuotas
+from esdeploy.local.environment import LOCAL_REGION
 from esdeploy.local.hosting import EndpointGoneError
 from esdeploy.local.misbehave import ROUTE_PREFIX, ROUTE_SUFFIX, Misbehaviour, MisbehaviourError
+from esdeploy.local.pollers import LOCAL_ACCOUNT
 
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _MISBEHAVE = re.compile("^" + re.escape(ROUTE_PREFIX) + r"([^/]+)" + re.escape(ROUTE_SUFFIX) + "$")
@@ -35,11 +40,18 @@ class RuntimeRoutes:
     """WSGI: InvokeEndpoint to the local hosting, the local-only misbehave switch
     (esdeploy.local.misbehave) too, every other request to moto."""
 
-    def __init__(self, moto: Wsgi, hosting: Callable[[], Endpoints | None]) -> None:
+    def __init__(
+        self, moto: Wsgi, hosting: Callable[[], Endpoints | None], account: AccountRoutes | None = None
+    ) -> None:
         self._moto = moto
         self._hosting = hosting
+        self._account = account
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._account is not None:
+            answered = self._account.answer(environ, start_response)
+            if answered is not None:
+                return answered
         path = environ.get("PATH_INFO", "")
         misbehave = _MISBEHAVE.match(path)
         if environ.get("REQUEST_METHOD") == "POST" and misbehave is not None:
@@ -130,6 +142,8 @@ class EmbeddedAws:
         self.host = host
         self.port = port
         self.hosting: Endpoints | None = None
+        # The account's SageMaker quotas (esdeploy/local/account.py): change them to see what doctor says.
+        self.quotas = SageMakerQuotas(region=LOCAL_REGION, account=LOCAL_ACCOUNT)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -141,7 +155,9 @@ class EmbeddedAws:
         from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = RuntimeRoutes(DomainDispatcherApplication(create_backend_app), lambda: self.hosting)
+        app = RuntimeRoutes(
+            DomainDispatcherApplication(create_backend_app), lambda: self.hosting, AccountRoutes(self.quotas)
+        )
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
         self._thread.start()

@@ -4,6 +4,12 @@ The local stack and the in-process test fixtures both build their AWS from here,
 on is what AWS runs: the tables, queues (with their dead-letter queues and redrive) and bucket are
 created by moto's CloudFormation from the very resource definitions `infra/template.yaml` deploys
 (no second copy to drift), and DynamoDB evaluates a condition and writes as one step.
+
+With `functions=True` (the local stack) the stack also holds what `esdeploy doctor` reads of a
+deployed one: the template's roles, functions, log groups and SSM parameters, the stack's outputs,
+and a role and a function for each Chalice function, the role carrying the function's policy file
+(`.chalice/config.json`'s `iam_policy_file`) as the packaged stack's does. The functions only hold
+their configuration: `esdeploy local` runs their handlers in-process.
 """
 from __future__ import annotations
 
@@ -26,10 +32,20 @@ NAME_PROPERTY: Mapping[str, str] = {
     "AWS::SQS::Queue": "QueueName",
     "AWS::S3::Bucket": "BucketName",
 }
+# The account's part of a stack (functions=True): what doctor reads, beside what the app uses.
+ACCOUNT_PART = ("AWS::IAM::Role", "AWS::Lambda::Function", "AWS::Logs::LogGroup", "AWS::SSM::Parameter")
 # The template patches every function's environment with references to its resources; the API
 # function's copy says which resource each setting names.
 _FUNCTION_ENVIRONMENT = ("Resources", "APIHandler", "Properties", "Environment", "Variables")
 _PSEUDO_PARAMETER = "AWS::"
+_LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+_CONFIGURATION_ONLY = (
+    "# esdeploy local runs this function's handler in-process; this one only holds its configuration.\n"
+    "def handler(event, context):\n    raise NotImplementedError('esdeploy local runs app.py itself')\n"
+)
 
 
 class TemplateError(Exception):
@@ -77,13 +93,18 @@ def keep_dynamodb_atomic() -> None:
 
 
 @functools.cache
-def _cfn_yaml() -> ModuleType:
-    """infra/cfn_yaml.py, the one CloudFormation reader (lint_iam.py's too), from beside the template."""
-    spec = importlib.util.spec_from_file_location("esdeploy_infra_cfn_yaml", TEMPLATE.parent / "cfn_yaml.py")
+def _infra_module(name: str) -> ModuleType:
+    """A module of infra/ (beside the template): cfn_yaml.py, the one CloudFormation reader (lint_iam.py's
+    too), and finalize.py, which pins a stage's parameters from its functions' environment."""
+    spec = importlib.util.spec_from_file_location(f"esdeploy_infra_{name}", TEMPLATE.parent / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _cfn_yaml() -> ModuleType:
+    return _infra_module("cfn_yaml")
 
 
 def load_cfn(path: Path) -> dict[str, Any]:
@@ -139,9 +160,57 @@ def resource_names(template: Mapping[str, Any], environment: Mapping[str, str]) 
     return names
 
 
-def embedded_template(environment: Mapping[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
+def _chalice_functions(environment: Mapping[str, str], template: Mapping[str, Any]) -> dict[str, Any]:
+    """A role (with the function's policy file) and a function (with the stage's environment and the
+    template's patch of it) per function of .chalice/config.json, named as the packaged stack names them."""
+    from esdeploy.iam.code_calls import logical_id
+    from esdeploy.local.environment import CHALICE_CONFIG
+
+    config = json.loads(CHALICE_CONFIG.read_text())
+    variables = {k: v for k, v in environment.items() if k.startswith(("ESDEPLOY_", "POWERTOOLS_"))}
+    found: dict[str, Any] = {}
+    for function, settings in config.get("lambda_functions", {}).items():
+        logical = logical_id(function)
+        policy = json.loads((CHALICE_CONFIG.parent / settings["iam_policy_file"]).resolve().read_text())
+        found[f"{logical}Role"] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": _LAMBDA_TRUST,
+                "Policies": [{"PolicyName": f"{logical}RolePolicy", "PolicyDocument": policy}],
+            },
+        }
+        patch = template.get("Resources", {}).get(logical, {}).get("Properties", {})
+        found[logical] = {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": f"esdeploy-{environment['ESDEPLOY_STAGE']}-{function.replace('_', '-')}",
+                "Runtime": "python3.11",
+                "Handler": "index.handler",
+                "Role": {"Fn::GetAtt": [f"{logical}Role", "Arn"]},
+                "Timeout": settings.get("lambda_timeout", 60),
+                "MemorySize": settings.get("lambda_memory_size", 128),
+                "Code": {"ZipFile": _CONFIGURATION_ONLY},
+                "Environment": {
+                    "Variables": {**variables, **patch.get("Environment", {}).get("Variables", {})}
+                },
+            },
+        }
+    return found
+
+
+def _name_of(resource_type: str, name: str) -> str:
+    """The name property's value for a setting's value (a role's setting is its ARN)."""
+    return name.rsplit("/", 1)[-1] if resource_type == "AWS::IAM::Role" else name
+
+
+def embedded_template(
+    environment: Mapping[str, str], template_path: Path = TEMPLATE, *, functions: bool = False,
+    outputs: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The plain-CloudFormation part of the template the app needs (tables, queues, bucket), for
-    the stage `environment` describes: its Stage parameter, and its names for what the functions use."""
+    the stage `environment` describes: its Stage parameter, and its names for what the functions use.
+    `functions`: the account's part too (roles, functions, log groups, SSM parameters, the outputs
+    they make) with the stage's pinned parameters; `outputs`: more outputs (e.g. the API's URL)."""
     template = load_cfn(template_path)
     resources = template.get("Resources", {})
     chosen = {
@@ -151,14 +220,30 @@ def embedded_template(environment: Mapping[str, str], template_path: Path = TEMP
     }
     if not chosen:
         raise TemplateError(f"{template_path} defines none of {', '.join(NAME_PROPERTY)}")
+    optional: dict[str, Any] = {}
+    if functions:
+        optional = {logical: json.loads(json.dumps(resource)) for logical, resource in resources.items()
+                    if resource.get("Type") in ACCOUNT_PART}
+        optional.update(_chalice_functions(environment, template))
+    names_by_type = {**NAME_PROPERTY, "AWS::IAM::Role": "RoleName"}
     for logical, name in resource_names(template, environment).items():
-        if logical in chosen:
-            chosen[logical].setdefault("Properties", {})[NAME_PROPERTY[chosen[logical]["Type"]]] = name
+        for found in (chosen, optional):
+            if logical in found and found[logical]["Type"] in names_by_type:
+                kind = found[logical]["Type"]
+                found[logical].setdefault("Properties", {})[names_by_type[kind]] = _name_of(kind, name)
     conditions = template.get("Conditions", {})
+    parameters = template.get("Parameters", {})
+    known = set(chosen) | set(optional) | set(conditions) | set(parameters)
+    # The account's part that needs what only Chalice makes (the REST API, its URL) is left out.
+    while missing := [logical for logical, resource in optional.items()
+                      if {r for r in references(resource) - known if not r.startswith(_PSEUDO_PARAMETER)}]:
+        for logical in missing:
+            del optional[logical]
+            known.discard(logical)
+    chosen.update(optional)
     used = references(chosen)
     used_conditions = {c: conditions[c] for c in sorted(used & set(conditions))}
     used |= references(used_conditions)
-    parameters = template.get("Parameters", {})
     outside = used - set(chosen) - set(conditions) - set(parameters)
     unknown = sorted(name for name in outside if not name.startswith(_PSEUDO_PARAMETER))
     if unknown:
@@ -166,36 +251,57 @@ def embedded_template(environment: Mapping[str, str], template_path: Path = TEMP
             f"the tables, queues and bucket of {template_path} refer to {', '.join(unknown)}, "
             "which the embedded AWS does not create"
         )
+    given = set(stage_parameters(environment, functions))
     kept_parameters: dict[str, Any] = {}
     for name in sorted(used & set(parameters)):
         parameter = {k: v for k, v in parameters[name].items() if k not in ("AllowedValues", "AllowedPattern")}
-        if name != "Stage" and "Default" not in parameter:
+        if name not in given and "Default" not in parameter:
             raise TemplateError(f"parameter {name} of {template_path} has no default for the embedded AWS")
         kept_parameters[name] = parameter
-    return {
+    body: dict[str, Any] = {
         "AWSTemplateFormatVersion": template.get("AWSTemplateFormatVersion", "2010-09-09"),
         "Description": f"esdeploy {environment.get('ESDEPLOY_STAGE', '')} - embedded AWS (from {template_path.name})",
         "Parameters": kept_parameters,
         "Conditions": used_conditions,
         "Resources": chosen,
     }
+    if functions or outputs:
+        available = set(chosen) | set(kept_parameters) | set(used_conditions)
+        body["Outputs"] = {
+            name: output for name, output in template.get("Outputs", {}).items()
+            if all(r in available or r.startswith(_PSEUDO_PARAMETER) for r in references(output))
+        } if functions else {}
+        body["Outputs"].update({name: {"Value": value} for name, value in (outputs or {}).items()})
+    return body
+
+
+def stage_parameters(environment: Mapping[str, str], functions: bool = False) -> dict[str, str]:
+    """The stack parameters of the stage: its Stage, and with the account's part the values
+    infra/finalize.py pins from the functions' environment (prefixes, the serving image)."""
+    stage = environment.get("ESDEPLOY_STAGE", "")
+    if not functions:
+        return {"Stage": stage}
+    return {str(k): str(v) for k, v in _infra_module("finalize").pinned_parameters(dict(environment)).items()}
 
 
 def create_resources(
-    session: Any, environment: Mapping[str, str], template_path: Path = TEMPLATE
+    session: Any, environment: Mapping[str, str], template_path: Path = TEMPLATE, *, functions: bool = False,
+    outputs: Mapping[str, str] | None = None,
 ) -> QueueUrls:
     """Create the stage's tables, queues and bucket with moto's CloudFormation; the queues' URLs.
 
     `session` is a boto3 session against moto (in-process `mock_aws()` or the embedded server);
-    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names).
+    `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names);
+    `functions` and `outputs`: see embedded_template.
     """
     stage = environment.get("ESDEPLOY_STAGE", "")
     if not stage:
         raise TemplateError("ESDEPLOY_STAGE is not set: the template's resources are named by stage")
-    body = embedded_template(environment, template_path)
+    body = embedded_template(environment, template_path, functions=functions, outputs=outputs)
     cloudformation = session.client("cloudformation")
     stack = f"esdeploy-{stage}"
-    parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}] if "Stage" in body["Parameters"] else []
+    parameters = [{"ParameterKey": name, "ParameterValue": value}
+                  for name, value in stage_parameters(environment, functions).items() if name in body["Parameters"]]
     cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(body), Parameters=parameters)
     (created,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     if created["StackStatus"] != "CREATE_COMPLETE":

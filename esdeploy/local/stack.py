@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
+from esdeploy.local.account import settle_account
 from esdeploy.local.alarm_standin import AlarmStandIn
 from esdeploy.local.aws_server import EmbeddedAws
 from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
@@ -107,7 +108,11 @@ class LocalStack:
 
         settings = load_settings(os.environ)
         session = boto3.Session(region_name=LOCAL_REGION)
-        urls = create_resources(session, os.environ)
+        # The whole stack as doctor reads one on AWS (roles, functions, outputs: `esdeploy doctor --stage local`),
+        # and an account ready for it (the service-linked role, quotas for blue and green).
+        api_url = f"http://{LOOPBACK}:{self.port}"
+        urls = create_resources(session, os.environ, functions=True, outputs={"EndpointURL": f"{api_url}/"})
+        settle_account(session, self._moto.quotas, settings.allowed_instance_types)
         # One client for every poller (Lambda runs several per queue) and the events: a connection each.
         sqs = session.client("sqs", config=Config(max_pool_connections=POLLER_CONNECTIONS))
         self._sqs = sqs
@@ -150,7 +155,7 @@ class LocalStack:
 
         self._serve_http(chalice_app.app)
         self.info = StackInfo(
-            api_url=f"http://{LOOPBACK}:{self.port}",
+            api_url=api_url,
             aws_endpoint=aws_endpoint,
             artifact_upload_url=f"s3://{settings.artifact_bucket}/{settings.artifact_prefix.rstrip('/')}",
             region=LOCAL_REGION,

@@ -150,3 +150,34 @@ def test_deleting_removes_both_and_deleting_again_is_fine(harness: AlarmsHarness
     harness.alarms.delete_variant_alarms(VARIANT)
     harness.alarms.delete_variant_alarms(VARIANT)
     assert harness.alarms.read((*names, "checkout-errors")).keys() == {"checkout-errors"}  # not the caller's
+
+
+def test_a_composite_rollback_alarm_is_read_like_a_metric_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`config.rollback_alarms` may name composite alarms. CloudWatch returns them only when AlarmTypes
+    asks for them (moto returns them whatever it says, so the request is checked too), and only to a
+    caller whose cloudwatch:DescribeAlarms is scoped to "*" (esdeploy/iam/aws_checks.py: the deploy
+    worker's is, tests/iam proves it)."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        harness = CloudWatchHarness()
+        harness.define("checkout-errors")
+        # moto keeps composite alarms but has no PutCompositeAlarm: made in its backend, as the API would.
+        from moto.cloudwatch.models import cloudwatch_backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].put_metric_alarm(
+            name="checkout-health", namespace="", metric_name="", comparison_operator="", evaluation_periods=0,
+            period=0, threshold=0.0, statistic="", description="", dimensions=[], alarm_actions=[],
+            rule='ALARM("checkout-errors")')
+        harness.client.set_alarm_state(AlarmName="checkout-health", StateValue="ALARM", StateReason="a child fired")
+        client = boto3.client("cloudwatch", region_name=REGION)
+        asked: list[Any] = []
+        client.meta.events.register("provide-client-params.monitoring.DescribeAlarms",
+                                    lambda params, **_: asked.append(params.get("AlarmTypes")))
+        read = CloudWatchAlarms(client).read(("checkout-health", "checkout-errors"))
+    assert read["checkout-health"].state is AlarmState.ALARM and read["checkout-health"].reason == "a child fired"
+    assert read["checkout-errors"].state is AlarmState.OK
+    assert asked and all("CompositeAlarm" in (types or []) for types in asked)

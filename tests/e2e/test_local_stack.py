@@ -63,6 +63,21 @@ def test_the_startup_lines_are_ready_to_paste(stack: dict[str, Any]) -> None:
     ]
 
 
+def test_doctor_finds_the_local_stack_ready(stack: dict[str, Any], outside_repo: Path) -> None:
+    """`esdeploy doctor --stage local` with the second shell's exports: the embedded AWS answers what
+    doctor asks an account (the stack, its roles simulated with esdeploy/iam's evaluator, SageMaker's
+    quotas, the service-linked role), and a stack fresh from `esdeploy local` is ready. The failure
+    of each check is tests/cli/test_doctor.py's, on the same embedded AWS in-process."""
+    done = cli(stack, outside_repo, "doctor", "--stage", "local", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = [line.split(":", 1)[0] for line in done.stdout.splitlines() if line.startswith(("ok", "PROBLEM"))]
+    assert all(check.startswith("ok") for check in checks), done.stdout
+    names = {check.split(None, 1)[1] for check in checks}
+    assert {"stack", "api", "service-linked role", "role deploy_worker", "serving image", "quota ml.g5.xlarge",
+            "dead letters deploy tasks"} <= names, names
+    assert "stage local is ready" in done.stdout
+
+
 def test_full_lifecycle_on_the_local_stack(
     stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
 ) -> None:

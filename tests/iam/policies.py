@@ -17,10 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chalice.utils import to_cfn_resource_name
-
-from tests.iam.calls import ECR_IMAGE
-from tests.iam.evaluation import CannotEvaluateError, Statement
+from esdeploy.iam.code_calls import ECR_IMAGE, StageNames, logical_id
+from esdeploy.iam.evaluation import CannotEvaluateError, Statement
 from tests.infra.infra_support import load_cfn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,9 +128,6 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def logical_id(function: str) -> str:
-    """A function's logical id in the packaged template (Chalice's naming; infra/template.yaml's own)."""
-    return "APIHandler" if function == "api_handler" else to_cfn_resource_name(function)
 
 
 def template_functions() -> list[str]:
@@ -177,3 +172,24 @@ def role_policy(role: str, values: StackValues) -> tuple[tuple[Statement, ...], 
 def execution_role_policy(values: StackValues) -> tuple[tuple[Statement, ...], tuple[str, ...]]:
     """(statements, sources) of the role SageMaker assumes to run our endpoints."""
     return role_policy(EXECUTION_ROLE, values)
+
+
+# Queues of the stage as the stack outputs name them (doctor reads them there), by logical id.
+QUEUES = ("RequestsQueue", "DeployTasksQueue", "TeardownTasksQueue")
+DEAD_LETTER_QUEUES = ("RequestsDeadLetterQueue", "DeployTasksDeadLetterQueue", "TeardownTasksDeadLetterQueue")
+
+
+def stage_names(settings: Any, region: str, account: str) -> StageNames:
+    """The test stage's names, in the form `esdeploy doctor` reads a deployed stage's (esdeploy/iam/code_calls.py)."""
+    values = StackValues.from_settings(settings, region, account)
+    resources = load_cfn(TEMPLATE)["Resources"]
+    queues = dict(zip(QUEUES, (settings.requests_queue, settings.deploy_queue, settings.teardown_queue), strict=True))
+    for logical in DEAD_LETTER_QUEUES:
+        queues[logical] = str(resolve(resources[logical]["Properties"]["QueueName"], values.variables(), logical))
+    return StageNames(
+        partition="aws", region=region, account=account, stage=settings.stage,
+        resource_prefix=settings.resource_prefix, tasks_table=settings.tasks_table, models_table=settings.models_table,
+        queues=queues, artifact_bucket=settings.artifact_bucket, artifact_prefix=values.artifact_prefix,
+        ssm_prefix=values.ssm_prefix, execution_role_arn=settings.sagemaker_role_arn,
+        image_uri=settings.default_image_uri or "",
+    )

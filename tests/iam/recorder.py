@@ -4,7 +4,7 @@ Installed for every test by tests/conftest.py. It wraps botocore's `BaseClient._
 (every boto3 client and resource call goes through it), works out which Lambda function is
 running (an HTTP route -> `api_handler`, an SQS or schedule handler -> its own name), looks up
 what the call needs (the resource's tags at that moment, whether an S3 object exists) with
-unrecorded calls, and evaluates each authorization with tests/iam/evaluation.py. A denied call
+unrecorded calls, and evaluates each authorization with esdeploy/iam/evaluation.py. A denied call
 fails as AWS would fail it (AccessDenied; S3's 403 for a missing object) and the test fails with
 the call and the statements considered. Calls made by test code (no handler on the stack) are
 not the product's: they are neither evaluated nor recorded.
@@ -25,8 +25,8 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from esdeploy.iam.evaluation import CannotEvaluateError, Decision, evaluate
 from tests.iam.calls import UNKNOWN, ApiCall, Authorization, Unknown, authorizations
-from tests.iam.evaluation import CannotEvaluateError, Decision, evaluate
 from tests.iam.policies import ROOT, StackValues, execution_role_policy, function_policy
 
 APP_FILE = str(ROOT / "app.py")
@@ -128,6 +128,14 @@ class _Facts:
         return {t["Key"]: t["Value"] for t in tags}
 
     def exists(self, service: str, resource_type: str, arn: str) -> bool | Unknown:
+        if service == "iam" and resource_type == "role":
+            try:
+                self._client("iam").get_role(RoleName=arn.rsplit("/", 1)[1])
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                    return False
+                raise
+            return True
         if service != "s3" or resource_type != "object":
             return UNKNOWN
         bucket, _, key = arn.split(":::", 1)[1].partition("/")
@@ -140,14 +148,17 @@ class _Facts:
         return True
 
 
-def _denial(call: ApiCall, decision: Decision, consequence: str) -> ClientError:
+def _denial(call: ApiCall, decision: Decision, authorization: Authorization) -> ClientError:
     """The error AWS answers with, so the product reacts to a denial as it would there."""
     message = (
         f"User: arn:aws:sts::{call.account}:assumed-role/esdeploy-{call.function}/test is not authorized "
         f"to perform: {decision.request.action} on resource: {decision.request.resource} "
         "because no identity-based policy allows it (tests/iam)"
     )
-    if consequence == "s3-missing-object":
+    consequence = authorization.consequence
+    if authorization.denied_as:  # AWS's own check answers in its own words (esdeploy/iam/aws_checks.py)
+        code, status = authorization.denied_as, 400
+    elif consequence == "s3-missing-object":
         code, status = ("403" if call.operation == "HeadObject" else "AccessDenied"), 403
     elif call.iam_prefix in ("s3", "sqs"):
         code, status = "AccessDenied", 403
@@ -232,7 +243,7 @@ class Recorder:
             _looking_up.reset(token)
         for authorization, decision in evaluated.denied:
             if authorization.consequence in ("call", "s3-missing-object"):
-                raise _denial(call, decision, authorization.consequence)
+                raise _denial(call, decision, authorization)
 
     def problems(self) -> list[Evaluated]:
         return [c for c in self.calls if c.problem or c.denied]

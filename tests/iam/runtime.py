@@ -4,15 +4,15 @@ No test records these, because Lambda makes them, not our code: the runtime writ
 (logs:CreateLogStream, logs:PutLogEvents on the function's log group) and an SQS event source
 mapping polls its queue (sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes, as the
 Lambda developer guide lists for SQS). infra/template.yaml says which log group and which queue
-each function has; this module turns that into authorizations for tests/iam/evaluation.py.
+each function has; this module turns that into authorizations for esdeploy/iam/evaluation.py.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from tests.iam.calls import UNKNOWN, ApiCall, Unknown, authorizations
-from tests.iam.evaluation import Decision, evaluate
+from esdeploy.iam.evaluation import Decision, evaluate
+from tests.iam.calls import UNKNOWN, ApiCall, Authorization, Unknown, authorizations
 from tests.iam.policies import TEMPLATE, StackValues, function_names, function_policy, logical_id, resolve
 from tests.infra.infra_support import load_cfn
 
@@ -49,12 +49,15 @@ def service_calls(function: str, values: StackValues) -> Iterator[ApiCall]:
             yield ApiCall(function, "sqs", operation, {"QueueUrl": url}, values.region, values.account)
 
 
+def runtime_authorizations(values: StackValues, function: str) -> list[tuple[Authorization, Decision]]:
+    """Every authorization of the calls the Lambda service makes for `function`, with its decision."""
+    statements, sources = function_policy(function, values)
+    return [(authorization, evaluate(statements, authorization.request, sources))
+            for call in service_calls(function, values) for authorization in authorizations(call, _NoFacts())]
+
+
 def runtime_decisions(values: StackValues, functions: list[str] | None = None) -> list[tuple[str, Decision]]:
     """(function, decision) for every call the Lambda service makes for each function."""
-    found = []
-    for function in functions if functions is not None else function_names():
-        statements, sources = function_policy(function, values)
-        for call in service_calls(function, values):
-            for authorization in authorizations(call, _NoFacts()):
-                found.append((function, evaluate(statements, authorization.request, sources)))
-    return found
+    return [(function, decision)
+            for function in (functions if functions is not None else function_names())
+            for _, decision in runtime_authorizations(values, function)]

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
+from esdeploy.iam.evaluation import CannotEvaluateError
 from tests.iam.calls import UNKNOWN, ApiCall, Authorization, Unknown, authorizations
-from tests.iam.evaluation import CannotEvaluateError
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 SM = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"

@@ -9,9 +9,10 @@ import boto3
 import pytest
 
 from chalicelib import wiring
-from tests.iam.policies import TEMPLATE, StackValues, function_policy
+from tests.iam.needed import entries, stale
+from tests.iam.policies import TEMPLATE, StackValues, function_policy, stage_names
 from tests.iam.recorder import Recorder, running_function
-from tests.iam.runtime import runtime_decisions
+from tests.iam.runtime import runtime_authorizations, runtime_decisions
 from tests.infra.infra_support import load_cfn
 
 FUNCTION = "endpoint_log_retention"
@@ -56,6 +57,14 @@ def test_our_endpoint_log_groups_get_a_retention_and_nothing_else_is_touched(
     evaluated = {d.request.action for c in iam_checked_calls.calls for _, d in c.decisions if d.allowed}
     assert evaluated == {"logs:DescribeLogGroups", "logs:PutRetentionPolicy"}
     assert iam_checked_calls.problems() == []
+
+    # Its part of the list esdeploy doctor simulates (esdeploy/iam/code_calls.json): these calls and the runtime's.
+    settings = aws_adapters.settings
+    names = stage_names(settings, "us-east-1", "123456789012")
+    needed = entries(FUNCTION, [pair for c in iam_checked_calls.calls for pair in c.decisions], names)
+    values = StackValues.from_settings(settings, "us-east-1", "123456789012")
+    needed |= entries(FUNCTION, runtime_authorizations(values, FUNCTION), names)
+    assert stale([FUNCTION], needed) == []
 
 
 def test_its_role_lets_it_run_and_grants_nothing_more(settings: Any) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.iam.evaluation import CannotEvaluateError, Request, Statement, arn_match, evaluate
+from esdeploy.iam.evaluation import CannotEvaluateError, Request, Statement, arn_match, evaluate
 
 ENDPOINT = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/esd-m1-1"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from policy_sentry.querying.actions import get_actions_for_service
 
-from tests.iam.evaluation import glob_match
+from esdeploy.iam.evaluation import glob_match
 from tests.iam.policies import StackValues, function_names, function_policy, policy_file
 from tests.iam.runtime import runtime_decisions
 

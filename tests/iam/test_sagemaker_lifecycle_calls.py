@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -23,11 +24,14 @@ from chalicelib.config import Settings
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import parse_iso
 from chalicelib.domain.names import variant_alarm_names
-from tests.iam.evaluation import glob_match
+from esdeploy.iam.aws_checks import OWN_CHECKS
+from esdeploy.iam.code_calls import Needed
+from esdeploy.iam.evaluation import glob_match
 from tests.iam.lifecycle import INSTANCE_TYPE, REFUSED_INSTANCE_TYPE, SageMakerWorld, WarpClock
-from tests.iam.policies import StackValues, function_names, function_policy
+from tests.iam.needed import entries, stale
+from tests.iam.policies import StackValues, function_names, function_policy, stage_names
 from tests.iam.recorder import Recorder
-from tests.iam.runtime import runtime_decisions
+from tests.iam.runtime import runtime_authorizations, runtime_decisions
 
 
 @contextlib.contextmanager
@@ -330,10 +334,21 @@ SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
 
 
 Grant = tuple[str, str, str]  # (function, statement, action)
+REGION, ACCOUNT = "us-east-1", "123456789012"
 
-# What each scenario's calls were allowed by, and whether SageMaker calls were among them, filled as
-# the scenarios run in this process: the every-grant test reads them instead of running them again.
-GRANTS_USED_BY_SCENARIO: dict[str, tuple[set[Grant], bool]] = {}
+
+@dataclass
+class Used:
+    """What one scenario's calls were allowed by, the authorizations they needed (the list doctor
+    reads), and whether SageMaker calls were among them."""
+
+    grants: set[Grant]
+    needed: set[Needed]
+    saw_sagemaker: bool
+
+
+# Filled as the scenarios run in this process: the tests after them read it instead of running them again.
+USED_BY_SCENARIO: dict[str, Used] = {}
 
 
 def run_scenario(scenario: str, settings: Settings, recorder: Recorder) -> None:
@@ -344,12 +359,24 @@ def run_scenario(scenario: str, settings: Settings, recorder: Recorder) -> None:
     calls = recorder.calls[before:]
     assert calls, "no call reached the recorder"
     used: set[Grant] = set()
+    needed: set[Needed] = set()
+    names = stage_names(settings, REGION, ACCOUNT)
     for evaluated in calls:
+        function = evaluated.call.function or ""
+        needed |= entries(function, evaluated.decisions, names)
         for authorization, decision in evaluated.decisions:
             if authorization.principal == "function" and decision.allowed:
-                used |= {(evaluated.call.function or "", s.where, decision.request.action)
-                         for s in decision.allowed_by}
-    GRANTS_USED_BY_SCENARIO[scenario] = (used, any(c.call.signing_name == "sagemaker" for c in calls))
+                used |= {(function, s.where, decision.request.action) for s in decision.allowed_by}
+    USED_BY_SCENARIO[scenario] = Used(used, needed, any(c.call.signing_name == "sagemaker" for c in calls))
+
+
+def all_scenarios_used(settings: Settings, recorder: Recorder) -> list[Used]:
+    """What every scenario used: the ones that ran in this process already (a file stays on one
+    worker, in order) left it; any that did not (this test run alone, or with -k) run here."""
+    for scenario in SCENARIOS:
+        if scenario not in USED_BY_SCENARIO:
+            run_scenario(scenario, settings, recorder)
+    return [USED_BY_SCENARIO[name] for name in SCENARIOS]
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -362,16 +389,15 @@ def test_every_grant_of_every_function_policy_is_needed(settings: Settings, iam_
     allowed at least one call that function made in the lifecycle (or the Lambda service's own
     calls for it: logs, the SQS event source). A grant nothing uses is one to remove.
 
-    The scenarios above ran in this process already (a file stays on one worker, in order) and left
-    what they used; any that did not (this test run alone, or with -k) run here."""
-    for scenario in SCENARIOS:
-        if scenario not in GRANTS_USED_BY_SCENARIO:
-            run_scenario(scenario, settings, iam_checked_calls)
+    What AWS exercises on its own for a call (esdeploy/iam/aws_checks.py: Application Auto Scaling
+    validating its caller, composite alarms needing "*", the service-linked role on first use)
+    counts as used: those grants are needed although no call of ours names them."""
+    scenarios = all_scenarios_used(settings, iam_checked_calls)
     used: set[Grant] = set()
-    for grants, _ in (GRANTS_USED_BY_SCENARIO[name] for name in SCENARIOS):
-        used |= grants
-    assert any(saw for _, saw in GRANTS_USED_BY_SCENARIO.values()), "the real adapter is not in use"
-    values = StackValues.from_settings(settings, "us-east-1", "123456789012")
+    for one in scenarios:
+        used |= one.grants
+    assert any(one.saw_sagemaker for one in scenarios), "the real adapter is not in use"
+    values = StackValues.from_settings(settings, REGION, ACCOUNT)
     for function, decision in runtime_decisions(values):
         assert decision.allowed, decision.explain()
         used |= {(function, s.where, decision.request.action) for s in decision.allowed_by}
@@ -384,3 +410,19 @@ def test_every_grant_of_every_function_policy_is_needed(settings: Settings, iam_
                            for f, where, a in used):
                     unused.append(f"{function}: {statement.where} grants {action}, which no call of it needed")
     assert unused == []
+
+
+def test_the_list_doctor_simulates_is_what_the_lifecycle_needs(settings: Settings, iam_checked_calls: Recorder) -> None:
+    """esdeploy/iam/code_calls.json is the one list of what each function's code (and AWS on its
+    behalf, and the Lambda service) asks IAM for: `esdeploy doctor` simulates it against a deployed
+    stage's roles. It must be exactly what the lifecycle needed, nothing missing and nothing stale."""
+    needed: set[Needed] = set()
+    for one in all_scenarios_used(settings, iam_checked_calls):
+        needed |= one.needed
+    names = stage_names(settings, REGION, ACCOUNT)
+    values = StackValues.from_settings(settings, REGION, ACCOUNT)
+    for function in function_names():
+        needed |= entries(function, runtime_authorizations(values, function), names)
+    aws_checked = {entry.aws_check for entry in needed if entry.aws_check}
+    assert aws_checked == {check.name for check in OWN_CHECKS}, "a row of aws_checks.py no scenario exercises"
+    assert stale(function_names(), needed) == []

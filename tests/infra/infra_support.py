@@ -119,6 +119,17 @@ def wildcard_allowlist() -> dict[str, str]:
     return allowed
 
 
+def aws_check_wildcards() -> dict[str, str]:
+    """Actions AWS's own checks require on Resource "*" (esdeploy/iam/aws_checks.py) -> the rule and its source.
+
+    Not ours to narrow: Application Auto Scaling validates that its caller holds them on "*", and
+    CloudWatch shows composite alarms only to a DescribeAlarms scoped to "*"."""
+    from esdeploy.iam.aws_checks import OWN_CHECKS
+
+    return {requirement.action: f"{check.why} ({check.source})"
+            for check in OWN_CHECKS for requirement in check.requires if requirement.resource == "*"}
+
+
 def checkov_skips() -> dict[str, str]:
     """infra/.checkov.yaml skip-check entries -> the reason written on the same line."""
     listed = yaml.safe_load((INFRA / ".checkov.yaml").read_text()).get("skip-check", [])

@@ -135,3 +135,35 @@ def test_a_resource_that_needs_what_the_embedded_aws_does_not_make_is_named(
     broken.write_text(json.dumps(template))
     with pytest.raises(TemplateError, match="refer to AlarmTopic, which the embedded AWS does not create"):
         embedded_template(test_env, broken)
+
+
+def test_with_functions_the_stack_is_one_doctor_can_read(test_env: dict[str, str], settings: Settings) -> None:
+    """The local stack's account part: each function of the stage, with the stage's environment and a
+    role carrying exactly its policy file as CloudFormation resolves it (what tests/iam evaluates), the
+    execution role named as the functions' environment names it, and the outputs doctor reads."""
+    from esdeploy.iam.code_calls import functions
+    from esdeploy.local.account import policy_document
+    from tests.iam.policies import StackValues, policy_file, resolve
+
+    values = StackValues.from_settings(settings, "us-east-1", "123456789012")
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        create_resources(session, test_env, functions=True, outputs={"EndpointURL": "http://127.0.0.1:1/"})
+        stack = session.client("cloudformation").describe_stacks(StackName="esdeploy-test")["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        lambda_, iam = session.client("lambda"), session.client("iam")
+        for function in functions():
+            config = lambda_.get_function_configuration(FunctionName=f"esdeploy-test-{function.replace('_', '-')}")
+            role = config["Role"].rsplit("/", 1)[-1]
+            if function == "endpoint_log_retention":  # the template's own function and role
+                assert config["Environment"]["Variables"]["RESOURCE_PREFIX"] == settings.resource_prefix
+                continue
+            assert config["Environment"]["Variables"]["ESDEPLOY_TASKS_TABLE"] == settings.tasks_table
+            (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+            carried = policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+            written = resolve(json.loads(policy_file(function).read_text()), values.variables(), function)
+            assert carried == written, function
+        execution = iam.get_role(RoleName=settings.sagemaker_role_arn.rsplit("/", 1)[-1])["Role"]
+    assert execution["Arn"] == settings.sagemaker_role_arn == outputs["SageMakerExecutionRoleArn"]
+    assert outputs["EndpointURL"] == "http://127.0.0.1:1/" and outputs["TasksTableName"] == settings.tasks_table
+    assert outputs["SsmPrefix"] == values.ssm_prefix and outputs["Stage"] == "test"

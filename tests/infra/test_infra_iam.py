@@ -11,7 +11,17 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from infra_support import INFRA, STAGES, as_list, load_cfn, policy_documents, wildcard_allowlist
+from infra_support import (
+    INFRA,
+    STAGES,
+    as_list,
+    aws_check_wildcards,
+    load_cfn,
+    policy_documents,
+    wildcard_allowlist,
+)
+
+from esdeploy.iam.code_calls import logical_id
 
 POLICY_FILES = sorted((INFRA / "iam").glob("*.json"))
 
@@ -29,7 +39,7 @@ def written_documents() -> list[tuple[str, dict[str, Any]]]:
 
 
 def problems(documents: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
-    allowed = wildcard_allowlist()
+    allowed = {**wildcard_allowlist(), **aws_check_wildcards()}
     found = []
     for where, document in documents:
         for statement in as_list(document["Statement"]):
@@ -67,6 +77,22 @@ def test_the_allowlist_is_short_and_explained() -> None:
     assert all(len(reason) >= 20 for reason in allowed.values()), allowed
 
 
+def test_star_beyond_the_allowlist_is_only_what_aws_itself_requires_on_star() -> None:
+    """Application Auto Scaling's validation of its caller and composite alarms need "*" (documented,
+    esdeploy/iam/aws_checks.py): those grants are the deploy worker's alone, each with its source."""
+    required = aws_check_wildcards()
+    assert required and all("https://docs.aws.amazon.com/" in reason for reason in required.values())
+    granted = {
+        (where.split("#")[0], action)
+        for where, document in written_documents()
+        for statement in as_list(document["Statement"])
+        if statement["Effect"] == "Allow" and statement.get("Resource") == "*"
+        for action in as_list(statement["Action"])
+        if action in required and action not in wildcard_allowlist()
+    }
+    assert granted == {("infra/iam/deploy-worker.json", action) for action in required}
+
+
 def test_pass_role_only_for_the_execution_role_and_only_to_sagemaker() -> None:
     seen = 0
     for where, document in written_documents():
@@ -83,7 +109,7 @@ def test_pass_role_only_for_the_execution_role_and_only_to_sagemaker() -> None:
 
 
 def test_sagemaker_actions_are_limited_to_our_prefix() -> None:
-    allowed = wildcard_allowlist()
+    allowed = {**wildcard_allowlist(), **aws_check_wildcards()}
     for where, document in written_documents():
         for statement in as_list(document["Statement"]):
             actions = [a for a in as_list(statement.get("Action", [])) if a.startswith("sagemaker:")]
@@ -118,6 +144,7 @@ def test_each_packaged_function_role_carries_exactly_its_policy_file(packaged: A
             continue
         handler = function["Properties"]["Handler"].split(".", 1)[1]
         name = "api_handler" if handler == "app" else handler
+        assert logical == logical_id(name), "esdeploy doctor finds each function by this logical id"
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
         roles.add(role)
         props = resources[role]["Properties"]

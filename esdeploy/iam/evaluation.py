@@ -1,4 +1,8 @@
-"""Test support: IAM's evaluation of identity policies for one request, as AWS documents it.
+"""Operator tool layer: IAM's evaluation of identity policies for one request, as AWS documents it.
+
+One evaluator for two users: tests/iam evaluates every call the product makes with it, and the
+embedded AWS answers `iam:SimulatePrincipalPolicy` with it (moto has none), so `esdeploy doctor`
+on `esdeploy local` is judged by the very rules the tests apply.
 
 - An explicit Deny that applies wins; otherwise one Allow must apply; otherwise implicitly denied.
 - A statement applies when its Action, its Resource and every condition match (operators AND,
@@ -23,7 +27,7 @@ Context = Mapping[str, tuple[str, ...]]
 
 
 class CannotEvaluateError(Exception):
-    """The evaluation would have to guess: fix the policy or teach tests/iam the missing fact."""
+    """The evaluation would have to guess: fix the policy or teach esdeploy/iam the missing fact."""
 
 
 @lru_cache(maxsize=4096)
@@ -98,7 +102,7 @@ def _compare(base: str) -> tuple[Callable[[str, str], bool], bool]:
         "NumericGreaterThanEquals": (lambda v, p: float(v) >= float(p), False),
     }
     if base not in string_ops:
-        raise CannotEvaluateError(f"condition operator {base} is not supported by tests/iam/evaluation.py")
+        raise CannotEvaluateError(f"condition operator {base} is not supported by esdeploy/iam/evaluation.py")
     return string_ops[base]
 
 
