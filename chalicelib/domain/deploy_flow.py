@@ -42,6 +42,7 @@ class Look(StrEnum):
     again, so a redelivered step makes it again and reads the same outcome."""
 
     NOTHING = "nothing more"
+    LIVE = "whether the alias names green (it can from the swap on)"
     PREFLIGHT = ("the manifest inside the pinned artifact; then the model's live-model slot (claimed); then, "
                  "with no count asked, the live variant's instance count")
     CREATE = "green's Model, EndpointConfig and Endpoint (created, or found)"
@@ -110,8 +111,9 @@ class BakeLook:
 
 @dataclass(frozen=True)
 class Seen:
-    """What the worker observed for one step: `now`, whether green is live (read from the swap on:
-    before it the alias cannot name green), and what the row's Look brought."""
+    """What the worker observed for one step: `now`, whether green is live (read where it matters: for
+    a cancel, and for an end that hands green over; before the swap the alias cannot name green), and
+    what the row's Look brought."""
 
     now: datetime
     green_live: bool = False
@@ -461,7 +463,7 @@ FLOW: tuple[Row, ...] = (
         lambda task, seen: not task.promote_requested and _past_deadline(task, seen),
         Look.NOTHING, _promotion_over, (_T.CANCELED,)),
     Row("deadline", (_S.CREATING, _S.WAITING, _S.VERIFYING, _S.AWAITING_PROMOTION, _S.SWAPPING),
-        "`deadline_at` passed (awaiting promotion: `promote_by`)", _past_deadline, Look.NOTHING, _deadline,
+        "`deadline_at` passed (awaiting promotion: `promote_by`)", _past_deadline, Look.LIVE, _deadline,
         (_T.FAILED,)),
     Row("preflight", (_S.QUEUED,), "", _always, Look.PREFLIGHT, _preflight, (_S.CREATING, _T.FAILED, _T.REFUSED)),
     Row("create", (_S.CREATING,), "", _always, Look.CREATE, _created, (_S.WAITING,)),

@@ -33,7 +33,7 @@ from chalicelib.domain.errors import (
     UnreadableItemError,
 )
 from chalicelib.domain.messages import Advance, AlarmChanged, Delivery, DeployTasksMessage, EndpointChanged
-from chalicelib.domain.models import AlarmState, AlarmThresholds, ScalingPolicy, Stage, Task, TaskKind
+from chalicelib.domain.models import AlarmState, AlarmThresholds, Alias, ScalingPolicy, Stage, Task, TaskKind
 from chalicelib.domain.names import variant_alarm_names
 from chalicelib.domain.timing import MAX_EARLY_RESENDS, seconds_until
 from chalicelib.ports import (
@@ -188,13 +188,15 @@ class DeployWorker:
     # ---- observe, decide, apply ------------------------------------------------------------
 
     def _step(self, task: Task, token: str) -> None:
-        seen = Seen(now=self.clock.now(), green_live=self._green_live(task))
+        # Whether green is live matters only to a cancel (the first row it can take) and to an end that
+        # hands green over; it is read for those alone.
+        seen = Seen(now=self.clock.now(), green_live=task.cancel_requested and self._green_live(task))
         row = select(task, seen)
         logger.info("deploy step", extra={**_keys(task), "row": row.name, "version": task.version})
         try:
             decision = decide(row, task, self._look(row.looks, task, seen), self.rules)
         except _FAULTS as fault:
-            decision = on_fault(task, fault, seen, self.rules)
+            decision = on_fault(task, fault, replace(seen, green_live=self._green_live(task)), self.rules)
         try:
             self._apply(task, decision, token)
         except ConcurrentUpdateError:
@@ -239,6 +241,7 @@ class DeployWorker:
         """What `look` names, observed (and claimed) now; `now` read again once it is done."""
         observe = {
             Look.NOTHING: lambda task, seen: seen,
+            Look.LIVE: lambda task, seen: replace(seen, green_live=self._green_live(task)),
             Look.PREFLIGHT: self._see_preflight,
             Look.CREATE: self._see_create,
             Look.ENDPOINT: self._see_endpoint,
@@ -326,7 +329,8 @@ class DeployWorker:
         both are upserts); then the alias moves to green, and its SSM copy follows."""
         green, config = task.variant, task.deploy_config
         assert green is not None
-        policy, carried_from = self._green_policy(task, green)
+        before = self.aliases.get(task.embedding_model_id)
+        policy, carried_from = self._green_policy(task, green, before)
         if policy is not None:
             self.scaling.apply(green, policy)
         thresholds = config.alarms.thresholds(self.rules.alarm_thresholds)
@@ -336,18 +340,18 @@ class DeployWorker:
         alias = change_alias(
             self.aliases, task.embedding_model_id,
             lambda current: current.make_live(green, task.task_id, config.content_hash, self.clock.now()),
+            read=before,
         )
         assert alias is not None
         self.mirror.publish(alias)
         missing = tuple(name for name in names if name not in found)
         return replace(seen, swap=Swap(alias, own, thresholds, missing, policy, carried_from))
 
-    def _green_policy(self, task: Task, green: str) -> tuple[ScalingPolicy | None, str | None]:
+    def _green_policy(self, task: Task, green: str, alias: Alias | None) -> tuple[ScalingPolicy | None, str | None]:
         """Green's autoscaling: the deploy's own policy, or the live variant's carried over (and which)."""
         policy = task.deploy_config.autoscaling
         if policy is not None:
             return policy, None
-        alias = self.aliases.get(task.embedding_model_id)
         blue = None
         if alias is not None:
             blue = alias.live_variant if alias.live_variant != green else alias.previous_variant

@@ -84,6 +84,7 @@ class LocalHosting:
         creation_seconds: float = CREATION_SECONDS,
         region: str = "us-east-1",
         account: str = "123456789012",
+        invocations_log: Path | None = None,
     ) -> None:
         self._s3 = s3_client
         self._workdir = workdir
@@ -97,7 +98,7 @@ class LocalHosting:
         self._lock = threading.RLock()
         self._http = requests.Session()
         # Every invocation, once, whichever way it came: what the alarm stand-in reads SageMaker's metrics from.
-        self.invocations = InvocationRecords()
+        self.invocations = InvocationRecords(log=invocations_log)
 
     # ---- the port ---------------------------------------------------------------------------
 
