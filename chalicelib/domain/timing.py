@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 # SQS refuses a DelaySeconds above this: a longer wait is a chain of hops.
 SQS_MAX_DELAY_SECONDS = 900
 
-# A deploy message that arrived before the write of the step that sent it (esdeploy before 2.x sent,
-# then wrote) comes back this many times, `early_message_delay_seconds` apart; then SQS's redelivery
+# A deploy message that arrived before the write of the step that sent it (an esdeploy from before issue 22
+# sent, then wrote) comes back this many times, `early_message_delay_seconds` apart; then SQS's redelivery
 # and the DLQ take over.
 MAX_EARLY_RESENDS = 12
 

@@ -137,8 +137,8 @@ class DeployWorker:
         return True
 
     def _come_back_later(self, message: Advance, task: Task) -> None:
-        """A message ahead of its task's write (esdeploy before 2.x sent the next step before its
-        write; such a message may still be on the queue after an upgrade): the write is a moment away,
+        """A message ahead of its task's write (an esdeploy from before issue 22 sent the next step
+        before its write; such a message may be on the queue during an upgrade): the write is a moment away,
         so it comes back in a few seconds, not after the queue's visibility timeout. A write that never
         lands stops the re-sends after a while; then SQS's redelivery and the DLQ take over."""
         delay = self.settings.timing.early_resend(message.attempt)
