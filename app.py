@@ -28,6 +28,7 @@ from chalicelib.services.models import ModelActions, ModelReads
 from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import TeardownWorker
+from chalicelib.version import VERSION
 
 app = Chalice(app_name="esdeploy")
 # Every deployed stage needs a SigV4-signed caller on every route (infra/finalize.py refuses a
@@ -39,12 +40,18 @@ app.log.setLevel("INFO")
 
 @app.middleware("all")
 def fresh_log_keys(event: Any, get_response: Any) -> Any:
-    """A warm Lambda reuses the logger: keys of the previous invocation must not leak into this one."""
-    logger.clear_state()
-    context = getattr(event, "context", None)
-    if context is not None:
-        logger.append_keys(request_id=getattr(context, "aws_request_id", None))
-    return get_response(event)
+    """Each invocation's keys on its own lines only: a warm Lambda reuses the logger, and the local
+    stack runs invocations side by side in threads (HTTP requests, queue pollers). Powertools'
+    thread-safe keys live in a context variable, one per thread; `append_keys` would be global."""
+    logger.thread_safe_clear_keys()
+    # An HTTP request's `context` is API Gateway's request context; Lambda's is its `lambda_context`.
+    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
+    if context is not None and not isinstance(context, dict):
+        logger.thread_safe_append_keys(request_id=getattr(context, "aws_request_id", None))
+    try:
+        return get_response(event)
+    finally:
+        logger.thread_safe_clear_keys()  # a line the thread logs after this invocation is not of it
 
 
 @app.middleware("http")
@@ -77,19 +84,27 @@ def error_shape(event: Any, get_response: Any) -> Any:
 def _body() -> dict[str, Any]:
     request = app.current_request
     assert request is not None  # Chalice sets it for every route call
-    logger.append_keys(request_path=request.path, http_method=request.method)
+    logger.thread_safe_append_keys(request_path=request.path, http_method=request.method)
     return parse_json_body(request.raw_body, wiring.adapters().settings.max_body_bytes)
 
 
 @app.route("/health", methods=["GET"], authorizer=auth)
 def health() -> dict[str, str]:
-    return {"status": "ok", "service": "esdeploy"}
+    return {"status": "ok", "service": "esdeploy", "version": VERSION}
 
 
 @app.route("/docs", methods=["GET"], authorizer=auth)
 def docs() -> Response:
     """Where Embedding Studio users look first: Swagger UI over /openapi.json."""
-    return Response(body=docs_page(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    request = app.current_request
+    at_path = str(request.context.get("path") or "/docs") if request is not None else "/docs"
+    return Response(body=docs_page(at_path), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/favicon.ico", methods=["GET"], authorizer=auth)
+def favicon() -> Response:
+    """A browser asks for it by itself: no icon, and no error in its console."""
+    return Response(body="", status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @app.route("/docs/{asset}", methods=["GET"], authorizer=auth)
@@ -182,7 +197,7 @@ def promote_deploy(task_id: str) -> Response:
 
 @app.route("/models", methods=["GET"], authorizer=auth)
 def list_models() -> Response:
-    return answer(lambda: models_body(wiring.service(ModelReads).live()))
+    return answer(lambda: models_body([(view.alias, view.candidate) for view in wiring.service(ModelReads).listing()]))
 
 
 @app.route("/models/{embedding_model_id}", methods=["GET"], authorizer=auth)

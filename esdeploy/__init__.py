@@ -1,15 +1,9 @@
 """Operator tool layer: esdeploy's Python client (`esdeploy.Client`), CLI, model packager and local stand-ins."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-from esdeploy.api_client import Alias, ApiError, ApiUnreachableError, SigningError, Task
+from chalicelib.version import VERSION as __version__  # the one place (pyproject reads it too)
+from esdeploy.api_client import Alias, ApiError, ApiUnreachableError, Models, SigningError, Task
 from esdeploy.client import AwsSetupError, Client, TaskHandle, TaskWaitTimeoutError
 from esdeploy.embedder import Embedder, EmbedderError, Embeddings, EndpointRefusedError, ModelNotDeployedError
-
-try:
-    __version__ = version("esdeploy")
-except PackageNotFoundError:  # a checkout used without `pip install -e .`
-    __version__ = "0+unknown"
 
 __all__ = [
     "Alias",
@@ -22,6 +16,7 @@ __all__ = [
     "Embeddings",
     "EndpointRefusedError",
     "ModelNotDeployedError",
+    "Models",
     "SigningError",
     "Task",
     "TaskHandle",

@@ -45,21 +45,29 @@ class Task(TypedDict):
 
 
 class Alias(TypedDict):
-    """Which variant of a model is live, as `GET /models/{id}` answers it."""
+    """Which variant of a model is live (and which candidate awaits promotion), as `GET /models/{id}`
+    answers it and `GET /models` lists it."""
 
     embedding_model_id: str
     endpoint_name: str | None
     content_hash: NotRequired[str | None]
     previous_endpoint_name: str | None
     previous_content_hash: NotRequired[str | None]
-    # GET /models/{id} only: the candidate of a deploy awaiting promotion.
+    # GET /models/{id} and GET /models: the candidate of a deploy awaiting promotion (null when none).
     candidate_endpoint_name: NotRequired[str | None]
     candidate_content_hash: NotRequired[str | None]
     candidate_task_id: NotRequired[str | None]
     candidate_promote_by: NotRequired[str | None]
-    task_id: str | None
+    task_id: str | None  # the deploy task that made the live variant live (after a rollback too)
+    previous_task_id: NotRequired[str | None]  # the one that made the previous variant live
     swapped_at: str | None
     version: int
+
+
+class Models(TypedDict):
+    """Every model with a live variant or a candidate, as `GET /models` answers it."""
+
+    models: list[Alias]
 
 
 class ApiError(Exception):
@@ -273,9 +281,8 @@ class ApiClient:
 
     # -- models ----------------------------------------------------------------------------------
 
-    def models(self) -> list[Alias]:
-        answer = self.request("GET", "/models")
-        return cast(list[Alias], answer.get("models", []))
+    def models(self) -> Models:
+        return cast(Models, self.request("GET", "/models"))
 
     def model(self, embedding_model_id: str) -> Alias:
         return cast(Alias, self.request("GET", f"/models/{segment(embedding_model_id)}"))

@@ -10,40 +10,46 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from esdeploy import __version__, extras, packaging, s3upload, task_logs, views
+from chalicelib.domain.names import ID_RULE, is_valid_id
+from esdeploy import __version__, exits, extras, packaging, s3upload, task_logs, views
 from esdeploy.acceptance.cli_command import acceptance as acceptance_command
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
+from esdeploy.cli_help import HELP_OPTION_NAMES
 from esdeploy.cli_runtime import CliHooks, EsdeployGroup, Runtime, api_url, runtime, usage_error
 from esdeploy.client import AwsSetupError
+from esdeploy.exits import Exit
 from esdeploy.images import DEFAULT_INSTANCE_TYPE, default_region
 from esdeploy.local.environment import CREATION_SECONDS as LOCAL_CREATION_SECONDS
 from esdeploy.manifest import ManifestError, validate_model_id
-from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS, Exit
+from esdeploy.progress import DEFAULT_POLL_SECONDS, DEFAULT_WAIT_TIMEOUT_SECONDS
 
 app = typer.Typer(
     name="esdeploy",
     help="Blue/green deployment of embedding models to Amazon SageMaker.",
-    epilog="Global options may also follow the command: esdeploy models --json (--output json). Exit codes: "
-    "docs/cli.md.",
+    epilog="Global options may also follow the command: esdeploy models --json (--output json). "
+    + exits.help_line(),
     no_args_is_help=True,
     # typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell).
     add_completion=True,
     cls=EsdeployGroup,
     # Plain click help: rich markup would eat "[default: ...]" and show "<bool>" after every flag.
     rich_markup_mode=None,
-    context_settings={"max_content_width": 110},
+    context_settings={"max_content_width": 110, "help_option_names": HELP_OPTION_NAMES},
 )
 console = Console(stderr=True)
 
 Wait = Annotated[bool, typer.Option("--wait", help="Show the task's stages live until it ends; exit code says how.")]
 WaitTimeout = Annotated[
-    float, typer.Option("--wait-timeout", min=0, help="Give up waiting after this many seconds (exit 4).")
+    float,
+    typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="Give up waiting after this many seconds (exit 4)."),
 ]
 TaskIdOption = Annotated[
-    str | None, typer.Option("--id", help="Client task id: sending the same request again returns the same task.")
+    str | None,
+    typer.Option(
+        "--id", metavar="CLIENT_TASK_ID", help="Client task id: sending the same request again returns the same task."
+    ),
 ]
 
 
@@ -74,9 +80,33 @@ def model_id_option(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+def checked_model_id(value: str | None) -> str | None:
+    """Every command checks the ids it is given before it sends anything: a wrong one is a usage
+    error (exit 2) wherever it is typed, not an HTTP 4xx on one command and exit 2 on another."""
+    if value is not None and not is_valid_id(value):
+        raise typer.BadParameter(f"{value!r} is not a model id ({ID_RULE})")
+    return value
+
+
+def checked_task_id(value: str | None) -> str | None:
+    if value is not None and not is_valid_id(value):
+        raise typer.BadParameter(f"{value!r} is not a task id ({ID_RULE})")
+    return value
+
+
+ModelId = Annotated[str, typer.Argument(callback=checked_model_id, help="Embedding model id.")]
+
+
 class OutputFormat(StrEnum):
     JSON = "json"
     TABLE = "table"
+
+
+class LogFormat(StrEnum):
+    """`esdeploy local`'s lines (esdeploy/local/readable.py)."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 def show_version(value: bool | None) -> None:
@@ -89,7 +119,10 @@ def show_version(value: bool | None) -> None:
 def main(
     ctx: typer.Context,
     api: Annotated[
-        str, typer.Option("--api", envvar="ESDEPLOY_API", callback=api_url, help="Base URL of the esdeploy API.")
+        str,
+        typer.Option(
+            "--api", envvar="ESDEPLOY_API", callback=api_url, metavar="URL", help="Base URL of the esdeploy API."
+        ),
     ] = DEFAULT_API_URL,
     iam: Annotated[
         bool,
@@ -120,11 +153,19 @@ def main(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="The same as --output json.")] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, help="Seconds to wait for one answer.")
+        float, typer.Option(
+            "--timeout", envvar="ESDEPLOY_TIMEOUT", min=0.1, metavar="SECONDS", help="Seconds to wait for one answer."
+        )
     ] = DEFAULT_TIMEOUT_SECONDS,
     poll_interval: Annotated[
         float,
-        typer.Option("--poll-interval", envvar="ESDEPLOY_POLL_INTERVAL", min=0.1, help="Seconds between polls."),
+        typer.Option(
+            "--poll-interval",
+            envvar="ESDEPLOY_POLL_INTERVAL",
+            min=0.1,
+            metavar="SECONDS",
+            help="Seconds between polls while waiting.",
+        ),
     ] = DEFAULT_POLL_SECONDS,
     version: Annotated[
         bool | None,
@@ -150,13 +191,19 @@ def main(
 @app.command()
 def deploy(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
+    model_id: ModelId,
     artifact: Annotated[
         str | None,
-        typer.Option("--artifact", help="s3://.../model.tar.gz (default: what <model id>/latest.json names now)."),
+        typer.Option(
+            "--artifact",
+            metavar="S3_URL",
+            help="s3://.../model.tar.gz (default: what MODEL_ID/latest.json names now).",
+        ),
     ] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="e.g. ml.g5.xlarge.")] = None,
-    instance_count: Annotated[int | None, typer.Option("--instance-count", min=1)] = None,
+    instance_count: Annotated[
+        int | None, typer.Option("--instance-count", min=1, metavar="N", help="Instances behind green.")
+    ] = None,
     image_uri: Annotated[str | None, typer.Option("--image-uri", help="Serving container image.")] = None,
     bake_seconds: Annotated[
         int | None, typer.Option("--bake-seconds", min=0, help="How long the previous variant stays up.")
@@ -181,6 +228,7 @@ def deploy(
         typer.Option(
             "--promotion-timeout",
             min=60,
+            metavar="SECONDS",
             help="With --manual-promotion: seconds the candidate waits for its promote (default: the stage's, 24 h).",
         ),
     ] = None,
@@ -206,6 +254,7 @@ def deploy(
         typer.Option(
             "--max-5xx-per-minute",
             min=0,
+            metavar="N",
             help="Green's own rollback alarm: more 5XX invocation errors a minute than this during the bake "
             "(default: the stage's).",
         ),
@@ -251,8 +300,8 @@ def deploy(
 @app.command()
 def delete(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Why; kept with the task.")] = None,
+    model_id: ModelId,
+    reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why; kept with the task.")] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -267,8 +316,15 @@ def delete(
 @app.command()
 def status(
     ctx: typer.Context,
-    task_id: Annotated[str | None, typer.Argument(help="A deploy or delete task id.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="The newest task of this model instead.")] = None,
+    task_id: Annotated[
+        str | None, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", metavar="MODEL_ID", callback=checked_model_id, help="The newest task of this model instead."
+        ),
+    ] = None,
     deletion: Annotated[bool, typer.Option("--delete", help="With --model: its newest deletion task.")] = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -289,13 +345,13 @@ def status(
         if wait:
             rt.task_answer(handle, wait=True, wait_timeout=wait_timeout)
         else:
-            rt.show(handle.task, views.task_details(handle.task))
+            rt.show(handle.task, views.task_details(handle.task, plain=rt.plain))
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy task id.")],
+    task_id: Annotated[str, typer.Argument(callback=checked_task_id, help="A deploy task id.")],
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
@@ -310,7 +366,12 @@ def cancel(
 @app.command()
 def promote(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy task awaiting promotion (from --manual-promotion).")],
+    task_id: Annotated[
+        str,
+        typer.Argument(
+            callback=checked_task_id, help="A deploy task awaiting promotion (from --manual-promotion)."
+        ),
+    ],
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
 ) -> None:
@@ -322,12 +383,12 @@ def promote(
 
 
 @app.command()
-def rollback(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+def rollback(ctx: typer.Context, model_id: ModelId) -> None:
     """Point the model's alias back at its previous variant (while the bake period keeps it up)."""
     rt = runtime(ctx)
     with rt.guard():
         alias = rt.client().rollback(model_id)
-        rt.show(alias, views.rollback_view(alias))
+        rt.show(alias, views.rollback_view(alias, plain=rt.plain))
 
 
 @app.command()
@@ -335,24 +396,24 @@ def models(ctx: typer.Context) -> None:
     """List deployed models and the endpoints behind their aliases."""
     rt = runtime(ctx)
     with rt.guard():
-        aliases = rt.client().models()
-        rt.show({"models": aliases}, views.models_table(aliases))
+        answer = rt.client().models()
+        rt.show(answer, views.models_table(answer["models"], plain=rt.plain))
 
 
 @app.command()
-def model(ctx: typer.Context, model_id: Annotated[str, typer.Argument(help="Embedding model id.")]) -> None:
+def model(ctx: typer.Context, model_id: ModelId) -> None:
     """Show one model's alias: live and previous endpoint, last swap."""
     rt = runtime(ctx)
     with rt.guard():
         alias = rt.client().model(model_id)
-        rt.show(alias, views.alias_view(alias))
+        rt.show(alias, views.alias_view(alias, plain=rt.plain))
 
 
 @app.command()
 def invoke(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(help="Embedding model id.")],
-    texts: Annotated[list[str], typer.Argument(help="One or more texts to embed.")],
+    model_id: ModelId,
+    texts: Annotated[list[str], typer.Argument(metavar="TEXT", help="One or more texts to embed.")],
     normalize: Annotated[
         bool | None,
         typer.Option("--normalize/--no-normalize", help="L2-normalise (default: as the model was packaged)."),
@@ -365,18 +426,25 @@ def invoke(
     rt = runtime(ctx)
     with rt.guard():
         answer = rt.client().invoke(model_id, texts, normalize=normalize, candidate=candidate)
-        rt.show(answer, views.invoke_view(model_id, texts, answer))
+        rt.show(answer, views.invoke_view(model_id, texts, answer, plain=rt.plain))
 
 
 @app.command()
 def logs(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(help="A deploy or delete task id.")],
+    task_id: Annotated[
+        str | None, typer.Argument(callback=checked_task_id, help="A deploy or delete task id.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", metavar="MODEL_ID", callback=checked_model_id, help="A model's lines, of every task."),
+    ] = None,
     log_file: Annotated[
         Path | None,
         typer.Option(
             "--log-file",
             envvar="ESDEPLOY_LOG_FILE",
+            metavar="PATH",
             help="The local stack's log file (`esdeploy local` exports it); without it: CloudWatch Logs.",
         ),
     ] = None,
@@ -387,22 +455,22 @@ def logs(
         float, typer.Option("--since-hours", min=0.1, help="How far back to look on AWS (hours).")
     ] = 72.0,
 ) -> None:
-    """Show a task's log lines: CloudWatch Logs Insights over every function on AWS, the log file locally."""
+    """Show what happened to a task (or, with --model, to a model lately): its log lines, without the
+    reads of it (status polls); CloudWatch Logs Insights over every function on AWS, the log file locally."""
+    if (task_id is None) == (model is None):
+        raise usage_error("give a TASK_ID or --model MODEL_ID (one of them)")
+    wanted = task_logs.of_task(task_id) if task_id is not None else task_logs.of_model(str(model))
     rt = runtime(ctx)
-    try:
-        task_logs.checked_task_id(task_id)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="TASK_ID") from None
     with rt.guard():
         try:
             if log_file is not None:
-                lines = task_logs.from_file(log_file, task_id)
+                lines = task_logs.from_file(log_file, wanted)
                 where = str(log_file)
             else:
                 lines = task_logs.from_insights(
                     rt.client().aws_client("logs"),
                     stage,
-                    task_id,
+                    wanted,
                     since_seconds=since_hours * 3600,
                     clock=rt.hooks.clock,
                     sleep=rt.hooks.sleep,
@@ -412,12 +480,18 @@ def logs(
             rt.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
     if rt.json:
-        typer.echo(json.dumps({"task_id": task_id, "lines": [line.record for line in lines]}, indent=2))
+        typer.echo(json.dumps({wanted.key: wanted.value, "lines": [line.record for line in lines]}, indent=2))
     else:
         for line in lines:
-            rt.out.print(Text(line.text()), soft_wrap=True)
+            rt.out.print(Text(line.text(with_task=model is not None)), soft_wrap=True)
     if not lines:
-        rt.err.print(Text(f"no log lines of task {task_id} in {where}", style="yellow"), soft_wrap=True)
+        hint = f"is the {wanted.noun} id right?"
+        if task_id is not None:
+            hint += f" (`esdeploy status {task_id}` says whether the task exists)"
+        if log_file is None:
+            hint += "; --since-hours looks further back"
+        rt.err.print(Text(f"error: no log lines of {wanted} in {where}: {hint}", style="red"), soft_wrap=True)
+        raise typer.Exit(Exit.ERROR)
 
 
 @app.command()
@@ -445,7 +519,9 @@ def local(
             "--state-dir", help="Endpoints, logs, stack.json (default: a temp dir, removed at exit)."
         ),
     ] = None,
-    sweep_every: Annotated[float, typer.Option("--sweep-every", help="Seconds between sweeper runs.")] = 60.0,
+    sweep_every: Annotated[
+        float, typer.Option("--sweep-every", metavar="SECONDS", help="Seconds between sweeper runs.")
+    ] = 60.0,
     endpoint_creation_seconds: Annotated[
         float,
         typer.Option(
@@ -456,12 +532,21 @@ def local(
             "meanwhile deleting it is refused, as SageMaker refuses.",
         ),
     ] = LOCAL_CREATION_SECONDS,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="text: one readable line per request, task step, endpoint change, alarm, warning; "
+            "json: the app's JSON log lines (the log file has them either way).",
+        ),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run the whole product on this machine (embedded AWS, the API, workers, local endpoints); Ctrl-C stops it."""
     require_extra("local", "local")
     from esdeploy.local.run import run
 
-    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds))
+    raise typer.Exit(run(port, state_dir, sweep_every, endpoint_creation_seconds, log_format.value))
 
 
 @app.command()
@@ -471,17 +556,26 @@ def package(
         Path, typer.Argument(help="Hugging Face / sentence-transformers model directory (safetensors weights).")
     ],
     model_id: Annotated[
-        str, typer.Option("--model-id", callback=model_id_option, help="Embedding model id (letters, digits, . _ -).")
+        str,
+        typer.Option(
+            "--model-id",
+            metavar="MODEL_ID",
+            callback=model_id_option,
+            help="Embedding model id (letters, digits, . _ -).",
+        ),
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where model.tar.gz goes (default: dist/<model-id>/model.tar.gz)."),
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Where model.tar.gz goes (default: dist/MODEL_ID/model.tar.gz)."
+        ),
     ] = None,
     upload: Annotated[
         str | None,
         typer.Option(
             "--upload",
             callback=s3_destination,
+            metavar="S3_URL",
             help="s3://bucket/prefix: checked first, then uploaded to <prefix>/<model-id>/<content hash>/ "
             "(never overwritten) and made the model's latest version.",
         ),
@@ -496,15 +590,17 @@ def package(
             help="Image region (default: the --upload bucket's; else AWS_REGION or us-east-1).",
         ),
     ] = None,
-    pooling: Annotated[str | None, typer.Option("--pooling", help="mean | cls | max (default: the model's).")] = None,
+    pooling: Annotated[
+        str | None, typer.Option("--pooling", metavar="mean|cls|max", help="Pooling (default: the model's).")
+    ] = None,
     normalize: Annotated[
         bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise (default: the model's).")
     ] = None,
     max_seq_length: Annotated[
-        int | None, typer.Option("--max-seq-length", help="Token window (default: the model's).")
+        int | None, typer.Option("--max-seq-length", metavar="TOKENS", help="Token window (default: the model's).")
     ] = None,
     probe: Annotated[
-        list[str] | None, typer.Option("--probe", help="A probe text for the smoke test (repeatable).")
+        list[str] | None, typer.Option("--probe", metavar="TEXT", help="A probe text for the smoke test (repeatable).")
     ] = None,
     check_python: Annotated[
         str | None, typer.Option("--check-python", help="Interpreter for the fresh-process check.")
@@ -526,13 +622,14 @@ def package(
         probe_texts=tuple(probe) if probe else packaging.PROBE_TEXTS,
         check_python=check_python or sys.executable,
     )
+    earlier = packaging.earlier_build(request.output)
     try:
         with console.status("packaging") as status:
             result = packaging.package(request, progress=lambda step: status.update(step))
     except (packaging.PackagingError, OSError) as exc:  # OSError: an --output folder that cannot be written, ...
         console.print(Text(f"package failed: {exc}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
-    _print_summary(result)
+        raise typer.Exit(Exit.FAILED) from None
+    _print_summary(result, earlier)
     if destination is not None:
         try:
             uploaded = s3upload.upload_artifact(
@@ -547,7 +644,7 @@ def package(
             )
         except s3upload.UploadError as exc:
             console.print(Text(f"upload failed: {exc}", style="red"), soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(Exit.FAILED) from None
         if uploaded.already_there:
             console.print(
                 Text(f"already uploaded: {uploaded.archive_url} (same content hash; kept as it is)"), soft_wrap=True
@@ -575,7 +672,7 @@ def require_extra(extra: str, command: str) -> None:
             ),
             soft_wrap=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
 
 
 def _image_region(region: str | None, destination: s3upload.Destination | None) -> str:
@@ -591,7 +688,7 @@ def _image_region(region: str | None, destination: s3upload.Destination | None) 
             ),
             soft_wrap=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.FAILED)
     return region or bucket_region or default_region()
 
 
@@ -602,8 +699,9 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
         session = rt.client().boto3_session() if rt.profile else None
         destination = s3upload.check_destination(upload, session=session)
     except (s3upload.UploadError, AwsSetupError) as exc:
-        console.print(Text(f"upload check failed: {exc}", style="red"), soft_wrap=True)
-        raise typer.Exit(1) from None
+        said = exc.cli_message if isinstance(exc, AwsSetupError) else str(exc)
+        console.print(Text(f"upload check failed: {said}", style="red"), soft_wrap=True)
+        raise typer.Exit(Exit.FAILED) from None
     in_region = f" in {destination.region}" if destination.region else ""
     console.print(
         Text(f"the upload goes to s3://{destination.bucket}/{destination.prefix} on {destination.where}{in_region}"),
@@ -612,25 +710,6 @@ def _checked_destination(upload: str, rt: Runtime) -> s3upload.Destination:
     return destination
 
 
-def _print_summary(result: packaging.PackageResult) -> None:
-    manifest = result.manifest
-    table = Table(show_header=False, box=None)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")  # hashes and image URIs must stay whole
-    table.add_row("archive", f"{result.archive} ({result.archive_bytes / 1e6:.1f} MB)")
-    table.add_row("manifest", str(result.manifest_path))
-    table.add_row(
-        "model",
-        f"{manifest.model_id}: dim {manifest.dimension}, {manifest.pooling} pooling, "
-        f"normalize={manifest.normalize}, max {manifest.max_seq_length} tokens",
-    )
-    table.add_row("content sha256", manifest.content_sha256)
-    table.add_row("image", manifest.image_uri)
-    table.add_row(
-        "check",
-        f"loaded in a fresh process in {result.check.get('load_seconds')} s, "
-        f"min cosine {result.check.get('min_cosine')} over {len(manifest.probe_texts)} probe texts",
-    )
-    if result.st_min_cosine is not None:
-        table.add_row("parity", f"min cosine {result.st_min_cosine:.6f} with sentence-transformers")
-    console.print(table)
+def _print_summary(result: packaging.PackageResult, earlier: str | None) -> None:
+    plain = not console.is_terminal
+    console.print(views.package_summary(result, plain=plain, replaced=earlier), soft_wrap=plain)

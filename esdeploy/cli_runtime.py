@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,12 +18,11 @@ from typer.core import TyperGroup
 
 from esdeploy import views
 from esdeploy.api_client import ApiError, ApiUnreachableError, SigningError
+from esdeploy.cli_help import in_words
 from esdeploy.client import AwsSetupError, Client, TaskHandle
 from esdeploy.embedder import EmbedderError
-from esdeploy.progress import Exit, LineView, QuietView, View, WaitOutcome, live_view
-
-# Piped output is read by scripts and people alike: no folding of ids at 80 columns.
-_PIPE_WIDTH = 200
+from esdeploy.exits import Exit
+from esdeploy.progress import LineView, QuietView, View, WaitOutcome, live_view
 
 
 @dataclass
@@ -82,25 +80,34 @@ class Runtime:
         except ApiUnreachableError as error:
             self.err.print(views.unreachable(error), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
-        except (SigningError, AwsSetupError, EmbedderError) as error:
+        except AwsSetupError as error:
+            self.err.print(Text(f"error: {error.cli_message}", style="red"), soft_wrap=True)
+            raise typer.Exit(Exit.ERROR) from None
+        except (SigningError, EmbedderError) as error:
             self.err.print(Text(f"error: {error}", style="red"), soft_wrap=True)
             raise typer.Exit(Exit.ERROR) from None
+
+    @property
+    def plain(self) -> bool:
+        """stdout is a pipe or a file: plain, stable lines (no table borders, no padding, no wrapping)."""
+        return not self.out.is_terminal
 
     def show(self, answer: Any, human: RenderableType) -> None:
         """--json prints the API's answer and nothing else; otherwise the human rendering."""
         if self.json:
             typer.echo(json.dumps(answer, indent=2))
         else:
-            self.out.print(human)
+            self.out.print(human, soft_wrap=self.plain)
 
     def task_answer(self, handle: TaskHandle, *, wait: bool, wait_timeout: float, promoted: bool = False) -> None:
         """After POST /deploy, /delete, /cancel or /promote: show the task, or follow it to its end
         (a manual-promotion deploy: until its candidate awaits promotion; `promoted`: past that)."""
         task = handle.task
         if not wait:
-            self.show(task, views.task_summary(task))
+            self.show(task, views.task_summary(task, plain=self.plain))
             if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
-                self.out.print(Text(f"follow it: esdeploy status {task['task_id']} --wait", style="dim"))
+                follow = f"follow it: esdeploy status {task['task_id']} --wait"
+                self.out.print(Text(follow, style="dim"), soft_wrap=True)
             return
         code = self.follow(handle, wait_timeout, stop_at_promotion=not promoted)
         if code != Exit.DONE:
@@ -142,10 +149,9 @@ def runtime(ctx: typer.Context) -> Runtime:
 
 
 def _stdout_console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = _PIPE_WIDTH
-    return console
+    # Into a pipe or a file the views print plain lines that never wrap (Runtime.plain): the width
+    # rich guesses there (80) matters to nothing.
+    return Console(highlight=False)
 
 
 # typer 0.29 carries its own copy of click, so the installed click's UsageError never matches;
@@ -168,7 +174,14 @@ def api_url(value: str) -> str:
 
 
 class EsdeployGroup(TyperGroup):
-    """Global options work after the command too (`esdeploy models --json`), as in the AWS CLI."""
+    """Global options work after the command too (`esdeploy models --json`), as in the AWS CLI; help
+    speaks in words (esdeploy/cli_help.py) for the group and every command it is built with."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        in_words(self.params)
+        for command in self.commands.values():
+            in_words(command.params)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(self, ctx, args))

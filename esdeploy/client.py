@@ -20,6 +20,7 @@ from esdeploy.api_client import (
     Alias,
     ApiClient,
     ApiError,
+    Models,
     SigV4Signer,
     Task,
 )
@@ -31,7 +32,12 @@ Progress = Callable[[Task], None]
 
 
 class AwsSetupError(Exception):
-    """The AWS profile, region or credentials needed for the call are missing or broken."""
+    """The AWS profile, region or credentials needed for the call are missing or broken. The message
+    names what to pass in Python; `cli_message`, when the CLI would say it otherwise, its flags."""
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class TaskWaitTimeoutError(Exception):
@@ -281,7 +287,9 @@ class Client:
     def rollback(self, embedding_model_id: str) -> Alias:
         return self.api.rollback(embedding_model_id)
 
-    def models(self) -> list[Alias]:
+    def models(self) -> Models:
+        """`{"models": [alias, ...]}`: GET /models's answer, as every method here returns the API's
+        answer (the same shape as `esdeploy --output json models` prints)."""
         return self.api.models()
 
     def model(self, embedding_model_id: str) -> Alias:
@@ -325,8 +333,10 @@ class Client:
         try:
             return self.boto3_session().client(service)
         except NoRegionError:
+            ways = "set AWS_REGION, or give the profile a region"
             raise AwsSetupError(
-                f"{service} needs a region: pass region= (--region), set AWS_REGION, or give the profile a region"
+                f"{service} needs a region: pass region= to esdeploy.Client, {ways}",
+                cli_message=f"{service} needs a region: pass --region, {ways}",
             ) from None
         except BotoCoreError as error:
             raise AwsSetupError(f"{service}: {error}") from None

@@ -313,6 +313,17 @@ def run_artifact_check(archive: Path, python: str = sys.executable) -> dict[str,
     return report
 
 
+def earlier_build(output: Path) -> str | None:
+    """What a build to `output` would replace: None if nothing is there, else the content hash its
+    manifest.json (beside it) names, "" when that cannot be read."""
+    if not output.exists():
+        return None
+    try:
+        return str(json.loads((output.parent / MANIFEST_NAME).read_text(encoding="utf-8"))["content_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def package(request: PackageRequest, progress: Progress = _noop) -> PackageResult:
     """Build, check and place the archive; raises PackagingError with an actionable message."""
     try:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
 from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -17,6 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from esdeploy.api_client import ApiError, ApiUnreachableError, Task
+from esdeploy.exits import Exit
+from esdeploy.wording import for_the_cli
 
 DEFAULT_POLL_SECONDS = 1.5
 DEFAULT_WAIT_TIMEOUT_SECONDS = 1800.0
@@ -30,18 +31,8 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
-class Exit(IntEnum):
-    """How a command ended; documented in docs/cli.md."""
-
-    DONE = 0
-    FAILED = 1
-    USAGE = 2  # click's code for a usage error, as every CLI has it
-    CANCELED = 3
-    WAIT_TIMEOUT = 4
-    ERROR = 5  # HTTP errors, API unreachable, no credentials to sign with
-    REFUSED = 6  # not 2: a script must tell "the task was refused" from "I called it wrong"
-    INTERRUPTED = 130  # Ctrl-C while watching: the task itself goes on
-
+# Plain wait lines keep their columns whatever stage comes: as wide as the longest stage name.
+STAGE_WIDTH = max(len(stage) for stage in (*STAGES["deploy"], *STAGES["delete"], "awaiting_promotion"))
 
 _BY_STATUS = {"done": Exit.DONE, "failed": Exit.FAILED, "refused": Exit.REFUSED, "canceled": Exit.CANCELED}
 TERMINAL = frozenset(_BY_STATUS)
@@ -193,8 +184,8 @@ class LineView:
         created = parse_time(task["created_at"])
         for event in events[self._printed :]:
             offset = (parse_time(event["at"]) - created).total_seconds()
-            line = f"+{format_seconds(max(offset, 0.0)):>8}  {event['stage']:<13} {event['status']:<11} "
-            line += event.get("detail", "")
+            line = f"+{format_seconds(max(offset, 0.0)):>8}  {event['stage']:<{STAGE_WIDTH}} {event['status']:<11} "
+            line += for_the_cli(event.get("detail", ""))
             self.console.print(Text(line.rstrip()), soft_wrap=True)
         self._printed = len(events)
 
@@ -223,7 +214,7 @@ class Board:
         for stage in order:
             span = by_stage.get(stage)
             icon, took, style = self._row(span, span is current)
-            detail = Text(span.detail or "", style="dim") if span else Text("")
+            detail = Text(for_the_cli(span.detail or ""), style="dim") if span else Text("")
             table.add_row(icon, Text(stage, style=style), Text(took, style=style), detail)
         header = Text.assemble(
             (f"{task.get('kind', 'task')} ", "bold"),

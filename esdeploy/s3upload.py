@@ -179,6 +179,9 @@ def upload_artifact(
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
                 console=console,
+                # A bar is for a terminal; in a pipe or a file its last frame is a line cut at 80
+                # columns. The line after the upload says where it went.
+                disable=console is None or not console.is_terminal,
             ) as bar:
                 task = bar.add_task(archive_at.url, total=archive.stat().st_size)
                 written = _put_once(

@@ -143,6 +143,7 @@ class DynamoAliases:
             ("swapped_at", iso(alias.swapped_at) if alias.swapped_at else None),
             ("live_content_hash", alias.live_content_hash),
             ("previous_content_hash", alias.previous_content_hash),
+            ("previous_alias_task_id", alias.previous_task_id),
         ):
             if value is None:
                 removes.append(attribute)
@@ -198,6 +199,7 @@ class DynamoAliases:
             version=fields.integer("alias_version"),
             live_content_hash=fields.optional_text("live_content_hash"),
             previous_content_hash=fields.optional_text("previous_content_hash"),
+            previous_task_id=fields.optional_text("previous_alias_task_id"),
         )
 
 

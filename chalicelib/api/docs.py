@@ -14,20 +14,24 @@ from chalicelib.domain.errors import EsdeployError
 
 ASSET_TYPES = {"swagger-ui.css": "text/css; charset=utf-8", "swagger-ui-bundle.js": "text/javascript; charset=utf-8"}
 
-# Relative URLs: the page works at /docs locally and at /<stage>/docs behind API Gateway.
+# Relative URLs, so that the page works at /docs locally and at /<stage>/docs behind API Gateway;
+# resolved against the page's own URL, they differ with a trailing slash (`docs_page(at_path)`).
+# The icon is inline: a browser then does not ask for /favicon.ico.
 _SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>esdeploy API</title>
-<link rel="stylesheet" href="docs/swagger-ui.css"></head>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{assets}swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
-<script src="docs/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+<script src="{assets}swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({{url: "{document}", dom_id: "#swagger-ui", deepLinking: true}});</script>
 </body></html>
 """
 
 _PLAIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>esdeploy API</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>esdeploy API</title>
+<link rel="icon" href="data:,"></head>
 <body><h1>esdeploy API</h1>
-<p>The OpenAPI 3.1 document of this API is at <a href="openapi.json">openapi.json</a> (send it signed,
+<p>The OpenAPI 3.1 document of this API is at <a href="{document}">openapi.json</a> (send it signed,
 like every request to this stage). Swagger UI is not part of the Lambda package: browse the document
 with <code>esdeploy local</code>'s <code>/docs</code>, or load <code>docs/openapi.json</code> from the
 esdeploy repository into any OpenAPI viewer. <code>docs/api.md</code> has a recorded request and answer for
@@ -47,8 +51,13 @@ def _swagger_files() -> Path | None:
     return Path(spec.origin).parent / "swagger_ui" / "vendor"
 
 
-def docs_page() -> str:
-    return _SWAGGER_PAGE if _swagger_files() is not None else _PLAIN_PAGE
+def docs_page(at_path: str = "/docs") -> str:
+    """The page as asked for at `at_path`: at `/docs/` a browser resolves `docs/x` to `/docs/docs/x`
+    and `openapi.json` to `/docs/openapi.json`, so the links are made for where the page is."""
+    in_folder = at_path.endswith("/")
+    assets, document = ("", "../openapi.json") if in_folder else ("docs/", "openapi.json")
+    page = _SWAGGER_PAGE if _swagger_files() is not None else _PLAIN_PAGE
+    return page.format(assets=assets, document=document)
 
 
 def docs_asset(name: str) -> tuple[str, str]:

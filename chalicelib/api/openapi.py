@@ -29,10 +29,9 @@ from chalicelib.api.responses import (
 from chalicelib.api.schemas import IMAGE_URI_MAX, DeleteRequest, DeployRequest, InvokeRequest
 from chalicelib.domain.errors import ModelNotFoundError, TaskNotFoundError
 from chalicelib.domain.names import ID_PATTERN, ID_RULE
+from chalicelib.version import VERSION
 
 OPENAPI_VERSION = "3.1.0"
-# The contract's own version: a field or status that callers may rely on changes it, not a release.
-CONTRACT_VERSION = "1.2.0"
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
 
@@ -58,6 +57,7 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: Mapping[int, Answer] = field(default_factory=dict)
     aws: bool = True  # reads or writes AWS: 503 when AWS is busy
+    ok_status: int = 200
 
 
 # Answers every route may give.
@@ -113,6 +113,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Swagger UI's script and style sheet, served by the API itself (no CDN)",
         Answer("The file", models=(), media=("text/css", "text/javascript"), schema={"type": "string"}),
         errors={404: _not_found("no such file of Swagger UI: `nope.js`")}, tag="service", aws=False,
+    ),
+    ("GET", "/favicon.ico"): Operation(
+        "No icon", Answer("Nothing: a browser asks for it by itself, and an empty answer is no error", models=(),
+                          media=()),
+        tag="service", aws=False, ok_status=204,
     ),
     ("GET", "/openapi.json"): Operation(
         "This document", Answer("OpenAPI 3.1", models=(), schema={"type": "object"}), tag="service", aws=False
@@ -326,7 +331,10 @@ def _parameters(path: str) -> list[dict[str, Any]]:
 
 
 def _operation(method: str, path: str, operation: Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": operation.ok.description, "content": _content(operation.ok)}}
+    ok: dict[str, Any] = {"description": operation.ok.description}
+    if operation.ok.media:
+        ok["content"] = _content(operation.ok)
+    responses: dict[str, Any] = {str(operation.ok_status): ok}
     errors = dict(operation.errors)
     errors.setdefault(415, UNSUPPORTED)
     if operation.aws:
@@ -378,10 +386,10 @@ def build_document(routes: Iterable[tuple[str, str]]) -> dict[str, Any]:
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, operation)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": "esdeploy", "version": CONTRACT_VERSION, "description": DESCRIPTION},
+        "info": {"title": "esdeploy", "version": VERSION, "description": DESCRIPTION},
         "tags": [
-            {"name": "deploy", "description": "Deploy tasks (the seed's routes, plus cancel)"},
-            {"name": "delete", "description": "Deletion tasks (the seed's routes)"},
+            {"name": "deploy", "description": "Deploy tasks: submit, read, cancel, promote"},
+            {"name": "delete", "description": "Deletion tasks: submit, read"},
             {"name": "models", "description": "What is live: aliases, rollback, invoke"},
             {"name": "service", "description": "Health and this documentation"},
         ],

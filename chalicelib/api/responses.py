@@ -125,7 +125,9 @@ class NoConfig(Wire):
 class _TaskOut(Wire):
     task_id: str
     embedding_model_id: str
-    status: TaskStatus = Field(description="The seed's status: pending, processing, done, failed, refused, canceled")
+    status: TaskStatus = Field(
+        description="Embedding Studio's task status: pending, processing, done, failed, refused, canceled"
+    )
     stage: Stage = Field(description="Where the task is, or where it ended")
     created_at: Timestamp
     updated_at: Timestamp
@@ -201,6 +203,7 @@ class AliasOut(Wire):
     previous_endpoint_name: str | None = Field(description="The variant a rollback returns to, during the bake period")
     previous_content_hash: str | None = Field(description="The content hash of the previous variant's artifact")
     task_id: str | None = Field(description="The deploy task that made the live variant live")
+    previous_task_id: str | None = Field(description="The deploy task that made the previous variant live")
     swapped_at: Timestamp | None
     version: int = Field(description="Grows by one with every write of the alias")
 
@@ -216,6 +219,7 @@ def alias_out(alias: Alias) -> AliasOut:
         previous_endpoint_name=alias.previous_variant,
         previous_content_hash=alias.previous_content_hash if alias.previous_variant else None,
         task_id=alias.task_id,
+        previous_task_id=alias.previous_task_id if alias.previous_variant else None,
         swapped_at=iso(alias.swapped_at) if alias.swapped_at else None,
         version=alias.version,
     )
@@ -234,26 +238,33 @@ class ModelOut(AliasOut):
     candidate_promote_by: Timestamp | None = Field(description="When that task ends canceled unpromoted")
 
 
-def model_body(alias: Alias, candidate: Task | None) -> dict[str, Any]:
-    """GET /models/{id}: the alias, and the candidate awaiting promotion (null when none)."""
+def model_out(alias: Alias, candidate: Task | None) -> ModelOut:
     return ModelOut(
         **alias_out(alias).model_dump(),
         candidate_endpoint_name=candidate.variant if candidate else None,
         candidate_content_hash=candidate.deploy_config.content_hash if candidate else None,
         candidate_task_id=candidate.task_id if candidate else None,
         candidate_promote_by=iso(candidate.promote_by) if candidate and candidate.promote_by else None,
-    ).body()
+    )
+
+
+def model_body(alias: Alias, candidate: Task | None) -> dict[str, Any]:
+    """GET /models/{id}: the alias, and the candidate awaiting promotion (null when none)."""
+    return model_out(alias, candidate).body()
 
 
 class ModelsOut(Wire):
-    models: list[AliasOut] = Field(description="Every model with a live alias")
+    models: list[ModelOut] = Field(
+        description="Every model with a live variant or a candidate awaiting promotion, as GET /models/{id} shows it"
+    )
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
-def models_body(aliases: list[Alias]) -> dict[str, Any]:
-    return ModelsOut(models=[alias_out(a) for a in aliases]).body()
+def models_body(views: list[tuple[Alias, Task | None]]) -> dict[str, Any]:
+    """GET /models: each model as GET /models/{id} shows it."""
+    return ModelsOut(models=[model_out(alias, candidate) for alias, candidate in views]).body()
 
 
 class InvokeOut(Wire):
@@ -290,6 +301,7 @@ def invoke_body(answer: dict[str, Any]) -> dict[str, Any]:
 class HealthOut(Wire):
     status: Literal["ok"]
     service: Literal["esdeploy"]
+    version: str = Field(description="esdeploy's version: the same as `esdeploy --version` and this document's")
 
 
 class ErrorOut(Wire):

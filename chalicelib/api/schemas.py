@@ -121,7 +121,9 @@ class _ForModel(BaseModel):
     )
 
     embedding_model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The model to act on")
-    model_id: Id | SkipJsonSchema[None] = Field(default=None, description="The seed's name for `embedding_model_id`")
+    model_id: Id | SkipJsonSchema[None] = Field(
+        default=None, description="Embedding Studio's name for `embedding_model_id`"
+    )
     id: Id | None = Field(default=None, description="Client task id: sending the same request again replays the task")
 
     @field_validator("embedding_model_id", "model_id", mode="before")

@@ -40,8 +40,8 @@ def artifact_missing(model_data_url: str, embedding_model_id: str) -> str:
 def cap_reached(full: Sequence[str], cap: int) -> str:
     shown = ", ".join(full[:10]) + (", ..." if len(full) > 10 else "")
     return (
-        f"{len(full)} models are deployed or being deployed ({shown}), the cap is {cap} "
-        "(ESDEPLOY_MAX_DEPLOYED_MODELS): delete a model or raise the cap"
+        f"{len(full)} models are deployed or being deployed ({shown}), the stage's cap is {cap}: "
+        "delete a model or raise the cap"
     )
 
 
@@ -112,8 +112,8 @@ def endpoint_gone(variant: str, status: VariantStatus) -> str:
 
 def deadline_passed(deadline_seconds: int, stage: str) -> str:
     return (
-        f"deploy deadline of {deadline_seconds / 60:g} min passed in stage {stage} "
-        f"(ESDEPLOY_DEPLOY_DEADLINE_SECONDS); the green variant is torn down"
+        f"the stage's deploy deadline of {deadline_seconds / 60:g} min passed in stage {stage}; "
+        "the green variant is torn down"
     )
 
 
@@ -121,7 +121,7 @@ def deadline_passed(deadline_seconds: int, stage: str) -> str:
 
 
 def smoke_timed_out(seconds: int) -> str:
-    return f"smoke test: the endpoint did not answer the probe texts in {seconds} s (ESDEPLOY_SMOKE_TIMEOUT_SECONDS)"
+    return f"smoke test: the endpoint did not answer the probe texts within the stage's {seconds} s"
 
 
 def smoke_unusable(error: str) -> str:
@@ -220,8 +220,7 @@ CANCEL_AFTER_SWAP = " (a cancel arrived after the swap; roll back to undo)"
 def baking(ends: datetime, bake_seconds: int, blue: str, watching: str, check_seconds: int) -> str:
     return (
         f"; baking until {iso(ends)} ({duration(bake_seconds)}): {blue} stays up for a rollback in one write, "
-        f"{watching} are watched every {duration(check_seconds)} "
-        "(ESDEPLOY_BAKE_CHECK_SECONDS); any of them in ALARM rolls back to " + blue
+        f"{watching} are watched every {duration(check_seconds)}; any of them in ALARM rolls back to " + blue
     )
 
 

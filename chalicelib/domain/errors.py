@@ -43,6 +43,14 @@ class ModelNotFoundError(EsdeployError):
     def not_deployed(cls, embedding_model_id: str) -> ModelNotFoundError:
         return cls(f"Model `{embedding_model_id}` is not deployed")
 
+    @classmethod
+    def only_a_candidate(cls, embedding_model_id: str, task_id: str) -> ModelNotFoundError:
+        """Nothing is live yet, but a first deploy's candidate awaits promotion."""
+        return cls(
+            f"Model `{embedding_model_id}` has no live variant yet: the candidate of its first deploy, task "
+            f'`{task_id}`, awaits promotion (it answers with "target": "candidate"; promote the task to make it live)'
+        )
+
 
 class IdempotencyConflictError(EsdeployError):
     """A client task id was reused with a different request body."""

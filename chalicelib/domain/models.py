@@ -12,7 +12,7 @@ class TaskKind(StrEnum):
 
 
 class TaskStatus(StrEnum):
-    """The seed's public status enum."""
+    """A task's public status: Embedding Studio's enum."""
 
     PENDING = "pending"
     PROCESSING = "processing"
@@ -374,6 +374,8 @@ class Alias:
     version: int = 0
     live_content_hash: str | None = None
     previous_content_hash: str | None = None
+    # The deploy task that made the previous variant live: the alias's `task_id` again after a rollback.
+    previous_task_id: str | None = None
 
     @classmethod
     def none(cls, embedding_model_id: str) -> Alias:
@@ -381,7 +383,7 @@ class Alias:
         return cls(embedding_model_id, None, None, None, None)
 
     def make_live(self, green: str, task_id: str, content_hash: str | None, at: datetime) -> Alias | None:
-        """The swap: `green` live, the live variant (if any) previous, each with its content hash;
+        """The swap: `green` live, the live variant (if any) previous, each with its content hash and task;
         None when green is live already (a redelivered swap)."""
         if self.live_variant == green:
             return None
@@ -393,10 +395,11 @@ class Alias:
             swapped_at=at,
             live_content_hash=content_hash,
             previous_content_hash=self.live_content_hash,
+            previous_task_id=self.task_id,
         )
 
     def roll_back(self, at: datetime, live: str, previous: str | None = None) -> Alias | None:
-        """The previous variant live again (with its content hash), none previous: only while `live`
+        """The previous variant live again (with its content hash and task), none previous: only while `live`
         is the live variant (and `previous`, when given, the previous one); None otherwise."""
         if self.live_variant != live or not self.previous_variant:
             return None
@@ -406,9 +409,11 @@ class Alias:
             self,
             live_variant=self.previous_variant,
             previous_variant=None,
+            task_id=self.previous_task_id,  # the task of the variant live again, not the rolled-back one
             swapped_at=at,
             live_content_hash=self.previous_content_hash,
             previous_content_hash=None,
+            previous_task_id=None,
         )
 
     def drop_previous(self, variant: str) -> Alias | None:
@@ -416,7 +421,7 @@ class Alias:
         is the previous variant."""
         if self.live_variant == variant or self.previous_variant != variant:
             return None
-        return replace(self, previous_variant=None, previous_content_hash=None)
+        return replace(self, previous_variant=None, previous_content_hash=None, previous_task_id=None)
 
     def clear(self, task_id: str, at: datetime) -> Alias | None:
         """No variant live or previous (a delete: clients stop resolving the model); None when it

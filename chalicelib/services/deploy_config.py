@@ -114,8 +114,7 @@ def _autoscaling(settings: Settings, given: ScalingPolicy | None) -> ScalingPoli
         )
     if given.max_instances > settings.max_instance_count:
         raise InvalidRequestError(
-            f"{field}.max_instances {given.max_instances} is over the limit of {settings.max_instance_count} "
-            "(ESDEPLOY_MAX_INSTANCE_COUNT)",
+            f"{field}.max_instances {given.max_instances} is over the stage's limit of {settings.max_instance_count}",
             field=f"{field}.max_instances",
         )
     return given
@@ -131,8 +130,7 @@ def _promotion_timeout(settings: Settings, promotion: Promotion, given: int | No
     timeout = settings.default_promotion_timeout_seconds if given is None else given
     if timeout > settings.max_promotion_timeout_seconds:
         raise InvalidRequestError(
-            f"{field} {timeout} is over the limit of {settings.max_promotion_timeout_seconds} "
-            "(ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS)",
+            f"{field} {timeout} is over the stage's limit of {settings.max_promotion_timeout_seconds}",
             field=field,
         )
     return timeout
@@ -214,12 +212,12 @@ def _image_uri(settings: Settings, given: str | None) -> str:
     if image is None:
         raise InvalidRequestError(
             "config.image_uri is required: this stage has no default serving image "
-            "(ESDEPLOY_DEFAULT_IMAGE_URI; infra/package.sh resolves it for the stage's region)",
+            "(packaging the stage sets one for its region: docs/infra.md)",
             field="config.image_uri",
         )
     region = image_region(image)
     if settings.region and region and region != settings.region:
-        source = "config.image_uri" if given else "the stage's default image (ESDEPLOY_DEFAULT_IMAGE_URI)"
+        source = "config.image_uri" if given else "the stage's default image"
         raise InvalidRequestError(
             f"{source} {image} is in {region}, but esdeploy deploys to {settings.region}: SageMaker pulls "
             f"images only from its own region. Use the image for {settings.region}"

@@ -9,7 +9,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import AliasConflictError, InvalidStateError, ModelBusyError, ModelNotFoundError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
-from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, ModelLocks, TaskStore
+from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore
 from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox
 
@@ -35,6 +35,14 @@ def candidate_of(locks: ModelLocks, store: TaskStore, embedding_model_id: str) -
     return task
 
 
+def live_alias(aliases: Aliases, embedding_model_id: str) -> Alias:
+    """The alias of a model with a live variant; ModelNotFoundError otherwise."""
+    alias = aliases.get(embedding_model_id)
+    if alias is None or not alias.live_variant:
+        raise ModelNotFoundError.not_deployed(embedding_model_id)
+    return alias
+
+
 @dataclass
 class ModelReads:
     """What is live: one alias read, no endpoint call (and no SageMaker client to build); for one
@@ -43,12 +51,10 @@ class ModelReads:
     aliases: Aliases
     locks: ModelLocks
     store: TaskStore
+    slots: LiveModelSlots
 
     def alias(self, embedding_model_id: str) -> Alias:
-        alias = self.aliases.get(embedding_model_id)
-        if alias is None or not alias.live_variant:
-            raise ModelNotFoundError.not_deployed(embedding_model_id)
-        return alias
+        return live_alias(self.aliases, embedding_model_id)
 
     def model(self, embedding_model_id: str) -> ModelView:
         """The alias and the candidate; a model with only a candidate (a first deploy awaiting
@@ -63,6 +69,23 @@ class ModelReads:
 
     def live(self) -> list[Alias]:
         return self.aliases.list_live()
+
+    def listing(self) -> list[ModelView]:
+        """GET /models: every model with a live variant or a candidate awaiting promotion (a first
+        deploy made with manual promotion has only its candidate), in model id order. One Query of
+        the live models' index, one read of the live-model slots (each deploy past its preflight
+        holds its model's), and a task read only for a slot that is not the live variant's own:
+        never a Scan. The index may lag a swap by a moment: this is for listing, never a decision."""
+        views = {alias.embedding_model_id: ModelView(alias) for alias in self.live()}
+        for model, task_id in self.slots.holders().items():
+            live = views.get(model)
+            if live is not None and live.alias.task_id == task_id:
+                continue
+            task = self.store.get(task_id)
+            if task is None or not task.is_active or task.stage != Stage.AWAITING_PROMOTION or not task.variant:
+                continue
+            views[model] = ModelView(live.alias if live else Alias(model, None, None, None, None), task)
+        return [views[model] for model in sorted(views)]
 
 
 @dataclass
@@ -84,8 +107,8 @@ class ModelActions:
         With `candidate`, the green of the deploy that awaits promotion answers (to re-embed a corpus
         before the switch)."""
         timeout = self.settings.invoke_timeout_seconds
+        waiting = candidate_of(self.locks, self.store, embedding_model_id)
         if candidate:
-            waiting = candidate_of(self.locks, self.store, embedding_model_id)
             if waiting is None or waiting.variant is None:
                 raise InvalidStateError(
                     f"Model `{embedding_model_id}` has no candidate awaiting promotion "
@@ -93,8 +116,12 @@ class ModelActions:
                 )
             answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
             return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
-        live = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id).live_variant
-        assert live is not None
+        alias = self.aliases.get(embedding_model_id)
+        live = alias.live_variant if alias is not None else None
+        if live is None:
+            if waiting is not None:
+                raise ModelNotFoundError.only_a_candidate(embedding_model_id, waiting.task_id)
+            raise ModelNotFoundError.not_deployed(embedding_model_id)
         answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
         return {**answer, "endpoint_name": live}
 
@@ -110,7 +137,7 @@ class ModelActions:
                 if holder.stage != Stage.BAKING or not holder.variant:
                     raise ModelBusyError(embedding_model_id, held.task_id, held.kind.value)
                 baking = holder
-        alias = ModelReads(self.aliases, self.locks, self.store).alias(embedding_model_id)
+        alias = live_alias(self.aliases, embedding_model_id)
         if baking is not None and alias.live_variant != baking.variant:
             # Rolled back already (by hand or by an alarm): its task ends at its next look.
             raise InvalidStateError(

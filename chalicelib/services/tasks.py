@@ -23,7 +23,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import IntakeRequest, resume
 from chalicelib.domain.models import DeployConfig, ModelLock, Promotion, Stage, Task, TaskKind, TaskStatus, iso
-from chalicelib.ports import Artifacts, Clock, ModelLocks, TaskStore
+from chalicelib.ports import Aliases, Artifacts, Clock, ModelLocks, TaskStore
 from chalicelib.services.deploy_config import pin_artifact, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # reads again and decides again this many times before it gives up and says so. (A cancel never
 # races: it has a write of its own, TaskStore.request_cancel.)
 WRITE_ATTEMPTS = 5
+
+# What makes a variant's endpoint what it is, besides its artifact.
+VARIANT_SHAPE = ("instance_type", "initial_instance_count", "image_uri")
 
 DISPATCH_FAILED = {
     TaskKind.DEPLOY: "Failed to create and send model deployment task",
@@ -59,6 +62,7 @@ class TaskService:
     settings: Settings
     store: TaskStore
     locks: ModelLocks
+    aliases: Aliases
     outbox: Outbox
     writer: TaskWriter
     clock: Clock
@@ -142,8 +146,11 @@ class TaskService:
         worker ends the task at its next step (tearing green down), which this wakes. A cancel recorded
         before the swap always wins: every step reads it, and a step that read the task before it loses
         its write. During the bake (green live, blue still up) the worker rolls the alias back to blue
-        first. After the bake the task is done: there is nothing left to cancel."""
+        first. After the bake the task is done: there is nothing left to cancel. A task that ended
+        canceled is answered as it stands (a retry, a second click: it is what was asked for)."""
         task = self.get(TaskKind.DEPLOY, task_id)
+        if task.status == TaskStatus.CANCELED:
+            return task
         if task.status.is_terminal:
             raise InvalidStateError(f"Deployment task `{task.task_id}` is already {task.status.value}")
         if task.cancel_requested:
@@ -157,6 +164,8 @@ class TaskService:
         canceled = self.store.request_cancel(task_id, self.clock.now(), "cancel requested")
         if canceled is None:
             raise TaskNotFoundError.by_id(TaskKind.DEPLOY, task_id)
+        if canceled.status == TaskStatus.CANCELED:
+            return canceled  # it ended canceled meanwhile
         if canceled.status.is_terminal:
             raise InvalidStateError(f"Deployment task `{task_id}` is already {canceled.status.value}")
         # The wake-up, after the write it is for; if it is lost, the task's own next message (older
@@ -260,6 +269,8 @@ class TaskService:
         if refused is not None:
             # Stored all the same, so that it is found by its id like any other request, never lost.
             task.record(at=now, status=TaskStatus.REFUSED, detail=refused)
+        elif kind == TaskKind.DEPLOY and (note := self._same_as_live(task)) is not None:
+            task.record(at=now, detail=note)
         try:
             stored = self.store.create(task)
         except TaskAlreadyExistsError:
@@ -276,6 +287,31 @@ class TaskService:
             logger.warning("request refused", extra={**_log_keys(stored), "detail": refused})
             return stored
         return self._dispatch(stored)
+
+    def _same_as_live(self, task: Task) -> str | None:
+        """A deploy of the very artifact the live variant serves: a whole blue/green swap (a new
+        endpoint, minutes of GPU time) for the same content. Legitimate (to change the instance
+        type, or to replace a degraded endpoint), so not refused; said at once, in the task's first
+        answer, with what does change."""
+        config = task.deploy_config
+        alias = self.aliases.get(task.embedding_model_id)
+        if not config.content_hash or alias is None or not alias.live_variant:
+            return None
+        if alias.live_content_hash != config.content_hash:
+            return None
+        live = self.store.get(alias.task_id) if alias.task_id else None
+        live_config = live.deploy if live is not None else None
+        changes = [
+            f"{key} {getattr(live_config, key)} -> {getattr(config, key)}"
+            for key in VARIANT_SHAPE
+            if live_config is not None and getattr(live_config, key) != getattr(config, key)
+        ]
+        what = "changes only " + ", ".join(changes) if changes else "changes nothing else either"
+        return (
+            f"{alias.live_variant} serves this artifact already (content {config.content_hash[:12]}): this deploy "
+            f"replaces it with a new endpoint of the same content and {what}; cancel the task if that is not what "
+            "you meant"
+        )
 
     def _replay(self, existing: Task, fingerprint: str) -> Task:
         if existing.request_hash != fingerprint:

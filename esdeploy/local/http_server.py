@@ -11,6 +11,7 @@ timeout per connection, one thread per connection, and every error it answers it
 from __future__ import annotations
 
 import json
+import logging
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,8 @@ from chalice.local import (
     LocalDevServer,
     LocalGatewayException,
 )
+
+logger = logging.getLogger(__name__)
 
 # Connections the kernel queues before `accept` (Linux caps it at net.core.somaxconn, 4096 by default).
 LISTEN_BACKLOG = 1024
@@ -54,6 +57,17 @@ class ApiRequestHandler(ChaliceRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """No access log line: the app logs every request it answers ("http request"), this server
+        every answer it gives itself (`_send_json`), and `esdeploy local` shows those lines."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """http.server's own complaints (a bad request line) as a warning of the stack's. An idle
+        keep-alive connection that reaches the read timeout (a browser's) is routine, not a warning."""
+        text = format % args
+        level = logging.DEBUG if text.startswith("Request timed out") else logging.WARNING
+        logger.log(level, "local API server: %s", text, extra={"client": self.address_string()})
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's refusals (bad request line, 414, 431, 501, ...) as JSON, not an HTML page."""
         try:
@@ -71,19 +85,74 @@ class ApiRequestHandler(ChaliceRequestHandler):
         self._send_json(code, {"detail": detail or message or (status.phrase if status else "refused")},
                         {"Connection": "close"})
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, less HTTP/0.9: a request line without a version has no status line
+        or headers in its answer, so the client would get a bare body it cannot tell from an error."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9: a request line needs a version")
+            return False
+        return True
+
     def _parse_payload(self) -> tuple[dict[str, Any], bytes | None]:
-        """Chalice's reading of the body, with a Content-Length that may be missing, wrong or huge."""
-        raw = self.headers.get("content-length", "0").strip() or "0"
-        if not raw.isdigit():
-            raise _Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {raw!r} is not a number of bytes")
-        length = int(raw)
+        """Chalice's reading of the body, with a Content-Length that may be missing, wrong, huge,
+        repeated or longer than what comes; an unread body closes the connection (`_Refused`)."""
+        length = self._content_length()
         if length > MAX_PAYLOAD_BYTES:
             raise _Refused(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"request body is {length} bytes; the API takes at most {MAX_PAYLOAD_BYTES} bytes",
             )
-        body = self.rfile.read(length) if length > 0 else None
-        return dict(self.headers), body
+        return dict(self.headers), self._read_body(length) if length > 0 else None
+
+    def _content_length(self) -> int:
+        """The body's one length. Two Content-Length headers, or a Transfer-Encoding this server does
+        not decode, could make a proxy in front and this server see different requests in the same
+        bytes (request smuggling): refused, as RFC 9112 sections 6.3 and 11.2 allow."""
+        lengths = self.headers.get_all("content-length") or []
+        codings = self.headers.get_all("transfer-encoding") or []
+        if codings and lengths:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                "the request has both Transfer-Encoding and Content-Length: send the body with Content-Length only",
+            )
+        if codings:
+            raise _Refused(
+                HTTPStatus.NOT_IMPLEMENTED,
+                f"Transfer-Encoding {', '.join(codings)} is not supported here: send the body with a Content-Length",
+            )
+        if len(lengths) > 1:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                f"the request has {len(lengths)} Content-Length headers ({', '.join(lengths)}): send exactly one",
+            )
+        raw = (lengths[0] if lengths else "0").strip() or "0"
+        if not raw.isdigit():
+            raise _Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {raw!r} is not a number of bytes")
+        return int(raw)
+
+    def _read_body(self, length: int) -> bytes:
+        """Exactly `length` bytes, or a 400 that says how many came: the client stopped sending (read
+        timeout) or closed its side."""
+        body = bytearray()
+        why = ""
+        while len(body) < length:
+            try:
+                chunk = self.rfile.read1(length - len(body))
+            except TimeoutError:
+                why = f"nothing more came for {self.timeout:g} s"
+                break
+            if not chunk:
+                why = "the client closed its side"
+                break
+            body += chunk
+        if len(body) < length:
+            raise _Refused(
+                HTTPStatus.BAD_REQUEST,
+                f"the request body ended after {len(body)} of the {length} bytes its Content-Length announced ({why})",
+            )
+        return bytes(body)
 
     def _generic_handle(self) -> None:
         try:
@@ -128,6 +197,13 @@ class ApiRequestHandler(ChaliceRequestHandler):
         self._send_json(error.CODE, {"detail": detail}, headers)
 
     def _send_json(self, code: int, body: dict[str, Any], headers: dict[str, Any]) -> None:
+        """An answer of this server's own (a refusal, or the gateway's 403/405), logged as the app
+        logs the requests it answers: one "http request" line, whoever answered."""
+        logger.info(
+            "http request",
+            extra={"http_method": self.command or "-", "route": (getattr(self, "path", "") or "-").split("?", 1)[0],
+                   "status_code": code, "answered_by": "local API server", "detail": body.get("detail")},
+        )
         data = json.dumps(body).encode("utf-8")
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

@@ -8,12 +8,17 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from esdeploy.local.readable import TEXT, Reporter
+
 READY = "esdeploy local stack ready"
 STATE_IN = "state in "
 
 
-def run(port: int, state_dir: Path | None, sweep_every: float, endpoint_creation_seconds: float) -> int:
-    """0 after Ctrl-C (SIGINT) or SIGTERM stopped everything; 1 when the stack could not start."""
+def run(
+    port: int, state_dir: Path | None, sweep_every: float, endpoint_creation_seconds: float, log_format: str = TEXT
+) -> int:
+    """0 after Ctrl-C (SIGINT) or SIGTERM stopped everything; 1 when the stack could not start.
+    While it runs: one readable line per thing that happened, or (`log_format` json) the app's JSON lines."""
     from esdeploy.local.housekeeping import StateDirInUseError
     from esdeploy.local.processes import PortInUseError
     from esdeploy.local.stack import LocalStack
@@ -31,7 +36,11 @@ def run(port: int, state_dir: Path | None, sweep_every: float, endpoint_creation
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     stack = LocalStack(
-        port=port, state_dir=state_dir, sweep_every=sweep_every, endpoint_creation_seconds=endpoint_creation_seconds
+        port=port,
+        state_dir=state_dir,
+        sweep_every=sweep_every,
+        endpoint_creation_seconds=endpoint_creation_seconds,
+        reporter=Reporter(sys.stdout) if log_format == TEXT else None,
     )
     try:
         info = stack.start()
@@ -56,6 +65,9 @@ def run(port: int, state_dir: Path | None, sweep_every: float, endpoint_creation
             f"    export AWS_ENDPOINT_URL={info.aws_endpoint} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={info.region}",
             f"  e.g. esdeploy package MODEL_DIR --model-id ID --upload {info.artifact_upload_url}",
+            "what happens from now on, one line each (--log-format json: the app's JSON log lines):"
+            if log_format == TEXT
+            else "the app's JSON log lines from now on (also in the log file above):",
         ):
             print(line, flush=True)
         while not signals:

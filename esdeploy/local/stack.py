@@ -26,6 +26,7 @@ from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, cl
 from esdeploy.local.invocation_metrics import INVOCATIONS_LOG
 from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
+from esdeploy.local.readable import Reporter, ReportingTaskStore, Swapped, readable_console, restore_console
 
 logger = logging.getLogger(__name__)
 LOG_FILE = "esdeploy.log"
@@ -61,8 +62,11 @@ class LocalStack:
         state_dir: Path | None = None,
         sweep_every: float = 60.0,
         endpoint_creation_seconds: float = CREATION_SECONDS,
+        reporter: Reporter | None = None,
     ) -> None:
         self.port = port
+        # Where the readable lines go (`esdeploy local`'s default); None: the app's JSON lines on stdout.
+        self.reporter = reporter
         self._creation_seconds = endpoint_creation_seconds
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="esdeploy-local-"))
@@ -78,6 +82,7 @@ class LocalStack:
         self._state_lock: FolderLock | None = None
         self.cleaned = Cleaned()
         self._log_handler: logging.Handler | None = None
+        self._console_handlers: Swapped = []
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -101,6 +106,10 @@ class LocalStack:
         aws_endpoint = self._moto.url
         # The app reads its settings (and Chalice its queue names) from the environment at import.
         os.environ.update(local_environment(aws_endpoint))
+        if self.reporter is not None:
+            # The EMF metric lines Powertools prints (for CloudWatch, which is not here) would be the
+            # only JSON left on the readable console; --log-format json keeps them.
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
         import boto3
         from botocore.config import Config
@@ -129,7 +138,7 @@ class LocalStack:
             invocations_log=self.state_dir / INVOCATIONS_LOG,
         )
         self._moto.hosting = self.hosting  # InvokeEndpoint at AWS_ENDPOINT_URL reaches the local endpoints
-        self._install_adapters(settings, self.hosting)
+        self._install_adapters(settings, self.hosting, self.reporter)
         self._warm_up(session)
 
         import app as chalice_app
@@ -188,10 +197,13 @@ class LocalStack:
             getattr(queue, "url", None)  # an SqsQueue asks SQS for its URL once
 
     @staticmethod
-    def _install_adapters(settings: Any, hosting: LocalHosting) -> None:
+    def _install_adapters(settings: Any, hosting: LocalHosting, reporter: Reporter | None) -> None:
         from chalicelib import wiring
 
-        wiring.use(wiring.aws_adapters(settings, hosting_factory=lambda: hosting))
+        adapters = wiring.aws_adapters(settings, hosting_factory=lambda: hosting)
+        if reporter is not None:
+            adapters.store = ReportingTaskStore(adapters.store, reporter)
+        wiring.use(adapters)
 
     def _log_to_file(self, path: Path) -> None:
         """The app's JSON log lines also go to a file: what `esdeploy logs TASK_ID` reads locally
@@ -204,6 +216,15 @@ class LocalStack:
         self._log_handler.setLevel(logging.INFO)
         for target in (PARENT, logging.getLogger(app_logger.name)):
             target.addHandler(self._log_handler)
+        if self.reporter is not None:
+            self._report_on_console(self.reporter, app_logger.registered_formatter)
+
+    def _report_on_console(self, reporter: Reporter, formatter: logging.Formatter) -> None:
+        """Instead of Powertools' JSON on stdout, the reporter's readable lines (the file keeps the JSON)."""
+        from chalicelib.logs import PARENT
+        from chalicelib.logs import logger as app_logger
+
+        self._console_handlers = readable_console(reporter, formatter, (PARENT, logging.getLogger(app_logger.name)))
 
     def _serve_http(self, app: Any) -> None:
         from esdeploy.local.http_server import create_api_server
@@ -214,7 +235,8 @@ class LocalStack:
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.port) from None
             raise
-        self._http_thread = threading.Thread(target=self._http.serve_forever, name="http", daemon=True)
+        # The server itself, not chalice's wrapper, which prints "Serving on ..." (the ready line says it).
+        self._http_thread = threading.Thread(target=self._http.server.serve_forever, name="http", daemon=True)
         self._http_thread.start()
 
     # ---- EventBridge's part -----------------------------------------------------------------
@@ -227,6 +249,8 @@ class LocalStack:
         status = event["detail"]["EndpointStatus"]
         with self._events_lock, (self.state_dir / "endpoint-events.jsonl").open("a") as log:
             log.write(json.dumps({"at": time.time(), "endpoint": spec.name, "status": status}) + "\n")
+        if self.reporter is not None:
+            self.reporter.endpoint(spec.name, state, reason)
         self._deliver(event)
 
     def _alarm_changed(self, event: dict[str, Any]) -> None:
@@ -236,6 +260,9 @@ class LocalStack:
             log.write(json.dumps({"at": time.time(), "alarm": detail["alarmName"], "state": detail["state"]["value"],
                                   "previous": detail["previousState"]["value"],
                                   "reason": detail["state"]["reason"]}) + "\n")
+        if self.reporter is not None:
+            self.reporter.alarm(detail["alarmName"], detail["previousState"]["value"], detail["state"]["value"],
+                                detail["state"]["reason"])
         self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
@@ -267,6 +294,8 @@ class LocalStack:
             for target in (PARENT, logging.getLogger(app_logger.name)):
                 target.removeHandler(self._log_handler)
             self._log_handler.close()
+        restore_console(self._console_handlers)
+        self._console_handlers = []
         if self._own_state_dir:  # made by this stack (a given --state-dir is the person's; only its downloads go)
             shutil.rmtree(self.state_dir, ignore_errors=True)
         if self._state_lock is not None:

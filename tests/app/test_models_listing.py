@@ -29,4 +29,7 @@ def test_live_models_are_one_query_on_the_live_models_index(aws_adapters: wiring
         answer = test_client.http.get("/models")
     assert answer.status_code == 200, answer.json_body
     assert [m["embedding_model_id"] for m in answer.json_body["models"]] == ["a", "b"]
-    assert [(name, params.get("IndexName")) for name, params in requests] == [("Query", "live-models")]
+    # One Query of the index and one read of the live-model slots (what a first deploy awaiting
+    # promotion holds: README, item 4 of issue 21); never a Scan.
+    assert [(name, params.get("IndexName")) for name, params in requests] == [("Query", "live-models"),
+                                                                               ("GetItem", None)]

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
+import app as handlers
 from app import app
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_deploy
@@ -89,3 +92,67 @@ def test_a_step_whose_next_message_was_not_sent_sends_it_when_sqs_delivers_it_ag
         assert client.lambda_.invoke("deploy_worker", delivered(body, 2)).payload == {"batchItemFailures": []}
     assert queue.messages == [(Advance(task.task_id, written.version), 0)]  # type: ignore[attr-defined]
     assert memory_adapters.store.get(task.task_id) == written  # the step did not run twice
+class _MeetThenFormat(logging.Handler):
+    """Holds each invocation's first line until the other invocation has logged too, then formats it
+    with the app's own JSON formatter: the keys in it are whatever is in force at that moment."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        from chalicelib.logs import logger as app_logger
+
+        self.setFormatter(app_logger.registered_formatter)
+        self._meet = threading.Barrier(parties, timeout=10)
+        self._met: set[int] = set()
+        self.lines: list[dict[str, Any]] = []
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        # Before Handler.handle takes the handler's lock: the other thread must get here too.
+        if threading.get_ident() not in self._met:
+            self._met.add(threading.get_ident())
+            self._meet.wait()
+        return bool(super().handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append({**json.loads(self.format(record)), "thread": threading.get_ident()})
+
+
+def test_each_line_carries_the_request_id_of_the_invocation_that_logged_it(memory_adapters: wiring.Adapters) -> None:
+    """The local stack runs invocations side by side in threads (HTTP requests, queue pollers),
+    as Lambda runs them side by side in sandboxes: one invocation's keys must not reach another's lines."""
+    from chalicelib.logs import PARENT
+
+    meet = _MeetThenFormat(parties=2)
+    PARENT.addHandler(meet)
+    ids: dict[int, str] = {}
+
+    def invocation(request_id: str) -> None:
+        ids[threading.get_ident()] = request_id
+        handlers.deploy_worker(sqs_event("not json"), SimpleNamespace(aws_request_id=request_id))
+
+    try:
+        threads = [threading.Thread(target=invocation, args=(f"request-{n}",)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+    finally:
+        PARENT.removeHandler(meet)
+    unreadable = [line for line in meet.lines if line["message"].startswith("unreadable message")]
+    assert len(unreadable) == 2
+    assert {line["request_id"] for line in unreadable} == {"request-1", "request-2"}
+    assert all(line["request_id"] == ids[line["thread"]] for line in meet.lines)
+
+
+def test_a_line_logged_after_an_invocation_carries_no_request_id_of_it(memory_adapters: wiring.Adapters) -> None:
+    """A queue poller's thread logs between the invocations it makes: those lines are nobody's request."""
+    from chalicelib.logs import PARENT
+
+    meet = _MeetThenFormat(parties=1)
+    PARENT.addHandler(meet)
+    try:
+        handlers.deploy_worker(sqs_event("not json"), SimpleNamespace(aws_request_id="request-1"))
+        logging.getLogger("chalicelib.poller").warning("between invocations")
+    finally:
+        PARENT.removeHandler(meet)
+    assert [line.get("request_id") for line in meet.lines if line["message"].startswith("unreadable")] == ["request-1"]
+    assert [line.get("request_id") for line in meet.lines if line["message"] == "between invocations"] == [None]

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from esdeploy.cli import app
+from esdeploy.progress import STAGE_WIDTH
 from tests.cli.conftest import URL, Cli, task
 
 DEPLOY_TRAIL = [
@@ -87,7 +88,7 @@ def test_deploy_wait_exit_code_says_how_it_ended(cli: Cli, status: str, stage: s
     assert result.exit_code == code, result.output
     # No terminal here: one plain line per event, then how it ended.
     assert "+    0.0s  queued" in result.stdout
-    assert f"{stage:<13} {status:<11} it ended {status}" in result.stdout
+    assert f"{stage:<{STAGE_WIDTH}} {status:<11} it ended {status}" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith(f"deploy task t1 for m1: {status} ({stage})")
     assert [s.path for s in cli.api.sent] == ["/deploy", "/deploy/t1", "/deploy/t1"]
     assert cli.clock.slept == [1.5, 1.5]
@@ -220,9 +221,9 @@ def test_rollback(cli: Cli) -> None:
 
 def test_models_table_and_json(cli: Cli) -> None:
     cli.api.on("GET", "/models", (200, {"models": [ALIAS]}))
-    result = cli("models")
+    result = cli("models")  # into a pipe: plain lines (tests/cli/test_output.py has the terminal's table)
     assert result.exit_code == 0
-    for value in ("model", "live endpoint", "previous endpoint", "swapped_at", "task",
+    for value in ("MODEL", "LIVE_ENDPOINT", "PREVIOUS_ENDPOINT", "SWAPPED_AT", "TASK",
                   "esd-m1-aaaa-bbbb", "esd-m1-aaaa-cccc", "2025-01-01T00:05:00.000000Z"):
         assert value in result.stdout
     assert json.loads(cli("--json", "models").stdout) == {"models": [ALIAS]}
@@ -273,7 +274,9 @@ def test_error_rendering_names_field_and_active_task(cli: Cli) -> None:
     result = cli("--json", "deploy", "m1")
     assert result.exit_code == 5
     assert json.loads(result.stdout) == bad  # scripts get the server's own error body
-    assert "field: config.bake_seconds" in result.stderr
+    # The CLI names its option where the API named its field; --json keeps the API's words.
+    assert "option `--bake-seconds`: Input should be greater than or equal to 0" in result.stderr
+    assert "option: --bake-seconds" in result.stderr and "config.bake_seconds" not in result.stderr
 
 
 def test_detail_with_brackets_prints_verbatim(cli: Cli) -> None:

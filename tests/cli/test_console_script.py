@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.version import VERSION
 from esdeploy.local.processes import LOOPBACK, free_port
 from tests.console_script import esdeploy, no_aws_credentials, user_env
 
@@ -29,7 +30,7 @@ def test_help_shows_every_command_and_whole_option_texts(elsewhere: Path) -> Non
     assert "esdeploy models --json" in top.stdout  # global options may follow the command
     package = esdeploy("package", "--help", cwd=elsewhere, env=user_env(COLUMNS="200"))
     assert package.returncode == 0, package.stderr
-    assert "(default: dist/<model-id>/model.tar.gz)" in package.stdout
+    assert "(default: dist/MODEL_ID/model.tar.gz)" in package.stdout
     assert "Image region (default: the --upload bucket's; else AWS_REGION or us-east-1)." in package.stdout
     assert "Token window (default: the model's)" in package.stdout
     local = esdeploy("local", "--help", cwd=elsewhere, env=user_env(COLUMNS="200"))
@@ -130,4 +131,4 @@ def test_shell_completion_completes_commands_and_options(elsewhere: Path) -> Non
 
 def test_version_of_the_installed_command(elsewhere: Path) -> None:
     result = esdeploy("--version", cwd=elsewhere)
-    assert result.returncode == 0 and result.stdout.strip() == "esdeploy 0.1.0"
+    assert result.returncode == 0 and result.stdout.strip() == f"esdeploy {VERSION}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.version import VERSION
 from esdeploy import __version__, extras
 from esdeploy.task_logs import from_insights, insights_query, log_groups
 from tests.cli.conftest import Cli
@@ -23,7 +24,7 @@ MODELS = {"models": [{"embedding_model_id": "m1", "endpoint_name": "esd-m1-a", "
 def test_version(cli: Cli) -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout == f"esdeploy {__version__}\n"
-    assert __version__ == "0.1.0"  # pyproject's, as installed
+    assert __version__ == VERSION == version("esdeploy")  # chalicelib/version.py's, which pyproject reads
     assert cli.api.sent == []
 
 
@@ -83,17 +84,22 @@ def test_an_unknown_profile_is_named_without_a_traceback(cli: Cli, profiles: Non
 def _line(task_id: str, message: str, **fields: Any) -> str:
     return json.dumps({"level": "INFO", "location": "x:1", "message": message,
                        "timestamp": "2026-01-01 00:00:01,000+0000", "service": "esdeploy", "task_id": task_id,
-                       **fields})
+                       "name": "chalicelib.services.tasks", **fields})
 
 
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     path = tmp_path / "esdeploy.log"
     path.write_text("\n".join([
-        _line("t1", "task submitted", kind="deploy"),
-        _line("t2", "task submitted", kind="delete"),
+        _line("t1", "task submitted", kind="deploy", embedding_model_id="m1"),
+        _line("t2", "task submitted", kind="delete", embedding_model_id="m2"),
         "Traceback (most recent call last):",  # not a JSON line: skipped
-        _line("t1", "deploy step", stage="creating"),
+        # `--wait` polling the task: reads, not something that happened to it
+        _line("t1", "http request", http_method="GET", route="/deploy/{task_id}", status_code=200,
+              embedding_model_id="m1"),
+        _line("t1", "http request", http_method="HEAD", route="/deploy/{task_id}", status_code=200),
+        _line("t1", "deploy step", stage="creating", embedding_model_id="m1"),
+        _line("t3", "task submitted", kind="deploy", embedding_model_id="m1"),
     ]) + "\n")
     return path
 
@@ -104,6 +110,7 @@ def test_logs_of_a_task_from_the_local_stacks_file(cli: Cli, log_file: Path) -> 
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert "task submitted" in lines[0] and "kind=deploy" in lines[0]
+    assert "name=" not in result.stdout  # the logger's name says nothing the columns do not
     assert "deploy step" in lines[1] and "stage=creating" in lines[1]
 
 
@@ -117,10 +124,34 @@ def test_logs_reads_the_file_esdeploy_local_exported(
     assert answer["task_id"] == "t2" and [line["kind"] for line in answer["lines"]] == ["delete"]
 
 
-def test_logs_of_a_task_without_lines_says_so(cli: Cli, log_file: Path) -> None:
+def test_logs_of_an_unknown_task_is_an_error_that_says_so(cli: Cli, log_file: Path) -> None:
     result = cli("logs", "t9", "--log-file", str(log_file))
-    assert result.exit_code == 0 and result.stdout == ""
-    assert f"no log lines of task t9 in {log_file}" in result.stderr.replace("\n", "")
+    assert result.exit_code == 5 and result.stdout == ""
+    said = " ".join(result.stderr.split())
+    assert f"no log lines of task t9 in {log_file}" in said and "esdeploy status t9" in said
+
+
+def test_logs_leave_out_the_reads_of_the_task(cli: Cli, log_file: Path) -> None:
+    """A `--wait` polls the task every 1.5 s: those GETs are not what happened to it."""
+    result = cli("--json", "logs", "t1", "--log-file", str(log_file))
+    assert [line["message"] for line in json.loads(result.stdout)["lines"]] == ["task submitted", "deploy step"]
+
+
+def test_logs_of_a_model_are_every_task_of_it_each_named(cli: Cli, log_file: Path) -> None:
+    result = cli("logs", "--model", "m1", "--log-file", str(log_file))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert ["task t1" in lines[0], "task t1" in lines[1], "task t3" in lines[2]] == [True, True, True]
+    assert "deploy step" in lines[1] and "http request" not in result.stdout
+    answer = json.loads(cli("--json", "logs", "--model", "m1", "--log-file", str(log_file)).stdout)
+    assert answer["embedding_model_id"] == "m1" and [line["task_id"] for line in answer["lines"]] == ["t1", "t1", "t3"]
+
+
+@pytest.mark.parametrize("args", [[], ["t1", "--model", "m1"]])
+def test_logs_takes_a_task_or_a_model(cli: Cli, log_file: Path, args: list[str]) -> None:
+    result = cli("logs", *args, "--log-file", str(log_file))
+    assert result.exit_code == 2 and "give a TASK_ID or --model MODEL_ID" in result.stderr
 
 
 def test_logs_of_a_file_that_is_not_there(cli: Cli, tmp_path: Path) -> None:
@@ -148,12 +179,13 @@ def cloudwatch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             logs.create_log_group(logGroupName=group)
             logs.create_log_stream(logGroupName=group, logStreamName="s")
         logs.put_log_events(logGroupName="/aws/lambda/esdeploy-dev-api-handler", logStreamName="s", logEvents=[
-            {"timestamp": now - 4_000, "message": _line("t1", "task submitted")},
-            {"timestamp": now - 3_000, "message": _line("t2", "task submitted")},
+            {"timestamp": now - 4_000, "message": _line("t1", "task submitted", embedding_model_id="m1")},
+            {"timestamp": now - 3_000, "message": _line("t2", "task submitted", embedding_model_id="m2")},
+            {"timestamp": now - 2_500, "message": _line("t1", "http request", http_method="GET")},
         ])
         logs.put_log_events(logGroupName="/aws/lambda/esdeploy-dev-deploy-worker", logStreamName="s", logEvents=[
             {"timestamp": now - 2_000, "message": "START RequestId: 1 Version: $LATEST"},
-            {"timestamp": now - 1_000, "message": _line("t1", "deploy step", stage="waiting")},
+            {"timestamp": now - 1_000, "message": _line("t1", "deploy step", stage="waiting", embedding_model_id="m1")},
         ])
         yield logs
 
@@ -180,6 +212,7 @@ def test_insights_asks_every_function_of_the_stage_for_the_tasks_lines(cloudwatc
     [query] = logs.queries
     assert query["queryString"] == insights_query("t1")
     assert 'filter task_id = "t1"' in query["queryString"] and "sort @timestamp asc" in query["queryString"]
+    assert 'filter not (message = "http request" and http_method in ["GET", "HEAD"])' in query["queryString"]
     assert sorted(query["logGroupNames"]) == sorted(log_groups("dev")) and len(log_groups("dev")) == 7
 
 
@@ -189,6 +222,14 @@ def test_logs_on_aws_through_the_cli(cli: Cli, cloudwatch: Any) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and "api-handler" in lines[0] and "deploy-worker  deploy step" in lines[1]
+
+
+def test_logs_of_a_model_on_aws(cli: Cli, cloudwatch: Any) -> None:
+    cli.clock.now = time.time()
+    result = cli("logs", "--model", "m1", "--since-hours", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all("task t1" in line for line in lines)
 
 
 def test_logs_of_a_stage_that_is_not_there(cli: Cli, cloudwatch: Any) -> None:

@@ -112,7 +112,7 @@ def test_refused_delete_exits_6(stack: Stack) -> None:
 def test_validation_error_names_the_field(stack: Stack) -> None:
     result = stack("deploy", "m1", "--artifact", "https://not-s3/model.tar.gz")
     assert result.exit_code == 5
-    assert "error (HTTP 422)" in result.stderr and "field: config.model_data_url" in result.stderr
+    assert "error (HTTP 422)" in result.stderr and "option: --artifact" in result.stderr  # the API's field, as a flag
 
 
 def test_errors_go_to_stderr_and_nothing_else_does(stack: Stack) -> None:
@@ -143,3 +143,22 @@ def test_manual_promotion_through_the_cli(stack: Stack) -> None:
     assert json.loads(stack("--json", "model", "m1").stdout)["endpoint_name"] == candidate
     again = stack("invoke", "m1", "x", "--candidate")
     assert again.exit_code == 5 and "no candidate awaiting promotion" in again.stderr
+    # The API names its field (config.promotion "manual"); the CLI names its flag.
+    said = " ".join(again.stderr.split())
+    assert "deploy it with --manual-promotion" in said and "config.promotion" not in said
+
+
+def test_a_first_deploy_awaiting_promotion_is_listed_and_explained(stack: Stack) -> None:
+    stack.world.upload_artifact("m1", manifest_for("m1"))
+    waited = stack("deploy", "m1", "--manual-promotion", "--id", "first", "--wait")
+    assert waited.exit_code == 0, waited.output
+    listed = stack("models").stdout.splitlines()
+    assert listed[0].split() == ["MODEL", "LIVE_ENDPOINT", "PREVIOUS_ENDPOINT", "SWAPPED_AT", "TASK", "CANDIDATE",
+                                 "CANDIDATE_TASK"]
+    model, live, _, _, _, candidate, task_id = listed[1].split()
+    assert (model, live, task_id) == ("m1", "-", "first") and candidate.startswith("esd-m1-")
+    invoked = stack("invoke", "m1", "hello")
+    assert invoked.exit_code == 5
+    said = " ".join(invoked.stderr.split())
+    assert "has no live variant yet: the candidate of its first deploy, task `first`, awaits promotion" in said
+    assert "(it answers with --candidate; promote the task to make it live)" in said

@@ -144,9 +144,9 @@ def test_line_view_prints_each_event_once() -> None:
     view.update(task("processing", "creating", trail=DEPLOY_TRAIL[:3], detail="variant requested"))
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines == [
-        "+    0.0s  queued        pending",
-        "+    1.0s  preflight     processing",
-        "+    2.0s  creating      processing  variant requested",
+        "+    0.0s  queued             pending",
+        "+    1.0s  preflight          processing",
+        "+    2.0s  creating           processing  variant requested",
     ]
 
 

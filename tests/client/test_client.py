@@ -7,6 +7,7 @@ import pytest
 
 import esdeploy
 from chalicelib.ports import EndpointState
+from chalicelib.version import VERSION
 from esdeploy import Client, ModelNotDeployedError, TaskHandle, TaskWaitTimeoutError
 from tests.cli.conftest import URL, FakeApi, FakeClock, task
 from tests.client.runtime import StubRuntime
@@ -58,7 +59,7 @@ def dedup(stages: list[str]) -> list[str]:
 
 def test_the_package_exports_a_typed_client() -> None:
     assert esdeploy.Client is Client and "Client" in esdeploy.__all__
-    assert esdeploy.__version__ == "0.1.0"
+    assert esdeploy.__version__ == VERSION
 
 
 def test_deploy_wait_embed_swap_rollback_delete(setup: Setup) -> None:
@@ -74,6 +75,11 @@ def test_deploy_wait_embed_swap_rollback_delete(setup: Setup) -> None:
     assert shown[0] == "queued" and shown[-1] == "finished" and len(shown) >= 4
     assert [order.index(s) for s in shown] == sorted(order.index(s) for s in shown)
     assert blue.status()["endpoint_name"] == ended["endpoint_name"] and blue.done
+    # One shape per concept: the listing is GET /models's answer in Python too.
+    listing = client.models()
+    assert listing == setup.world.get("/models").json_body
+    assert [model["endpoint_name"] for model in listing["models"]] == [ended["endpoint_name"]]
+    assert client.model("m1") == listing["models"][0]
 
     embedder = blue.embedder()
     assert embedder.embed(["hello"]).endpoint_name == ended["endpoint_name"]
@@ -94,7 +100,8 @@ def test_deploy_wait_embed_swap_rollback_delete(setup: Setup) -> None:
     # The cached alias names a torn-down endpoint; SSM no longer has one: a typed answer, not a traceback.
     with pytest.raises(ModelNotDeployedError, match="`m1` is not deployed"):
         embedder.embed(["after the delete"])
-    assert client.models() == []
+    # The listing in the API's shape, as `esdeploy --json models` prints it and GET /models answers it.
+    assert client.models() == {"models": []} == setup.world.get("/models").json_body
 
 
 def test_a_failed_deploy_is_returned_with_its_detail_not_raised(setup: Setup) -> None:

@@ -338,10 +338,13 @@ def test_alias_swap_is_conditional_on_version(backend: dict[str, Any]) -> None:
     assert written.version == 1
     with pytest.raises(ConcurrentUpdateError):
         aliases.swap(replace(first, live_variant="esd-x"), expected_version=0)
-    second = aliases.swap(Alias("m1", "esd-b", "esd-a", "t2", utc_now()), expected_version=1)
+    second = aliases.swap(Alias("m1", "esd-b", "esd-a", "t2", utc_now(), previous_task_id="t1"), expected_version=1)
     read = aliases.get("m1")
     assert read == second
     assert read.live_variant == "esd-b" and read.previous_variant == "esd-a"
+    assert (read.task_id, read.previous_task_id) == ("t2", "t1")  # what a rollback names again
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now()), expected_version=2)
+    assert aliases.get("m1").previous_task_id is None
 
 
 def test_alias_and_lock_live_side_by_side(backend: dict[str, Any]) -> None:

@@ -132,10 +132,14 @@ def _env(name: str, default: int) -> str:
 
 
 def _served(stack: dict[str, Any]) -> Counter[int]:
-    """Answers the stack's HTTP server logged, by status (one line each, http.server's format)."""
+    """Answers the stack printed, by status: one `api` line each, whoever answered (the app or the
+    local API server), and a poll like the line before counted in the `again, N more times` line."""
     text = stack["handle"].log_path.read_text(errors="replace")
-    return Counter(int(code) for code in re.findall(r'^127\.0\.0\.1 - - \[[^\]]+\] ".*" (\d{3}) ', text,
-                                                     flags=re.MULTILINE))
+    served: Counter[int] = Counter()
+    for code, again in re.findall(r"^\d\d:\d\d:\d\d  api +\S+ \S+ -> (\d{3})(?: again, (\d+) more times?)?",
+                                  text, flags=re.MULTILINE):
+        served[int(code)] += int(again) if again else 1
+    return served
 
 
 def _failures(output: str) -> str:

@@ -215,6 +215,20 @@ def test_the_cli_drives_deploy_swap_invoke_delete(
     logged = run("logs", blue["task_id"])  # the local stack's log file, as its export line names it
     assert logged.returncode == 0, logged.stderr
     assert "deploy done" in logged.stdout and "stage=verifying" in logged.stdout
+    assert "http_method=GET" not in logged.stdout, "the CLI's own status polls are left out"
+
+    # What the person who started `esdeploy local` saw meanwhile: one readable line per thing.
+    terminal = stack["handle"].log_path.read_text(errors="replace").splitlines()
+    assert not [line for line in terminal if line.lstrip().startswith("{")], "no JSON line on the terminal"
+    seen = [line[10:] for line in terminal]  # without the time
+    assert any(line.startswith("api       POST /deploy -> 200") and blue["task_id"] in line for line in seen)
+    for told in (f"task      deploy {blue['task_id']} {model}: queued (pending)  deploy task accepted via http",
+                 f"endpoint  {blue['endpoint_name']} Creating",
+                 f"endpoint  {blue['endpoint_name']} InService"):
+        assert told in seen, told
+    assert any(line.startswith(f"task      deploy {blue['task_id']} {model}: finished (done)") for line in seen)
+    polls = [line for line in seen if line.startswith(f"api       GET /deploy/{blue['task_id']} -> 200")]
+    assert polls and any(line.endswith("more times") for line in polls), "a poll that repeats is counted"
 
     # The reindex window: the candidate waits beside blue until promoted; --wait stops there.
     second = run("--json", "deploy", model, "--bake-seconds", "2", "--manual-promotion",

@@ -187,7 +187,7 @@ def test_a_green_that_does_not_answer_the_probe_fails_naming_the_bound(world: Wo
     failed = deploy_to_the_end(world)
     assert failed["status"] == "failed" and failed["stage"] == "verifying"
     assert failed["detail"] == (
-        "smoke test: the endpoint did not answer the probe texts in 60 s (ESDEPLOY_SMOKE_TIMEOUT_SECONDS)"
+        "smoke test: the endpoint did not answer the probe texts within the stage's 60 s"
     )
     assert world.hosting.invoke_timeouts == [60]
     world.pump.run()

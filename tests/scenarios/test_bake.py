@@ -82,6 +82,9 @@ def test_an_alarm_during_the_bake_puts_blue_back_and_fails_naming_it(world: Worl
     assert "went to ALARM at 20" in failed["detail"]  # the time CloudWatch says it changed
     model = world.get("/models/m1").json_body
     assert (model["endpoint_name"], model["previous_endpoint_name"]) == (blue["endpoint_name"], None)
+    # The task named is the one whose variant is live again, not the one rolled back.
+    assert model["task_id"] == blue["task_id"]
+    assert [m["task_id"] for m in world.get("/models").json_body["models"]] == [blue["task_id"]]
     parameter = world.adapters.mirror.parameter_name("m1")  # type: ignore[attr-defined]
     published = boto3.client("ssm", region_name=REGION).get_parameter(Name=parameter)["Parameter"]["Value"]
     assert published == blue["endpoint_name"]  # clients resolving through SSM get blue again

@@ -78,6 +78,32 @@ def test_redeploy_replaces_blue_and_tears_it_down_after_the_bake(world: World) -
     world.assert_no_leaks()
 
 
+def test_redeploying_the_artifact_that_is_live_says_so_at_once(world: World) -> None:
+    """The same content again is a whole blue/green swap (a new endpoint: minutes, and money): not
+    refused, since changing the instance type or replacing a degraded endpoint is a reason, but said
+    in the first answer, with what does change."""
+    blue = first_deploy(world)
+    content = blue["config"]["content_hash"]
+    again = world.deploy("m1")
+    assert again["detail"] == (
+        f"{blue['endpoint_name']} serves this artifact already (content {content[:12]}): this deploy replaces it "
+        "with a new endpoint of the same content and changes nothing else either; cancel the task if that is "
+        "not what you meant"
+    )
+    assert [event["stage"] for event in again["events"]] == ["queued", "queued"]
+    world.post(f"/deploy/{again['task_id']}/cancel")
+    world.pump.run()
+    bigger = world.deploy("m1", instance_type="ml.g5.2xlarge")
+    assert bigger["detail"].endswith(
+        "a new endpoint of the same content and changes only instance_type ml.g5.xlarge -> ml.g5.2xlarge; "
+        "cancel the task if that is not what you meant"
+    )
+    world.post(f"/deploy/{bigger['task_id']}/cancel")
+    world.pump.run()
+    world.upload_artifact("m1", manifest_for("m1", version=2))
+    assert "detail" not in world.deploy("m1")  # another artifact: nothing to say
+
+
 def test_green_failed_leaves_blue_serving_and_removes_green(world: World) -> None:
     blue = first_deploy(world)
     world.hosting.script(outcome=EndpointState.FAILED, reason="CUDA out of memory")
@@ -142,7 +168,7 @@ def test_cap_on_live_models_refuses(world: World) -> None:
     world.pump.run()
     refused = world.task(task["task_id"])
     assert refused["status"] == "refused"
-    assert "the cap is 3" in refused["detail"] and "ESDEPLOY_MAX_DEPLOYED_MODELS" in refused["detail"]
+    assert "the stage's cap is 3: delete a model or raise the cap" in refused["detail"]
     # A redeploy of a live model is not a new model and goes through.
     assert first_deploy(world, "a")["status"] == "done"
 
@@ -199,8 +225,9 @@ def test_cancel_tears_down_the_green_variant_once_it_stops_creating(world: World
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
     assert not any(d.handler.endswith("dead_letters") for d in world.pump.deliveries)
-    again = world.post(f"/deploy/{task['task_id']}/cancel")
-    assert again.status_code == 409 and "already canceled" in again.json_body["detail"]
+    again = world.post(f"/deploy/{task['task_id']}/cancel")  # a retry: answered, not refused
+    assert again.status_code == 200 and again.json_body["status"] == "canceled"
+    assert again.json_body["events"] == canceled["events"]
     world.assert_no_leaks()
 
 
@@ -219,9 +246,14 @@ def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -
     green_task = world.deploy("m1")
     world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
     green = world.task(green_task["task_id"])
+    before = world.get("/models/m1").json_body
+    assert (before["task_id"], before["previous_task_id"]) == (green["task_id"], blue["task_id"])
     answer = world.post("/models/m1/rollback")
     assert answer.status_code == 200, answer.json_body
     assert answer.json_body["endpoint_name"] == blue["endpoint_name"]
+    # `models` names the task whose variant is live again, not the one rolled back.
+    assert (answer.json_body["task_id"], answer.json_body["previous_task_id"]) == (blue["task_id"], None)
+    assert [m["task_id"] for m in world.get("/models").json_body["models"]] == [blue["task_id"]]
     world.pump.run()
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert green["endpoint_name"] not in world.hosting.endpoint_names()
@@ -490,7 +522,7 @@ def test_a_deploy_without_autoscaling_over_a_blue_without_any_registers_none(wor
         ({"min_instances": 3, "max_instances": 2, "target_invocations_per_instance": 10},
          "config.autoscaling.max_instances", "below min_instances 3"),
         ({"min_instances": 1, "max_instances": 50, "target_invocations_per_instance": 10},
-         "config.autoscaling.max_instances", "ESDEPLOY_MAX_INSTANCE_COUNT"),
+         "config.autoscaling.max_instances", "over the stage's limit of"),
         ({"min_instances": 1, "max_instances": 2, "target_invocations_per_instance": 0},
          "config.autoscaling.target_invocations_per_instance", "greater than 0"),
         ({"min_instances": 1, "max_instances": 2}, "config.autoscaling.target_invocations_per_instance", "required"),

@@ -26,7 +26,7 @@ def test_given_one_free_slot_when_two_new_models_deploy_at_once_then_only_one_go
     ended = deploy_all(world, "c", "d")
     assert sorted(task["status"] for task in ended.values()) == ["done", "refused"]
     refused = next(task for task in ended.values() if task["status"] == "refused")
-    assert "the cap is 3" in refused["detail"] and "ESDEPLOY_MAX_DEPLOYED_MODELS" in refused["detail"]
+    assert "the stage's cap is 3: delete a model or raise the cap" in refused["detail"]
     assert len(live_models(world)) == 3
     assert world.hosting.count("create_variant") == 3  # the refused one created nothing
 

@@ -37,6 +37,7 @@ def test_a_candidate_waits_beside_blue_until_promoted(world: World) -> None:
     assert model["candidate_endpoint_name"] == candidate
     assert model["candidate_content_hash"] == waiting["config"]["content_hash"] != model["content_hash"]
     assert model["candidate_task_id"] == waiting["task_id"]
+    assert world.get("/models").json_body == {"models": [model]}
     assert sorted(world.hosting.endpoint_names()) == sorted([blue["endpoint_name"], candidate])
 
     # Re-embedding a corpus: the candidate answers on request, the live alias by default.
@@ -137,12 +138,21 @@ def test_a_first_deploy_awaiting_promotion_has_only_a_candidate(world: World) ->
     assert model.status_code == 200
     assert model.json_body["endpoint_name"] is None
     assert model.json_body["candidate_endpoint_name"] == waiting["endpoint_name"]
-    assert world.post("/models/m1/invoke", {"inputs": ["a"]}).status_code == 404
+    # Nothing is live yet, and the answers say what is there instead of "not deployed".
+    live = world.post("/models/m1/invoke", {"inputs": ["a"]})
+    assert live.status_code == 404
+    assert live.json_body["detail"] == (
+        f"Model `m1` has no live variant yet: the candidate of its first deploy, task `{waiting['task_id']}`, "
+        'awaits promotion (it answers with "target": "candidate"; promote the task to make it live)'
+    )
     assert world.post("/models/m1/invoke", {"inputs": ["a"], "target": "candidate"}).status_code == 200
-    assert world.get("/models").json_body == {"models": []}  # nothing is live yet
+    [listed] = world.get("/models").json_body["models"]  # the listing shows it as GET /models/m1 does
+    assert listed == model.json_body
     world.post(f"/deploy/{waiting['task_id']}/promote")
     world.pump.run()
     assert world.get("/models/m1").json_body["endpoint_name"] == waiting["endpoint_name"]
+    [listed] = world.get("/models").json_body["models"]
+    assert (listed["endpoint_name"], listed["candidate_endpoint_name"]) == (waiting["endpoint_name"], None)
 
 
 def test_what_cannot_be_promoted_says_why(world: World) -> None:
@@ -166,7 +176,7 @@ def test_what_cannot_be_promoted_says_why(world: World) -> None:
         ({"promotion_timeout_seconds": 600}, "config.promotion_timeout_seconds", 'only with config.promotion "manual"'),
         ({"promotion": "manual", "promotion_timeout_seconds": 30}, "config.promotion_timeout_seconds", "60"),
         ({"promotion": "manual", "promotion_timeout_seconds": 10**7}, "config.promotion_timeout_seconds",
-         "ESDEPLOY_MAX_PROMOTION_TIMEOUT_SECONDS"),
+         "over the stage's limit of"),
     ],
 )
 def test_bad_promotion_config_is_a_422_naming_the_field(

@@ -174,7 +174,7 @@ DECISIONS: list[tuple[str, Task, Seen, Outcome, int | None, str | None, tuple[Te
      seen(), TaskStatus.CANCELED, None, r"not promoted within 2 h \(config.promotion_timeout_seconds=7200\)",
      green_gone("promotion window ended")),
     ("past the deadline", task(Stage.WAITING, deadline_at=PAST), seen(), TaskStatus.FAILED, None,
-     "deploy deadline of 60 min passed in stage waiting", green_gone("deploy failed")),
+     "^the stage's deploy deadline of 60 min passed in stage waiting", green_gone("deploy failed")),
     # the preflight
     ("a passed preflight", task(Stage.QUEUED), seen(gate=Gate(3), capacity=Capacity()), Stage.CREATING, 0,
      r"^artifact cccccccccccc checked: manifest of m, 3 probe texts with reference embeddings; live-model slot "
@@ -182,7 +182,8 @@ DECISIONS: list[tuple[str, Task, Seen, Outcome, int | None, str | None, tuple[Te
     ("an artifact deleted since the submit", task(Stage.QUEUED), seen(gate=Gate(missing=True)), TaskStatus.FAILED,
      None, "^Model artifact not found at s3://b/models/m/abc/model.tar.gz", ()),
     ("the cap is reached", task(Stage.QUEUED), seen(gate=Gate(3), capacity=Capacity(full=("a", "b", "c"))),
-     TaskStatus.REFUSED, None, r"^3 models are deployed or being deployed \(a, b, c\), the cap is 3", ()),
+     TaskStatus.REFUSED, None, r"^3 models are deployed or being deployed \(a, b, c\), the stage's cap is 3: delete",
+     ()),
     # the endpoint
     ("created", task(Stage.CREATING), seen(), Stage.WAITING, 30, f"^endpoint {GREEN} requested$", ()),
     ("in service", task(Stage.WAITING), seen(endpoint=endpoint(EndpointState.IN_SERVICE)), Stage.VERIFYING, 0,
@@ -202,7 +203,7 @@ DECISIONS: list[tuple[str, Task, Seen, Outcome, int | None, str | None, tuple[Te
      promotion_timeout_seconds=3600)), seen(gate=Gate(3), smoke=Smoke(SmokeOutcome.PASSED)),
      AWAITING, 300, r"awaits promotion until 2026-01-01T13:00:00.000000Z: POST /deploy/t1/promote", ()),
     ("no answer in time", task(Stage.VERIFYING), seen(gate=Gate(3), smoke=Smoke(SmokeOutcome.TIMED_OUT)),
-     TaskStatus.FAILED, None, "did not answer the probe texts in 60 s", green_gone("deploy failed")),
+     TaskStatus.FAILED, None, "did not answer the probe texts within the stage's 60 s$", green_gone("deploy failed")),
     ("an unusable answer", task(Stage.VERIFYING), seen(gate=Gate(3), smoke=Smoke(SmokeOutcome.UNUSABLE, "HTTP 500")),
      TaskStatus.FAILED, None, "did not answer properly: HTTP 500$", green_gone("deploy failed")),
     ("other embeddings", task(Stage.VERIFYING), seen(gate=Gate(3), smoke=Smoke(SmokeOutcome.MISMATCH, "cosine -1")),

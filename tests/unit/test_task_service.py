@@ -218,10 +218,21 @@ def test_cancel_of_a_running_deploy_asks_the_worker_once(memory_adapters: wiring
     assert len(memory_adapters.deploy_queue.messages) == 1  # type: ignore[attr-defined]
 
 
+def test_cancel_of_a_canceled_deploy_answers_it_as_it_stands(memory_adapters: wiring.Adapters) -> None:
+    """As a second promote does: a retried or repeated cancel got what it asked for."""
+    task = deploy(memory_adapters, embedding_model_id="m")
+    canceled = tasks(memory_adapters).cancel(task.task_id)
+    assert canceled.status == TaskStatus.CANCELED
+    again = tasks(memory_adapters).cancel(task.task_id)
+    assert (again.status, again.version, len(again.events)) == (TaskStatus.CANCELED, canceled.version,
+                                                                len(canceled.events))
+
+
 def test_cancel_of_an_ended_or_unknown_deploy_is_refused(memory_adapters: wiring.Adapters) -> None:
     task = deploy(memory_adapters, embedding_model_id="m")
-    tasks(memory_adapters).cancel(task.task_id)
-    with pytest.raises(InvalidStateError, match="is already canceled"):
+    task.record(at=task.created_at, status=TaskStatus.FAILED, detail="it failed")
+    memory_adapters.store.update(task)
+    with pytest.raises(InvalidStateError, match="is already failed"):
         tasks(memory_adapters).cancel(task.task_id)
     deletion = tasks(memory_adapters).submit(parse_delete({"model_id": "other"}))
     with pytest.raises(TaskNotFoundError, match=f"Deployment task with ID `{deletion.task_id}` is not found"):
@@ -452,7 +463,7 @@ def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_ad
     eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
     with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
         deploy(memory_adapters, embedding_model_id="m")
-    assert caught.value.field == "config.image_uri" and "ESDEPLOY_DEFAULT_IMAGE_URI" in caught.value.message
+    assert caught.value.field == "config.image_uri" and "the stage's default image" in caught.value.message
     with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
         deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
     assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).deploy_config.image_uri == (
