@@ -21,9 +21,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # The whole lifecycle on this machine with real embeddings (README). PORT=8000 to choose the API's
-# port (default: a free one), KEEP=1 to keep the work folder (logs, artifacts).
+# port (default: a free one), KEEP=1 to keep the work folder (logs, artifacts), SERVING=tei to serve it
+# with text-embeddings-inference (the local TEI stand-in) on a CPU instance type.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m esdeploy.demo $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep) $(if $(SERVING),--serving $(SERVING))
 
 # A bad version rolled back by its alarms within its bake (README): v2 made to misbehave while it bakes.
 # BAKE=60 for another bake (seconds); PORT and KEEP as for demo.

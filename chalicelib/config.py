@@ -23,6 +23,7 @@ from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.models import MAX_5XX_ERRORS_PER_MINUTE_RANGE, MAX_MODEL_LATENCY_MS_RANGE
 from chalicelib.domain.names import PREFIX_PATTERN
+from chalicelib.domain.serving import Processor, Serving, processor_of
 from chalicelib.domain.timing import SQS_MAX_DELAY_SECONDS, Timing
 
 # API Gateway ends every request at 29 s (the API function's Lambda timeout is 29 s too). The invoke
@@ -35,6 +36,8 @@ SAGEMAKER_STARTUP_TIMEOUT_RANGE = (60, 3600)
 # The deploy worker's Lambda timeout is 180 s; the smoke step also reads the artifact and writes.
 MAX_SMOKE_TIMEOUT_SECONDS = 150
 SSM_PATH = re.compile(r"/[A-Za-z0-9_.\-/]+")
+# The keys of ESDEPLOY_SERVING_IMAGES: a serving and a processor (chalicelib/domain/serving.py).
+SERVING_IMAGE_KEYS = tuple(f"{serving.value}-{processor.value}" for serving in Serving for processor in Processor)
 
 
 class Settings(BaseSettings):
@@ -60,12 +63,19 @@ class Settings(BaseSettings):
     artifact_bucket: str
     artifact_prefix: str = "models/"
     # A comma-separated list, not JSON (NoDecode): the stages write `ml.g5.xlarge,ml.g5.2xlarge`.
-    allowed_instance_types: Annotated[tuple[str, ...], NoDecode] = ("ml.g5.xlarge", "ml.g5.2xlarge")
+    # Both servings run on GPU and CPU types; a small embedding model serves from a CPU type at a fraction of the price.
+    allowed_instance_types: Annotated[tuple[str, ...], NoDecode] = (
+        "ml.g5.xlarge", "ml.g5.2xlarge", "ml.c6i.large", "ml.c6i.xlarge", "ml.m5.large", "ml.m5.xlarge"
+    )
     # Empty: the first allowed type.
     default_instance_type: str = ""
     max_instance_count: int = Field(4, ge=1, le=100)
     # Resolved for the stage's region when infra/package.sh packages it; None: callers name one.
     default_image_uri: str | None = None
+    # Each serving's image per processor, `handler-gpu=URI,handler-cpu=URI,tei-gpu=URI,tei-cpu=URI`, resolved
+    # for the stage's region by infra/package.sh (sagemaker-core's tables, offline); a handler image missing
+    # here is the default image above.
+    serving_images: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     max_bake_seconds: int = Field(86_400, ge=0, le=14 * 86_400)
     # Bounded by max_bake_seconds too, so it comes after it.
     default_bake_seconds: int = Field(600, ge=0, le=14 * 86_400)
@@ -135,6 +145,24 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return tuple(t.strip() for t in value.split(",") if t.strip()) if isinstance(value, str) else value
 
+    @field_validator("serving_images", mode="before")
+    @classmethod
+    def _serving_images(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        images: dict[str, str] = {}
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            key, equals, uri = entry.partition("=")
+            key, uri = key.strip(), uri.strip()
+            if not equals or key not in SERVING_IMAGE_KEYS or not uri:
+                raise ValueError(
+                    f"entry {entry!r} is not KEY=IMAGE_URI with KEY one of {', '.join(SERVING_IMAGE_KEYS)}"
+                )
+            images[key] = uri
+        return images
+
     @field_validator("allowed_instance_types")
     @classmethod
     def _at_least_one(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -192,6 +220,14 @@ class Settings(BaseSettings):
         if initial is not None and value < initial:
             raise ValueError(f"must not be below ESDEPLOY_POLL_INITIAL_SECONDS ({initial})")
         return value
+
+    def serving_image(self, serving: Serving, processor: Processor) -> str | None:
+        """The stage's image for this serving on this processor; for the handler on the default instance
+        type's processor, the default image when ESDEPLOY_SERVING_IMAGES names none."""
+        found = self.serving_images.get(f"{serving.value}-{processor.value}")
+        if found is None and serving is Serving.HANDLER and processor_of(self.default_instance_type) is processor:
+            return self.default_image_uri
+        return found
 
     @property
     def artifact_layout(self) -> ArtifactLayout:

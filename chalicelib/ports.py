@@ -16,6 +16,7 @@ from chalicelib.domain.models import (
     TaskKind,
     VariantStatus,
 )
+from chalicelib.domain.serving import Dtype, Serving
 
 
 class TaskStore(Protocol):
@@ -151,6 +152,9 @@ class VariantSpec:
     # rather than billing until the deploy deadline; None leaves the platform's own default.
     startup_timeout_seconds: int | None = None
     download_timeout_seconds: int | None = None
+    # What runs in the container (its image is `image_uri`), and the precision asked for (None: its default).
+    serving: Serving = Serving.HANDLER
+    dtype: Dtype | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,10 @@ class Hosting(Protocol):
     def describe(self, name: str) -> VariantStatus: ...
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
-        """Send one JSON embedding request; InvocationError if the answer is not usable.
-        With `timeout_seconds`: InvocationTimeoutError when no answer came in that time."""
+        """Send one JSON embedding request; the answer decoded, whichever serving gave it:
+        `{"embeddings", "dimension", "serving"}` and `model` when the serving names it.
+        InvocationError if the answer is not usable. With `timeout_seconds`: InvocationTimeoutError when
+        no answer came in that time."""
         ...
 
     def delete_variant(self, name: str) -> None:
@@ -237,6 +243,12 @@ class Alarms(Protocol):
 class AliasMirror(Protocol):
     """A read-only copy of each alias for other clients and the console (SSM on AWS)."""
 
-    def publish(self, alias: Alias) -> None: ...
+    def publish(self, alias: Alias) -> None:
+        """Name the alias's live variant; an alias with none removes the model's copy."""
+        ...
 
     def remove(self, embedding_model_id: str) -> None: ...
+
+    def published(self, embedding_model_id: str) -> str | None:
+        """The variant the copy names now (what `embedder()` resolves); None when there is none."""
+        ...

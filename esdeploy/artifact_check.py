@@ -4,6 +4,8 @@ Run as ``python -m esdeploy.artifact_check PATH`` (PATH: model.tar.gz or an extr
 fresh process, so that nothing the packager imported or cached can hide a broken artifact. Only the
 stdlib and esdeploy.manifest are imported here; torch and transformers come in through the
 artifact's handler, which lets the same check run in a venv that mimics the serving container.
+With ``--serving tei`` the artifact is read as TEI reads it instead (esdeploy.local.tei_model: its files,
+its pooling and token limit, AUTO_TRUNCATE, normalised), on the CPU in float32.
 Prints one JSON report on stdout; exit status 0 when every check passed, 1 otherwise.
 """
 
@@ -25,10 +27,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from esdeploy.manifest import MANIFEST_NAME, Manifest, ManifestError, content_sha256
+from esdeploy.manifest import MANIFEST_NAME, SERVINGS, Manifest, ManifestError, content_sha256
 
 DEFAULT_MIN_COSINE = 0.9999
 REQUIRED_FILES = (MANIFEST_NAME, "config.json", "code/inference.py")
+TEI_REQUIRED_FILES = (MANIFEST_NAME, "config.json", "tokenizer.json")
 # What the check runs with unless the caller says otherwise: the reference embeddings were computed
 # on CPU in float32, and an artifact that reaches for a hub at load time must fail here.
 CHECK_ENV = {
@@ -94,24 +97,35 @@ def load_handler(root: Path) -> ModuleType:
     return module
 
 
-def check_directory(root: Path, min_cosine: float = DEFAULT_MIN_COSINE) -> CheckReport:
-    """Every check on an extracted artifact; problems are collected, not raised."""
-    report = CheckReport()
-    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+def _read_manifest(root: Path, required: Sequence[str], report: CheckReport) -> Manifest | None:
+    """The manifest, with the files and the content hash checked; None (problems reported) when unusable."""
+    missing = [name for name in required if not (root / name).is_file()]
     if not any(root.glob("*.safetensors")):
         missing.append("*.safetensors")
     if missing:
         report.problems.append(f"artifact lacks {', '.join(missing)}")
-        return report
+        return None
     try:
         manifest = Manifest.read(root / MANIFEST_NAME)
     except (ManifestError, TypeError) as exc:
         report.problems.append(f"manifest.json: {exc}")
-        return report
+        return None
     report.model_id = manifest.model_id
     actual_hash = content_sha256(root, settings=manifest.serving_settings)
     if actual_hash != manifest.content_sha256:
         report.problems.append(f"content_sha256 is {actual_hash}, manifest says {manifest.content_sha256}")
+    return manifest
+
+
+def check_directory(root: Path, min_cosine: float = DEFAULT_MIN_COSINE) -> CheckReport:
+    """Every check on an extracted artifact; problems are collected, not raised."""
+    report = CheckReport()
+    manifest = _read_manifest(root, REQUIRED_FILES, report)
+    if manifest is None:
+        return report
+    if manifest.serving != "handler":
+        report.problems.append(f"the manifest says serving {manifest.serving!r}: check it with --serving")
+        return report
 
     started = time.perf_counter()
     try:
@@ -134,6 +148,43 @@ def check_directory(root: Path, min_cosine: float = DEFAULT_MIN_COSINE) -> Check
         return report
     _compare(response, manifest, min_cosine, report)
     _check_client_error(handler, report)
+    report.ok = not report.problems
+    return report
+
+
+def check_tei_directory(root: Path, min_cosine: float = DEFAULT_MIN_COSINE) -> CheckReport:
+    """The artifact as TEI would serve it: TEI's reading of the folder must give the manifest's pooling and
+    token limit, and its vectors (truncating as AUTO_TRUNCATE does) the references."""
+    from esdeploy.local.tei_model import EmbedInput, TeiLoadError, TeiModel, TeiRequestError, read_folder
+
+    report = CheckReport()
+    manifest = _read_manifest(root, TEI_REQUIRED_FILES, report)
+    if manifest is None:
+        return report
+    if manifest.serving != "tei":
+        report.problems.append(f"the manifest says serving {manifest.serving!r}, not 'tei'")
+    started = time.perf_counter()
+    try:
+        folder = read_folder(root)
+        if (folder.pooling, folder.max_input_length) != (manifest.pooling, manifest.max_seq_length):
+            report.problems.append(
+                f"TEI reads {folder.pooling} pooling and {folder.max_input_length} tokens, the manifest says "
+                f"{manifest.pooling} and {manifest.max_seq_length}"
+            )
+        model = TeiModel(folder, "float32")
+    except (TeiLoadError, OSError) as exc:
+        report.problems.append(f"TEI would not start: {exc}")
+        return report
+    report.load_seconds = round(time.perf_counter() - started, 3)
+    report.torch_version = _version_of("torch")
+    report.transformers_version = _version_of("transformers")
+    try:
+        vectors = model.embed([EmbedInput(text=t) for t in manifest.probe_texts], truncate=True)
+    except TeiRequestError as exc:
+        report.problems.append(f"TEI would refuse the probe texts: {exc}")
+        return report
+    response = {"embeddings": vectors, "model": manifest.model_id, "dimension": model.dimension}
+    _compare(response, manifest, min_cosine, report)
     report.ok = not report.problems
     return report
 
@@ -171,18 +222,19 @@ def _version_of(module_name: str) -> str | None:
     return str(getattr(module, "__version__", None)) if module is not None else None
 
 
-def check_artifact(path: str | Path, min_cosine: float = DEFAULT_MIN_COSINE) -> CheckReport:
+def check_artifact(path: str | Path, min_cosine: float = DEFAULT_MIN_COSINE, serving: str = "handler") -> CheckReport:
     """Check a model.tar.gz (extracted to a temporary directory) or an artifact directory."""
     source = Path(path)
+    check = check_tei_directory if serving == "tei" else check_directory
     if source.is_dir():
-        return check_directory(source, min_cosine)
+        return check(source, min_cosine)
     workdir = Path(tempfile.mkdtemp(prefix="esdeploy-check-"))
     try:
         try:
             extract_archive(source, workdir)
         except (OSError, tarfile.TarError) as exc:
             return CheckReport(problems=[f"cannot extract {source}: {exc}"])
-        return check_directory(workdir, min_cosine)
+        return check(workdir, min_cosine)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -191,10 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m esdeploy.artifact_check", description=__doc__)
     parser.add_argument("artifact", help="model.tar.gz or an extracted artifact directory")
     parser.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE)
+    parser.add_argument("--serving", choices=SERVINGS, default="handler", help="what will serve it (default handler)")
     args = parser.parse_args(argv)
     for name, value in CHECK_ENV.items():
         os.environ.setdefault(name, value)
-    report = check_artifact(args.artifact, args.min_cosine)
+    report = check_artifact(args.artifact, args.min_cosine, args.serving)
     sys.stdout.write(report.to_json() + "\n")
     return 0 if report.ok else 1
 

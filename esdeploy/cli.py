@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chalicelib.domain.names import ID_RULE, is_valid_id
+from chalicelib.domain.serving import Dtype, Serving
 from esdeploy import __version__, exits, extras, packaging, s3upload, task_logs, views
 from esdeploy.acceptance.cli_command import acceptance as acceptance_command
 from esdeploy.api_client import DEFAULT_API_URL, DEFAULT_TIMEOUT_SECONDS
@@ -268,6 +269,18 @@ def deploy(
             "(default: the stage's).",
         ),
     ] = None,
+    serving: Annotated[
+        Serving | None,
+        typer.Option(
+            "--serving",
+            help="What serves it: handler (default) or tei (text-embeddings-inference, GPU or CPU by the instance "
+            "type); the artifact must have been packaged for it.",
+        ),
+    ] = None,
+    dtype: Annotated[
+        Dtype | None,
+        typer.Option("--dtype", help="Precision (default: float16 on a GPU, float32 on a CPU)."),
+    ] = None,
     task_id: TaskIdOption = None,
     wait: Wait = False,
     wait_timeout: WaitTimeout = DEFAULT_WAIT_TIMEOUT_SECONDS,
@@ -292,6 +305,8 @@ def deploy(
             rollback_alarms=rollback_alarms or None,
             max_5xx_errors_per_minute=max_5xx_per_minute,
             max_model_latency_ms=max_latency_ms,
+            serving=serving.value if serving else None,
+            dtype=dtype.value if dtype else None,
             task_id=task_id,
         )
         rt.task_answer(handle, wait=wait, wait_timeout=wait_timeout)
@@ -605,6 +620,14 @@ def package(
     check_python: Annotated[
         str | None, typer.Option("--check-python", help="Interpreter for the fresh-process check.")
     ] = None,
+    serving: Annotated[
+        Serving,
+        typer.Option(
+            "--serving",
+            help="What will serve it: handler (code/inference.py in the archive) or tei (text-embeddings-inference "
+            "reads the model folder; refused, with the reason, when TEI cannot serve it as the references say).",
+        ),
+    ] = Serving.HANDLER,
 ) -> None:
     """Build model.tar.gz (weights, tokenizer, serving code, manifest), check it loads, optionally upload."""
     require_extra("package", "package")
@@ -621,6 +644,7 @@ def package(
         max_seq_length=max_seq_length,
         probe_texts=tuple(probe) if probe else packaging.PROBE_TEXTS,
         check_python=check_python or sys.executable,
+        serving=serving,
     )
     earlier = packaging.earlier_build(request.output)
     try:
@@ -641,6 +665,7 @@ def package(
                 s3_client=destination.session.client("s3"),
                 console=console,
                 metadata={"esdeploy-content-sha256": result.manifest.content_sha256},
+                serving=Serving(result.manifest.serving),
             )
         except s3upload.UploadError as exc:
             console.print(Text(f"upload failed: {exc}", style="red"), soft_wrap=True)

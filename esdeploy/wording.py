@@ -30,6 +30,8 @@ DEPLOY_OPTIONS: tuple[DeployOption, ...] = (
     DeployOption("rollback_alarms", "rollback_alarms", "--rollback-alarm"),
     DeployOption("max_5xx_errors_per_minute", "max_5xx_errors_per_minute", "--max-5xx-per-minute"),
     DeployOption("max_model_latency_ms", "max_model_latency_ms", "--max-latency-ms"),
+    DeployOption("serving", "serving", "--serving"),
+    DeployOption("dtype", "dtype", "--dtype"),
 )
 _FLAG_OF = {option.field: option.flag for option in DEPLOY_OPTIONS}
 _ID = r"[A-Za-z0-9][A-Za-z0-9._-]*"

@@ -10,6 +10,9 @@ a rule refuses any other Stage), so `deploy` needs no parameter that could disag
   SageMaker pulls ECR images only from its own region. A stage that names none gets the AWS Hugging
   Face PyTorch inference image for the package's region and its default instance type, resolved
   offline with sagemaker-core, in every function's environment.
+- likewise for each serving's image per processor (ESDEPLOY_SERVING_IMAGES: handler-gpu, handler-cpu,
+  tei-gpu, tei-cpu): a stage that names none gets AWS's images of the package's region, the handler's
+  (unless the stage names its own default image) and text-embeddings-inference's at the pinned version.
 It also writes parameters.txt beside the template (`Name=value` per line) for infra/deploy.sh.
 Usage: python infra/finalize.py out/<stage>/sam.yaml REGION
 """
@@ -26,6 +29,9 @@ IMAGE_URI = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
 )
 IMAGE_SETTING = "ESDEPLOY_DEFAULT_IMAGE_URI"
+IMAGES_SETTING = "ESDEPLOY_SERVING_IMAGES"
+# An instance type of each processor, to look the image up with (the image depends on the processor only).
+PROCESSOR_TYPES = {"gpu": "ml.g5.xlarge", "cpu": "ml.c6i.large"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -49,16 +55,7 @@ def serving_image(env: dict[str, Any], region: str) -> str:
     """The stage's image if it names one (in `region`, or PackageError), else the AWS image for `region`."""
     configured = str(env.get(IMAGE_SETTING, "")).strip()
     if configured:
-        image = IMAGE_URI.match(configured)
-        if image is None:
-            raise PackageError(f"{IMAGE_SETTING} {configured!r} is not an ECR image URI")
-        if image["region"] != region:
-            raise PackageError(
-                f"{IMAGE_SETTING} is an image in {image['region']}, but this package is for {region}: SageMaker "
-                f"pulls images only from its own region. Name an image in {region}, or leave {IMAGE_SETTING} out "
-                "of .chalice/config.json to get the AWS serving image of the region"
-            )
-        return configured
+        return _in_region(IMAGE_SETTING, configured, region)
     from esdeploy.images import ImageLookupError, serving_image_uri
 
     allowed = str(env.get("ESDEPLOY_ALLOWED_INSTANCE_TYPES", "ml.g5.xlarge")).split(",")
@@ -69,18 +66,69 @@ def serving_image(env: dict[str, Any], region: str) -> str:
         raise PackageError(str(exc)) from None
 
 
+def _in_region(setting: str, configured: str, region: str) -> str:
+    image = IMAGE_URI.match(configured)
+    if image is None:
+        raise PackageError(f"{setting} names {configured!r}, which is not an ECR image URI")
+    if image["region"] != region:
+        raise PackageError(
+            f"{setting} names an image in {image['region']}, but this package is for {region}: SageMaker pulls "
+            f"images only from its own region. Name images in {region}, or leave {setting} out of "
+            ".chalice/config.json to get AWS's images of the region"
+        )
+    return configured
+
+
+def serving_images(env: dict[str, Any], region: str) -> str:
+    """ESDEPLOY_SERVING_IMAGES: the stage's own (each checked to be in `region`), else AWS's for `region`."""
+    configured = str(env.get(IMAGES_SETTING, "")).strip()
+    if configured:
+        for entry in configured.split(","):
+            _in_region(IMAGES_SETTING, entry.partition("=")[2].strip(), region)
+        return configured
+    from chalicelib.domain.serving import Serving
+    from esdeploy.images import ImageLookupError, serving_image_uri
+
+    # A stage that names its own default image serves the handler with it (on its default type's processor).
+    servings = [Serving.TEI] if str(env.get(IMAGE_SETTING, "")).strip() else [Serving.HANDLER, Serving.TEI]
+    try:
+        return ",".join(
+            f"{serving.value}-{processor}={serving_image_uri(region, instance_type, serving)}"
+            for serving in servings
+            for processor, instance_type in PROCESSOR_TYPES.items()
+        )
+    except ImageLookupError as exc:
+        raise PackageError(str(exc)) from None
+
+
 def pin_serving_image(template: dict[str, Any], region: str) -> str:
-    """Every function gets the one image for the package's region."""
-    image = serving_image(function_environment(template), region)
+    """Every function gets the one default image and the servings' images for the package's region."""
+    env = function_environment(template)
+    image = serving_image(env, region)
+    images = serving_images(env, region)
     for function in functions(template):
-        function["Properties"].setdefault("Environment", {}).setdefault("Variables", {})[IMAGE_SETTING] = image
+        variables = function["Properties"].setdefault("Environment", {}).setdefault("Variables", {})
+        variables[IMAGE_SETTING] = image
+        variables[IMAGES_SETTING] = images
     return image
+
+
+def image_of(env: dict[str, Any], key: str) -> re.Match[str] | None:
+    """The ECR URI that ESDEPLOY_SERVING_IMAGES names under `key`, parsed."""
+    for entry in str(env.get(IMAGES_SETTING, "")).split(","):
+        name, _, uri = entry.partition("=")
+        if name.strip() == key:
+            return IMAGE_URI.match(uri.strip())
+    return None
 
 
 def pinned_parameters(env: dict[str, Any]) -> dict[str, str]:
     image = IMAGE_URI.match(str(env.get(IMAGE_SETTING, "")))
     if image is None:
         raise PackageError(f"{IMAGE_SETTING} is not an ECR image URI")
+    tei = image_of(env, "tei-gpu") or image_of(env, "tei-cpu")
+    if tei is None:
+        raise PackageError(f"{IMAGES_SETTING} names no tei-gpu or tei-cpu image")
     return {
         "Stage": str(env["ESDEPLOY_STAGE"]),
         "ResourcePrefix": str(env.get("ESDEPLOY_RESOURCE_PREFIX", "esd")),
@@ -88,6 +136,8 @@ def pinned_parameters(env: dict[str, Any]) -> dict[str, str]:
         "SsmPrefix": "/" + str(env["ESDEPLOY_SSM_PREFIX"]).strip("/"),
         "ServingImageAccount": image["account"],
         "ServingImageRepository": image["repo"],
+        # AWS publishes TEI's images (repositories tei and tei-cpu) from another account than the PyTorch ones.
+        "TeiImageAccount": tei["account"],
     }
 
 

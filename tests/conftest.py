@@ -37,6 +37,17 @@ TEST_IMAGE_URI = (
     "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
     "2.6.0-transformers4.49.0-gpu-py312-cu124-ubuntu22.04"
 )
+# Each serving's image per processor in that region (infra/finalize.py writes these for dev/prod).
+TEST_TEI_IMAGE_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04"
+TEST_TEI_CPU_IMAGE_URI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/tei-cpu:2.0.1-tei1.8.2-cpu-py310-ubuntu22.04"
+TEST_SERVING_IMAGES = ",".join(
+    [
+        f"handler-gpu={TEST_IMAGE_URI}",
+        f"handler-cpu={TEST_IMAGE_URI.replace('gpu-py312-cu124', 'cpu-py312')}",
+        f"tei-gpu={TEST_TEI_IMAGE_URI}",
+        f"tei-cpu={TEST_TEI_CPU_IMAGE_URI}",
+    ]
+)
 
 # The test stage: the variables every stage shares (.chalice/config.json), then its own.
 TEST_ENV: dict[str, str] = {
@@ -54,6 +65,7 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_SSM_PREFIX": "/esdeploy/test",
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
     "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
+    "ESDEPLOY_SERVING_IMAGES": TEST_SERVING_IMAGES,
 }
 
 

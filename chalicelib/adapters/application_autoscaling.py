@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import AwsCalls, error_code, error_message
 from chalicelib.adapters.sagemaker_shapes import PRODUCTION_VARIANT
-from chalicelib.domain.errors import TerminalHostingError
+from chalicelib.domain.errors import RetryableError, TerminalHostingError
 from chalicelib.domain.models import ScalingPolicy
 
 NAMESPACE = "sagemaker"
@@ -18,7 +18,22 @@ SCALE_IN_COOLDOWN_SECONDS = 300
 SCALE_OUT_COOLDOWN_SECONDS = 60
 
 
+# Not refusals but "not now"; the service model gives them no 5xx status and no throttling code, so the
+# generic classifier would read them as refusals and end the deploy.
+# Every call we make may answer them (API reference, "Errors" of RegisterScalableTarget,
+# PutScalingPolicy, Describe*, Delete*, Deregister*:
+# https://docs.aws.amazon.com/autoscaling/application/APIReference/API_RegisterScalableTarget.html):
+# ConcurrentUpdateException while another update of the same scalable target is pending (two
+# deliveries of one swap step racing, or ours meeting a scaling activity); InternalServiceException
+# for the service's own fault. Retried: SQS redelivers the step, which is safe to run twice.
+TRANSIENT_AUTOSCALING_CODES = frozenset({"ConcurrentUpdateException", "InternalServiceException"})
+
+
 def _refusal(exc: Exception, doing: str) -> Exception:
+    if isinstance(exc, ClientError) and error_code(exc) in TRANSIENT_AUTOSCALING_CODES:
+        return RetryableError(
+            f"Application Auto Scaling is busy ({error_code(exc)}) while trying to {doing}: {error_message(exc)}"
+        )
     if isinstance(exc, ClientError):
         return TerminalHostingError(
             f"Application Auto Scaling refused to {doing}: {error_message(exc)} ({error_code(exc)}). "

@@ -18,8 +18,10 @@ from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
     QuotaExceededError,
+    QuotaKind,
     RetryableError,
     TerminalHostingError,
+    quota_remedy,
 )
 
 T = TypeVar("T")
@@ -45,6 +47,9 @@ TRANSIENT_CODES = frozenset(
         "ModelNotReadyException",  # SageMaker Runtime: the container is still loading
         "RequestTimeout",
         "RequestTimeoutException",
+        # SSM: another update of the same parameter is in progress ("supports one update at a
+        # time"), sent as a 400. Publishing an alias meets it when two writers publish at once.
+        "TooManyUpdates",
     }
 )
 
@@ -54,6 +59,31 @@ TRANSIENT_CODES = frozenset(
 _NOT_FOUND = re.compile(r"Could not find (model|endpoint configuration|endpoint)\s+['\"]")
 ALREADY_EXISTS = "Cannot create already existing"
 IN_PROGRESS = "Cannot update in-progress endpoint"
+
+
+# SageMaker names the quota a ResourceLimitExceeded hit, in quotes, with its limit and unit:
+#   "The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0 Instances, with current
+#   utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to
+#   request an increase for this quota. ..." (CreateEndpoint; the instance total reads
+#   'Number of instances across active endpoints' ... Instances). The count quotas of CreateModel,
+#   CreateEndpointConfig and CreateEndpoint say their own name and unit the same way. Older
+#   accounts' texts end "Please contact AWS support to request an increase for this limit."
+_QUOTA = re.compile(r"service limit '(?P<name>[^']+)' is \d+ (?P<unit>\w+)")
+_PER_INSTANCE_TYPE = " for endpoint usage"
+
+
+def quota_named(message: str) -> tuple[str | None, QuotaKind | None]:
+    """The quota a ResourceLimitExceeded message names and what it counts; (None, None) when it
+    names none."""
+    found = _QUOTA.search(message)
+    if found is None:
+        return None, None
+    name = found.group("name")
+    if name.endswith(_PER_INSTANCE_TYPE):
+        return name, QuotaKind.INSTANCE_TYPE
+    if found.group("unit").lower() == "instances":
+        return name, QuotaKind.INSTANCES
+    return name, QuotaKind.RESOURCES
 
 
 def error_code(exc: ClientError) -> str:
@@ -123,10 +153,10 @@ def sagemaker_refusal(exc: Exception, doing: str) -> RetryableError | TerminalHo
         return TerminalHostingError(f"could not {doing}: {exc}")
     code, message = error_code(exc), error_message(exc)
     if code == "ResourceLimitExceeded":
+        quota, counts = quota_named(message)
         return QuotaExceededError(
-            f"SageMaker quota reached, could not {doing}: {message}. Request an increase in "
-            "Service Quotas (SageMaker, '<instance type> for endpoint usage'), delete unused "
-            "endpoints, or deploy with another instance type"
+            f"SageMaker quota reached, could not {doing}: {message}. {quota_remedy(quota, counts)}",
+            said=message, quota=quota, kind=counts,
         )
     if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
         return TerminalHostingError(

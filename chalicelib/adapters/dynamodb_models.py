@@ -144,6 +144,8 @@ class DynamoAliases:
             ("live_content_hash", alias.live_content_hash),
             ("previous_content_hash", alias.previous_content_hash),
             ("previous_alias_task_id", alias.previous_task_id),
+            ("live_dimension", alias.live_dimension),
+            ("previous_dimension", alias.previous_dimension),
         ):
             if value is None:
                 removes.append(attribute)
@@ -200,6 +202,8 @@ class DynamoAliases:
             live_content_hash=fields.optional_text("live_content_hash"),
             previous_content_hash=fields.optional_text("previous_content_hash"),
             previous_task_id=fields.optional_text("previous_alias_task_id"),
+            live_dimension=fields.optional_integer("live_dimension"),
+            previous_dimension=fields.optional_integer("previous_dimension"),
         )
 
 

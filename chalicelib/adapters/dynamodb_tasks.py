@@ -23,6 +23,7 @@ from chalicelib.domain.models import (
     TaskStatus,
     iso,
 )
+from chalicelib.domain.serving import Dtype, Serving
 
 BY_MODEL_INDEX = "by-model"
 TASK_KEY = "task_id"
@@ -103,9 +104,13 @@ def config_to_item(config: DeployConfig) -> dict[str, Any]:
         "rollback_alarms": list(alarms.names) or None,
         "max_5xx_errors_per_minute": alarms.max_5xx_errors_per_minute,
         "max_model_latency_ms": alarms.max_model_latency_ms,
+        "serving": config.serving.value,
+        "dtype": config.dtype.value if config.dtype is not None else None,
+        "dimension": config.dimension,
     }
     # Left out when unset, as items written before each of them existed.
-    optional = ("promotion_timeout_seconds", "rollback_alarms", "max_5xx_errors_per_minute", "max_model_latency_ms")
+    optional = ("promotion_timeout_seconds", "rollback_alarms", "max_5xx_errors_per_minute", "max_model_latency_ms",
+                "dtype", "dimension")
     return {name: value for name, value in item.items() if value is not None or name not in optional}
 
 
@@ -140,6 +145,10 @@ def config_of(task: ItemFields) -> DeployConfig:
             tuple(names), config.optional_integer("max_5xx_errors_per_minute"),
             config.optional_integer("max_model_latency_ms"),
         ),
+        # Tasks stored before servings existed ran the handler.
+        serving=config.choice("serving", Serving) if "serving" in config.item else Serving.HANDLER,
+        dtype=config.choice("dtype", Dtype) if config.item.get("dtype") else None,
+        dimension=config.optional_integer("dimension"),
     )
 
 

@@ -275,6 +275,9 @@ class InMemoryAliasMirror:
     def remove(self, embedding_model_id: str) -> None:
         self.parameters.pop(embedding_model_id, None)
 
+    def published(self, embedding_model_id: str) -> str | None:
+        return self.parameters.get(embedding_model_id)
+
 
 class ManualClock:
     """A clock tests move by hand; each read also ticks a microsecond so times stay ordered."""

@@ -37,6 +37,8 @@ def _not_modified(exc: ClientError) -> bool:
     return error_code(exc) in {"304", "NotModified"}
 
 
+# What a conditional GET answers when the object is the one already read (S3's 304 Not Modified).
+_UNCHANGED: dict[str, Any] = {}
 # How many manifests one process keeps (each at most MAX_MANIFEST_BYTES; usually a few hundred KB).
 KEPT_MANIFESTS = 16
 
@@ -53,13 +55,14 @@ class S3Artifacts:
 
     def read_pointer(self, url: str) -> Any | None:
         location = parse_s3_url(url)
-        answer = _s3(
-            f"read the latest-artifact pointer {url}",
-            lambda: self._client.get_object(
-                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_POINTER_BYTES - 1}"
-            ),
-            tolerate=_missing,
+        answer, empty = self._ranged_get(
+            f"read the latest-artifact pointer {url}", location.bucket, location.key, MAX_POINTER_BYTES
         )
+        if empty:
+            raise ArtifactRefusedError(
+                f"the latest-artifact pointer {url} is an empty file (0 bytes): upload the model again "
+                "(esdeploy package --upload writes the pointer anew), or name the artifact to deploy"
+            )
         if answer is None:
             return None
         try:
@@ -71,22 +74,11 @@ class S3Artifacts:
         location = parse_s3_url(model_data_url)
         with self._lock:
             known = self._manifests.get(model_data_url)
-        empty = unchanged = False
-
-        def tolerate(exc: ClientError) -> bool:
-            nonlocal empty, unchanged
-            empty, unchanged = _empty(exc), known is not None and _not_modified(exc)
-            return empty or unchanged or _missing(exc)
-
-        answer = _s3(
-            f"read the manifest inside {model_data_url}",
-            lambda: self._client.get_object(
-                Bucket=location.bucket, Key=location.key, Range=f"bytes=0-{MAX_ARCHIVE_HEAD_BYTES - 1}",
-                **({"IfNoneMatch": known[0]} if known is not None else {}),
-            ),
-            tolerate=tolerate,
+        answer, empty = self._ranged_get(
+            f"read the manifest inside {model_data_url}", location.bucket, location.key, MAX_ARCHIVE_HEAD_BYTES,
+            unless_etag=known[0] if known is not None else None,
         )
-        if unchanged and known is not None:
+        if answer is _UNCHANGED and known is not None:
             return known[1]
         if empty:
             raise ArtifactRefusedError(f"the artifact {model_data_url} is an empty file")
@@ -104,6 +96,27 @@ class S3Artifacts:
                 while len(self._manifests) > KEPT_MANIFESTS:
                     self._manifests.popitem(last=False)
         return manifest
+
+    def _ranged_get(
+        self, doing: str, bucket: str, key: str, most: int, unless_etag: str | None = None
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The object's first `most` bytes: (the answer, False); (None, False) when there is no such
+        object; (None, True) when it is empty, which S3 answers to a ranged GET with InvalidRange.
+        With `unless_etag`, a conditional GET: (_UNCHANGED, False) when the object still has that ETag."""
+        empty = unchanged = False
+
+        def tolerate(exc: ClientError) -> bool:
+            nonlocal empty, unchanged
+            empty, unchanged = _empty(exc), unless_etag is not None and _not_modified(exc)
+            return empty or unchanged or _missing(exc)
+
+        condition = {"IfNoneMatch": unless_etag} if unless_etag is not None else {}
+        answer = _s3(
+            doing,
+            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{most - 1}", **condition),
+            tolerate=tolerate,
+        )
+        return (_UNCHANGED if unchanged else answer), empty
 
 
 def manifest_in_archive(stream: IO[bytes], where: str) -> dict[str, Any]:

@@ -26,6 +26,12 @@ from chalicelib.adapters.sagemaker_shapes import (
     state_of,
     variant_tags,
 )
+from chalicelib.adapters.serving_wire import (
+    HANDLER_ENVIRONMENT,
+    AnswerError,
+    container_environment,
+    decode_answer_bytes,
+)
 from chalicelib.domain.errors import InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
@@ -37,15 +43,8 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; nothing here runs in Lambda
     from mypy_boto3_sagemaker_runtime.client import SageMakerRuntimeClient
 
 JSON = "application/json"
-
-# The serving handler is copied into model.tar.gz under code/; the container must not reach the
-# Hub at start-up (endpoints may run without internet access).
-CONTAINER_ENVIRONMENT: Mapping[str, str] = {
-    "SAGEMAKER_PROGRAM": "inference.py",
-    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-    "HF_HUB_OFFLINE": "1",
-}
+# The handler's container environment (each serving's: serving_wire.container_environment).
+CONTAINER_ENVIRONMENT: Mapping[str, str] = HANDLER_ENVIRONMENT
 
 # ListEndpoints & co. only accept this in NameContains.
 _NAME_CONTAINS = re.compile(r"^[a-zA-Z0-9-]{1,63}$")
@@ -133,7 +132,7 @@ class SageMakerHosting:
                     PrimaryContainer={
                         "Image": spec.image_uri,
                         "ModelDataUrl": spec.model_data_url,
-                        "Environment": dict(CONTAINER_ENVIRONMENT),
+                        "Environment": container_environment(spec.serving, spec.dtype),
                     },
                     ExecutionRoleArn=self._role_arn,
                     Tags=tags,
@@ -220,17 +219,9 @@ class SageMakerHosting:
 
         raw = _runtime(f"invoke endpoint `{name}`", call, refuse=invocation_refusal(name))
         try:
-            answer = json.loads(raw)
-        except ValueError as exc:
-            raise InvocationError(
-                f"endpoint `{name}` answered with a body that is not JSON: {raw[:200]!r}"
-            ) from exc
-        if not isinstance(answer, dict):
-            raise InvocationError(
-                f"endpoint `{name}` answered JSON {type(answer).__name__} where an object "
-                '{"embeddings": [...], ...} was expected'
-            )
-        return answer
+            return decode_answer_bytes(raw).as_dict()
+        except AnswerError as error:
+            raise InvocationError(f"endpoint `{name}` answered no usable embeddings: {error}") from None
 
     def _runtime_within(self, seconds: float) -> SageMakerRuntimeClient:
         """A runtime client that waits at most `seconds` for an answer, once: a caller's deadline

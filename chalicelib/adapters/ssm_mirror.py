@@ -46,3 +46,11 @@ class SsmAliasMirror:
             lambda: self._client.delete_parameter(Name=self.parameter_name(embedding_model_id)),
             tolerate=_not_found,
         )
+
+    def published(self, embedding_model_id: str) -> str | None:
+        answer = _ssm(
+            "read the alias's copy in SSM",
+            lambda: self._client.get_parameter(Name=self.parameter_name(embedding_model_id)),
+            tolerate=_not_found,
+        )
+        return str(answer["Parameter"]["Value"]) if answer else None

@@ -7,6 +7,7 @@ from chalicelib.api.docs import AssetNotFoundError
 from chalicelib.api.responses import BusyErrorOut, ErrorOut
 from chalicelib.api.schemas import BodyTooLargeError, MalformedBodyError
 from chalicelib.domain.errors import (
+    AnswerTooLargeError,
     ConcurrentUpdateError,
     DispatchError,
     EndpointRefusedError,
@@ -28,6 +29,7 @@ from chalicelib.domain.models import TaskKind
 _STATUS: tuple[tuple[type[EsdeployError], int], ...] = (
     (MalformedBodyError, 400),
     (BodyTooLargeError, 413),
+    (AnswerTooLargeError, 413),
     (InvalidRequestError, 422),
     (TaskNotFoundError, 404),
     (ModelNotFoundError, 404),

@@ -27,7 +27,8 @@ from chalicelib.api.responses import (
     ModelsOut,
 )
 from chalicelib.api.schemas import IMAGE_URI_MAX, DeleteRequest, DeployRequest, InvokeRequest
-from chalicelib.domain.errors import ModelNotFoundError, TaskNotFoundError
+from chalicelib.domain.answer_size import answer_bytes, texts_that_fit
+from chalicelib.domain.errors import AnswerTooLargeError, ModelNotFoundError, TaskNotFoundError
 from chalicelib.domain.names import ID_PATTERN, ID_RULE
 from chalicelib.version import VERSION
 
@@ -215,6 +216,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=_body_errors({
             404: _not_found(str(ModelNotFoundError.not_deployed("nope"))),
             409: Answer("`target: candidate`, but no deploy of the model awaits promotion"),
+            413: Answer(
+                "The body is over the stage's limit (ESDEPLOY_MAX_BODY_BYTES), or the answer for this many texts "
+                "would pass the 6 MB a SageMaker real-time endpoint and a synchronous Lambda answer at most "
+                "(estimated from the model's dimension): the detail says how many texts fit",
+                example={"detail": str(AnswerTooLargeError(256, 4096, answer_bytes(256, 4096), texts_that_fit(4096))),
+                         "field": "inputs"},
+            ),
             422: Answer("The body breaks the endpoint's rules (too many texts, not strings, an unknown field, "
                         "a lone surrogate), checked here or refused by the endpoint itself",
                         example={"detail": "too many texts: 10000 > 256; split the request", "field": "inputs"}),

@@ -87,6 +87,18 @@ class DeployConfigOut(Wire):
     max_model_latency_ms: int | SkipJsonSchema[None] = Field(
         default=None, ge=1, description="The request's threshold of esdeploy's latency alarm (else the stage's)"
     )
+    serving: Literal["handler", "tei"] = Field(
+        default="handler",
+        description="What runs in the endpoint: esdeploy's handler, or text-embeddings-inference (TEI)",
+    )
+    dtype: Literal["float16", "float32"] | SkipJsonSchema[None] = Field(
+        default=None, description="The precision the request asked for (else the serving's default)"
+    )
+    dimension: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1,
+        description="The model's embedding dimension, kept once green answered with it in the smoke test: it "
+        "bounds how many texts one invoke answer can carry",
+    )
 
 
 def config_out(config: DeployConfig) -> DeployConfigOut:
@@ -102,6 +114,8 @@ def config_out(config: DeployConfig) -> DeployConfigOut:
         "rollback_alarms": list(alarms.names) or None,
         "max_5xx_errors_per_minute": alarms.max_5xx_errors_per_minute,
         "max_model_latency_ms": alarms.max_model_latency_ms,
+        "dtype": config.dtype.value if config.dtype is not None else None,
+        "dimension": config.dimension,
     }
     return DeployConfigOut(
         instance_type=config.instance_type,
@@ -113,6 +127,7 @@ def config_out(config: DeployConfig) -> DeployConfigOut:
         parity_check=config.parity_check.value,
         promotion=config.promotion.value,
         match_live_instance_count=config.match_live_instance_count,
+        serving=config.serving.value,
         # Absent rather than null: the document's fields that are only sent when set.
         **{name: value for name, value in optional.items() if value is not None},
     )
@@ -271,9 +286,10 @@ class InvokeOut(Wire):
     """The live variant's answer, and which variant gave it."""
 
     embeddings: list[list[float]] = Field(description="One vector per input, in input order")
-    model: str = Field(description="The model id the endpoint's manifest names")
+    model: str = Field(description="The model id the endpoint's manifest names (the alias's, for TEI)")
     dimension: int = Field(ge=1)
     endpoint_name: str = Field(description="The variant that answered")
+    serving: Literal["handler", "tei"] = Field(description="Which serving answered (its answer shape says)")
     target: Literal["candidate"] | SkipJsonSchema[None] = Field(
         default=None, description="Sent when the candidate awaiting promotion answered"
     )

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from chalicelib.domain.answer_size import MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.commands import (
     DeployConfigRequest,
     IntakeCommand,
@@ -45,7 +46,7 @@ from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 IMAGE_URI_MAX = 255
 # What the endpoint's handler accepts by default (serving/inference.py: MAX_TEXTS, MAX_TEXT_CHARS;
 # docs/serving.md). The handler cannot be imported here (torch), so a test holds the two equal.
-INVOKE_MAX_TEXTS = 256
+INVOKE_MAX_TEXTS = MAX_TEXTS_PER_REQUEST
 INVOKE_MAX_TEXT_CHARS = 32768
 
 # The id rule (domain/names.py) as the document shows it; the check itself stays `is_valid_id`,
@@ -105,6 +106,17 @@ class DeployConfigIn(BaseModel):
         le=MAX_MODEL_LATENCY_MS_RANGE[1],
         description="esdeploy's latency alarm on green fires above this average model latency over a minute "
         "(default: the stage's ESDEPLOY_ROLLBACK_MAX_MODEL_LATENCY_MS)",
+    )
+    serving: Literal["handler", "tei"] | None = Field(
+        default=None,
+        description="What runs in the endpoint: `handler` (default; esdeploy's handler in AWS's Hugging Face PyTorch "
+        "image) or `tei` (AWS's text-embeddings-inference image, GPU or CPU by the instance type). The artifact "
+        "must have been packaged for it (esdeploy package --serving)",
+    )
+    dtype: Literal["float16", "float32"] | None = Field(
+        default=None,
+        description="The precision the serving runs in (default: float16 on a GPU, float32 on a CPU); float32 "
+        "when float16 cannot hold the parity gate's threshold",
     )
 
 

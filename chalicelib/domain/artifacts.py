@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain.serving import Serving
+
 ARCHIVE_NAME = "model.tar.gz"
 MANIFEST_NAME = "manifest.json"
 POINTER_NAME = "latest.json"
@@ -136,17 +138,32 @@ class PinnedArtifact:
 
     model_data_url: str
     content_hash: str
+    # The serving it was packaged for (manifest `serving`); an artifact that says none is the handler's.
+    serving: Serving = Serving.HANDLER
 
 
-def pointer_document(layout: ArtifactLayout, model_id: str, content_hash: str, uploaded_at: str) -> dict[str, Any]:
+def pointer_document(
+    layout: ArtifactLayout, model_id: str, content_hash: str, uploaded_at: str, serving: Serving = Serving.HANDLER
+) -> dict[str, Any]:
     """The JSON of `latest.json` as the packager writes it."""
     return {
         "format": POINTER_FORMAT,
         "model_id": model_id,
         "content_sha256": content_hash,
         "model_data_url": layout.archive(model_id, content_hash).url,
+        "serving": serving.value,
         "uploaded_at": uploaded_at,
     }
+
+
+def packaged_serving(document: dict[str, Any]) -> Serving:
+    """The serving a manifest or pointer says its artifact was packaged for (none said: the handler, as
+    every artifact before TEI); ValueError when it names one esdeploy does not know."""
+    named = document.get("serving", Serving.HANDLER.value)
+    try:
+        return Serving(named)
+    except ValueError:
+        raise ValueError(f"names the serving {named!r}, which is not one of {', '.join(Serving)}") from None
 
 
 def read_pointer(data: Any, layout: ArtifactLayout, model_id: str) -> PinnedArtifact:
@@ -161,4 +178,4 @@ def read_pointer(data: Any, layout: ArtifactLayout, model_id: str) -> PinnedArti
     expected = layout.archive(model_id, content_hash).url
     if data.get("model_data_url") != expected:
         raise ValueError(f"names {data.get('model_data_url')!r}, but its content hash is stored at {expected}")
-    return PinnedArtifact(expected, content_hash)
+    return PinnedArtifact(expected, content_hash, packaged_serving(data))

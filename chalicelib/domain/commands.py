@@ -24,6 +24,8 @@ class DeployConfigRequest:
     rollback_alarms: tuple[str, ...] | None = None
     max_5xx_errors_per_minute: int | None = None
     max_model_latency_ms: int | None = None
+    serving: str | None = None
+    dtype: str | None = None
 
     def given(self) -> dict[str, Any]:
         """Only what the caller set: what makes two requests the same (a replay) or not."""

@@ -28,7 +28,7 @@ from chalicelib.domain.models import (
     TaskStatus,
     VariantStatus,
 )
-from chalicelib.domain.names import variant_name
+from chalicelib.domain.names import resource_name_prefix, variant_name
 from chalicelib.domain.timing import Timing
 
 Outcome = Stage | TaskStatus
@@ -60,6 +60,7 @@ class Gate:
 
     probe_texts: int = 0
     references: bool = True
+    dimension: int | None = None
     missing: bool = False  # no artifact at the pinned key (deleted since the submit)
 
 
@@ -363,16 +364,18 @@ def _verified(task: Task, seen: Seen, rules: Rules) -> Decision:
         }.get(smoke.outcome, smoke.said)
         return _fail("verify", task, seen, TaskStatus.FAILED, detail)
     passed = words.smoke_passed(gate.probe_texts, gate.references)
+    # Green answered with the manifest's dimension: the alias keeps it, to bound invoke batches.
+    answered = replace(config, dimension=gate.dimension)
     if config.promotion is Promotion.MANUAL:
         # Green waits beside blue, the alias unmoved, until it is promoted, canceled, or its window ends.
         promote_by = seen.now + _seconds(rules.timing.promotion_window(config.promotion_timeout_seconds))
         return Decision(
             "verify",
             (Move(Stage.AWAITING_PROMOTION, detail=words.awaits_promotion(passed, green, promote_by, task.task_id)),),
-            Sets(promote_by=promote_by, hops=0),
+            Sets(deploy=answered, promote_by=promote_by, hops=0),
             next_in=rules.timing.promotion_hop(seen.now, promote_by),
         )
-    return Decision("verify", (Move(Stage.SWAPPING, detail=passed),), next_in=0)
+    return Decision("verify", (Move(Stage.SWAPPING, detail=passed),), Sets(deploy=answered), next_in=0)
 
 
 def _promoted(task: Task, seen: Seen, rules: Rules) -> Decision:
@@ -412,7 +415,10 @@ def _swapped(task: Task, seen: Seen, rules: Rules) -> Decision:
         )
         return replace(_end("swap", TaskStatus.DONE, detail, done), sets=Sets(live_at=live_at))
     ends = live_at + _seconds(config.bake_seconds)
-    watching = words.watched_alarms(swap.own_alarms, swap.thresholds, config.alarms.names, swap.missing_alarms)
+    watching = words.watched_alarms(
+        swap.own_alarms, swap.thresholds, config.alarms.names, swap.missing_alarms,
+        resource_name_prefix(rules.resource_prefix),
+    )
     detail += words.baking(ends, config.bake_seconds, blue, watching, rules.timing.bake_check_seconds)
     return Decision("swap", (Move(Stage.BAKING, detail=detail),), Sets(live_at=live_at, hops=0),
                     next_in=rules.timing.bake_hop(seen.now, ends))
@@ -509,7 +515,7 @@ def on_fault(task: Task, fault: EsdeployError, seen: Seen, rules: Rules) -> Deci
     status = next(status for kind, status, _ in FAULTS if isinstance(fault, kind))
     detail = str(fault)
     if isinstance(fault, QuotaExceededError):
-        detail = words.quota_refused(task.deploy_config, rules.region, str(fault))
+        detail = words.quota_refused(task.deploy_config, rules.region, task.variant, fault)
     first = _STARTED if task.stage is Stage.QUEUED else ()
     return _fail("fault", task, seen, status, detail, first)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from chalicelib.domain.errors import QuotaExceededError, QuotaKind
 from chalicelib.domain.models import (
     AlarmReading,
     AlarmThresholds,
@@ -14,6 +15,7 @@ from chalicelib.domain.models import (
     VariantStatus,
     iso,
 )
+from chalicelib.domain.serving import Dtype, Processor, processor_of
 
 
 def duration(seconds: int) -> str:
@@ -76,16 +78,17 @@ def preflight_passed(
     )
 
 
-def quota_refused(config: DeployConfig, region: str | None, said: str) -> str:
-    quota = f"{config.instance_type} for endpoint usage"
+def quota_refused(config: DeployConfig, region: str | None, variant: str | None, quota: QuotaExceededError) -> str:
+    """Names the quota SageMaker named (an instance type's, the instance total, or the count of models,
+    endpoint configurations or endpoints), and what helps with that one."""
     where = f" in {region}" if region else ""
+    which = f"the SageMaker quota '{quota.quota}'" if quota.quota else "a SageMaker quota"
+    asked = f"{config.initial_instance_count} x {config.instance_type} were asked for"
+    if quota.kind is QuotaKind.RESOURCES:
+        asked = f"creating {variant} needs one more of what it counts"
     return (
-        f"refused by the SageMaker quota '{quota}'{where}: {config.initial_instance_count} x "
-        f"{config.instance_type} were asked for. Request more in the Service Quotas console "
-        "(https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas, "
-        f"search '{quota}'), or delete unused endpoints, or deploy with fewer instances "
-        "(config.initial_instance_count) or another instance type; nothing was left running. "
-        f"SageMaker said: {said}"
+        f"refused by {which}{where}: {asked}. {quota.remedy()}; nothing was left running. "
+        f"SageMaker said: {quota.said}"
     )
 
 
@@ -126,6 +129,17 @@ def smoke_timed_out(seconds: int) -> str:
 
 def smoke_unusable(error: str) -> str:
     return f"smoke test: the endpoint did not answer properly: {error}"
+
+
+def float16_hint(config: DeployConfig) -> str:
+    """What to try when a GPU variant's embeddings miss the references: both servings run float16 on a GPU
+    unless the deploy says float32 (the references were computed in float32 on a CPU)."""
+    if processor_of(config.instance_type) is not Processor.GPU or config.dtype is Dtype.FLOAT32:
+        return ""
+    return (
+        f". On a GPU the {config.serving.value} serving runs in float16 by default: deploy again with "
+        'config.dtype "float32" (esdeploy deploy --dtype float32) to serve in the references\' precision'
+    )
 
 
 def smoke_passed(probe_texts: int, references: bool) -> str:
@@ -176,14 +190,22 @@ def autoscaled(policy: ScalingPolicy, carried_from: str | None) -> str:
 
 
 def watched_alarms(
-    own: Sequence[str], thresholds: AlarmThresholds, rollback_alarms: Sequence[str], missing: Sequence[str]
+    own: Sequence[str], thresholds: AlarmThresholds, rollback_alarms: Sequence[str], missing: Sequence[str],
+    woken_by: str,
 ) -> str:
+    """The alarms a bake watches; `woken_by`: the name prefix of the alarms whose state changes wake it."""
     watching = (
         f"alarms {', '.join(own)} (5XX errors over {thresholds.max_5xx_errors_per_minute} a minute, "
         f"model latency over {thresholds.max_model_latency_ms} ms)"
     )
     if rollback_alarms:
         watching += f" and config.rollback_alarms {', '.join(rollback_alarms)}"
+    polled = [name for name in rollback_alarms if not name.startswith(woken_by)]
+    if polled:
+        watching += (
+            f" ({', '.join(polled)} read at each look only: a state change wakes the bake at once "
+            f"only for alarms named {woken_by}*)"
+        )
     if missing:
         one = len(missing) == 1
         watching += (

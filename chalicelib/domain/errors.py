@@ -1,6 +1,8 @@
 """Domain layer: the typed errors that services raise and the API layer maps to answers."""
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class EsdeployError(Exception):
     """Base of every error esdeploy raises on purpose."""
@@ -13,6 +15,25 @@ class InvalidRequestError(EsdeployError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class AnswerTooLargeError(InvalidRequestError):
+    """The answer to an embedding request would pass the 6 MB a synchronous answer may carry: the
+    caller must send fewer texts at a time, `texts_that_fit` of them (a 413, naming `inputs`)."""
+
+    def __init__(self, texts: int, dimension: int, estimate_bytes: int, texts_that_fit: int) -> None:
+        most = (
+            f"send at most {texts_that_fit} texts per request"
+            if texts_that_fit
+            else "not even one vector of this model fits one answer"
+        )
+        super().__init__(
+            f"{texts} texts would make an answer of about {estimate_bytes / 1_048_576:.1f} MB with this model's "
+            f"{dimension}-dimensional vectors, over the 6 MB a SageMaker real-time endpoint and a synchronous "
+            f"Lambda answer at most: {most} (esdeploy's embedder() splits its batches so)",
+            field="inputs",
+        )
+        self.texts_that_fit = texts_that_fit
 
 
 class TaskNotFoundError(EsdeployError):
@@ -118,9 +139,57 @@ class TerminalHostingError(EsdeployError):
     """The hosting platform refused for good (quota, bad artifact, validation)."""
 
 
+class QuotaKind(StrEnum):
+    """What a SageMaker quota counts, which decides what helps when it is reached."""
+
+    INSTANCE_TYPE = "instance_type"  # '<type> for endpoint usage': instances of one type in endpoints
+    INSTANCES = "instances"  # instances of every type across the account's active endpoints
+    RESOURCES = "resources"  # how many models, endpoint configurations or endpoints the account may have
+
+
+SERVICE_QUOTAS_URL = "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas"
+
+
 class QuotaExceededError(TerminalHostingError):
     """The platform has no quota left for what the deploy asked (SageMaker's ResourceLimitExceeded):
-    no retry helps until someone raises the quota, so the task ends `refused`, naming it."""
+    no retry helps until someone raises the quota, so the task ends `refused`, naming it.
+    `quota` is the quota's name as the platform said it, `kind` what it counts (both None when
+    its message named none), `said` the platform's own words."""
+
+    def __init__(
+        self, message: str, said: str, quota: str | None = None, kind: QuotaKind | None = None
+    ) -> None:
+        super().__init__(message)
+        self.said = said
+        self.quota = quota
+        self.kind = kind
+
+    def remedy(self) -> str:
+        return quota_remedy(self.quota, self.kind)
+
+
+def quota_remedy(quota: str | None, kind: QuotaKind | None) -> str:
+    """What a person can do about the quota that was reached: what helps depends on what it counts."""
+    where = f"the Service Quotas console ({SERVICE_QUOTAS_URL}" + (f", search '{quota}')" if quota else ")")
+    if kind is QuotaKind.INSTANCE_TYPE:
+        return (
+            f"Request more in {where}, or delete unused endpoints, or deploy with fewer instances "
+            "(config.initial_instance_count) or another instance type"
+        )
+    if kind is QuotaKind.INSTANCES:
+        return (
+            f"Request more in {where}, or delete unused endpoints, or deploy with fewer instances "
+            "(config.initial_instance_count); another instance type does not help, this quota counts every type"
+        )
+    if kind is QuotaKind.RESOURCES:
+        return (
+            f"Request more in {where}, or delete the SageMaker models, endpoint configurations or endpoints "
+            "this account no longer uses in this region; fewer instances or another instance type do not help"
+        )
+    return (
+        f"SageMaker's words name the quota: request more in {where}, or delete unused endpoints, "
+        "or deploy with fewer instances (config.initial_instance_count) or another instance type"
+    )
 
 
 class InvocationError(EsdeployError):

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from chalicelib.domain.serving import Dtype, Serving
+
 
 class TaskKind(StrEnum):
     DEPLOY = "deploy"
@@ -188,6 +190,13 @@ class DeployConfig:
     # With manual promotion: how long a candidate waits for its promote before the task is canceled.
     promotion_timeout_seconds: int | None = None
     alarms: RollbackAlarms = RollbackAlarms()
+    # What runs in the endpoint (handler or TEI); the artifact must have been packaged for it.
+    serving: Serving = Serving.HANDLER
+    # None: the serving's own default (float16 on a GPU, float32 on a CPU).
+    dtype: Dtype | None = None
+    # The model's embedding dimension (its manifest's), set once green answered with it in the smoke
+    # test; None before that, and on tasks stored before it was kept.
+    dimension: int | None = None
 
 
 @dataclass
@@ -362,9 +371,10 @@ class ModelLock:
 @dataclass(frozen=True)
 class Alias:
     """The record that says which variant of a model is live (and which was before), and the
-    content hash of the artifact each of them serves. Its transitions are its methods: each returns
-    the alias to write, or None when there is nothing to change (services/alias_writes.py writes it
-    conditionally, and reads and decides again on a conflict)."""
+    content hash of the artifact each of them serves, and its embedding dimension (None on aliases
+    written before it was kept): what bounds how many texts one answer can carry. Its transitions are
+    its methods: each returns the alias to write, or None when there is nothing to change
+    (services/alias_writes.py writes it conditionally, and reads and decides again on a conflict)."""
 
     embedding_model_id: str
     live_variant: str | None
@@ -376,15 +386,19 @@ class Alias:
     previous_content_hash: str | None = None
     # The deploy task that made the previous variant live: the alias's `task_id` again after a rollback.
     previous_task_id: str | None = None
+    live_dimension: int | None = None
+    previous_dimension: int | None = None
 
     @classmethod
     def none(cls, embedding_model_id: str) -> Alias:
         """A model with no alias stored (version 0): nothing live, nothing previous."""
         return cls(embedding_model_id, None, None, None, None)
 
-    def make_live(self, green: str, task_id: str, content_hash: str | None, at: datetime) -> Alias | None:
-        """The swap: `green` live, the live variant (if any) previous, each with its content hash and task;
-        None when green is live already (a redelivered swap)."""
+    def make_live(
+        self, green: str, task_id: str, content_hash: str | None, dimension: int | None, at: datetime
+    ) -> Alias | None:
+        """The swap: `green` live, the live variant (if any) previous, each with its content hash, task
+        and dimension; None when green is live already (a redelivered swap)."""
         if self.live_variant == green:
             return None
         return replace(
@@ -396,11 +410,13 @@ class Alias:
             live_content_hash=content_hash,
             previous_content_hash=self.live_content_hash,
             previous_task_id=self.task_id,
+            live_dimension=dimension,
+            previous_dimension=self.live_dimension,
         )
 
     def roll_back(self, at: datetime, live: str, previous: str | None = None) -> Alias | None:
-        """The previous variant live again (with its content hash and task), none previous: only while `live`
-        is the live variant (and `previous`, when given, the previous one); None otherwise."""
+        """The previous variant live again (with its content hash, task and dimension), none previous:
+        only while `live` is the live variant (and `previous`, when given, the previous one); None otherwise."""
         if self.live_variant != live or not self.previous_variant:
             return None
         if previous is not None and self.previous_variant != previous:
@@ -414,6 +430,8 @@ class Alias:
             live_content_hash=self.previous_content_hash,
             previous_content_hash=None,
             previous_task_id=None,
+            live_dimension=self.previous_dimension,
+            previous_dimension=None,
         )
 
     def drop_previous(self, variant: str) -> Alias | None:
@@ -421,7 +439,9 @@ class Alias:
         is the previous variant."""
         if self.live_variant == variant or self.previous_variant != variant:
             return None
-        return replace(self, previous_variant=None, previous_content_hash=None, previous_task_id=None)
+        return replace(
+            self, previous_variant=None, previous_content_hash=None, previous_task_id=None, previous_dimension=None
+        )
 
     def clear(self, task_id: str, at: datetime) -> Alias | None:
         """No variant live or previous (a delete: clients stop resolving the model); None when it

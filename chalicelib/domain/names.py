@@ -64,6 +64,13 @@ ALARM_5XX_SUFFIX = "-invocation-5xx"
 ALARM_LATENCY_SUFFIX = "-model-latency"
 
 
+def resource_name_prefix(prefix: str) -> str:
+    """What every name of a stage's resources starts with: its variants, their alarms, and the alarms
+    whose state changes EventBridge routes to the deploy worker (infra/template.yaml,
+    AlarmStateChangeRule, `${ResourcePrefix}-`)."""
+    return f"{prefix}-"
+
+
 def variant_alarm_names(variant: str) -> tuple[str, str]:
     """The names of the two CloudWatch alarms esdeploy keeps on a variant: 5XX errors, model latency."""
     return f"{variant}{ALARM_5XX_SUFFIX}", f"{variant}{ALARM_LATENCY_SUFFIX}"

@@ -7,7 +7,14 @@ from datetime import timedelta
 from enum import StrEnum
 
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import Advance, AlarmChanged, DeadLetter, TeardownVariant, green_teardown
+from chalicelib.domain.messages import (
+    Advance,
+    AlarmChanged,
+    DeadLetter,
+    EndpointChanged,
+    TeardownVariant,
+    green_teardown,
+)
 from chalicelib.domain.models import Stage, Task, TaskStatus
 from chalicelib.ports import TaskStore
 from chalicelib.services.outbox import TaskWriter
@@ -20,6 +27,7 @@ class DeadLetterOutcome(StrEnum):
     TASK_ALREADY_ENDED = "task_already_ended"
     TEARDOWN_ABANDONED = "teardown_abandoned"  # the handler counts it: the abandoned-teardown alarm
     SUPERSEDED = "superseded"  # a step the task has moved past: a newer message carries it on
+    HINT_DROPPED = "hint_dropped"  # a wake-up (alarm or endpoint state change): the task's own steps go on
     NO_TASK = "no_task"
 
 
@@ -41,7 +49,17 @@ class DeadLetterService:
         if isinstance(message, AlarmChanged):
             # Only a hint: the baking tasks read their alarms at their next look anyway.
             logger.error("alarm state change kept failing", extra={"alarm": message.alarm_name, "queue": queue})
-            return DeadLetterOutcome.NO_TASK
+            return DeadLetterOutcome.HINT_DROPPED
+        if isinstance(message, EndpointChanged):
+            # Only a hint too: it wakes a waiting deploy early, and SageMaker may send several per
+            # change. The task polls its endpoint on its own hops (and the sweeper re-kicks a stalled
+            # one), so it may well be healthy, baking or awaiting promotion: never fail it for this.
+            logger.error(
+                "endpoint state change kept failing",
+                extra={"endpoint": message.endpoint_name, "task_id": message.task_id,
+                       "state": message.state.value, "queue": queue},
+            )
+            return DeadLetterOutcome.HINT_DROPPED
         if message.task_id is None:
             logger.error("dead letter without a task", extra={"queue": queue, "message": repr(message)})
             return DeadLetterOutcome.NO_TASK

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 
 from chalicelib.config import Settings
-from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, parse_s3_url, read_pointer
+from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, packaged_serving, parse_s3_url, read_pointer
 from chalicelib.domain.commands import DeployConfigRequest
 from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
 from chalicelib.domain.models import (
@@ -18,12 +18,14 @@ from chalicelib.domain.models import (
     RollbackAlarms,
     ScalingPolicy,
 )
+from chalicelib.domain.serving import Dtype, Processor, Serving, processor_of
 from chalicelib.ports import Artifacts
 
 # What a SageMaker container image reference looks like (ECR, tag or digest); the execution
 # role may pull only our serving images, so anything else would fail 10 minutes later.
 _IMAGE_URI = re.compile(
-    r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[a-f0-9]{64})$"
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repository>[a-z0-9._/-]+)"
+    r"(:[\w.-]+|@sha256:[a-f0-9]{64})$"
 )
 _URL_FIELD = "config.model_data_url"
 
@@ -53,7 +55,8 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
         )
     if given.model_data_url is not None:
         _check_model_data_url(settings, given.model_data_url)
-    image_uri = _image_uri(settings, given.image_uri)
+    serving = Serving(given.serving or Serving.HANDLER.value)
+    image_uri = _image_uri(settings, given.image_uri, serving, instance_type)
     bake = settings.default_bake_seconds if given.bake_seconds is None else given.bake_seconds
     if bake > settings.max_bake_seconds:
         raise InvalidRequestError(
@@ -78,6 +81,8 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
             max_5xx_errors_per_minute=given.max_5xx_errors_per_minute,
             max_model_latency_ms=given.max_model_latency_ms,
         ),
+        serving=serving,
+        dtype=Dtype(given.dtype) if given.dtype else None,
     )
 
 
@@ -145,6 +150,14 @@ def pin_artifact(
         pinned = _latest(settings, artifacts, embedding_model_id)
     else:
         pinned = _pin_explicit(artifacts, config.model_data_url)
+    if pinned.serving is not config.serving:
+        raise InvalidRequestError(
+            f"config.serving is {config.serving.value!r}, but the artifact {pinned.model_data_url} was packaged for "
+            f"{pinned.serving.value!r} (its manifest's serving): deploy it with config.serving "
+            f"{pinned.serving.value!r}, or package the model again with "
+            f"esdeploy package --serving {config.serving.value}",
+            field="config.serving",
+        )
     return replace(config, model_data_url=pinned.model_data_url, content_hash=pinned.content_hash)
 
 
@@ -197,31 +210,80 @@ def _pin_explicit(artifacts: Artifacts, url: str) -> PinnedArtifact:
             "(was it made by esdeploy package?)",
             field=_URL_FIELD,
         )
-    return PinnedArtifact(url, content_hash)
+    try:
+        serving = packaged_serving(manifest)
+    except ValueError as error:
+        raise InvalidRequestError(f"{_URL_FIELD}: the manifest inside {url} {error}", field=_URL_FIELD) from None
+    return PinnedArtifact(url, content_hash, serving)
 
 
-def _image_uri(settings: Settings, given: str | None) -> str:
-    """The image to serve with: given (checked) or the stage's default, in the region we deploy to."""
+def _image_uri(settings: Settings, given: str | None, serving: Serving, instance_type: str) -> str:
+    """The image to serve with: given (checked) or the stage's for the serving and the instance type's
+    processor (GPU or CPU), in the region we deploy to."""
     if given is not None and not _IMAGE_URI.fullmatch(given):
         raise InvalidRequestError(
             f"config.image_uri {given!r} is not an ECR image reference "
             "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)",
             field="config.image_uri",
         )
-    image = given or settings.default_image_uri
+    processor = processor_of(instance_type)
+    if processor is None:
+        raise InvalidRequestError(
+            f"config.instance_type {instance_type!r} has no {serving.value} image: both servings run on GPU "
+            "(ml.g*, ml.p*) or CPU instance types, not on Inferentia or Trainium",
+            field="config.instance_type",
+        )
+    image = given or settings.serving_image(serving, processor)
     if image is None:
         raise InvalidRequestError(
-            "config.image_uri is required: this stage has no default serving image "
-            "(packaging the stage sets one for its region: docs/infra.md)",
-            field="config.image_uri",
+            _no_stage_image(serving, processor, instance_type), field="config.image_uri"
         )
     region = image_region(image)
     if settings.region and region and region != settings.region:
-        source = "config.image_uri" if given else "the stage's default image"
+        source = (
+            "config.image_uri"
+            if given
+            else f"the stage's {serving.value} image for {processor.value} instance types"
+            if f"{serving.value}-{processor.value}" in settings.serving_images
+            else "the stage's default image"
+        )
         raise InvalidRequestError(
             f"{source} {image} is in {region}, but esdeploy deploys to {settings.region}: SageMaker pulls "
             f"images only from its own region. Use the image for {settings.region}"
             + ("" if given else " (re-package the stage: AWS_REGION=" + settings.region + " infra/package.sh STAGE)"),
             field="config.image_uri",
         )
+    if given is not None:
+        _check_pull_scope(settings, given)
     return image
+
+
+def _no_stage_image(serving: Serving, processor: Processor, instance_type: str) -> str:
+    # The words of the API: fields and what to do, not the settings behind them (docs/infra.md names those).
+    return (
+        f"this stage has no {serving.value} image for {processor.value} instance types such as {instance_type} "
+        "(packaging the stage resolves one for its region: docs/infra.md): name one in config.image_uri, "
+        "or choose another instance type"
+    )
+
+
+def _check_pull_scope(settings: Settings, given: str) -> None:
+    """The stage's execution role may pull only from the repositories of the stage's own serving
+    images, in the stage's region (infra/template.yaml, PullServingImage: the handler's repository,
+    which infra/finalize.py derives from the default image, and TEI's `tei` and `tei-cpu`). Any tag or
+    digest of them is fine; another repository or account would be created, then fail when SageMaker
+    cannot pull it, minutes later. A stage that names no image names no scope: nothing is assumed."""
+    image = _IMAGE_URI.fullmatch(given)
+    stage_images = [_IMAGE_URI.fullmatch(uri) for uri in (settings.default_image_uri, *settings.serving_images.values())
+                    if uri]
+    scopes = {(m["account"], settings.region or m["region"], m["repository"]) for m in stage_images if m}
+    if image is None or not scopes or (image["account"], image["region"], image["repository"]) in scopes:
+        return
+    allowed = ", ".join(sorted(f"{account}.dkr.ecr.{region}.amazonaws.com/{repository}"
+                               for account, region, repository in scopes))
+    raise InvalidRequestError(
+        f"config.image_uri {given} is not in a repository this stage's SageMaker execution role may pull "
+        f"from ({allowed}), so SageMaker could not start it. Name a tag or digest of one of them, or "
+        "package the stage with this image as its default (docs/infra.md)",
+        field="config.image_uri",
+    )

@@ -266,9 +266,9 @@ class DeployWorker:
             return Gate(missing=True), None
         plan = smoke_plan(
             manifest, embedding_model_id=task.embedding_model_id, content_hash=config.content_hash,
-            parity=config.parity_check,
+            parity=config.parity_check, serving=config.serving,
         )
-        return Gate(probe_texts=len(plan.texts), references=plan.references is not None), plan
+        return Gate(len(plan.texts), references=plan.references is not None, dimension=plan.dimension), plan
 
     def _see_preflight(self, task: Task, seen: Seen) -> Seen:
         gate, _plan = self._gate(task)
@@ -299,6 +299,8 @@ class DeployWorker:
                 initial_instance_count=config.initial_instance_count,
                 startup_timeout_seconds=self.settings.container_startup_timeout_seconds,
                 download_timeout_seconds=self.settings.model_download_timeout_seconds,
+                serving=config.serving,
+                dtype=config.dtype,
             )
         )
         return seen
@@ -320,7 +322,7 @@ class DeployWorker:
             return replace(seen, gate=gate, smoke=Smoke(SmokeOutcome.TIMED_OUT))
         except InvocationError as error:
             return replace(seen, gate=gate, smoke=Smoke(SmokeOutcome.UNUSABLE, str(error)))
-        problem = check_answer(plan, answer, self.settings.smoke_min_cosine)
+        problem = check_answer(plan, answer, self.settings.smoke_min_cosine, words.float16_hint(task.deploy_config))
         smoke = Smoke(SmokeOutcome.MISMATCH, problem) if problem else Smoke(SmokeOutcome.PASSED)
         return replace(seen, gate=gate, smoke=smoke)
 
@@ -339,7 +341,9 @@ class DeployWorker:
         found = self.alarms.read(names) if names else {}
         alias = change_alias(
             self.aliases, task.embedding_model_id,
-            lambda current: current.make_live(green, task.task_id, config.content_hash, self.clock.now()),
+            lambda current: current.make_live(
+                green, task.task_id, config.content_hash, config.dimension, self.clock.now()
+            ),
             read=before,
         )
         assert alias is not None
@@ -360,6 +364,9 @@ class DeployWorker:
     def _see_bake(self, task: Task, seen: Seen) -> Seen:
         alias = self.aliases.get(task.embedding_model_id)
         if alias is None or alias.live_variant != task.variant:
+            if alias is not None:
+                # Rolled back by hand, whose own mirror write may have failed: clients stop resolving green now.
+                self.mirror.publish(alias)
             return replace(seen, bake=BakeLook(alias))
         readings = self.alarms.read(self._watched(task))
         return replace(seen, bake=BakeLook(alias, tuple(readings.values())))

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.domain.errors import AliasConflictError, InvalidStateError, ModelBusyError, ModelNotFoundError
+from chalicelib.domain.answer_size import answer_bytes, texts_that_fit
+from chalicelib.domain.errors import (
+    AliasConflictError,
+    AnswerTooLargeError,
+    InvalidStateError,
+    ModelBusyError,
+    ModelNotFoundError,
+)
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore
@@ -88,6 +95,18 @@ class ModelReads:
         return [views[model] for model in sorted(views)]
 
 
+def _answer_fits(payload: dict[str, Any], dimension: int | None) -> None:
+    """AnswerTooLargeError before the endpoint is asked, when its answer could not come back: past
+    6 MB SageMaker fails the invocation, and the route could not return it either. A variant whose
+    dimension was not kept (made before it was) is bounded by the text count alone."""
+    if dimension is None:
+        return
+    inputs = payload.get("inputs")
+    texts = len(inputs) if isinstance(inputs, list) else 1
+    if texts > texts_that_fit(dimension):
+        raise AnswerTooLargeError(texts, dimension, answer_bytes(texts, dimension), texts_that_fit(dimension))
+
+
 @dataclass
 class ModelActions:
     """Embedding through the alias, and rolling the alias back: both talk to the endpoints."""
@@ -114,16 +133,25 @@ class ModelActions:
                     f"Model `{embedding_model_id}` has no candidate awaiting promotion "
                     '(deploy it with config.promotion "manual" and wait for stage awaiting_promotion)'
                 )
+            _answer_fits(payload, waiting.deploy_config.dimension)
             answer = self.hosting.invoke(waiting.variant, payload, timeout_seconds=timeout)
-            return {**answer, "endpoint_name": waiting.variant, "target": "candidate", "task_id": waiting.task_id}
+            return {
+                "model": embedding_model_id,
+                **answer,
+                "endpoint_name": waiting.variant,
+                "target": "candidate",
+                "task_id": waiting.task_id,
+            }
         alias = self.aliases.get(embedding_model_id)
         live = alias.live_variant if alias is not None else None
-        if live is None:
+        if alias is None or live is None:
             if waiting is not None:
                 raise ModelNotFoundError.only_a_candidate(embedding_model_id, waiting.task_id)
             raise ModelNotFoundError.not_deployed(embedding_model_id)
+        _answer_fits(payload, alias.live_dimension)
         answer = self.hosting.invoke(live, payload, timeout_seconds=timeout)
-        return {**answer, "endpoint_name": live}
+        # TEI's answer names no model; the handler's names the manifest's, which the gate held equal to this one.
+        return {"model": embedding_model_id, **answer, "endpoint_name": live}
 
     def rollback(self, embedding_model_id: str) -> Alias:
         """Point the alias back at the previous variant while it still exists; one conditional write.
@@ -140,12 +168,16 @@ class ModelActions:
         alias = live_alias(self.aliases, embedding_model_id)
         if baking is not None and alias.live_variant != baking.variant:
             # Rolled back already (by hand or by an alarm): its task ends at its next look.
+            if self._finish_unpublished_rollback(alias, baking):
+                return alias
             raise InvalidStateError(
                 f"Model `{embedding_model_id}` was rolled back during the bake of deploy task `{baking.task_id}` "
                 f"already; {alias.live_variant} is live"
             )
         previous = alias.previous_variant
         if not previous:
+            if self._finish_unpublished_rollback(alias, baking):
+                return alias
             raise InvalidStateError(
                 f"Model `{embedding_model_id}` has no previous variant to roll back to "
                 "(none was deployed before, or its bake period is over and it was removed)"
@@ -167,10 +199,31 @@ class ModelActions:
                 f"the alias of `{embedding_model_id}` changed while it was rolled back: it names "
                 f"{written.live_variant if written else 'no variant'} now; read it again and roll back again if wanted"
             )
-        self.mirror.publish(written)
+        # The teardown is sent before the mirror is written: if that write fails, the teardown
+        # worker publishes the alias again before it removes the variant the mirror still names.
         if baking is None:
             self.outbox.send(TeardownVariant(embedding_model_id, rolled_away, reason=f"rolled back to {previous}"))
+        self.mirror.publish(written)
         logger.info("rolled back", extra={"embedding_model_id": embedding_model_id, "live": previous,
                                           "rolled_away": rolled_away,
                                           "baking_task_id": baking.task_id if baking else None})
         return written
+
+    def _finish_unpublished_rollback(self, alias: Alias, baking: Task | None) -> bool:
+        """A rollback asked again after its alias write landed but its mirror write did not (SSM
+        throttled: the caller saw an error and retried). The alias offers nothing to roll back to any
+        more, yet its copy in SSM names another variant, the one rolled away from: publish the alias
+        and answer as the first call would have. The rolled-away variant goes to teardown (again: a
+        duplicate finds it gone), unless a baking deploy hands it over itself. False when the mirror
+        is in step: then nothing is left to finish, and the caller hears why."""
+        named = self.mirror.published(alias.embedding_model_id)
+        if named is None or named == alias.live_variant:
+            return False
+        if baking is None:
+            self.outbox.send(TeardownVariant(
+                alias.embedding_model_id, named, reason=f"rolled back to {alias.live_variant}"))
+        self.mirror.publish(alias)
+        logger.warning("finished a rollback whose mirror write had not landed",
+                       extra={"embedding_model_id": alias.embedding_model_id, "live": alias.live_variant,
+                              "mirror_named": named})
+        return True

@@ -5,9 +5,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.artifacts import CONTENT_HASH
+from chalicelib.domain.artifacts import CONTENT_HASH, packaged_serving
 from chalicelib.domain.errors import ArtifactRefusedError
 from chalicelib.domain.models import ParityCheck
+from chalicelib.domain.serving import Serving
 
 MANIFEST_FORMAT = "esdeploy-manifest/1"
 MAX_PROBE_TEXTS = 32
@@ -23,15 +24,32 @@ class SmokePlan:
     normalize: bool
     # None only when the deploy's config says parity_check: skip.
     references: tuple[tuple[float, ...], ...] | None
+    # The serving the deploy runs (and the artifact was packaged for): the one that must answer.
+    serving: Serving = Serving.HANDLER
 
 
 def smoke_plan(
-    manifest: dict[str, Any], *, embedding_model_id: str, content_hash: str | None, parity: ParityCheck
+    manifest: dict[str, Any],
+    *,
+    embedding_model_id: str,
+    content_hash: str | None,
+    parity: ParityCheck,
+    serving: Serving = Serving.HANDLER,
 ) -> SmokePlan:
     """The gate's reading of a manifest. It fails closed: anything missing, of the wrong type, or
     inconsistent is ArtifactRefusedError naming the field, never a shape-only check by default."""
     if manifest.get("format") != MANIFEST_FORMAT:
         raise _refused("format", f"is {manifest.get('format')!r}, not {MANIFEST_FORMAT!r}")
+    try:
+        packaged_for = packaged_serving(manifest)
+    except ValueError as error:
+        raise _refused("serving", str(error)) from None
+    if packaged_for is not serving:
+        raise ArtifactRefusedError(
+            f"the artifact was packaged for the {packaged_for.value} serving (manifest serving), but the deploy runs "
+            f"{serving.value} (config.serving): package it with --serving {serving.value}, or deploy it with "
+            f"config.serving {packaged_for.value!r}"
+        )
     model_id = manifest.get("model_id")
     if model_id != embedding_model_id:
         raise ArtifactRefusedError(
@@ -59,9 +77,14 @@ def smoke_plan(
         or not all(isinstance(t, str) and t.strip() for t in texts)
     ):
         raise _refused("probe_texts", f"must be a list of 1-{MAX_PROBE_TEXTS} non-blank strings")
+    if serving is Serving.TEI and not normalize:
+        # TEI normalises unless a request says otherwise; the packager refuses such a model for TEI.
+        raise _refused("normalize", "is false, but TEI normalises every request that does not say normalize: false")
     if parity is ParityCheck.SKIP:
-        return SmokePlan(tuple(texts), dimension, normalize, references=None)
-    return SmokePlan(tuple(texts), dimension, normalize, _references(manifest, len(texts), dimension))
+        return SmokePlan(tuple(texts), dimension, normalize, references=None, serving=serving)
+    return SmokePlan(
+        tuple(texts), dimension, normalize, _references(manifest, len(texts), dimension), serving=serving
+    )
 
 
 def _references(manifest: dict[str, Any], count: int, dimension: int) -> tuple[tuple[float, ...], ...]:
@@ -98,8 +121,15 @@ def cosine(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...
     return dot / norms if norms else 0.0
 
 
-def check_answer(plan: SmokePlan, answer: dict[str, Any], min_cosine: float) -> str | None:
-    """None when the answer is good, else a sentence with the numbers a person needs."""
+def check_answer(plan: SmokePlan, answer: dict[str, Any], min_cosine: float, parity_hint: str = "") -> str | None:
+    """None when the answer is good, else a sentence with the numbers a person needs (and, when the
+    embeddings are not close enough to the references, `parity_hint`)."""
+    answered = answer.get("serving", Serving.HANDLER.value) if isinstance(answer, dict) else None
+    if answered is not None and answered != plan.serving.value:
+        return (
+            f"smoke test: the endpoint answered as the {answered} serving does, but the deploy runs "
+            f"{plan.serving.value} (config.serving): is config.image_uri the image of the other serving?"
+        )
     embeddings = answer.get("embeddings") if isinstance(answer, dict) else None
     if not isinstance(embeddings, list) or len(embeddings) != len(plan.texts):
         got = len(embeddings) if isinstance(embeddings, list) else type(embeddings).__name__
@@ -125,6 +155,6 @@ def check_answer(plan: SmokePlan, answer: dict[str, Any], min_cosine: float) -> 
             return (
                 f"smoke test: cosine similarity to the reference embedding is {scores[worst]:.6f} "
                 f"for probe {worst} ({plan.texts[worst][:40]!r}); the threshold is {min_cosine} "
-                f"(all scores: {', '.join(f'{s:.4f}' for s in scores)})"
+                f"(all scores: {', '.join(f'{s:.4f}' for s in scores)}){parity_hint}"
             )
     return None

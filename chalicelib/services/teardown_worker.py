@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
-from chalicelib.domain.models import Stage, Task, TaskKind, TaskStatus
+from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
 from chalicelib.domain.timing import MAX_TEARDOWN_ATTEMPTS, TEARDOWN_RETRY_SECONDS, seconds_until, teardown_retry
 from chalicelib.ports import Alarms, Aliases, AliasMirror, Clock, Hosting, ModelLocks, Scaling, TaskStore
@@ -67,6 +67,7 @@ class TeardownWorker:
             )
             return
         try:
+            self._mirror_off(model_id, variant, alias)
             self._remove(variant)
         except RetryableError as error:
             # An endpoint still Creating cannot be deleted, and that can last an hour: come back
@@ -76,6 +77,20 @@ class TeardownWorker:
         logger.info(
             "variant torn down",
             extra={"embedding_model_id": model_id, "variant": variant, "reason": message.reason},
+        )
+
+    def _mirror_off(self, model_id: str, variant: str, alias: Alias | None) -> None:
+        """The alias's copy in SSM (what every `embedder()` resolves) must not name a variant that is
+        about to go. It can, when the write that moved the alias away from it was not followed by its
+        mirror's (a rollback whose PutParameter was throttled): the alias is the truth, so its copy is
+        published again first. RetryableError while SSM cannot be written; nothing is removed then."""
+        if not model_id or self.mirror.published(model_id) != variant:
+            return
+        self.mirror.publish(alias or Alias.none(model_id))
+        logger.warning(
+            "the alias's copy in SSM named the variant being torn down; published the alias again first",
+            extra={"embedding_model_id": model_id, "variant": variant,
+                   "live": alias.live_variant if alias else None},
         )
 
     def _remove(self, variant: str) -> None:

@@ -3,7 +3,8 @@
 The local stack and the in-process test fixtures both build their AWS from here, so what they run
 on is what AWS runs: the tables, queues (with their dead-letter queues and redrive) and bucket are
 created by moto's CloudFormation from the very resource definitions `infra/template.yaml` deploys
-(no second copy to drift), and DynamoDB evaluates a condition and writes as one step.
+(no second copy to drift), DynamoDB evaluates a condition and writes as one step, and SQS refuses
+a message over its queue's size or with a character it does not take (strict_sqs.py).
 
 With `functions=True` (the local stack) the stack also holds what `esdeploy doctor` reads of a
 deployed one: the template's roles, functions, log groups and SSM parameters, the stack's outputs,
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from esdeploy.local.strict_sqs import keep_sqs_strict
 
 # The local stack serves app.py from this checkout, so infra/ is beside it (as .chalice/ is).
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -141,8 +144,23 @@ def references(node: Any) -> set[str]:
     return found
 
 
+_SUB_VARIABLE = re.compile(r"\$\{([^!}][^}]*)\}")
+
+
 def _sub_variables(text: str) -> list[str]:
-    return re.findall(r"\$\{([^!}][^}]*)\}", text)
+    return _SUB_VARIABLE.findall(text)
+
+
+def resolve_sub(text: str, values: Mapping[str, str], where: str) -> str:
+    """An `Fn::Sub` string with each `${Name}` replaced by `values[Name]`; TemplateError naming
+    `where` for a name without a value."""
+
+    def value(found: re.Match[str]) -> str:
+        if found.group(1) not in values:
+            raise TemplateError(f"{where} uses ${{{found.group(1)}}}, which the embedded AWS has no value for")
+        return values[found.group(1)]
+
+    return _SUB_VARIABLE.sub(value, text)
 
 
 def resource_names(template: Mapping[str, Any], environment: Mapping[str, str]) -> dict[str, str]:
@@ -292,8 +310,10 @@ def create_resources(
 
     `session` is a boto3 session against moto (in-process `mock_aws()` or the embedded server);
     `environment` is the functions' environment (ESDEPLOY_STAGE and the resource names);
-    `functions` and `outputs`: see embedded_template.
+    `functions` and `outputs`: see embedded_template. From here on this process's SQS refuses what
+    SQS refuses (strict_sqs: message size and characters).
     """
+    keep_sqs_strict()
     stage = environment.get("ESDEPLOY_STAGE", "")
     if not stage:
         raise TemplateError("ESDEPLOY_STAGE is not set: the template's resources are named by stage")

@@ -24,6 +24,7 @@ from boto3.s3.transfer import TransferConfig
 
 from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
 from chalicelib.adapters.sagemaker_shapes import endpoint_arn, platform_status
+from chalicelib.adapters.serving_wire import AnswerError, decode_answer_bytes, error_text
 from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
@@ -37,6 +38,7 @@ from esdeploy.local import endpoint
 from esdeploy.local.environment import CREATION_SECONDS
 from esdeploy.local.invocation_metrics import InvocationRecords
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
+from esdeploy.local.serving_processes import serving_process
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +160,9 @@ class LocalHosting:
         if answer.status_code >= 400:
             raise InvocationError(f"endpoint {name} answered {answer.status_code}: {answer.text[:500]}")
         try:
-            body = answer.json()
-        except ValueError as exc:
-            raise InvocationError(f"endpoint {name} answered something that is not JSON") from exc
-        if not isinstance(body, dict):
-            raise InvocationError(f"endpoint {name} answered a JSON {type(body).__name__}, not an object")
-        return body
+            return decode_answer_bytes(answer.content).as_dict()
+        except AnswerError as error:
+            raise InvocationError(f"endpoint {name} answered no usable embeddings: {error}") from None
 
     def forward(self, name: str, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
         """SageMaker Runtime's InvokeEndpoint for the embedded AWS: the container's status, body and type.
@@ -272,7 +271,7 @@ class LocalHosting:
                 shutil.rmtree(variant.directory, ignore_errors=True)  # deleted while downloading
                 return
             # Its working folder inside the variant's, which the stack removes when it deletes the variant.
-            variant.process = start_endpoint_process(artifact, variant.directory / "run", self._python)
+            variant.process = start_endpoint_process(artifact, variant.directory / "run", self._python, variant.spec)
         assert variant.process.stdout is not None
         # Read to the end, whatever a line leads to: an endpoint whose pipe nobody reads blocks on its next log line.
         for line in variant.process.stdout:
@@ -359,18 +358,21 @@ class LocalHosting:
             process.wait(timeout=5)
 
 
-def start_endpoint_process(artifact: Path, workdir: Path, python: str = sys.executable) -> subprocess.Popen[str]:
-    """`python -m esdeploy.local.endpoint` for one variant, tied to this process: it stops when this
-    process dies, however it dies (the parent-death signal, and its own watch of this pid). Its output
-    is a pipe: the caller must read it to the end."""
-    command = [python, "-u", "-m", endpoint.__name__, "--artifact", str(artifact), "--port", "0",
-               "--workdir", str(workdir.resolve()), "--parent-pid", str(os.getpid())]
+def start_endpoint_process(
+    artifact: Path, workdir: Path, python: str = sys.executable, spec: VariantSpec | None = None
+) -> subprocess.Popen[str]:
+    """The serving process for one variant (`python -m esdeploy.local.endpoint`, or the TEI stand-in for a
+    `tei` variant: esdeploy.local.serving_processes), tied to this process: it stops when this process
+    dies, however it dies (the parent-death signal, and its own watch of this pid). Its output is a pipe:
+    the caller must read it to the end."""
+    command, env = serving_process(spec, artifact, python)
+    command += ["--workdir", str(workdir.resolve()), "--parent-pid", str(os.getpid())]
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env=env,
         # Own session: a terminal's Ctrl-C reaches the stack, which stops endpoints in order.
         start_new_session=True,
         preexec_fn=functools.partial(_die_with_parent, os.getpid()),
@@ -398,11 +400,5 @@ def _micros_since(started: float) -> int:
 
 
 def _detail_of(answer: requests.Response) -> str:
-    """The local endpoint says `{"detail": ...}` (esdeploy.local.endpoint); anything else as text."""
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return body["detail"]
-    return answer.text[:500]
+    """What the serving process said, in either serving's words (serving_wire.error_text)."""
+    return error_text(answer.content)[:500]

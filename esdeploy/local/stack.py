@@ -21,6 +21,7 @@ from esdeploy.local.alarm_standin import AlarmStandIn
 from esdeploy.local.aws_server import EmbeddedAws
 from esdeploy.local.embedded_aws import TEMPLATE, create_resources, keep_dynamodb_atomic, load_cfn
 from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_environment
+from esdeploy.local.event_rules import EventRules
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
 from esdeploy.local.invocation_metrics import INVOCATIONS_LOG
@@ -34,6 +35,13 @@ ALARM_EVENTS = "alarm-events.jsonl"  # every alarm the stand-in moved, for a per
 
 POLLER_CONNECTIONS = 32
 
+
+
+def deploy_queue_rules(template: dict[str, Any], settings: Any) -> EventRules:
+    """The template's EventBridge rules that feed the deploy-tasks queue, for this stage's names."""
+    return EventRules.targeting(
+        template, "DeployTasksQueue", {"ResourcePrefix": settings.resource_prefix, "Stage": settings.stage}
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class LocalStack:
         self.cleaned = Cleaned()
         self._log_handler: logging.Handler | None = None
         self._console_handlers: Swapped = []
+        self._rules = EventRules(())  # the template's, from start(): until then nothing is delivered
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -144,6 +153,7 @@ class LocalStack:
         import app as chalice_app
 
         template = load_cfn(TEMPLATE)
+        self._rules = deploy_queue_rules(template, settings)
         self._log_to_file(self.state_dir / LOG_FILE)
 
         for url, name in (
@@ -266,9 +276,15 @@ class LocalStack:
         self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
-        """What EventBridge's rules do with SageMaker's and CloudWatch's events: onto the deploy-tasks queue."""
-        if not self._stop.is_set():
-            self._sqs.send_message(QueueUrl=self._deploy_url, MessageBody=json.dumps(event))
+        """What EventBridge's rules do with SageMaker's and CloudWatch's events: onto the deploy-tasks
+        queue, when a rule of the template that targets it matches (else nowhere, as on AWS)."""
+        if self._stop.is_set():
+            return
+        if not self._rules.matching(event):
+            logger.debug("no rule routes this event to deploy-tasks: %s %s", event.get("detail-type"),
+                         json.dumps(event.get("detail"))[:200])
+            return
+        self._sqs.send_message(QueueUrl=self._deploy_url, MessageBody=json.dumps(event))
 
     # ---- stop -------------------------------------------------------------------------------
 

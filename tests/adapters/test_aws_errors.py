@@ -10,11 +10,12 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
+from chalicelib.adapters.application_autoscaling import ApplicationAutoScaling
 from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
 from chalicelib.adapters.s3_artifacts import S3Artifacts
 from chalicelib.adapters.ssm_mirror import SsmAliasMirror
-from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
-from chalicelib.domain.models import Task, TaskKind
+from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError, TerminalHostingError
+from chalicelib.domain.models import ScalingPolicy, Task, TaskKind
 
 SESSION = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 URL = "s3://bucket/models/m/model.tar.gz"
@@ -105,3 +106,47 @@ def test_ssm_parameter_already_gone_is_fine_and_denied_is_not_retried(ssm: tuple
     stub.add_client_error("delete_parameter", "AccessDeniedException", "not authorized", http_status_code=400)
     with pytest.raises(ClientError, match="not authorized"):
         mirror.remove("m")
+
+
+@pytest.fixture
+def autoscaling() -> Iterator[tuple[ApplicationAutoScaling, Stubber]]:
+    client = SESSION.client("application-autoscaling")
+    with Stubber(client) as stub:
+        yield ApplicationAutoScaling(client), stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        # Two deliveries of one swap step registering green at the same moment.
+        ("ConcurrentUpdateException", "You already have a pending update to an Application Auto Scaling resource."),
+        ("InternalServiceException", "The service encountered an internal error."),
+    ],
+)
+def test_application_auto_scaling_busy_is_retryable_not_the_end_of_the_deploy(
+    autoscaling: tuple[ApplicationAutoScaling, Stubber], code: str, message: str
+) -> None:
+    """Both come with a 400 and no throttling code: read as refusals they would end the deploy at its
+    swap; a redelivery of the step (safe to run twice) gets through."""
+    scaling, stub = autoscaling
+    policy = ScalingPolicy(min_instances=1, max_instances=4, target_invocations_per_instance=100)
+    stub.add_client_error("register_scalable_target", code, message, http_status_code=400)
+    with pytest.raises(RetryableError, match=f"Application Auto Scaling is busy \\({code}\\) while trying to register"):
+        scaling.apply("esd-m-a-b", policy)
+    stub.add_response("register_scalable_target", {})
+    stub.add_client_error("put_scaling_policy", code, message, http_status_code=400)
+    with pytest.raises(RetryableError, match="put the target-tracking policy"):
+        scaling.apply("esd-m-a-b", policy)
+    stub.add_client_error("delete_scaling_policy", code, message, http_status_code=400)
+    with pytest.raises(RetryableError, match="delete the scaling policy"):
+        scaling.remove("esd-m-a-b")
+
+
+def test_application_auto_scaling_refusal_stays_terminal(autoscaling: tuple[ApplicationAutoScaling, Stubber]) -> None:
+    scaling, stub = autoscaling
+    stub.add_client_error(
+        "register_scalable_target", "ValidationException", "MaxCapacity must be >= MinCapacity", http_status_code=400
+    )
+    with pytest.raises(TerminalHostingError, match=r"refused to register .*MaxCapacity"):
+        scaling.apply("esd-m-a-b", ScalingPolicy(min_instances=1, max_instances=4, target_invocations_per_instance=100))

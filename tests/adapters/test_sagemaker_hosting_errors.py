@@ -28,6 +28,7 @@ from chalicelib.domain.errors import (
     InvocationError,
     InvocationTimeoutError,
     QuotaExceededError,
+    QuotaKind,
     RetryableError,
     TerminalHostingError,
 )
@@ -296,20 +297,80 @@ def test_create_that_loses_a_race_to_already_exists_is_fine(stubbed: StubbedSage
     stubbed.hosting.create_variant(SPEC)
 
 
-def test_create_over_quota_is_terminal_and_says_what_to_do(stubbed: StubbedSageMaker) -> None:
-    expect_fresh_create(stubbed)
-    quota = (
-        "The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0 Instances, with current "
-        "utilization of 0 Instances and a request delta of 2 Instances."
-    )
-    stubbed.control.add_client_error("create_endpoint", "ResourceLimitExceeded", quota)
+# SageMaker's own texts (CreateEndpoint answers as users report them, e.g.
+# github.com/aws-samples/sagemaker-custom-project-templates/issues/51). The count quotas of models,
+# endpoint configurations and endpoints are said the same way; their names are read from the
+# message, never assumed, so the two below stand for any such name.
+SERVICE_QUOTAS_TAIL = (
+    " Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not "
+    "available, contact AWS support to request an increase for this quota."
+)
+
+
+@pytest.mark.parametrize(
+    ("operation", "message", "quota", "kind", "advice"),
+    [
+        (
+            "create_endpoint",
+            "The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0 Instances, with current "
+            "utilization of 0 Instances and a request delta of 2 Instances." + SERVICE_QUOTAS_TAIL,
+            "ml.g5.xlarge for endpoint usage", QuotaKind.INSTANCE_TYPE, "another instance type",
+        ),
+        (
+            "create_endpoint",
+            "The account-level service limit 'Number of instances across active endpoints' is 3 Instances, with "
+            "current utilization of 3 Instances and a request delta of 1 Instances. Please contact AWS support "
+            "to request an increase for this limit.",
+            "Number of instances across active endpoints", QuotaKind.INSTANCES, "this quota counts every type",
+        ),
+        (
+            "create_model",
+            "The account-level service limit 'Number of models' is 1000 Models, with current utilization of "
+            "1000 Models and a request delta of 1 Models." + SERVICE_QUOTAS_TAIL,
+            "Number of models", QuotaKind.RESOURCES, "no longer uses",
+        ),
+        (
+            "create_endpoint_config",
+            "The account-level service limit 'Number of endpoint configurations' is 1000 EndpointConfigs, with "
+            "current utilization of 1000 EndpointConfigs and a request delta of 1 EndpointConfigs."
+            + SERVICE_QUOTAS_TAIL,
+            "Number of endpoint configurations", QuotaKind.RESOURCES, "no longer uses",
+        ),
+        ("create_endpoint", "Limit exceeded.", None, None, "SageMaker's words name the quota"),
+    ],
+)
+def test_create_over_quota_is_terminal_and_names_the_quota_sagemaker_named(
+    stubbed: StubbedSageMaker, operation: str, message: str, quota: str | None, kind: QuotaKind | None, advice: str
+) -> None:
+    calls: list[tuple[str, Any]] = [
+        ("describe_endpoint", not_found("endpoint")),
+        ("describe_model", not_found("model")),
+        ("create_model", {"ModelArn": f"{ARN}:model/{NAME}"}),
+        ("describe_endpoint_config", not_found("endpoint configuration")),
+        ("create_endpoint_config", {"EndpointConfigArn": f"{ARN}:endpoint-config/{NAME}"}),
+        ("create_endpoint", None),
+    ]
+    for call, answer in calls:  # every call up to the refused one, as a first create makes them
+        if call == operation:
+            stubbed.control.add_client_error(call, "ResourceLimitExceeded", message)
+            break
+        if isinstance(answer, str):
+            stubbed.control.add_client_error(call, "ValidationException", answer)
+        else:
+            stubbed.control.add_response(call, answer)
 
     with pytest.raises(QuotaExceededError) as caught:  # a TerminalHostingError the worker ends `refused`
         stubbed.hosting.create_variant(SPEC)
 
-    message = str(caught.value)
-    assert "quota" in message and "ml.g5.xlarge for endpoint usage" in message
-    assert "Service Quotas" in message and f"create endpoint `{NAME}`" in message
+    error = caught.value
+    assert (error.quota, error.kind, error.said) == (quota, kind, message)
+    said = str(error)
+    assert "quota" in said and message in said and advice in said
+    assert "<instance type>" not in said
+    if quota is not None:
+        assert f"search '{quota}'" in said
+    if kind is QuotaKind.RESOURCES:
+        assert "for endpoint usage" not in said and "another instance type do not help" in said
 
 
 def test_create_throttled_is_retryable(stubbed: StubbedSageMaker) -> None:
@@ -471,7 +532,16 @@ def test_invoke_sends_json_and_parses_the_answer(stubbed: StubbedSageMaker) -> N
         },
     )
 
-    assert stubbed.hosting.invoke(NAME, {"inputs": ["hello"]}) == answer
+    assert stubbed.hosting.invoke(NAME, {"inputs": ["hello"]}) == {**answer, "serving": "handler"}
+
+
+def test_invoke_reads_teis_bare_list_of_vectors(stubbed: StubbedSageMaker) -> None:
+    """TEI answers /invocations with a JSON list, one vector per input, and names no model."""
+    stubbed.runtime.add_response("invoke_endpoint", {"Body": body(b"[[0.6,0.8],[1.0,0.0]]")})
+
+    answer = stubbed.hosting.invoke(NAME, {"inputs": ["hello", "again"]})
+
+    assert answer == {"embeddings": [[0.6, 0.8], [1.0, 0.0]], "dimension": 2, "serving": "tei"}
 
 
 def test_invoke_model_error_400_is_the_callers_refusal_with_the_log_stream(stubbed: StubbedSageMaker) -> None:
@@ -542,8 +612,10 @@ def test_invoke_throttled_or_5xx_is_retryable(stubbed: StubbedSageMaker, code: s
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"<html>502 Bad Gateway</html>", "not JSON: b'<html>502"),
-        (b"[[0.1, 0.2]]", "answered JSON list where an object"),
+        (b"<html>502 Bad Gateway</html>", "not JSON: '<html>502"),
+        (b'{"error": "x"}', "neither serving answers like this"),
+        (b'[["a", 0.2]]', r"the answer\[0\] holds a value that is not a finite number"),
+        (b'{"embeddings": [[0.1], [0.1, 0.2]]}', r"embeddings\[1\] has 2 values"),
         (b"", "not JSON"),
     ],
 )

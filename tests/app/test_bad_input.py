@@ -22,12 +22,14 @@ from chalicelib import wiring
 from chalicelib.adapters.sagemaker_hosting import RUNTIME_CONFIG, SageMakerHosting
 from chalicelib.api.schemas import IMAGE_URI_MAX, INVOKE_MAX_TEXT_CHARS, INVOKE_MAX_TEXTS
 from chalicelib.config import API_GATEWAY_LIMIT_SECONDS, MAX_INVOKE_TIMEOUT_SECONDS, load_settings
+from chalicelib.domain.answer_size import SYNC_ANSWER_LIMIT_BYTES, texts_that_fit
 from chalicelib.domain.errors import EndpointRefusedError
-from chalicelib.domain.models import Alias
+from chalicelib.domain.models import Alias, Stage
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec
-from tests.fakes.artifacts import publish_in_memory
-from tests.fakes.fake_hosting import Answer, FakeHosting
+from tests.fakes.artifacts import minimal_manifest, publish_in_memory
+from tests.fakes.fake_hosting import Answer, FakeHosting, fake_embedding
+from tests.unit.state_machine import PROBES, deploy_at, live_deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Content-Type": "application/json"}
@@ -150,7 +152,7 @@ def test_a_good_invoke_sends_the_endpoint_only_what_the_caller_set(live: Any) ->
     answer = post(client, "/models/m1/invoke", {"inputs": "hello", "normalize": True})
     assert answer.status_code == 200
     assert answer.json_body == {"embeddings": [[1.0, 0.0, 0.0, 0.0]], "model": "m1", "dimension": 4,
-                                "endpoint_name": endpoint}
+                                "endpoint_name": endpoint, "serving": "handler"}
     assert seen == [{"inputs": "hello", "normalize": True}]
 
 
@@ -169,6 +171,74 @@ def test_invoke_limits_are_the_serving_handlers() -> None:
 # ---- 3.8: SageMaker's limits at the API -------------------------------------------------------
 
 
+LARGE_DIMENSION = 2048  # a model whose 256 answers would be about 12 MB
+
+
+@pytest.fixture
+def large_model(memory_adapters: wiring.Adapters) -> Iterator[tuple[Client, FakeHosting]]:
+    """Model `m1` deployed by the workers with a 2048-dimensional artifact: its alias keeps the
+    dimension its green answered with."""
+    dimension = LARGE_DIMENSION
+    manifest = minimal_manifest("m1", 1, dimension, PROBES, embed=lambda text: fake_embedding(text, dimension))
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m1", manifest)
+    hosting = FakeHosting(dimension=dimension)
+    memory_adapters.hosting_factory = lambda: hosting
+    live_deploy(memory_adapters, "m1")
+    alias = memory_adapters.aliases.get("m1")
+    assert alias is not None and alias.live_dimension == dimension
+    with Client(app) as client:
+        yield client, hosting
+
+
+def test_an_invoke_whose_answer_would_pass_6_mb_is_a_413_saying_how_many_texts_fit(
+    large_model: tuple[Client, FakeHosting],
+) -> None:
+    client, hosting = large_model
+    fit = texts_that_fit(LARGE_DIMENSION)
+    calls = hosting.count("invoke")
+    answer = post(client, "/models/m1/invoke", {"inputs": ["some text"] * INVOKE_MAX_TEXTS})
+    assert answer.status_code == 413, answer.json_body
+    assert answer.json_body["field"] == "inputs"
+    detail = answer.json_body["detail"]
+    assert f"{INVOKE_MAX_TEXTS} texts would make an answer of about" in detail
+    assert f"{LARGE_DIMENSION}-dimensional" in detail and f"send at most {fit} texts per request" in detail
+    assert hosting.count("invoke") == calls  # the endpoint was never asked
+    fits = post(client, "/models/m1/invoke", {"inputs": ["some text"] * fit})
+    assert fits.status_code == 200, fits.json_body
+    assert len(fits.json_body["embeddings"]) == fit and len(fits.body) <= SYNC_ANSWER_LIMIT_BYTES
+
+
+def test_a_rollback_bounds_the_invoke_by_the_dimension_of_the_variant_it_makes_live(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosting = FakeHosting(dimension=4)
+    prefix = memory_adapters.settings.resource_prefix
+    blue, green = variant_name(prefix, "m1", "t1"), variant_name(prefix, "m1", "t2")
+    for name, task in ((blue, "t1"), (green, "t2")):
+        hosting.create_variant(VariantSpec(name, "m1", task, "s3://bucket/m1/model.tar.gz", "image", "ml.g5.xlarge", 1))
+    memory_adapters.hosting_factory = lambda: hosting
+    memory_adapters.aliases.swap(
+        Alias("m1", green, blue, "t2", memory_adapters.clock.now(), live_dimension=4096, previous_dimension=384),
+        expected_version=0,
+    )
+    texts = {"inputs": ["x"] * INVOKE_MAX_TEXTS}
+    with Client(app) as client:
+        assert post(client, "/models/m1/invoke", texts).status_code == 413  # 4096 dimensions: 60 fit
+        assert post(client, "/models/m1/rollback", {}).status_code == 200
+        assert post(client, "/models/m1/invoke", texts).status_code == 200  # 384 dimensions: all 256 fit
+
+
+def test_a_candidate_is_bounded_by_its_own_dimension(
+    memory_adapters: wiring.Adapters, large_model: tuple[Client, FakeHosting]
+) -> None:
+    client, _hosting = large_model
+    deploy_at(memory_adapters, Stage.AWAITING_PROMOTION, "m1", promotion="manual")
+    fit = texts_that_fit(LARGE_DIMENSION)
+    body = {"inputs": ["x"] * (fit + 1), "target": "candidate"}
+    answer = post(client, "/models/m1/invoke", body)
+    assert answer.status_code == 413 and f"send at most {fit} texts" in answer.json_body["detail"]
+
+
 def test_an_image_uri_over_sagemakers_255_characters_is_a_422_naming_the_field(memory_adapters: Any) -> None:
     publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m1")
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
@@ -182,6 +252,10 @@ def test_an_image_uri_over_sagemakers_255_characters_is_a_422_naming_the_field(m
             "field": "config.image_uri",
         }
         longest = registry + "r" * (IMAGE_URI_MAX - len(registry) - len(":1")) + ":1"
+        # A stage whose serving repository has so long a name: the execution role may pull only from it.
+        memory_adapters.settings = memory_adapters.settings.model_copy(
+            update={"default_image_uri": longest.removesuffix(":1") + ":0"}
+        )
         fits = post(client, "/deploy", {"model_id": "m1", "config": {"image_uri": longest}})
         assert fits.status_code == 200
 

@@ -206,3 +206,18 @@ def test_each_request_is_one_json_log_line_with_task_and_model(client: Client, c
     assert lines[1]["path_params"] == {"task_id": "nope"}
     assert lines[0]["task_id"] == task["task_id"] and lines[0]["embedding_model_id"] == "m1"
     assert lines[0]["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize(("pointer", "needle"), [(b"", "is an empty file (0 bytes)"), (b"{oops", "is not JSON")])
+def test_a_broken_latest_pointer_is_a_422_naming_it_not_a_500(
+    client: Client, aws: dict[str, Any], aws_adapters: wiring.Adapters, pointer: bytes, needle: str
+) -> None:
+    """A zero-byte latest.json (an upload cut short, a `touch`) makes S3 answer the ranged GET with
+    InvalidRange: the caller learns which file is wrong, and nothing is queued."""
+    at = aws_adapters.settings.artifact_layout.pointer("m1")
+    aws["session"].client("s3").put_object(Bucket=at.bucket, Key=at.key, Body=pointer)
+    answer = post(client, "/deploy", {"embedding_model_id": "m1"})
+    assert answer.status_code == 422, answer.body
+    assert answer.json_body["field"] == "config.model_data_url"
+    assert at.url in answer.json_body["detail"] and needle in answer.json_body["detail"]
+    assert queue_bodies(aws, aws["queues"].deploy) == []

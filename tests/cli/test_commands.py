@@ -457,3 +457,14 @@ def test_status_shows_when_a_deploy_went_live_and_its_bake(cli: Cli) -> None:
     assert re.search(rf"went live\s+{went_live}", result.stdout)
     cli.api.on("GET", "/deploy/t2", (200, task("processing", "waiting", task_id="t2", trail=DEPLOY_TRAIL[:4])))
     assert "went live" not in cli("status", "t2").stdout  # not live yet: no such row
+
+
+def test_deploy_serving_and_dtype_options_send_them(cli: Cli) -> None:
+    cli.api.on("POST", "/deploy", (200, task()))
+    result = cli("deploy", "m1", "--serving", "tei", "--instance-type", "ml.c6i.large", "--dtype", "float32")
+    assert result.exit_code == 0, result.output
+    assert cli.api.sent[0].body["config"] == {"serving": "tei", "instance_type": "ml.c6i.large", "dtype": "float32"}
+    for bad in (["--serving", "vllm"], ["--dtype", "bfloat16"]):
+        refused = cli("deploy", "m1", *bad)
+        assert refused.exit_code == 2 and bad[0] in refused.output, refused.output
+    assert len(cli.api.sent) == 1

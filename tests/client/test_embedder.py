@@ -1,6 +1,7 @@
 """The embedder: the alias read from SSM as the product writes it, cached, re-read once when its endpoint is gone."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +11,16 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.adapters.ssm_mirror import SsmAliasMirror
+from chalicelib.domain.answer_size import (
+    MAX_REQUEST_BYTES,
+    MAX_TEXTS_PER_REQUEST,
+    SYNC_ANSWER_LIMIT_BYTES,
+    answer_bytes,
+    texts_that_fit,
+)
 from chalicelib.domain.models import Alias
 from esdeploy import EndpointRefusedError, ModelNotDeployedError
-from esdeploy.embedder import Embedder
+from esdeploy.embedder import FIRST_BATCH_DIMENSION, Embedder, EmbedderError
 from tests.client.runtime import CountingSsm, StubRuntime, model_error
 
 PREFIX = "/esdeploy/test"
@@ -37,20 +45,26 @@ class World:
         self.refusals: dict[str, Any] = {}
         self.runtime = StubRuntime(self.answer)
         self.clock = Clock()
+        self.dimension = 2
+        self.after_each_answer: Any = None
 
     def answer(self, name: str, payload: dict[str, Any]) -> Any:
         if name in self.refusals:
             return self.refusals[name]
         if name not in self.up:
             return None
-        return {"embeddings": [[1.0, 0.0] for _ in payload["inputs"]], "dimension": 2, "served_by": name}
+        # A text that is a number comes back as a vector that starts with it: order can be checked.
+        vectors = [[float(t) if t.isdigit() else 1.0] + [0.0] * (self.dimension - 1) for t in payload["inputs"]]
+        if self.after_each_answer is not None:
+            self.after_each_answer()
+        return {"embeddings": vectors, "dimension": self.dimension, "served_by": name}
 
     def swap(self, live: str | None, previous: str | None = None) -> None:
         self.mirror.publish(Alias("m1", live, previous, "t1", datetime.now(UTC)))
 
-    def embedder(self, ttl: float = 10.0) -> Embedder:
+    def embedder(self, ttl: float = 10.0, **options: Any) -> Embedder:
         return Embedder("m1", ssm=self.ssm, runtime=self.runtime, ssm_prefix=PREFIX, ttl_seconds=ttl,
-                        clock=self.clock)
+                        clock=self.clock, **options)
 
 
 @pytest.fixture
@@ -147,3 +161,113 @@ def test_a_model_never_deployed_is_not_deployed(world: World) -> None:
 def test_texts_must_be_a_non_empty_list(world: World, texts: Any) -> None:
     with pytest.raises(ValueError, match="non-empty list"):
         world.embedder().embed(texts)
+
+
+def tei_answer(name: str, payload: dict[str, Any]) -> Any:
+    """TEI: a bare list of vectors, one per input; more than 32 inputs is its 413 (a ModelError through SageMaker)."""
+    inputs = payload["inputs"]
+    if len(inputs) > 32:
+        return model_error(name, 413, '{"error":"batch size > maximum allowed batch size 32"}')
+    return [[float(text.split()[-1]), 1.0] for text in inputs]
+
+
+def test_a_batch_goes_to_tei_in_requests_of_32_and_comes_back_in_order(world: World) -> None:
+    world.swap(BLUE)
+    world.runtime = StubRuntime(lambda name, payload: tei_answer(name, payload) if name == BLUE else None)
+    texts = [f"text {i}" for i in range(70)]
+
+    answer = world.embedder().embed(texts)
+
+    # At most 32 a request; the first one is sized for the largest dimension assumed (30 of 8192 fit 6 MB).
+    assert [len(payload["inputs"]) for _, payload in world.runtime.calls] == [30, 32, 8]
+    assert world.runtime.endpoints == [BLUE, BLUE, BLUE]
+    assert [vector[0] for vector in answer.vectors] == [float(i) for i in range(70)]
+    assert (answer.serving, answer.dimension, answer.endpoint_name) == ("tei", 2, BLUE)
+
+
+def test_a_variant_gone_mid_batch_sends_the_whole_batch_again_to_the_new_one(world: World) -> None:
+    """A handler blue answers the first request, is torn down, the alias names a TEI green: every vector of
+    the answer comes from green, never half from each (two versions' vectors are not comparable)."""
+    world.swap(GREEN, BLUE)
+    served: list[str] = []
+
+    def answer(name: str, payload: dict[str, Any]) -> Any:
+        if name == BLUE and not served:
+            served.append(name)
+            return {"embeddings": [[9.0, 9.0] for _ in payload["inputs"]], "dimension": 2}
+        return tei_answer(name, payload) if name == GREEN else None
+
+    world.runtime = StubRuntime(answer)
+    embedder = world.embedder(ttl=3600)
+    embedder._cached = (BLUE, world.clock.now)  # it read the alias before the swap
+
+    result = embedder.embed([f"text {i}" for i in range(40)])
+
+    assert world.runtime.endpoints == [BLUE, BLUE, GREEN, GREEN]  # refused on blue, then the batch blue answered
+    assert result.endpoint_name == GREEN and result.serving == "tei"
+    assert [vector[0] for vector in result.vectors] == [float(i) for i in range(40)]
+
+
+def test_an_answer_of_neither_serving_is_an_embedder_error(world: World) -> None:
+    world.swap(BLUE)
+    world.runtime = StubRuntime(lambda name, payload: {"error": "nope"})
+    with pytest.raises(EmbedderError, match="no usable embeddings: neither serving answers like this"):
+        world.embedder().embed(["x"])
+
+
+def batch_sizes(world: World) -> list[int]:
+    return [len(payload["inputs"]) for _, payload in world.runtime.calls]
+
+
+def test_a_large_models_batch_is_split_so_that_every_answer_fits_6_mb(world: World) -> None:
+    """The first batch is sized for the largest dimension assumed (its answer says the model's), the
+    next ones by the model's own: 60 vectors of 4096 values a request, never an answer over 6 MB (a
+    caller that knows its model is served by the handler lifts the 32 texts TEI takes)."""
+    world.up = {BLUE}
+    world.swap(BLUE)
+    world.dimension = 4096
+    texts = [str(i) for i in range(200)]
+    answer = world.embedder(max_texts_per_request=MAX_TEXTS_PER_REQUEST).embed(texts)
+    assert [vector[0] for vector in answer.vectors] == [float(i) for i in range(200)]
+    assert answer.dimension == 4096 and answer.endpoint_name == BLUE
+    assert batch_sizes(world) == [texts_that_fit(FIRST_BATCH_DIMENSION), 60, 60, 200 - 30 - 120]
+    assert all(answer_bytes(size, 4096) <= SYNC_ANSWER_LIMIT_BYTES for size in batch_sizes(world))
+
+
+def test_a_small_models_batches_are_as_large_as_the_endpoint_takes(world: World) -> None:
+    world.up = {BLUE}
+    world.swap(BLUE)
+    embedder = world.embedder(max_texts_per_request=MAX_TEXTS_PER_REQUEST)
+    embedder.embed([str(i) for i in range(600)])
+    assert batch_sizes(world) == [30, MAX_TEXTS_PER_REQUEST, MAX_TEXTS_PER_REQUEST, 600 - 30 - 2 * 256]
+    embedder.embed([str(i) for i in range(256)])  # the dimension is known now: one request
+    assert batch_sizes(world)[-1] == 256
+
+
+def test_long_texts_are_split_so_that_each_request_fits_what_the_endpoint_takes(world: World) -> None:
+    world.up = {BLUE}
+    world.swap(BLUE)
+    long_text = "x" * 200_000
+    world.embedder().embed([long_text] * 12)
+    assert batch_sizes(world) == [5, 5, 2]  # 5 x 200 KB fit the endpoint's 1 MiB request limit
+    assert all(len(json.dumps({"inputs": payload["inputs"]})) <= MAX_REQUEST_BYTES
+               for _, payload in world.runtime.calls)
+
+
+def test_when_the_alias_moves_between_batches_every_batch_goes_to_the_new_endpoint(world: World) -> None:
+    """Vectors of two variants (perhaps two versions of the model) must never come back mixed."""
+    world.up = {BLUE, GREEN}
+    world.swap(BLUE)
+    embedder = world.embedder(ttl=10, max_texts_per_request=MAX_TEXTS_PER_REQUEST)
+
+    def swap_after_the_first_answer() -> None:
+        world.after_each_answer = None
+        world.swap(GREEN, BLUE)
+        world.clock.now += 11  # the cached alias expires before the next batch
+
+    world.after_each_answer = swap_after_the_first_answer
+    answer = embedder.embed([str(i) for i in range(100)])
+    assert answer.endpoint_name == GREEN and len(answer.vectors) == 100
+    assert [vector[0] for vector in answer.vectors] == [float(i) for i in range(100)]
+    assert world.runtime.endpoints == [BLUE, GREEN, GREEN]  # the batch blue answered, again on green
+    assert batch_sizes(world) == [30, 70, 30]

@@ -42,7 +42,7 @@ class HostingHarness(Protocol):
         """Make some parts directly on the platform, bypassing the port (a crashed create)."""
         ...
 
-    def prime_answer(self, name: str, answer: dict[str, Any]) -> None:
+    def prime_answer(self, name: str, answer: dict[str, Any] | list[list[float]]) -> None:
         """Make the next invocation of `name` answer `answer` (no-op where it already does)."""
         ...
 
@@ -61,7 +61,7 @@ class FakeHarness:
     def plant(self, spec: VariantSpec, parts: Iterable[str]) -> None:
         self.fake.seed(spec, parts=parts)
 
-    def prime_answer(self, name: str, answer: dict[str, Any]) -> None:
+    def prime_answer(self, name: str, answer: dict[str, Any] | list[list[float]]) -> None:
         return None  # the fake computes its good answer itself
 
     def creations(self) -> Counter[str]:
@@ -112,7 +112,7 @@ class MotoHarness:
                 Tags=tags,
             )
 
-    def prime_answer(self, name: str, answer: dict[str, Any]) -> None:
+    def prime_answer(self, name: str, answer: dict[str, Any] | list[list[float]]) -> None:
         # moto's runtime answers canned bodies; its documented back door queues real ones.
         result = {"Body": json.dumps(answer), "ContentType": "application/json"}
         response = requests.post(MOTO_RESULTS_API, json={"region": REGION, "results": [result]}, timeout=5)

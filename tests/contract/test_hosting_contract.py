@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib.domain.models import EndpointState
 from chalicelib.domain.names import model_name_prefix, variant_name
+from chalicelib.domain.serving import Serving
 from chalicelib.ports import VariantInfo, VariantSpec
 from tests.contract.conftest import INSTANCE_TYPE, HostingHarness
 from tests.fakes import fake_embedding
@@ -158,4 +159,16 @@ def test_invoke_returns_the_endpoints_json_answer(harness: HostingHarness) -> No
 
     answer = harness.hosting.invoke(spec.name, {"inputs": texts})
 
-    assert answer == expected
+    assert answer == {**expected, "serving": "handler"}
+
+
+def test_invoke_of_a_tei_variant_reads_its_list_of_vectors(harness: HostingHarness) -> None:
+    spec = replace(make_spec(), serving=Serving.TEI)
+    harness.hosting.create_variant(spec)
+    texts = ["a probe", "another probe"]
+    vectors = [fake_embedding(t, 8) for t in texts]
+    harness.prime_answer(spec.name, vectors)
+
+    answer = harness.hosting.invoke(spec.name, {"inputs": texts})
+
+    assert answer == {"embeddings": vectors, "dimension": 8, "serving": "tei"}

@@ -347,6 +347,26 @@ def test_alias_swap_is_conditional_on_version(backend: dict[str, Any]) -> None:
     assert aliases.get("m1").previous_task_id is None
 
 
+def test_an_alias_keeps_the_content_hash_and_dimension_of_both_variants(backend: dict[str, Any]) -> None:
+    """The dimensions bound invoke batches: they come back as the ints they went in (DynamoDB
+    answers numbers as Decimal), and a variant without one stays without."""
+    aliases = backend["aliases"]
+    aliases.swap(Alias("m1", "esd-a", None, "t1", utc_now(), live_content_hash="a" * 64, live_dimension=384),
+                 expected_version=0)
+    written = aliases.swap(
+        Alias("m1", "esd-b", "esd-a", "t2", utc_now(), live_content_hash="b" * 64, previous_content_hash="a" * 64,
+              live_dimension=4096, previous_dimension=384),
+        expected_version=1,
+    )
+    read = aliases.get("m1")
+    assert read == written
+    assert (read.live_dimension, read.previous_dimension) == (4096, 384)
+    assert type(read.live_dimension) is int
+    dropped = aliases.swap(replace(read, previous_variant=None, previous_content_hash=None, previous_dimension=None),
+                           expected_version=read.version)
+    assert aliases.get("m1") == dropped and dropped.previous_dimension is None
+
+
 def test_alias_and_lock_live_side_by_side(backend: dict[str, Any]) -> None:
     aliases, locks = backend["aliases"], backend["locks"]
     locks.acquire(ModelLock("m1", "t1", TaskKind.DEPLOY, utc_now()))

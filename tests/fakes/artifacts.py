@@ -58,7 +58,7 @@ def minimal_manifest(
 
 def publish_in_memory(artifacts: Any, settings: Any, model_id: str, manifest: dict[str, Any] | None = None) -> str:
     """What `esdeploy package --upload` leaves, in an InMemoryArtifacts: the archive and the pointer."""
-    from chalicelib.domain.artifacts import pointer_document
+    from chalicelib.domain.artifacts import packaged_serving, pointer_document
 
     manifest = manifest or minimal_manifest(model_id)
     layout = settings.artifact_layout
@@ -66,7 +66,9 @@ def publish_in_memory(artifacts: Any, settings: Any, model_id: str, manifest: di
     url = layout.archive(model_id, content_hash).url
     artifacts.archives[url] = manifest
     uploaded_at = "2026-01-01T00:00:00Z"
-    artifacts.pointers[layout.pointer(model_id).url] = pointer_document(layout, model_id, content_hash, uploaded_at)
+    artifacts.pointers[layout.pointer(model_id).url] = pointer_document(
+        layout, model_id, content_hash, uploaded_at, packaged_serving(manifest)
+    )
     return url
 
 
@@ -78,6 +80,7 @@ def publish_to_s3(s3_client: Any, destination: str, model_id: str, manifest: dic
     import tempfile
     from pathlib import Path
 
+    from chalicelib.domain.artifacts import packaged_serving
     from esdeploy.s3upload import upload_artifact
 
     manifest = manifest or minimal_manifest(model_id)
@@ -88,7 +91,8 @@ def publish_to_s3(s3_client: Any, destination: str, model_id: str, manifest: dic
         archive.write_bytes(archive_bytes(content))
         beside.write_text(json.dumps(manifest))
         uploaded = upload_artifact(
-            archive, beside, destination, model_id, str(manifest["content_sha256"]), s3_client=s3_client
+            archive, beside, destination, model_id, str(manifest["content_sha256"]), s3_client=s3_client,
+            serving=packaged_serving(manifest),
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

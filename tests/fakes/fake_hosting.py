@@ -28,6 +28,7 @@ from chalicelib.adapters.sagemaker_shapes import (
 from chalicelib.adapters.system_clock import SystemClock
 from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError
 from chalicelib.domain.models import EndpointState
+from chalicelib.domain.serving import Serving
 from chalicelib.ports import Clock, VariantInfo, VariantSpec, VariantStatus
 
 MODEL = "model"
@@ -329,12 +330,16 @@ class FakeHosting:
             dimension = self.dimension
             model_id = variant.spec.embedding_model_id
         if not isinstance(step, Answer):
-            return step(name, payload)
+            # A scripted answer as the real adapters give one: decoded, saying which serving answered.
+            return {"serving": variant.spec.serving.value, **step(name, payload)}
         if step is Answer.NO_ANSWER:
             if timeout_seconds is None:
                 raise AssertionError(f"invoke of `{name}` without a timeout would hang on this endpoint")
             raise InvocationTimeoutError(name, timeout_seconds)
-        return _answer(step, name, _texts(name, payload), model_id, dimension)
+        answer = _answer(step, name, _texts(name, payload), model_id, dimension)
+        if variant.spec.serving is Serving.TEI:
+            answer.pop("model")  # TEI's answer names no model
+        return {**answer, "serving": variant.spec.serving.value}
 
     def delete_variant(self, name: str) -> None:
         with self._lock:

@@ -141,6 +141,7 @@ def test_answers_follow_their_script_then_stay_good() -> None:
             "embeddings": [fake_embedding("p", 4)],
             "model": spec.embedding_model_id,
             "dimension": 4,
+            "serving": "handler",
         }
 
 

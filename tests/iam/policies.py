@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = ROOT / ".chalice"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 EXECUTION_ROLE = "SageMakerExecutionRole"
+# The account of AWS's text-embeddings-inference images in us-east-1 (sagemaker-core's huggingface-tei table).
+TEI_IMAGE_ACCOUNT = "683313688378"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class StackValues:
         if image:
             found["ServingImageAccount"] = image["account"]
             found["ServingImageRepository"] = image["repo"]
+        found["TeiImageAccount"] = TEI_IMAGE_ACCOUNT
         return found
 
 

@@ -108,6 +108,36 @@ def rollback_during_the_bake_then_the_rolled_away_green_goes(world: SageMakerWor
     assert alarm_names(world) == sorted(variant_alarm_names(blue["endpoint_name"]))
 
 
+def a_rollback_whose_ssm_write_failed_converges_before_the_rolled_away_green_goes(world: SageMakerWorld) -> None:
+    """SSM refuses the rollback's mirror write (TooManyUpdates): the teardown worker reads the copy and
+    publishes the alias again before it deletes the endpoint the copy names; a later rollback reads
+    the copy to tell a retry from a second rollback."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib import wiring
+
+    blue = first_deploy(world, bake_seconds=600)
+    green = first_deploy(world, bake_seconds=600)  # done; blue's teardown not yet run
+    refused = [False]
+
+    def refuse_once(**_: object) -> None:
+        if not refused[0]:
+            refused[0] = True
+            raise ClientError({"Error": {"Code": "TooManyUpdates", "Message": "concurrent updates"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutParameter")
+
+    wiring.adapters().mirror._client.meta.events.register(  # type: ignore[attr-defined]
+        "before-call.ssm.PutParameter", refuse_once)
+    assert world.post("/models/m1/rollback").status_code == 503
+    world.run_until()
+    parameter = world.session.client("ssm").get_parameter(Name=f"{world.settings.ssm_prefix}/models/m1/endpoint")
+    assert parameter["Parameter"]["Value"] == blue["endpoint_name"]
+    assert world.resource_names()["endpoints"] == [blue["endpoint_name"]]
+    assert green["endpoint_name"] not in world.resource_names()["models"]
+    again = world.post("/models/m1/rollback")
+    assert again.status_code == 409 and "no previous variant" in again.json_body["detail"], again.json_body
+
+
 def an_alarm_during_the_bake_rolls_back(world: SageMakerWorld) -> None:
     """CloudWatch's event wakes the baking task (the deploy worker scans the held leases), which reads
     the alarm, moves the alias back and hands green (and its alarms) to teardown."""
@@ -318,6 +348,7 @@ SCENARIOS: dict[str, Callable[[SageMakerWorld], None]] = {
         deploy_and_invoke_through_the_alias,
         redeploy_tears_down_blue_after_the_bake,
         rollback_during_the_bake_then_the_rolled_away_green_goes,
+        a_rollback_whose_ssm_write_failed_converges_before_the_rolled_away_green_goes,
         an_alarm_during_the_bake_rolls_back,
         a_bake_cut_short_by_the_dead_letter_queue_keeps_green_and_removes_blue_at_its_end,
         green_failing_the_smoke_test_is_torn_down,

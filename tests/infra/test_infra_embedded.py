@@ -15,9 +15,13 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from chalicelib.adapters.queue_messages import read_teardown_tasks
+from chalicelib.adapters.sqs_queue import SqsQueue
 from chalicelib.config import Settings
+from chalicelib.domain.messages import TeardownVariant
 from esdeploy.local.embedded_aws import TEMPLATE, TemplateError, create_resources, embedded_template, load_cfn
 
 RESOURCES = load_cfn(TEMPLATE)["Resources"]
@@ -57,6 +61,7 @@ def test_every_queue_has_the_templates_timeouts_retention_redrive_and_encryption
         assert attributes["VisibilityTimeout"] == str(props.get("VisibilityTimeout", 30)), logical
         assert attributes["MessageRetentionPeriod"] == str(props.get("MessageRetentionPeriod", 345600)), logical
         assert attributes["SqsManagedSseEnabled"] == str(props["SqsManagedSseEnabled"]).lower(), logical
+        assert attributes["MaximumMessageSize"] == str(props["MaximumMessageSize"]) == "262144", logical
         if "RedrivePolicy" in props:
             redrive = json.loads(attributes["RedrivePolicy"])
             target = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -167,3 +172,103 @@ def test_with_functions_the_stack_is_one_doctor_can_read(test_env: dict[str, str
     assert execution["Arn"] == settings.sagemaker_role_arn == outputs["SageMakerExecutionRoleArn"]
     assert outputs["EndpointURL"] == "http://127.0.0.1:1/" and outputs["TasksTableName"] == settings.tasks_table
     assert outputs["SsmPrefix"] == values.ssm_prefix and outputs["Stage"] == "test"
+
+
+# ---- the embedded SQS refuses what SQS refuses -------------------------------------------------
+
+LIMIT = 262_144  # every queue's MaximumMessageSize (infra/template.yaml)
+
+
+def refused(sqs: Any, url: str, body: str, **more: Any) -> dict[str, Any] | None:
+    """SQS's error for this message, or None when it was taken."""
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody=body, **more)
+    except ClientError as error:
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        return {"code": error.response["Error"]["Code"], "message": error.response["Error"]["Message"]}
+    return None
+
+
+TOO_LONG = {
+    "code": "InvalidParameterValue",
+    "message": f"One or more parameters are invalid. Reason: Message must be shorter than {LIMIT} bytes.",
+}
+
+
+def bad_character(code: str) -> dict[str, str]:
+    return {
+        "code": "InvalidMessageContents",
+        "message": f"Invalid binary character '#x{code}' was found in the message body, the set of allowed "
+                   "characters is #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "attributes", "answer"),
+    [
+        ("x" * LIMIT, {}, None),  # 256 KiB exactly is allowed
+        ("x" * 300_000, {}, TOO_LONG),  # the issue's 300 KB
+        ("é" * (LIMIT // 2 + 1), {}, TOO_LONG),  # bytes count, not characters: 131,073 of them are 262,146 bytes
+        # Attributes count too: name, type and value.
+        ("x" * (LIMIT - 10), {"due_at": {"DataType": "String", "StringValue": "2026-01-01"}}, TOO_LONG),
+        ("a NUL \x00 in JSON text", {}, bad_character("0")),
+        ("a bell \x07", {}, bad_character("7")),
+        ("a noncharacter \uffff", {}, bad_character("FFFF")),
+        ("tab\t, newline\n, return\r, é, 中文 and 😀 are fine", {}, None),
+    ],
+    ids=["256-KiB", "300-KB", "multi-byte", "attributes", "NUL", "bell", "U+FFFF", "allowed"],
+)
+def test_the_embedded_sqs_refuses_what_sqs_refuses_with_its_words(
+    aws: dict[str, Any], body: str, attributes: dict[str, Any], answer: dict[str, str] | None
+) -> None:
+    sqs = aws["session"].client("sqs")
+    more = {"MessageAttributes": attributes} if attributes else {}
+    assert refused(sqs, aws["queues"].requests, body, **more) == answer
+
+
+def test_a_batch_with_one_message_sqs_refuses_sends_none(aws: dict[str, Any]) -> None:
+    sqs = aws["session"].client("sqs")
+    url = aws["queues"].requests
+    entries = [{"Id": "ok", "MessageBody": "fine"}, {"Id": "bad", "MessageBody": "nul \x00"}]
+    with pytest.raises(ClientError) as caught:
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    assert caught.value.response["Error"]["Code"] == "InvalidMessageContents"
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+
+
+def test_the_local_stacks_server_refuses_too(test_env: dict[str, str]) -> None:
+    """The local stack's moto server (in the stack's process) gets the same rules from create_resources."""
+    from esdeploy.local.aws_server import EmbeddedAws
+    from esdeploy.local.processes import LOOPBACK, free_port
+
+    server = EmbeddedAws(LOOPBACK, free_port())
+    server.start()
+    try:
+        session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+        urls = create_resources(_EndpointSession(session, server.url), test_env)
+        sqs = session.client("sqs", endpoint_url=server.url)
+        assert refused(sqs, urls.deploy, "x" * 300_000) == TOO_LONG
+        assert refused(sqs, urls.deploy, "\x00") == bad_character("0")
+    finally:
+        server.stop()
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to one endpoint (the embedded server)."""
+
+    def __init__(self, session: boto3.Session, url: str) -> None:
+        self._session, self._url = session, url
+
+    def client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self._url)
+
+
+def test_our_own_sender_escapes_what_sqs_would_refuse(aws: dict[str, Any], settings: Settings) -> None:
+    """SqsQueue writes JSON with every non-ASCII character escaped: a NUL, a noncharacter or an emoji in
+    a message's text travels as \\u escapes, which SQS takes, and comes back as it was."""
+    sqs = aws["session"].client("sqs")
+    reason = "from a log line: NUL \x00, bell \x07, \uffff and 😀"
+    SqsQueue(sqs, settings.teardown_queue).send(TeardownVariant("m1", "esd-m1-a-b", reason=reason))
+    (message,) = sqs.receive_message(QueueUrl=aws["queues"].teardown, WaitTimeSeconds=0)["Messages"]
+    assert message["Body"].isascii()
+    assert read_teardown_tasks(message["Body"]) == TeardownVariant("m1", "esd-m1-a-b", reason=reason)

@@ -28,7 +28,7 @@ def template(stage: str, security: list[Any] | None) -> dict[str, Any]:
     return {
         "Parameters": {name: {"Type": "String"} for name in (
             "Stage", "ResourcePrefix", "ArtifactPrefix", "SsmPrefix", "ServingImageAccount",
-            "ServingImageRepository")},
+            "ServingImageRepository", "TeiImageAccount")},
         "Resources": {
             "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {"Environment": {"Variables": {
                 "ESDEPLOY_STAGE": stage,
@@ -56,6 +56,7 @@ def test_pins_parameters_from_the_function_environment() -> None:
         "SsmPrefix": "/esdeploy/dev",
         "ServingImageAccount": "763104351884",
         "ServingImageRepository": "huggingface-pytorch-inference",
+        "TeiImageAccount": "141502667606",
     }
     assert done["Rules"]["PackagedStage"]["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "Stage"}, "dev"]}
 
@@ -108,3 +109,39 @@ def test_every_function_gets_the_serving_image_of_the_region_it_is_packaged_for(
 def test_a_stage_image_of_another_region_fails_packaging_naming_both() -> None:
     with pytest.raises(finalize.PackageError, match="an image in eu-west-1, but this package is for us-east-1"):
         finalize.finalize(template("dev", [{"sigv4": []}]), "us-east-1")
+
+
+def serving_images_of(done: dict[str, Any]) -> dict[str, str]:
+    env = done["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    return dict(entry.split("=", 1) for entry in env["ESDEPLOY_SERVING_IMAGES"].split(","))
+
+
+def test_every_function_gets_each_servings_images_of_the_packages_region() -> None:
+    """Handler and TEI, GPU and CPU: resolved offline from sagemaker-core's tables (TEI at its pinned version)."""
+    done = finalize.finalize(without_image("dev"), "eu-central-1")
+    images = serving_images_of(done)
+    assert set(images) == {"handler-gpu", "handler-cpu", "tei-gpu", "tei-cpu"}
+    registry = "492215442770.dkr.ecr.eu-central-1.amazonaws.com"
+    assert images["tei-gpu"] == f"{registry}/tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04"
+    assert images["tei-cpu"] == f"{registry}/tei-cpu:2.0.1-tei1.8.2-cpu-py310-ubuntu22.04"
+    assert "-cpu-py312-" in images["handler-cpu"] and "-gpu-py312-" in images["handler-gpu"]
+    worker = done["Resources"]["DeployWorker"]["Properties"]["Environment"]["Variables"]
+    assert worker["ESDEPLOY_SERVING_IMAGES"] == done["Resources"]["APIHandler"]["Properties"]["Environment"][
+        "Variables"]["ESDEPLOY_SERVING_IMAGES"]
+    # The SageMaker execution role may pull TEI's repositories from TEI's account too.
+    assert done["Parameters"]["TeiImageAccount"]["Default"] == "492215442770"
+
+
+def test_a_stage_with_its_own_default_image_serves_the_handler_with_it() -> None:
+    done = finalize.finalize(template("dev", [{"sigv4": []}]), "eu-west-1")
+    assert set(serving_images_of(done)) == {"tei-gpu", "tei-cpu"}
+
+
+def test_serving_images_of_another_region_fail_packaging_naming_both() -> None:
+    named = template("dev", [{"sigv4": []}])
+    named["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ESDEPLOY_SERVING_IMAGES"] = (
+        "tei-gpu=683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04"
+    )
+    with pytest.raises(finalize.PackageError, match="ESDEPLOY_SERVING_IMAGES names an image in us-east-1, but this "
+                                                    "package is for eu-west-1"):
+        finalize.finalize(named, "eu-west-1")

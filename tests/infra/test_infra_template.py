@@ -1,6 +1,7 @@
 """The packaged template (`make package`) has the properties issue #6 asks for."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,12 @@ from infra_support import (
     substitute,
 )
 
+from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
 from chalicelib.adapters.dynamodb_tasks import EXPIRES_AT
+from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
+from chalicelib.domain.models import EndpointState
+from chalicelib.domain.names import variant_alarm_names, variant_name
+from esdeploy.local.event_rules import EventRules
 
 # Chalice function name -> (logical id in the template, env var naming the queue it consumes)
 SQS_FUNCTIONS = {
@@ -183,6 +189,35 @@ def test_endpoint_state_changes_reach_the_deploy_queue(packaged: Any, stage: str
     statements = template["Resources"]["DeployTasksQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     allow = [s for s in statements if s["Effect"] == "Allow"]
     assert allow and allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_alarms_of_our_name_going_to_alarm_reach_the_deploy_worker(packaged: Any, stage: str) -> None:
+    """Every ALARM transition of the account used to take a deploy-worker slot (Application Auto
+    Scaling's TargetTracking-* alarms among them). The packaged rules, with the stage's parameters,
+    decide as EventBridge does (moto's pattern matcher)."""
+    _, template = packaged(stage)
+    parameters = parameter_defaults(template)
+    prefix = parameters["ResourcePrefix"]
+    rules = EventRules.targeting(template, "DeployTasksQueue", parameters)
+    variant = variant_name(prefix, "m1", "t1")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def routed(name: str, state: str = "ALARM") -> list[str]:
+        return rules.matching(alarm_state_change(name, state, "Threshold Crossed", at, "123456789012", "us-east-1"))
+
+    for own in variant_alarm_names(variant):
+        assert routed(own) == ["AlarmStateChangeRule"]
+    assert routed(f"{prefix}-checkout-errors") == ["AlarmStateChangeRule"]  # a caller's alarm named so
+    assert routed(variant_alarm_names(variant)[0], state="OK") == []
+    assert routed(f"TargetTracking-endpoint/{variant}/variant/AllTraffic-AlarmHigh-0c1d2e3f") == []
+    assert routed("checkout-errors") == []  # read at each look of the bake instead
+    changed = endpoint_state_change(variant, EndpointState.IN_SERVICE, {}, None, region="us-east-1",
+                                    account="123456789012")
+    assert rules.matching(changed) == ["EndpointStateChangeRule"]
+    elsewhere = endpoint_state_change("someone-elses", EndpointState.IN_SERVICE, {}, None, region="us-east-1",
+                                      account="123456789012")
+    assert rules.matching(elsewhere) == []
 
 
 @pytest.mark.parametrize("stage", STAGES)

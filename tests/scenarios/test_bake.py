@@ -120,6 +120,9 @@ def test_a_listed_rollback_alarm_firing_rolls_back_and_a_missing_one_is_named(wo
     blue, green = baking(world, rollback_alarms=["checkout-errors", "typo-alarm"])
     assert green["config"]["rollback_alarms"] == ["checkout-errors", "typo-alarm"]
     assert "typo-alarm does not exist in CloudWatch" in green["detail"]
+    # Only alarms named like our resources wake the bake through EventBridge (infra/template.yaml).
+    assert "(checkout-errors, typo-alarm read at each look only: a state change wakes the bake at once " \
+        "only for alarms named esd-*)" in green["detail"]
     fire(world, "checkout-errors", reason="Threshold Crossed: checkout errors")
     world.pump.run()
     failed = world.task(green["task_id"])

@@ -1,6 +1,7 @@
 """Scenarios through the real entry points: deploy, redeploy, faults, cancel, rollback, delete."""
 from __future__ import annotations
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -265,6 +266,96 @@ def test_rollback_swaps_back_and_removes_the_rolled_away_variant(world: World) -
     world.assert_no_leaks()
 
 
+def ssm_names(world: World, model: str = "m1") -> str | None:
+    """What every `embedder()` resolves: the alias's copy in SSM, read as a client reads it."""
+    name = world.adapters.mirror.parameter_name(model)  # type: ignore[attr-defined]
+    try:
+        return str(boto3.client("ssm", region_name="us-east-1").get_parameter(Name=name)["Parameter"]["Value"])
+    except ClientError:
+        return None
+
+
+def throttle_ssm_writes(world: World, times: int = 1) -> None:
+    """SSM refuses the next PutParameter(s) of the product as it does under load (TooManyUpdates)."""
+    left = [times]
+
+    def refuse(**_: object) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise ClientError(
+                {"Error": {"Code": "TooManyUpdates", "Message": "There are concurrent updates for a resource "
+                           "that supports one update at a time."}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+                "PutParameter",
+            )
+
+    client = world.adapters.mirror._client  # type: ignore[attr-defined]
+    client.meta.events.register("before-call.ssm.PutParameter", refuse)
+
+
+def rolled_back_with_its_mirror_write_refused(world: World) -> tuple[dict, dict]:
+    """A rollback after the deploy ended (blue's teardown not yet run) whose alias write landed and
+    whose SSM write was refused: the caller saw a 503."""
+    blue = first_deploy(world)
+    green_task = world.deploy("m1")
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "done")
+    green = world.task(green_task["task_id"])
+    assert ssm_names(world) == green["endpoint_name"]
+    throttle_ssm_writes(world)
+    answer = world.post("/models/m1/rollback")
+    assert answer.status_code == 503, answer.json_body
+    assert "TooManyUpdates" in answer.json_body["detail"]
+    assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]  # the alias moved
+    assert ssm_names(world) == green["endpoint_name"]  # its copy did not
+    return blue, green
+
+
+def test_a_retried_rollback_whose_mirror_write_failed_finishes_it_and_answers_200(world: World) -> None:
+    blue, green = rolled_back_with_its_mirror_write_refused(world)
+    again = world.post("/models/m1/rollback")
+    assert again.status_code == 200, again.json_body
+    assert again.json_body["endpoint_name"] == blue["endpoint_name"]
+    assert ssm_names(world) == blue["endpoint_name"]
+    world.pump.run()
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert world.hosting.count("delete_variant", green["endpoint_name"]) >= 1
+    assert ssm_names(world) == blue["endpoint_name"]
+    # Once the copy agrees, a rollback has nothing left to do: the documented 409.
+    third = world.post("/models/m1/rollback")
+    assert third.status_code == 409 and "no previous variant" in third.json_body["detail"]
+
+
+def test_a_rollback_whose_mirror_write_failed_converges_before_the_rolled_away_variant_goes(world: World) -> None:
+    """Nobody retries: the teardown of the variant rolled away from publishes the alias again before
+    it removes the endpoint the copy still names, so no `embedder()` resolves a deleted endpoint."""
+    blue, green = rolled_back_with_its_mirror_write_refused(world)
+    world.pump.run()
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert world.hosting.count("delete_variant", green["endpoint_name"]) >= 1
+    assert ssm_names(world) == blue["endpoint_name"]
+
+
+@pytest.mark.parametrize("retried", [False, True])
+def test_a_rollback_during_the_bake_whose_mirror_write_failed_converges(world: World, retried: bool) -> None:
+    """Retried at once, the rollback finishes itself; else the baking task's next look publishes it."""
+    blue = first_deploy(world, bake_seconds=3600)
+    green_task = world.deploy("m1", bake_seconds=3600)
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["stage"] == "baking")
+    green = world.task(green_task["task_id"])
+    throttle_ssm_writes(world)
+    assert world.post("/models/m1/rollback").status_code == 503
+    assert ssm_names(world) == green["endpoint_name"]
+    if retried:
+        again = world.post("/models/m1/rollback")
+        assert again.status_code == 200, again.json_body
+        assert again.json_body["endpoint_name"] == blue["endpoint_name"]
+        assert ssm_names(world) == blue["endpoint_name"]
+    world.pump.run(until=lambda: world.task(green_task["task_id"])["status"] == "canceled")
+    assert ssm_names(world) == blue["endpoint_name"]
+    world.pump.run()
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
+    assert ssm_names(world) == blue["endpoint_name"]
+
+
 def test_delete_while_live_clears_alias_then_removes_everything(world: World) -> None:
     first_deploy(world)
     green_task = world.deploy("m1")
@@ -476,6 +567,28 @@ def test_over_quota_is_refused_naming_the_quota_and_leaves_nothing(world: World)
     assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
     assert [r.name for r in world.hosting.owned_resources()] == [blue["endpoint_name"]] * 3  # nothing half-made
     assert world.get("/models/m1").json_body["endpoint_name"] == blue["endpoint_name"]
+
+
+def test_a_count_quota_is_named_as_sagemaker_named_it_with_what_helps(world: World) -> None:
+    """ResourceLimitExceeded also comes from the count of models, endpoint configurations or endpoints:
+    the detail names that quota, not the instance type's, and does not advise another instance type."""
+    blue = first_deploy(world)
+    message = (
+        "The account-level service limit 'Number of models' is 1000 Models, with current utilization of "
+        "1000 Models and a request delta of 1 Models. Please use AWS Service Quotas to request an increase "
+        "for this quota."
+    )
+    world.hosting.fail("create_variant", sagemaker_answers("ResourceLimitExceeded", message, "create model `m1`"))
+    task = world.deploy("m1", instance_type="ml.g5.2xlarge")
+    world.pump.run()
+    refused = world.task(task["task_id"])
+    assert refused["status"] == "refused", refused
+    detail = refused["detail"]
+    assert detail.startswith("refused by the SageMaker quota 'Number of models'")
+    assert "search 'Number of models'" in detail and "no longer uses" in detail
+    assert "for endpoint usage" not in detail and "were asked for" not in detail
+    assert detail.endswith(f"SageMaker said: {message}")
+    assert world.hosting.endpoint_names() == [blue["endpoint_name"]]
 
 
 def scalable_targets(world: World) -> dict[str, tuple[int, int]]:

@@ -39,6 +39,7 @@ MANIFEST_KEYS = {
     "instance_type",
     "region",
     "created_at",
+    "serving",
 }
 
 
@@ -125,7 +126,7 @@ def test_disagreement_with_sentence_transformers_stops_packaging(
 def test_plain_models_are_not_compared_with_sentence_transformers(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python: {"ok": True})
+    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python, serving: {"ok": True})
     result = packaging.package(request_for(tiny_model_dir, tmp_path))
     assert result.st_min_cosine is None
     assert (result.manifest.pooling, result.manifest.normalize, result.manifest.max_seq_length) == ("mean", True, 64)
@@ -215,7 +216,9 @@ def test_check_of_a_non_archive(tmp_path: Path) -> None:
 def test_failed_check_leaves_no_archive(
     tiny_st_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python: {"ok": False, "problems": ["boom"]})
+    monkeypatch.setattr(
+        packaging, "run_artifact_check", lambda archive, python, serving: {"ok": False, "problems": ["boom"]}
+    )
     request = request_for(tiny_st_model_dir, tmp_path)
     with pytest.raises(PackagingError, match="failed its check: boom"):
         packaging.package(request)
@@ -225,7 +228,7 @@ def test_failed_check_leaves_no_archive(
 def test_overrides_reach_manifest_and_handler(
     tiny_st_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python: {"ok": True})
+    monkeypatch.setattr(packaging, "run_artifact_check", lambda archive, python, serving: {"ok": True})
     request = request_for(
         tiny_st_model_dir,
         tmp_path,
@@ -258,7 +261,7 @@ def test_overrides_reach_manifest_and_handler(
         (lambda d: [(d / n).unlink() for n in ("tokenizer.json", "vocab.txt")], {}, "no tokenizer files"),
         (lambda d: None, {"model_id": "no spaces"}, "model id 'no spaces' is invalid"),
         (lambda d: None, {"instance_type": "g5.xlarge"}, "not a SageMaker type"),
-        (lambda d: None, {"region": "mars-1"}, "no serving image for region 'mars-1'"),
+        (lambda d: None, {"region": "mars-1"}, "no handler image for region 'mars-1'"),
         (lambda d: None, {"pooling": "median"}, "pooling 'median'"),
         (lambda d: None, {"max_seq_length": 65}, "outside 1..64"),
         (lambda d: None, {"probe_texts": ()}, "probe texts"),

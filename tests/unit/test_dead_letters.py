@@ -9,8 +9,8 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.domain.errors import ConcurrentUpdateError
-from chalicelib.domain.messages import Advance, DeleteModel, TeardownVariant
-from chalicelib.domain.models import Stage, TaskStatus
+from chalicelib.domain.messages import Advance, AlarmChanged, DeleteModel, EndpointChanged, TeardownVariant
+from chalicelib.domain.models import AlarmState, EndpointState, Stage, TaskStatus
 from chalicelib.services.dead_letters import DeadLetterOutcome, DeadLetterService
 from tests.unit.state_machine import deploy_at, hosted, live_deploy, sent, stored, submitted_delete
 
@@ -73,6 +73,47 @@ def test_given_a_delete_that_kept_failing_when_it_reaches_the_dlq_then_the_delet
     assert ended.status == TaskStatus.FAILED
     assert ended.detail is not None and "several times" in ended.detail and queue in ended.detail
     assert memory_adapters.locks.get("m") is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "config"),
+    [
+        (Stage.WAITING, {}),
+        (Stage.AWAITING_PROMOTION, {"promotion": "manual"}),
+        (Stage.BAKING, {"bake_seconds": 3600}),
+    ],
+)
+def test_given_an_endpoint_state_change_that_kept_failing_when_it_reaches_the_dlq_then_its_task_goes_on(
+    memory_adapters: wiring.Adapters, caplog: pytest.LogCaptureFixture, stage: Stage, config: dict[str, Any]
+) -> None:
+    """SageMaker's event only wakes a waiting deploy early (and may come several times per change):
+    the task polls on its own, so a dead-lettered one must not fail a deploy that is fine."""
+    hosted(memory_adapters)
+    if stage is Stage.BAKING:
+        live_deploy(memory_adapters)  # a blue to bake against
+    task = deploy_at(memory_adapters, stage, **config)
+    assert task.variant is not None
+    event = EndpointChanged(task.variant, EndpointState.IN_SERVICE, "InService", task.task_id, "m")
+    with caplog.at_level(logging.ERROR, logger="chalicelib"):
+        outcome = memory_adapters.build(DeadLetterService).handle(event, DEPLOY_DLQ, "5")
+    assert outcome is DeadLetterOutcome.HINT_DROPPED
+    assert stored(memory_adapters, task.task_id) == task
+    assert sent(memory_adapters, "teardown_queue") == []
+    assert memory_adapters.locks.get("m") is not None
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.endpoint == task.variant  # type: ignore[attr-defined]
+
+
+def test_given_an_alarm_state_change_that_kept_failing_when_it_reaches_the_dlq_then_no_task_is_touched(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters)
+    live_deploy(memory_adapters)
+    task = deploy_at(memory_adapters, Stage.BAKING, bake_seconds=3600)
+    alarm = AlarmChanged(f"{task.variant}-invocation-5xx", AlarmState.ALARM)
+    outcome = memory_adapters.build(DeadLetterService).handle(alarm, DEPLOY_DLQ, "5")
+    assert outcome is DeadLetterOutcome.HINT_DROPPED
+    assert stored(memory_adapters, task.task_id) == task
 
 
 def test_given_a_variant_teardown_that_kept_failing_when_it_reaches_the_dlq_then_it_is_reported_abandoned(

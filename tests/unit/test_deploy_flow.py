@@ -27,7 +27,7 @@ from chalicelib.domain.deploy_flow import (
     on_fault,
     select,
 )
-from chalicelib.domain.errors import ArtifactRefusedError, QuotaExceededError, TerminalHostingError
+from chalicelib.domain.errors import ArtifactRefusedError, QuotaExceededError, QuotaKind, TerminalHostingError
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import (
     AlarmReading,
@@ -288,8 +288,11 @@ def test_an_alarm_decision_is_written_before_the_alias_moves() -> None:
 @pytest.mark.parametrize(
     ("fault", "status", "detail"),
     [
-        (QuotaExceededError("ResourceLimitExceeded"), TaskStatus.REFUSED,
-         r"^refused by the SageMaker quota 'ml.g5.xlarge for endpoint usage' in us-east-1: 1 x ml.g5.xlarge"),
+        (QuotaExceededError("ResourceLimitExceeded", said="The account-level service limit 'ml.g5.xlarge for "
+                            "endpoint usage' is 0 Instances", quota="ml.g5.xlarge for endpoint usage",
+                            kind=QuotaKind.INSTANCE_TYPE),
+         TaskStatus.REFUSED, r"^refused by the SageMaker quota 'ml.g5.xlarge for endpoint usage' in us-east-1: 1 x "
+         r"ml.g5.xlarge were asked for\. Request more .* SageMaker said: The account-level service limit"),
         (TerminalHostingError("the role is invalid"), TaskStatus.FAILED, "^the role is invalid$"),
         (ArtifactRefusedError("no dimension"), TaskStatus.REFUSED, "^no dimension$"),
     ],
@@ -328,3 +331,12 @@ def test_docs_lifecycle_shows_the_table_as_it_is() -> None:
     assert begin in text and end in text, "docs/lifecycle.md lost the markers of the deploy flow's table"
     shown = text.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
     assert shown == flow_table(), "docs/lifecycle.md's deploy flow is stale: run `make openapi`"
+
+
+def test_a_passed_gate_keeps_the_dimension_green_answered_with_for_the_alias() -> None:
+    given = task(Stage.VERIFYING)
+    written = applied(decide(select(given, seen()), given, seen(gate=Gate(3, dimension=384),
+                                                                smoke=Smoke(SmokeOutcome.PASSED)), RULES), given)
+    assert written.deploy == replace(CONFIG, dimension=384)
+    swapped = Alias("m", BLUE, None, "t0", NOW).make_live(GREEN, "t1", CONFIG.content_hash, 384, NOW)
+    assert swapped is not None and (swapped.live_dimension, swapped.previous_variant) == (384, BLUE)

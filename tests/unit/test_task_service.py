@@ -456,6 +456,43 @@ def test_model_data_url_is_parsed_as_strictly_as_s3_reads_it(
     assert caught.value.field == "config.model_data_url"
 
 
+@pytest.mark.parametrize(
+    ("image", "fits"),
+    [
+        # Another tag, or a digest, of the stage's serving repository: the role may pull it.
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0-cpu", True),
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference@sha256:" + "a" * 64, True),
+        # Another tag of the stage's TEI repositories (AWS publishes them from another account).
+        ("683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:2.0.1-tei1.7.0-gpu-py310-cu122-ubuntu22.04", True),
+        ("683313688378.dkr.ecr.us-east-1.amazonaws.com/tei-cpu:2.0.1-tei1.8.2-cpu-py310-ubuntu22.04", True),
+        # Another repository, or the same name in another account: SageMaker could not pull it.
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-text-embeddings-inference:1.6", False),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0", False),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-team/embedder:7", False),
+    ],
+)
+def test_an_image_the_execution_role_cannot_pull_is_refused_at_submit(
+    memory_adapters: wiring.Adapters, image: str, fits: bool
+) -> None:
+    """The execution role pulls only from the stage's serving images' repositories (infra/template.yaml):
+    an image from anywhere else would make an endpoint that fails minutes later."""
+    settings = memory_adapters.settings
+    assert settings.default_image_uri is not None and settings.default_image_uri.startswith(
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+    )
+    if fits:
+        deployed = deploy(memory_adapters, embedding_model_id="m", config={"image_uri": image})
+        assert deployed.deploy_config.image_uri == image
+        return
+    with pytest.raises(InvalidRequestError) as caught:
+        deploy(memory_adapters, embedding_model_id="m", config={"image_uri": image})
+    assert caught.value.field == "config.image_uri"
+    assert caught.value.message.startswith(f"config.image_uri {image} is not in a repository this stage's")
+    assert ("(683313688378.dkr.ecr.us-east-1.amazonaws.com/tei, 683313688378.dkr.ecr.us-east-1.amazonaws.com/tei-cpu, "
+            "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference)") in caught.value.message
+    assert memory_adapters.store.newest_for_model("m", TaskKind.DEPLOY) is None
+
+
 def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_adapters: wiring.Adapters) -> None:
     """SageMaker refuses cross-region ECR images, after minutes; we say so at submit."""
     settings = memory_adapters.settings.model_copy(update={"region": "eu-west-1"})
@@ -463,7 +500,13 @@ def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_ad
     eu_image = settings.default_image_uri.replace("us-east-1", "eu-west-1")  # type: ignore[union-attr]
     with pytest.raises(InvalidRequestError, match="is in us-east-1, but esdeploy deploys to eu-west-1") as caught:
         deploy(memory_adapters, embedding_model_id="m")
-    assert caught.value.field == "config.image_uri" and "the stage's default image" in caught.value.message
+    assert caught.value.field == "config.image_uri"
+    assert "the stage's handler image for gpu instance types" in caught.value.message
+    assert "ESDEPLOY_" not in caught.value.message  # the API's words, not the settings'
+    memory_adapters.settings = settings.model_copy(update={"serving_images": {}})
+    with pytest.raises(InvalidRequestError, match="the stage's default image"):
+        deploy(memory_adapters, embedding_model_id="m")
+    memory_adapters.settings = settings
     with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
         deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
     assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).deploy_config.image_uri == (
