@@ -71,7 +71,7 @@ class ModelReads:
         if alias is None or not alias.live_variant:
             if candidate is None:
                 raise ModelNotFoundError.not_deployed(embedding_model_id)
-            alias = Alias(embedding_model_id, None, None, None, None)
+            alias = Alias.none(embedding_model_id)
         return ModelView(alias, candidate)
 
     def live(self) -> list[Alias]:
@@ -91,7 +91,7 @@ class ModelReads:
             task = self.store.get(task_id)
             if task is None or not task.is_active or task.stage != Stage.AWAITING_PROMOTION or not task.variant:
                 continue
-            views[model] = ModelView(live.alias if live else Alias(model, None, None, None, None), task)
+            views[model] = ModelView(live.alias if live else Alias.none(model), task)
         return [views[model] for model in sorted(views)]
 
 
