@@ -178,6 +178,10 @@ class Decision:
     next_in: int | None = None
     teardowns: tuple[TeardownVariant, ...] = ()
     forget_model: bool = False
+    # The worker's log line for it (its operators' words: `esdeploy logs` shows them); a warning with
+    # the task's detail when `warn`.
+    log: str | None = None
+    warn: bool = False
 
     @property
     def ends(self) -> TaskStatus | None:
@@ -206,16 +210,17 @@ class Decision:
 
 def _end(
     row: str, status: TaskStatus, detail: str, teardowns: tuple[TeardownVariant, ...] = (), *,
-    first: tuple[Move, ...] = (), forget_model: bool = False,
+    first: tuple[Move, ...] = (), forget_model: bool = False, log: str | None = None, warn: bool = False,
 ) -> Decision:
     stage = Stage.FINISHED if status is TaskStatus.DONE else None
-    return Decision(row, (*first, Move(stage, status, detail)), teardowns=teardowns, forget_model=forget_model)
+    return Decision(row, (*first, Move(stage, status, detail)), teardowns=teardowns, forget_model=forget_model,
+                    log=log, warn=warn)
 
 
 def _fail(row: str, task: Task, seen: Seen, status: TaskStatus, detail: str, first: tuple[Move, ...] = ()) -> Decision:
     """A fault's end: green (if one may exist and it is not live) goes to teardown, the alias is untouched."""
     green = () if seen.green_live else green_teardown(task, reason=words.reason_ended(status))
-    return _end(row, status, detail, green, first=first, forget_model=True)
+    return _end(row, status, detail, green, first=first, forget_model=True, log="deploy ended", warn=True)
 
 
 # ---- the rows -------------------------------------------------------------------------------
@@ -234,7 +239,8 @@ def _rolled_back(task: Task, seen: Seen, rules: Rules) -> Decision:
     if still_live:
         # Nothing to go back to (the previous variant was dropped): say so, keep green.
         detail += words.NOTHING_TO_ROLL_BACK_TO
-    return _end("roll back", status, detail, () if still_live else green_teardown(task, reason))
+    return _end("roll back", status, detail, () if still_live else green_teardown(task, reason),
+                log="rolled back during the bake", warn=True)
 
 
 def _bake_look(task: Task, seen: Seen, rules: Rules) -> Decision:
@@ -245,7 +251,8 @@ def _bake_look(task: Task, seen: Seen, rules: Rules) -> Decision:
         detail = words.rolled_back_by_hand(
             task.embedding_model_id, alias.live_variant if alias else None, alias.swapped_at if alias else None, green
         )
-        return _end("bake", TaskStatus.CANCELED, detail, green_teardown(task, words.REASON_BY_HAND))
+        return _end("bake", TaskStatus.CANCELED, detail, green_teardown(task, words.REASON_BY_HAND),
+                    log="rolled back by hand during the bake", warn=True)
     blue = alias.previous_variant
     firing = sorted(
         (reading for reading in look.alarms if reading.state == AlarmState.ALARM),
@@ -268,7 +275,8 @@ def _bake_look(task: Task, seen: Seen, rules: Rules) -> Decision:
                              task_id=task.task_id),)
             if blue else ()
         )
-        return _end("bake", TaskStatus.DONE, words.bake_over(task.deploy_config.bake_seconds, green, blue), gone)
+        return _end("bake", TaskStatus.DONE, words.bake_over(task.deploy_config.bake_seconds, green, blue), gone,
+                    log="deploy done: bake over")
     # A look in hops until the bake ends; each one is written, so a duplicate hop (or the
     # sweeper's re-kick) finds the version moved on instead of starting a second chain.
     return Decision("bake", sets=Sets(hops=task.hops + 1), touch=True, next_in=rules.timing.bake_hop(seen.now, ends))
@@ -284,7 +292,7 @@ def _promotion_over(task: Task, seen: Seen, rules: Rules) -> Decision:
     window = rules.timing.promotion_window(task.deploy_config.promotion_timeout_seconds)
     green = green_teardown(task, words.REASON_PROMOTION_WINDOW)
     return _end("promotion window over", TaskStatus.CANCELED, words.promotion_window_over(task.variant, window),
-                green, forget_model=True)
+                green, forget_model=True, log="promotion window ended", warn=True)
 
 
 def _deadline(task: Task, seen: Seen, rules: Rules) -> Decision:
@@ -413,7 +421,7 @@ def _swapped(task: Task, seen: Seen, rules: Rules) -> Decision:
                              task_id=task.task_id),)
             if blue else ()
         )
-        return replace(_end("swap", TaskStatus.DONE, detail, done), sets=Sets(live_at=live_at))
+        return replace(_end("swap", TaskStatus.DONE, detail, done, log="deploy done"), sets=Sets(live_at=live_at))
     ends = live_at + _seconds(config.bake_seconds)
     watching = words.watched_alarms(
         swap.own_alarms, swap.thresholds, config.alarms.names, swap.missing_alarms,
@@ -421,7 +429,7 @@ def _swapped(task: Task, seen: Seen, rules: Rules) -> Decision:
     )
     detail += words.baking(ends, config.bake_seconds, blue, watching, rules.timing.bake_check_seconds)
     return Decision("swap", (Move(Stage.BAKING, detail=detail),), Sets(live_at=live_at, hops=0),
-                    next_in=rules.timing.bake_hop(seen.now, ends))
+                    next_in=rules.timing.bake_hop(seen.now, ends), log="deploy live, baking")
 
 
 def _seconds(seconds: int) -> timedelta:

@@ -214,10 +214,12 @@ class DeployWorker:
         stored = self._write(written, token, decision.next_in)
         if decision.ends:
             self.writer.release(stored, forget_model=decision.forget_model)
-            logger.warning("deploy ended", extra={**_keys(stored), "status": stored.status.value,
-                                                  "detail": stored.detail})
         elif decision.next_in is not None:
             self.writer.send_next(stored, decision.next_in)
+        if decision.warn:
+            logger.warning(decision.log, extra={**_keys(stored), "detail": stored.detail})
+        elif decision.log:
+            logger.info(decision.log, extra=_keys(stored))
 
     def _write(self, task: Task, token: str, next_in: int | None) -> Task:
         try:

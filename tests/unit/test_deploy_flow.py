@@ -340,3 +340,24 @@ def test_a_passed_gate_keeps_the_dimension_green_answered_with_for_the_alias() -
     assert written.deploy == replace(CONFIG, dimension=384)
     swapped = Alias("m", BLUE, None, "t0", NOW).make_live(GREEN, "t1", CONFIG.content_hash, 384, NOW)
     assert swapped is not None and (swapped.live_dimension, swapped.previous_variant) == (384, BLUE)
+
+
+@pytest.mark.parametrize(
+    ("given", "seen_", "log", "warn"),
+    [
+        (task(Stage.SWAPPING), seen(swap=replace(SWAP, alias=alias(previous=None))), "deploy done", False),
+        (task(Stage.SWAPPING), seen(swap=SWAP), "deploy live, baking", False),
+        (baking(live_at=NOW - timedelta(seconds=600)), seen(bake=BakeLook(alias())), "deploy done: bake over", False),
+        (baking(rollback_detail="rolled back: alarm X"), seen(alias=ROLLED_BACK), "rolled back during the bake", True),
+        (baking(), seen(bake=BakeLook(ROLLED_BACK)), "rolled back by hand during the bake", True),
+        (task(AWAITING, promote_by=PAST), seen(), "promotion window ended", True),
+        (task(Stage.WAITING), seen(endpoint=endpoint(EndpointState.FAILED)), "deploy ended", True),
+        (task(Stage.WAITING), seen(endpoint=endpoint(EndpointState.CREATING)), None, False),
+    ],
+)
+def test_the_worker_logs_each_end_and_each_swap_in_its_operators_words(
+    given: Task, seen_: Seen, log: str | None, warn: bool
+) -> None:
+    """`esdeploy logs TASK_ID` shows these lines (tests/e2e/test_local_stack.py looks for "deploy done")."""
+    decision = decide(select(given, seen_), given, seen_, RULES)
+    assert (decision.log, decision.warn) == (log, warn)
