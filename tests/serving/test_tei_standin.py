@@ -22,10 +22,14 @@ from tests.serving.test_local_endpoint import Running
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # TEI's OpenAPI document of the version esdeploy deploys, exactly as published:
 # https://github.com/huggingface/text-embeddings-inference/blob/v1.8.2/docs/openapi.json (tag v1.8.2, commit
-# d7af1fcc509902d8cc66cebf5a61c5e8e000e442). It is third-party data, kept in the repository's shared/ folder
-# (not committed with the code); ESDEPLOY_TEI_OPENAPI names another copy.
+# d7af1fcc509902d8cc66cebf5a61c5e8e000e442). It is third-party data, never committed with the code: it is
+# read from the shared/ folder beside the checkout (where the project's shared material lives), or from a
+# shared/ folder inside it (ignored by git); ESDEPLOY_TEI_OPENAPI names another copy.
 TEI_OPENAPI_SHA256 = "aed63f10f57301e5416ba34853f286e393760841b0ddee220cd3499e474dd11a"
-TEI_OPENAPI = Path(os.environ.get("ESDEPLOY_TEI_OPENAPI", REPO_ROOT / "shared" / "tei" / "openapi-1.8.2.json"))
+_TEI_OPENAPI_PLACES = [REPO_ROOT.parent / "shared" / "tei" / "openapi-1.8.2.json",
+                       REPO_ROOT / "shared" / "tei" / "openapi-1.8.2.json"]
+TEI_OPENAPI = Path(os.environ.get("ESDEPLOY_TEI_OPENAPI")
+                   or next((place for place in _TEI_OPENAPI_PLACES if place.exists()), _TEI_OPENAPI_PLACES[0]))
 # The operations the stand-in serves; the rest of TEI's API (/rerank, /predict, /tokenize, ...) is not esdeploy's.
 SERVED_PATHS = ("/embed", "/info", "/health")
 SEED = 20261207
