@@ -9,7 +9,7 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
-from chalicelib.adapters.queue_messages import read_dead_letter, read_deploy_tasks, read_teardown_tasks
+from chalicelib.adapters.queue_messages import delivery_of, read_dead_letter, read_deploy_tasks, read_teardown_tasks
 from chalicelib.api.docs import AssetNotFoundError, docs_asset, docs_page
 from chalicelib.api.errors import error_answer
 from chalicelib.api.http import answer, in_our_error_shape
@@ -236,7 +236,7 @@ def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
     return process_sqs_batch(
         "deploy_worker", event.to_dict(), read_deploy_tasks,
-        lambda message, _record: wiring.service(DeployWorker).handle(message),
+        lambda message, record: wiring.service(DeployWorker).handle(message, delivery_of(record)),
     )
 
 

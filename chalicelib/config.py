@@ -25,8 +25,8 @@ from chalicelib.domain.errors import ConfigurationError
 from chalicelib.domain.models import MAX_5XX_ERRORS_PER_MINUTE_RANGE, MAX_MODEL_LATENCY_MS_RANGE
 from chalicelib.domain.names import PREFIX_PATTERN
 from chalicelib.domain.serving import Processor, Serving, processor_of
+from chalicelib.domain.timing import SQS_MAX_DELAY_SECONDS, Timing
 
-SQS_MAX_DELAY_SECONDS = 900
 # API Gateway ends every request at 29 s (the API function's Lambda timeout is 29 s too). The invoke
 # route's endpoint call gets ESDEPLOY_INVOKE_TIMEOUT_SECONDS to answer, once, plus up to 3 s to
 # connect; the alias read and a cold start need the rest.
@@ -229,10 +229,22 @@ class Settings(BaseModel):
     def artifact_root_url(self) -> str:
         return self.artifact_layout.root_url
 
+    @property
+    def timing(self) -> Timing:
+        """The timing settings as the domain's rules read them (chalicelib/domain/timing.py)."""
+        return Timing(
+            poll_initial_seconds=self.poll_initial_seconds,
+            poll_max_seconds=self.poll_max_seconds,
+            bake_check_seconds=self.bake_check_seconds,
+            deploy_deadline_seconds=self.deploy_deadline_seconds,
+            default_promotion_timeout_seconds=self.default_promotion_timeout_seconds,
+            early_message_delay_seconds=self.early_message_delay_seconds,
+            intake_retry_seconds=self.intake_retry_seconds,
+        )
+
     def poll_delay(self, polls: int) -> int:
-        """Seconds before the next look at a creating endpoint: from the first delay, x1.5 per poll, capped."""
-        delay = self.poll_initial_seconds * (1.5 ** max(polls - 1, 0))
-        return int(min(delay, self.poll_max_seconds))
+        """Seconds before the next look at a creating endpoint (Timing.poll_delay)."""
+        return self.timing.poll_delay(polls)
 
     @property
     def task_retention(self) -> timedelta | None:
@@ -241,9 +253,8 @@ class Settings(BaseModel):
 
     @property
     def stall_seconds(self) -> int:
-        """An active task not written for this long has lost its message (the sweeper re-sends it):
-        twice the longest poll delay, plus two minutes for a worker's retries."""
-        return 2 * self.poll_max_seconds + 120
+        """An active task not written for this long has lost its message (Timing.stall_seconds)."""
+        return self.timing.stall_seconds
 
 
 def _problem(error: ErrorDetails) -> str:

@@ -76,6 +76,9 @@ class MeteredTaskStore:
     def note_rekick(self, task: Task, at: datetime) -> bool:
         return self._inner.note_rekick(task, at)
 
+    def request_cancel(self, task_id: str, at: datetime, detail: str) -> Task | None:
+        return self._inner.request_cancel(task_id, at, detail)  # a cancel ends no task: the worker's end counts
+
     def update(self, task: Task) -> Task:
         stored = self._inner.update(task)
         if ended_now(stored):

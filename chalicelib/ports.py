@@ -10,11 +10,11 @@ from chalicelib.domain.models import (
     AlarmReading,
     AlarmThresholds,
     Alias,
-    EndpointState,
     ModelLock,
     ScalingPolicy,
     Task,
     TaskKind,
+    VariantStatus,
 )
 from chalicelib.domain.serving import Dtype, Serving
 
@@ -38,6 +38,13 @@ class TaskStore(Protocol):
     def update(self, task: Task) -> Task:
         """Write `task` if the stored version is still `task.version`; returns it with the
         version bumped. ConcurrentUpdateError if someone else wrote in between."""
+        ...
+
+    def request_cancel(self, task_id: str, at: datetime, detail: str) -> Task | None:
+        """Record a cancel on an active deploy in one write of its own, whatever version is stored:
+        `cancel_requested`, an event with `detail`, the version bumped (so a step that read the task
+        before the cancel loses its write) and the step token cleared. Returns the task as stored
+        afterwards; unchanged when it had ended or had its cancel already; None when there is none."""
         ...
 
     def note_rekick(self, task: Task, at: datetime) -> bool:
@@ -148,16 +155,6 @@ class VariantSpec:
     # What runs in the container (its image is `image_uri`), and the precision asked for (None: its default).
     serving: Serving = Serving.HANDLER
     dtype: Dtype | None = None
-
-
-@dataclass(frozen=True)
-class VariantStatus:
-    name: str
-    state: EndpointState
-    failure_reason: str | None = None
-    platform_status: str | None = None
-    # How many instances serve it now (SageMaker's CurrentInstanceCount); None when not known.
-    instance_count: int | None = None
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ from chalicelib.services.smoke import cosine
 from esdeploy.client import Client
 from esdeploy.embedder import Embedder
 from esdeploy.local.background import BackgroundStack, StackStartError, esdeploy_command, start_in_background
+from esdeploy.local.invocation_metrics import INVOCATIONS_LOG
 from esdeploy.local.processes import free_port, processes_mentioning
-from esdeploy.timeline import stage_durations, timestamp
+from esdeploy.timeline import control_plane_seconds, stage_durations, timestamp
 
 MODEL_ID = "all-minilm-l6-v2"
 ALIAS_TTL = 5.0
@@ -273,6 +274,26 @@ def swap_wake_delay(demo: Demo, task: dict[str, Any]) -> str:
     return "n/a"
 
 
+def gate_inference_seconds(demo: Demo, task: dict[str, Any]) -> float | None:
+    """How long green took to answer the gate's probe texts: its endpoint's first invocation, as the
+    local hosting recorded it (invocations.jsonl in the stack's folder)."""
+    log = Path(demo.info["state_dir"]) / INVOCATIONS_LOG
+    for line in log.read_text().splitlines() if log.exists() else ():
+        record = json.loads(line)
+        if record["endpoint"] == task.get("endpoint_name") and record["model_latency_us"] is not None:
+            return float(record["model_latency_us"]) / 1e6
+    return None
+
+
+def control_plane(demo: Demo, task: dict[str, Any]) -> str:
+    """The control plane's own time in a deploy (esdeploy.timeline.control_plane_seconds), said with its parts."""
+    inference = gate_inference_seconds(demo, task)
+    if inference is None:
+        return "n/a (no invocation of its endpoint recorded)"
+    return (f"{control_plane_seconds(task['events'], inference):.2f} s (every stage but waiting and baking, "
+            f"less the gate's own inference of {inference:.2f} s)")
+
+
 def started(demo: Demo, target: str) -> bool:
     """Start the demo's stack; False (said on stderr, the work folder removed) when it did not start."""
     try:
@@ -363,6 +384,7 @@ def run_demo(port: int, keep: bool, serving: str = "handler") -> int:
         if label in tasks:
             print(f"  {label}: InService -> worker acting on it: {swap_wake_delay(demo, tasks[label])}"
                   " (EventBridge-style wake-up, no poll wait)")
+            print(f"  {label}: control plane {control_plane(demo, tasks[label])}")
     print(f"  {loop_result}")
     print(f"  leftover processes: {len(leftovers)} {leftovers or ''}")
     expected = {"deploy v1": "done", "deploy v2": "canceled", "delete": "done"}

@@ -29,3 +29,13 @@ def stage_durations(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, floa
 def first_at(events: Sequence[Mapping[str, Any]], stage: str) -> float | None:
     """When the task first reached `stage` (epoch seconds), or None if it never did."""
     return next((timestamp(event["at"]) for event in events if event["stage"] == stage), None)
+
+
+# Stages that wait on purpose, not on the control plane: the endpoint coming up, a person's promote, the bake.
+WAITS = frozenset({"waiting", "awaiting_promotion", "baking"})
+
+
+def control_plane_seconds(events: Sequence[Mapping[str, Any]], inference_seconds: float) -> float:
+    """The control plane's own time in a deploy: every stage but those that wait on purpose (`WAITS`),
+    less the gate's own inference (`inference_seconds`, the endpoint answering the probe texts)."""
+    return sum(took for stage, took in stage_durations(events) if stage not in WAITS) - inference_seconds

@@ -90,6 +90,21 @@ class InMemoryTaskStore:
             self._write(stored)
             return stored.copy()
 
+    def request_cancel(self, task_id: str, at: datetime, detail: str) -> Task | None:
+        with self._lock:
+            current = self._tasks.get(task_id)
+            if current is None:
+                return None
+            if current.status.is_terminal or current.cancel_requested:
+                return current.copy()
+            canceled = current.copy()
+            canceled.cancel_requested = True
+            canceled.record(at=at, detail=detail)
+            canceled.version = current.version + 1
+            canceled.step_token = None
+            self._write(canceled)
+            return canceled.copy()
+
     def note_rekick(self, task: Task, at: datetime) -> bool:
         with self._lock:
             current = self._tasks.get(task.task_id)

@@ -20,6 +20,7 @@ from chalicelib.domain.messages import (
     AlarmChanged,
     DeadLetter,
     DeleteModel,
+    Delivery,
     DeployTasksMessage,
     EndpointChanged,
     IntakeRequest,
@@ -83,6 +84,12 @@ def intake_body(request: IntakeRequest) -> dict[str, Any]:
     if request.deadline is not None:
         body["deadline"] = iso(request.deadline)
     return body
+
+
+def delivery_of(record: Mapping[str, Any]) -> Delivery:
+    """Which delivery a Lambda SQS record is: its MessageId and ApproximateReceiveCount (1 when missing)."""
+    count = str((record.get("attributes") or {}).get("ApproximateReceiveCount") or "1")
+    return Delivery(str(record.get("messageId") or ""), int(count) if count.isdigit() else 1)
 
 
 def read_deploy_tasks(text: str) -> DeployTasksMessage:

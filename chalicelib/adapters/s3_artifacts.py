@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import tarfile
+import threading
 import zlib
+from collections import OrderedDict
 from typing import IO, Any
 
 from botocore.exceptions import ClientError
@@ -30,9 +32,26 @@ def _empty(exc: ClientError) -> bool:
     return error_code(exc) == "InvalidRange"
 
 
+def _not_modified(exc: ClientError) -> bool:
+    # A conditional GET (If-None-Match) of an object whose ETag is still the one given.
+    return error_code(exc) in {"304", "NotModified"}
+
+
+# What a conditional GET answers when the object is the one already read (S3's 304 Not Modified).
+_UNCHANGED: dict[str, Any] = {}
+# How many manifests one process keeps (each at most MAX_MANIFEST_BYTES; usually a few hundred KB).
+KEPT_MANIFESTS = 16
+
+
 class S3Artifacts:
     def __init__(self, client: Any) -> None:
         self._client = client
+        # The manifests read lately, by artifact URL, with their object's ETag: a deploy reads its
+        # artifact's manifest at the preflight and again at the smoke test, and the second read is a
+        # conditional GET that S3 answers 304 with no body while the object is the same (a changed
+        # one is read anew, so the gate still sees an artifact written over since the preflight).
+        self._manifests: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def read_pointer(self, url: str) -> Any | None:
         location = parse_s3_url(url)
@@ -53,35 +72,51 @@ class S3Artifacts:
 
     def read_manifest(self, model_data_url: str) -> dict[str, Any] | None:
         location = parse_s3_url(model_data_url)
+        with self._lock:
+            known = self._manifests.get(model_data_url)
         answer, empty = self._ranged_get(
-            f"read the manifest inside {model_data_url}", location.bucket, location.key, MAX_ARCHIVE_HEAD_BYTES
+            f"read the manifest inside {model_data_url}", location.bucket, location.key, MAX_ARCHIVE_HEAD_BYTES,
+            unless_etag=known[0] if known is not None else None,
         )
+        if answer is _UNCHANGED and known is not None:
+            return known[1]
         if empty:
             raise ArtifactRefusedError(f"the artifact {model_data_url} is an empty file")
         if answer is None:
             return None
         body = answer["Body"]
         try:
-            return manifest_in_archive(body, model_data_url)
+            manifest = manifest_in_archive(body, model_data_url)
         finally:
             body.close()
+        if answer.get("ETag"):
+            with self._lock:
+                self._manifests[model_data_url] = (str(answer["ETag"]), manifest)
+                self._manifests.move_to_end(model_data_url)
+                while len(self._manifests) > KEPT_MANIFESTS:
+                    self._manifests.popitem(last=False)
+        return manifest
 
-    def _ranged_get(self, doing: str, bucket: str, key: str, most: int) -> tuple[dict[str, Any] | None, bool]:
+    def _ranged_get(
+        self, doing: str, bucket: str, key: str, most: int, unless_etag: str | None = None
+    ) -> tuple[dict[str, Any] | None, bool]:
         """The object's first `most` bytes: (the answer, False); (None, False) when there is no such
-        object; (None, True) when it is empty, which S3 answers to a ranged GET with InvalidRange."""
-        empty = False
+        object; (None, True) when it is empty, which S3 answers to a ranged GET with InvalidRange.
+        With `unless_etag`, a conditional GET: (_UNCHANGED, False) when the object still has that ETag."""
+        empty = unchanged = False
 
         def tolerate(exc: ClientError) -> bool:
-            nonlocal empty
-            empty = _empty(exc)
-            return empty or _missing(exc)
+            nonlocal empty, unchanged
+            empty, unchanged = _empty(exc), unless_etag is not None and _not_modified(exc)
+            return empty or unchanged or _missing(exc)
 
+        condition = {"IfNoneMatch": unless_etag} if unless_etag is not None else {}
         answer = _s3(
             doing,
-            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{most - 1}"),
+            lambda: self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{most - 1}", **condition),
             tolerate=tolerate,
         )
-        return answer, empty
+        return (_UNCHANGED if unchanged else answer), empty
 
 
 def manifest_in_archive(stream: IO[bytes], where: str) -> dict[str, Any]:

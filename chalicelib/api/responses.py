@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from pydantic.json_schema import SkipJsonSchema
 
 from chalicelib.domain.errors import InvocationError
-from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus, iso
+from chalicelib.domain.models import Alias, DeployConfig, Stage, Task, TaskKind, TaskStatus, iso
 
 # ISO-8601 UTC with microseconds and a Z (`iso()`); a string so the wire form never changes.
 Timestamp = Annotated[
@@ -101,6 +101,38 @@ class DeployConfigOut(Wire):
     )
 
 
+def config_out(config: DeployConfig) -> DeployConfigOut:
+    """The answer's config, mapped from the task's typed config (its storage form is the adapter's)."""
+    scaling, alarms = config.autoscaling, config.alarms
+    optional: dict[str, Any] = {
+        "promotion_timeout_seconds": config.promotion_timeout_seconds,
+        "autoscaling": None if scaling is None else AutoscalingOut(
+            min_instances=scaling.min_instances,
+            max_instances=scaling.max_instances,
+            target_invocations_per_instance=scaling.target_invocations_per_instance,
+        ),
+        "rollback_alarms": list(alarms.names) or None,
+        "max_5xx_errors_per_minute": alarms.max_5xx_errors_per_minute,
+        "max_model_latency_ms": alarms.max_model_latency_ms,
+        "dtype": config.dtype.value if config.dtype is not None else None,
+        "dimension": config.dimension,
+    }
+    return DeployConfigOut(
+        instance_type=config.instance_type,
+        initial_instance_count=config.initial_instance_count,
+        model_data_url=config.model_data_url,
+        image_uri=config.image_uri,
+        bake_seconds=config.bake_seconds,
+        content_hash=config.content_hash,
+        parity_check=config.parity_check.value,
+        promotion=config.promotion.value,
+        match_live_instance_count=config.match_live_instance_count,
+        serving=config.serving.value,
+        # Absent rather than null: the document's fields that are only sent when set.
+        **{name: value for name, value in optional.items() if value is not None},
+    )
+
+
 class NoConfig(Wire):
     """A deletion task has no config: always `{}`."""
 
@@ -163,10 +195,10 @@ def task_out(task: Task) -> DeployTaskOut | DeleteTaskOut:
         return DeployTaskOut(
             **_common(task),
             kind="deploy",
-            config=DeployConfigOut(**{k: v for k, v in task.deploy_config.as_dict().items() if v is not None}),
+            config=config_out(task.deploy_config),
             endpoint_name=task.variant,
-            promote_by=iso(task.deadline_at)
-            if task.stage == Stage.AWAITING_PROMOTION and task.is_active and task.deadline_at is not None
+            promote_by=iso(task.promote_by)
+            if task.stage == Stage.AWAITING_PROMOTION and task.is_active and task.promote_by is not None
             else None,
             live_at=iso(task.live_at) if task.live_at else None,
         )
@@ -227,7 +259,7 @@ def model_out(alias: Alias, candidate: Task | None) -> ModelOut:
         candidate_endpoint_name=candidate.variant if candidate else None,
         candidate_content_hash=candidate.deploy_config.content_hash if candidate else None,
         candidate_task_id=candidate.task_id if candidate else None,
-        candidate_promote_by=iso(candidate.deadline_at) if candidate and candidate.deadline_at else None,
+        candidate_promote_by=iso(candidate.promote_by) if candidate and candidate.promote_by else None,
     )
 
 

@@ -26,7 +26,6 @@ from pydantic_core import PydanticCustomError
 
 from chalicelib.domain.answer_size import MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.commands import (
-    AutoscalingRequest,
     DeployConfigRequest,
     IntakeCommand,
     PromoteDeploy,
@@ -39,6 +38,7 @@ from chalicelib.domain.models import (
     MAX_5XX_ERRORS_PER_MINUTE_RANGE,
     MAX_MODEL_LATENCY_MS_RANGE,
     MAX_ROLLBACK_ALARMS,
+    ScalingPolicy,
 )
 from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
@@ -346,7 +346,7 @@ def parse_deploy(data: dict[str, Any], source: str = "http") -> SubmitDeploy:
         config=DeployConfigRequest(
             **config.model_dump(exclude={"autoscaling", "rollback_alarms"}),
             rollback_alarms=tuple(config.rollback_alarms) if config.rollback_alarms is not None else None,
-            autoscaling=AutoscalingRequest(
+            autoscaling=ScalingPolicy(
                 scaling.min_instances, scaling.max_instances, scaling.target_invocations_per_instance
             )
             if scaling

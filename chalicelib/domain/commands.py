@@ -4,14 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class AutoscalingRequest:
-    """A deploy's `config.autoscaling` as sent: target tracking on invocations per instance."""
-
-    min_instances: int
-    max_instances: int
-    target_invocations_per_instance: int
+from chalicelib.domain.models import ScalingPolicy
 
 
 @dataclass(frozen=True)
@@ -26,7 +19,8 @@ class DeployConfigRequest:
     parity_check: str | None = None
     promotion: str | None = None
     promotion_timeout_seconds: int | None = None
-    autoscaling: AutoscalingRequest | None = None
+    # As sent (it has no defaults): the stage's bounds are checked at submit.
+    autoscaling: ScalingPolicy | None = None
     rollback_alarms: tuple[str, ...] | None = None
     max_5xx_errors_per_minute: int | None = None
     max_model_latency_ms: int | None = None

@@ -82,6 +82,20 @@ class IntakeRequest:
     attempt: int = 0
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a queue message: its id (SQS's MessageId, the same on every redelivery) and
+    how many times SQS has handed it out (1: the first time)."""
+
+    message_id: str
+    receive_count: int = 1
+
+    @property
+    def is_redelivery(self) -> bool:
+        """SQS hands it out again: a worker that handled it before failed (or died) before acknowledging."""
+        return self.receive_count > 1
+
+
 # What we send (and so what comes back from a dead-letter queue, with SageMaker's events).
 WorkMessage = Advance | DeleteModel | TeardownVariant | IntakeRequest
 DeployTasksMessage = Advance | EndpointChanged | AlarmChanged

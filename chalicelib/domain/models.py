@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from chalicelib.domain.serving import Dtype, Serving
 
@@ -142,21 +141,6 @@ class ScalingPolicy:
     # Whole invocations per instance a minute (a DynamoDB map holds no floats).
     target_invocations_per_instance: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "min_instances": self.min_instances,
-            "max_instances": self.max_instances,
-            "target_invocations_per_instance": self.target_invocations_per_instance,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScalingPolicy:
-        return cls(
-            min_instances=int(data["min_instances"]),
-            max_instances=int(data["max_instances"]),
-            target_invocations_per_instance=int(data["target_invocations_per_instance"]),
-        )
-
     def describe(self) -> str:
         return (
             f"{self.min_instances}-{self.max_instances} instances at "
@@ -165,9 +149,29 @@ class ScalingPolicy:
 
 
 @dataclass(frozen=True)
+class RollbackAlarms:
+    """What a deploy's bake watches besides esdeploy's own two alarms on green (config.rollback_alarms),
+    and its thresholds for those two (None: the stage's ESDEPLOY_ROLLBACK_MAX_* settings)."""
+
+    names: tuple[str, ...] = ()
+    max_5xx_errors_per_minute: int | None = None
+    max_model_latency_ms: int | None = None
+
+    def thresholds(self, stage: AlarmThresholds) -> AlarmThresholds:
+        """esdeploy's two alarms on green: this deploy's thresholds, else the stage's."""
+        errors, latency = self.max_5xx_errors_per_minute, self.max_model_latency_ms
+        return AlarmThresholds(
+            max_5xx_errors_per_minute=stage.max_5xx_errors_per_minute if errors is None else errors,
+            max_model_latency_ms=stage.max_model_latency_ms if latency is None else latency,
+        )
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     """A deploy request's config after validation, with every default filled in and the artifact
-    pinned: `model_data_url` is the exact key and `content_hash` its manifest's content_sha256."""
+    pinned: `model_data_url` is the exact key and `content_hash` its manifest's content_sha256.
+    The one shape of a deploy's config from the request to the answer; its storage form lives in
+    the DynamoDB adapter only (adapters/dynamodb_tasks.py)."""
 
     instance_type: str
     initial_instance_count: int
@@ -185,11 +189,7 @@ class DeployConfig:
     autoscaling: ScalingPolicy | None = None
     # With manual promotion: how long a candidate waits for its promote before the task is canceled.
     promotion_timeout_seconds: int | None = None
-    # CloudWatch alarms of the caller's, watched during the bake beside esdeploy's own two.
-    rollback_alarms: tuple[str, ...] = ()
-    # None: the stage's ESDEPLOY_ROLLBACK_MAX_* settings at the swap.
-    max_5xx_errors_per_minute: int | None = None
-    max_model_latency_ms: int | None = None
+    alarms: RollbackAlarms = RollbackAlarms()
     # What runs in the endpoint (handler or TEI); the artifact must have been packaged for it.
     serving: Serving = Serving.HANDLER
     # None: the serving's own default (float16 on a GPU, float32 on a CPU).
@@ -197,65 +197,6 @@ class DeployConfig:
     # The model's embedding dimension (its manifest's), set once green answered with it in the smoke
     # test; None before that, and on tasks stored before it was kept.
     dimension: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "instance_type": self.instance_type,
-            "initial_instance_count": self.initial_instance_count,
-            "model_data_url": self.model_data_url,
-            "content_hash": self.content_hash,
-            "image_uri": self.image_uri,
-            "bake_seconds": self.bake_seconds,
-            "parity_check": self.parity_check.value,
-            "promotion": self.promotion.value,
-            "match_live_instance_count": self.match_live_instance_count,
-            "autoscaling": self.autoscaling.as_dict() if self.autoscaling else None,
-            **(
-                {"promotion_timeout_seconds": self.promotion_timeout_seconds}
-                if self.promotion_timeout_seconds is not None
-                else {}
-            ),
-            **({"rollback_alarms": list(self.rollback_alarms)} if self.rollback_alarms else {}),
-            **(
-                {"max_5xx_errors_per_minute": self.max_5xx_errors_per_minute}
-                if self.max_5xx_errors_per_minute is not None
-                else {}
-            ),
-            **({"max_model_latency_ms": self.max_model_latency_ms} if self.max_model_latency_ms is not None else {}),
-            "serving": self.serving.value,
-            **({"dtype": self.dtype.value} if self.dtype is not None else {}),
-            **({"dimension": self.dimension} if self.dimension is not None else {}),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeployConfig:
-        content_hash = data.get("content_hash")
-        return cls(
-            instance_type=str(data["instance_type"]),
-            initial_instance_count=int(data["initial_instance_count"]),
-            model_data_url=str(data["model_data_url"]),
-            image_uri=str(data["image_uri"]),
-            bake_seconds=int(data["bake_seconds"]),
-            content_hash=str(content_hash) if content_hash else None,
-            parity_check=ParityCheck(data.get("parity_check", ParityCheck.REQUIRED.value)),
-            promotion=Promotion(data.get("promotion", Promotion.AUTO.value)),
-            match_live_instance_count=bool(data.get("match_live_instance_count", False)),
-            autoscaling=ScalingPolicy.from_dict(data["autoscaling"]) if data.get("autoscaling") else None,
-            promotion_timeout_seconds=(
-                int(data["promotion_timeout_seconds"]) if data.get("promotion_timeout_seconds") is not None else None
-            ),
-            rollback_alarms=tuple(str(name) for name in data.get("rollback_alarms") or ()),
-            max_5xx_errors_per_minute=_optional_int(data.get("max_5xx_errors_per_minute")),
-            max_model_latency_ms=_optional_int(data.get("max_model_latency_ms")),
-            # Tasks stored before servings existed ran the handler.
-            serving=Serving(data.get("serving", Serving.HANDLER.value)),
-            dtype=Dtype(data["dtype"]) if data.get("dtype") else None,
-            dimension=_optional_int(data.get("dimension")),
-        )
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 @dataclass
@@ -270,17 +211,26 @@ class Task:
     created_at: datetime
     updated_at: datetime
     request_hash: str
-    config: dict[str, Any] = field(default_factory=dict)
+    # A deploy's config (None for a delete): typed and immutable; a step that settles a value
+    # (the preflight's instance count) writes a new one.
+    deploy: DeployConfig | None = None
     reason: str | None = None
     detail: str | None = None
     events: list[TaskEvent] = field(default_factory=list)
     source: str = "http"
     # Optimistic locking: the store only writes if the stored version is still this one.
     version: int = 0
-    # Worker bookkeeping (deploy): the green variant's name, polls so far, the deadline.
+    # Worker bookkeeping (deploy): the green variant's name, and how often the worker looked at
+    # it: `polls` at a creating endpoint (its backoff), `hops` while awaiting a promote or baking.
     variant: str | None = None
     polls: int = 0
+    hops: int = 0
+    # The deploy deadline (set at the preflight, again at a promote): not live by then, it fails.
     deadline_at: datetime | None = None
+    # While a candidate awaits promotion: when its promotion window ends (then it is canceled).
+    promote_by: datetime | None = None
+    # Set by POST /deploy/{id}/cancel with a write of its own that every step reads (the store's
+    # `request_cancel`): a cancel never waits for the worker's writes, and wins until the swap.
     cancel_requested: bool = False
     # Set by POST /deploy/{id}/promote on a task awaiting promotion; the worker then swaps.
     promote_requested: bool = False
@@ -294,6 +244,11 @@ class Task:
     # When the store may forget the task (DynamoDB's TTL): the store sets it on a task written in
     # a final status, from `expiry()`; an active task never has one.
     expires_at: datetime | None = None
+    # Who wrote this version: a worker step writes the id of the queue message it handled (a fresh
+    # token outside a queue); a request (submit, cancel, promote) writes None. A redelivered message
+    # that finds its own write sends that write's next message again (`next_at`, when it is due).
+    step_token: str | None = None
+    next_at: datetime | None = None
 
     @classmethod
     def new(
@@ -304,7 +259,7 @@ class Task:
         embedding_model_id: str,
         request_hash: str,
         at: datetime,
-        config: dict[str, Any] | None = None,
+        deploy: DeployConfig | None = None,
         reason: str | None = None,
         source: str = "http",
     ) -> Task:
@@ -317,7 +272,7 @@ class Task:
             created_at=at,
             updated_at=at,
             request_hash=request_hash,
-            config=dict(config or {}),
+            deploy=deploy,
             reason=reason,
             source=source,
         )
@@ -346,7 +301,10 @@ class Task:
 
     @property
     def deploy_config(self) -> DeployConfig:
-        return DeployConfig.from_dict(self.config)
+        """The config of a deploy task (a delete task has none: ValueError)."""
+        if self.deploy is None:
+            raise ValueError(f"{self.kind.value} task {self.task_id} has no deploy config")
+        return self.deploy
 
     @property
     def bake_ends_at(self) -> datetime | None:
@@ -375,7 +333,7 @@ class Task:
         return self
 
     def copy(self) -> Task:
-        return replace(self, events=list(self.events), config=dict(self.config))
+        return replace(self, events=list(self.events))
 
 
 class EndpointState(StrEnum):
@@ -386,6 +344,18 @@ class EndpointState(StrEnum):
     FAILED = "failed"
     DELETING = "deleting"
     MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class VariantStatus:
+    """A variant's endpoint as the platform describes it (Hosting.describe)."""
+
+    name: str
+    state: EndpointState
+    failure_reason: str | None = None
+    platform_status: str | None = None
+    # How many instances serve it now (SageMaker's CurrentInstanceCount); None when not known.
+    instance_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -402,7 +372,9 @@ class ModelLock:
 class Alias:
     """The record that says which variant of a model is live (and which was before), and the
     content hash of the artifact each of them serves, and its embedding dimension (None on aliases
-    written before it was kept): what bounds how many texts one answer can carry."""
+    written before it was kept): what bounds how many texts one answer can carry. Its transitions are
+    its methods: each returns the alias to write, or None when there is nothing to change
+    (services/alias_writes.py writes it conditionally, and reads and decides again on a conflict)."""
 
     embedding_model_id: str
     live_variant: str | None
@@ -416,3 +388,64 @@ class Alias:
     previous_task_id: str | None = None
     live_dimension: int | None = None
     previous_dimension: int | None = None
+
+    @classmethod
+    def none(cls, embedding_model_id: str) -> Alias:
+        """A model with no alias stored (version 0): nothing live, nothing previous."""
+        return cls(embedding_model_id, None, None, None, None)
+
+    def make_live(
+        self, green: str, task_id: str, content_hash: str | None, dimension: int | None, at: datetime
+    ) -> Alias | None:
+        """The swap: `green` live, the live variant (if any) previous, each with its content hash, task
+        and dimension; None when green is live already (a redelivered swap)."""
+        if self.live_variant == green:
+            return None
+        return replace(
+            self,
+            live_variant=green,
+            previous_variant=self.live_variant,
+            task_id=task_id,
+            swapped_at=at,
+            live_content_hash=content_hash,
+            previous_content_hash=self.live_content_hash,
+            previous_task_id=self.task_id,
+            live_dimension=dimension,
+            previous_dimension=self.live_dimension,
+        )
+
+    def roll_back(self, at: datetime, live: str, previous: str | None = None) -> Alias | None:
+        """The previous variant live again (with its content hash, task and dimension), none previous:
+        only while `live` is the live variant (and `previous`, when given, the previous one); None otherwise."""
+        if self.live_variant != live or not self.previous_variant:
+            return None
+        if previous is not None and self.previous_variant != previous:
+            return None
+        return replace(
+            self,
+            live_variant=self.previous_variant,
+            previous_variant=None,
+            task_id=self.previous_task_id,  # the task of the variant live again, not the rolled-back one
+            swapped_at=at,
+            live_content_hash=self.previous_content_hash,
+            previous_content_hash=None,
+            previous_task_id=None,
+            live_dimension=self.previous_dimension,
+            previous_dimension=None,
+        )
+
+    def drop_previous(self, variant: str) -> Alias | None:
+        """A rollback to `variant` stops being offered (it is about to be torn down); None unless it
+        is the previous variant."""
+        if self.live_variant == variant or self.previous_variant != variant:
+            return None
+        return replace(
+            self, previous_variant=None, previous_content_hash=None, previous_task_id=None, previous_dimension=None
+        )
+
+    def clear(self, task_id: str, at: datetime) -> Alias | None:
+        """No variant live or previous (a delete: clients stop resolving the model); None when it
+        names none already."""
+        if not (self.live_variant or self.previous_variant):
+            return None
+        return Alias(self.embedding_model_id, None, None, task_id, at, version=self.version)

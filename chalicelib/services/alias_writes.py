@@ -13,22 +13,29 @@ logger = logging.getLogger(__name__)
 # Writers of one alias are few (a swap, the bake-end teardown dropping `previous`, a delete's
 # unaliasing, a rollback), so a handful of tries always settles; past that, SQS redelivers.
 ALIAS_ATTEMPTS = 5
+_UNREAD = Alias.none("")  # `read` not given (None is a read: no alias stored)
 
 
 def change_alias(
-    aliases: Aliases, embedding_model_id: str, decide: Callable[[Alias | None], Alias | None]
+    aliases: Aliases,
+    embedding_model_id: str,
+    transition: Callable[[Alias], Alias | None],
+    read: Alias | None = _UNREAD,
 ) -> Alias | None:
-    """Write what `decide(current alias)` returns, or nothing when it returns None; returns the
-    alias as it stands afterwards. A conflicting write by another writer of the alias is not a
-    sign that someone else owns this step (only a conflict on the task row is), so it is read
-    again and decided again, never swallowed."""
+    """Write what `transition(current alias)` returns (one of Alias's transition methods; a model
+    with none stored reads as `Alias.none`), or nothing when it returns None; returns the alias as
+    it stands afterwards (None: none stored). The one way the alias changes. A conflicting write by
+    another writer of the alias is not a sign that someone else owns this step (only a conflict on
+    the task row is), so it is read again and decided again, never swallowed. `read`: the alias as the
+    caller read it a moment ago, for the first try (a stale one only costs a conflict and a read)."""
     for attempt in range(1, ALIAS_ATTEMPTS + 1):
-        current = aliases.get(embedding_model_id)
-        wanted = decide(current)
+        stored = aliases.get(embedding_model_id) if attempt > 1 or read is _UNREAD else read
+        current = stored or Alias.none(embedding_model_id)
+        wanted = transition(current)
         if wanted is None:
-            return current
+            return stored
         try:
-            return aliases.swap(wanted, expected_version=current.version if current else 0)
+            return aliases.swap(wanted, expected_version=current.version)
         except AliasConflictError as conflict:
             logger.info(
                 "the alias changed under us; reading it again",

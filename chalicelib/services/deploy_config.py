@@ -1,5 +1,5 @@
-"""Services: turning a deploy request's `config` into a DeployConfig under the stage's rules, with
-its artifact pinned (the exact key and content hash) once, at submit."""
+"""Services: turning a deploy request's `config` into its one typed form, DeployConfig, under the stage's
+rules (once), with its artifact pinned (the exact key and content hash) at submit."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from chalicelib.config import Settings
 from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, packaged_serving, parse_s3_url, read_pointer
-from chalicelib.domain.commands import AutoscalingRequest, DeployConfigRequest
+from chalicelib.domain.commands import DeployConfigRequest
 from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
 from chalicelib.domain.models import (
     ALARM_NAME_MAX,
@@ -15,6 +15,7 @@ from chalicelib.domain.models import (
     DeployConfig,
     ParityCheck,
     Promotion,
+    RollbackAlarms,
     ScalingPolicy,
 )
 from chalicelib.domain.serving import Dtype, Processor, Serving, processor_of
@@ -75,9 +76,11 @@ def validate_deploy_request(settings: Settings, given: DeployConfigRequest) -> D
         promotion_timeout_seconds=timeout,
         match_live_instance_count=given.initial_instance_count is None,
         autoscaling=_autoscaling(settings, given.autoscaling),
-        rollback_alarms=_rollback_alarms(given.rollback_alarms),
-        max_5xx_errors_per_minute=given.max_5xx_errors_per_minute,
-        max_model_latency_ms=given.max_model_latency_ms,
+        alarms=RollbackAlarms(
+            names=_rollback_alarms(given.rollback_alarms),
+            max_5xx_errors_per_minute=given.max_5xx_errors_per_minute,
+            max_model_latency_ms=given.max_model_latency_ms,
+        ),
         serving=serving,
         dtype=Dtype(given.dtype) if given.dtype else None,
     )
@@ -105,7 +108,7 @@ def _rollback_alarms(given: tuple[str, ...] | None) -> tuple[str, ...]:
     return names
 
 
-def _autoscaling(settings: Settings, given: AutoscalingRequest | None) -> ScalingPolicy | None:
+def _autoscaling(settings: Settings, given: ScalingPolicy | None) -> ScalingPolicy | None:
     if given is None:
         return None
     field = "config.autoscaling"
@@ -119,7 +122,7 @@ def _autoscaling(settings: Settings, given: AutoscalingRequest | None) -> Scalin
             f"{field}.max_instances {given.max_instances} is over the stage's limit of {settings.max_instance_count}",
             field=f"{field}.max_instances",
         )
-    return ScalingPolicy(given.min_instances, given.max_instances, given.target_invocations_per_instance)
+    return given
 
 
 def _promotion_timeout(settings: Settings, promotion: Promotion, given: int | None) -> int | None:
@@ -138,16 +141,15 @@ def _promotion_timeout(settings: Settings, promotion: Promotion, given: int | No
     return timeout
 
 
-def resolve_deploy_config(
-    settings: Settings, artifacts: Artifacts, embedding_model_id: str, given: DeployConfigRequest
+def pin_artifact(
+    artifacts: Artifacts, settings: Settings, embedding_model_id: str, config: DeployConfig
 ) -> DeployConfig:
     """The validated config with its artifact pinned: the model's "latest" pointer read now (once),
     or the explicit `model_data_url` with the content hash of the manifest inside it."""
-    config = validate_deploy_request(settings, given)
-    if given.model_data_url is None:
+    if not config.model_data_url:
         pinned = _latest(settings, artifacts, embedding_model_id)
     else:
-        pinned = _pin_explicit(artifacts, given.model_data_url)
+        pinned = _pin_explicit(artifacts, config.model_data_url)
     if pinned.serving is not config.serving:
         raise InvalidRequestError(
             f"config.serving is {config.serving.value!r}, but the artifact {pinned.model_data_url} was packaged for "

@@ -7,10 +7,17 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.domain.answer_size import answer_bytes, texts_that_fit
-from chalicelib.domain.errors import AnswerTooLargeError, InvalidStateError, ModelBusyError, ModelNotFoundError
+from chalicelib.domain.errors import (
+    AliasConflictError,
+    AnswerTooLargeError,
+    InvalidStateError,
+    ModelBusyError,
+    ModelNotFoundError,
+)
 from chalicelib.domain.messages import TeardownVariant
 from chalicelib.domain.models import Alias, EndpointState, Stage, Task, TaskKind
 from chalicelib.ports import Aliases, AliasMirror, Clock, Hosting, LiveModelSlots, ModelLocks, TaskStore
+from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -64,7 +71,7 @@ class ModelReads:
         if alias is None or not alias.live_variant:
             if candidate is None:
                 raise ModelNotFoundError.not_deployed(embedding_model_id)
-            alias = Alias(embedding_model_id, None, None, None, None)
+            alias = Alias.none(embedding_model_id)
         return ModelView(alias, candidate)
 
     def live(self) -> list[Alias]:
@@ -84,7 +91,7 @@ class ModelReads:
             task = self.store.get(task_id)
             if task is None or not task.is_active or task.stage != Stage.AWAITING_PROMOTION or not task.variant:
                 continue
-            views[model] = ModelView(live.alias if live else Alias(model, None, None, None, None), task)
+            views[model] = ModelView(live.alias if live else Alias.none(model), task)
         return [views[model] for model in sorted(views)]
 
 
@@ -182,18 +189,16 @@ class ModelActions:
             )
         rolled_away = alias.live_variant
         assert rolled_away is not None
-        written = self.aliases.swap(
-            Alias(
-                embedding_model_id,
-                previous,
-                None,
-                alias.previous_task_id,  # the task of the variant live again, not the rolled-back one
-                self.clock.now(),
-                live_content_hash=alias.previous_content_hash,
-                live_dimension=alias.previous_dimension,
-            ),
-            expected_version=alias.version,
+        # Only from the pair checked here: if the alias moved meanwhile, that pair's rollback is not ours to make.
+        written = change_alias(
+            self.aliases, embedding_model_id,
+            lambda current: current.roll_back(self.clock.now(), live=rolled_away, previous=previous),
         )
+        if written is None or (written.live_variant, written.previous_variant) != (previous, None):
+            raise AliasConflictError(
+                f"the alias of `{embedding_model_id}` changed while it was rolled back: it names "
+                f"{written.live_variant if written else 'no variant'} now; read it again and roll back again if wanted"
+            )
         # The teardown is sent before the mirror is written: if that write fails, the teardown
         # worker publishes the alias again before it removes the variant the mirror still names.
         if baking is None:

@@ -1,7 +1,8 @@
-"""Services: which queue each message goes to, and send-then-write, each in one place."""
+"""Services: which queue each message goes to, and in which order a task's writes and messages go, each in one place."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from chalicelib.domain.messages import Advance, IntakeRequest, WorkMessage
 from chalicelib.domain.models import Stage, Task, TaskKind, TaskStatus
@@ -29,10 +30,14 @@ class Outbox:
 
 @dataclass
 class TaskWriter:
-    """Send, then write: the messages a change of a task implies go out before the task is
-    written (conditionally on the version read). A failed send leaves the stored task as it was,
-    so the message that caused the change is redelivered and the step runs again; a write lost to
-    someone else leaves a message that finds a newer version and stops."""
+    """Every write of a task, and the messages it implies, in the one order that loses nothing.
+
+    The messages a change hands to others (teardowns) go out *before* the write: a failed send
+    leaves the stored task as it was, so the message that caused the change is redelivered and the
+    step runs again. The task's own next step goes out *after* the write, so it never arrives before
+    the write it was sent for: a failed send leaves the task written and its next step unsent, and the
+    redelivered message that made the write finds it (`Task.step_token`) and sends that step again.
+    Every write says who made it (`token`: a worker's queue message id; None for a request)."""
 
     store: TaskStore
     locks: ModelLocks
@@ -41,14 +46,27 @@ class TaskWriter:
     outbox: Outbox
     clock: Clock
 
-    def commit(self, task: Task, *messages: WorkMessage, delay_seconds: int = 0) -> Task:
-        for message in messages:
-            self.outbox.send(message, delay_seconds)
+    def save(self, task: Task, *, token: str | None = None, next_in: int | None = None) -> Task:
+        """Write the task (conditionally on the version read), marked with who wrote it and when its
+        next step is due; ConcurrentUpdateError if someone else wrote in between."""
+        task.step_token = token
+        task.next_at = None if next_in is None else self.clock.now() + timedelta(seconds=next_in)
         return self.store.update(task)
 
-    def advance(self, task: Task, delay_seconds: int = 0) -> Task:
-        """Commit this step and schedule the next one, pinned to the version this write makes."""
-        return self.commit(task, Advance(task.task_id, task.version + 1), delay_seconds=delay_seconds)
+    def send_next(self, stored: Task, delay_seconds: int = 0) -> None:
+        """The task's next step, pinned to the version just written."""
+        self.outbox.send(Advance(stored.task_id, stored.version), delay_seconds)
+
+    def commit(self, task: Task, *messages: WorkMessage, token: str | None = None) -> Task:
+        for message in messages:
+            self.outbox.send(message)
+        return self.save(task, token=token)
+
+    def advance(self, task: Task, delay_seconds: int = 0, token: str | None = None) -> Task:
+        """Write this step, then schedule the next one, pinned to the version this write made."""
+        stored = self.save(task, token=token, next_in=delay_seconds)
+        self.send_next(stored, delay_seconds)
+        return stored
 
     def end(
         self,
@@ -57,20 +75,23 @@ class TaskWriter:
         detail: str,
         *messages: WorkMessage,
         stage: Stage | None = None,
-        delay_seconds: int = 0,
         forget_model: bool = False,
     ) -> Task:
-        """Record the task's last status, commit it, then give back what the task held: the model's
-        live-model slot unless the model is live, and the model's lease (still held here, so no
-        other task of the model can reserve between the two). With `forget_model` (the workers'
-        ends: a delete done, a first deploy that failed), a model whose alias names no variant
-        loses its item with the lease; the HTTP and intake functions keep DeleteItem off their roles."""
+        """Record the task's last status, commit it, then give back what the task held (`release`)."""
         task.record(at=self.clock.now(), stage=stage, status=status, detail=detail)
-        stored = self.commit(task, *messages, delay_seconds=delay_seconds)
+        stored = self.commit(task, *messages)
+        self.release(stored, forget_model=forget_model)
+        return stored
+
+    def release(self, task: Task, forget_model: bool = False) -> None:
+        """What an ended task held: the model's live-model slot unless the model is live, and the
+        model's lease (still held here, so no other task of the model can reserve between the two).
+        With `forget_model` (the workers' ends: a delete done, a first deploy that failed), a model
+        whose alias names no variant loses its item with the lease; the HTTP and intake functions keep
+        DeleteItem off their roles. Safe to run again (a redelivered end finishes its release)."""
         alias = self.aliases.get(task.embedding_model_id)
         if alias is None or not alias.live_variant:
             # A deploy frees the slot it reserved; a delete frees the model's, whoever reserved it.
             self.slots.release(task.embedding_model_id, task.task_id if task.kind == TaskKind.DEPLOY else None)
         nothing_aliased = alias is None or not (alias.live_variant or alias.previous_variant)
         self.locks.release(task.embedding_model_id, task.task_id, forget=forget_model and nothing_aliased)
-        return stored

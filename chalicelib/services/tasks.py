@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,15 +22,16 @@ from chalicelib.domain.errors import (
     TaskNotFoundError,
 )
 from chalicelib.domain.messages import IntakeRequest, resume
-from chalicelib.domain.models import ModelLock, Promotion, Stage, Task, TaskKind, TaskStatus, iso
+from chalicelib.domain.models import DeployConfig, ModelLock, Promotion, Stage, Task, TaskKind, TaskStatus, iso
 from chalicelib.ports import Aliases, Artifacts, Clock, ModelLocks, TaskStore
-from chalicelib.services.deploy_config import resolve_deploy_config, validate_deploy_request
+from chalicelib.services.deploy_config import pin_artifact, validate_deploy_request
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
-# A cancel or promote races the deploy worker's steps (one write every few seconds at first): it
-# reads again and decides again this many times before it gives up and says so.
+# A promote races the deploy worker's steps (a hop's write every few minutes while it waits): it
+# reads again and decides again this many times before it gives up and says so. (A cancel never
+# races: it has a write of its own, TaskStore.request_cancel.)
 WRITE_ATTEMPTS = 5
 
 # What makes a variant's endpoint what it is, besides its artifact.
@@ -91,7 +91,7 @@ class TaskService:
         except ModelBusyError as busy:
             if now >= deadline:
                 return self.submit(command, refused=_busy_until_deadline(busy, deadline))
-            delay = min(self.settings.intake_retry_seconds, math.ceil((deadline - now).total_seconds()))
+            delay = self.settings.timing.intake_retry(now, deadline)
             self.outbox.send(replace(request, deadline=deadline, attempt=request.attempt + 1), delay_seconds=delay)
             logger.info(
                 "request waits for its model",
@@ -101,12 +101,12 @@ class TaskService:
             return None
 
     def _submit_deploy(self, command: SubmitDeploy, refused: str | None) -> Task:
-        validate_deploy_request(self.settings, command.config)
+        # Every rule that needs no storage, once, before anything is stored.
+        checked = validate_deploy_request(self.settings, command.config)
 
-        def pinned_config() -> dict[str, Any]:
+        def pinned_config() -> DeployConfig:
             # After the replay check: a replay returns its task even if "latest" moved since.
-            config = resolve_deploy_config(self.settings, self.artifacts, command.embedding_model_id, command.config)
-            return config.as_dict()
+            return pin_artifact(self.artifacts, self.settings, command.embedding_model_id, checked)
 
         # The request, not its resolution: the same body is the same request whatever "latest" says.
         fingerprint = request_hash(
@@ -134,32 +134,44 @@ class TaskService:
             embedding_model_id=command.embedding_model_id,
             client_id=command.client_task_id,
             fingerprint=fingerprint,
-            config=dict,
+            config=lambda: None,
             reason=command.reason,
             source=command.source,
             refused=refused,
         )
 
     def cancel(self, task_id: str) -> Task:
-        """Cancel a deploy. Before it started, it ends here; after, the deploy worker ends it at its
-        next step (tearing green down), which this wakes with a fresh Advance. During the bake (green
-        live, blue still up) the worker rolls the alias back to blue first. After the bake the task
-        is done: there is nothing left to cancel. A task that ended canceled is answered as it stands."""
-        return self._write_deploy_task(task_id, "cancel", self._cancel)
-
-    def _cancel(self, task: Task) -> Task:
+        """Cancel a deploy. Before it started, it ends here; after, the cancel is recorded with a write
+        of its own that never waits for the worker's (`TaskStore.request_cancel`), and the deploy
+        worker ends the task at its next step (tearing green down), which this wakes. A cancel recorded
+        before the swap always wins: every step reads it, and a step that read the task before it loses
+        its write. During the bake (green live, blue still up) the worker rolls the alias back to blue
+        first. After the bake the task is done: there is nothing left to cancel. A task that ended
+        canceled is answered as it stands (a retry, a second click: it is what was asked for)."""
+        task = self.get(TaskKind.DEPLOY, task_id)
         if task.status == TaskStatus.CANCELED:
-            return task  # asked again (a retry, a second click): it is what was asked for, as with promote
+            return task
         if task.status.is_terminal:
             raise InvalidStateError(f"Deployment task `{task.task_id}` is already {task.status.value}")
         if task.cancel_requested:
             return task
         if task.status == TaskStatus.PENDING and task.variant is None:
-            # Nothing was created yet; its queued message will find it ended.
-            return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
-        task.cancel_requested = True
-        task.record(at=self.clock.now(), detail="cancel requested")
-        return self.writer.advance(task)
+            try:
+                # Nothing was created yet; its queued message will find it ended.
+                return self.writer.end(task, TaskStatus.CANCELED, "canceled before it started")
+            except ConcurrentUpdateError:
+                logger.info("the worker started the task meanwhile; recording the cancel", extra=_log_keys(task))
+        canceled = self.store.request_cancel(task_id, self.clock.now(), "cancel requested")
+        if canceled is None:
+            raise TaskNotFoundError.by_id(TaskKind.DEPLOY, task_id)
+        if canceled.status == TaskStatus.CANCELED:
+            return canceled  # it ended canceled meanwhile
+        if canceled.status.is_terminal:
+            raise InvalidStateError(f"Deployment task `{task_id}` is already {canceled.status.value}")
+        # The wake-up, after the write it is for; if it is lost, the task's own next message (older
+        # than the cancel's write) takes the step: see DeployWorker.advance.
+        self.writer.send_next(canceled)
+        return canceled
 
     def promote(self, task_id: str) -> Task:
         """Make the candidate of a deploy awaiting promotion live: the deploy worker swaps the alias
@@ -206,9 +218,9 @@ class TaskService:
                 f"{name} is in stage {task.stage.value}: a candidate can be promoted once it passed the "
                 "health and parity gate (stage awaiting_promotion)"
             )
-        if task.deadline_at is not None and self.clock.now() > task.deadline_at:
+        if task.promote_by is not None and self.clock.now() > task.promote_by:
             raise InvalidStateError(
-                f"{name}'s promotion window ended at {iso(task.deadline_at)}; its candidate is being torn down"
+                f"{name}'s promotion window ended at {iso(task.promote_by)}; its candidate is being torn down"
             )
 
     def get(self, kind: TaskKind, task_id: str) -> Task:
@@ -230,7 +242,7 @@ class TaskService:
         embedding_model_id: str,
         client_id: str | None,
         fingerprint: str,
-        config: Callable[[], dict[str, Any]],
+        config: Callable[[], DeployConfig | None],
         reason: str | None,
         source: str,
         refused: str | None = None,
@@ -250,7 +262,7 @@ class TaskService:
             embedding_model_id=embedding_model_id,
             request_hash=fingerprint,
             at=now,
-            config=settled,
+            deploy=settled,
             reason=reason,
             source=source,
         )
@@ -281,20 +293,24 @@ class TaskService:
         endpoint, minutes of GPU time) for the same content. Legitimate (to change the instance
         type, or to replace a degraded endpoint), so not refused; said at once, in the task's first
         answer, with what does change."""
-        content = task.config.get("content_hash")
+        config = task.deploy_config
         alias = self.aliases.get(task.embedding_model_id)
-        if not content or alias is None or not alias.live_variant or alias.live_content_hash != content:
+        if not config.content_hash or alias is None or not alias.live_variant:
+            return None
+        if alias.live_content_hash != config.content_hash:
             return None
         live = self.store.get(alias.task_id) if alias.task_id else None
+        live_config = live.deploy if live is not None else None
         changes = [
-            f"{key} {live.config.get(key)} -> {task.config.get(key)}"
+            f"{key} {getattr(live_config, key)} -> {getattr(config, key)}"
             for key in VARIANT_SHAPE
-            if live is not None and live.config.get(key) != task.config.get(key)
+            if live_config is not None and getattr(live_config, key) != getattr(config, key)
         ]
         what = "changes only " + ", ".join(changes) if changes else "changes nothing else either"
         return (
-            f"{alias.live_variant} serves this artifact already (content {content[:12]}): this deploy replaces "
-            f"it with a new endpoint of the same content and {what}; cancel the task if that is not what you meant"
+            f"{alias.live_variant} serves this artifact already (content {config.content_hash[:12]}): this deploy "
+            f"replaces it with a new endpoint of the same content and {what}; cancel the task if that is not what "
+            "you meant"
         )
 
     def _replay(self, existing: Task, fingerprint: str) -> Task:

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 
-from chalicelib.config import SQS_MAX_DELAY_SECONDS, Settings
+from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownTasksMessage, TeardownVariant
 from chalicelib.domain.models import Alias, Stage, Task, TaskKind, TaskStatus
 from chalicelib.domain.names import model_name_prefix
+from chalicelib.domain.timing import MAX_TEARDOWN_ATTEMPTS, TEARDOWN_RETRY_SECONDS, seconds_until, teardown_retry
 from chalicelib.ports import Alarms, Aliases, AliasMirror, Clock, Hosting, ModelLocks, Scaling, TaskStore
 from chalicelib.services.alias_writes import change_alias
 from chalicelib.services.outbox import Outbox, TaskWriter
 
 logger = logging.getLogger(__name__)
 
-TEARDOWN_RETRY_SECONDS = 60
-MAX_TEARDOWN_ATTEMPTS = 90  # with the growing delay, several hours: longer than any creation
-
+__all__ = ["MAX_TEARDOWN_ATTEMPTS", "TEARDOWN_RETRY_SECONDS", "TeardownWorker"]
 
 
 @dataclass
@@ -49,7 +47,7 @@ class TeardownWorker:
             wait = (message.not_before - self.clock.now()).total_seconds()
             if wait > 0:
                 # SQS delays stop at 900 s: a longer bake is a chain of hops.
-                self.outbox.send(message, delay_seconds=min(math.ceil(wait), SQS_MAX_DELAY_SECONDS))
+                self.outbox.send(message, delay_seconds=seconds_until(self.clock.now(), message.not_before))
                 return
         owner = self._active_owner(message)
         if owner is not None:
@@ -60,14 +58,8 @@ class TeardownWorker:
                 message, RetryableError(f"variant {variant} still belongs to active task {owner.task_id}")
             )
             return
-        def stop_offering(current: Alias | None) -> Alias | None:
-            # Rollback to a variant that is about to vanish must stop being offered first.
-            if current is None or current.live_variant == variant or current.previous_variant != variant:
-                return None
-            return replace(current, previous_variant=None, previous_content_hash=None, previous_task_id=None,
-                           previous_dimension=None)
-
-        alias = change_alias(self.aliases, model_id, stop_offering)
+        # Rollback to a variant that is about to vanish must stop being offered first.
+        alias = change_alias(self.aliases, model_id, lambda current: current.drop_previous(variant))
         if alias is not None and alias.live_variant == variant:
             logger.warning(
                 "not tearing down the live variant (rolled back to it?)",
@@ -94,7 +86,7 @@ class TeardownWorker:
         published again first. RetryableError while SSM cannot be written; nothing is removed then."""
         if not model_id or self.mirror.published(model_id) != variant:
             return
-        self.mirror.publish(alias or Alias(model_id, None, None, None, None))
+        self.mirror.publish(alias or Alias.none(model_id))
         logger.warning(
             "the alias's copy in SSM named the variant being torn down; published the alias again first",
             extra={"embedding_model_id": model_id, "variant": variant,
@@ -123,9 +115,9 @@ class TeardownWorker:
 
     def _retry_later(self, message: TeardownTasksMessage, error: RetryableError) -> None:
         attempt = message.attempt + 1
-        if attempt > MAX_TEARDOWN_ATTEMPTS:
+        delay = teardown_retry(attempt)
+        if delay is None:
             raise error
-        delay = min(TEARDOWN_RETRY_SECONDS * attempt, SQS_MAX_DELAY_SECONDS)
         logger.info("teardown deferred", extra={"variant": getattr(message, "variant", None),
                                                 "task_id": message.task_id, "attempt": attempt, "delay": delay,
                                                 "error": str(error)})
@@ -156,13 +148,8 @@ class TeardownWorker:
             task.record(at=self.clock.now(), stage=Stage.UNALIASING, status=TaskStatus.PROCESSING)
             task = self.writer.commit(task)
         if task.stage == Stage.UNALIASING:
-            def clear(current: Alias | None) -> Alias | None:
-                if current is None or not (current.live_variant or current.previous_variant):
-                    return None
-                return Alias(model_id, None, None, task.task_id, self.clock.now())
-
             # Clients stop resolving the model before anything is deleted.
-            change_alias(self.aliases, model_id, clear)
+            change_alias(self.aliases, model_id, lambda current: current.clear(task.task_id, self.clock.now()))
             self.mirror.remove(model_id)
             task.record(
                 at=self.clock.now(),

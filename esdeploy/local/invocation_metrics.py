@@ -8,11 +8,13 @@ own invoke and smoke test), and the alarm stand-in computes the metrics from the
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 NAMESPACE = "AWS/SageMaker"
 INVOCATIONS = "Invocations"
@@ -20,6 +22,8 @@ ERRORS_4XX = "Invocation4XXErrors"
 ERRORS_5XX = "Invocation5XXErrors"
 MODEL_LATENCY = "ModelLatency"
 METRICS = (INVOCATIONS, ERRORS_4XX, ERRORS_5XX, MODEL_LATENCY)
+# In the stack's folder: every invocation of a local endpoint (the smoke test's too), for a person and the demo.
+INVOCATIONS_LOG = "invocations.jsonl"
 # Enough for an hour of a busy laptop endpoint; older records only matter to alarms with long periods.
 KEPT_PER_ENDPOINT = 200_000
 
@@ -55,8 +59,9 @@ class Invocation:
 class InvocationRecords:
     """Thread-safe records per endpoint name; an endpoint is known from its creation on."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, log: Path | None = None) -> None:
         self._clock = clock
+        self._log = log  # one JSON line per invocation, for a person and the demo's report
         self._lock = threading.Lock()
         self._records: dict[str, deque[Invocation]] = {}
 
@@ -72,6 +77,10 @@ class InvocationRecords:
         invocation = Invocation(self._clock(), Invocation.class_of(status), model_latency_us)
         with self._lock:
             self._records.setdefault(endpoint, deque(maxlen=KEPT_PER_ENDPOINT)).append(invocation)
+            if self._log is not None:
+                with self._log.open("a") as log:
+                    log.write(json.dumps({"at": invocation.at, "endpoint": endpoint, "status": invocation.status_class,
+                                          "model_latency_us": model_latency_us}) + "\n")
         return invocation
 
     def since(self, endpoint: str, start: float) -> list[Invocation]:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any
 
 from chalicelib.adapters.sagemaker_shapes import platform_status
@@ -205,6 +206,12 @@ class ReportingTaskStore:
     def update(self, task: Task) -> Task:
         stored = self._inner.update(task)
         self._reporter.task(stored)
+        return stored
+
+    def request_cancel(self, task_id: str, at: datetime, detail: str) -> Task | None:
+        stored = self._inner.request_cancel(task_id, at, detail)
+        if stored is not None:
+            self._reporter.task(stored)
         return stored
 
     def __getattr__(self, name: str) -> Any:

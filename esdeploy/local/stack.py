@@ -24,6 +24,7 @@ from esdeploy.local.environment import CREATION_SECONDS, LOCAL_REGION, local_env
 from esdeploy.local.event_rules import EventRules
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
+from esdeploy.local.invocation_metrics import INVOCATIONS_LOG
 from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 from esdeploy.local.readable import Reporter, ReportingTaskStore, Swapped, readable_console, restore_console
@@ -143,9 +144,11 @@ class LocalStack:
             creation_seconds=self._creation_seconds,
             region=LOCAL_REGION,
             account=LOCAL_ACCOUNT,
+            invocations_log=self.state_dir / INVOCATIONS_LOG,
         )
         self._moto.hosting = self.hosting  # InvokeEndpoint at AWS_ENDPOINT_URL reaches the local endpoints
         self._install_adapters(settings, self.hosting, self.reporter)
+        self._warm_up(session)
 
         import app as chalice_app
 
@@ -185,6 +188,23 @@ class LocalStack:
         )
         (self.state_dir / "stack.json").write_text(json.dumps(self.info.as_dict(), indent=2))
         return self.info
+
+    @staticmethod
+    def _warm_up(session: Any) -> None:
+        """Once, before the first request, what would otherwise land on the first deploy's clock although it
+        is no deploy's own time: moto sets up a service's backend on its first call (SSM's took most of a
+        second here), and a worker's first message builds its lazy clients and imports Powertools' batch
+        module (on AWS, a Lambda container's cold start)."""
+        import chalicelib.batch_processor  # noqa: F401
+        from chalicelib import wiring
+
+        session.client("ssm").describe_parameters(MaxResults=1)
+        session.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+        adapters = wiring.adapters()
+        for build in (lambda: adapters.alarms, lambda: adapters.scaling):
+            build()
+        for queue in (adapters.deploy_queue, adapters.teardown_queue, adapters.requests_queue):
+            getattr(queue, "url", None)  # an SqsQueue asks SQS for its URL once
 
     @staticmethod
     def _install_adapters(settings: Any, hosting: LocalHosting, reporter: Reporter | None) -> None:

@@ -475,7 +475,7 @@ class _SlowDownload:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def download_file(self, *_: Any) -> None:
+    def download_file(self, *_: Any, **_config: Any) -> None:
         self.release.wait(30)
         raise RuntimeError("the test is over")
 

@@ -14,6 +14,8 @@ import app as handlers
 from app import app
 from chalicelib import wiring
 from chalicelib.api.schemas import parse_deploy
+from chalicelib.domain.messages import Advance
+from chalicelib.domain.models import Stage
 from chalicelib.services.deploy_worker import MAX_EARLY_RESENDS
 from chalicelib.services.tasks import TaskService
 from tests.app.test_intake import sqs_event
@@ -59,6 +61,37 @@ def test_a_readable_message_that_fails_is_reported_for_redelivery(
     assert "RetryableError" in failed[0].error and "message for version 2" in failed[0].error  # type: ignore[attr-defined]
 
 
+def delivered(body: dict[str, Any], receive_count: int) -> dict[str, Any]:
+    """The Lambda SQS event of `body` as SQS hands it out the `receive_count`-th time (same message id)."""
+    event = sqs_event(body)
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return event
+
+
+def test_a_step_whose_next_message_was_not_sent_sends_it_when_sqs_delivers_it_again(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """Issue 22: a step writes, then sends its next message; a failed send leaves nothing lost."""
+    memory_adapters.hosting_factory = FakeHosting
+    publish_in_memory(memory_adapters.artifacts, memory_adapters.settings, "m")
+    task = memory_adapters.build(TaskService).submit(parse_deploy({"embedding_model_id": "m"}))
+    queue = memory_adapters.deploy_queue
+    [(first, _)] = queue.drain()  # type: ignore[attr-defined]
+    body = {"action": "advance", "task_id": task.task_id, "version": first.version}
+    queue.fail_next = 1  # type: ignore[attr-defined]
+    with Client(app) as client:
+        assert client.lambda_.invoke("deploy_worker", delivered(body, 1)).payload == {
+            "batchItemFailures": [{"itemIdentifier": "msg-0"}]
+        }
+        written = memory_adapters.store.get(task.task_id)
+        assert written is not None and (written.stage, written.version) == (Stage.CREATING, task.version + 1)
+        assert queue.messages == []  # type: ignore[attr-defined]
+        # A duplicate that SQS hands out at the same time is not a redelivery: it leaves the task alone.
+        assert client.lambda_.invoke("deploy_worker", delivered(body, 1)).payload == {"batchItemFailures": []}
+        assert queue.messages == []  # type: ignore[attr-defined]
+        assert client.lambda_.invoke("deploy_worker", delivered(body, 2)).payload == {"batchItemFailures": []}
+    assert queue.messages == [(Advance(task.task_id, written.version), 0)]  # type: ignore[attr-defined]
+    assert memory_adapters.store.get(task.task_id) == written  # the step did not run twice
 class _MeetThenFormat(logging.Handler):
     """Holds each invocation's first line until the other invocation has logged too, then formats it
     with the app's own JSON formatter: the keys in it are whatever is in force at that moment."""

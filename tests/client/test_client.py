@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 import esdeploy
-from chalicelib.ports import EndpointState
+from chalicelib.domain.models import EndpointState
 from chalicelib.version import VERSION
 from esdeploy import Client, ModelNotDeployedError, TaskHandle, TaskWaitTimeoutError
 from tests.cli.conftest import URL, FakeApi, FakeClock, task

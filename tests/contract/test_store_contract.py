@@ -24,7 +24,12 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
     Alias,
+    DeployConfig,
     ModelLock,
+    ParityCheck,
+    Promotion,
+    RollbackAlarms,
+    ScalingPolicy,
     Stage,
     Task,
     TaskKind,
@@ -86,9 +91,39 @@ def make_task(task_id: str, model: str = "m1", kind: TaskKind = TaskKind.DEPLOY,
         embedding_model_id=model,
         request_hash="h-" + task_id,
         at=utc_now() + timedelta(seconds=offset),
-        config={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1},
+        deploy=CONFIG if kind == TaskKind.DEPLOY else None,
         reason="because" if kind == TaskKind.DELETE else None,
     )
+
+
+CONFIG = DeployConfig(
+    instance_type="ml.g5.xlarge",
+    initial_instance_count=1,
+    model_data_url="s3://bucket/models/m1/" + "a" * 64 + "/model.tar.gz",
+    image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/hf:2.1",
+    bake_seconds=600,
+    content_hash="a" * 64,
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        CONFIG,
+        replace(CONFIG, content_hash=None, match_live_instance_count=True),
+        replace(
+            CONFIG, parity_check=ParityCheck.SKIP, promotion=Promotion.MANUAL, promotion_timeout_seconds=3600,
+            autoscaling=ScalingPolicy(1, 4, 600),
+            alarms=RollbackAlarms(("checkout-errors", "p99"), max_5xx_errors_per_minute=0, max_model_latency_ms=750),
+        ),
+    ],
+    ids=["defaults", "unpinned", "every-field"],
+)
+def test_a_deploys_config_reads_back_as_it_was_written(backend: dict[str, Any], config: DeployConfig) -> None:
+    store = backend["store"]
+    stored = store.create(replace(make_task("t1"), deploy=config))
+    read = store.get("t1")
+    assert read is not None and read.deploy == config == stored.deploy
 
 
 def test_created_task_reads_back_field_for_field(backend: dict[str, Any]) -> None:
@@ -166,7 +201,12 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     task.record(at=utc_now(), stage=Stage.PREFLIGHT, status=TaskStatus.PROCESSING, detail="checking")
     task.variant = "esd-m1-abc-def"
     task.polls = 3
+    task.hops = 2
     task.deadline_at = utc_now() + timedelta(hours=1)
+    task.promote_by = utc_now() + timedelta(hours=2)
+    task.next_at = utc_now() + timedelta(seconds=30)
+    task.step_token = "msg-1"
+    task.deploy = replace(CONFIG, initial_instance_count=3)
     task.rekicked_at = utc_now()
     task.promote_requested = True
     updated = store.update(task)
@@ -177,6 +217,36 @@ def test_update_keeps_history_and_bumps_version(backend: dict[str, Any]) -> None
     assert read.detail == "checking" and read.variant == "esd-m1-abc-def" and read.polls == 3
     assert read.deadline_at == task.deadline_at and read.rekicked_at == task.rekicked_at
     assert read.promote_requested and not store.get("t1").cancel_requested
+    assert (read.hops, read.promote_by, read.next_at, read.step_token) == (2, task.promote_by, task.next_at, "msg-1")
+    assert read.deploy is not None and read.deploy.initial_instance_count == 3
+
+
+def test_a_cancel_is_recorded_whatever_version_is_stored_and_a_stale_step_then_loses(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    task.record(at=utc_now(), stage=Stage.WAITING, status=TaskStatus.PROCESSING)
+    task.step_token = "msg-7"
+    task = store.update(task)  # the worker's last step; its next one reads this version
+    at = utc_now()
+    canceled = store.request_cancel("t1", at, "cancel requested")
+    assert canceled is not None and canceled.cancel_requested and canceled.version == task.version + 1
+    assert canceled.step_token is None and canceled.detail == "cancel requested" and canceled.updated_at == at
+    assert canceled.events[-1] == replace(canceled.events[-1], at=at, stage=Stage.WAITING,
+                                          status=TaskStatus.PROCESSING, detail="cancel requested")
+    assert store.get("t1") == canceled
+    with pytest.raises(ConcurrentUpdateError):
+        store.update(task)  # a step that read before the cancel cannot write over it
+    assert store.request_cancel("t1", utc_now(), "cancel requested") == canceled  # once only
+    assert store.request_cancel("nope", utc_now(), "cancel requested") is None
+
+
+def test_a_cancel_of_an_ended_task_changes_nothing(backend: dict[str, Any]) -> None:
+    store = backend["store"]
+    task = store.create(make_task("t1"))
+    task.record(at=utc_now(), status=TaskStatus.FAILED, detail="the endpoint failed")
+    ended = store.update(task)
+    assert store.request_cancel("t1", utc_now(), "cancel requested") == ended
+    assert store.get("t1") == ended
 
 
 def test_update_from_a_stale_read_loses(backend: dict[str, Any]) -> None:

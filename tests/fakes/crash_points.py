@@ -15,7 +15,7 @@ from chalicelib.domain.models import Alias
 
 # Port attribute on wiring.Adapters -> the methods of it that change something.
 WRITES: dict[str, frozenset[str]] = {
-    "store": frozenset({"create", "update", "note_rekick"}),
+    "store": frozenset({"create", "update", "note_rekick", "request_cancel"}),
     "locks": frozenset({"acquire", "release"}),
     "aliases": frozenset({"swap"}),
     "slots": frozenset({"reserve", "release"}),

@@ -33,7 +33,7 @@ class ArtifactStore:
     def __init__(self, archive: Path) -> None:
         self.archive = archive
 
-    def download_file(self, bucket: str, key: str, target: str) -> None:
+    def download_file(self, bucket: str, key: str, target: str, **_config: Any) -> None:
         shutil.copy(self.archive, target)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
+from chalicelib.adapters.dynamodb_items import ItemFields
+from chalicelib.adapters.dynamodb_tasks import config_of, config_to_item
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.config import load_settings
 from chalicelib.domain.errors import ConfigurationError, InvalidRequestError
@@ -51,7 +53,8 @@ def test_a_tei_deploy_gets_teis_image_for_the_instance_types_processor(
     config = submit(memory_adapters, serving="tei", instance_type=instance_type, dtype="float32")
 
     assert (config.serving, config.image_uri, config.dtype) == (Serving.TEI, image, Dtype.FLOAT32)
-    assert config.as_dict()["serving"] == "tei" and DeployConfig.from_dict(config.as_dict()) == config
+    stored = config_to_item(config)
+    assert stored["serving"] == "tei" and config_of(ItemFields({"config": stored}, "tasks", "task_id")) == config
 
 
 def test_a_handler_deploy_on_a_cpu_type_gets_the_handlers_cpu_image(memory_adapters: wiring.Adapters) -> None:

@@ -3,14 +3,15 @@ messages that come too early or too late. One scenario per test."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from chalicelib import wiring
 from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
-from chalicelib.domain.errors import InvalidStateError, RetryableError
-from chalicelib.domain.messages import Advance, AlarmChanged, EndpointChanged, TeardownVariant
+from chalicelib.domain.errors import ConcurrentUpdateError, InvalidStateError, RetryableError
+from chalicelib.domain.messages import Advance, AlarmChanged, Delivery, EndpointChanged, TeardownVariant
 from chalicelib.domain.models import AlarmState, EndpointState, Stage, Task, TaskStatus, iso
 from chalicelib.domain.names import variant_alarm_names, variant_name
 from chalicelib.services.deploy_worker import MAX_EARLY_RESENDS, DeployWorker
@@ -87,7 +88,7 @@ def test_given_a_deploy_in_creating_when_the_step_runs_then_the_pinned_artifact_
     task = run_next_step(memory_adapters)
     assert task.stage == Stage.WAITING
     spec = hosting.spec(task.variant or "")
-    assert spec is not None and spec.model_data_url == task.config["model_data_url"]
+    assert spec is not None and spec.model_data_url == task.deploy_config.model_data_url
     assert next_step(memory_adapters) == (
         Advance(task.task_id, task.version), memory_adapters.settings.poll_initial_seconds
     )
@@ -390,3 +391,83 @@ def test_given_a_cancel_while_waiting_when_the_next_step_runs_then_the_task_ends
     assert task.status == TaskStatus.CANCELED
     assert teardowns_sent(memory_adapters) == [task.variant]
     assert memory_adapters.locks.get("m") is None
+
+
+# ---- write, then send: nothing waits on its own write, nothing is lost ---------------------------
+
+
+def test_given_a_step_when_it_runs_then_its_next_message_goes_out_after_its_write(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """Issue 22: each step sent its next message before its own write; the next step came first, found the
+    write missing and was sent again 5 s later. Now the message is sent once the write is there."""
+    hosted(memory_adapters)
+    task = submitted_deploy(memory_adapters)
+    message, _ = next_step(memory_adapters)
+    seen_at_send: list[int] = []
+    queue = memory_adapters.deploy_queue
+    original = queue.send
+
+    def send(sent: Any, delay_seconds: int = 0) -> str:
+        stored_now = memory_adapters.store.get(task.task_id)
+        assert stored_now is not None
+        seen_at_send.append(stored_now.version)
+        return original(sent, delay_seconds)
+
+    queue.send = send  # type: ignore[method-assign]
+    memory_adapters.build(DeployWorker).handle(message, Delivery("msg-1"))
+    [(sent_next, _)] = memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    assert isinstance(sent_next, Advance) and seen_at_send == [sent_next.version] == [task.version + 1]
+
+
+def test_given_a_step_that_ended_the_task_when_its_message_comes_again_then_it_gives_back_what_the_task_held(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters, outcome=EndpointState.FAILED)
+    task = deploy_at(memory_adapters, Stage.WAITING)
+    message, _ = next_step(memory_adapters)
+    locks = memory_adapters.locks
+    release = locks.release
+    locks.release = lambda *args, **kwargs: (_ for _ in ()).throw(RetryableError("DynamoDB throttled"))  # type: ignore[method-assign]
+    with pytest.raises(RetryableError):
+        memory_adapters.build(DeployWorker).handle(message, Delivery("msg-7"))
+    ended = stored(memory_adapters, task.task_id)
+    assert ended.status == TaskStatus.FAILED and locks.get("m") is not None  # written, the lease still held
+    locks.release = release  # type: ignore[method-assign]
+    memory_adapters.build(DeployWorker).handle(message, Delivery("msg-7", receive_count=2))
+    assert locks.get("m") is None and memory_adapters.slots.holders() == {}
+    assert stored(memory_adapters, task.task_id) == ended
+
+
+def test_given_a_write_that_landed_though_the_store_said_conflict_when_the_step_runs_then_it_goes_on(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """A conditional write retried after a lost answer fails its own condition; the step reads who wrote."""
+    hosted(memory_adapters)
+    task = deploy_at(memory_adapters, Stage.WAITING)
+    message, _ = next_step(memory_adapters)
+    store = memory_adapters.store
+    update = store.update
+
+    def landed_but_lost_the_answer(written: Task) -> Task:
+        update(written)
+        raise ConcurrentUpdateError(f"task {written.task_id} changed since version {written.version} was read")
+
+    store.update = landed_but_lost_the_answer  # type: ignore[method-assign]
+    memory_adapters.build(DeployWorker).handle(message, Delivery("msg-3"))
+    store.update = update  # type: ignore[method-assign]
+    assert stored(memory_adapters, task.task_id).stage == Stage.VERIFYING
+    assert next_step(memory_adapters) == (Advance(task.task_id, task.version + 1), 0)
+
+
+def test_given_a_cancel_whose_wake_up_was_lost_when_the_tasks_own_older_message_comes_then_it_ends_the_task(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    hosted(memory_adapters, creation_seconds=STILL_CREATING)
+    task = deploy_at(memory_adapters, Stage.WAITING)
+    poll, _ = next_step(memory_adapters)
+    memory_adapters.build(TaskService).cancel(task.task_id)
+    next_step(memory_adapters)  # the cancel's wake-up, lost
+    memory_adapters.build(DeployWorker).handle(poll, Delivery("msg-9"))
+    assert stored(memory_adapters, task.task_id).status == TaskStatus.CANCELED
+    assert teardowns_sent(memory_adapters) == [task.variant]

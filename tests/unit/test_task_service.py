@@ -22,7 +22,7 @@ from chalicelib.domain.errors import (
     TaskNotFoundError,
 )
 from chalicelib.domain.messages import Advance, DeleteModel, IntakeRequest
-from chalicelib.domain.models import ModelLock, Stage, TaskKind, TaskStatus
+from chalicelib.domain.models import ModelLock, Stage, Task, TaskKind, TaskStatus
 from chalicelib.services.tasks import TaskService
 from tests.fakes.artifacts import content_hash_for, minimal_manifest, publish_in_memory
 from tests.fakes.interleave import Interleave
@@ -43,11 +43,11 @@ def deploy(adapters: wiring.Adapters, **body: Any):
 def test_deploy_is_stored_pending_and_dispatched(memory_adapters: wiring.Adapters) -> None:
     task = deploy(memory_adapters, model_id="abc123", config={})
     assert task.status == TaskStatus.PENDING and task.stage == Stage.QUEUED
-    assert task.config["instance_type"] == "ml.g5.xlarge"
+    assert task.deploy_config.instance_type == "ml.g5.xlarge"
     digest = content_hash_for("abc123")
-    assert task.config["model_data_url"] == f"s3://esdeploy-test-artifacts/models/abc123/{digest}/model.tar.gz"
-    assert task.config["content_hash"] == digest
-    assert task.config["bake_seconds"] == 600
+    assert task.deploy_config.model_data_url == f"s3://esdeploy-test-artifacts/models/abc123/{digest}/model.tar.gz"
+    assert task.deploy_config.content_hash == digest
+    assert task.deploy_config.bake_seconds == 600
     queue = memory_adapters.deploy_queue
     assert isinstance(queue, InMemoryQueue)
     assert queue.messages == [(Advance(task.task_id, version=1), 0)]
@@ -293,11 +293,9 @@ def test_given_the_worker_writes_while_a_cancel_is_written_when_cancelling_then_
     assert stored is not None and stored.cancel_requested and stored.version == canceled.version
 
 
-@pytest.mark.parametrize("action", ["cancel", "promote"])
-def test_given_a_task_that_keeps_changing_when_cancelling_or_promoting_then_the_answer_says_so(
-    memory_adapters: wiring.Adapters, action: str
-) -> None:
-    # A candidate awaiting promotion: both a cancel and a promote of it are allowed.
+def awaiting_promotion_behind_a_store_whose_versioned_writes_always_lose(memory_adapters: wiring.Adapters) -> Task:
+    """A candidate awaiting promotion (both a cancel and a promote of it are allowed), and from now on a
+    store on which every conditional update on the version read loses, as to a worker writing non-stop."""
     task = deploy(memory_adapters, embedding_model_id="m", config={"promotion": "manual"})
     task.record(at=memory_adapters.clock.now(), stage=Stage.AWAITING_PROMOTION, status=TaskStatus.PROCESSING)
     task.variant = "esd-m-1-2"
@@ -314,9 +312,30 @@ def test_given_a_task_that_keeps_changing_when_cancelling_or_promoting_then_the_
             raise ConcurrentUpdateError(f"task {task.task_id} changed since version {task.version} was read")
 
     memory_adapters.store = AlwaysLosing(memory_adapters.store)  # type: ignore[assignment]
-    gave_up = f"changed 5 times while the {action} was being written; send the {action} again"
+    return task
+
+
+def test_given_a_task_that_keeps_changing_when_promoting_then_the_answer_says_so(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    task = awaiting_promotion_behind_a_store_whose_versioned_writes_always_lose(memory_adapters)
+    gave_up = "changed 5 times while the promote was being written; send the promote again"
     with pytest.raises(ConcurrentUpdateError, match=gave_up):
-        getattr(tasks(memory_adapters), action)(task.task_id)
+        tasks(memory_adapters).promote(task.task_id)
+
+
+def test_given_a_task_that_keeps_changing_when_cancelling_then_the_cancel_still_lands(
+    memory_adapters: wiring.Adapters,
+) -> None:
+    """Issue 22: a cancel lost its versioned write to the worker five times in a row, answered 409 and
+    the deploy went live; it now has a write of its own that no worker write holds up."""
+    task = awaiting_promotion_behind_a_store_whose_versioned_writes_always_lose(memory_adapters)
+    memory_adapters.deploy_queue.drain()  # type: ignore[attr-defined]
+    canceled = tasks(memory_adapters).cancel(task.task_id)
+    assert canceled.cancel_requested and canceled.is_active
+    stored = memory_adapters.store.get(task.task_id)
+    assert stored is not None and stored.cancel_requested and stored.version == canceled.version
+    assert memory_adapters.deploy_queue.messages == [(Advance(task.task_id, canceled.version), 0)]  # type: ignore[attr-defined]
 
 
 def intake(body: dict[str, Any]) -> IntakeRequest:
@@ -375,7 +394,7 @@ def test_a_deploy_pins_the_key_and_hash_that_latest_names_at_submit(memory_adapt
     task = deploy(memory_adapters, embedding_model_id="m")
     publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
     stored = tasks(memory_adapters).get(TaskKind.DEPLOY, task.task_id)
-    assert (stored.config["model_data_url"], stored.config["content_hash"]) == (v1, content_hash_for("m", 1))
+    assert (stored.deploy_config.model_data_url, stored.deploy_config.content_hash) == (v1, content_hash_for("m", 1))
 
 
 def test_a_replay_returns_the_same_task_after_latest_moved(memory_adapters: wiring.Adapters) -> None:
@@ -384,7 +403,7 @@ def test_a_replay_returns_the_same_task_after_latest_moved(memory_adapters: wiri
     first = deploy(memory_adapters, embedding_model_id="m", id="client-1")
     publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=2))
     again = deploy(memory_adapters, embedding_model_id="m", id="client-1")
-    assert again == first and again.config["content_hash"] == content_hash_for("m", 1)
+    assert again == first and again.deploy_config.content_hash == content_hash_for("m", 1)
     # Even with no artifact left at all, the replay is the stored task, not a 422.
     memory_adapters.artifacts.pointers.clear()  # type: ignore[attr-defined]
     assert deploy(memory_adapters, embedding_model_id="m", id="client-1") == first
@@ -396,7 +415,7 @@ def test_an_explicit_model_data_url_is_pinned_with_the_hash_of_the_manifest_insi
     settings = memory_adapters.settings
     url = publish_in_memory(memory_adapters.artifacts, settings, "m", minimal_manifest("m", version=7))
     task = deploy(memory_adapters, embedding_model_id="m", config={"model_data_url": url})
-    assert (task.config["model_data_url"], task.config["content_hash"]) == (url, content_hash_for("m", 7))
+    assert (task.deploy_config.model_data_url, task.deploy_config.content_hash) == (url, content_hash_for("m", 7))
     with pytest.raises(InvalidRequestError, match="there is no artifact at s3://") as caught:
         deploy(memory_adapters, embedding_model_id="other", config={"model_data_url": url.replace("/m/", "/x/")})
     assert caught.value.field == "config.model_data_url"
@@ -462,7 +481,8 @@ def test_an_image_the_execution_role_cannot_pull_is_refused_at_submit(
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
     )
     if fits:
-        assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": image}).config["image_uri"] == image
+        deployed = deploy(memory_adapters, embedding_model_id="m", config={"image_uri": image})
+        assert deployed.deploy_config.image_uri == image
         return
     with pytest.raises(InvalidRequestError) as caught:
         deploy(memory_adapters, embedding_model_id="m", config={"image_uri": image})
@@ -489,6 +509,6 @@ def test_an_image_of_another_region_is_refused_before_anything_is_made(memory_ad
     memory_adapters.settings = settings
     with pytest.raises(InvalidRequestError, match=r"config\.image_uri .* is in us-east-1"):
         deploy(memory_adapters, embedding_model_id="m", config={"image_uri": settings.default_image_uri})
-    assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).config["image_uri"] == (
+    assert deploy(memory_adapters, embedding_model_id="m", config={"image_uri": eu_image}).deploy_config.image_uri == (
         eu_image
     )
