@@ -41,6 +41,21 @@ SSM_PATH = re.compile(r"/[A-Za-z0-9_.\-/]+")
 SERVING_IMAGE_KEYS = tuple(f"{serving.value}-{processor.value}" for serving in Serving for processor in Processor)
 
 
+def parse_serving_images(text: str) -> dict[str, str]:
+    """ESDEPLOY_SERVING_IMAGES, `handler-gpu=URI,tei-cpu=URI,...`: serving-processor -> image URI
+    (ValueError naming a malformed entry). `esdeploy doctor` reads a deployed function's the same way."""
+    images: dict[str, str] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        key, equals, uri = entry.partition("=")
+        key, uri = key.strip(), uri.strip()
+        if not equals or key not in SERVING_IMAGE_KEYS or not uri:
+            raise ValueError(f"entry {entry!r} is not KEY=IMAGE_URI with KEY one of {', '.join(SERVING_IMAGE_KEYS)}")
+        images[key] = uri
+    return images
+
+
 class Settings(BaseModel):
     """Everything the Lambdas read from their environment: each stage's values are in .chalice/config.json,
     and a setting it leaves out takes the default written here (and only here). Field `x` is read from
@@ -139,20 +154,7 @@ class Settings(BaseModel):
     @field_validator("serving_images", mode="before")
     @classmethod
     def _serving_images(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        images: dict[str, str] = {}
-        for entry in (part.strip() for part in value.split(",")):
-            if not entry:
-                continue
-            key, equals, uri = entry.partition("=")
-            key, uri = key.strip(), uri.strip()
-            if not equals or key not in SERVING_IMAGE_KEYS or not uri:
-                raise ValueError(
-                    f"entry {entry!r} is not KEY=IMAGE_URI with KEY one of {', '.join(SERVING_IMAGE_KEYS)}"
-                )
-            images[key] = uri
-        return images
+        return parse_serving_images(value) if isinstance(value, str) else value
 
     @field_validator("allowed_instance_types")
     @classmethod

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from esdeploy.iam import aws_checks, code_calls
-from esdeploy.iam.code_calls import Needed, StageNames
+from esdeploy.iam.code_calls import ECR_IMAGE, Needed, StageNames
 
 if TYPE_CHECKING:
     from esdeploy.cli_runtime import Runtime
@@ -142,7 +142,7 @@ class Doctor:
         """Every check, in order; a check whose inputs an earlier one could not find is left out."""
         yield from self._guarded("stack", self._check_stack)
         if not self._stage.found:
-            # Before the first deploy: what the account needs all the same.
+            # Before the first deploy (or while its stack is not complete): what the account needs all the same.
             yield from self._guarded("quotas", self._check_quotas)
             yield from self._guarded("service-linked role", self._check_scaling_role)
             return
@@ -184,11 +184,13 @@ class Doctor:
                               "region it is in (--profile, --region)")
                 return
             raise _AwsReadError(f"describe stack {stack}", error) from None
-        self._stage.found = True
-        self._stage.outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
         status = found["StackStatus"]
         where = f"{stack} is {status} in {self.region} (account {self.account})"
         if status in COMPLETE:
+            # Only a complete stack's outputs and functions are what this checkout deployed; before that,
+            # the account's part is checked as before a first deploy.
+            self._stage.found = True
+            self._stage.outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
             yield Finding("stack", True, where)
         elif status.endswith("_IN_PROGRESS"):
             yield Finding("stack", False, where, "wait until it is complete, then run doctor again")
@@ -377,28 +379,58 @@ class Doctor:
                       {"missing": [_missing_json(entry, decision) for entry, decision in denied]})
 
     def _check_image(self) -> Iterator[Finding]:
+        """Every image the stage deploys (the default and each serving's per processor): in the stack's
+        region, and pullable by the execution role."""
         names = self._stage.names
         assert names is not None
-        image = names.image()
-        if not image:
-            yield Finding("serving image", False, f"ESDEPLOY_DEFAULT_IMAGE_URI {names.image_uri!r} is not an ECR image",
-                          f"make package STAGE={self._stage_name} resolves the serving image of the region ({DOCS})")
-            return
-        if image["region"] != self.region:
-            yield Finding("serving image", False, f"{names.image_uri} is in {image['region']}, the stack in "
-                          f"{self.region}: SageMaker pulls images only from its own region",
-                          f"AWS_REGION={self.region} make package deploy STAGE={self._stage_name}")
-            return
-        entries = [e for e in code_calls.load() if e.principal == "execution-role"]
-        denied = self._denied(names.execution_role_arn, entries)
+        images = self._stage_images()
         short = names.execution_role_arn.rsplit("/", 1)[-1]
-        if denied:
-            yield Finding("serving image", False, f"the execution role {short} may not: {_grants(denied)}",
-                          f"{self._redeploy} restores infra/template.yaml's SageMakerExecutionRole",
-                          {"missing": [_missing_json(entry, decision) for entry, decision in denied]})
+        entries = [e for e in code_calls.load() if e.principal == "execution-role"]
+        problems: list[str] = []
+        fixes: list[str] = []
+        missing: list[dict[str, Any]] = []
+        for used_for, uri in images.items():
+            image = ECR_IMAGE.match(uri)
+            if image is None:
+                problems.append(f"{used_for} {uri!r} is not an ECR image")
+                fixes.append(f"make package STAGE={self._stage_name} resolves the serving images of the "
+                             f"region ({DOCS})")
+                continue
+            if image["region"] != self.region:
+                problems.append(f"{used_for} {uri} is in {image['region']}, the stack in {self.region}: SageMaker "
+                                "pulls images only from its own region")
+                fixes.append(f"AWS_REGION={self.region} make package deploy STAGE={self._stage_name}")
+                continue
+            values = {"${ImageAccount}": image["account"], "${ImageRepository}": image["repo"]}
+            denied = self._denied(names.execution_role_arn, entries, values)
+            if denied:
+                problems.append(f"the execution role {short} may not pull {used_for}: {_grants(denied)}")
+                fixes.append(f"{self._redeploy} restores infra/template.yaml's SageMakerExecutionRole")
+                missing += [_missing_json(entry, decision) for entry, decision in denied]
+        if problems:
+            yield Finding("serving image", False, "; ".join(problems), "; ".join(dict.fromkeys(fixes)),
+                          {"missing": missing} if missing else {})
             return
-        yield Finding("serving image", True, f"{names.image_uri} is in {self.region}; the execution role {short} may "
-                      "pull it and read the artifacts")
+        yield Finding("serving image", True, f"{len(images)} image(s) ({', '.join(images)}) are in {self.region}; "
+                      f"the execution role {short} may pull them and read the artifacts")
+
+    def _stage_images(self) -> dict[str, str]:
+        """What each deploy may run, by what it is used for: the deploy worker's default image and its
+        ESDEPLOY_SERVING_IMAGES (an image named twice is checked once)."""
+        from chalicelib.config import parse_serving_images
+
+        names = self._stage.names
+        assert names is not None
+        environment = self._stage.functions["deploy_worker"].environment
+        found: dict[str, str] = {"the default image": names.image_uri} if names.image_uri else {}
+        try:
+            serving = parse_serving_images(str(environment.get("ESDEPLOY_SERVING_IMAGES", "")))
+        except ValueError as error:
+            return {**found, "ESDEPLOY_SERVING_IMAGES": str(error)}
+        for key, uri in serving.items():
+            if uri not in found.values():
+                found[f"the {key} image"] = uri
+        return found
 
     def _check_artifacts(self) -> Iterator[Finding]:
         names = self._stage.names
@@ -489,11 +521,13 @@ class Doctor:
 
     # ---- IAM's simulator ---------------------------------------------------------------------------
 
-    def _denied(self, principal: str, entries: list[Needed]) -> list[tuple[Needed, str]]:
-        """The entries IAM's simulator does not allow `principal` (with the decision it gave)."""
+    def _denied(self, principal: str, entries: list[Needed],
+                overrides: Mapping[str, str] | None = None) -> list[tuple[Needed, str]]:
+        """The entries IAM's simulator does not allow `principal` (with the decision it gave);
+        `overrides`: placeholders of the list filled otherwise than by the stage's names."""
         names = self._stage.names
         assert names is not None
-        values = names.example_values()
+        values = {**names.example_values(), **(overrides or {})}
         groups: dict[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], list[Needed]] = {}
         for entry in entries:
             filled = entry.filled(values)

@@ -14,6 +14,7 @@ their configuration: `esdeploy local` runs their handlers in-process.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -111,7 +112,14 @@ def _cfn_yaml() -> ModuleType:
 
 
 def load_cfn(path: Path) -> dict[str, Any]:
-    """A CloudFormation YAML template as plain data (short tags in their long form)."""
+    """A CloudFormation YAML template as plain data (short tags in their long form): a copy of its
+    own for each caller, parsed once per version of the file (each test's embedded AWS reads it)."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_cfn(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_cfn(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     loaded = _cfn_yaml().load(path)
     if not isinstance(loaded, dict):
         raise TemplateError(f"{path} is not a CloudFormation template")

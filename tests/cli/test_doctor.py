@@ -8,6 +8,7 @@ account in place and puts it back.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -282,3 +283,69 @@ def test_an_unknown_profile_is_exit_5_before_any_check(account: Account) -> None
     result = CliRunner().invoke(app, ["--profile", "nosuch-profile", "doctor", "--stage", STAGE])
     assert result.exit_code == 5
     assert "nosuch-profile" in result.output
+
+
+@contextmanager
+def function_environment(account: Account, function: str, **changed: str) -> Iterator[None]:
+    """A deployed function's environment with some variables changed, for the time of a case."""
+    lam = account.client("lambda")
+    name = f"esdeploy-{STAGE}-{function.replace('_', '-')}"
+    before = lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**before, **changed}})
+    try:
+        yield
+    finally:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": before})
+
+
+def test_every_serving_image_of_the_stage_is_checked_each_with_its_own_words(account: Account) -> None:
+    """The handler's and TEI's images per processor: one in another region, one from a repository the
+    execution role may not pull; the line names each and what to do."""
+    code, output = doctor()
+    assert code == 0 and "4 image(s) (the default image, the handler-cpu image, the tei-gpu image, the tei-cpu " \
+        "image) are in us-east-1" in line(output, "serving image")
+    images = {
+        "handler-gpu": TEST_ENV["ESDEPLOY_DEFAULT_IMAGE_URI"],
+        "tei-gpu": "683313688378.dkr.ecr.eu-west-1.amazonaws.com/tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04",
+        "tei-cpu": "111122223333.dkr.ecr.us-east-1.amazonaws.com/tei-cpu:1.8",
+    }
+    with function_environment(account, "deploy_worker",
+                              ESDEPLOY_SERVING_IMAGES=",".join(f"{k}={v}" for k, v in images.items())):
+        code, output = doctor("--json")
+    assert code == 1
+    (problem,) = [c for c in json.loads(output)["checks"] if c["status"] == "problem"]
+    assert problem["check"] == "serving image"
+    assert (f"the tei-gpu image {images['tei-gpu']} is in eu-west-1, the stack in us-east-1: SageMaker pulls images "
+            "only from its own region") in problem["detail"]
+    assert ("may not pull the tei-cpu image: ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on "
+            "arn:aws:ecr:us-east-1:111122223333:repository/tei-cpu") in problem["detail"]
+    assert "AWS_REGION=us-east-1 make package deploy STAGE=test" in problem["fix"]
+    assert {m["resource"] for m in problem["missing"]} == {"arn:aws:ecr:us-east-1:111122223333:repository/tei-cpu"}
+
+
+def test_an_api_that_does_not_answer_fails_its_check_and_says_where_to_look(account: Account) -> None:
+    """A stage whose API URL answers nothing (a deleted API stage, say): the api line says so."""
+    dead = f"http://{LOOPBACK}:{free_port()}/"
+    gone = {k: v.replace("esdeploy-test-", "esdeploy-noapi-") for k, v in TEST_ENV.items()}
+    gone.update(ESDEPLOY_STAGE="noapi", ESDEPLOY_SSM_PREFIX="/esdeploy/noapi")
+    create_resources(account.session, gone, functions=True, outputs={"EndpointURL": dead})
+    result = CliRunner().invoke(app, ["doctor", "--stage", "noapi"])
+    problem = line(result.stdout, "api")
+    assert problem.startswith(f"PROBLEM  api: GET {dead.rstrip('/')}/health:")
+    assert "check the API stage in the API Gateway console" in problem
+    assert line(result.stdout, "outputs").startswith("ok") and "Traceback" not in result.output
+
+
+def test_a_stack_still_being_made_says_to_wait(account: Account) -> None:
+    """moto leaves a stack whose resource it could not make CREATE_IN_PROGRESS (CloudFormation would
+    roll it back): doctor names the status and says to wait, and checks nothing that needs it."""
+    cloudformation = account.client("cloudformation")
+    with contextlib.suppress(Exception):  # moto raises the resource's own error from create_stack
+        cloudformation.create_stack(StackName="esdeploy-unfinished", TemplateBody=json.dumps({
+            "Resources": {"Table": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "half"}}}}))
+    result = CliRunner().invoke(app, ["doctor", "--stage", "unfinished"])
+    assert result.exit_code == 1
+    problem = line(result.stdout, "stack")
+    assert problem.startswith("PROBLEM  stack: esdeploy-unfinished is CREATE_IN_PROGRESS in us-east-1"), problem
+    assert "wait until it is complete, then run doctor again" in problem
+    assert "outputs" not in result.stdout and "Traceback" not in result.output
