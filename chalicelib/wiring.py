@@ -103,6 +103,7 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
     from botocore.config import Config
 
     from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
+    from chalicelib.adapters.dynamodb_table import DocumentTable
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
     from chalicelib.adapters.lazy_clients import OnFirstUse
     from chalicelib.adapters.s3_artifacts import S3Artifacts
@@ -113,11 +114,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
 
     config = config or settings()
     retries = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
-    # Each client or resource is made when a handler first calls it (chalicelib/adapters/lazy_clients.py).
-    dynamodb = OnFirstUse(lambda: boto3.resource("dynamodb", config=retries))
+    # Each client is made when a handler first calls it (chalicelib/adapters/lazy_clients.py).
+    dynamodb = OnFirstUse(lambda: boto3.client("dynamodb", config=retries))
     sqs = OnFirstUse(lambda: boto3.client("sqs", config=retries))
-    models_table = OnFirstUse(lambda: dynamodb.Table(config.models_table))
-    tasks_table = OnFirstUse(lambda: dynamodb.Table(config.tasks_table))
+    models_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.models_table))
+    tasks_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.tasks_table))
 
     def sagemaker_hosting() -> Hosting:
         from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
