@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -31,6 +34,11 @@ from tests.fakes.artifacts import publish_to_s3
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
+
+# moto's mock_aws() gives each test a new default boto3 session, and every new botocore session reads
+# each service's model files again (0.05 s a client: most of a moto test's set-up). The models are
+# data that never change during a run, so the whole run shares one loader.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
 
 # The serving image for the test stage's region (infra/package.sh resolves it per region for dev/prod).
 TEST_IMAGE_URI = (
