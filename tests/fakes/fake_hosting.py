@@ -27,6 +27,7 @@ from chalicelib.adapters.sagemaker_shapes import (
 )
 from chalicelib.adapters.system_clock import SystemClock
 from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError
+from chalicelib.domain.invoke_rules import InvokeInputError, read_inputs
 from chalicelib.domain.models import EndpointState
 from chalicelib.domain.serving import Serving
 from chalicelib.ports import Clock, VariantInfo, VariantSpec, VariantStatus
@@ -416,17 +417,13 @@ class FakeHosting:
             raise fault.error
 
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
-    """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""
+    """The serving handler's request rules (the invoke rules), answered as it would (a 400 inside a ModelError)."""
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise EndpointRefusedError(name, 400, 'missing "inputs"')
-    inputs = payload["inputs"]
-    texts = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(texts, list) or not texts:
-        raise EndpointRefusedError(name, 400, '"inputs" must be a non-empty list')
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise EndpointRefusedError(name, 400, f"inputs[{index}] is not a string")
-    return texts
+    try:
+        return list(read_inputs(payload["inputs"]))
+    except InvokeInputError as error:
+        raise EndpointRefusedError(name, 400, str(error)) from None
 
 
 def _answer(step: Answer, name: str, texts: list[str], model_id: str, dimension: int) -> dict[str, Any]:
