@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -67,6 +69,12 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
     "ESDEPLOY_SERVING_IMAGES": TEST_SERVING_IMAGES,
 }
+
+# app.py names its SQS event sources' queues from the environment at import, as `chalice package` and the local
+# stack do for a stage: imported here first, under the test stage's variables, Chalice's queue -> function map
+# (app.event_sources, read by esdeploy.local.pollers.queue_functions) names the queues the tests create.
+with mock.patch.dict(os.environ, TEST_ENV):
+    import app  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from chalicelib.adapters.memory import (
     ManualClock,
 )
 from chalicelib.config import Settings, dead_letter_name, load_settings
+from esdeploy.local.pollers import queue_functions
 from tests.fakes.crash_points import WRITES, Crash, CrashingPort, CrashPlan
 from tests.fakes.fake_hosting import FakeHosting
 from tests.fakes.simulated_sqs import SimulatedQueuePort, SimulatedSqs
@@ -203,13 +204,7 @@ def memory_world(env: dict[str, str], plan: CrashPlan, hosting: FakeHosting) -> 
         settings=settings, artifacts=InMemoryArtifacts(), clock=clock,
         hosting_factory=lambda: crashing_hosting, alarms_factory=lambda: crashing_alarms, **wrapped,
     )
-    handlers = {
-        settings.requests_queue: "requests_worker",
-        settings.deploy_queue: "deploy_worker",
-        settings.teardown_queue: "teardown_worker",
-        dead_letter_name(settings.deploy_queue): "deploy_dead_letters",
-        dead_letter_name(settings.teardown_queue): "teardown_dead_letters",
-    }
+    handlers = queue_functions(app)
     with mock.patch.dict("os.environ", env), Client(app) as client:
         wiring.use(adapters)
         try:
