@@ -14,7 +14,11 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import (
+from chalicelib.config import Settings, load_settings
+from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
+from esdeploy.local.environment import stage_environment
+from tests.fakes.artifacts import publish_to_s3
+from tests.fakes.memory import (
     InMemoryAlarms,
     InMemoryAliases,
     InMemoryAliasMirror,
@@ -23,13 +27,10 @@ from chalicelib.adapters.memory import (
     InMemoryModelLocks,
     InMemoryModels,
     InMemoryQueue,
+    InMemoryScaling,
     InMemoryTaskStore,
     ManualClock,
 )
-from chalicelib.config import Settings, load_settings
-from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
-from esdeploy.local.environment import stage_environment
-from tests.fakes.artifacts import publish_to_s3
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
@@ -142,6 +143,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
         requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
+        scaling_factory=InMemoryScaling,
         alarms_factory=lambda: InMemoryAlarms(clock),
     )
     wiring.use(adapters)

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
 from tests.contract.test_hosting_contract import PREFIX, make_spec
 from tests.fakes import ALL_PARTS, Answer, FakeHosting, fake_embedding
+from tests.fakes.memory import ManualClock
 
 
 def test_fake_embedding_is_deterministic_and_unit_norm() -> None:
