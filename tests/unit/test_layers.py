@@ -78,6 +78,8 @@ def test_the_lambda_bundle_holds_no_module_that_only_tests_use() -> None:
     users = [ROOT / "app.py", *LIB.rglob("*.py"), *(ROOT / "esdeploy").rglob("*.py"), *(ROOT / "infra").glob("*.py")]
     used = set().union(*(imported_names(path) for path in users))
     shipped = {
-        ".".join(path.relative_to(ROOT).with_suffix("").parts) for path in LIB.rglob("*.py") if path.name != "__init__.py"
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in LIB.rglob("*.py")
+        if path.name != "__init__.py"
     }
     assert sorted(shipped - used) == []
