@@ -9,7 +9,6 @@ from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib import wiring
-from chalicelib.adapters.queue_messages import delivery_of, read_dead_letter, read_deploy_tasks, read_teardown_tasks
 from chalicelib.api.docs import AssetNotFoundError, docs_asset, docs_page
 from chalicelib.api.errors import error_answer
 from chalicelib.api.http import answer, in_our_error_shape
@@ -234,9 +233,10 @@ def rollback_model(embedding_model_id: str) -> Response:
 @app.on_sqs_message(queue=handler_queue_name("deploy"), batch_size=1)
 def deploy_worker(event: SQSEvent) -> dict[str, Any]:
     """Advances one deploy task by one step (or wakes it on an endpoint state change)."""
+    messages = wiring.adapters().messages
     return process_sqs_batch(
-        "deploy_worker", event.to_dict(), read_deploy_tasks,
-        lambda message, record: wiring.service(DeployWorker).handle(message, delivery_of(record)),
+        "deploy_worker", event.to_dict(), messages.read_deploy_tasks,
+        lambda message, record: wiring.service(DeployWorker).handle(message, messages.delivery_of(record)),
     )
 
 
@@ -244,7 +244,7 @@ def deploy_worker(event: SQSEvent) -> dict[str, Any]:
 def teardown_worker(event: SQSEvent) -> dict[str, Any]:
     """Tears down one variant, or runs one delete task."""
     return process_sqs_batch(
-        "teardown_worker", event.to_dict(), read_teardown_tasks,
+        "teardown_worker", event.to_dict(), wiring.adapters().messages.read_teardown_tasks,
         lambda message, _record: wiring.service(TeardownWorker).handle(message),
     )
 
@@ -264,13 +264,17 @@ def _dead_letter(kind: str) -> Any:
 @app.on_sqs_message(queue=dead_letter_queue_name("deploy"), batch_size=1)
 def deploy_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A deploy-tasks message SQS gave up on: its task ends failed, its green is torn down."""
-    return process_sqs_batch("deploy_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("deploy"))
+    return process_sqs_batch(
+        "deploy_dead_letters", event.to_dict(), wiring.adapters().messages.read_dead_letter, _dead_letter("deploy")
+    )
 
 
 @app.on_sqs_message(queue=dead_letter_queue_name("teardown"), batch_size=1)
 def teardown_dead_letters(event: SQSEvent) -> dict[str, Any]:
     """A teardown-tasks message SQS gave up on: a delete task ends failed; a variant is logged loudly."""
-    return process_sqs_batch("teardown_dead_letters", event.to_dict(), read_dead_letter, _dead_letter("teardown"))
+    return process_sqs_batch(
+        "teardown_dead_letters", event.to_dict(), wiring.adapters().messages.read_dead_letter, _dead_letter("teardown")
+    )
 
 
 @app.schedule("rate(10 minutes)")

@@ -1,11 +1,12 @@
 """Ports: the interfaces the services need; adapters (AWS, in-memory, local) implement them."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.domain.messages import WorkMessage
+from chalicelib.domain.messages import DeadLetter, Delivery, DeployTasksMessage, TeardownTasksMessage, WorkMessage
 from chalicelib.domain.models import (
     AlarmReading,
     AlarmThresholds,
@@ -115,6 +116,23 @@ class Queue(Protocol):
 
     def send(self, message: WorkMessage, delay_seconds: int = 0) -> str:
         """Returns the message id; raises DispatchError when the message was not sent."""
+        ...
+
+
+class QueueMessages(Protocol):
+    """How a handler reads what its queue delivers: the work queues' wire format, which only adapters know.
+    A body no reader understands is UnreadableMessageError (logged and acknowledged: no retry can help)."""
+
+    def read_deploy_tasks(self, text: str) -> DeployTasksMessage: ...
+
+    def read_teardown_tasks(self, text: str) -> TeardownTasksMessage: ...
+
+    def read_dead_letter(self, text: str) -> DeadLetter:
+        """Any message of ours, SageMaker's or CloudWatch's: a dead-letter queue holds whatever its queue held."""
+        ...
+
+    def delivery_of(self, record: Mapping[str, Any]) -> Delivery:
+        """Which delivery a Lambda SQS record is: its message id and receive count."""
         ...
 
 

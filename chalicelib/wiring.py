@@ -18,6 +18,7 @@ from chalicelib.ports import (
     LiveModelSlots,
     ModelLocks,
     Queue,
+    QueueMessages,
     Scaling,
     TaskStore,
 )
@@ -33,16 +34,12 @@ def _no_hosting() -> Hosting:
     raise RuntimeError("these adapters have no hosting: pass hosting_factory")
 
 
-def _memory_scaling() -> Scaling:
-    from chalicelib.adapters.memory import InMemoryScaling
-
-    return InMemoryScaling()
+def _no_scaling() -> Scaling:
+    raise RuntimeError("these adapters have no scaling: pass scaling_factory")
 
 
-def _memory_alarms() -> Alarms:
-    from chalicelib.adapters.memory import InMemoryAlarms
-
-    return InMemoryAlarms()
+def _no_alarms() -> Alarms:
+    raise RuntimeError("these adapters have no alarms: pass alarms_factory")
 
 
 @dataclass
@@ -68,9 +65,9 @@ class Adapters:
     # SageMaker clients cost time to build: `hosting` calls this on its first use only.
     hosting_factory: Callable[[], Hosting] = _no_hosting
     # Likewise the Application Auto Scaling client, which only the workers need.
-    scaling_factory: Callable[[], Scaling] = _memory_scaling
+    scaling_factory: Callable[[], Scaling] = _no_scaling
     # And the CloudWatch client (the deploy and teardown workers).
-    alarms_factory: Callable[[], Alarms] = _memory_alarms
+    alarms_factory: Callable[[], Alarms] = _no_alarms
 
     @cached_property
     def hosting(self) -> Hosting:
@@ -83,6 +80,13 @@ class Adapters:
     @cached_property
     def scaling(self) -> Scaling:
         return self.scaling_factory()
+
+    @cached_property
+    def messages(self) -> QueueMessages:
+        """The work queues' wire format, imported on a worker's first message (the HTTP function never reads one)."""
+        from chalicelib.adapters import queue_messages
+
+        return queue_messages
 
     @property
     def outbox(self) -> Outbox:

@@ -16,6 +16,7 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 from typer.core import TyperGroup
 
+from chalicelib.domain.models import TERMINAL_STATUSES
 from esdeploy import views
 from esdeploy.api_client import ApiError, ApiUnreachableError, SigningError
 from esdeploy.cli_help import in_words
@@ -105,7 +106,7 @@ class Runtime:
         task = handle.task
         if not wait:
             self.show(task, views.task_summary(task, plain=self.plain))
-            if not self.json and task["status"] not in ("done", "failed", "refused", "canceled"):
+            if not self.json and task["status"] not in TERMINAL_STATUSES:
                 follow = f"follow it: esdeploy status {task['task_id']} --wait"
                 self.out.print(Text(follow, style="dim"), soft_wrap=True)
             return

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from chalicelib.domain.models import TERMINAL_STATUSES
 from esdeploy.api_client import (
     DEFAULT_API_URL,
     DEFAULT_TIMEOUT_SECONDS,
@@ -75,7 +76,7 @@ class TaskHandle:
     @property
     def done(self) -> bool:
         """Ended, however it ended (done, failed, refused, canceled), as last seen."""
-        return self.task["status"] in ("done", "failed", "refused", "canceled")
+        return self.task["status"] in TERMINAL_STATUSES
 
     def status(self) -> Task:
         """Ask the API again; the answer is kept in `task`."""

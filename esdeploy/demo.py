@@ -28,7 +28,7 @@ import requests
 
 from chalicelib.adapters.sagemaker_shapes import event_status
 from chalicelib.domain.artifacts import ArtifactLayout
-from chalicelib.domain.models import EndpointState
+from chalicelib.domain.models import TERMINAL_STATUSES, EndpointState
 from chalicelib.services.smoke import cosine
 from esdeploy.client import Client
 from esdeploy.embedder import Embedder
@@ -41,7 +41,6 @@ MODEL_ID = "all-minilm-l6-v2"
 ALIAS_TTL = 5.0
 # Where a TEI version of the demo runs: a CPU type (TEI's CPU image), a tenth of a GPU's price.
 TEI_INSTANCE_TYPE = "ml.c6i.large"
-TERMINAL = {"done", "failed", "refused", "canceled"}
 
 
 def minilm_dir() -> Path:
@@ -107,7 +106,7 @@ class Demo:
             if task["stage"] != seen:
                 seen = task["stage"]
                 self.report.step(f"  {kind} {task_id[:8]}: {task['status']} / {task['stage']}")
-            if task["status"] in TERMINAL or (until is not None and until(task)):
+            if task["status"] in TERMINAL_STATUSES or (until is not None and until(task)):
                 return task
             time.sleep(0.5)
         raise RuntimeError(f"{kind} task {task_id} did not {'get there' if until else 'end'} in {timeout} s")
@@ -175,7 +174,7 @@ class Demo:
     def deploy_live(self, label: str, config: dict[str, Any]) -> dict[str, Any]:
         """A deploy that replaces a live version: the task once its variant is live (its bake has begun)."""
         live = self.wait("deploy", self.submit(label, config), until=lambda task: task.get("live_at") is not None)
-        if live["status"] in TERMINAL and live["status"] != "done":
+        if live["status"] in TERMINAL_STATUSES and live["status"] != "done":
             raise RuntimeError(f"deploy {label} ended {live['status']}: {live.get('detail')}")
         self.report.step(f"deploy {label} live on {live['endpoint_name']} at {live['live_at']}, now {live['stage']}")
         return live

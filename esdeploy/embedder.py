@@ -22,7 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.serving_wire import AnswerError, decode_answer_bytes
-from chalicelib.domain.answer_size import MAX_REQUEST_BYTES, MAX_TEXTS_PER_REQUEST, texts_that_fit
+from chalicelib.domain.answer_size import texts_that_fit
+from chalicelib.domain.invoke_rules import MAX_REQUEST_BYTES, MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.names import alias_parameter
 from chalicelib.domain.serving import SAFE_TEXTS_PER_REQUEST
 

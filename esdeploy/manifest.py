@@ -1,29 +1,29 @@
-"""Operator tool layer: the artifact manifest (esdeploy-manifest/1) and its content hash.
+"""Operator tool layer: the artifact manifest (esdeploy-manifest/1) as the packager writes it, and its content hash.
 
-Stdlib only, so that the packager, the fresh-process artifact check and an old-transformers
-compatibility venv can all import it without torch. The Lambdas never import it: they read the
-manifest's JSON through the Artifacts port.
+Its rules are the manifest contract's (chalicelib/domain/manifest.py), which the gate reads too; this module adds
+the whole record (versions, image, region, times) and the file hashing. Stdlib and the domain only, so that the
+packager, the fresh-process artifact check and an old-transformers compatibility venv can all import it without
+torch. The Lambdas never import it: they read the manifest's JSON through the Artifacts port.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT = "esdeploy-manifest/1"
-MANIFEST_NAME = "manifest.json"
-POOLING_MODES = ("mean", "cls", "max")
-# chalicelib.domain.serving.Serving's values (not imported: stdlib only). A manifest without `serving` is
-# the handler's, as every artifact packaged before TEI was.
-SERVINGS = ("handler", "tei")
-# The same rule as chalicelib.domain.names.ID_PATTERN (not imported: this module stays stdlib-only
-# for the container and compat venvs); the id becomes one S3 key segment.
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from chalicelib.domain import manifest as contract
+from chalicelib.domain.manifest import FORMAT, MANIFEST_NAME, POOLING_MODES
+from chalicelib.domain.names import ID_PATTERN
+from chalicelib.domain.serving import Serving
+
+__all__ = ["FORMAT", "MANIFEST_NAME", "POOLING_MODES", "SERVINGS", "Manifest", "ManifestError"]
+
+# A manifest without `serving` is the handler's, as every artifact packaged before TEI was.
+SERVINGS = tuple(serving.value for serving in Serving)
 
 
 class ManifestError(ValueError):
@@ -32,7 +32,8 @@ class ManifestError(ValueError):
 
 def validate_model_id(model_id: str) -> str:
     """1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."""
-    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+    # The id becomes one S3 key segment: the API's id rule (chalicelib.domain.names).
+    if not isinstance(model_id, str) or not ID_PATTERN.fullmatch(model_id):
         raise ManifestError(
             f"model id {model_id!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -70,27 +71,12 @@ class Manifest:
         return serving_settings(self.pooling, self.normalize, self.max_seq_length, self.serving)
 
     def validate(self) -> None:
-        if self.format != FORMAT:
-            raise ManifestError(f"format is {self.format!r}, expected {FORMAT!r}")
-        if self.serving not in SERVINGS:
-            raise ManifestError(f"serving must be one of {SERVINGS}, not {self.serving!r}")
+        """The manifest contract's rules (the gate's too), then the model id's."""
+        try:
+            contract.check_fields(self.to_dict())
+        except contract.ManifestFieldError as error:
+            raise ManifestError(f"manifest field {error}") from None
         validate_model_id(self.model_id)
-        if not isinstance(self.dimension, int) or isinstance(self.dimension, bool) or self.dimension <= 0:
-            raise ManifestError("dimension must be a positive integer")
-        if self.pooling not in POOLING_MODES:
-            raise ManifestError(f"pooling must be one of {POOLING_MODES}, not {self.pooling!r}")
-        if not isinstance(self.normalize, bool):
-            raise ManifestError("normalize must be a boolean")
-        if not isinstance(self.max_seq_length, int) or self.max_seq_length <= 0:
-            raise ManifestError("max_seq_length must be a positive integer")
-        if not self.probe_texts or not all(isinstance(t, str) for t in self.probe_texts):
-            raise ManifestError("probe_texts must be a non-empty list of strings")
-        if len(self.reference_embeddings) != len(self.probe_texts):
-            raise ManifestError("reference_embeddings must have one vector per probe text")
-        if any(len(vector) != self.dimension for vector in self.reference_embeddings):
-            raise ManifestError(f"every reference embedding must have {self.dimension} values")
-        if not re.fullmatch(r"[0-9a-f]{64}", self.content_sha256):
-            raise ManifestError("content_sha256 must be 64 lowercase hex digits")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

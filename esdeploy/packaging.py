@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from chalicelib.domain.manifest import ManifestFieldError, read_probe_texts
 from chalicelib.domain.serving import Serving
 from esdeploy.artifact_check import CHECK_ENV
 from esdeploy.images import ImageLookupError, serving_image_uri
@@ -51,7 +52,6 @@ PROBE_TEXTS: tuple[str, ...] = (
         * 6
     ),
 )
-MAX_PROBE_TEXTS = 32
 
 # Model files worth shipping; READMEs, training logs and other formats' weights stay behind.
 MODEL_FILES = frozenset(
@@ -340,9 +340,11 @@ def package(request: PackageRequest, progress: Progress = _noop) -> PackageResul
         raise PackagingError(str(exc)) from None
     if not request.model_dir.is_dir():
         raise PackagingError(f"{request.model_dir} is not a directory")
-    probes = tuple(request.probe_texts)
-    if not probes or len(probes) > MAX_PROBE_TEXTS or not all(isinstance(t, str) and t.strip() for t in probes):
-        raise PackagingError(f"probe texts must be 1-{MAX_PROBE_TEXTS} non-blank strings")
+    try:
+        # The gate's rule, at packaging: an artifact whose probe texts it would refuse is never built.
+        probes = read_probe_texts(tuple(request.probe_texts))
+    except ManifestFieldError as error:
+        raise PackagingError(f"probe texts: the manifest field {error} (--probe)") from None
     try:
         image_uri = serving_image_uri(request.region, request.instance_type, request.serving)
     except ImageLookupError as exc:

@@ -15,6 +15,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from chalicelib.domain.models import DELETE_STAGES, TERMINAL_STATUSES, Promotion, TaskKind, TaskStatus
+from chalicelib.domain.models import stage_order as stages_of
 from esdeploy.api_client import ApiError, ApiUnreachableError, Task
 from esdeploy.exits import Exit
 from esdeploy.wording import for_the_cli
@@ -24,22 +26,18 @@ DEFAULT_WAIT_TIMEOUT_SECONDS = 1800.0
 # A gateway blip must not end a 20-minute wait; a persistent outage must not hang it either.
 MAX_CONSECUTIVE_POLL_ERRORS = 5
 
-STAGES: dict[str, tuple[str, ...]] = {
-    # baking: green is live, the previous variant stays up and the rollback alarms are watched.
-    "deploy": ("queued", "preflight", "creating", "waiting", "verifying", "swapping", "baking", "finished"),
-    "delete": ("queued", "unaliasing", "tearing_down", "finished"),
+# Plain wait lines keep their columns whatever stage comes: as wide as the longest stage name.
+STAGE_WIDTH = max(len(stage) for stage in stages_of(TaskKind.DEPLOY, Promotion.MANUAL) + DELETE_STAGES)
+
+# The exit code of each way a task ends (the domain's terminal statuses: a test holds the two together).
+_BY_STATUS: dict[str, Exit] = {
+    TaskStatus.DONE: Exit.DONE, TaskStatus.FAILED: Exit.FAILED, TaskStatus.REFUSED: Exit.REFUSED,
+    TaskStatus.CANCELED: Exit.CANCELED,
 }
 
 
-# Plain wait lines keep their columns whatever stage comes: as wide as the longest stage name.
-STAGE_WIDTH = max(len(stage) for stage in (*STAGES["deploy"], *STAGES["delete"], "awaiting_promotion"))
-
-_BY_STATUS = {"done": Exit.DONE, "failed": Exit.FAILED, "refused": Exit.REFUSED, "canceled": Exit.CANCELED}
-TERMINAL = frozenset(_BY_STATUS)
-
-
 def is_terminal(task: Task) -> bool:
-    return task["status"] in TERMINAL
+    return task["status"] in TERMINAL_STATUSES
 
 
 def awaits_promotion(task: Task) -> bool:
@@ -49,11 +47,12 @@ def awaits_promotion(task: Task) -> bool:
 
 
 def stage_order(task: Task) -> list[str]:
-    """The stages a task goes through, in order: a manual promotion adds its wait before the swap."""
-    order = list(STAGES.get(task.get("kind", "deploy"), ()))
-    if task.get("config", {}).get("promotion") == "manual" and "swapping" in order:
-        order.insert(order.index("swapping"), "awaiting_promotion")
-    return order
+    """The stages a task goes through, in order (the server's): a manual promotion adds its wait before the swap."""
+    kind = task.get("kind", TaskKind.DEPLOY.value)
+    if kind not in tuple(TaskKind):
+        return []
+    manual = task.get("config", {}).get("promotion") == Promotion.MANUAL
+    return [stage.value for stage in stages_of(TaskKind(kind), Promotion.MANUAL if manual else Promotion.AUTO)]
 
 
 def exit_for(task: Task) -> Exit:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chalicelib.domain.manifest import TEI_NORMALISES, TEI_POOLS, serving_problem
+from chalicelib.domain.serving import Serving
 from esdeploy.local.tei_model import (
     CUDA_ONLY_MODEL_TYPES,
     TeiLoadError,
@@ -20,8 +22,6 @@ from esdeploy.local.tei_model import (
     read_folder,
 )
 
-# The manifest's poolings TEI has (TEI's own: cls, mean, splade, last_token; `max` is not among them).
-TEI_POOLINGS = ("mean", "cls")
 POOLING_FILE = "1_Pooling/config.json"
 ST_CONFIG_FILE = "sentence_bert_config.json"
 
@@ -33,16 +33,15 @@ class TeiIncompatibleError(ValueError):
 def prepare_for_tei(stage: Path, pooling: str, normalize: bool, max_seq_length: int) -> list[str]:
     """Refuse what TEI cannot serve as `pooling`/`normalize`/`max_seq_length` say, write what it reads;
     returns the files written (relative paths)."""
-    if not normalize:
+    # The manifest contract's rule for TEI (the gate's too), in the packager's words with what to do instead.
+    problem = serving_problem(Serving.TEI, pooling, normalize)
+    if problem is not None and problem.field == "normalize":
         raise TeiIncompatibleError(
-            "TEI normalises every request that does not say normalize: false, so callers would get other vectors "
-            "than this model's (it has no Normalize module): package it with --normalize (the same directions) "
-            "or serve it with the handler"
+            f"{TEI_NORMALISES}, so callers would get other vectors than this model's (it has no Normalize "
+            "module): package it with --normalize (the same directions) or serve it with the handler"
         )
-    if pooling not in TEI_POOLINGS:
-        raise TeiIncompatibleError(
-            f"{pooling} pooling: TEI 1.8.2 pools by cls, mean, splade or last token only; serve it with the handler"
-        )
+    if problem is not None:
+        raise TeiIncompatibleError(f"{pooling} pooling: {TEI_POOLS}; serve it with the handler")
     st_config = _read(stage / ST_CONFIG_FILE)
     if st_config.get("do_lower_case"):
         raise TeiIncompatibleError(

@@ -22,6 +22,8 @@ from transformers import AutoModel, AutoTokenizer
 
 logger = logging.getLogger(__name__)
 
+# The manifest contract's (chalicelib/domain/manifest.py), copied: the container has no chalicelib.
+# tests/serving/test_manifest_copies.py proves the copies agree.
 MANIFEST_NAME = "manifest.json"
 POOLING_MODES = ("mean", "cls", "max")
 JSON_CONTENT_TYPE = "application/json"
@@ -193,6 +195,10 @@ def derive_encoder_config(model_dir: str | Path) -> EncoderConfig:
     )
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def load_encoder_config(model_dir: str | Path) -> EncoderConfig:
     """The model's own encoder config, overridden by manifest.json when the packager wrote one."""
     base = derive_encoder_config(model_dir)
@@ -205,7 +211,8 @@ def load_encoder_config(model_dir: str | Path) -> EncoderConfig:
         raise ModelConfigError(f"manifest pooling {pooling!r} is not one of {POOLING_MODES}")
     normalize = manifest.get("normalize", base.normalize)
     max_seq_length = manifest.get("max_seq_length", base.max_seq_length)
-    if not isinstance(normalize, bool) or not isinstance(max_seq_length, int) or max_seq_length <= 0:
+    # The manifest contract's rules (chalicelib/domain/manifest.py), which this container cannot import.
+    if not isinstance(normalize, bool) or not _is_positive_int(max_seq_length):
         raise ModelConfigError("manifest normalize must be a bool and max_seq_length a positive int")
     return EncoderConfig(
         model_id=str(manifest.get("model_id") or base.model_id),

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import boto3
 import botocore.loaders
@@ -15,7 +17,11 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import (
+from chalicelib.config import Settings, load_settings
+from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
+from esdeploy.local.environment import stage_environment
+from tests.fakes.artifacts import publish_to_s3
+from tests.fakes.memory import (
     InMemoryAlarms,
     InMemoryAliases,
     InMemoryAliasMirror,
@@ -24,13 +30,10 @@ from chalicelib.adapters.memory import (
     InMemoryModelLocks,
     InMemoryModels,
     InMemoryQueue,
+    InMemoryScaling,
     InMemoryTaskStore,
     ManualClock,
 )
-from chalicelib.config import Settings, load_settings
-from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
-from esdeploy.local.environment import stage_environment
-from tests.fakes.artifacts import publish_to_s3
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
@@ -75,6 +78,12 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
     "ESDEPLOY_SERVING_IMAGES": TEST_SERVING_IMAGES,
 }
+
+# app.py names its SQS event sources' queues from the environment at import, as `chalice package` and the local
+# stack do for a stage: imported here first, under the test stage's variables, Chalice's queue -> function map
+# (app.event_sources, read by esdeploy.local.pollers.queue_functions) names the queues the tests create.
+with mock.patch.dict(os.environ, TEST_ENV):
+    import app  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -142,6 +151,7 @@ def memory_adapters(settings: Settings, clock: ManualClock) -> Iterator[wiring.A
         requests_queue=InMemoryQueue("requests"),
         artifacts=InMemoryArtifacts(),
         clock=clock,
+        scaling_factory=InMemoryScaling,
         alarms_factory=lambda: InMemoryAlarms(clock),
     )
     wiring.use(adapters)

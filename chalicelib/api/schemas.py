@@ -24,7 +24,6 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from chalicelib.domain.answer_size import MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.commands import (
     DeployConfigRequest,
     IntakeCommand,
@@ -33,6 +32,7 @@ from chalicelib.domain.commands import (
     SubmitDeploy,
 )
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.invoke_rules import MAX_TEXT_CHARS, MAX_TEXTS_PER_REQUEST, InvokeInputError, read_inputs
 from chalicelib.domain.models import (
     ALARM_NAME_MAX,
     MAX_5XX_ERRORS_PER_MINUTE_RANGE,
@@ -44,10 +44,6 @@ from chalicelib.domain.names import ID_PATTERN, ID_RULE, is_valid_id
 
 # SageMaker's limit for a container image (CreateModel's PrimaryContainer.Image).
 IMAGE_URI_MAX = 255
-# What the endpoint's handler accepts by default (serving/inference.py: MAX_TEXTS, MAX_TEXT_CHARS;
-# docs/serving.md). The handler cannot be imported here (torch), so a test holds the two equal.
-INVOKE_MAX_TEXTS = MAX_TEXTS_PER_REQUEST
-INVOKE_MAX_TEXT_CHARS = 32768
 
 # The id rule (domain/names.py) as the document shows it; the check itself stays `is_valid_id`,
 # whose message names the rule in words.
@@ -170,30 +166,7 @@ class DeleteRequest(_ForModel):
     reason: StrictStr | None = Field(default=None, max_length=1000)
 
 
-def _json_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _check_text(where: str, text: Any) -> None:
-    if not isinstance(text, str):
-        raise PydanticCustomError("invoke_input", f"{where} is {_json_type(text)}, not a string")
-    if len(text) > INVOKE_MAX_TEXT_CHARS:
-        raise PydanticCustomError(
-            "invoke_input", f"{where} has {len(text)} characters, over the limit of {INVOKE_MAX_TEXT_CHARS}"
-        )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # JSON allows "\ud800", Unicode does not: the tokenizer would crash on it (an endpoint 500).
-        code = ord(text[exc.start])
-        raise PydanticCustomError(
-            "invoke_input",
-            f"{where} holds a lone surrogate (U+{code:04X}) at character {exc.start}, which is not Unicode text",
-        ) from None
-
-
-Text = Annotated[StrictStr, Field(max_length=INVOKE_MAX_TEXT_CHARS)]
+Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
 
 
 class InvokeRequest(BaseModel):
@@ -201,7 +174,7 @@ class InvokeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    inputs: Text | Annotated[list[Text], Field(min_length=1, max_length=INVOKE_MAX_TEXTS)] = Field(
+    inputs: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS_PER_REQUEST)] = Field(
         description="A text or a list of texts (empty strings are fine)", examples=[["How do I reset my password?"]]
     )
     normalize: StrictBool | None = Field(default=None, description="L2-normalise the vectors (default: the model's)")
@@ -217,22 +190,12 @@ class InvokeRequest(BaseModel):
     @field_validator("inputs", mode="before")
     @classmethod
     def _say_what_is_wrong(cls, inputs: Any) -> Any:
-        """The handler's own wording, so the caller reads one message whoever refuses."""
-        if isinstance(inputs, str):
-            _check_text("inputs", inputs)
-            return inputs
-        if not isinstance(inputs, list):
-            raise PydanticCustomError(
-                "invoke_input", f"inputs must be a string or a list of strings, not {_json_type(inputs)}"
-            )
-        if not inputs:
-            raise PydanticCustomError("invoke_input", "inputs is an empty list; send at least one text")
-        if len(inputs) > INVOKE_MAX_TEXTS:
-            raise PydanticCustomError(
-                "invoke_input", f"too many texts: {len(inputs)} > {INVOKE_MAX_TEXTS}; split the request"
-            )
-        for index, text in enumerate(inputs):
-            _check_text(f"inputs[{index}]", text)
+        """The invoke rules (chalicelib/domain/invoke_rules.py), in the handler's own words, so the caller reads
+        one message whoever refuses."""
+        try:
+            read_inputs(inputs)
+        except InvokeInputError as error:
+            raise PydanticCustomError("invoke_input", str(error)) from None
         return inputs
 
     def payload(self) -> dict[str, Any]:

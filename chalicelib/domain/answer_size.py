@@ -14,10 +14,6 @@ ANSWER_OVERHEAD_BYTES = 64 * 1024
 # short, whatever the values (a float32 vector written as Python floats gets that long).
 JSON_BYTES_PER_VALUE = 25
 JSON_BYTES_PER_VECTOR = 4  # "[", "]" and the ", " between two vectors
-# What the serving handler takes in one request by default (serving/inference.py:
-# ESDEPLOY_SERVING_MAX_TEXTS, ESDEPLOY_SERVING_MAX_BODY_BYTES), and so the invoke route too.
-MAX_TEXTS_PER_REQUEST = 256
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def answer_bytes(texts: int, dimension: int) -> int:

@@ -131,6 +131,30 @@ class Promotion(StrEnum):
     MANUAL = "manual"
 
 
+# The stages a task passes through, in order: the server's, and the tool's progress board and waits read them.
+DEPLOY_STAGES = (
+    Stage.QUEUED, Stage.PREFLIGHT, Stage.CREATING, Stage.WAITING, Stage.VERIFYING, Stage.SWAPPING, Stage.BAKING,
+    Stage.FINISHED,
+)
+DELETE_STAGES = (Stage.QUEUED, Stage.UNALIASING, Stage.TEARING_DOWN, Stage.FINISHED)
+
+
+def stage_order(kind: TaskKind, promotion: Promotion = Promotion.AUTO) -> tuple[Stage, ...]:
+    """The stages a task of `kind` goes through, in order: a manual promotion waits before the swap."""
+    if kind is TaskKind.DELETE:
+        return DELETE_STAGES
+    if promotion is Promotion.AUTO:
+        return DEPLOY_STAGES
+    swap = DEPLOY_STAGES.index(Stage.SWAPPING)
+    return (*DEPLOY_STAGES[:swap], Stage.AWAITING_PROMOTION, *DEPLOY_STAGES[swap:])
+
+
+def stages_before(stage: Stage, kind: TaskKind = TaskKind.DEPLOY) -> tuple[Stage, ...]:
+    """The stages a task of `kind` passes through before `stage`."""
+    order = stage_order(kind, Promotion.MANUAL)
+    return order[: order.index(stage)]
+
+
 @dataclass(frozen=True)
 class ScalingPolicy:
     """Target tracking on a variant's instance count (Application Auto Scaling on AWS): between

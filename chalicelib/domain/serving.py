@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+from chalicelib.domain import invoke_rules
+
 
 class Serving(StrEnum):
     """What runs inside the endpoint: `handler` is serving/inference.py in AWS's Hugging Face PyTorch
@@ -33,9 +35,8 @@ TEI_VERSION = "1.8.2"
 # TEI refuses a request with more inputs than this (--max-client-batch-size, default 32, 413 past it);
 # esdeploy sets it explicitly on every TEI endpoint, and the embedder splits batches at it.
 TEI_MAX_CLIENT_BATCH_SIZE = 32
-# serving/inference.py's default MAX_TEXTS (api/schemas.py's INVOKE_MAX_TEXTS holds the same number).
-HANDLER_MAX_TEXTS = 256
-MAX_TEXTS_PER_REQUEST = {Serving.HANDLER: HANDLER_MAX_TEXTS, Serving.TEI: TEI_MAX_CLIENT_BATCH_SIZE}
+# The handler's: the invoke rules' (chalicelib/domain/invoke_rules.py).
+MAX_TEXTS_PER_REQUEST = {Serving.HANDLER: invoke_rules.MAX_TEXTS_PER_REQUEST, Serving.TEI: TEI_MAX_CLIENT_BATCH_SIZE}
 # What a caller that does not know which serving answers (the alias can move between them) may send at once.
 SAFE_TEXTS_PER_REQUEST = min(MAX_TEXTS_PER_REQUEST.values())
 

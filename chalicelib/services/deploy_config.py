@@ -6,7 +6,14 @@ import re
 from dataclasses import replace
 
 from chalicelib.config import Settings
-from chalicelib.domain.artifacts import PinnedArtifact, S3UrlError, packaged_serving, parse_s3_url, read_pointer
+from chalicelib.domain.artifacts import (
+    CONTENT_HASH,
+    PinnedArtifact,
+    S3UrlError,
+    packaged_serving,
+    parse_s3_url,
+    read_pointer,
+)
 from chalicelib.domain.commands import DeployConfigRequest
 from chalicelib.domain.errors import ArtifactRefusedError, InvalidRequestError
 from chalicelib.domain.models import (
@@ -204,7 +211,7 @@ def _pin_explicit(artifacts: Artifacts, url: str) -> PinnedArtifact:
     if manifest is None:
         raise InvalidRequestError(f"{_URL_FIELD}: there is no artifact at {url}", field=_URL_FIELD)
     content_hash = manifest.get("content_sha256")
-    if not isinstance(content_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", content_hash):
+    if not isinstance(content_hash, str) or not CONTENT_HASH.fullmatch(content_hash):
         raise InvalidRequestError(
             f"{_URL_FIELD}: the manifest inside {url} has no content_sha256 of 64 lowercase hex digits "
             "(was it made by esdeploy package?)",

@@ -5,13 +5,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.artifacts import CONTENT_HASH, packaged_serving
+from chalicelib.domain import manifest as contract
 from chalicelib.domain.errors import ArtifactRefusedError
 from chalicelib.domain.models import ParityCheck
 from chalicelib.domain.serving import Serving
 
-MANIFEST_FORMAT = "esdeploy-manifest/1"
-MAX_PROBE_TEXTS = 32
 UNIT_NORM_TOLERANCE = 1e-3
 
 
@@ -36,14 +34,20 @@ def smoke_plan(
     parity: ParityCheck,
     serving: Serving = Serving.HANDLER,
 ) -> SmokePlan:
-    """The gate's reading of a manifest. It fails closed: anything missing, of the wrong type, or
-    inconsistent is ArtifactRefusedError naming the field, never a shape-only check by default."""
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise _refused("format", f"is {manifest.get('format')!r}, not {MANIFEST_FORMAT!r}")
+    """The gate's reading of a manifest, field by field through the manifest contract (chalicelib/domain/
+    manifest.py). It fails closed: anything missing, of the wrong type, or inconsistent is
+    ArtifactRefusedError naming the field, never a shape-only check by default."""
     try:
-        packaged_for = packaged_serving(manifest)
-    except ValueError as error:
-        raise _refused("serving", str(error)) from None
+        return _plan(manifest, embedding_model_id, content_hash, parity, serving)
+    except contract.ManifestFieldError as error:
+        raise ArtifactRefusedError(f"the artifact's manifest field {error}") from None
+
+
+def _plan(
+    manifest: dict[str, Any], embedding_model_id: str, content_hash: str | None, parity: ParityCheck, serving: Serving
+) -> SmokePlan:
+    contract.read_format(manifest.get("format"))
+    packaged_for = contract.read_serving(manifest)
     if packaged_for is not serving:
         raise ArtifactRefusedError(
             f"the artifact was packaged for the {packaged_for.value} serving (manifest serving), but the deploy runs "
@@ -56,35 +60,23 @@ def smoke_plan(
             f"the artifact was packaged for model {model_id!r} (manifest model_id), not {embedding_model_id!r}: "
             f"package it with --model-id {embedding_model_id}, or deploy it under its own id"
         )
-    found_hash = manifest.get("content_sha256")
-    if not isinstance(found_hash, str) or not CONTENT_HASH.fullmatch(found_hash):
-        raise _refused("content_sha256", "is not 64 lowercase hex digits")
+    found_hash = contract.read_content_hash(manifest.get("content_sha256"))
     if content_hash is not None and found_hash != content_hash:
         raise ArtifactRefusedError(
             f"the artifact changed since the deploy was submitted: its manifest says content {found_hash}, "
             f"the task pinned {content_hash}. Artifacts are immutable; upload a new version instead"
         )
-    dimension = manifest.get("dimension")
-    if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension <= 0:
-        raise _refused("dimension", f"is {dimension!r}, not a positive integer")
-    normalize = manifest.get("normalize")
-    if not isinstance(normalize, bool):
-        raise _refused("normalize", f"is {normalize!r}, not true or false")
-    texts = manifest.get("probe_texts")
-    if (
-        not isinstance(texts, list)
-        or not 1 <= len(texts) <= MAX_PROBE_TEXTS
-        or not all(isinstance(t, str) and t.strip() for t in texts)
-    ):
-        raise _refused("probe_texts", f"must be a list of 1-{MAX_PROBE_TEXTS} non-blank strings")
-    if serving is Serving.TEI and not normalize:
-        # TEI normalises unless a request says otherwise; the packager refuses such a model for TEI.
-        raise _refused("normalize", "is false, but TEI normalises every request that does not say normalize: false")
+    dimension = contract.read_dimension(manifest.get("dimension"))
+    normalize = contract.read_normalize(manifest.get("normalize"))
+    texts = contract.read_probe_texts(manifest.get("probe_texts"))
+    # The gate reads no other field of the handler's settings: a manifest that names no pooling passes.
+    pooling = manifest.get("pooling")
+    problem = contract.serving_problem(serving, None if pooling is None else contract.read_pooling(pooling), normalize)
+    if problem is not None:
+        raise problem
     if parity is ParityCheck.SKIP:
-        return SmokePlan(tuple(texts), dimension, normalize, references=None, serving=serving)
-    return SmokePlan(
-        tuple(texts), dimension, normalize, _references(manifest, len(texts), dimension), serving=serving
-    )
+        return SmokePlan(texts, dimension, normalize, references=None, serving=serving)
+    return SmokePlan(texts, dimension, normalize, _references(manifest, len(texts), dimension), serving=serving)
 
 
 def _references(manifest: dict[str, Any], count: int, dimension: int) -> tuple[tuple[float, ...], ...]:
@@ -95,24 +87,11 @@ def _references(manifest: dict[str, Any], count: int, dimension: int) -> tuple[t
             "with the model's: package it with esdeploy package, or deploy with config.parity_check: \"skip\" "
             "to check shape and norms only"
         )
-    if not isinstance(rows, list) or len(rows) != count:
-        got = len(rows) if isinstance(rows, list) else type(rows).__name__
-        raise _refused("reference_embeddings", f"has {got} rows for {count} probe texts")
-    for index, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != dimension:
-            got = len(row) if isinstance(row, list) else type(row).__name__
-            raise _refused(f"reference_embeddings[{index}]", f"has {got} values, the dimension is {dimension}")
-        if not all(_is_number(x) and math.isfinite(x) for x in row):
-            raise _refused(f"reference_embeddings[{index}]", "holds a value that is not a finite number")
-    return tuple(tuple(float(x) for x in row) for row in rows)
+    return contract.read_references(rows, count, dimension)
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _refused(field: str, problem: str) -> ArtifactRefusedError:
-    return ArtifactRefusedError(f"the artifact's manifest field `{field}` {problem}")
 
 
 def cosine(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:

@@ -22,6 +22,7 @@ from chalicelib.adapters.sagemaker_shapes import (
     TAG_TASK_ID,
     read_endpoint_state_change,
 )
+from chalicelib.domain.models import TERMINAL_STATUSES, Stage, stages_before
 from chalicelib.domain.names import variant_alarm_names
 from esdeploy.acceptance.facts import Findings
 from esdeploy.acceptance.observer import EventObserver, ObservedEvent
@@ -31,7 +32,6 @@ from esdeploy.client import TaskHandle
 from esdeploy.embedder import Embedder
 from esdeploy.timeline import first_at, stage_durations, timestamp
 
-TERMINAL = ("done", "failed", "refused", "canceled")
 # How often the forced alarm is forced again: CloudWatch re-evaluates the real metric each period
 # (a minute) and may set it back to OK before the worker has looked.
 FORCE_EVERY_SECONDS = 15
@@ -114,7 +114,7 @@ class Lifecycle:
             step, bake_seconds=self.options.rollback_window_seconds, max_5xx_errors_per_minute=0
         )
         live = self._follow(handle, until=lambda task: task.get("live_at") is not None)
-        if live["status"] in TERMINAL:
+        if live["status"] in TERMINAL_STATUSES:
             self._expect(step, live, False)
         green = str(live["endpoint_name"])
         self._in_service("v2", live)
@@ -134,7 +134,7 @@ class Lifecycle:
         handle = self._deploy(step, bake_seconds=self.options.bake_seconds, manual_promotion=True,
                               autoscaling=AUTOSCALING)
         waiting = self._follow(handle, until=lambda task: task["stage"] == "awaiting_promotion")
-        if waiting["status"] in TERMINAL:
+        if waiting["status"] in TERMINAL_STATUSES:
             self._expect(step, waiting, False)
         answer = self.target.client.invoke(self.options.model_id, ["the candidate, before its promotion"],
                                            candidate=True)
@@ -160,10 +160,10 @@ class Lifecycle:
             # The embedded SageMaker cannot be asked (the fact is not measurable locally), and a local
             # endpoint cancelled while Creating is torn down only after the teardown worker's fixed
             # one-minute retry: locally the cancel comes once the endpoint is up.
-            self._follow(handle, until=lambda task: task["stage"] not in ("queued", "preflight", "creating", "waiting"))
+            self._follow(handle, until=lambda task: task["stage"] not in stages_before(Stage.VERIFYING))
         else:
             creating = self._follow(handle, until=lambda task: task["stage"] == "waiting", interval=0.2)
-            if creating["status"] not in TERMINAL:
+            if creating["status"] not in TERMINAL_STATUSES:
                 refusal = self._delete_endpoint_now(str(creating["endpoint_name"]))
                 self.findings.measured("delete_while_creating_error", refusal)
         try:
@@ -379,7 +379,7 @@ class Lifecycle:
                 seen = task["stage"]
                 self.say(f"  task {task['task_id'][:8]}: {task['status']} / {task['stage']}")
             self._record(task["task_id"], task)
-            if task["status"] in TERMINAL or (until is not None and until(task)):
+            if task["status"] in TERMINAL_STATUSES or (until is not None and until(task)):
                 return task
             if self.clock() > deadline:
                 raise StepFailedError(

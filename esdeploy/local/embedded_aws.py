@@ -63,6 +63,13 @@ class QueueUrls:
     teardown: str
     dead_letters: dict[str, str]  # queue name -> the URL of its dead-letter queue (from its redrive policy)
 
+    def url_of(self, queue_name: str) -> str:
+        """The URL of one of these queues, by name (an SQS queue URL ends with its name)."""
+        for url in (self.requests, self.deploy, self.teardown, *self.dead_letters.values()):
+            if url.rsplit("/", 1)[-1] == queue_name:
+                return url
+        raise KeyError(f"no queue named {queue_name!r} here: is app.py's event source named by another stage?")
+
 
 # ---- DynamoDB's guarantee ---------------------------------------------------------------------
 

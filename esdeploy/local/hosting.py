@@ -1,4 +1,5 @@
-"""Local stack: the Hosting port on this machine — each variant is a loopback serving process."""
+"""Local stack: the Hosting port on this machine — each variant is a loopback serving process, its life kept by
+the rules it shares with the test fake (esdeploy/local/endpoint_lifecycle.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -22,9 +23,8 @@ from urllib.parse import urlparse
 import requests
 from boto3.s3.transfer import TransferConfig
 
-from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
-from chalicelib.adapters.sagemaker_shapes import endpoint_arn, platform_status
 from chalicelib.adapters.serving_wire import AnswerError, decode_answer_bytes, error_text
+from chalicelib.adapters.system_clock import SystemClock
 from chalicelib.domain.errors import (
     EndpointRefusedError,
     InvocationError,
@@ -35,6 +35,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantInfo, VariantSpec, VariantStatus
 from esdeploy.local import endpoint
+from esdeploy.local.endpoint_lifecycle import ENDPOINT, Endpoints, Lifecycle
 from esdeploy.local.environment import CREATION_SECONDS
 from esdeploy.local.invocation_metrics import InvocationRecords
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 _ONE_GET = TransferConfig(multipart_threshold=1 << 40, use_threads=False)
 _LISTENING = re.compile(re.escape(endpoint.LISTENING) + r" http://127\.0\.0\.1:(\d+)")
 StateListener = Callable[[VariantSpec, EndpointState, str | None], None]
+# Starts the serving process of a variant from its downloaded artifact (start_endpoint_process, below).
+ProcessStarter = Callable[[Path, Path, str, VariantSpec], "subprocess.Popen[str]"]
 
 
 class EndpointGoneError(Exception):
@@ -57,17 +60,20 @@ class EndpointGoneError(Exception):
 
 @dataclass
 class LocalVariant:
-    spec: VariantSpec
+    """The process side of one variant whose endpoint this hosting created; its life is `lifecycle`."""
+
+    lifecycle: Lifecycle
     directory: Path
-    state: EndpointState = EndpointState.CREATING
-    failure_reason: str | None = None
     port: int | None = None
     process: subprocess.Popen[str] | None = None
     output: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    settles_at: float = 0.0  # time.monotonic() when its creation time is up
-    outcome: tuple[EndpointState, str | None] | None = None  # how its creation ended, said once it is up
+    reported: EndpointState | None = None  # the last state reported to the listener
     timer: threading.Timer | None = None
     bring_up: threading.Thread | None = None  # downloads, starts the process and reads its output to the end
+
+    @property
+    def spec(self) -> VariantSpec:
+        return self.lifecycle.spec
 
 
 class LocalHosting:
@@ -89,6 +95,7 @@ class LocalHosting:
         region: str = "us-east-1",
         account: str = "123456789012",
         invocations_log: Path | None = None,
+        start_process: ProcessStarter | None = None,
     ) -> None:
         self._s3 = s3_client
         self._workdir = workdir
@@ -96,8 +103,9 @@ class LocalHosting:
         self._python = python
         self._timeout = invoke_timeout
         self._creation_seconds = creation_seconds
-        self._region = region
-        self._account = account
+        self._start_process = start_process or start_endpoint_process
+        # Which variants exist and what each endpoint is: the lifecycle rules; `_variants` their processes.
+        self.endpoints = Endpoints(SystemClock(), region=region, account=account)
         self._variants: dict[str, LocalVariant] = {}
         self._lock = threading.RLock()
         self._http = requests.Session()
@@ -108,13 +116,11 @@ class LocalHosting:
 
     def create_variant(self, spec: VariantSpec) -> None:
         with self._lock:
-            if spec.name in self._variants:
+            # Its outcome comes from the serving process (`_settle`); until then, and its creation time, Creating.
+            lifecycle, made = self.endpoints.create(spec, self._creation_seconds)
+            if ENDPOINT not in made:
                 return  # redelivered step: found, not duplicated
-            variant = LocalVariant(
-                spec=spec,
-                directory=self._workdir / spec.name,
-                settles_at=time.monotonic() + self._creation_seconds,
-            )
+            variant = LocalVariant(lifecycle, self._workdir / spec.name, reported=EndpointState.CREATING)
             self._variants[spec.name] = variant
         self.invocations.register(spec.name)
         self._report(variant, EndpointState.CREATING, None)
@@ -123,24 +129,15 @@ class LocalHosting:
         variant.bring_up.start()
 
     def describe(self, name: str) -> VariantStatus:
-        with self._lock:
-            variant = self._variants.get(name)
-            if variant is None:
-                return VariantStatus(name, EndpointState.MISSING)
-            return VariantStatus(
-                name,
-                variant.state,
-                variant.failure_reason,
-                platform_status=platform_status(variant.state),
-                instance_count=variant.spec.initial_instance_count,
-            )
+        return self.endpoints.describe(name)
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
+            self.endpoints.serving(name)  # InvocationError unless it is in service
             variant = self._variants.get(name)
-            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+            port = variant.port if variant else None
         if port is None:
-            raise InvocationError(f"endpoint {name} is not in service")
+            raise InvocationError(f"endpoint `{name}` refused the request: it has no serving process here")
         started = time.perf_counter()
         try:
             answer = self._http.post(
@@ -202,19 +199,17 @@ class LocalHosting:
         """The variant in service under `name` and its port, or EndpointGoneError (SageMaker's ValidationError)."""
         with self._lock:
             variant = self._variants.get(name)
-            port = variant.port if variant and variant.state == EndpointState.IN_SERVICE else None
+            state, _ = self.endpoints.state(name)
+            port = variant.port if variant and state is EndpointState.IN_SERVICE else None
         if variant is None or port is None:
-            why = "not found" if variant is None else f"is {variant.state.value}, not in service"
+            why = "not found" if variant is None else f"is {state.value}, not in service"
             raise EndpointGoneError(name, why)
         return variant, port
 
     def delete_variant(self, name: str) -> None:
         with self._lock:
-            variant = self._variants.get(name)
-            if variant is not None and variant.state == EndpointState.CREATING:
-                arn = endpoint_arn(name, region=self._region, account=self._account)
-                raise sagemaker_refusal(in_progress_error("DeleteEndpoint", arn), f"delete endpoint `{name}`")
-            self._variants.pop(name, None)
+            self.endpoints.delete(name)  # refused while its endpoint is Creating
+            variant = self._variants.pop(name, None)
         if variant is None:
             return
         self._report(variant, EndpointState.DELETING, None)
@@ -228,25 +223,14 @@ class LocalHosting:
         shutil.rmtree(variant.directory, ignore_errors=True)
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
-        with self._lock:
-            return [
-                VariantInfo(
-                    name=v.spec.name,
-                    embedding_model_id=v.spec.embedding_model_id,
-                    task_id=v.spec.task_id,
-                    has_endpoint=True,
-                    has_endpoint_config=True,
-                    has_model=True,
-                )
-                for v in sorted(self._variants.values(), key=lambda v: v.spec.name)
-                if v.spec.name.startswith(name_prefix)
-            ]
+        return self.endpoints.list_variants(name_prefix)
 
     # ---- local extras -----------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop every endpoint process, Creating ones too (Ctrl-C of the stack must leave nothing running)."""
         with self._lock:
+            self.endpoints.clear()
             variants = list(self._variants.values())
             self._variants.clear()
         for variant in variants:
@@ -271,7 +255,7 @@ class LocalHosting:
                 shutil.rmtree(variant.directory, ignore_errors=True)  # deleted while downloading
                 return
             # Its working folder inside the variant's, which the stack removes when it deletes the variant.
-            variant.process = start_endpoint_process(artifact, variant.directory / "run", self._python, variant.spec)
+            variant.process = self._start_process(artifact, variant.directory / "run", self._python, variant.spec)
         assert variant.process.stdout is not None
         # Read to the end, whatever a line leads to: an endpoint whose pipe nobody reads blocks on its next log line.
         for line in variant.process.stdout:
@@ -307,32 +291,34 @@ class LocalHosting:
         return target
 
     def _settle(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:
-        """The endpoint loaded, could not, or its process ended: a failure is final, and nothing is
-        said before its creation time is up (then SageMaker would report it too)."""
+        """The endpoint loaded, could not, or its process ended (the lifecycle keeps a failure final); the state
+        change is reported once its creation time is up (then SageMaker would report it too)."""
         with self._lock:
             if self._variants.get(variant.spec.name) is not variant:
                 return  # deleted meanwhile
-            if variant.outcome is not None and variant.outcome[0] == EndpointState.FAILED:
-                return
-            variant.outcome = (state, reason)
-            due = variant.settles_at - time.monotonic()
-            if due > 0:
-                if variant.timer is None:
-                    variant.timer = threading.Timer(due, self._creation_over, (variant,))
-                    variant.timer.daemon = True
-                    variant.timer.start()
+            if not self.endpoints.settle(variant.lifecycle, state, reason):
                 return
         self._creation_over(variant)
 
     def _creation_over(self, variant: LocalVariant) -> None:
+        """Report what the endpoint is now, once its creation time is up (until then a timer waits for it)."""
         with self._lock:
-            if self._variants.get(variant.spec.name) is not variant or variant.outcome is None:
+            if self._variants.get(variant.spec.name) is not variant:
                 return
-            state, reason = variant.outcome
-            if variant.state == state:
+            ready_at = variant.lifecycle.ready_at
+            due = (ready_at - self.endpoints.clock.now()).total_seconds() if ready_at is not None else 0.0
+            if due > 0:
+                # Again from the timer itself too: the wall clock may be stepped back while it waited.
+                timer = variant.timer
+                if timer is None or timer is threading.current_thread() or not timer.is_alive():
+                    variant.timer = threading.Timer(due, self._creation_over, (variant,))
+                    variant.timer.daemon = True
+                    variant.timer.start()
                 return
-            variant.state = state
-            variant.failure_reason = reason
+            state, reason = self.endpoints.state(variant.spec.name)
+            if state is variant.reported:
+                return
+            variant.reported = state
         self._report(variant, state, reason)
 
     def _report(self, variant: LocalVariant, state: EndpointState, reason: str | None) -> None:

@@ -50,6 +50,17 @@ def event_source_concurrency(
     return reserved if isinstance(reserved, int) and reserved > 0 else 1
 
 
+def queue_functions(chalice_app: Any) -> dict[str, str]:
+    """Queue name -> the function Lambda runs on its messages, as Chalice holds it: `app.event_sources`, which
+    app.py's @app.on_sqs_message decorators fill (and `chalice package` turns into event source mappings). The
+    local stack and the test harnesses feed each queue to its function by this map, never by a copy of it."""
+    from chalice.app import SQSEventConfig
+
+    return {
+        str(source.queue): source.name for source in chalice_app.event_sources if isinstance(source, SQSEventConfig)
+    }
+
+
 def sqs_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
     """A ReceiveMessage message as Lambda's SQS event source hands it to a function."""
     return {

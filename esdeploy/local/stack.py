@@ -25,7 +25,7 @@ from esdeploy.local.event_rules import EventRules
 from esdeploy.local.hosting import LocalHosting
 from esdeploy.local.housekeeping import Cleaned, FolderLock, claim_state_dir, clean_temp_leftovers
 from esdeploy.local.invocation_metrics import INVOCATIONS_LOG
-from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency
+from esdeploy.local.pollers import LOCAL_ACCOUNT, QueuePoller, Scheduler, event_source_concurrency, queue_functions
 from esdeploy.local.processes import LOOPBACK, PortInUseError, ensure_port_free, free_port
 from esdeploy.local.readable import Reporter, ReportingTaskStore, Swapped, readable_console, restore_console
 
@@ -156,16 +156,10 @@ class LocalStack:
         self._rules = deploy_queue_rules(template, settings)
         self._log_to_file(self.state_dir / LOG_FILE)
 
-        for url, name in (
-            (urls.requests, "requests_worker"),
-            (urls.deploy, "deploy_worker"),
-            (urls.teardown, "teardown_worker"),
-            (urls.dead_letters[settings.deploy_queue], "deploy_dead_letters"),
-            (urls.dead_letters[settings.teardown_queue], "teardown_dead_letters"),
-        ):
+        for queue, name in queue_functions(chalice_app.app).items():
             handler = getattr(chalice_app, name)
             for index in range(1, event_source_concurrency(name, template) + 1):
-                self._threads.append(QueuePoller(sqs, url, name, handler, self._stop, index=index))
+                self._threads.append(QueuePoller(sqs, urls.url_of(queue), name, handler, self._stop, index=index))
         self._threads.append(Scheduler("sweeper", chalice_app.sweeper, self._sweep_every, self._stop))
         # CloudWatch's part: moto keeps alarms but never moves them; this evaluates them on the local endpoints.
         self._threads.append(

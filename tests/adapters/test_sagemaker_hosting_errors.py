@@ -17,7 +17,6 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.adapters.sagemaker_hosting import (
     CONTAINER_ENVIRONMENT,
     SageMakerHosting,
@@ -37,6 +36,7 @@ from chalicelib.ports import VariantInfo, VariantSpec
 from esdeploy.local.hosting import LocalHosting
 from tests.adapters.conftest import ROLE_ARN, StubbedSageMaker
 from tests.fakes import FakeHosting
+from tests.fakes.memory import ManualClock
 
 NAME = "esd-e5-small-1a2b3c4d-5e6f7a8b"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"

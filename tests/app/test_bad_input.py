@@ -20,10 +20,12 @@ from chalice.test import Client
 from app import app
 from chalicelib import wiring
 from chalicelib.adapters.sagemaker_hosting import RUNTIME_CONFIG, SageMakerHosting
-from chalicelib.api.schemas import IMAGE_URI_MAX, INVOKE_MAX_TEXT_CHARS, INVOKE_MAX_TEXTS
+from chalicelib.api.schemas import IMAGE_URI_MAX
 from chalicelib.config import API_GATEWAY_LIMIT_SECONDS, MAX_INVOKE_TIMEOUT_SECONDS, load_settings
 from chalicelib.domain.answer_size import SYNC_ANSWER_LIMIT_BYTES, texts_that_fit
 from chalicelib.domain.errors import EndpointRefusedError
+from chalicelib.domain.invoke_rules import MAX_TEXT_CHARS as INVOKE_MAX_TEXT_CHARS
+from chalicelib.domain.invoke_rules import MAX_TEXTS_PER_REQUEST as INVOKE_MAX_TEXTS
 from chalicelib.domain.models import Alias, Stage
 from chalicelib.domain.names import variant_name
 from chalicelib.ports import VariantSpec

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from app import app
 from chalicelib import wiring
-from chalicelib.adapters.memory import InMemoryModelLocks, InMemoryQueue
 from tests.fakes.fake_hosting import FakeHosting
+from tests.fakes.memory import InMemoryModelLocks, InMemoryQueue
 
 KEYS = ["embedding_model_id", "model_id", "id", "config", "reason", "action", "extra", "inputs", "normalize"]
 CONFIG_KEYS = ["instance_type", "initial_instance_count", "model_data_url", "image_uri", "bake_seconds", "gpu"]

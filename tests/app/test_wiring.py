@@ -54,3 +54,36 @@ def test_every_service_can_be_built_from_the_adapters(memory_adapters: wiring.Ad
     assert isinstance(built, service)
     if hasattr(built, "hosting"):
         assert built.hosting is fake
+
+
+@pytest.mark.parametrize(
+    ("function", "reader"),
+    [("deploy_worker", "read_deploy_tasks"), ("teardown_worker", "read_teardown_tasks"),
+     ("deploy_dead_letters", "read_dead_letter"), ("teardown_dead_letters", "read_dead_letter")],
+)
+def test_the_workers_read_their_messages_through_the_wiring(
+    memory_adapters: wiring.Adapters, function: str, reader: str
+) -> None:
+    """app.py imports no adapter: each worker reads its queue's messages with the adapters' reader, which a
+    test (or the local stack) can swap like any port."""
+    from chalicelib.adapters import queue_messages
+    from chalicelib.domain.errors import UnreadableMessageError
+
+    read: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(queue_messages, name)
+
+    def recorded(text: str) -> Any:
+        read.append(text)
+        raise UnreadableMessageError("the test's reader reads nothing")
+
+    messages = Recording()
+    setattr(messages, reader, recorded)
+    memory_adapters.messages = messages  # a stand-in reader, as for any port
+    event = {"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": '{"action": "advance"}',
+                          "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}]}
+    with Client(app) as client:
+        assert client.lambda_.invoke(function, event).payload == {"batchItemFailures": []}
+    assert read == ['{"action": "advance"}']

@@ -153,3 +153,21 @@ def test_line_view_prints_each_event_once() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(4.25, "4.2s"), (61, "1m 01s"), (3725, "1h 02m")])
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+def test_the_tool_ends_its_waits_and_orders_its_board_by_the_servers_statuses_and_stages() -> None:
+    """Terminal statuses and stage order have one home (chalicelib/domain/models.py); every status that ends a
+    task has an exit code, and the board lists a task's stages in the order the server moves it through them."""
+    from chalicelib.domain.models import TERMINAL_STATUSES, Promotion, TaskKind, TaskStatus, stage_order
+    from esdeploy import progress
+
+    assert set(progress._BY_STATUS) == TERMINAL_STATUSES
+    for status in TaskStatus:
+        ended = task(status.value, "finished")
+        assert progress.is_terminal(ended) is (status in TERMINAL_STATUSES)
+        assert exit_for(ended) is (progress._BY_STATUS.get(status, Exit.DONE))
+    manual = {**task("processing", "verifying"), "config": {"promotion": "manual"}}
+    assert progress.stage_order(manual) == list(stage_order(TaskKind.DEPLOY, Promotion.MANUAL))
+    assert progress.stage_order({**task("processing", "unaliasing"), "kind": "delete"}) == list(
+        stage_order(TaskKind.DELETE)
+    )

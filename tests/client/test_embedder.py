@@ -12,12 +12,11 @@ from moto import mock_aws
 
 from chalicelib.adapters.ssm_mirror import SsmAliasMirror
 from chalicelib.domain.answer_size import (
-    MAX_REQUEST_BYTES,
-    MAX_TEXTS_PER_REQUEST,
     SYNC_ANSWER_LIMIT_BYTES,
     answer_bytes,
     texts_that_fit,
 )
+from chalicelib.domain.invoke_rules import MAX_REQUEST_BYTES, MAX_TEXTS_PER_REQUEST
 from chalicelib.domain.models import Alias
 from esdeploy import EndpointRefusedError, ModelNotDeployedError
 from esdeploy.embedder import FIRST_BATCH_DIMENSION, Embedder, EmbedderError

@@ -11,10 +11,10 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.adapters.cloudwatch_alarms import CloudWatchAlarms
-from chalicelib.adapters.memory import InMemoryAlarms
 from chalicelib.domain.models import AlarmState, AlarmThresholds
 from chalicelib.domain.names import variant_alarm_names
 from chalicelib.ports import Alarms, VariantAlarms
+from tests.fakes.memory import InMemoryAlarms
 
 REGION = "us-east-1"
 VARIANT = "esd-m1-0123abcd-4567ef01"

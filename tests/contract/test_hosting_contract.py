@@ -1,6 +1,7 @@
-"""Contract suite: FakeHosting and SageMakerHosting (on moto) keep the same Hosting promises.
+"""Contract suite: FakeHosting, SageMakerHosting (on moto) and LocalHosting keep the same Hosting promises.
 
-Only what both must agree on is here; the fake's own scripting is checked in tests/fakes.
+Only what all three must agree on is here; the fake's own scripting is checked in tests/fakes, the lifecycle the fake
+and LocalHosting share in tests/unit/test_endpoint_lifecycle.py, LocalHosting with real models in tests/serving.
 """
 from __future__ import annotations
 

@@ -14,13 +14,6 @@ from moto import mock_aws
 from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
 from chalicelib.adapters.dynamodb_table import DocumentTable
 from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
-from chalicelib.adapters.memory import (
-    InMemoryAliases,
-    InMemoryLiveModelSlots,
-    InMemoryModelLocks,
-    InMemoryModels,
-    InMemoryTaskStore,
-)
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
@@ -38,6 +31,13 @@ from chalicelib.domain.models import (
     utc_now,
 )
 from tests.fakes.lagging_index import LaggingIndexTable
+from tests.fakes.memory import (
+    InMemoryAliases,
+    InMemoryLiveModelSlots,
+    InMemoryModelLocks,
+    InMemoryModels,
+    InMemoryTaskStore,
+)
 
 RETENTION = timedelta(days=90)
 

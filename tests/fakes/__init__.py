@@ -1,4 +1,4 @@
-"""Test fakes: in-memory stand-ins for ports that have no in-memory adapter in chalicelib."""
+"""Test fakes: in-memory stand-ins for the ports (tests/fakes/memory.py) and for SageMaker (fake_hosting.py)."""
 from tests.fakes.fake_hosting import (
     ALL_PARTS,
     Answer,

@@ -1,11 +1,11 @@
 """Test fake: an in-memory Hosting port, as strict as SageMaker where the scenarios depend on it.
 
-An endpoint is Creating for `creation_seconds` on the fake's clock (GPU endpoints take 5-20
-minutes), then settles to the outcome scripted when it was created. While it is Creating (or set
-to Updating), a delete is refused with SageMaker's own "Cannot update in-progress endpoint" error,
-typed by the real adapter's rules. It has what the scenarios use and no more: scripts and faults
-for every variant or one by name, leftovers planted as a crashed task leaves them. Its own checks are in
-tests/fakes/test_fake_hosting.py; tests/contract holds what it and SageMakerHosting must both keep.
+An endpoint lives by the local hosting's rules (esdeploy/local/endpoint_lifecycle.py, one module for both):
+Creating for `creation_seconds` on the fake's clock (GPU endpoints take 5-20 minutes), then the outcome scripted
+when it was created; while it is Creating (or set to Updating), a delete is refused with SageMaker's own "Cannot
+update in-progress endpoint" error. What the fake adds is scripting: scripts and faults for every variant or one by
+name, answers, leftovers planted as a crashed task leaves them. Its own checks are in
+tests/fakes/test_fake_hosting.py; tests/contract holds what it, LocalHosting and SageMakerHosting must all keep.
 """
 from __future__ import annotations
 
@@ -16,32 +16,23 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from chalicelib.adapters.aws_errors import in_progress_error, sagemaker_refusal
-from chalicelib.adapters.sagemaker_shapes import (
-    endpoint_arn,
-    platform_status,
-)
 from chalicelib.adapters.system_clock import SystemClock
 from chalicelib.domain.errors import EndpointRefusedError, InvocationError, InvocationTimeoutError
+from chalicelib.domain.invoke_rules import InvokeInputError, read_inputs
 from chalicelib.domain.models import EndpointState
 from chalicelib.domain.serving import Serving
 from chalicelib.ports import Clock, VariantInfo, VariantSpec, VariantStatus
+from esdeploy.local.endpoint_lifecycle import ALL_PARTS, ENDPOINT, ENDPOINT_CONFIG, MODEL, Endpoints
 
-MODEL = "model"
-ENDPOINT_CONFIG = "endpoint_config"
-ENDPOINT = "endpoint"
-ALL_PARTS: tuple[str, ...] = (MODEL, ENDPOINT_CONFIG, ENDPOINT)
 METHODS: tuple[str, ...] = ("create_variant", "describe", "invoke", "delete_variant", "list_variants")
 DEFAULT_DIMENSION = 384
 DEFAULT_FAILURE_REASON = "fake: the endpoint failed to start"
 # Where the fake's endpoints live, for the ARNs in SageMaker's error texts (moto's defaults).
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-UPDATING = "Updating"
 
 
 def fake_embedding(text: str, dimension: int) -> list[float]:
@@ -80,18 +71,6 @@ class FakeResource:
 
     kind: str  # "model" | "endpoint_config" | "endpoint"
     name: str
-
-
-@dataclass
-class _Variant:
-    spec: VariantSpec
-    parts: set[str]
-    ready_at: datetime | None = None  # the endpoint is Creating until then
-    outcome: EndpointState = EndpointState.IN_SERVICE  # what it settles to (scripted at its creation)
-    reason: str | None = None
-    forced: EndpointState | None = None  # set_state: what it is now, whatever its creation said
-    # Instances serving now: the spec's count until `scale` (autoscaling, by hand) says otherwise.
-    instances: int | None = None
 
 
 @dataclass
@@ -141,12 +120,10 @@ class FakeHosting:
         self, *, dimension: int = DEFAULT_DIMENSION, clock: Clock | None = None, creation_seconds: float = 0
     ) -> None:
         self.dimension = dimension
-        self.clock: Clock = clock or SystemClock()
+        self._endpoints = Endpoints(clock or SystemClock(), region=REGION, account=ACCOUNT)
         self.creation_seconds = creation_seconds
-        self.part_creations: Counter[str] = Counter()
         self._call_log: list[tuple[str, str | None]] = []
         self.invoke_timeouts: list[float | None] = []  # the bound each invocation was given
-        self._variants: dict[str, _Variant] = {}
         # What the next endpoint created (of one name, or of any: None) is scripted to do.
         self._creation: dict[str, float] = {}
         self._outcome: dict[str | None, EndpointState] = {None: EndpointState.IN_SERVICE}
@@ -154,6 +131,20 @@ class FakeHosting:
         self._answers = _Answers(steps=[Answer.GOOD])
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock endpoints take their creation time on (a world sets its own)."""
+        return self._endpoints.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._endpoints.clock = clock
+
+    @property
+    def part_creations(self) -> Counter[str]:
+        """Create requests per part (planted leftovers not counted)."""
+        return self._endpoints.part_creations
 
     # -- scripting --------------------------------------------------------------------------
 
@@ -196,12 +187,7 @@ class FakeHosting:
         if state not in (EndpointState.IN_SERVICE, EndpointState.CREATING, EndpointState.FAILED):
             raise ValueError("set_state takes IN_SERVICE, CREATING (Updating) or FAILED")
         with self._lock:
-            variant = self._variants.get(name)
-            if variant is None:
-                raise ValueError(f"no variant {name}")
-            variant.forced = state
-            if state is EndpointState.FAILED:
-                variant.reason = reason or DEFAULT_FAILURE_REASON
+            self._endpoints.force(name, state, reason or DEFAULT_FAILURE_REASON)
 
     def fail(
         self,
@@ -234,14 +220,8 @@ class FakeHosting:
     def seed(self, spec: VariantSpec, *, parts: Iterable[str] = ALL_PARTS, creating_for: float = 0) -> None:
         """Plant our resources as if made earlier (a crashed task's leftovers); not counted.
         `creating_for`: seconds its endpoint is still Creating from now."""
-        chosen = set(parts)
-        if not chosen <= set(ALL_PARTS):
-            raise ValueError(f"parts must be among {ALL_PARTS}")
         with self._lock:
-            variant = self._variant(spec)
-            variant.parts |= chosen
-            if ENDPOINT in chosen:
-                self._start_creating(variant, creating_for)
+            self._endpoints.plant(spec, parts, creating_for, self._scripted_outcome(spec.name))
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -250,8 +230,8 @@ class FakeHosting:
         one else's): what must be empty when no model is deployed."""
         with self._lock:
             return [
-                FakeResource(kind=kind, name=name)
-                for name, variant in sorted(self._variants.items())
+                FakeResource(kind=kind, name=variant.spec.name)
+                for variant in self._endpoints.all()
                 for kind in ALL_PARTS
                 if kind in variant.parts
             ]
@@ -261,14 +241,12 @@ class FakeHosting:
 
     def scale(self, name: str, instances: int) -> None:
         """The variant now runs `instances` instances (as autoscaling would make it)."""
-        with self._lock:
-            self._variants[name].instances = instances
+        self._endpoints.scale(name, instances)
 
     def spec(self, name: str) -> VariantSpec | None:
         """The spec a variant was created (or seeded) with."""
-        with self._lock:
-            variant = self._variants.get(name)
-            return variant.spec if variant else None
+        variant = self._endpoints.get(name)
+        return variant.spec if variant else None
 
     def count(self, method: str, name: str | None = None) -> int:
         """Calls of `method`, optionally only those about `name` (list_variants: the prefix)."""
@@ -286,13 +264,8 @@ class FakeHosting:
             parts = list(ALL_PARTS)
             if fault is not None:
                 parts = parts[: parts.index(fault.after or MODEL) + 1]
-            variant = self._variant(spec)
-            for part in parts:
-                if part not in variant.parts:
-                    variant.parts.add(part)
-                    self.part_creations[part] += 1
-                    if part == ENDPOINT:
-                        self._start_creating(variant, self._creation.get(spec.name, self.creation_seconds))
+            seconds = self._creation.get(spec.name, self.creation_seconds)
+            self._endpoints.create(spec, seconds, self._scripted_outcome(spec.name), parts)
             if fault is not None:
                 raise fault.error
 
@@ -300,32 +273,14 @@ class FakeHosting:
         with self._lock:
             self._record("describe", name)
             self._raise_fault("describe", name)
-            variant = self._variants.get(name)
-            if variant is None or ENDPOINT not in variant.parts:
-                return VariantStatus(name=name, state=EndpointState.MISSING)
-            state, reason = self._state(variant)
-            status = UPDATING if variant.forced is EndpointState.CREATING else platform_status(state)
-            return VariantStatus(
-                name=name,
-                state=state,
-                failure_reason=reason,
-                platform_status=status,
-                instance_count=variant.instances or variant.spec.initial_instance_count,
-            )
+            return self._endpoints.describe(name)
 
     def invoke(self, name: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
         with self._lock:
             self._record("invoke", name)
             self.invoke_timeouts.append(timeout_seconds)
             self._raise_fault("invoke", name)
-            variant = self._variants.get(name)
-            if variant is None or ENDPOINT not in variant.parts:
-                raise InvocationError(f"endpoint `{name}` refused the request: it does not exist")
-            state, _ = self._state(variant)
-            if state is not EndpointState.IN_SERVICE:
-                raise InvocationError(
-                    f"endpoint `{name}` refused the request: it is {state.value}, not in service"
-                )
+            variant = self._endpoints.serving(name)
             step = self._answers.next(name)
             dimension = self.dimension
             model_id = variant.spec.embedding_model_id
@@ -345,57 +300,22 @@ class FakeHosting:
         with self._lock:
             self._record("delete_variant", name)
             self._raise_fault("delete_variant", name)
-            variant = self._variants.get(name)
-            if variant is None:
-                return
-            if ENDPOINT in variant.parts and self._state(variant)[0] is EndpointState.CREATING:
-                # DeleteEndpoint is refused first, so nothing of the variant goes (as in SageMakerHosting).
-                arn = endpoint_arn(name, region=REGION, account=ACCOUNT)
-                raise sagemaker_refusal(in_progress_error("DeleteEndpoint", arn), f"delete endpoint `{name}`")
-            del self._variants[name]
-            self._answers.forget_copy(name)
+            if self._endpoints.delete(name) is not None:
+                self._answers.forget_copy(name)
 
     def list_variants(self, name_prefix: str) -> list[VariantInfo]:
         with self._lock:
             self._record("list_variants", name_prefix)
             self._raise_fault("list_variants", name_prefix)
-            return [
-                VariantInfo(
-                    name=name,
-                    embedding_model_id=variant.spec.embedding_model_id,
-                    task_id=variant.spec.task_id,
-                    has_endpoint=ENDPOINT in variant.parts,
-                    has_endpoint_config=ENDPOINT_CONFIG in variant.parts,
-                    has_model=MODEL in variant.parts,
-                )
-                for name, variant in sorted(self._variants.items())
-                if name.startswith(name_prefix) and variant.parts
-            ]
+            return self._endpoints.list_variants(name_prefix)
 
     # -- internals --------------------------------------------------------------------------
 
-    def _variant(self, spec: VariantSpec) -> _Variant:
-        variant = self._variants.get(spec.name)
-        if variant is None:
-            variant = _Variant(spec=spec, parts=set())
-            self._variants[spec.name] = variant
-        return variant
-
-    def _start_creating(self, variant: _Variant, seconds: float) -> None:
-        """Its endpoint was just created: Creating for `seconds`, then what is scripted now."""
-        name = variant.spec.name
-        variant.ready_at = self.clock.now() + timedelta(seconds=seconds)
-        variant.outcome = self._outcome.get(name, self._outcome[None])
-        failed = variant.outcome is EndpointState.FAILED
-        variant.reason = self._reason.get(name, self._reason[None]) if failed else None
-
-    def _state(self, variant: _Variant) -> tuple[EndpointState, str | None]:
-        """What the endpoint is now: forced, still Creating, or what it settled to."""
-        if variant.forced is not None:
-            return variant.forced, variant.reason if variant.forced is EndpointState.FAILED else None
-        if variant.ready_at is not None and self.clock.now() < variant.ready_at:
-            return EndpointState.CREATING, None
-        return variant.outcome, variant.reason
+    def _scripted_outcome(self, name: str) -> tuple[EndpointState, str | None]:
+        """What an endpoint created now settles to: its own script, else every variant's."""
+        outcome = self._outcome.get(name, self._outcome[None])
+        failed = outcome is EndpointState.FAILED
+        return outcome, self._reason.get(name, self._reason[None]) if failed else None
 
     def _record(self, method: str, name: str | None) -> None:
         self._call_log.append((method, name))
@@ -416,17 +336,13 @@ class FakeHosting:
             raise fault.error
 
 def _texts(name: str, payload: dict[str, Any]) -> list[str]:
-    """The serving handler's request rules, answered as it would (a 400 inside a ModelError)."""
+    """The serving handler's request rules (the invoke rules), answered as it would (a 400 inside a ModelError)."""
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise EndpointRefusedError(name, 400, 'missing "inputs"')
-    inputs = payload["inputs"]
-    texts = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(texts, list) or not texts:
-        raise EndpointRefusedError(name, 400, '"inputs" must be a non-empty list')
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise EndpointRefusedError(name, 400, f"inputs[{index}] is not a string")
-    return texts
+    try:
+        return list(read_inputs(payload["inputs"]))
+    except InvokeInputError as error:
+        raise EndpointRefusedError(name, 400, str(error)) from None
 
 
 def _answer(step: Answer, name: str, texts: list[str], model_id: str, dimension: int) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.adapters.queue_messages import to_body
 from chalicelib.config import SQS_MAX_DELAY_SECONDS
 from chalicelib.domain.messages import WorkMessage
+from tests.fakes.memory import ManualClock
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.domain.errors import InvocationError, RetryableError, TerminalHostingError
 from chalicelib.domain.models import EndpointState
 from tests.contract.test_hosting_contract import PREFIX, make_spec
 from tests.fakes import ALL_PARTS, Answer, FakeHosting, fake_embedding
+from tests.fakes.memory import ManualClock
 
 
 def test_fake_embedding_is_deterministic_and_unit_norm() -> None:
@@ -147,7 +147,8 @@ def test_answers_follow_their_script_then_stay_good() -> None:
 
 @pytest.mark.parametrize(
     ("payload", "message"),
-    [({}, 'missing "inputs"'), ({"inputs": []}, "non-empty"), ({"inputs": ["a", 3]}, r"inputs\[1\]")],
+    # The handler's words (the invoke rules'), no longer the fake's own ("must be a non-empty list").
+    [({}, 'missing "inputs"'), ({"inputs": []}, "inputs is an empty list"), ({"inputs": ["a", 3]}, r"inputs\[1\]")],
 )
 def test_requests_the_serving_handler_refuses_are_refused(payload: dict[str, object], message: str) -> None:
     fake = FakeHosting()

@@ -17,8 +17,10 @@ from typing import Any
 import requests
 from chalice.test import Client
 
+from app import app
 from chalicelib import wiring
 from chalicelib.config import Settings
+from esdeploy.local.pollers import queue_functions
 from tests.fakes.artifacts import minimal_manifest, publish_to_s3
 from tests.fakes.fake_hosting import fake_embedding
 from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock
@@ -69,14 +71,7 @@ class SageMakerWorld:
         self.adapters.clock = self.clock
         self.cold_start()
         wiring.use(self.adapters)
-        settings = self.settings
-        handlers = {
-            self.urls.requests: "requests_worker",
-            self.urls.deploy: "deploy_worker",
-            self.urls.teardown: "teardown_worker",
-            self.urls.dead_letters[settings.deploy_queue]: "deploy_dead_letters",
-            self.urls.dead_letters[settings.teardown_queue]: "teardown_dead_letters",
-        }
+        handlers = {self.urls.url_of(queue): function for queue, function in queue_functions(app).items()}
         self.pump = ColdStartPump(client=self.client, sqs=self.sqs, clock=self.clock, handlers=handlers)
         self.pump.world = self
 

@@ -10,6 +10,7 @@ from chalice.test import Client
 from app import app
 from chalicelib import wiring
 from chalicelib.config import Settings
+from esdeploy.local.pollers import queue_functions
 from tests.fakes.artifacts import minimal_manifest
 from tests.fakes.fake_hosting import FakeHosting, fake_embedding
 from tests.scenarios.harness import Pump, TimeWarpQueue, WarpClock, World
@@ -40,13 +41,7 @@ def world(aws: dict[str, Any], settings: Settings) -> Iterator[World]:
     base.requests_queue = TimeWarpQueue(sqs, settings.requests_queue, clock)
     wiring.use(base)
     urls = aws["queues"]
-    handlers = {
-        urls.requests: "requests_worker",
-        urls.deploy: "deploy_worker",
-        urls.teardown: "teardown_worker",
-        urls.dead_letters[settings.deploy_queue]: "deploy_dead_letters",
-        urls.dead_letters[settings.teardown_queue]: "teardown_dead_letters",
-    }
+    handlers = {urls.url_of(queue): function for queue, function in queue_functions(app).items()}
     with Client(app) as client:
         world = World(
             client=client,

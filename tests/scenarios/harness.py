@@ -15,7 +15,6 @@ from typing import Any
 from chalice.test import Client
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.adapters.queue_messages import to_body
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change, variant_tags
 from chalicelib.adapters.sqs_queue import SqsQueue
@@ -24,6 +23,7 @@ from chalicelib.domain.models import EndpointState, iso, parse_iso
 from esdeploy.local.pollers import sqs_record
 from tests.fakes.artifacts import publish_to_s3
 from tests.fakes.fake_hosting import ACCOUNT, REGION, FakeHosting
+from tests.fakes.memory import ManualClock
 
 HELD_SECONDS = 3600
 

@@ -17,7 +17,11 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import wiring
-from chalicelib.adapters.memory import (
+from chalicelib.config import Settings, dead_letter_name, load_settings
+from esdeploy.local.pollers import queue_functions
+from tests.fakes.crash_points import WRITES, Crash, CrashingPort, CrashPlan
+from tests.fakes.fake_hosting import FakeHosting
+from tests.fakes.memory import (
     InMemoryAlarms,
     InMemoryAliases,
     InMemoryAliasMirror,
@@ -25,12 +29,10 @@ from chalicelib.adapters.memory import (
     InMemoryLiveModelSlots,
     InMemoryModelLocks,
     InMemoryModels,
+    InMemoryScaling,
     InMemoryTaskStore,
     ManualClock,
 )
-from chalicelib.config import Settings, dead_letter_name, load_settings
-from tests.fakes.crash_points import WRITES, Crash, CrashingPort, CrashPlan
-from tests.fakes.fake_hosting import FakeHosting
 from tests.fakes.simulated_sqs import SimulatedQueuePort, SimulatedSqs
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -201,15 +203,10 @@ def memory_world(env: dict[str, str], plan: CrashPlan, hosting: FakeHosting) -> 
     crashing_alarms = wrapped.pop("alarms")
     adapters = wiring.Adapters(
         settings=settings, artifacts=InMemoryArtifacts(), clock=clock,
-        hosting_factory=lambda: crashing_hosting, alarms_factory=lambda: crashing_alarms, **wrapped,
+        hosting_factory=lambda: crashing_hosting, alarms_factory=lambda: crashing_alarms,
+        scaling_factory=InMemoryScaling, **wrapped,
     )
-    handlers = {
-        settings.requests_queue: "requests_worker",
-        settings.deploy_queue: "deploy_worker",
-        settings.teardown_queue: "teardown_worker",
-        dead_letter_name(settings.deploy_queue): "deploy_dead_letters",
-        dead_letter_name(settings.teardown_queue): "teardown_dead_letters",
-    }
+    handlers = queue_functions(app)
     with mock.patch.dict("os.environ", env), Client(app) as client:
         wiring.use(adapters)
         try:

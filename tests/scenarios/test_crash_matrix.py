@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.cloudwatch_shapes import alarm_state_change
-from chalicelib.adapters.memory import InMemoryAlarms
 from chalicelib.adapters.queue_messages import ADVANCE
 from chalicelib.adapters.sagemaker_shapes import endpoint_state_change
 from chalicelib.config import dead_letter_name
@@ -27,6 +26,7 @@ from tests.conftest import TEST_ENV
 from tests.fakes.artifacts import publish_in_memory
 from tests.fakes.crash_points import CrashPlan, CrashPoint
 from tests.fakes.fake_hosting import FakeHosting
+from tests.fakes.memory import InMemoryAlarms
 from tests.scenarios.conftest import DIMENSION, manifest_for
 from tests.scenarios.memory_world import MemoryWorld, creating_for_one_poll, memory_world
 

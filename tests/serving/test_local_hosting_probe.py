@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from chalicelib.domain.errors import InvocationTimeoutError
-from chalicelib.domain.models import EndpointState
 from chalicelib.ports import VariantSpec
 from esdeploy.local.hosting import LocalHosting, LocalVariant
 
@@ -21,7 +20,7 @@ def test_an_endpoint_that_does_not_answer_in_time_is_a_timeout_not_a_retry(
     spec = VariantSpec(NAME, "m1", "t1", "s3://b/models/m1/x/model.tar.gz", "image", "ml.g5.xlarge", 1)
     port = int(silent_endpoint.rsplit(":", 1)[1])
     # An endpoint process that is up (InService) but hangs on /invocations.
-    hosting._variants[NAME] = LocalVariant(spec, tmp_path / NAME, state=EndpointState.IN_SERVICE, port=port)
+    hosting._variants[NAME] = LocalVariant(hosting.endpoints.plant(spec), tmp_path / NAME, port=port)
     started = time.monotonic()
     with pytest.raises(InvocationTimeoutError, match=f"endpoint {NAME} did not answer in 0.5 s"):
         hosting.invoke(NAME, {"inputs": ["x"]}, timeout_seconds=0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import InMemoryQueue
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.messages import Advance, TeardownVariant, WorkMessage
 from chalicelib.domain.models import EndpointState, Stage, Task
@@ -13,6 +12,7 @@ from chalicelib.services.deploy_worker import DeployWorker
 from chalicelib.services.tasks import TaskService
 from tests.fakes import FakeHosting, fake_embedding
 from tests.fakes.artifacts import minimal_manifest, publish_in_memory
+from tests.fakes.memory import InMemoryQueue
 
 DIMENSION = 8
 PROBES = ("first probe text", "a second, longer probe text")

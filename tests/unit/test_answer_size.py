@@ -7,11 +7,11 @@ import struct
 import pytest
 
 from chalicelib.domain.answer_size import (
-    MAX_TEXTS_PER_REQUEST,
     SYNC_ANSWER_LIMIT_BYTES,
     answer_bytes,
     texts_that_fit,
 )
+from chalicelib.domain.invoke_rules import MAX_TEXTS_PER_REQUEST
 
 
 def as_float32(value: float) -> float:

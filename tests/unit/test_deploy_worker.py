@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.errors import ConcurrentUpdateError, InvalidStateError, RetryableError
 from chalicelib.domain.messages import Advance, AlarmChanged, Delivery, EndpointChanged, TeardownVariant
@@ -19,6 +18,7 @@ from chalicelib.services.models import ModelActions
 from chalicelib.services.tasks import TaskService
 from tests.fakes import Answer, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
+from tests.fakes.memory import InMemoryAlarms, ManualClock
 from tests.unit.state_machine import (
     STILL_CREATING,
     deploy_at,

@@ -121,10 +121,17 @@ def test_settings_read_only_the_environment_they_are_given(
 
 
 def test_the_packager_accepts_exactly_the_ids_the_api_accepts() -> None:
-    # esdeploy/manifest.py keeps its own copy (it must stay importable without chalicelib).
+    # esdeploy/manifest.py reads the API's rule (chalicelib.domain.names), no copy of its own.
     from esdeploy import manifest
 
-    assert manifest._MODEL_ID.pattern == ID_PATTERN.pattern
+    ids = ["m1", "all-MiniLM-L6-v2.v1_0", "x" * 128, "x" * 129, "", "-x", ".x", "a/b", "a b", "a\n", "é", "A_b-c.d"]
+    for model_id in ids:
+        try:
+            manifest.validate_model_id(model_id)
+            accepted = True
+        except manifest.ManifestError:
+            accepted = False
+        assert accepted is bool(ID_PATTERN.fullmatch(model_id)), model_id
 
 
 # infra/finalize.py pins the template's parameters from these, so every stage states them.

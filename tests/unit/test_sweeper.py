@@ -3,7 +3,6 @@ what it leaves alone."""
 from __future__ import annotations
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.messages import Advance, TeardownVariant
 from chalicelib.domain.models import Stage
@@ -12,6 +11,7 @@ from chalicelib.services.sweeper import Sweeper
 from chalicelib.services.tasks import TaskService
 from tests.fakes import ALL_PARTS, FakeHosting
 from tests.fakes.artifacts import publish_in_memory
+from tests.fakes.memory import ManualClock
 from tests.unit.state_machine import STILL_CREATING, deploy_at, hosted, live_deploy, next_step, run_next_step, sent
 
 

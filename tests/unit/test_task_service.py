@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import InMemoryQueue, ManualClock
 from chalicelib.api.intake import read_intake
 from chalicelib.api.schemas import parse_delete, parse_deploy
 from chalicelib.domain.errors import (
@@ -26,6 +25,7 @@ from chalicelib.domain.models import ModelLock, Stage, Task, TaskKind, TaskStatu
 from chalicelib.services.tasks import TaskService
 from tests.fakes.artifacts import content_hash_for, minimal_manifest, publish_in_memory
 from tests.fakes.interleave import Interleave
+from tests.fakes.memory import InMemoryQueue, ManualClock
 
 
 def tasks(adapters: wiring.Adapters) -> TaskService:

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from chalicelib import wiring
-from chalicelib.adapters.memory import InMemoryAlarms, ManualClock
 from chalicelib.api.schemas import parse_deploy
 from chalicelib.domain.errors import RetryableError
 from chalicelib.domain.messages import DeleteModel, TeardownVariant
@@ -20,6 +19,7 @@ from chalicelib.services.tasks import TaskService
 from chalicelib.services.teardown_worker import MAX_TEARDOWN_ATTEMPTS, TEARDOWN_RETRY_SECONDS, TeardownWorker
 from tests.fakes import FakeHosting
 from tests.fakes.artifacts import publish_in_memory
+from tests.fakes.memory import InMemoryAlarms, ManualClock
 from tests.unit.state_machine import (
     deploy_at,
     hosted,

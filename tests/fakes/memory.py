@@ -1,4 +1,4 @@
-"""Adapters: in-memory implementations of the ports, for unit tests and the same contract suites."""
+"""Test fakes: in-memory implementations of the ports, run by the same contract suites as the AWS adapters."""
 from __future__ import annotations
 
 import itertools
