@@ -27,7 +27,9 @@ def speak_python_types(client: Any) -> Any:
     events.register(
         "before-parameter-build.dynamodb", injector.inject_attribute_value_input, unique_id="dynamodb-attr-value-input"
     )
-    events.register("after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output")
+    events.register(
+        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
+    )
     return client
 
 

@@ -121,7 +121,7 @@ def read_json_templates_directly() -> None:
         return parsed if isinstance(parsed, dict) else original(template)
 
     parse_template._esdeploy_json_first = True  # type: ignore[attr-defined]
-    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign,assignment]
+    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
 
 
 # ---- the template's resources -----------------------------------------------------------------
