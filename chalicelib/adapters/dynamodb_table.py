@@ -40,6 +40,11 @@ class DocumentTable:
         self._client = speak_python_types(client)
         self.name = name
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client it speaks through (a test listens to its events)."""
+        return self._client
+
     def get_item(self, **request: Any) -> dict[str, Any]:
         return dict(self._client.get_item(TableName=self.name, **request))
 
