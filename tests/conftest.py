@@ -214,6 +214,21 @@ def silent_endpoint() -> Iterator[str]:
     listener.close()
 
 
+# The folders whose files take longest, first. pytest-xdist's loadfile hands each worker whole files in
+# collection order as it frees up: with the long files last, one worker ran the final e2e module alone for
+# over a minute while the other had nothing left. Order inside a file is unchanged.
+LONGEST_FIRST = ("e2e", "serving", "scenarios")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(config.rootpath).parts
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+        return LONGEST_FIRST.index(folder) if folder in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests stay together and in order
+
+
 # The schemathesis run (tests/e2e/test_contract_fuzz.py) puts its numbers on its test report; this
 # hook lives here, not in tests/e2e, because under pytest-xdist only the controller writes the
 # summary and it never loads the conftest files of folders that its workers collect.
