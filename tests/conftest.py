@@ -214,9 +214,10 @@ def silent_endpoint() -> Iterator[str]:
     listener.close()
 
 
-# The folders whose files take longest, first. pytest-xdist's loadfile hands each worker whole files in
-# collection order as it frees up: with the long files last, one worker ran the final e2e module alone for
-# over a minute while the other had nothing left. Order inside a file is unchanged.
+# The folders whose files take longest, first. pytest-xdist's loadfile hands each worker whole files as it
+# frees up, in collection order under `--no-loadscope-reorder` (the Makefile's; by default it puts the files
+# with the most tests first, so the e2e modules, few tests each but minutes long, came last and one worker
+# ran the final one alone for over a minute). Order inside a file is unchanged.
 LONGEST_FIRST = ("e2e", "serving", "scenarios")
 
 
