@@ -6,18 +6,19 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated
 
 import annotated_types
-from pydantic import AliasChoices, AliasGenerator, Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import ErrorDetails
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
+from pydantic import (
+    AliasChoices,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from chalicelib.domain.artifacts import ArtifactLayout
 from chalicelib.domain.errors import ConfigurationError
@@ -55,15 +56,18 @@ def parse_serving_images(text: str) -> dict[str, str]:
     return images
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything the Lambdas read from their environment: each stage's values are in .chalice/config.json,
     and a setting it leaves out takes the default written here (and only here). Field `x` is read from
     `ESDEPLOY_X` (`region` from AWS_REGION or AWS_DEFAULT_REGION); build it with `load_settings`, which
-    reports every bad or missing variable at once."""
+    reports every bad or missing variable at once.
 
-    model_config = SettingsConfigDict(
+    A plain pydantic model over the environment's strings, not pydantic-settings: that package (its
+    sources import asyncio and every provider) cost about 120 ms of each cold start for a mapping of
+    names that the alias generator below already is (bench/coldstart.py, docs/lifecycle.md)."""
+
+    model_config = ConfigDict(
         frozen=True,
-        case_sensitive=True,
         alias_generator=AliasGenerator(validation_alias=lambda name: f"ESDEPLOY_{name.upper()}"),
         extra="ignore",
         validate_default=True,
@@ -77,9 +81,9 @@ class Settings(BaseSettings):
     teardown_queue: str
     artifact_bucket: str
     artifact_prefix: str = "models/"
-    # A comma-separated list, not JSON (NoDecode): the stages write `ml.g5.xlarge,ml.g5.2xlarge`.
+    # A comma-separated list, not JSON: the stages write `ml.g5.xlarge,ml.g5.2xlarge`.
     # Both servings run on GPU and CPU types; a small embedding model serves from a CPU type at a fraction of the price.
-    allowed_instance_types: Annotated[tuple[str, ...], NoDecode] = (
+    allowed_instance_types: tuple[str, ...] = (
         "ml.g5.xlarge", "ml.g5.2xlarge", "ml.c6i.large", "ml.c6i.xlarge", "ml.m5.large", "ml.m5.xlarge"
     )
     # Empty: the first allowed type.
@@ -90,7 +94,7 @@ class Settings(BaseSettings):
     # Each serving's image per processor, `handler-gpu=URI,handler-cpu=URI,tei-gpu=URI,tei-cpu=URI`, resolved
     # for the stage's region by infra/package.sh (sagemaker-core's tables, offline); a handler image missing
     # here is the default image above.
-    serving_images: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    serving_images: dict[str, str] = Field(default_factory=dict)
     max_bake_seconds: int = Field(86_400, ge=0, le=14 * 86_400)
     # Bounded by max_bake_seconds too, so it comes after it.
     default_bake_seconds: int = Field(600, ge=0, le=14 * 86_400)
@@ -135,19 +139,6 @@ class Settings(BaseSettings):
     bake_check_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only what load_settings hands over: the environment it was given (the process's or a
-        # test's), never os.environ behind its back, nor a .env file or secrets directory.
-        return (init_settings,)
 
     @field_validator("artifact_prefix")
     @classmethod
@@ -268,19 +259,6 @@ class Settings(BaseSettings):
         return self.timing.stall_seconds
 
 
-class _Environment(EnvSettingsSource):
-    """pydantic-settings' environment source (names, aliases, parsing) over the mapping load_settings
-    is given: `_load_env_vars` is the one place where the stock source reads os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # A blank value is an unset one: the setting takes its default, or is reported missing.
-        return {name: value.strip() for name, value in self._environ.items() if value.strip()}
-
-
 def _problem(error: ErrorDetails) -> str:
     """One line per bad variable, in the words the hand-written parser used."""
     name = str(error["loc"][0]) if error["loc"] else "settings"
@@ -309,7 +287,8 @@ def _bounds(variable: str) -> tuple[object, object]:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate every setting at once so that a broken stage fails with all names visible."""
     try:
-        return Settings(**_Environment(Settings, env)())
+        # A blank value is an unset one: the setting takes its default, or is reported missing.
+        return Settings.model_validate({name: value.strip() for name, value in env.items() if value.strip()})
     except ValidationError as exc:
         # A default computed from a bad setting is not called: that setting is reported instead.
         problems = [_problem(error) for error in exc.errors() if error["type"] != "default_factory_not_called"]

@@ -107,7 +107,9 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
     from botocore.config import Config
 
     from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
+    from chalicelib.adapters.dynamodb_table import DocumentTable
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
+    from chalicelib.adapters.lazy_clients import OnFirstUse
     from chalicelib.adapters.s3_artifacts import S3Artifacts
     from chalicelib.adapters.sqs_queue import SqsQueue
     from chalicelib.adapters.ssm_mirror import SsmAliasMirror
@@ -116,9 +118,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
 
     config = config or settings()
     retries = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
-    dynamodb = boto3.resource("dynamodb", config=retries)
-    sqs = boto3.client("sqs", config=retries)
-    models_table = dynamodb.Table(config.models_table)
+    # Each client is made when a handler first calls it (chalicelib/adapters/lazy_clients.py).
+    dynamodb = OnFirstUse(lambda: boto3.client("dynamodb", config=retries))
+    sqs = OnFirstUse(lambda: boto3.client("sqs", config=retries))
+    models_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.models_table))
+    tasks_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.tasks_table))
 
     def sagemaker_hosting() -> Hosting:
         from chalicelib.adapters.sagemaker_hosting import SageMakerHosting, make_sagemaker_clients
@@ -138,15 +142,15 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
 
     return Adapters(
         settings=config,
-        store=MeteredTaskStore(DynamoTaskStore(dynamodb.Table(config.tasks_table), config.task_retention)),
+        store=MeteredTaskStore(DynamoTaskStore(tasks_table, config.task_retention)),
         locks=DynamoModelLocks(models_table),
         aliases=DynamoAliases(models_table),
         slots=DynamoLiveModelSlots(models_table),
-        mirror=SsmAliasMirror(boto3.client("ssm", config=retries), config.ssm_prefix),
+        mirror=SsmAliasMirror(OnFirstUse(lambda: boto3.client("ssm", config=retries)), config.ssm_prefix),
         deploy_queue=SqsQueue(sqs, config.deploy_queue),
         teardown_queue=SqsQueue(sqs, config.teardown_queue),
         requests_queue=SqsQueue(sqs, config.requests_queue),
-        artifacts=S3Artifacts(boto3.client("s3", config=retries)),
+        artifacts=S3Artifacts(OnFirstUse(lambda: boto3.client("s3", config=retries))),
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,
         scaling_factory=application_autoscaling,

@@ -11,8 +11,12 @@ from typing import Any
 
 import yaml
 
+# libyaml's parser when PyYAML was built with it (the wheels are): ten times the pure-Python one's speed,
+# and every test that builds the embedded AWS reads the template.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class CfnLoader(yaml.SafeLoader):
+
+class CfnLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """YAML with CloudFormation's short tags read as their long form (`!Sub x` -> {"Fn::Sub": x})."""
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -10,6 +11,8 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -34,6 +37,11 @@ from tests.fakes.memory import (
 from tests.iam.recorder import Recorder
 
 IAM_RECORDER = pytest.StashKey[Recorder]()
+
+# moto's mock_aws() gives each test a new default boto3 session, and every new botocore session reads
+# each service's model files again (0.05 s a client: most of a moto test's set-up). The models are
+# data that never change during a run, so the whole run shares one loader.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)  # type: ignore[assignment]
 
 # The serving image for the test stage's region (infra/package.sh resolves it per region for dev/prod).
 TEST_IMAGE_URI = (
@@ -204,6 +212,22 @@ def silent_endpoint() -> Iterator[str]:
     for connection in accepted:
         connection.close()
     listener.close()
+
+
+# The folders whose files take longest, first. pytest-xdist's loadfile hands each worker whole files as it
+# frees up, in collection order under `--no-loadscope-reorder` (the Makefile's; by default it puts the files
+# with the most tests first, so the e2e modules, few tests each but minutes long, came last and one worker
+# ran the final one alone for over a minute). Order inside a file is unchanged.
+LONGEST_FIRST = ("e2e", "serving", "scenarios")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(config.rootpath).parts
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+        return LONGEST_FIRST.index(folder) if folder in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests stay together and in order
 
 
 # The schemathesis run (tests/e2e/test_contract_fuzz.py) puts its numbers on its test report; this

@@ -32,7 +32,7 @@ from typing import Any
 
 from esdeploy.artifact_check import extract_archive, load_handler
 from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
-from esdeploy.local.lifeline import Lifeline
+from esdeploy.local.lifeline import Lifeline, keep_temporary_files_in
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, par
         workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
     else:
         workdir.mkdir(parents=True, exist_ok=True)
+    keep_temporary_files_in(workdir)
     # Held while this process lives: a stack starting later removes the folder only once it is gone,
     # and ends this process first if the stack that started it is gone (the pids say so).
     lock = FolderLock(workdir, ENDPOINT_LOCK)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,14 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 # How often the parent's pid is compared, and how long an orderly stop may take before `abandon`.
 PARENT_POLL_SECONDS = 0.5
 GRACE_SECONDS = 10.0
+
+
+def keep_temporary_files_in(workdir: Path) -> None:
+    """This process's temporary folder is `workdir`: what it writes there (torch's compile cache
+    `torchinductor_<user>`, a library's scratch files) goes with the working folder, however the process
+    ends, and never lands in the machine's temporary folder, where nothing would remove it."""
+    os.environ["TMPDIR"] = str(workdir)
+    tempfile.tempdir = None  # tempfile reads TMPDIR again on its next use
 
 
 class Lifeline:

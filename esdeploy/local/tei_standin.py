@@ -42,7 +42,7 @@ from chalicelib.domain.serving import TEI_MAX_CLIENT_BATCH_SIZE, TEI_VERSION
 from esdeploy.artifact_check import extract_archive
 from esdeploy.local.endpoint import FAILED, LISTENING, READY, require_loopback
 from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
-from esdeploy.local.lifeline import Lifeline
+from esdeploy.local.lifeline import Lifeline, keep_temporary_files_in
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 from esdeploy.local.tei_model import TeiLoadError, TeiModel, TeiRequestError, read_folder
 from esdeploy.local.tei_requests import BodyRejection, EmbedRequest, parse_embed_request
@@ -355,6 +355,7 @@ def serve(
         workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
     else:
         workdir.mkdir(parents=True, exist_ok=True)
+    keep_temporary_files_in(workdir)
     lock = FolderLock(workdir, ENDPOINT_LOCK)
     lock.try_acquire()
     lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))

@@ -10,6 +10,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import wiring
+from chalicelib.adapters.dynamodb_table import DocumentTable
 from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
 from chalicelib.domain.models import TaskStatus
 from tests.fakes.lagging_index import LaggingIndexTable
@@ -21,7 +22,7 @@ JSON = {"Content-Type": "application/json"}
 def lagging(aws_adapters: wiring.Adapters) -> Iterator[tuple[Client, LaggingIndexTable]]:
     import boto3
 
-    table = LaggingIndexTable(boto3.resource("dynamodb").Table(aws_adapters.settings.tasks_table))
+    table = LaggingIndexTable(DocumentTable(boto3.client("dynamodb"), aws_adapters.settings.tasks_table))
     aws_adapters.store = DynamoTaskStore(table)
     with Client(app) as client:
         yield client, table

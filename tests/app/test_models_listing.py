@@ -19,7 +19,7 @@ def test_live_models_are_one_query_on_the_live_models_index(aws_adapters: wiring
     for index in range(5):  # models with a deploy running and nothing live yet
         aws_adapters.locks.acquire(ModelLock(f"busy{index}", f"t{index}", TaskKind.DEPLOY, utc_now()))
     requests: list[tuple[str, dict[str, Any]]] = []
-    client = aws_adapters.aliases._table.meta.client  # type: ignore[attr-defined]
+    client = aws_adapters.aliases._table.client  # type: ignore[attr-defined]
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         requests.append((model.name, params))

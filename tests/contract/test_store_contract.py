@@ -12,6 +12,7 @@ from boto3.dynamodb.conditions import Key
 from moto import mock_aws
 
 from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
+from chalicelib.adapters.dynamodb_table import DocumentTable
 from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
@@ -63,10 +64,10 @@ def backend(request: pytest.FixtureRequest, test_env: dict[str, str], settings: 
 
     keep_dynamodb_atomic()
     with mock_aws():
-        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_resources(boto3.Session(region_name="us-east-1"), test_env)
-        models = dynamodb.Table(settings.models_table)
-        tasks = LaggingIndexTable(dynamodb.Table(settings.tasks_table))
+        models = DocumentTable(dynamodb, settings.models_table)
+        tasks = LaggingIndexTable(DocumentTable(dynamodb, settings.tasks_table))
 
         def indexed_newest(model: str, kind: TaskKind) -> Task | None:
             items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression=Key("model_kind").eq(

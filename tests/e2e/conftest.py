@@ -1,6 +1,7 @@
 """Fixtures for end-to-end tests: the installed `esdeploy local` in a subprocess, and a tiny packaged model."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from esdeploy.local.background import BackgroundStack, start_in_background
 from esdeploy.local.processes import free_port, processes_mentioning
 from tests.console_script import ROOT, installed_esdeploy, user_env
+from tests.e2e.packaged import PackagedModels
 from tests.serving.conftest import add_sentence_transformers_files, build_tiny_bert
 
 
@@ -56,6 +58,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def tiny_st_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "model")
     return add_sentence_transformers_files(directory)
+
+
+@pytest.fixture(scope="session")
+def packaged_models(tmp_path_factory: pytest.TempPathFactory) -> PackagedModels:
+    """The tiny model packaged once per model id for the whole run: pytest-xdist's workers share the folder
+    above their own temporary folders (tests/e2e/packaged.py)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "packaged-models"
+    root.mkdir(exist_ok=True)
+    assert ROOT not in root.parents
+    return PackagedModels(root, cwd=root)
 
 
 def aws_env(stack: dict[str, Any]) -> dict[str, str]:

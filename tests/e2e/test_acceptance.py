@@ -23,6 +23,7 @@ from esdeploy.acceptance.facts import LIFECYCLE_FACTS
 from esdeploy.acceptance.teardown import OBSERVER_PREFIX
 from tests.console_script import installed_esdeploy
 from tests.e2e.conftest import aws_env, processes_mentioning
+from tests.e2e.packaged import PackagedModels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = DEFAULT_MODEL_ID
@@ -30,16 +31,9 @@ PREFIX = "esdlocal"  # the local stage's ESDEPLOY_RESOURCE_PREFIX
 
 
 @pytest.fixture(scope="module")
-def artifact(tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory, outside_repo: Path,
-             stack: dict[str, Any]) -> Path:
-    """The tiny model packaged once for the run's model id, as a person runs `esdeploy package` (no upload)."""
-    output = tmp_path_factory.mktemp("dist") / "model.tar.gz"
-    packaged = subprocess.run(
-        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL, "--output", str(output)],
-        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
-    )
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-    return output
+def artifact(packaged_models: PackagedModels) -> Path:
+    """The tiny model packaged for the run's model id, as a person runs `esdeploy package` (no upload)."""
+    return packaged_models.archive(MODEL)
 
 
 def acceptance_args(stack: dict[str, Any], artifact: Path, *extra: str) -> list[str]:

@@ -25,12 +25,11 @@ import pytest
 import requests
 
 from tests.conftest import FUZZ_REPORT
-from tests.console_script import installed_esdeploy
-from tests.e2e.conftest import aws_env
+from tests.e2e.packaged import SHARED_MODEL, PackagedModels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-MODEL = "contract-model"
+MODEL = SHARED_MODEL
 DEPLOY_TASK = "contract-deploy"
 DELETE_TASK = "contract-delete"
 EXAMPLES = 12
@@ -56,17 +55,10 @@ values = ["{DEPLOY_TASK}", "{DELETE_TASK}"]
 
 
 @pytest.fixture(scope="module")
-def live_model(stack: dict[str, Any], tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory,
-               outside_repo: Path) -> str:
-    """`contract-model` live on a real local endpoint, and one ended deletion task."""
+def live_model(stack: dict[str, Any], packaged_models: PackagedModels) -> str:
+    """The tiny model live on a real local endpoint, and one ended deletion task."""
     api = stack["api_url"]
-    packaged = subprocess.run(
-        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
-         "--output", str(tmp_path_factory.mktemp("contract") / "model.tar.gz"),
-         "--upload", stack["artifact_upload_url"]],
-        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
-    )
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    packaged_models.upload(stack, MODEL)
     deploy = requests.post(f"{api}/deploy", json={"model_id": MODEL, "id": DEPLOY_TASK,
                                                   "config": {"bake_seconds": 1}}, timeout=10)
     assert deploy.status_code == 200, deploy.text

@@ -13,14 +13,15 @@ import boto3
 import pytest
 import requests
 
+from chalicelib.domain.models import TERMINAL_STATUSES
 from chalicelib.domain.names import variant_alarm_names
-from esdeploy.demo import TERMINAL, timestamp
-from tests.console_script import installed_esdeploy
+from esdeploy.demo import timestamp
 from tests.e2e.conftest import aws_env, processes_mentioning
+from tests.e2e.packaged import SHARED_MODEL, PackagedModels
 from tests.e2e.test_local_stack import embedded_client, wait_for, wait_for_stage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-MODEL = "tiny_alarms.model"
+MODEL = SHARED_MODEL
 
 
 def cloudwatch(stack: dict[str, Any]) -> Any:
@@ -34,16 +35,9 @@ def alarm_state(client: Any, name: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def uploaded(stack: dict[str, Any], tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory,
-             outside_repo: Path) -> str:
-    """The tiny model packaged and uploaded once, as a person does; each test deploys and deletes it."""
-    packaged = subprocess.run(
-        [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", MODEL,
-         "--output", str(tmp_path_factory.mktemp("dist") / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
-        cwd=outside_repo, env=aws_env(stack), capture_output=True, text=True, timeout=300,
-    )
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-    return MODEL
+def uploaded(stack: dict[str, Any], packaged_models: PackagedModels) -> str:
+    """The tiny model packaged once and uploaded to this stack; each test deploys and deletes it."""
+    return packaged_models.upload(stack, MODEL)
 
 
 def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
@@ -84,7 +78,7 @@ def test_a_misbehaving_green_is_rolled_back_by_its_alarm_within_the_bake(
     back_on_blue: float | None = None
     task = green
     deadline = timestamp(green["live_at"]) + bake + 30
-    while time.time() < deadline and task["status"] not in TERMINAL:
+    while time.time() < deadline and task["status"] not in TERMINAL_STATUSES:
         try:
             embedder.embed(["failing on purpose"])
         except Exception:

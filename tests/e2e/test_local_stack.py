@@ -14,6 +14,7 @@ import requests
 from esdeploy import Client
 from tests.console_script import installed_esdeploy
 from tests.e2e.conftest import aws_env, processes_mentioning
+from tests.e2e.packaged import SECOND_MODEL, PackagedModels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "tiny_e2e.model"
@@ -197,16 +198,13 @@ def cli(stack: dict[str, Any], cwd: Path, *args: str, timeout: float = 180) -> s
 
 
 def test_the_cli_drives_deploy_swap_invoke_delete(
-    stack: dict[str, Any], tiny_st_model: Path, tmp_path: Path, outside_repo: Path
+    stack: dict[str, Any], packaged_models: PackagedModels, outside_repo: Path
 ) -> None:
-    model = "tiny-cli"
+    # Packaged and uploaded as `esdeploy package --upload` does; the lifecycle test above runs that command itself.
+    model = packaged_models.upload(stack, SECOND_MODEL)
 
     def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return cli(stack, outside_repo, *args, timeout=timeout)
-
-    packaged = run("package", str(tiny_st_model), "--model-id", model,
-                   "--output", str(tmp_path / "model.tar.gz"), "--upload", stack["artifact_upload_url"], timeout=300)
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
 
     first = run("--json", "deploy", model, "--bake-seconds", "2", "--wait")
     assert first.returncode == 0, first.stdout + first.stderr

@@ -30,14 +30,14 @@ from esdeploy.local.background import BackgroundStack, start_in_background
 from esdeploy.local.environment import LOCAL_STAGE, stage_environment
 from esdeploy.local.processes import free_port, processes_mentioning
 from tests.console_script import installed_esdeploy, user_env
-from tests.e2e.conftest import aws_env
+from tests.e2e.packaged import SECOND_MODEL, SHARED_MODEL, PackagedModels
 from tests.fakes.artifacts import publish_to_s3
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # Long enough to stop a loaded green's process before its probe, short enough for a test.
 CREATION_SECONDS = 20
-QUICK, SLOW = "e2e-quick", "e2e-slow"
+QUICK, SLOW = SHARED_MODEL, SECOND_MODEL
 RACERS, ROUNDS = 16, 5
 # LocalHosting's read timeout for one invocation: a hanging green holds its worker this long.
 INVOKE_TIMEOUT = 60
@@ -81,21 +81,9 @@ class _gone:
 
 
 @pytest.fixture(scope="module")
-def published(stack: dict[str, Any], tiny_st_model: Path, tmp_path_factory: pytest.TempPathFactory,
-              outside_repo: Path) -> list[str]:
-    """Two models packaged and uploaded as a user does (`esdeploy package --upload`), side by side."""
-    out = tmp_path_factory.mktemp("published")
-    running = {}
-    for model in (QUICK, SLOW):
-        with (out / f"{model}.log").open("wb") as log:  # a file, not a pipe nobody would drain
-            running[model] = subprocess.Popen(
-                [installed_esdeploy(), "package", str(tiny_st_model), "--model-id", model,
-                 "--output", str(out / model / "model.tar.gz"), "--upload", stack["artifact_upload_url"]],
-                cwd=outside_repo, env=aws_env(stack), stdout=log, stderr=subprocess.STDOUT,
-            )
-    for model, process in running.items():
-        assert process.wait(timeout=300) == 0, (out / f"{model}.log").read_text()
-    return [QUICK, SLOW]
+def published(stack: dict[str, Any], packaged_models: PackagedModels) -> list[str]:
+    """Two models packaged and uploaded side by side, as `esdeploy package --upload` uploads them."""
+    return [packaged_models.upload(stack, model) for model in (QUICK, SLOW)]
 
 
 def get(api: str, path: str) -> dict[str, Any]:
@@ -148,6 +136,7 @@ def race_deploys(api: str, model: str, artifact: str) -> list[tuple[int, dict[st
 def test_racing_deploys_of_one_model_have_exactly_one_winner(stack: dict[str, Any]) -> None:
     api = stack["api_url"]
     s3 = embedded_s3(stack)
+    won: list[str] = []
     for round_ in range(ROUNDS):
         model = f"race-{round_}-{uuid.uuid4().hex[:6]}"
         # An artifact that passes the gate at submit but holds no model: the winner's endpoint stays
@@ -160,6 +149,13 @@ def test_racing_deploys_of_one_model_have_exactly_one_winner(stack: dict[str, An
         assert codes == [200] + [409] * (RACERS - 1), f"round {round_}: {codes}, winners {winners}"
         losers = [body for code, body in outcomes if code != 200]
         assert all(body["active_task_id"] == winners[0] and winners[0] in body["detail"] for body in losers), losers
+        won.append(winners[0])
+    # Nothing left behind: each round's winner holds one of the stage's live-model slots until it ends,
+    # and the stack's next test deploys two models under the same cap.
+    for task_id in won:
+        assert requests.post(f"{api}/deploy/{task_id}/cancel", timeout=10).status_code in {200, 409}
+    for task_id in won:
+        assert wait_for(api, task_id, ended, "ended")["status"] in {"canceled", "failed"}
 
 
 def test_conditional_writes_to_the_embedded_dynamodb_have_exactly_one_winner(stack: dict[str, Any]) -> None:

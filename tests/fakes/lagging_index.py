@@ -11,9 +11,10 @@ from typing import Any
 
 
 class LaggingIndexTable:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, keys: tuple[str, ...] = ("task_id",)) -> None:
+        """`keys`: the table's key attributes (the tasks table's unless told)."""
         self._table = table
-        self._keys = [key["AttributeName"] for key in table.key_schema]
+        self._keys = list(keys)
         self._seen: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.catch_up()
 

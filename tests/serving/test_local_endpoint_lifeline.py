@@ -11,12 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from esdeploy.local.endpoint import LISTENING, READY
+from esdeploy.local.lifeline import keep_temporary_files_in
 from esdeploy.packaging import PackageResult
 
 pytestmark = pytest.mark.slow
@@ -100,3 +102,21 @@ def test_sigterm_while_the_model_loads_ends_it_at_once(tiny_package: PackageResu
     finally:
         if process.poll() is None:
             process.kill()
+
+
+
+def test_a_serving_process_keeps_its_temporary_files_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch and the libraries write caches to the temporary folder (torchinductor_<user>, say): for a serving
+    process (the endpoint's and the TEI stand-in's serve() call this first) that is its working folder, which goes
+    with it, never the machine's /tmp or the folder of the stack that started it."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "machine"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    workdir = tmp_path / "endpoints" / "v1" / "run"
+    workdir.mkdir(parents=True)
+    tempfile.gettempdir()  # already read once, as an import may have
+    keep_temporary_files_in(workdir)
+    with tempfile.NamedTemporaryFile() as scratch:
+        assert Path(scratch.name).parent == workdir
+    assert os.environ["TMPDIR"] == str(workdir)

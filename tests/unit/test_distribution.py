@@ -128,7 +128,7 @@ def test_everything_else_esdeploy_imports_comes_with_an_extra() -> None:
         + [f"esdeploy.local.{p.stem}" for p in (ROOT / "esdeploy" / "local").glob("*.py")],
         at_import_only=False,
     )
-    assert {"torch", "sagemaker", "chalice", "moto", "pydantic_settings"} <= set(everything)
+    assert {"torch", "sagemaker", "chalice", "moto", "pydantic"} <= set(everything)
     extras = PROJECT["optional-dependencies"].values()
     requirements = [*PROJECT["dependencies"], *(requirement for extra in extras for requirement in extra)]
     missing = undeclared({m: w for m, w in everything.items() if m not in DEV_ONLY}, requirements)
