@@ -196,22 +196,28 @@ def require_loopback(host: str) -> str:
     raise SystemExit(f"--host {host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)")
 
 
+def claim_workdir(workdir: Path | None, parent_pid: int | None) -> tuple[Path, FolderLock]:
+    """A serving process's working folder (the one given, or a new temporary one), its temporary folder too,
+    and the lock it holds while it lives: a stack starting later removes the folder only once it is gone, and
+    ends this process first if the stack that started it is gone (the pids say so). The TEI stand-in's too."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+    keep_temporary_files_in(workdir)
+    lock = FolderLock(workdir, ENDPOINT_LOCK)
+    lock.try_acquire()
+    lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))
+    return workdir, lock
+
+
 def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, parent_pid: int | None = None) -> int:
     """Extract, bind, load, serve until told to stop; always removes the working folder.
 
     `workdir` (the local stack passes one inside its own state folder, which its stop removes) or a
     new temporary folder. With `parent_pid`, the process also stops when that process is no longer
     its parent: a local endpoint never outlives the stack that started it."""
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
-    else:
-        workdir.mkdir(parents=True, exist_ok=True)
-    keep_temporary_files_in(workdir)
-    # Held while this process lives: a stack starting later removes the folder only once it is gone,
-    # and ends this process first if the stack that started it is gone (the pids say so).
-    lock = FolderLock(workdir, ENDPOINT_LOCK)
-    lock.try_acquire()
-    lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))
+    workdir, _held = claim_workdir(workdir, parent_pid)  # held until this function returns
     state = ServerState()
     serving = threading.Event()
 
@@ -219,7 +225,7 @@ def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, par
         # Nothing served yet (or an orderly stop that hangs): end now, leaving nothing behind.
         logger.warning("ending at once (%s); removing %s", reason, workdir)
         shutil.rmtree(workdir, ignore_errors=True)
-        _flush_quietly()
+        flush_quietly()
         os._exit(0)
 
     lifeline = Lifeline(abandon, orderly=serving.is_set, parent_pid=parent_pid)
@@ -235,7 +241,7 @@ def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, par
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
         bound_port = server.server_address[1]
-        _announce(f"{LISTENING} http://{host}:{bound_port} (workdir {workdir})")
+        announce(f"{LISTENING} http://{host}:{bound_port} (workdir {workdir})")
         state.handler = load_handler(model_dir)
         state.max_body_bytes = int(getattr(state.handler, "MAX_BODY_BYTES", state.max_body_bytes))
         state.model = state.handler.model_fn(str(model_dir))
@@ -243,14 +249,14 @@ def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, par
         if lifeline.stop.is_set():  # told to stop while loading, and `abandon` did not end it
             return 0
         state.ready.set()
-        _announce(f"{READY} model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
+        announce(f"{READY} model {getattr(state.model, 'model_id', '?')} on port {bound_port}")
         lifeline.stop.wait()
         logger.info("stopping (%s)", lifeline.reason)
         return 0
     except Exception as exc:
         logger.exception("endpoint failed")
         with contextlib.suppress(OSError):  # nobody may be reading any more (a killed stack's pipe)
-            _announce(f"{FAILED} {type(exc).__name__}: {exc}")
+            announce(f"{FAILED} {type(exc).__name__}: {exc}")
         return 1
     finally:
         if server is not None:
@@ -262,25 +268,31 @@ def serve(artifact: Path, host: str, port: int, workdir: Path | None = None, par
         logger.info("stopped; removed %s", workdir)
 
 
-def _flush_quietly() -> None:
+def flush_quietly() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
 
 
-def _announce(line: str) -> None:
+def announce(line: str) -> None:
     # stdout, flushed: the local stack and the tests wait for these lines.
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m esdeploy.local.endpoint", description=__doc__.splitlines()[0])
+def serving_arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line of a serving process the local hosting starts (this one and the TEI stand-in)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact directory")
     parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     parser.add_argument("--workdir", type=Path, help="folder to extract into (default: a new temporary folder)")
     parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = serving_arguments("python -m esdeploy.local.endpoint", __doc__.splitlines()[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = require_loopback(args.host)
@@ -292,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     status = main()
     logging.shutdown()
-    _flush_quietly()
+    flush_quietly()
     # Everything is cleaned up by now; skipping interpreter teardown saves ~2 s of torch unloading,
     # which the local stack pays on every endpoint swap.
     os._exit(status)

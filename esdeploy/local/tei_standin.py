@@ -19,15 +19,12 @@ same `--workdir` and `--parent-pid`: it never outlives the stack that started it
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -40,9 +37,17 @@ from typing import Any
 from chalicelib.adapters.serving_wire import SAGEMAKER_MODEL_DIR
 from chalicelib.domain.serving import TEI_MAX_CLIENT_BATCH_SIZE, TEI_VERSION
 from esdeploy.artifact_check import extract_archive
-from esdeploy.local.endpoint import FAILED, LISTENING, READY, require_loopback
-from esdeploy.local.housekeeping import ENDPOINT_LOCK, ENDPOINT_PREFIX, FolderLock
-from esdeploy.local.lifeline import Lifeline, keep_temporary_files_in
+from esdeploy.local.endpoint import (
+    FAILED,
+    LISTENING,
+    READY,
+    announce,
+    claim_workdir,
+    flush_quietly,
+    require_loopback,
+    serving_arguments,
+)
+from esdeploy.local.lifeline import Lifeline
 from esdeploy.local.misbehave import ENDPOINT_ROUTE, Misbehaviour, MisbehaviourError
 from esdeploy.local.tei_model import TeiLoadError, TeiModel, TeiRequestError, read_folder
 from esdeploy.local.tei_requests import BodyRejection, EmbedRequest, parse_embed_request
@@ -351,20 +356,13 @@ def serve(
     """Extract, bind, load, serve until told to stop; always removes the working folder. The same life as
     esdeploy.local.endpoint's: `workdir` (the local stack passes one inside its state folder) or a new temporary
     one, held by a lock; with `parent_pid` it stops when the stack that started it is gone (esdeploy.local.lifeline)."""
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix=ENDPOINT_PREFIX))
-    else:
-        workdir.mkdir(parents=True, exist_ok=True)
-    keep_temporary_files_in(workdir)
-    lock = FolderLock(workdir, ENDPOINT_LOCK)
-    lock.try_acquire()
-    lock.write_owner(json.dumps({"pid": os.getpid(), "parent_pid": parent_pid}))
+    workdir, _held = claim_workdir(workdir, parent_pid)  # held until this function returns
     serving = threading.Event()
 
     def abandon(reason: str) -> None:
         logger.warning("ending at once (%s); removing %s", reason, workdir)
         shutil.rmtree(workdir, ignore_errors=True)
-        _flush_quietly()
+        flush_quietly()
         os._exit(0)
 
     lifeline = Lifeline(abandon, orderly=serving.is_set, parent_pid=parent_pid)
@@ -379,20 +377,20 @@ def serve(
         server = TeiServer((host, port), state)
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
         bound = server.server_address[1]
-        _announce(f"{LISTENING} http://{host}:{bound} (workdir {workdir}; TEI {TEI_VERSION} stand-in)")
+        announce(f"{LISTENING} http://{host}:{bound} (workdir {workdir}; TEI {TEI_VERSION} stand-in)")
         folder = read_folder(model_folder(settings, extracted), settings.pooling)
         state.model = TeiModel(folder, settings.dtype)
         serving.set()
         if lifeline.stop.is_set():
             return 0
         state.ready.set()
-        _announce(f"{READY} TEI stand-in, {folder.pooling} pooling, {settings.dtype}, on port {bound}")
+        announce(f"{READY} TEI stand-in, {folder.pooling} pooling, {settings.dtype}, on port {bound}")
         lifeline.stop.wait()
         return 0
     except Exception as exc:
         logger.exception("TEI stand-in failed")
         with contextlib.suppress(OSError):  # nobody may be reading any more (a killed stack's pipe)
-            _announce(f"{FAILED} {type(exc).__name__}: {exc}")
+            announce(f"{FAILED} {type(exc).__name__}: {exc}")
         return 1
     finally:
         if server is not None:
@@ -401,24 +399,8 @@ def serve(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _flush_quietly() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-
-
-def _announce(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m esdeploy.local.tei_standin", description=__doc__.splitlines()[0])
-    parser.add_argument("--artifact", required=True, type=Path, help="model.tar.gz or an extracted artifact folder")
-    parser.add_argument("--port", required=True, type=int, help="TCP port (0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--workdir", type=Path, help="folder to extract into (default: a new temporary folder)")
-    parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent")
+    parser = serving_arguments("python -m esdeploy.local.tei_standin", __doc__.splitlines()[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = require_loopback(args.host)
@@ -430,5 +412,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     status = main()
     logging.shutdown()
-    _flush_quietly()
+    flush_quietly()
     os._exit(status)  # cleaned up already; skipping torch's teardown saves seconds on every swap
