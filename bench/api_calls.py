@@ -37,6 +37,8 @@ ENV = {
     "ESDEPLOY_POLL_INITIAL_SECONDS": "0", "ESDEPLOY_POLL_MAX_SECONDS": "0", "ESDEPLOY_DEFAULT_BAKE_SECONDS": "0",
     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
     "POWERTOOLS_METRICS_DISABLED": "true",
+    # The calls are counted on botocore's events, under mock_aws: DynamoDB's too.
+    "ESDEPLOY_DYNAMODB_CLIENT": "boto3",
 }
 PROBES = ["alpha", "beta", "gamma"]
 VECTORS = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]

@@ -4,7 +4,9 @@ Each sample is a fresh interpreter, and the three are interleaved so that machin
 alike. "first request" is what a cold API function does before it answers `GET /deploy/{task_id}`:
 import app, then Chalice's Lambda entry point with API Gateway's event, which builds the service, its
 DynamoDB table and client, and makes the one GetItem (answered by a DynamoDB stand-in on loopback,
-so the network is not measured). Ratios are against the baseline's fastest run, of the fastest run of
+so the network is not measured). The functions' environment is the prod stage's (.chalice/config.json),
+so the client is the one a deployed function builds (the stdlib DynamoDB client).
+Ratios are against the baseline's fastest run, of the fastest run of
 each (noise only ever adds), with medians beside them.
 
 Every module is read from bytecode, ours as much as the libraries': a first, uncounted interpreter per
@@ -29,32 +31,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from esdeploy.local.environment import stage_environment
+
 ROOT = Path(__file__).resolve().parent.parent
+# What a deployed API function's environment holds: the prod stage's variables (.chalice/config.json), the
+# image that infra/package.sh resolves, and what Lambda itself sets.
 ENV = {
-    "ESDEPLOY_TASKS_TABLE": "t", "ESDEPLOY_MODELS_TABLE": "m", "ESDEPLOY_REQUESTS_QUEUE": "r",
-    "ESDEPLOY_DEPLOY_QUEUE": "d", "ESDEPLOY_TEARDOWN_QUEUE": "x", "ESDEPLOY_ARTIFACT_BUCKET": "b",
+    **stage_environment("prod"),
     "ESDEPLOY_DEFAULT_IMAGE_URI": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2",
-    "ESDEPLOY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
     "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
-FIRST_REQUEST = """
+
+
+def request_snippet(resource: str, path: str, params: dict[str, str], status: int) -> str:
+    """Python that imports app and answers one API Gateway GET as a cold Lambda would, asserting its status."""
+    event = {
+        "resource": resource, "path": path, "httpMethod": "GET", "headers": {"Host": "x"},
+        "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": params or None, "stageVariables": None, "body": None, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": resource, "httpMethod": "GET", "stage": "api",
+                           "requestId": "r1", "identity": {"sourceIp": "127.0.0.1"}},
+    }
+    return f"""
 import app
-event = {
-    "resource": "/deploy/{task_id}", "path": "/deploy/t1", "httpMethod": "GET", "headers": {"Host": "x"},
-    "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
-    "pathParameters": {"task_id": "t1"}, "stageVariables": None, "body": None, "isBase64Encoded": False,
-    "requestContext": {"resourcePath": "/deploy/{task_id}", "httpMethod": "GET", "stage": "api",
-                       "requestId": "r1", "identity": {"sourceIp": "127.0.0.1"}},
-}
 class Context:
     function_name, function_version, memory_limit_in_mb = "api_handler", "1", 512
     invoked_function_arn, aws_request_id = "arn:aws:lambda:us-east-1:123456789012:function:x", "r1"
     def get_remaining_time_in_millis(self):
         return 29000
-answer = app.app(event, Context())
-assert answer["statusCode"] == 404, answer
+answer = app.app({event!r}, Context())
+assert answer["statusCode"] == {status}, answer
 """
+
+
+# The route the bench times: a task that is not there (one GetItem).
+FIRST_REQUEST = request_snippet("/deploy/{task_id}", "/deploy/t1", {"task_id": "t1"}, 404)
 SNIPPETS = {
     "chalice + boto3": "import chalice, boto3",
     "import app": "import app",
@@ -62,12 +75,15 @@ SNIPPETS = {
 }
 
 
-class _DynamoDbStandIn(BaseHTTPRequestHandler):
-    """Answers every DynamoDB call with an empty JSON object: GetItem of an item that is not there."""
+class DynamoDbStandIn(BaseHTTPRequestHandler):
+    """Answers as an empty table does: GetItem finds nothing, Query and Scan find no items."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b"{}"
+        operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        body = b'{"Items": [], "Count": 0, "ScannedCount": 0}' if operation in {"Query", "Scan"} else b"{}"
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(body)))
@@ -93,7 +109,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DynamoDbStandIn)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DynamoDbStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     times: dict[str, list[float]] = {name: [] for name in SNIPPETS}

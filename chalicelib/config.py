@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
+from typing import Literal
 
 import annotated_types
 from pydantic import (
@@ -71,6 +72,9 @@ class Settings(BaseModel):
         alias_generator=AliasGenerator(validation_alias=lambda name: f"ESDEPLOY_{name.upper()}"),
         extra="ignore",
         validate_default=True,
+        # The validator is built on the first `load_settings`, not at import: the five read routes' cold
+        # start imports this module before its first request needs settings (bench/coldstart.py).
+        defer_build=True,
     )
 
     stage: str = "dev"
@@ -137,6 +141,10 @@ class Settings(BaseModel):
     # The hop between two looks at the alarms during a bake (an alarm's EventBridge event wakes
     # the task sooner).
     bake_check_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
+    # How the tables reach DynamoDB: "stdlib" (chalicelib/adapters/dynamodb_http.py; boto3's client where the
+    # environment holds no credentials or names a FIPS/dual-stack endpoint) or "boto3" (the tests' mock_aws
+    # patches botocore, so they choose boto3).
+    dynamodb_client: Literal["stdlib", "boto3"] = "stdlib"
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
 

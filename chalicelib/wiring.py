@@ -5,7 +5,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.config import Settings, settings
 from chalicelib.ports import (
@@ -100,12 +100,44 @@ class Adapters:
         return service(**{field.name: getattr(self, field.name) for field in fields(service)})
 
 
-def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], Hosting] | None = None) -> Adapters:
-    """The real thing: boto3 clients (they honour AWS_ENDPOINT_URL, so moto works too). Hosting is
-    SageMaker unless `hosting_factory` says otherwise (the local stack's processes, a test's fake)."""
+# Every boto3 client's retries and timeouts; the stdlib DynamoDB client keeps the same.
+MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 20
+
+
+def boto3_client(service_name: str) -> Any:
+    """A boto3 client with our retries and timeouts (they honour AWS_ENDPOINT_URL, so moto works too).
+    boto3 is imported here, on the first client a handler needs: the read routes need none."""
     import boto3
     from botocore.config import Config
 
+    retries = Config(retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+                     connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
+    return boto3.client(service_name, config=retries)  # type: ignore[call-overload]
+
+
+def dynamodb_client(config: Settings) -> Any:
+    """The client the tables speak through, in Python values: the stdlib one (chalicelib/adapters/dynamodb_http.py)
+    unless ESDEPLOY_DYNAMODB_CLIENT=boto3 or the environment is one only boto3 knows how to reach."""
+    if config.dynamodb_client == "stdlib":
+        import os
+
+        from chalicelib.adapters.dynamodb_http import from_environment
+
+        stdlib = from_environment(config.region, os.environ, max_attempts=MAX_ATTEMPTS,
+                                  connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
+        if stdlib is not None:
+            return stdlib
+    from chalicelib.adapters.dynamodb_table import speak_python_types
+
+    return speak_python_types(boto3_client("dynamodb"))
+
+
+def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], Hosting] | None = None) -> Adapters:
+    """The real thing: AWS's APIs through boto3 clients (DynamoDB through the stdlib client where it can), each
+    made on first use. Hosting is SageMaker unless `hosting_factory` says otherwise (the local stack's processes,
+    a test's fake)."""
     from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
     from chalicelib.adapters.dynamodb_table import DocumentTable
     from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
@@ -117,10 +149,9 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
     from chalicelib.metrics import MeteredTaskStore
 
     config = config or settings()
-    retries = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
     # Each client is made when a handler first calls it (chalicelib/adapters/lazy_clients.py).
-    dynamodb = OnFirstUse(lambda: boto3.client("dynamodb", config=retries))
-    sqs = OnFirstUse(lambda: boto3.client("sqs", config=retries))
+    dynamodb = OnFirstUse(lambda: dynamodb_client(config))
+    sqs = OnFirstUse(lambda: boto3_client("sqs"))
     models_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.models_table))
     tasks_table = OnFirstUse(lambda: DocumentTable(dynamodb, config.tasks_table))
 
@@ -133,12 +164,12 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
     def application_autoscaling() -> Scaling:
         from chalicelib.adapters.application_autoscaling import ApplicationAutoScaling
 
-        return ApplicationAutoScaling(boto3.client("application-autoscaling", config=retries))
+        return ApplicationAutoScaling(boto3_client("application-autoscaling"))
 
     def cloudwatch_alarms() -> Alarms:
         from chalicelib.adapters.cloudwatch_alarms import CloudWatchAlarms
 
-        return CloudWatchAlarms(boto3.client("cloudwatch", config=retries))
+        return CloudWatchAlarms(boto3_client("cloudwatch"))
 
     return Adapters(
         settings=config,
@@ -146,11 +177,11 @@ def aws_adapters(config: Settings | None = None, hosting_factory: Callable[[], H
         locks=DynamoModelLocks(models_table),
         aliases=DynamoAliases(models_table),
         slots=DynamoLiveModelSlots(models_table),
-        mirror=SsmAliasMirror(OnFirstUse(lambda: boto3.client("ssm", config=retries)), config.ssm_prefix),
+        mirror=SsmAliasMirror(OnFirstUse(lambda: boto3_client("ssm")), config.ssm_prefix),
         deploy_queue=SqsQueue(sqs, config.deploy_queue),
         teardown_queue=SqsQueue(sqs, config.teardown_queue),
         requests_queue=SqsQueue(sqs, config.requests_queue),
-        artifacts=S3Artifacts(OnFirstUse(lambda: boto3.client("s3", config=retries))),
+        artifacts=S3Artifacts(OnFirstUse(lambda: boto3_client("s3"))),
         clock=SystemClock(),
         hosting_factory=hosting_factory or sagemaker_hosting,
         scaling_factory=application_autoscaling,

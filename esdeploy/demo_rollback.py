@@ -24,6 +24,7 @@ from esdeploy.demo import (
     Demo,
     InvocationLoop,
     Report,
+    control_plane,
     finish,
     leftover_processes,
     print_tasks,
@@ -118,6 +119,9 @@ def run_demo_rollback(port: int, keep: bool, bake_seconds: int) -> int:
         demo.stop_stack()
     leftovers = leftover_processes(str(workdir))
     print_tasks("esdeploy demo-rollback report", tasks)
+    for label in ("deploy v1", "deploy v2"):
+        if label in tasks:
+            print(f"  {label}: control plane {control_plane(demo, tasks[label])}")
     final = tasks.get("deploy v2", {})
     rolled_back = (
         bool(outcome)

@@ -77,6 +77,10 @@ TEST_ENV: dict[str, str] = {
     "ESDEPLOY_MAX_DEPLOYED_MODELS": "3",
     "ESDEPLOY_DEFAULT_IMAGE_URI": TEST_IMAGE_URI,
     "ESDEPLOY_SERVING_IMAGES": TEST_SERVING_IMAGES,
+    # mock_aws answers botocore's requests in-process; the stdlib DynamoDB client would reach for the network.
+    # It has its own suite (tests/adapters/test_dynamodb_http.py), the store contract's `dynamodb-stdlib`
+    # backend, and the e2e tests, whose local stack uses it.
+    "ESDEPLOY_DYNAMODB_CLIENT": "boto3",
 }
 
 # app.py names its SQS event sources' queues from the environment at import, as `chalice package` and the local

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed, error_code
@@ -180,7 +179,9 @@ class DynamoAliases:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "IndexName": LIVE_INDEX,
-            "KeyConditionExpression": Key(LISTED).eq(LISTED_LIVE),
+            "KeyConditionExpression": "#listed = :live",
+            "ExpressionAttributeNames": {"#listed": LISTED},
+            "ExpressionAttributeValues": {":live": LISTED_LIVE},
         }
         while True:
             answer = _dynamodb("list the live models", lambda: self._table.query(**kwargs))

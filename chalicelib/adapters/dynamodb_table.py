@@ -1,20 +1,20 @@
-"""Adapter: a DynamoDB table spoken to in Python types, as `boto3.resource("dynamodb").Table` does, on a plain client.
+"""Adapter: a DynamoDB table spoken to in Python types, as `boto3.resource("dynamodb").Table` does, on either client.
 
 boto3's resource layer loads its resource model and builds its classes at run time: about 0.3 s of a cold
-Lambda's first request (bench/coldstart.py), for the seven calls our adapters make. The translation itself
-(Python values to and from DynamoDB's typed JSON, `Key`/`Attr` conditions to expressions with placeholders) is
-boto3's own `TransformationInjector`, registered on the client's events exactly as the resource registers it,
-so items and conditions read and write the same.
+Lambda's first request (bench/coldstart.py), for the six calls our adapters make. Two clients speak Python
+values under a table: the stdlib one (dynamodb_http.py, what the Lambdas use) and a boto3 client taught by
+`speak_python_types`, which registers boto3's own `TransformationInjector` on the client's events exactly as
+the resource registers it, so items read and write the same through either (the store contract runs both).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
-
 
 def speak_python_types(client: Any) -> Any:
     """Make `client` take and give Python values and `Key`/`Attr` conditions, as the resource's client does."""
+    from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
+
     injector = TransformationInjector()
     events = client.meta.events
     # The unique ids are the resource's: registering twice (one client, two tables) stays one handler each.
@@ -34,15 +34,16 @@ def speak_python_types(client: Any) -> Any:
 
 
 class DocumentTable:
-    """The table calls our DynamoDB adapters make, with the resource's `Table` signatures (no `TableName`)."""
+    """The table calls our DynamoDB adapters make, with the resource's `Table` signatures (no `TableName`), on a
+    client that speaks Python values: `speak_python_types(boto3 client)` or the stdlib DynamoDbHttpClient."""
 
     def __init__(self, client: Any, name: str) -> None:
-        self._client = speak_python_types(client)
+        self._client = client
         self.name = name
 
     @property
     def client(self) -> Any:
-        """The boto3 client it speaks through (a test listens to its events)."""
+        """The client it speaks through (a test listens to a boto3 client's events)."""
         return self._client
 
     def get_item(self, **request: Any) -> dict[str, Any]:

@@ -5,8 +5,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-
 from chalicelib.adapters.aws_errors import AwsCalls, condition_failed
 from chalicelib.adapters.dynamodb_items import ItemFields, reported
 from chalicelib.domain.errors import ConcurrentUpdateError, RetryableError, TaskAlreadyExistsError
@@ -285,7 +283,8 @@ class DynamoTaskStore:
             "query the tasks of a model",
             lambda: self._table.query(
                 IndexName=BY_MODEL_INDEX,
-                KeyConditionExpression=Key("model_kind").eq(model_kind_key(kind, embedding_model_id)),
+                KeyConditionExpression="model_kind = :key",
+                ExpressionAttributeValues={":key": model_kind_key(kind, embedding_model_id)},
                 ScanIndexForward=False,
                 Limit=1,
                 ProjectionExpression="task_id, created_at",

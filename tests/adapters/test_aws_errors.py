@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
 from chalicelib.adapters.application_autoscaling import ApplicationAutoScaling
-from chalicelib.adapters.dynamodb_table import DocumentTable
+from chalicelib.adapters.dynamodb_table import DocumentTable, speak_python_types
 from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
 from chalicelib.adapters.s3_artifacts import S3Artifacts
 from chalicelib.adapters.ssm_mirror import SsmAliasMirror
@@ -25,7 +25,7 @@ URL = "s3://bucket/models/m/model.tar.gz"
 @pytest.fixture
 def dynamodb() -> Iterator[tuple[DynamoTaskStore, Stubber]]:
     client = SESSION.client("dynamodb")
-    table = DocumentTable(client, "tasks")
+    table = DocumentTable(speak_python_types(client), "tasks")
     with Stubber(client) as stub:
         yield DynamoTaskStore(table), stub
         stub.assert_no_pending_responses()

@@ -10,7 +10,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import wiring
-from chalicelib.adapters.dynamodb_table import DocumentTable
+from chalicelib.adapters.dynamodb_table import DocumentTable, speak_python_types
 from chalicelib.adapters.dynamodb_tasks import DynamoTaskStore
 from chalicelib.domain.models import TaskStatus
 from tests.fakes.lagging_index import LaggingIndexTable
@@ -22,7 +22,8 @@ JSON = {"Content-Type": "application/json"}
 def lagging(aws_adapters: wiring.Adapters) -> Iterator[tuple[Client, LaggingIndexTable]]:
     import boto3
 
-    table = LaggingIndexTable(DocumentTable(boto3.client("dynamodb"), aws_adapters.settings.tasks_table))
+    client = speak_python_types(boto3.client("dynamodb"))
+    table = LaggingIndexTable(DocumentTable(client, aws_adapters.settings.tasks_table))
     aws_adapters.store = DynamoTaskStore(table)
     with Client(app) as client:
         yield client, table

@@ -87,3 +87,38 @@ def test_the_workers_read_their_messages_through_the_wiring(
     with Client(app) as client:
         assert client.lambda_.invoke(function, event).payload == {"batchItemFailures": []}
     assert read == ['{"action": "advance"}']
+
+
+LAMBDA_ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+                      "AWS_SESSION_TOKEN": "token", "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+@pytest.mark.parametrize(
+    ("choice", "environment", "expected"),
+    [
+        ("stdlib", {}, "stdlib"),
+        ("boto3", {}, "boto3"),
+        # Credentials a profile holds, or an endpoint only boto3 resolves: boto3 is built, never a broken client.
+        ("stdlib", {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "boto3"),
+        ("stdlib", {"AWS_USE_FIPS_ENDPOINT": "true"}, "boto3"),
+    ],
+    ids=["stdlib-on-lambda", "boto3-chosen", "no-credentials-in-the-environment", "fips-endpoint"],
+)
+def test_the_tables_client_is_the_stdlib_one_where_it_can_reach_dynamodb(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, choice: str, environment: dict[str, str], expected: str
+) -> None:
+    from chalicelib.adapters.dynamodb_http import DynamoDbHttpClient
+
+    for name, value in {**LAMBDA_ENVIRONMENT, **environment}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    config = settings.model_copy(update={"dynamodb_client": choice, "region": "eu-west-1"})
+    client = wiring.dynamodb_client(config)
+    if expected == "stdlib":
+        assert isinstance(client, DynamoDbHttpClient)
+        assert client.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+        assert client.max_attempts == wiring.MAX_ATTEMPTS
+    else:
+        assert not isinstance(client, DynamoDbHttpClient)
+        assert client.meta.service_model.service_name == "dynamodb"
+        assert client.meta.region_name == "eu-west-1"

@@ -1,6 +1,7 @@
 """Contract suite: the in-memory and the DynamoDB task store, locks and aliases behave alike."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -8,12 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
-from boto3.dynamodb.conditions import Key
+import requests
 from moto import mock_aws
 
+from chalicelib.adapters.dynamodb_http import DynamoDbHttpClient
 from chalicelib.adapters.dynamodb_models import DynamoAliases, DynamoLiveModelSlots, DynamoModelLocks
-from chalicelib.adapters.dynamodb_table import DocumentTable
+from chalicelib.adapters.dynamodb_table import DocumentTable, speak_python_types
 from chalicelib.adapters.dynamodb_tasks import BY_MODEL_INDEX, DynamoTaskStore, item_to_task, model_kind_key
+from chalicelib.adapters.sigv4 import Credentials
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ConcurrentUpdateError, TaskAlreadyExistsError
 from chalicelib.domain.models import (
@@ -30,6 +33,8 @@ from chalicelib.domain.models import (
     TaskStatus,
     utc_now,
 )
+from esdeploy.local.aws_server import EmbeddedAws
+from esdeploy.local.processes import LOOPBACK, free_port
 from tests.fakes.lagging_index import LaggingIndexTable
 from tests.fakes.memory import (
     InMemoryAliases,
@@ -42,11 +47,47 @@ from tests.fakes.memory import (
 RETENTION = timedelta(days=90)
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
+@pytest.fixture(scope="module")
+def embedded_aws() -> Iterator[EmbeddedAws]:
+    """The local stack's AWS (moto's server), reached over HTTP: what the stdlib DynamoDB client speaks to."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = EmbeddedAws(LOOPBACK, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _dynamodb_backend(dynamodb: Any, settings: Settings) -> dict[str, Any]:
+    """The DynamoDB adapters on `dynamodb`, a client that speaks Python values."""
+    models = DocumentTable(dynamodb, settings.models_table)
+    tasks = LaggingIndexTable(DocumentTable(dynamodb, settings.tasks_table))
+
+    def indexed_newest(model: str, kind: TaskKind) -> Task | None:
+        items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression="model_kind = :key",
+                            ExpressionAttributeValues={":key": model_kind_key(kind, model)},
+                            ScanIndexForward=False, Limit=1)["Items"]
+        return item_to_task(items[0]) if items else None
+
+    return {
+        "store": DynamoTaskStore(tasks, RETENTION),
+        "keeps_forever": DynamoTaskStore(tasks, None),
+        "locks": DynamoModelLocks(models),
+        "aliases": DynamoAliases(models),
+        "slots": DynamoLiveModelSlots(models),
+        "catch_up_index": tasks.catch_up,
+        "indexed_newest": indexed_newest,
+    }
+
+
+@pytest.fixture(params=["memory", "dynamodb-boto3", "dynamodb-stdlib"])
 def backend(request: pytest.FixtureRequest, test_env: dict[str, str], settings: Settings) -> Iterator[dict[str, Any]]:
     """Each store keeps ended tasks for RETENTION; `keeps_forever` is one with no retention. Both
     have their index lagging behind the writes (a GSI read is eventually consistent): every case
-    here holds while the index has not caught up."""
+    here holds while the index has not caught up. DynamoDB is spoken to through both clients the
+    Lambdas may build (chalicelib/wiring.py's dynamodb_client): boto3's, under mock_aws, and the
+    stdlib one, over HTTP to the embedded AWS."""
     if request.param == "memory":
         store = InMemoryTaskStore(RETENTION, index_lag=True)
         models = InMemoryModels()
@@ -63,26 +104,18 @@ def backend(request: pytest.FixtureRequest, test_env: dict[str, str], settings: 
     from esdeploy.local.embedded_aws import create_resources, keep_dynamodb_atomic
 
     keep_dynamodb_atomic()
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_resources(boto3.Session(region_name="us-east-1"), test_env)
-        models = DocumentTable(dynamodb, settings.models_table)
-        tasks = LaggingIndexTable(DocumentTable(dynamodb, settings.tasks_table))
-
-        def indexed_newest(model: str, kind: TaskKind) -> Task | None:
-            items = tasks.query(IndexName=BY_MODEL_INDEX, KeyConditionExpression=Key("model_kind").eq(
-                model_kind_key(kind, model)), ScanIndexForward=False, Limit=1)["Items"]
-            return item_to_task(items[0]) if items else None
-
-        yield {
-            "store": DynamoTaskStore(tasks, RETENTION),
-            "keeps_forever": DynamoTaskStore(tasks, None),
-            "locks": DynamoModelLocks(models),
-            "aliases": DynamoAliases(models),
-            "slots": DynamoLiveModelSlots(models),
-            "catch_up_index": tasks.catch_up,
-            "indexed_newest": indexed_newest,
-        }
+    if request.param == "dynamodb-boto3":
+        with mock_aws():
+            create_resources(boto3.Session(region_name="us-east-1"), test_env)
+            yield _dynamodb_backend(speak_python_types(boto3.client("dynamodb", region_name="us-east-1")), settings)
+        return
+    server: EmbeddedAws = request.getfixturevalue("embedded_aws")
+    requests.post(f"{server.url}/moto-api/reset", timeout=10).raise_for_status()
+    session = boto3.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", server.url)
+        create_resources(session, test_env)
+    yield _dynamodb_backend(DynamoDbHttpClient(server.url, "us-east-1", Credentials("local", "local")), settings)
 
 
 def make_task(task_id: str, model: str = "m1", kind: TaskKind = TaskKind.DEPLOY, offset: float = 0) -> Task:

@@ -109,6 +109,8 @@ def app_on_stack(stack: dict[str, str], packaged: Any, monkeypatch: pytest.Monke
         "ESDEPLOY_TEARDOWN_QUEUE": stack["TeardownTasksQueueName"],
         "ESDEPLOY_ARTIFACT_BUCKET": stack["ArtifactBucketName"],
         "ESDEPLOY_SAGEMAKER_ROLE_ARN": stack["SageMakerExecutionRoleArn"],
+        # The stack is moto's, in this process: it answers botocore only.
+        "ESDEPLOY_DYNAMODB_CLIENT": "boto3",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
