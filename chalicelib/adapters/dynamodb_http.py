@@ -5,15 +5,16 @@ most of a cold API function's first request (bench/coldstart.py, docs/testing.md
 nothing else from it. This client speaks DynamoDB's JSON protocol (`X-Amz-Target: DynamoDB_20120810.<Op>`)
 with the behaviour our adapters rely on from botocore, kept the same:
 
-- retries as botocore's standard mode: 5 attempts in all, a delay of min(20, random * 2^(n-1)) seconds
-  before retry n, on throttling and transient codes, HTTP 500/502/503/504, connection faults, timeouts and
-  a body whose CRC32 is not the one DynamoDB sent (botocore's retry quota is not kept: one Lambda makes a
-  few calls per message);
+- retries as botocore's standard mode (1.44): 5 attempts in all (the wiring's MAX_ATTEMPTS, as for boto3's
+  clients), on throttling and transient codes, HTTP 429/500/502/503/504, connection faults, timeouts and a
+  body whose CRC32 is not the one DynamoDB sent; before retry n a wait of random * min(scale * 2^(n-1), 20) s,
+  the scale 1 s after throttling and 25 ms after anything else, raised by `x-amz-retry-after` (botocore's
+  retry quota is not kept: one Lambda makes a few calls per message);
 - errors as botocore raises them: ClientError with the same `Error.Code`/`Message` and HTTP status, and
-  EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ChecksumError, so that aws_errors.py
-  classifies both clients' faults alike;
-- one kept-alive connection per thread; a kept-alive connection the server closed while idle is opened
-  again at once, without spending an attempt;
+  EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError, SSLError,
+  ChecksumError, so that aws_errors.py classifies both clients' faults alike;
+- one kept-alive connection per thread, opened again when the server has closed it while idle (checked
+  before reuse, as urllib3 checks its pool's);
 - TLS verified against AWS_CA_BUNDLE, else the bundle botocore uses (certifi's, or its own).
 
 Where it cannot be what boto3 would be, `from_environment` returns None and the wiring builds boto3's client:
@@ -25,6 +26,8 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -40,6 +43,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from chalicelib.adapters.dynamodb_values import answer_from_wire, from_wire, request_to_wire
@@ -48,16 +52,24 @@ from chalicelib.version import VERSION
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
-# botocore/retries/standard.py: the codes and statuses its standard mode retries.
-RETRYABLE_CODES = frozenset({
-    "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+# botocore/retries/standard.py (1.44): what its standard mode retries, and how long it waits first.
+TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
+THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
     "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
-    "EC2ThrottledException",
+    "PriorRequestNotComplete", "EC2ThrottledException",
 })
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+# DynamoDB's service model marks this one retryable (not throttling).
+MODELED_RETRYABLE_CODES = frozenset({"ReplicatedWriteConflictException"})
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+THROTTLING_STATUS = 429
+# Retry n waits random * min(scale * 2^(n-1), 20) s: scale 1 s after throttling, 25 ms after anything else
+# (DynamoDB's own scale; 50 ms for other services). x-amz-retry-after (ms) raises it, by 5 s at most.
+THROTTLING_SCALE_SECONDS = 1.0
+DYNAMODB_SCALE_SECONDS = 0.025
 MAX_BACKOFF_SECONDS = 20.0
+RETRY_AFTER_MAX_ADDITIONAL_SECONDS = 5.0
 # What reading or writing on a kept-alive connection that the server has closed raises.
 STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 # Partitions by region name; a region matching none (ISO, a new partition) goes to boto3, which knows.
@@ -115,14 +127,39 @@ def default_ca_bundle(env: Mapping[str, str]) -> str:
         return os.path.join(os.path.dirname(botocore.__file__), "cacert.pem")
 
 
+def _code_and_status(error: ClientError) -> tuple[str, int]:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code, int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def throttling(error: Exception) -> bool:
+    """Whether botocore's standard mode takes this fault for throttling (the longer backoff)."""
+    if not isinstance(error, ClientError):
+        return False
+    code, status = _code_and_status(error)
+    return code in THROTTLING_CODES or (status == THROTTLING_STATUS and code not in MODELED_RETRYABLE_CODES)
+
+
 def retryable(error: Exception) -> bool:
     """Whether botocore's standard mode would try this call again."""
     if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in RETRYABLE_CODES or status in RETRYABLE_STATUSES
+        code, status = _code_and_status(error)
+        return (code in TRANSIENT_CODES or code in MODELED_RETRYABLE_CODES or status in TRANSIENT_STATUSES
+                or throttling(error))
     return isinstance(error, ChecksumError | EndpointConnectionError | ConnectionClosedError | ConnectTimeoutError
                       | ReadTimeoutError)
+
+
+def backoff_seconds(error: Exception, attempt: int, jitter: float) -> float:
+    """The wait before retry `attempt` (1: the first retry), botocore's ExponentialBackoff.delay_amount."""
+    scale = THROTTLING_SCALE_SECONDS if throttling(error) else DYNAMODB_SCALE_SECONDS
+    delay = jitter * min(scale * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    answer = error.response if isinstance(error, ClientError) else {}
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    retry_after = str(headers.get("x-amz-retry-after", ""))
+    if retry_after.isdigit():
+        delay = max(delay, min(int(retry_after) / 1000.0, delay + RETRY_AFTER_MAX_ADDITIONAL_SECONDS))
+    return delay
 
 
 class DynamoDbHttpClient:
@@ -189,7 +226,7 @@ class DynamoDbHttpClient:
                     ReadTimeoutError) as error:
                 if attempt >= self.max_attempts or not retryable(error):
                     raise
-            self._sleep(min(MAX_BACKOFF_SECONDS, self._jitter() * 2 ** (attempt - 1)))
+                self._sleep(backoff_seconds(error, attempt, self._jitter()))
             attempt += 1
 
     def close(self) -> None:
@@ -218,52 +255,50 @@ class DynamoDbHttpClient:
     def _exchange(self, operation: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + operation,
                    "User-Agent": f"esdeploy/{VERSION} stdlib-dynamodb"}
-        for fresh_try in (False, True):
-            connection, reused = self._connection()
-            signed = sign("POST", self.endpoint_url, headers, body, self._credentials, self.region, "dynamodb")
-            try:
-                connection.request("POST", "/", body=body, headers=signed)
-                response = connection.getresponse()
-                payload = response.read()
-            except STALE_CONNECTION as error:
-                self.close()
-                if reused and not fresh_try:
-                    continue  # the server closed an idle connection: a new one, at no attempt's cost
-                raise ConnectionClosedError(endpoint_url=self.endpoint_url) from error
-            except TimeoutError as error:
-                self.close()
-                raise ReadTimeoutError(endpoint_url=self.endpoint_url) from error
-            except (OSError, http.client.HTTPException) as error:
-                self.close()
-                raise EndpointConnectionError(endpoint_url=self.endpoint_url) from error
-            if response.will_close:
-                self.close()
-            return response.status, {name.lower(): value for name, value in response.getheaders()}, payload
-        raise AssertionError("unreachable: the second try returns or raises")
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's connection (opened within the connect timeout if none), and whether it was kept alive."""
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is not None and connection.sock is not None:
-            return connection, True
-        host, port = self._parts.hostname or "", self._parts.port
-        if self._parts.scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=self._connect_timeout,
-                                                     context=self._tls_context())
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+        connection = self._connection()
+        signed = sign("POST", self.endpoint_url, headers, body, self._credentials, self.region, "dynamodb")
         try:
+            connection.request("POST", "/", body=body, headers=signed)
+            response = connection.getresponse()
+            payload = response.read()
+        except STALE_CONNECTION as error:
+            self.close()
+            raise ConnectionClosedError(endpoint_url=self.endpoint_url) from error
+        except TimeoutError as error:
+            self.close()
+            raise ReadTimeoutError(endpoint_url=self.endpoint_url) from error
+        except (OSError, http.client.HTTPException) as error:
+            self.close()
+            raise EndpointConnectionError(endpoint_url=self.endpoint_url) from error
+        if response.will_close:
+            self.close()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, payload
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's connection: the kept-alive one while the server keeps it open, else a new one."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None and not _closed_by_peer(connection.sock):
+            return connection
+        self.close()
+        host, port = self._parts.hostname or "", self._parts.port
+        try:
+            if self._parts.scheme == "https":
+                connection = http.client.HTTPSConnection(host, port, timeout=self._connect_timeout,
+                                                         context=self._tls_context())
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
             connection.connect()
         except TimeoutError as error:
-            connection.close()
             raise ConnectTimeoutError(endpoint_url=self.endpoint_url) from error
+        except (ssl.SSLError, ssl.CertificateError, FileNotFoundError) as error:
+            # A certificate that does not verify, or a CA bundle that is not there: no retry mends either.
+            raise SSLError(endpoint_url=self.endpoint_url, error=error) from error
         except OSError as error:
-            connection.close()
             raise EndpointConnectionError(endpoint_url=self.endpoint_url) from error
         if connection.sock is not None:
             connection.sock.settimeout(self._read_timeout)
         self._local.connection = connection
-        return connection, False
+        return connection
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -271,6 +306,16 @@ class DynamoDbHttpClient:
 
             self._tls = ssl.create_default_context(cafile=self._ca_bundle or default_ca_bundle(os.environ))
         return self._tls
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """An idle kept-alive socket that reads as ready has been closed by the server (or sent what was not asked):
+    urllib3's is_connection_dropped, which botocore's pool runs before it reuses a connection."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _error_answer(status: int, headers: Mapping[str, str], payload: bytes, answer: Any,

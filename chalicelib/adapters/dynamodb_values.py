@@ -2,8 +2,10 @@
 
 What the stdlib DynamoDB client (dynamodb_http.py) sends and reads, so that an item written by it reads the
 same through boto3 and the other way round (tests/adapters/test_dynamodb_values.py compares both on every
-kind of value). Numbers are Decimal in DynamoDB's context (38 digits, exponent -130 to 125): a float, a
-NaN or a number that would round is refused, as boto3 refuses it, rather than stored changed.
+kind of value). Numbers are Decimal in DynamoDB's context (38 digits, exponent -130 to 125): a float is
+refused (TypeError), and a number that would round or overflow raises decimal's own error, as boto3's
+does, rather than being stored changed. Stricter than boto3 where DynamoDB would refuse anyway: an empty
+set, Infinity and NaN are a TypeError here, not a ValidationException from the service.
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ def to_wire(value: Any) -> dict[str, Any]:
 
 
 def _set_to_wire(value: Set[Any]) -> dict[str, Any]:
+    if any(isinstance(member, float) for member in value):
+        raise TypeError("Float types are not supported. Use Decimal types instead.")
     if not value:
         raise TypeError("an empty set is not stored by DynamoDB: leave the attribute out instead")
     if all(_is_number(member) for member in value):

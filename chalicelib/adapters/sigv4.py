@@ -15,9 +15,14 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
-# Headers that a proxy or the HTTP layer may add or change on the way: botocore leaves the first four
-# unsigned (auth.SIGNED_HEADERS_BLACKLIST), and it signs before the HTTP layer adds Content-Length.
-UNSIGNED_HEADERS = frozenset({"expect", "transfer-encoding", "user-agent", "x-amzn-trace-id", "content-length"})
+# Headers that a proxy or the HTTP layer may add, drop or change on the way (hop-by-hop, tracing): botocore
+# 1.44 leaves these unsigned (auth.SIGNED_HEADERS_BLACKLIST). Content-Length too: botocore signs before its
+# HTTP layer adds it, and http.client adds it here.
+UNSIGNED_HEADERS = frozenset({
+    "baggage", "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "traceparent", "tracestate", "trailer", "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
+    "content-length",
+})
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,9 @@ def sign(
     now: datetime | None = None,
 ) -> dict[str, str]:
     """`headers` plus the ones that sign the request (X-Amz-Date, X-Amz-Security-Token, Authorization, Host)."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    moment = now or datetime.now(UTC)
+    # A naive time is UTC, as botocore's clock gives it, not this machine's local time.
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     stamp = moment.strftime("%Y%m%dT%H%M%SZ")
     signed = {**headers, "X-Amz-Date": stamp}
     if credentials.token:

@@ -68,7 +68,9 @@ def run_leftovers(stack: dict[str, Any]) -> list[str]:
     left += [v["Key"] for v in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]]
     left += aws(stack, "sqs").list_queues(QueueNamePrefix=OBSERVER_PREFIX).get("QueueUrls", [])
     left += [r["Name"] for r in aws(stack, "events").list_rules(NamePrefix=OBSERVER_PREFIX)["Rules"]]
-    left += processes_mentioning(variants)  # a local endpoint is a process named after its variant
+    # A local endpoint is a process named after its variant, serving from this stack's folder (another stack
+    # on the machine, a parallel worker's, may serve the same model id).
+    left += [p for p in processes_mentioning(variants) if str(stack["state"]) in p]
     return left
 
 
