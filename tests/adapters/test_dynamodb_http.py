@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -35,6 +38,10 @@ from botocore.exceptions import (
 )
 from botocore.model import OperationModel
 from botocore.retries.standard import RetryContext, StandardRetryConditions
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from moto.server import ThreadedMotoServer
 
 from chalicelib.adapters.dynamodb_http import (
@@ -708,6 +715,64 @@ def test_a_ca_bundle_that_is_not_there_is_botocores_ssl_error_naming_the_endpoin
 
     assert url in str(caught.value)
     assert sleeps == []  # no retry mends a missing bundle
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files: its own CA, trusted only where a test says so."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "esdeploy test endpoint")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "endpoint.pem", directory / "endpoint.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_server(server: ScriptedServer, tmp_path: Path) -> tuple[str, Path]:
+    """The scripted server behind TLS: its https URL and the CA bundle that trusts it."""
+    cert_file, key_file = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server.url.replace("http://", "https://"), cert_file
+
+
+def test_over_https_the_endpoint_is_verified_against_the_ca_bundle(
+    server: ScriptedServer, tls_server: tuple[str, Path], client_for: Callable[..., DynamoDbHttpClient]
+) -> None:
+    url, bundle = tls_server
+    server.will(FOUND, FOUND)
+    client = client_for(url, ca_bundle=str(bundle))
+
+    assert client.get_item(TableName="tasks", Key=KEY)["Item"] == {"k": "1", "n": Decimal(2)}
+    assert client.get_item(TableName="tasks", Key=KEY)["Item"] == {"k": "1", "n": Decimal(2)}
+    assert server.seen[0].port == server.seen[1].port  # one TLS connection, kept alive
+
+
+def test_an_endpoint_whose_certificate_no_trusted_ca_signed_is_refused_without_retry(
+    server: ScriptedServer, tls_server: tuple[str, Path], client_for: Callable[..., DynamoDbHttpClient],
+    sleeps: list[float], tmp_path: Path
+) -> None:
+    url, _ = tls_server
+    (tmp_path / "other").mkdir()
+    other_ca, _ = self_signed(tmp_path / "other")
+
+    with pytest.raises(SSLError) as caught:
+        client_for(url, ca_bundle=str(other_ca)).get_item(TableName="tasks", Key=KEY)
+
+    assert url in str(caught.value)
+    assert server.seen == []  # nothing was sent to an endpoint that did not prove itself
+    assert sleeps == []
 
 
 def unused_port() -> int:
