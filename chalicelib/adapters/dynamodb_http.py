@@ -19,7 +19,8 @@ with the behaviour our adapters rely on from botocore, kept the same:
 
 Where it cannot be what boto3 would be, `from_environment` returns None and the wiring builds boto3's client:
 credentials not in the environment (a profile, SSO: a laptop, not a Lambda), a FIPS or dual-stack endpoint,
-a partition it does not know. An endpoint URL set in ~/.aws/config is not read (the environment's are).
+a partition it does not know, a proxy for the endpoint (HTTPS_PROXY and the like). An endpoint URL set in
+~/.aws/config is not read (the environment's are).
 """
 from __future__ import annotations
 
@@ -101,6 +102,23 @@ def endpoint_for(region: str | None, env: Mapping[str, str]) -> str | None:
     if region.startswith(STANDARD_REGION_PREFIXES) and len(parts) == 3:
         return f"https://dynamodb.{region}.amazonaws.com"
     return None
+
+
+def proxied(endpoint: str, env: Mapping[str, str]) -> bool:
+    """Whether `env` sends requests to `endpoint` through a proxy (HTTPS_PROXY and the like, less NO_PROXY): boto3
+    honours those, this client does not, so it is not built where one applies."""
+    if not any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value.strip()
+               for name, value in env.items()):
+        return False
+    # Not in typeshed, but documented with getproxies_environment and used by requests and urllib3.
+    from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+    parts = urlsplit(endpoint)
+    proxies = {name.lower()[: -len("_proxy")]: value for name, value in env.items()
+               if name.lower().endswith("_proxy") and value.strip()}
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not proxy_bypass_environment(parts.hostname or "", proxies)
 
 
 def environment_credentials(env: Mapping[str, str]) -> Credentials | None:
@@ -338,6 +356,6 @@ def from_environment(region: str | None, env: Mapping[str, str], **options: Any)
     """The stdlib client for this environment, or None where boto3's client should be built instead."""
     endpoint = endpoint_for(region, env)
     credentials = environment_credentials(env)
-    if endpoint is None or credentials is None or not region:
+    if endpoint is None or credentials is None or not region or proxied(endpoint, env):
         return None
     return DynamoDbHttpClient(endpoint, region, credentials, ca_bundle=env.get("AWS_CA_BUNDLE") or None, **options)

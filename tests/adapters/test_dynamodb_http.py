@@ -1070,12 +1070,32 @@ LAMBDA_ENV = {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SES
         ("us-east-1", {**LAMBDA_ENV, "AWS_USE_DUALSTACK_ENDPOINT": "true"}),
         ("us-iso-east-1", LAMBDA_ENV),
         (None, {**LAMBDA_ENV, "AWS_ENDPOINT_URL": "http://localhost:4566"}),
+        ("us-east-1", {**LAMBDA_ENV, "HTTPS_PROXY": "http://proxy.internal:3128"}),
+        ("us-east-1", {**LAMBDA_ENV, "all_proxy": "socks5://proxy.internal:1080"}),
+        ("us-east-1", {**LAMBDA_ENV, "HTTP_PROXY": "http://proxy.internal:3128",
+                       "AWS_ENDPOINT_URL": "http://localhost:4566"}),
     ],
     ids=["no-credentials", "half-credentials", "no-region", "empty-region", "fips", "dualstack", "iso-partition",
-         "endpoint-url-but-no-region"],
+         "endpoint-url-but-no-region", "https-proxy", "all-proxy", "http-proxy-for-an-http-endpoint"],
 )
 def test_from_environment_leaves_to_boto3_what_it_cannot_do(region: str | None, env: dict[str, str]) -> None:
     assert from_environment(region, env) is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {**LAMBDA_ENV, "HTTP_PROXY": "http://proxy.internal:3128"},  # for http only: the endpoint is https
+        {**LAMBDA_ENV, "HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": ".amazonaws.com"},
+        {**LAMBDA_ENV, "https_proxy": "http://proxy.internal:3128", "no_proxy": "*"},
+        {**LAMBDA_ENV, "HTTPS_PROXY": ""},
+    ],
+    ids=["http-proxy-only", "no-proxy-covers-aws", "no-proxy-star", "blank-proxy"],
+)
+def test_a_proxy_that_does_not_apply_to_the_endpoint_leaves_the_stdlib_client(env: dict[str, str]) -> None:
+    client = from_environment("us-east-1", env)
+    assert client is not None
+    assert client.endpoint_url == "https://dynamodb.us-east-1.amazonaws.com"
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,9 @@ def _first_request(snippet: str, endpoint: str, extra: dict[str, str] | None = N
     """The heavy modules a fresh interpreter holds after answering `snippet`'s request."""
     report = f"import json, sys\nprint(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))"
     program = snippet + "\n" + report
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "ESDEPLOY_"))}
+    # A Lambda's environment: no developer's AWS or esdeploy settings, and no proxy (with one, boto3 is built).
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("AWS_", "ESDEPLOY_")) and not name.lower().endswith("_proxy")}
     env.update(BENCH.ENV, AWS_ENDPOINT_URL=endpoint, **(extra or {}))
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, env=env,
                           timeout=120)
