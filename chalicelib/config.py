@@ -141,9 +141,8 @@ class Settings(BaseModel):
     # The hop between two looks at the alarms during a bake (an alarm's EventBridge event wakes
     # the task sooner).
     bake_check_seconds: int = Field(60, ge=1, le=SQS_MAX_DELAY_SECONDS)
-    # How the tables reach DynamoDB: "stdlib" (chalicelib/adapters/dynamodb_http.py; boto3's client where the
-    # environment holds no credentials or names a FIPS/dual-stack endpoint) or "boto3" (the tests' mock_aws
-    # patches botocore, so they choose boto3).
+    # How the tables reach DynamoDB: "stdlib" (chalicelib/adapters/dynamodb_http.py; boto3's client where
+    # `from_environment` says only boto3 can) or "boto3" (the tests: mock_aws answers botocore only).
     dynamodb_client: Literal["stdlib", "boto3"] = "stdlib"
     # Where the functions run (Lambda sets AWS_REGION); None outside AWS and in some tests.
     region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))

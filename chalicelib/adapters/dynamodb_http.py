@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import select
 import socket
@@ -47,7 +48,8 @@ from botocore.exceptions import (
     SSLError,
 )
 
-from chalicelib.adapters.dynamodb_values import answer_from_wire, from_wire, request_to_wire
+from chalicelib.adapters.aws_errors import error_code, http_status
+from chalicelib.adapters.dynamodb_values import answer_from_wire, item_from_wire, request_to_wire
 from chalicelib.adapters.sigv4 import Credentials, sign
 from chalicelib.version import VERSION
 
@@ -71,6 +73,9 @@ THROTTLING_SCALE_SECONDS = 1.0
 DYNAMODB_SCALE_SECONDS = 0.025
 MAX_BACKOFF_SECONDS = 20.0
 RETRY_AFTER_MAX_ADDITIONAL_SECONDS = 5.0
+# The faults below the service's answer that botocore's standard mode retries (a SSLError is not one).
+TRANSPORT_FAULTS = (ChecksumError, EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError,
+                    ReadTimeoutError)
 # What reading or writing on a kept-alive connection that the server has closed raises.
 STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 # Partitions by region name; a region matching none (ISO, a new partition) goes to boto3, which knows.
@@ -138,34 +143,26 @@ def default_ca_bundle(env: Mapping[str, str]) -> str:
 
         return str(certifi.where())
     except ImportError:
-        import os
-
         import botocore
 
         return os.path.join(os.path.dirname(botocore.__file__), "cacert.pem")
-
-
-def _code_and_status(error: ClientError) -> tuple[str, int]:
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    return code, int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
 def throttling(error: Exception) -> bool:
     """Whether botocore's standard mode takes this fault for throttling (the longer backoff)."""
     if not isinstance(error, ClientError):
         return False
-    code, status = _code_and_status(error)
-    return code in THROTTLING_CODES or (status == THROTTLING_STATUS and code not in MODELED_RETRYABLE_CODES)
+    code = error_code(error)
+    return code in THROTTLING_CODES or (http_status(error) == THROTTLING_STATUS and code not in MODELED_RETRYABLE_CODES)
 
 
 def retryable(error: Exception) -> bool:
     """Whether botocore's standard mode would try this call again."""
     if isinstance(error, ClientError):
-        code, status = _code_and_status(error)
-        return (code in TRANSIENT_CODES or code in MODELED_RETRYABLE_CODES or status in TRANSIENT_STATUSES
+        code = error_code(error)
+        return (code in TRANSIENT_CODES or code in MODELED_RETRYABLE_CODES or http_status(error) in TRANSIENT_STATUSES
                 or throttling(error))
-    return isinstance(error, ChecksumError | EndpointConnectionError | ConnectionClosedError | ConnectTimeoutError
-                      | ReadTimeoutError)
+    return isinstance(error, TRANSPORT_FAULTS)
 
 
 def backoff_seconds(error: Exception, attempt: int, jitter: float) -> float:
@@ -240,8 +237,7 @@ class DynamoDbHttpClient:
         while True:
             try:
                 return self._attempt(operation, body, attempt)
-            except (ClientError, ChecksumError, EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError,
-                    ReadTimeoutError) as error:
+            except (ClientError, *TRANSPORT_FAULTS) as error:
                 if attempt >= self.max_attempts or not retryable(error):
                     raise
                 self._sleep(backoff_seconds(error, attempt, self._jitter()))
@@ -320,8 +316,6 @@ class DynamoDbHttpClient:
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
-            import os
-
             self._tls = ssl.create_default_context(cafile=self._ca_bundle or default_ca_bundle(os.environ))
         return self._tls
 
@@ -348,7 +342,7 @@ def _error_answer(status: int, headers: Mapping[str, str], payload: bytes, answe
     error: dict[str, Any] = {"Error": {"Code": code, "Message": str(message)}, "ResponseMetadata": metadata}
     if isinstance(body.get("Item"), dict):
         # A failed condition with ReturnValuesOnConditionCheckFailure carries the item as it is.
-        error["Item"] = {name: from_wire(value) for name, value in body["Item"].items()}
+        error["Item"] = item_from_wire(body["Item"])
     return error
 
 
